@@ -1,0 +1,295 @@
+"""The ``ace`` command (Typer + Rich).
+
+Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
+``--namespace``. Errors are one line on stderr and exit status 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from ace.playbook import AceError, Delta, DeltaError, render
+from ace.playbook.diff import PlaybookDiff
+from ace.playbook.formats import FORMATS, dumps, loads
+from ace.store import DEFAULT_NAMESPACE, PlaybookStore, StaleVersionError, VersionInfo
+
+app = typer.Typer(help="ACE: playbooks that evolve by small, versioned deltas.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+playbook_app = typer.Typer(help="Import, inspect, change and version playbooks.", no_args_is_help=True)
+app.add_typer(playbook_app, name="playbook")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DbOpt = Annotated[str | None, typer.Option("--db", envvar="ACE_DB", show_envvar=True,
+                                           help="SQLAlchemy URL of the store (default: SQLite under ~/.local/share/ace).")]
+NsOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace (agent or tenant) of the playbook.")]
+AuthorOpt = Annotated[str | None, typer.Option("--author", help="Who makes this change (recorded in history).")]
+MessageOpt = Annotated[str | None, typer.Option("--message", "-m", help="Why (recorded in history).")]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn every expected failure into one clear line and exit status 1."""
+    try:
+        yield
+    except AceError as e:
+        err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except (OSError, UnicodeDecodeError) as e:
+        err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except SQLAlchemyError as e:
+        err.print(f"[bold red]error:[/] database: {str(e).splitlines()[0]}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _store(db: str | None) -> PlaybookStore:
+    return PlaybookStore(db)
+
+
+def _ops_summary(info: VersionInfo) -> str:
+    if info.delta is None:
+        return info.kind
+    counts = Counter(op.type for op in info.delta.operations)
+    return " ".join(f"{k}×{v}" for k, v in counts.items()) or "(empty)"
+
+
+def _print_text(text: str) -> None:
+    # Playbook text holds [ids] that Rich would read as markup: print it verbatim.
+    typer.echo(text, nl=not text.endswith("\n"))
+
+
+@playbook_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="Playbook file (ACE text, JSON, Markdown or kayba skillbook).")],
+    name: Annotated[str, typer.Option("--name", help="Name to store it under.")],
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}; guessed if absent.")] = None,
+    db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE, author: AuthorOpt = None, message: MessageOpt = None,
+) -> None:
+    """Import a playbook file as version 1 of a new playbook."""
+    with _errors():
+        pb = loads(file.read_text(encoding="utf-8"), fmt, filename=file.name)
+        info = _store(db).create(name, pb, namespace=namespace, author=author, message=message or f"import {file.name}")
+        out.print(f"imported [bold]{name}[/] v{info.version}: {len(pb)} bullets in {len(pb.sections)} sections "
+                  f"(digest {info.digest[:12]})")
+
+
+@playbook_app.command()
+def show(
+    name: str,
+    version: Annotated[int | None, typer.Option("--version", "-v", help="Version to show (default: head).")] = None,
+    budget: Annotated[int | None, typer.Option("--budget", help="Token budget: keep the most useful bullets.")] = None,
+    counters: Annotated[bool, typer.Option(help="Print helpful/harmful counters.")] = True,
+    db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Print a playbook as prompt text."""
+    with _errors():
+        pb = _store(db).load(name, version, namespace=namespace)
+        _print_text(render(pb, counters=counters, budget=budget))
+
+
+@playbook_app.command()
+def history(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+    """List every version, oldest first."""
+    with _errors():
+        table = Table("version", "parent", "kind", "ops", "bullets", "author", "message", "when (UTC)", "digest")
+        for h in _store(db).history(name, namespace=namespace):
+            table.add_row(str(h.version), str(h.parent or ""), h.kind, _ops_summary(h), str(h.n_bullets),
+                          h.author or "", h.message or "", h.created_at.strftime("%Y-%m-%d %H:%M:%S"), h.digest[:12])
+        out.print(table)
+
+
+def _print_diff(d: PlaybookDiff) -> None:
+    if d.empty:
+        out.print("no differences")
+        return
+    for b in d.added:
+        out.print(f"+ [{b.id}] ({b.section}) {b.content}", style="green", markup=False)
+    for b in d.removed:
+        out.print(f"- [{b.id}] ({b.section}) {b.content}", style="red", markup=False)
+    for c in d.changed:
+        parts = []
+        for f in c.fields:
+            before, after = getattr(c.before, f), getattr(c.after, f)
+            parts.append(f"{f}: {before!r} → {after!r}" if f in ("content", "section") else f"{f} {before}→{after}")
+        out.print(f"~ [{c.after.id}] " + "; ".join(parts), style="yellow", markup=False)
+    out.print(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed")
+
+
+@playbook_app.command("diff")
+def diff_(name: str, v1: int, v2: int, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+    """Show bullets added, removed and changed from version V1 to V2."""
+    with _errors():
+        _print_diff(_store(db).diff(name, v1, v2, namespace=namespace))
+
+
+@playbook_app.command("apply")
+def apply_(
+    name: str,
+    delta_file: Annotated[Path, typer.Argument(metavar="DELTA.json", help="Delta JSON: {\"operations\": [...]}.")],
+    expected_version: Annotated[int | None, typer.Option("--expected-version", help="Fail if the head moved past this.")] = None,
+    db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE, author: AuthorOpt = None, message: MessageOpt = None,
+) -> None:
+    """Apply a delta as a new version (all operations or none)."""
+    with _errors():
+        delta = Delta.parse(delta_file.read_text(encoding="utf-8"))
+        info = _store(db).commit(name, delta, namespace=namespace, expected_version=expected_version,
+                                 author=author, message=message or delta.reasoning)
+        out.print(f"[bold]{name}[/] v{info.version}: {_ops_summary(info)} → {info.n_bullets} bullets "
+                  f"(digest {info.digest[:12]})")
+
+
+@playbook_app.command()
+def rollback(
+    name: str, version: int, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE,
+    author: AuthorOpt = None, message: MessageOpt = None,
+) -> None:
+    """Make an old version the head again, as a new version (history is kept)."""
+    with _errors():
+        info = _store(db).rollback(name, version, namespace=namespace, author=author, message=message)
+        out.print(f"[bold]{name}[/] v{info.version}: rolled back to the state of v{version} ({info.n_bullets} bullets)")
+
+
+@playbook_app.command()
+def export(
+    name: str,
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "ace",
+    version: Annotated[int | None, typer.Option("--version", "-v", help="Version to export (default: head).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Export a playbook as ACE text, JSON (lossless), Markdown or a kayba skillbook."""
+    with _errors():
+        text = dumps(_store(db).load(name, version, namespace=namespace), fmt)
+        if output:
+            output.write_text(text, encoding="utf-8")
+            err.print(f"wrote {output}")
+        else:
+            _print_text(text)
+
+
+@playbook_app.command()
+def blame(name: str, bullet_id: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+    """List the versions that touched a bullet, with their provenance."""
+    with _errors():
+        entries = _store(db).blame(name, bullet_id, namespace=namespace)
+        if not entries:
+            raise AceError(f"no version of {name!r} touched a bullet with id {bullet_id!r}")
+        table = Table("version", "op", "task", "step", "run", "role", "author", "message", "when (UTC)")
+        for e in entries:
+            s = e.source
+            table.add_row(str(e.version), e.op, (s and s.task_id) or "", str(s.step) if s and s.step is not None else "",
+                          (s and s.run_id) or "", (s and s.role) or "", e.author or "", e.message or "",
+                          e.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+        out.print(table)
+
+
+@playbook_app.command("list")
+def list_(db: DbOpt = None, namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None) -> None:
+    """List stored playbooks."""
+    with _errors():
+        table = Table("namespace", "name", "head", "created (UTC)")
+        for p in _store(db).list(namespace):
+            table.add_row(p.namespace, p.name, str(p.head), p.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+        out.print(table)
+
+
+@playbook_app.command()
+def verify(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+    """Rebuild every version from the log and check each against its recorded digest."""
+    with _errors():
+        n = _store(db).verify(name, namespace=namespace)
+        out.print(f"[green]ok[/]: {n} versions of {name!r} rebuild to their recorded digests")
+
+
+def bundled_playbook(name: str) -> Path:
+    """A starter playbook shipped in ``playbooks/`` (in a checkout) or inside the installed package."""
+    for root in (Path(__file__).resolve().parent.parent / "playbooks", Path(__file__).resolve().parent / "_playbooks"):
+        if (root / name).is_file():
+            return root / name
+    raise AceError(f"bundled playbook {name!r} not found; is the package installed from a full checkout?")
+
+
+TOUR_DELTA = {
+    "reasoning": "The answer used the wrong base year; record the rule and credit the bullet that helped.",
+    "operations": [
+        {"type": "ADD", "section": "FORMULAS AND CALCULATIONS",
+         "content": "For growth over N years use (end / start) ** (1 / N) - 1, with N the number of periods, not of years listed."},
+        {"type": "TAG", "id": "calc-00002", "tag": "helpful"},
+        {"type": "TAG", "id": "calc-00002", "tag": "helpful"},
+        {"type": "TAG", "id": "mis-00006", "tag": "harmful"},
+    ],
+    "source": {"task_id": "formula-17", "step": 1, "run_id": "tour", "role": "curator"},
+}
+
+
+@app.command()
+def tour(
+    db: Annotated[str | None, typer.Option("--db", help="Store to use (default: a new SQLite file in a temp dir).")] = None,
+) -> None:
+    """Walk through the playbook store on a bundled playbook: import, delta, bad delta, stale writer, diff, rollback."""
+    with _errors():
+        if db is None:
+            db = f"sqlite:///{Path(tempfile.mkdtemp(prefix='ace-tour-')) / 'ace.db'}"
+        store = PlaybookStore(db)
+        name = "finance"
+        out.rule("1. import the bundled starter playbook (version 1)")
+        pb = loads(bundled_playbook("finance.txt").read_text(encoding="utf-8"))
+        store.create(name, pb, author="tour", message="import playbooks/finance.txt")
+        _print_text(render(pb, budget=120))
+        out.print(f"(shown under a 120-token budget; the whole playbook has {len(pb)} bullets)", style="dim")
+
+        out.rule("2. a curator's delta lands as version 2")
+        delta = Delta.parse(json.dumps(TOUR_DELTA))
+        out.print_json(json.dumps(TOUR_DELTA))
+        info = store.commit(name, delta, expected_version=1, author="tour")
+        out.print(f"v{info.version}: {_ops_summary(info)}")
+
+        out.rule("3. a malformed delta is rejected whole; the playbook is unchanged")
+        bad = {"operations": [{"type": "TAG", "id": "calc-00002", "tag": "helpful"},
+                              {"type": "UPDATE", "id": "calc-99999", "content": "no such bullet"}]}
+        try:
+            store.commit(name, Delta.parse(json.dumps(bad)), expected_version=2)
+        except DeltaError as e:
+            out.print(f"rejected: {e}", style="red", markup=False)
+        out.print(f"head is still v{store.head(name).version}")
+
+        out.rule("4. a stale writer gets a specific error")
+        try:
+            store.commit(name, Delta.parse({"operations": [{"type": "TAG", "id": "calc-00001", "tag": "helpful"}]}),
+                         expected_version=1)
+        except StaleVersionError as e:
+            out.print(f"rejected: {e}", style="red", markup=False)
+
+        out.rule("5. diff v1 → v2, blame, rollback")
+        _print_diff(store.diff(name, 1, 2))
+        for e in store.blame(name, "calc-00002"):
+            out.print(f"calc-00002 touched in v{e.version} by {e.op} (task {e.source.task_id if e.source else '-'})",
+                      markup=False)
+        rb = store.rollback(name, 1, author="tour")
+        out.print(f"v{rb.version}: rolled back to v1 (same digest as v1: {rb.digest == store.version(name, 1).digest})")
+        store.verify(name)
+        out.rule("history")
+        history(name, db=db, namespace=DEFAULT_NAMESPACE)
+        out.print(f"\nStored in [bold]{db}[/]. Explore it: [cyan]ace playbook show {name} --version 2 --db {db}[/]",
+                  soft_wrap=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

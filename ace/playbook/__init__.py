@@ -1,0 +1,25 @@
+"""The context as data, pure (no I/O): bullets, sections, playbooks, deltas, rendering and formats."""
+
+from ace.playbook.delta import (
+    DEFAULT_POLICY,
+    AddOp,
+    Applied,
+    ApplyPolicy,
+    Delta,
+    MergeOp,
+    Operation,
+    RemoveOp,
+    TagOp,
+    UpdateOp,
+    apply,
+)
+from ace.playbook.errors import AceError, DeltaError, PlaybookFormatError
+from ace.playbook.formats import dumps, loads, parse_ace, to_ace
+from ace.playbook.model import Bullet, Playbook, Section, Source
+from ace.playbook.render import approx_tokens, rank, render
+
+__all__ = [
+    "DEFAULT_POLICY", "AceError", "AddOp", "Applied", "ApplyPolicy", "Bullet", "Delta", "DeltaError", "MergeOp",
+    "Operation", "Playbook", "PlaybookFormatError", "RemoveOp", "Section", "Source", "TagOp", "UpdateOp",
+    "apply", "approx_tokens", "dumps", "loads", "parse_ace", "rank", "render", "to_ace",
+]

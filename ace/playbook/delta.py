@@ -1,0 +1,312 @@
+"""Deltas: the small, validated changes a curator emits, and :func:`apply`, which makes them atomic.
+
+Wire format (what a curator LLM returns)::
+
+    {"reasoning": "...",
+     "operations": [{"type": "ADD", "section": S, "content": C},
+                    {"type": "UPDATE", "id": I, "content": C},
+                    {"type": "TAG", "id": I, "tag": "helpful" | "harmful" | "neutral"},
+                    {"type": "REMOVE", "id": I},
+                    {"type": "MERGE", "ids": [I, ...], "content": C}]}
+
+``apply`` returns a new playbook and the *resolved* delta (ADD ops carry the id they were given, MERGE ops the
+surviving id), which is what a store logs so that replaying the log is exact. If any operation is invalid,
+``apply`` raises :class:`DeltaError` naming the operation and the reason, and the input playbook is untouched
+(it is immutable; the new one is discarded).
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ace.playbook.errors import DeltaError
+from ace.playbook.model import ID_RE, Bullet, Playbook, Section, Source, derive_slug, numeric_suffix
+
+Tag = Literal["helpful", "harmful", "neutral"]
+
+
+class _Op(BaseModel):
+    # Curators often add fields of their own (a rationale, a confidence): ignore them rather than fail the step.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    reason: str | None = Field(default=None, description="Why the curator proposes this operation.")
+
+
+class AddOp(_Op):
+    type: Literal["ADD"] = "ADD"
+    section: str
+    content: str
+    id: str | None = Field(default=None, description="Assigned by apply(); set only when replaying a log.")
+
+
+class UpdateOp(_Op):
+    type: Literal["UPDATE"] = "UPDATE"
+    id: str
+    content: str
+
+
+class TagOp(_Op):
+    type: Literal["TAG"] = "TAG"
+    id: str
+    tag: Tag
+
+    @field_validator("tag", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+
+class RemoveOp(_Op):
+    type: Literal["REMOVE"] = "REMOVE"
+    id: str
+
+
+class MergeOp(_Op):
+    type: Literal["MERGE"] = "MERGE"
+    ids: list[str] = Field(min_length=2)
+    content: str
+    id: str | None = Field(default=None, description="The surviving id; the first of `ids` unless given.")
+
+
+Operation = Annotated[AddOp | UpdateOp | TagOp | RemoveOp | MergeOp, Field(discriminator="type")]
+
+
+class Delta(BaseModel):
+    """An ordered list of operations, applied all or nothing, with the provenance of whoever proposed it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    operations: list[Operation] = Field(default_factory=list)
+    reasoning: str | None = None
+    source: Source | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize_types(cls, data: Any) -> Any:
+        # LLMs write "add" or "Add" as often as "ADD".
+        if isinstance(data, dict) and isinstance(data.get("operations"), list):
+            ops = [
+                {**op, "type": op["type"].strip().upper()} if isinstance(op, dict) and isinstance(op.get("type"), str)
+                else op
+                for op in data["operations"]
+            ]
+            data = {**data, "operations": ops}
+        return data
+
+    @classmethod
+    def parse(cls, data: str | bytes | dict[str, Any]) -> Delta:
+        """Validate curator output (JSON text or a dict); raises :class:`DeltaError` naming the bad operation."""
+        if isinstance(data, (str, bytes)):
+            try:
+                data = json.loads(data)
+            except json.JSONDecodeError as e:
+                raise DeltaError(f"not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise DeltaError(f"expected a JSON object with an 'operations' list, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise _delta_error_from(e) from None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+    def ids_touched(self) -> list[tuple[str, str]]:
+        """``(bullet id, op type)`` for every bullet a *resolved* delta touched, in order."""
+        out: list[tuple[str, str]] = []
+        for op in self.operations:
+            if isinstance(op, MergeOp):
+                out.extend((i, "MERGE") for i in op.ids)
+            elif op.id is not None:
+                out.append((op.id, op.type))
+        return out
+
+
+def _delta_error_from(e: ValidationError) -> DeltaError:
+    err = e.errors()[0]
+    loc = list(err["loc"])
+    if len(loc) >= 2 and loc[0] == "operations" and isinstance(loc[1], int):
+        # loc is ("operations", i, <discriminator tag>, field...) for a tagged union member.
+        index = loc[1]
+        rest = [str(x) for x in loc[2:] if x not in ("ADD", "UPDATE", "TAG", "REMOVE", "MERGE")]
+        field = f"field '{'.'.join(rest)}': " if rest else ""
+        msg = err["msg"]
+        if err["type"] == "union_tag_invalid":
+            msg = "unknown operation type; expected one of ADD, UPDATE, TAG, REMOVE, MERGE"
+        elif err["type"] == "union_tag_not_found":
+            msg = "missing 'type'; expected one of ADD, UPDATE, TAG, REMOVE, MERGE"
+        return DeltaError(f"{field}{msg}", op_index=index)
+    where = ".".join(str(x) for x in loc)
+    return DeltaError(f"{where + ': ' if where else ''}{err['msg']}")
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyPolicy:
+    """Limits ``apply`` enforces. ``new_sections``: what an ADD to an unknown section does ("create" or "reject")."""
+
+    max_content_chars: int = 4000
+    max_section_chars: int = 200
+    max_bullets: int | None = None
+    new_sections: Literal["create", "reject"] = "create"
+
+
+DEFAULT_POLICY = ApplyPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """Result of :func:`apply`: the new playbook and the resolved delta that produced it."""
+
+    playbook: Playbook
+    delta: Delta
+
+
+def clean_text(text: str, *, limit: int, what: str = "content", single_line: bool = False) -> str:
+    """Normalize and check text that goes into a playbook; raises ValueError saying what is wrong."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} must be a string")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise ValueError(f"{what} is empty")
+    if len(text) > limit:
+        raise ValueError(f"{what} is {len(text)} characters, over the limit of {limit}")
+    for ch in text:
+        # Control characters (NUL, escapes, bidi overrides) corrupt prompts and terminals; \n and \t are fine.
+        if ch in "\n\t":
+            if single_line and ch == "\n":
+                raise ValueError(f"{what} must be a single line")
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d":
+            raise ValueError(f"{what} contains the control character U+{ord(ch):04X}")
+    return text
+
+
+class _Draft:
+    """Mutable working copy used inside one ``apply``; discarded on error."""
+
+    def __init__(self, pb: Playbook) -> None:
+        self.bullets: dict[str, Bullet] = dict(pb.bullets_by_id)
+        self.sections: dict[str, Section] = dict(pb.sections)
+        self.next_id = pb.next_id
+
+    def set_ids(self, name: str, ids: tuple[str, ...]) -> None:
+        self.sections[name] = replace(self.sections[name], ids=ids)
+
+    def require(self, bullet_id: str) -> Bullet:
+        b = self.bullets.get(bullet_id)
+        if b is None:
+            raise ValueError(f"unknown bullet id {bullet_id!r}")
+        return b
+
+    def remove(self, bullet_id: str) -> None:
+        b = self.bullets.pop(bullet_id)
+        self.set_ids(b.section, tuple(i for i in self.sections[b.section].ids if i != bullet_id))
+
+
+def apply(playbook: Playbook, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POLICY) -> Applied:
+    """Apply every operation of ``delta`` in order, or none of them.
+
+    Raises :class:`DeltaError` (naming the operation index, type and reason) on an unknown id, empty or
+    oversize content, a section the policy rejects, or a malformed operation. Operations see the effects of
+    the ones before them (an UPDATE of a bullet an earlier op removed is an unknown id).
+    """
+    draft = _Draft(playbook)
+    step = delta.source.step if delta.source else None
+    src = (delta.source,) if delta.source else ()
+    resolved: list[Any] = []
+    for index, op in enumerate(delta.operations):
+        try:
+            resolved.append(_apply_op(draft, op, step, src, policy))
+        except ValueError as e:
+            raise DeltaError(str(e), op_index=index, op_type=op.type) from None
+    new = Playbook(draft.sections, draft.bullets, draft.next_id)
+    return Applied(new, delta.model_copy(update={"operations": resolved}))
+
+
+def _apply_op(d: _Draft, op: Any, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> Any:
+    if isinstance(op, TagOp):
+        b = d.require(op.id)
+        counter = op.tag
+        d.bullets[op.id] = replace(b, **{counter: getattr(b, counter) + 1}, updated_step=_later(b.updated_step, step))
+        return op
+    if isinstance(op, AddOp):
+        return _add(d, op, step, src, policy)
+    if isinstance(op, UpdateOp):
+        b = d.require(op.id)
+        content = clean_text(op.content, limit=policy.max_content_chars)
+        d.bullets[op.id] = replace(b, content=content, updated_step=_later(b.updated_step, step),
+                                   sources=b.sources + src)
+        return op
+    if isinstance(op, RemoveOp):
+        d.require(op.id)
+        d.remove(op.id)
+        return op
+    if isinstance(op, MergeOp):
+        return _merge(d, op, step, src, policy)
+    raise ValueError(f"unsupported operation {op!r}")  # pragma: no cover - the union is closed
+
+
+def _add(d: _Draft, op: AddOp, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> AddOp:
+    name = clean_text(op.section, limit=policy.max_section_chars, what="section", single_line=True)
+    content = clean_text(op.content, limit=policy.max_content_chars)
+    if policy.max_bullets is not None and len(d.bullets) >= policy.max_bullets:
+        raise ValueError(f"the playbook holds its maximum of {policy.max_bullets} bullets; remove or merge first")
+    if name not in d.sections:
+        if policy.new_sections == "reject":
+            known = ", ".join(repr(s) for s in d.sections) or "none"
+            raise ValueError(f"unknown section {name!r} (policy rejects new sections; known: {known})")
+        d.sections[name] = Section(name, derive_slug(name, {s.slug for s in d.sections.values()}))
+    sec = d.sections[name]
+    if op.id is None:
+        new_id = f"{sec.slug}-{d.next_id:05d}"
+        while new_id in d.bullets:  # a foreign id from an import can sit on the counter; skip past it
+            d.next_id += 1
+            new_id = f"{sec.slug}-{d.next_id:05d}"
+        d.next_id += 1
+    else:
+        new_id = op.id
+        if not ID_RE.fullmatch(new_id):
+            raise ValueError(f"invalid bullet id {new_id!r}")
+        if new_id in d.bullets:
+            raise ValueError(f"bullet id {new_id!r} already exists")
+        d.next_id = max(d.next_id, (numeric_suffix(new_id) or 0) + 1)
+    d.bullets[new_id] = Bullet(new_id, name, content, created_step=step, updated_step=step, sources=src)
+    d.set_ids(name, sec.ids + (new_id,))
+    return op.model_copy(update={"id": new_id, "section": name})
+
+
+def _merge(d: _Draft, op: MergeOp, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> MergeOp:
+    if len(set(op.ids)) != len(op.ids):
+        raise ValueError("MERGE lists the same id twice")
+    parts = [d.require(i) for i in op.ids]
+    survivor_id = op.id or op.ids[0]
+    if survivor_id not in op.ids:
+        raise ValueError(f"surviving id {survivor_id!r} is not among the merged ids")
+    content = clean_text(op.content, limit=policy.max_content_chars)
+    survivor = d.bullets[survivor_id]
+    sources: list[Source] = []
+    merged_from: list[str] = list(survivor.merged_from)
+    for b in parts:
+        sources.extend(s for s in b.sources if s not in sources)
+        if b.id != survivor_id:
+            merged_from.extend([b.id, *b.merged_from])
+    created = [b.created_step for b in parts if b.created_step is not None]
+    merged = replace(
+        survivor, content=content,
+        helpful=sum(b.helpful for b in parts), harmful=sum(b.harmful for b in parts),
+        neutral=sum(b.neutral for b in parts),
+        created_step=min(created) if created else None, updated_step=_later(survivor.updated_step, step),
+        sources=tuple(sources) + tuple(s for s in src if s not in sources), merged_from=tuple(merged_from),
+    )
+    for b in parts:
+        if b.id != survivor_id:
+            d.remove(b.id)
+    d.bullets[survivor_id] = merged
+    return op.model_copy(update={"id": survivor_id})
+
+
+def _later(current: int | None, step: int | None) -> int | None:
+    return step if step is not None else current

@@ -1,0 +1,316 @@
+"""The playbook as immutable data: :class:`Source`, :class:`Bullet`, :class:`Section`, :class:`Playbook`.
+
+Everything here is frozen. A change makes a new :class:`Playbook` that shares the untouched bullets with the old
+one, which is what lets ``apply`` be atomic (the old object is never touched) and lets a rendered prompt and a
+content digest be memoized per object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+# Ids look like the paper's (`shr-00001`) but any short token of these characters is accepted on import.
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_NUMERIC_SUFFIX = re.compile(r"-(\d+)$")
+
+# Slugs of the sections used by the paper's released playbooks; other sections get one derived from their name.
+KNOWN_SLUGS: Mapping[str, str] = MappingProxyType(
+    {
+        "STRATEGIES AND HARD RULES": "shr",
+        "APIS TO USE FOR SPECIFIC INFORMATION": "api",
+        "USEFUL CODE SNIPPETS AND TEMPLATES": "code",
+        "COMMON MISTAKES AND CORRECT STRATEGIES": "cms",
+        "PROBLEM-SOLVING HEURISTICS AND WORKFLOWS": "psw",
+        "VERIFICATION CHECKLIST": "vc",
+        "TROUBLESHOOTING AND PITFALLS": "ts",
+        "OTHERS": "misc",
+    }
+)
+_STOPWORDS = frozenset({"and", "or", "to", "for", "of", "the", "a", "an", "in", "on", "with"})
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Provenance of a change: which task, step, run and role produced it."""
+
+    task_id: str | None = None
+    step: int | None = None
+    run_id: str | None = None
+    role: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in (("task_id", self.task_id), ("step", self.step), ("run_id", self.run_id),
+                                  ("role", self.role), ("note", self.note)) if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Source:
+        return cls(task_id=data.get("task_id"), step=data.get("step"), run_id=data.get("run_id"),
+                   role=data.get("role"), note=data.get("note"))
+
+
+@dataclass(frozen=True, slots=True)
+class Bullet:
+    """One id'd item of the playbook.
+
+    ``sources`` lists the provenance of every content change (add, update, merge), oldest first;
+    ``merged_from`` the ids of bullets folded into this one; ``extra`` keeps format-specific fields
+    (e.g. a skillbook's keywords) so that imports round-trip.
+    """
+
+    id: str
+    section: str
+    content: str
+    helpful: int = 0
+    harmful: int = 0
+    neutral: int = 0
+    created_step: int | None = None
+    updated_step: int | None = None
+    sources: tuple[Source, ...] = ()
+    merged_from: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    _digest: bytes | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+
+    @property
+    def score(self) -> int:
+        """Net usefulness as tagged by the reflector: helpful minus harmful."""
+        return self.helpful - self.harmful
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "section": self.section, "content": self.content,
+                             "helpful": self.helpful, "harmful": self.harmful, "neutral": self.neutral}
+        if self.created_step is not None:
+            d["created_step"] = self.created_step
+        if self.updated_step is not None:
+            d["updated_step"] = self.updated_step
+        if self.sources:
+            d["sources"] = [s.to_dict() for s in self.sources]
+        if self.merged_from:
+            d["merged_from"] = list(self.merged_from)
+        if self.extra:
+            d["extra"] = dict(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Bullet:
+        return cls(
+            id=d["id"], section=d["section"], content=d["content"],
+            helpful=d.get("helpful", 0), harmful=d.get("harmful", 0), neutral=d.get("neutral", 0),
+            created_step=d.get("created_step"), updated_step=d.get("updated_step"),
+            sources=tuple(Source.from_dict(s) for s in d.get("sources", ())),
+            merged_from=tuple(d.get("merged_from", ())), extra=d.get("extra") or {},
+        )
+
+    def digest(self) -> bytes:
+        """SHA-256 of the canonical JSON of this bullet, computed once per object."""
+        if self._digest is None:
+            canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            object.__setattr__(self, "_digest", hashlib.sha256(canon.encode()).digest())
+        return self._digest  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A named, ordered group of bullet ids; ``slug`` prefixes the ids of bullets added to it."""
+
+    name: str
+    slug: str
+    ids: tuple[str, ...] = ()
+
+
+def numeric_suffix(bullet_id: str) -> int | None:
+    """The counter part of a paper-style id (`shr-00042` → 42), or None."""
+    m = _NUMERIC_SUFFIX.search(bullet_id)
+    return int(m.group(1)) if m else None
+
+
+def derive_slug(name: str, taken: frozenset[str] | set[str] = frozenset()) -> str:
+    """A short id prefix for a section: the paper's slug when known, else the initials of its words."""
+    key = name.strip().rstrip(":").strip().upper()
+    slug = KNOWN_SLUGS.get(key)
+    if slug is None:
+        words = [w for w in re.split(r"[^A-Za-z0-9]+", name.lower()) if w and w not in _STOPWORDS]
+        if not words:
+            slug = "sec"
+        elif len(words) == 1:
+            slug = words[0][:4]
+        else:
+            slug = "".join(w[0] for w in words[:4])
+    base, n = slug, 2
+    while slug in taken:
+        slug, n = f"{base}{n}", n + 1
+    return slug
+
+
+class Playbook:
+    """An immutable, ordered playbook: sections in order, each holding bullet ids in order.
+
+    ``next_id`` is the one global counter new ids are drawn from (`[slug-NNNNN]`, as in the paper).
+    Build one with :meth:`empty`, :meth:`from_sections` or a parser in :mod:`ace.playbook.formats`;
+    change one with :func:`ace.playbook.apply`.
+    """
+
+    __slots__ = ("_bullets", "_sections", "_next_id", "_memo")
+
+    def __init__(self, sections: Mapping[str, Section], bullets: Mapping[str, Bullet], next_id: int) -> None:
+        self._sections: Mapping[str, Section] = sections
+        self._bullets: Mapping[str, Bullet] = bullets
+        self._next_id = next_id
+        self._memo: dict[Any, Any] = {}
+
+    # -- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def empty(cls, sections: list[str] | tuple[str, ...] = ()) -> Playbook:
+        return cls.from_sections([(name, []) for name in sections])
+
+    @classmethod
+    def from_sections(
+        cls,
+        sections: list[tuple[str, list[Bullet]]] | list[tuple[str, list[Bullet], str | None]],
+        next_id: int | None = None,
+    ) -> Playbook:
+        """Build from ``(name, bullets[, slug])`` triples; validates ids and infers slugs and the counter."""
+        secs: dict[str, Section] = {}
+        bullets: dict[str, Bullet] = {}
+        taken: set[str] = set()
+        top = 0
+        for entry in sections:
+            name, items = entry[0], entry[1]
+            slug = entry[2] if len(entry) > 2 else None  # type: ignore[misc]
+            if name in secs:
+                raise ValueError(f"section {name!r} appears twice")
+            ids = []
+            for b in items:
+                if not ID_RE.fullmatch(b.id):
+                    raise ValueError(f"invalid bullet id {b.id!r}")
+                if b.id in bullets:
+                    raise ValueError(f"bullet id {b.id!r} appears twice")
+                if b.section != name:
+                    b = replace(b, section=name)
+                bullets[b.id] = b
+                ids.append(b.id)
+                top = max(top, numeric_suffix(b.id) or 0)
+            slug = slug or _dominant_prefix(ids, taken) or derive_slug(name, taken)
+            taken.add(slug)
+            secs[name] = Section(name, slug, tuple(ids))
+        return cls(secs, bullets, max(next_id or 0, top + 1))
+
+    # -- reading ------------------------------------------------------------------------------------------
+    @property
+    def next_id(self) -> int:
+        return self._next_id
+
+    @property
+    def sections(self) -> Mapping[str, Section]:
+        return MappingProxyType(self._sections)  # type: ignore[arg-type]
+
+    @property
+    def bullets_by_id(self) -> Mapping[str, Bullet]:
+        return MappingProxyType(self._bullets)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self._bullets)
+
+    def __contains__(self, bullet_id: object) -> bool:
+        return bullet_id in self._bullets
+
+    def __iter__(self) -> Iterator[Bullet]:
+        """Bullets in render order: section by section, each in its own order."""
+        for sec in self._sections.values():
+            for i in sec.ids:
+                yield self._bullets[i]
+
+    def __getitem__(self, bullet_id: str) -> Bullet:
+        return self._bullets[bullet_id]
+
+    def get(self, bullet_id: str) -> Bullet | None:
+        return self._bullets.get(bullet_id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Playbook) and self.digest() == other.digest()
+
+    def __hash__(self) -> int:
+        return hash(self.digest())
+
+    def __repr__(self) -> str:
+        return f"Playbook({len(self._sections)} sections, {len(self._bullets)} bullets, next_id={self._next_id})"
+
+    def memo(self, key: Any, compute: Any) -> Any:
+        """Cache a derived value (a render, a digest) on this immutable object."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the whole state (order, slugs, counters, every bullet field): the version hash."""
+
+        def compute() -> str:
+            h = hashlib.sha256(b"ace.playbook/v1\0%d\0" % self._next_id)
+            for sec in self._sections.values():
+                h.update(f"\x1e{sec.name}\x1f{sec.slug}\x1f".encode())
+                h.update(b"".join(self._bullets[i].digest() for i in sec.ids))
+            return h.hexdigest()
+
+        return self.memo("digest", compute)  # type: ignore[no-any-return]
+
+    def stats(self) -> dict[str, int]:
+        """Counts a curator prompt or a CLI table shows."""
+        return {
+            "sections": len(self._sections),
+            "bullets": len(self._bullets),
+            "helpful": sum(b.helpful for b in self._bullets.values()),
+            "harmful": sum(b.harmful for b in self._bullets.values()),
+            "untagged": sum(1 for b in self._bullets.values() if b.helpful == b.harmful == b.neutral == 0),
+        }
+
+    # -- plain-data form (JSON snapshots) -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "ace.playbook/v1",
+            "next_id": self._next_id,
+            "sections": [
+                {"name": s.name, "slug": s.slug, "bullets": [_bullet_row(self._bullets[i]) for i in s.ids]}
+                for s in self._sections.values()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Playbook:
+        secs: dict[str, Section] = {}
+        bullets: dict[str, Bullet] = {}
+        for s in data["sections"]:
+            name = s["name"]
+            ids = []
+            for row in s["bullets"]:
+                b = Bullet.from_dict({**row, "section": name})
+                bullets[b.id] = b
+                ids.append(b.id)
+            secs[name] = Section(name, s["slug"], tuple(ids))
+        return cls(secs, bullets, data["next_id"])
+
+
+def _bullet_row(b: Bullet) -> dict[str, Any]:
+    d = b.to_dict()
+    del d["section"]  # implied by the enclosing section
+    return d
+
+
+def _dominant_prefix(ids: list[str], taken: set[str]) -> str | None:
+    """The id prefix most bullets of an imported section share (`shr` for `shr-00001`), if free."""
+    counts: dict[str, int] = {}
+    for i in ids:
+        if numeric_suffix(i) is not None:
+            p = i.rsplit("-", 1)[0]
+            counts[p] = counts.get(p, 0) + 1
+    if not counts:
+        return None
+    best = max(counts, key=lambda p: (counts[p], p))
+    return None if best in taken else best

@@ -1,0 +1,47 @@
+"""Store errors: each says what happened and what to do about it."""
+
+from __future__ import annotations
+
+from ace.playbook.errors import AceError
+
+
+class StoreError(AceError):
+    """Base class of the errors a :class:`~ace.store.PlaybookStore` raises."""
+
+
+class PlaybookNotFound(StoreError, KeyError):
+    def __init__(self, namespace: str, name: str) -> None:
+        self.namespace, self.name = namespace, name
+        super().__init__(f"no playbook {name!r} in namespace {namespace!r}; import or create it first")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class PlaybookExists(StoreError):
+    def __init__(self, namespace: str, name: str) -> None:
+        super().__init__(f"playbook {name!r} already exists in namespace {namespace!r}; pick another name")
+
+
+class VersionNotFound(StoreError, KeyError):
+    def __init__(self, name: str, version: int, head: int) -> None:
+        self.version, self.head = version, head
+        super().__init__(f"playbook {name!r} has no version {version} (versions run from 1 to {head})")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StaleVersionError(StoreError):
+    """Optimistic concurrency: the writer's parent is no longer the head. Reload (or rebase) and commit again."""
+
+    def __init__(self, name: str, expected: int, actual: int) -> None:
+        self.expected, self.actual = expected, actual
+        super().__init__(
+            f"playbook {name!r} is at version {actual}, not {expected}: another writer committed first; "
+            f"reload version {actual} and commit again (or pass expected_version=None to apply on the head)"
+        )
+
+
+class StoreIntegrityError(StoreError):
+    """A rebuilt version does not match the digest recorded when it was committed."""

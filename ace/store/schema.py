@@ -1,0 +1,69 @@
+"""Tables of the playbook store (SQLAlchemy Core).
+
+A playbook's history is an event log: one ``ace_versions`` row per version holding the resolved delta that made
+it, plus a full ``ace_snapshots`` row every K versions (and for imports and rollbacks). Version N rebuilds from
+the nearest snapshot at or below N plus the deltas after it. ``ace_bullet_events`` indexes which versions touched
+which bullet, for blame.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+playbooks = Table(
+    "ace_playbooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(128), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("head", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("namespace", "name", name="uq_ace_playbooks_ns_name"),
+)
+
+versions = Table(
+    "ace_versions",
+    metadata,
+    Column("playbook_id", Integer, ForeignKey("ace_playbooks.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("parent", Integer, nullable=True),
+    Column("kind", String(16), nullable=False),  # import | delta | rollback
+    Column("delta", Text, nullable=True),  # resolved delta JSON; NULL for import / rollback (they snapshot)
+    Column("digest", String(64), nullable=False),
+    Column("n_bullets", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("author", String(256), nullable=True),
+    Column("message", Text, nullable=True),
+)
+
+snapshots = Table(
+    "ace_snapshots",
+    metadata,
+    Column("playbook_id", Integer, ForeignKey("ace_playbooks.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("state", Text, nullable=False),
+)
+
+bullet_events = Table(
+    "ace_bullet_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("playbook_id", Integer, ForeignKey("ace_playbooks.id", ondelete="CASCADE"), nullable=False),
+    Column("bullet_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("op", String(16), nullable=False),
+    Index("ix_ace_bullet_events_lookup", "playbook_id", "bullet_id"),
+)

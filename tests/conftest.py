@@ -1,0 +1,68 @@
+"""Fixtures: the shared data directory, real SQLite files and real PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("ACE_SHARED_DIR", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    data = SHARED / "data"
+    if not data.is_dir():
+        pytest.fail(f"shared data not found at {data}; clone with ../shared beside the repo or set ACE_SHARED_DIR")
+    return data
+
+
+@pytest.fixture(scope="session")
+def released_playbooks(shared_data: Path) -> list[Path]:
+    files = sorted((shared_data / "playbooks").glob("*.txt"))
+    assert files, "no released playbooks in shared/data/playbooks"
+    return files
+
+
+def _pg_admin_url() -> str:
+    url = os.environ.get("ACE_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("ACE_TEST_PG_URL is not set under CI: scripts/test must start PostgreSQL")
+        pytest.skip("no PostgreSQL: set ACE_TEST_PG_URL (scripts/test starts a local server and sets it)")
+    return url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the test server, dropped afterwards."""
+    admin_url = _pg_admin_url()
+    name = f"ace_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ace.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on a real SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ace.db'}"
+    return request.getfixturevalue("pg_url")
