@@ -24,16 +24,27 @@ from ace.playbook.diff import PlaybookDiff
 from ace.playbook.formats import FORMATS, dumps, loads
 from ace.store import DEFAULT_NAMESPACE, PlaybookStore, StaleVersionError, VersionInfo
 
-app = typer.Typer(help="ACE: playbooks that evolve by small, versioned deltas.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="ACE: playbooks that evolve by small, versioned deltas.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 playbook_app = typer.Typer(help="Import, inspect, change and version playbooks.", no_args_is_help=True)
 app.add_typer(playbook_app, name="playbook")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-DbOpt = Annotated[str | None, typer.Option("--db", envvar="ACE_DB", show_envvar=True,
-                                           help="SQLAlchemy URL of the store (default: SQLite under ~/.local/share/ace).")]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="ACE_DB",
+        show_envvar=True,
+        help="SQLAlchemy URL of the store (default: SQLite under ~/.local/share/ace).",
+    ),
+]
 NsOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace (agent or tenant) of the playbook.")]
 AuthorOpt = Annotated[str | None, typer.Option("--author", help="Who makes this change (recorded in history).")]
 MessageOpt = Annotated[str | None, typer.Option("--message", "-m", help="Why (recorded in history).")]
@@ -75,15 +86,22 @@ def _print_text(text: str) -> None:
 def import_(
     file: Annotated[Path, typer.Argument(help="Playbook file (ACE text, JSON, Markdown or kayba skillbook).")],
     name: Annotated[str, typer.Option("--name", help="Name to store it under.")],
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}; guessed if absent.")] = None,
-    db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE, author: AuthorOpt = None, message: MessageOpt = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}; guessed if absent.")
+    ] = None,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+    author: AuthorOpt = None,
+    message: MessageOpt = None,
 ) -> None:
     """Import a playbook file as version 1 of a new playbook."""
     with _errors():
         pb = loads(file.read_text(encoding="utf-8"), fmt, filename=file.name)
         info = _store(db).create(name, pb, namespace=namespace, author=author, message=message or f"import {file.name}")
-        out.print(f"imported [bold]{name}[/] v{info.version}: {len(pb)} bullets in {len(pb.sections)} sections "
-                  f"(digest {info.digest[:12]})")
+        out.print(
+            f"imported [bold]{name}[/] v{info.version}: {len(pb)} bullets in {len(pb.sections)} sections "
+            f"(digest {info.digest[:12]})"
+        )
 
 
 @playbook_app.command()
@@ -92,7 +110,8 @@ def show(
     version: Annotated[int | None, typer.Option("--version", "-v", help="Version to show (default: head).")] = None,
     budget: Annotated[int | None, typer.Option("--budget", help="Token budget: keep the most useful bullets.")] = None,
     counters: Annotated[bool, typer.Option(help="Print helpful/harmful counters.")] = True,
-    db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Print a playbook as prompt text."""
     with _errors():
@@ -106,8 +125,17 @@ def history(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -
     with _errors():
         table = Table("version", "parent", "kind", "ops", "bullets", "author", "message", "when (UTC)", "digest")
         for h in _store(db).history(name, namespace=namespace):
-            table.add_row(str(h.version), str(h.parent or ""), h.kind, _ops_summary(h), str(h.n_bullets),
-                          h.author or "", h.message or "", h.created_at.strftime("%Y-%m-%d %H:%M:%S"), h.digest[:12])
+            table.add_row(
+                str(h.version),
+                str(h.parent or ""),
+                h.kind,
+                _ops_summary(h),
+                str(h.n_bullets),
+                h.author or "",
+                h.message or "",
+                h.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                h.digest[:12],
+            )
         out.print(table)
 
 
@@ -138,23 +166,40 @@ def diff_(name: str, v1: int, v2: int, db: DbOpt = None, namespace: NsOpt = DEFA
 @playbook_app.command("apply")
 def apply_(
     name: str,
-    delta_file: Annotated[Path, typer.Argument(metavar="DELTA.json", help="Delta JSON: {\"operations\": [...]}.")],
-    expected_version: Annotated[int | None, typer.Option("--expected-version", help="Fail if the head moved past this.")] = None,
-    db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE, author: AuthorOpt = None, message: MessageOpt = None,
+    delta_file: Annotated[Path, typer.Argument(metavar="DELTA.json", help='Delta JSON: {"operations": [...]}.')],
+    expected_version: Annotated[
+        int | None, typer.Option("--expected-version", help="Fail if the head moved past this.")
+    ] = None,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+    author: AuthorOpt = None,
+    message: MessageOpt = None,
 ) -> None:
     """Apply a delta as a new version (all operations or none)."""
     with _errors():
         delta = Delta.parse(delta_file.read_text(encoding="utf-8"))
-        info = _store(db).commit(name, delta, namespace=namespace, expected_version=expected_version,
-                                 author=author, message=message or delta.reasoning)
-        out.print(f"[bold]{name}[/] v{info.version}: {_ops_summary(info)} → {info.n_bullets} bullets "
-                  f"(digest {info.digest[:12]})")
+        info = _store(db).commit(
+            name,
+            delta,
+            namespace=namespace,
+            expected_version=expected_version,
+            author=author,
+            message=message or delta.reasoning,
+        )
+        out.print(
+            f"[bold]{name}[/] v{info.version}: {_ops_summary(info)} → {info.n_bullets} bullets "
+            f"(digest {info.digest[:12]})"
+        )
 
 
 @playbook_app.command()
 def rollback(
-    name: str, version: int, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE,
-    author: AuthorOpt = None, message: MessageOpt = None,
+    name: str,
+    version: int,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+    author: AuthorOpt = None,
+    message: MessageOpt = None,
 ) -> None:
     """Make an old version the head again, as a new version (history is kept)."""
     with _errors():
@@ -168,7 +213,8 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "ace",
     version: Annotated[int | None, typer.Option("--version", "-v", help="Version to export (default: head).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
-    db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Export a playbook as ACE text, JSON (lossless), Markdown or a kayba skillbook."""
     with _errors():
@@ -190,9 +236,17 @@ def blame(name: str, bullet_id: str, db: DbOpt = None, namespace: NsOpt = DEFAUL
         table = Table("version", "op", "task", "step", "run", "role", "author", "message", "when (UTC)")
         for e in entries:
             s = e.source
-            table.add_row(str(e.version), e.op, (s and s.task_id) or "", str(s.step) if s and s.step is not None else "",
-                          (s and s.run_id) or "", (s and s.role) or "", e.author or "", e.message or "",
-                          e.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+            table.add_row(
+                str(e.version),
+                e.op,
+                (s and s.task_id) or "",
+                str(s.step) if s and s.step is not None else "",
+                (s and s.run_id) or "",
+                (s and s.role) or "",
+                e.author or "",
+                e.message or "",
+                e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            )
         out.print(table)
 
 
@@ -225,8 +279,12 @@ def bundled_playbook(name: str) -> Path:
 TOUR_DELTA = {
     "reasoning": "The answer used the wrong base year; record the rule and credit the bullet that helped.",
     "operations": [
-        {"type": "ADD", "section": "FORMULAS AND CALCULATIONS",
-         "content": "For growth over N years use (end / start) ** (1 / N) - 1, with N the number of periods, not of years listed."},
+        {
+            "type": "ADD",
+            "section": "FORMULAS AND CALCULATIONS",
+            "content": "For growth over N years use (end / start) ** (1 / N) - 1, "
+            "with N the number of periods, not of years listed.",
+        },
         {"type": "TAG", "id": "calc-00002", "tag": "helpful"},
         {"type": "TAG", "id": "calc-00002", "tag": "helpful"},
         {"type": "TAG", "id": "mis-00006", "tag": "harmful"},
@@ -237,7 +295,9 @@ TOUR_DELTA = {
 
 @app.command()
 def tour(
-    db: Annotated[str | None, typer.Option("--db", help="Store to use (default: a new SQLite file in a temp dir).")] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Store to use (default: a new SQLite file in a temp dir).")
+    ] = None,
 ) -> None:
     """Walk through the playbook store on a bundled playbook: import, delta, bad delta, stale writer, diff, rollback."""
     with _errors():
@@ -258,8 +318,12 @@ def tour(
         out.print(f"v{info.version}: {_ops_summary(info)}")
 
         out.rule("3. a malformed delta is rejected whole; the playbook is unchanged")
-        bad = {"operations": [{"type": "TAG", "id": "calc-00002", "tag": "helpful"},
-                              {"type": "UPDATE", "id": "calc-99999", "content": "no such bullet"}]}
+        bad = {
+            "operations": [
+                {"type": "TAG", "id": "calc-00002", "tag": "helpful"},
+                {"type": "UPDATE", "id": "calc-99999", "content": "no such bullet"},
+            ]
+        }
         try:
             store.commit(name, Delta.parse(json.dumps(bad)), expected_version=2)
         except DeltaError as e:
@@ -268,23 +332,30 @@ def tour(
 
         out.rule("4. a stale writer gets a specific error")
         try:
-            store.commit(name, Delta.parse({"operations": [{"type": "TAG", "id": "calc-00001", "tag": "helpful"}]}),
-                         expected_version=1)
+            store.commit(
+                name,
+                Delta.parse({"operations": [{"type": "TAG", "id": "calc-00001", "tag": "helpful"}]}),
+                expected_version=1,
+            )
         except StaleVersionError as e:
             out.print(f"rejected: {e}", style="red", markup=False)
 
         out.rule("5. diff v1 → v2, blame, rollback")
         _print_diff(store.diff(name, 1, 2))
         for e in store.blame(name, "calc-00002"):
-            out.print(f"calc-00002 touched in v{e.version} by {e.op} (task {e.source.task_id if e.source else '-'})",
-                      markup=False)
+            out.print(
+                f"calc-00002 touched in v{e.version} by {e.op} (task {e.source.task_id if e.source else '-'})",
+                markup=False,
+            )
         rb = store.rollback(name, 1, author="tour")
         out.print(f"v{rb.version}: rolled back to v1 (same digest as v1: {rb.digest == store.version(name, 1).digest})")
         store.verify(name)
         out.rule("history")
         history(name, db=db, namespace=DEFAULT_NAMESPACE)
-        out.print(f"\nStored in [bold]{db}[/]. Explore it: [cyan]ace playbook show {name} --version 2 --db {db}[/]",
-                  soft_wrap=True)
+        out.print(
+            f"\nStored in [bold]{db}[/]. Explore it: [cyan]ace playbook show {name} --version 2 --db {db}[/]",
+            soft_wrap=True,
+        )
 
 
 def main() -> None:

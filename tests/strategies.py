@@ -11,11 +11,24 @@ GHOST = "ghost-99999"
 
 # Mostly valid content; one draw in ten is odd or invalid: empty, oversize, markup-looking lines, control
 # characters (invalid content must be rejected without changing anything).
-_valid = st.text(st.characters(whitelist_categories=("L", "N", "P", "S", "Zs")), min_size=1, max_size=30).filter(str.strip)
+_valid = st.text(st.characters(whitelist_categories=("L", "N", "P", "S", "Zs")), min_size=1, max_size=30).filter(
+    str.strip
+)
 _odd = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
-    st.sampled_from(["", "   ", "line one\nline two", "## NOT A SECTION", "[shr-00001] helpful=9 harmful=0 :: forged",
-                     "helpful=1 harmful=2 :: looks like counters", "tab\tand  spaces", "x" * 5000, "a\n\n  b"]),
+    st.sampled_from(
+        [
+            "",
+            "   ",
+            "line one\nline two",
+            "## NOT A SECTION",
+            "[shr-00001] helpful=9 harmful=0 :: forged",
+            "helpful=1 harmful=2 :: looks like counters",
+            "tab\tand  spaces",
+            "x" * 5000,
+            "a\n\n  b",
+        ]
+    ),
 )
 # Hypothesis favours small integers, so the common case is the small one.
 texts = st.integers(0, 9).flatmap(lambda k: _valid if k < 9 else _odd)
@@ -29,22 +42,32 @@ def _id(ids: list[str]) -> st.SearchStrategy[str]:
 def op_for(pb: Playbook) -> st.SearchStrategy[dict]:
     ids = [b.id for b in pb]
     some_id = _id(ids)
-    add = st.fixed_dictionaries({"type": st.just("ADD"), "content": texts,
-                                 "section": st.integers(0, 19).flatmap(
-                                     lambda k: st.sampled_from(SECTIONS) if k < 19 else st.just(""))})
+    add = st.fixed_dictionaries(
+        {
+            "type": st.just("ADD"),
+            "content": texts,
+            "section": st.integers(0, 19).flatmap(lambda k: st.sampled_from(SECTIONS) if k < 19 else st.just("")),
+        }
+    )
     if len(ids) < 2:
         # An empty playbook grows first (with an unknown id now and then), so other operations have bullets.
-        return st.one_of(add, add, add, st.fixed_dictionaries({"type": st.just("TAG"), "id": some_id,
-                                                                "tag": st.just("helpful")}))
+        return st.one_of(
+            add, add, add, st.fixed_dictionaries({"type": st.just("TAG"), "id": some_id, "tag": st.just("helpful")})
+        )
     return st.one_of(
         add,
         st.fixed_dictionaries({"type": st.just("UPDATE"), "id": some_id, "content": texts}),
-        st.fixed_dictionaries({"type": st.just("TAG"), "id": some_id,
-                               "tag": st.sampled_from(["helpful", "harmful", "neutral"])}),
+        st.fixed_dictionaries(
+            {"type": st.just("TAG"), "id": some_id, "tag": st.sampled_from(["helpful", "harmful", "neutral"])}
+        ),
         st.fixed_dictionaries({"type": st.just("REMOVE"), "id": some_id}),
-        st.fixed_dictionaries({"type": st.just("MERGE"),
-                               "ids": st.lists(st.sampled_from(ids), min_size=2, max_size=min(3, len(ids)), unique=True),
-                               "content": texts}),
+        st.fixed_dictionaries(
+            {
+                "type": st.just("MERGE"),
+                "ids": st.lists(st.sampled_from(ids), min_size=2, max_size=min(3, len(ids)), unique=True),
+                "content": texts,
+            }
+        ),
     )
 
 

@@ -28,8 +28,13 @@ def ops(*operations: dict, **extra: object) -> Delta:
 
 
 def test_add_assigns_the_next_global_id_with_the_section_slug(pb: Playbook) -> None:
-    out = apply(pb, ops({"type": "ADD", "section": "OTHERS", "content": "New rule."},
-                        {"type": "ADD", "section": "STRATEGIES AND HARD RULES", "content": "Another."}))
+    out = apply(
+        pb,
+        ops(
+            {"type": "ADD", "section": "OTHERS", "content": "New rule."},
+            {"type": "ADD", "section": "STRATEGIES AND HARD RULES", "content": "Another."},
+        ),
+    )
     assert [op.id for op in out.delta.operations] == ["misc-00004", "shr-00005"]
     assert out.playbook["misc-00004"].content == "New rule."
     assert out.playbook.sections["OTHERS"].ids == ("misc-00003", "misc-00004")
@@ -43,11 +48,16 @@ def test_add_to_a_new_section_creates_it_with_a_derived_slug(pb: Playbook) -> No
 
 
 def test_update_tag_remove(pb: Playbook) -> None:
-    out = apply(pb, ops({"type": "UPDATE", "id": "shr-00001", "content": "Read the API docs first."},
-                        {"type": "TAG", "id": "shr-00001", "tag": "helpful"},
-                        {"type": "TAG", "id": "misc-00003", "tag": "neutral"},
-                        {"type": "REMOVE", "id": "shr-00002"},
-                        source={"task_id": "t-9", "step": 9}))
+    out = apply(
+        pb,
+        ops(
+            {"type": "UPDATE", "id": "shr-00001", "content": "Read the API docs first."},
+            {"type": "TAG", "id": "shr-00001", "tag": "helpful"},
+            {"type": "TAG", "id": "misc-00003", "tag": "neutral"},
+            {"type": "REMOVE", "id": "shr-00002"},
+            source={"task_id": "t-9", "step": 9},
+        ),
+    )
     b = out.playbook["shr-00001"]
     assert (b.content, b.helpful, b.harmful, b.updated_step) == ("Read the API docs first.", 3, 0, 9)
     assert b.sources == (Source(task_id="t-9", step=9),)
@@ -57,13 +67,24 @@ def test_update_tag_remove(pb: Playbook) -> None:
 
 
 def test_merge_sums_counters_keeps_provenance_and_the_first_id() -> None:
-    pb = apply(Playbook.empty(), ops({"type": "ADD", "section": "S", "content": "a"}, source={"task_id": "t1"})).playbook
+    pb = apply(
+        Playbook.empty(), ops({"type": "ADD", "section": "S", "content": "a"}, source={"task_id": "t1"})
+    ).playbook
     pb = apply(pb, ops({"type": "ADD", "section": "S", "content": "b"}, source={"task_id": "t2"})).playbook
-    pb = apply(pb, ops({"type": "TAG", "id": "s-00001", "tag": "helpful"},
-                       {"type": "TAG", "id": "s-00002", "tag": "helpful"},
-                       {"type": "TAG", "id": "s-00002", "tag": "harmful"})).playbook
-    out = apply(pb, ops({"type": "MERGE", "ids": ["s-00001", "s-00002"], "content": "a and b"},
-                        source={"task_id": "t3", "step": 3}))
+    pb = apply(
+        pb,
+        ops(
+            {"type": "TAG", "id": "s-00001", "tag": "helpful"},
+            {"type": "TAG", "id": "s-00002", "tag": "helpful"},
+            {"type": "TAG", "id": "s-00002", "tag": "harmful"},
+        ),
+    ).playbook
+    out = apply(
+        pb,
+        ops(
+            {"type": "MERGE", "ids": ["s-00001", "s-00002"], "content": "a and b"}, source={"task_id": "t3", "step": 3}
+        ),
+    )
     m = out.playbook["s-00001"]
     assert (m.content, m.helpful, m.harmful) == ("a and b", 2, 1)
     assert [s.task_id for s in m.sources] == ["t1", "t2", "t3"]
@@ -81,27 +102,56 @@ def test_lowercase_types_and_extra_fields_are_accepted(pb: Playbook) -> None:
 @pytest.mark.parametrize(
     ("delta", "message"),
     [
-        ({"operations": [{"type": "UPDATE", "id": "nope-1", "content": "x"}]}, "operation 0 (UPDATE): unknown bullet id 'nope-1'"),
-        ({"operations": [{"type": "TAG", "id": "shr-00001", "tag": "helpful"},
-                         {"type": "REMOVE", "id": "gone"}]}, "operation 1 (REMOVE): unknown bullet id 'gone'"),
-        ({"operations": [{"type": "ADD", "section": "OTHERS", "content": "   "}]}, "operation 0 (ADD): content is empty"),
-        ({"operations": [{"type": "ADD", "section": "OTHERS", "content": "x" * 5000}]},
-         "operation 0 (ADD): content is 5000 characters, over the limit of 4000"),
-        ({"operations": [{"type": "ADD", "section": "OTHERS", "content": "nul\x00byte"}]},
-         "operation 0 (ADD): content contains the control character U+0000"),
-        ({"operations": [{"type": "ADD", "section": "OTHERS", "content": "bidi \u202e trick"}]},
-         "operation 0 (ADD): content contains the control character U+202E"),
-        ({"operations": [{"type": "ADD", "section": "A\nB", "content": "x"}]}, "operation 0 (ADD): section must be a single line"),
-        ({"operations": [{"type": "MERGE", "ids": ["shr-00001", "shr-00001"], "content": "x"}]},
-         "operation 0 (MERGE): MERGE lists the same id twice"),
-        ({"operations": [{"type": "MERGE", "ids": ["shr-00001", "shr-00002"], "content": "x", "id": "misc-00003"}]},
-         "operation 0 (MERGE): surviving id 'misc-00003' is not among the merged ids"),
-        ({"operations": [{"type": "ADD", "section": "OTHERS", "content": "x", "id": "shr-00001"}]},
-         "operation 0 (ADD): bullet id 'shr-00001' already exists"),
-        ({"operations": [{"type": "UPDATE", "id": "shr-00002", "content": "x"},
-                         {"type": "REMOVE", "id": "shr-00002"},
-                         {"type": "TAG", "id": "shr-00002", "tag": "helpful"}]},
-         "operation 2 (TAG): unknown bullet id 'shr-00002'"),
+        (
+            {"operations": [{"type": "UPDATE", "id": "nope-1", "content": "x"}]},
+            "operation 0 (UPDATE): unknown bullet id 'nope-1'",
+        ),
+        (
+            {"operations": [{"type": "TAG", "id": "shr-00001", "tag": "helpful"}, {"type": "REMOVE", "id": "gone"}]},
+            "operation 1 (REMOVE): unknown bullet id 'gone'",
+        ),
+        (
+            {"operations": [{"type": "ADD", "section": "OTHERS", "content": "   "}]},
+            "operation 0 (ADD): content is empty",
+        ),
+        (
+            {"operations": [{"type": "ADD", "section": "OTHERS", "content": "x" * 5000}]},
+            "operation 0 (ADD): content is 5000 characters, over the limit of 4000",
+        ),
+        (
+            {"operations": [{"type": "ADD", "section": "OTHERS", "content": "nul\x00byte"}]},
+            "operation 0 (ADD): content contains the control character U+0000",
+        ),
+        (
+            {"operations": [{"type": "ADD", "section": "OTHERS", "content": "bidi \u202e trick"}]},
+            "operation 0 (ADD): content contains the control character U+202E",
+        ),
+        (
+            {"operations": [{"type": "ADD", "section": "A\nB", "content": "x"}]},
+            "operation 0 (ADD): section must be a single line",
+        ),
+        (
+            {"operations": [{"type": "MERGE", "ids": ["shr-00001", "shr-00001"], "content": "x"}]},
+            "operation 0 (MERGE): MERGE lists the same id twice",
+        ),
+        (
+            {"operations": [{"type": "MERGE", "ids": ["shr-00001", "shr-00002"], "content": "x", "id": "misc-00003"}]},
+            "operation 0 (MERGE): surviving id 'misc-00003' is not among the merged ids",
+        ),
+        (
+            {"operations": [{"type": "ADD", "section": "OTHERS", "content": "x", "id": "shr-00001"}]},
+            "operation 0 (ADD): bullet id 'shr-00001' already exists",
+        ),
+        (
+            {
+                "operations": [
+                    {"type": "UPDATE", "id": "shr-00002", "content": "x"},
+                    {"type": "REMOVE", "id": "shr-00002"},
+                    {"type": "TAG", "id": "shr-00002", "tag": "helpful"},
+                ]
+            },
+            "operation 2 (TAG): unknown bullet id 'shr-00002'",
+        ),
     ],
 )
 def test_invalid_operations_are_rejected_whole(pb: Playbook, delta: dict, message: str) -> None:
@@ -121,7 +171,10 @@ def test_invalid_operations_are_rejected_whole(pb: Playbook, delta: dict, messag
         ('{"operations": [{"type": "FROB", "id": "x"}]}', "operation 0: unknown operation type"),
         ('{"operations": [{"id": "x"}]}', "operation 0: missing 'type'"),
         ('{"operations": [{"type": "TAG", "id": "x", "tag": "great"}]}', "operation 0: field 'tag': Input should be"),
-        ('{"operations": [{"type": "MERGE", "ids": ["a"], "content": "x"}]}', "operation 0: field 'ids': List should have at least 2"),
+        (
+            '{"operations": [{"type": "MERGE", "ids": ["a"], "content": "x"}]}',
+            "operation 0: field 'ids': List should have at least 2",
+        ),
         ('{"operations": "ADD everything"}', "delta: operations: Input should be a valid list"),
     ],
 )
@@ -136,8 +189,14 @@ def test_policy_can_reject_new_sections_and_cap_size(pb: Playbook) -> None:
         apply(pb, ops({"type": "ADD", "section": "NEW", "content": "x"}), policy=ApplyPolicy(new_sections="reject"))
     with pytest.raises(DeltaError, match="maximum of 3 bullets"):
         apply(pb, ops({"type": "ADD", "section": "OTHERS", "content": "x"}), policy=ApplyPolicy(max_bullets=3))
-    assert len(apply(pb, ops({"type": "ADD", "section": "OTHERS", "content": "x"}),
-                     policy=ApplyPolicy(max_bullets=4)).playbook) == 4
+    assert (
+        len(
+            apply(
+                pb, ops({"type": "ADD", "section": "OTHERS", "content": "x"}), policy=ApplyPolicy(max_bullets=4)
+            ).playbook
+        )
+        == 4
+    )
 
 
 def test_hostile_content_cannot_inject_structure_into_the_rendered_text(pb: Playbook) -> None:
@@ -151,8 +210,13 @@ def test_hostile_content_cannot_inject_structure_into_the_rendered_text(pb: Play
 
 
 def test_resolved_delta_replays_to_the_same_state(pb: Playbook) -> None:
-    out = apply(pb, ops({"type": "ADD", "section": "OTHERS", "content": "x"},
-                        {"type": "MERGE", "ids": ["misc-00003", "misc-00004"], "content": "y"}))
+    out = apply(
+        pb,
+        ops(
+            {"type": "ADD", "section": "OTHERS", "content": "x"},
+            {"type": "MERGE", "ids": ["misc-00003", "misc-00004"], "content": "y"},
+        ),
+    )
     again = apply(pb, Delta.model_validate_json(out.delta.to_json()))
     assert again.playbook.digest() == out.playbook.digest()
     assert json.loads(out.delta.to_json())["operations"][0]["id"] == "misc-00004"

@@ -61,8 +61,9 @@ def test_random_sequences_keep_invariants_and_replay_exactly(data: st.DataObject
 
 
 def _projection(pb: Playbook, *, neutral: bool) -> list[object]:
-    return [list(pb.sections)] + [(b.section, b.id, b.content, b.helpful, b.harmful) + ((b.neutral,) if neutral else ())
-                                  for b in pb]
+    return [list(pb.sections)] + [
+        (b.section, b.id, b.content, b.helpful, b.harmful) + ((b.neutral,) if neutral else ()) for b in pb
+    ]
 
 
 @settings(max_examples=100, deadline=None)
@@ -73,7 +74,9 @@ def test_every_format_round_trips(data: st.DataObject) -> None:
     assert loads(dumps(pb, "json"), "json").digest() == pb.digest()  # json is the lossless form
     for fmt in FORMATS:
         back = loads(dumps(pb, fmt), fmt)
-        assert _projection(back, neutral=fmt in ("json", "skillbook")) == _projection(pb, neutral=fmt in ("json", "skillbook"))
+        assert _projection(back, neutral=fmt in ("json", "skillbook")) == _projection(
+            pb, neutral=fmt in ("json", "skillbook")
+        )
         assert dumps(back, fmt) == dumps(pb, fmt), f"{fmt}: export of the re-import differs"
 
 

@@ -89,7 +89,8 @@ class Delta(BaseModel):
         # LLMs write "add" or "Add" as often as "ADD".
         if isinstance(data, dict) and isinstance(data.get("operations"), list):
             ops = [
-                {**op, "type": op["type"].strip().upper()} if isinstance(op, dict) and isinstance(op.get("type"), str)
+                {**op, "type": op["type"].strip().upper()}
+                if isinstance(op, dict) and isinstance(op.get("type"), str)
                 else op
                 for op in data["operations"]
             ]
@@ -237,8 +238,9 @@ def _apply_op(d: _Draft, op: Any, step: int | None, src: tuple[Source, ...], pol
     if isinstance(op, UpdateOp):
         b = d.require(op.id)
         content = clean_text(op.content, limit=policy.max_content_chars)
-        d.bullets[op.id] = replace(b, content=content, updated_step=_later(b.updated_step, step),
-                                   sources=b.sources + src)
+        d.bullets[op.id] = replace(
+            b, content=content, updated_step=_later(b.updated_step, step), sources=b.sources + src
+        )
         return op
     if isinstance(op, RemoveOp):
         d.require(op.id)
@@ -274,7 +276,7 @@ def _add(d: _Draft, op: AddOp, step: int | None, src: tuple[Source, ...], policy
             raise ValueError(f"bullet id {new_id!r} already exists")
         d.next_id = max(d.next_id, (numeric_suffix(new_id) or 0) + 1)
     d.bullets[new_id] = Bullet(new_id, name, content, created_step=step, updated_step=step, sources=src)
-    d.set_ids(name, sec.ids + (new_id,))
+    d.set_ids(name, (*sec.ids, new_id))
     return op.model_copy(update={"id": new_id, "section": name})
 
 
@@ -295,11 +297,15 @@ def _merge(d: _Draft, op: MergeOp, step: int | None, src: tuple[Source, ...], po
             merged_from.extend([b.id, *b.merged_from])
     created = [b.created_step for b in parts if b.created_step is not None]
     merged = replace(
-        survivor, content=content,
-        helpful=sum(b.helpful for b in parts), harmful=sum(b.harmful for b in parts),
+        survivor,
+        content=content,
+        helpful=sum(b.helpful for b in parts),
+        harmful=sum(b.harmful for b in parts),
         neutral=sum(b.neutral for b in parts),
-        created_step=min(created) if created else None, updated_step=_later(survivor.updated_step, step),
-        sources=tuple(sources) + tuple(s for s in src if s not in sources), merged_from=tuple(merged_from),
+        created_step=min(created) if created else None,
+        updated_step=_later(survivor.updated_step, step),
+        sources=tuple(sources) + tuple(s for s in src if s not in sources),
+        merged_from=tuple(merged_from),
     )
     for b in parts:
         if b.id != survivor_id:

@@ -38,8 +38,9 @@ _MD_BULLET = re.compile(r"- \*\*\[([^\]\s]+)\]\*\* \(helpful (\d+), harmful (\d+
 _MD_EMPTY = "_(empty)_"
 
 
-def _bullet(bid: str, section: str, content: str, helpful: str | None, harmful: str | None,
-            line: int, fmt: str) -> Bullet:
+def _bullet(
+    bid: str, section: str, content: str, helpful: str | None, harmful: str | None, line: int, fmt: str
+) -> Bullet:
     if not ID_RE.fullmatch(bid):
         raise PlaybookFormatError(f"invalid bullet id {bid!r}", line=line, fmt=fmt)
     try:
@@ -49,8 +50,9 @@ def _bullet(bid: str, section: str, content: str, helpful: str | None, harmful: 
     return Bullet(bid, section, text, helpful=int(helpful or 0), harmful=int(harmful or 0))
 
 
-def _parse_lines(text: str, fmt: str, header: re.Pattern[str], bullet: re.Pattern[str],
-                 skip: Callable[[str], bool]) -> Playbook:
+def _parse_lines(
+    text: str, fmt: str, header: re.Pattern[str], bullet: re.Pattern[str], skip: Callable[[str], bool]
+) -> Playbook:
     """Shared line parser for the two line formats: headers, bullets, 2-space continuation lines."""
     sections: list[tuple[str, list[Bullet]]] = []
     pending: list[Any] | None = None  # [id, section, content lines, helpful, harmful, line]
@@ -83,8 +85,9 @@ def _parse_lines(text: str, fmt: str, header: re.Pattern[str], bullet: re.Patter
                 sections.append((DEFAULT_SECTION, []))
             pending = [m.group(1), sections[-1][0], [m.group(4)], m.group(2), m.group(3), n]
             continue
-        raise PlaybookFormatError(f"expected a '## SECTION' header or a '[id] content' bullet, got {line[:60]!r}",
-                                  line=n, fmt=fmt)
+        raise PlaybookFormatError(
+            f"expected a '## SECTION' header or a '[id] content' bullet, got {line[:60]!r}", line=n, fmt=fmt
+        )
     flush()
     try:
         return Playbook.from_sections(sections)
@@ -119,8 +122,9 @@ def to_markdown(playbook: Playbook) -> str:
 
 
 def parse_markdown(text: str) -> Playbook:
-    return _parse_lines(text, "markdown", re.compile(r"## (.*)"), _MD_BULLET,
-                        lambda line: line == _MD_EMPTY or line.startswith("# "))
+    return _parse_lines(
+        text, "markdown", re.compile(r"## (.*)"), _MD_BULLET, lambda line: line == _MD_EMPTY or line.startswith("# ")
+    )
 
 
 # -- JSON (lossless) --------------------------------------------------------------------------------------
@@ -178,9 +182,17 @@ def parse_skillbook(text: str) -> Playbook:
                 content = clean_text(_skill_content(s["issue"], s.get("insight")), limit=IMPORT_MAX_CHARS)
                 extra = {k: v for k, v in s.items() if k not in _SKILL_KEYS}
                 extra["issue"], extra["insight"] = s["issue"], s.get("insight")
-                bullets.append(Bullet(sid, name, content, helpful=int(s.get("helpful_count", 0)),
-                                      harmful=int(s.get("harmful_count", 0)), neutral=int(s.get("neutral_count", 0)),
-                                      extra={"skillbook": extra}))
+                bullets.append(
+                    Bullet(
+                        sid,
+                        name,
+                        content,
+                        helpful=int(s.get("helpful_count", 0)),
+                        harmful=int(s.get("harmful_count", 0)),
+                        neutral=int(s.get("neutral_count", 0)),
+                        extra={"skillbook": extra},
+                    )
+                )
             sections.append((name, bullets))
         # kayba's next_id is the last number used; ours is the next one to use.
         return Playbook.from_sections(sections, next_id=int(data.get("next_id", 0)) + 1)
@@ -200,16 +212,30 @@ def to_skillbook(playbook: Playbook) -> str:
         if issue is None or _skill_content(issue, insight) != b.content:
             issue, insight = b.content, None  # the content changed since import: it is the issue now
         skills[b.id] = {
-            "id": b.id, "section": b.section, "keywords": kept.pop("keywords", []), "issue": issue,
-            "insight": insight, "occurrences": kept.pop("occurrences", []), "active": True,
-            "used_count": kept.pop("used_count", 0), "helpful_count": b.helpful, "harmful_count": b.harmful,
-            "neutral_count": b.neutral, **kept,
+            "id": b.id,
+            "section": b.section,
+            "keywords": kept.pop("keywords", []),
+            "issue": issue,
+            "insight": insight,
+            "occurrences": kept.pop("occurrences", []),
+            "active": True,
+            "used_count": kept.pop("used_count", 0),
+            "helpful_count": b.helpful,
+            "harmful_count": b.harmful,
+            "neutral_count": b.neutral,
+            **kept,
         }
-    return json.dumps({
-        "schema_version": "2", "skills": skills,
-        "sections": {s.name: list(s.ids) for s in playbook.sections.values()},
-        "next_id": playbook.next_id - 1, "similarity_decisions": {},
-    }, ensure_ascii=False, indent=2)
+    return json.dumps(
+        {
+            "schema_version": "2",
+            "skills": skills,
+            "sections": {s.name: list(s.ids) for s in playbook.sections.values()},
+            "next_id": playbook.next_id - 1,
+            "similarity_decisions": {},
+        },
+        ensure_ascii=False,
+        indent=2,
+    )
 
 
 FORMATS: dict[str, tuple[Callable[[Playbook], str], Callable[[str], Playbook]]] = {

@@ -46,13 +46,27 @@ class Source:
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in (("task_id", self.task_id), ("step", self.step), ("run_id", self.run_id),
-                                  ("role", self.role), ("note", self.note)) if v is not None}
+        return {
+            k: v
+            for k, v in (
+                ("task_id", self.task_id),
+                ("step", self.step),
+                ("run_id", self.run_id),
+                ("role", self.role),
+                ("note", self.note),
+            )
+            if v is not None
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Source:
-        return cls(task_id=data.get("task_id"), step=data.get("step"), run_id=data.get("run_id"),
-                   role=data.get("role"), note=data.get("note"))
+        return cls(
+            task_id=data.get("task_id"),
+            step=data.get("step"),
+            run_id=data.get("run_id"),
+            role=data.get("role"),
+            note=data.get("note"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +97,14 @@ class Bullet:
         return self.helpful - self.harmful
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "section": self.section, "content": self.content,
-                             "helpful": self.helpful, "harmful": self.harmful, "neutral": self.neutral}
+        d: dict[str, Any] = {
+            "id": self.id,
+            "section": self.section,
+            "content": self.content,
+            "helpful": self.helpful,
+            "harmful": self.harmful,
+            "neutral": self.neutral,
+        }
         if self.created_step is not None:
             d["created_step"] = self.created_step
         if self.updated_step is not None:
@@ -100,11 +120,17 @@ class Bullet:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Bullet:
         return cls(
-            id=d["id"], section=d["section"], content=d["content"],
-            helpful=d.get("helpful", 0), harmful=d.get("harmful", 0), neutral=d.get("neutral", 0),
-            created_step=d.get("created_step"), updated_step=d.get("updated_step"),
+            id=d["id"],
+            section=d["section"],
+            content=d["content"],
+            helpful=d.get("helpful", 0),
+            harmful=d.get("harmful", 0),
+            neutral=d.get("neutral", 0),
+            created_step=d.get("created_step"),
+            updated_step=d.get("updated_step"),
             sources=tuple(Source.from_dict(s) for s in d.get("sources", ())),
-            merged_from=tuple(d.get("merged_from", ())), extra=d.get("extra") or {},
+            merged_from=tuple(d.get("merged_from", ())),
+            extra=d.get("extra") or {},
         )
 
     def digest(self) -> bytes:
@@ -156,7 +182,7 @@ class Playbook:
     change one with :func:`ace.playbook.apply`.
     """
 
-    __slots__ = ("_bullets", "_sections", "_next_id", "_memo")
+    __slots__ = ("_bullets", "_memo", "_next_id", "_sections")
 
     def __init__(self, sections: Mapping[str, Section], bullets: Mapping[str, Bullet], next_id: int) -> None:
         self._sections: Mapping[str, Section] = sections

@@ -19,7 +19,17 @@ from ace.store.store import (
 )
 
 __all__ = [
-    "DEFAULT_NAMESPACE", "BlameEntry", "PlaybookExists", "PlaybookInfo", "PlaybookNotFound", "PlaybookStore",
-    "StaleVersionError", "StoreError", "StoreIntegrityError", "VersionInfo", "VersionNotFound", "default_url",
+    "DEFAULT_NAMESPACE",
+    "BlameEntry",
+    "PlaybookExists",
+    "PlaybookInfo",
+    "PlaybookNotFound",
+    "PlaybookStore",
+    "StaleVersionError",
+    "StoreError",
+    "StoreIntegrityError",
+    "VersionInfo",
+    "VersionNotFound",
+    "default_url",
     "make_engine",
 ]

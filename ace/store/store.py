@@ -199,8 +199,9 @@ class PlaybookStore:
                 pid = conn.execute(
                     insert(t.playbooks).values(namespace=namespace, name=name, head=1, created_at=now)
                 ).inserted_primary_key[0]
-                info = self._insert_version(conn, pid, namespace, name, 1, None, "import", None, pb, now,
-                                            author, message, snapshot=True)
+                info = self._insert_version(
+                    conn, pid, namespace, name, 1, None, "import", None, pb, now, author, message, snapshot=True
+                )
                 self._insert_events(conn, pid, 1, [(b.id, "IMPORT") for b in pb])
         except IntegrityError:
             raise PlaybookExists(namespace, name) from None
@@ -230,9 +231,21 @@ class PlaybookStore:
             applied = apply(parent, delta, policy=self.policy)
             version = row.head + 1
             now = _now()
-            info = self._insert_version(conn, row.id, namespace, name, version, row.head, "delta", applied.delta,
-                                        applied.playbook, now, author, message,
-                                        snapshot=version % self.snapshot_every == 0)
+            info = self._insert_version(
+                conn,
+                row.id,
+                namespace,
+                name,
+                version,
+                row.head,
+                "delta",
+                applied.delta,
+                applied.playbook,
+                now,
+                author,
+                message,
+                snapshot=version % self.snapshot_every == 0,
+            )
             self._insert_events(conn, row.id, version, applied.delta.ids_touched())
             self._advance_head(conn, row.id, name, row.head, version)
         self._remember(row.id, version, applied.playbook)
@@ -258,9 +271,21 @@ class PlaybookStore:
             changes = diff(self._state(conn, row.id, row.head), target)
             new_version = row.head + 1
             now = _now()
-            info = self._insert_version(conn, row.id, namespace, name, new_version, row.head, "rollback", None,
-                                        target, now, author, message or f"rollback to version {version}",
-                                        snapshot=True)
+            info = self._insert_version(
+                conn,
+                row.id,
+                namespace,
+                name,
+                new_version,
+                row.head,
+                "rollback",
+                None,
+                target,
+                now,
+                author,
+                message or f"rollback to version {version}",
+                snapshot=True,
+            )
             self._insert_events(conn, row.id, new_version, [(i, "ROLLBACK") for i in changes.touched_ids()])
             self._advance_head(conn, row.id, name, row.head, new_version)
         self._remember(row.id, new_version, target)
@@ -274,15 +299,37 @@ class PlaybookStore:
             raise StaleVersionError(name, old, -1)
 
     def _insert_version(
-        self, conn: Connection, pid: int, namespace: str, name: str, version: int, parent: int | None, kind: str,
-        delta: Delta | None, pb: Playbook, now: datetime, author: str | None, message: str | None, *, snapshot: bool,
+        self,
+        conn: Connection,
+        pid: int,
+        namespace: str,
+        name: str,
+        version: int,
+        parent: int | None,
+        kind: str,
+        delta: Delta | None,
+        pb: Playbook,
+        now: datetime,
+        author: str | None,
+        message: str | None,
+        *,
+        snapshot: bool,
     ) -> VersionInfo:
         digest = pb.digest()
-        conn.execute(insert(t.versions).values(
-            playbook_id=pid, version=version, parent=parent, kind=kind,
-            delta=delta.to_json() if delta is not None else None, digest=digest, n_bullets=len(pb),
-            created_at=now, author=author, message=message,
-        ))
+        conn.execute(
+            insert(t.versions).values(
+                playbook_id=pid,
+                version=version,
+                parent=parent,
+                kind=kind,
+                delta=delta.to_json() if delta is not None else None,
+                digest=digest,
+                n_bullets=len(pb),
+                created_at=now,
+                author=author,
+                message=message,
+            )
+        )
         if snapshot:
             state = json.dumps(pb.to_dict(), ensure_ascii=False, separators=(",", ":"))
             conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=state))
@@ -290,8 +337,10 @@ class PlaybookStore:
 
     def _insert_events(self, conn: Connection, pid: int, version: int, touched: list[tuple[str, str]]) -> None:
         if touched:
-            conn.execute(insert(t.bullet_events),
-                         [{"playbook_id": pid, "bullet_id": b, "version": version, "op": op} for b, op in touched])
+            conn.execute(
+                insert(t.bullet_events),
+                [{"playbook_id": pid, "bullet_id": b, "version": version, "op": op} for b, op in touched],
+            )
 
     # -- reading ------------------------------------------------------------------------------------------
     def load(self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE) -> Playbook:
@@ -332,15 +381,33 @@ class PlaybookStore:
         with self._read() as conn:
             row = self._row(conn, namespace, name)
             rows = conn.execute(
-                select(t.bullet_events.c.version, t.bullet_events.c.op, t.versions.c.created_at,
-                       t.versions.c.author, t.versions.c.message, t.versions.c.delta)
-                .join(t.versions, (t.versions.c.playbook_id == t.bullet_events.c.playbook_id)
-                      & (t.versions.c.version == t.bullet_events.c.version))
+                select(
+                    t.bullet_events.c.version,
+                    t.bullet_events.c.op,
+                    t.versions.c.created_at,
+                    t.versions.c.author,
+                    t.versions.c.message,
+                    t.versions.c.delta,
+                )
+                .join(
+                    t.versions,
+                    (t.versions.c.playbook_id == t.bullet_events.c.playbook_id)
+                    & (t.versions.c.version == t.bullet_events.c.version),
+                )
                 .where(t.bullet_events.c.playbook_id == row.id, t.bullet_events.c.bullet_id == bullet_id)
                 .order_by(t.bullet_events.c.version, t.bullet_events.c.id)
             ).all()
-        return [BlameEntry(r.version, r.op, _aware(r.created_at), r.author, r.message,
-                           Delta.model_validate_json(r.delta).source if r.delta else None) for r in rows]
+        return [
+            BlameEntry(
+                r.version,
+                r.op,
+                _aware(r.created_at),
+                r.author,
+                r.message,
+                Delta.model_validate_json(r.delta).source if r.delta else None,
+            )
+            for r in rows
+        ]
 
     def list(self, namespace: str | None = None) -> list[PlaybookInfo]:
         q = select(t.playbooks).order_by(t.playbooks.c.namespace, t.playbooks.c.name)
@@ -356,12 +423,19 @@ class PlaybookStore:
         """
         with self._read() as conn:
             row = self._row(conn, namespace, name)
-            recorded = dict(conn.execute(select(t.versions.c.version, t.versions.c.digest)
-                                         .where(t.versions.c.playbook_id == row.id)).all())
-            snaps = set(conn.execute(select(t.snapshots.c.version).where(t.snapshots.c.playbook_id == row.id))
-                        .scalars())
-            deltas = dict(conn.execute(select(t.versions.c.version, t.versions.c.delta)
-                                       .where(t.versions.c.playbook_id == row.id)).all())
+            recorded = dict(
+                conn.execute(
+                    select(t.versions.c.version, t.versions.c.digest).where(t.versions.c.playbook_id == row.id)
+                ).all()
+            )
+            snaps = set(
+                conn.execute(select(t.snapshots.c.version).where(t.snapshots.c.playbook_id == row.id)).scalars()
+            )
+            deltas = dict(
+                conn.execute(
+                    select(t.versions.c.version, t.versions.c.delta).where(t.versions.c.playbook_id == row.id)
+                ).all()
+            )
             state: Playbook | None = None
             for v in range(1, row.head + 1):
                 if v not in recorded:
@@ -377,19 +451,24 @@ class PlaybookStore:
                 if state.digest() != recorded[v]:
                     raise StoreIntegrityError(
                         f"playbook {name!r}: version {v} rebuilds to digest {state.digest()[:12]}, "
-                        f"but {recorded[v][:12]} was recorded")
+                        f"but {recorded[v][:12]} was recorded"
+                    )
             return row.head
 
     # -- rebuilding ---------------------------------------------------------------------------------------
     def _snapshot(self, conn: Connection, pid: int, version: int) -> Playbook:
-        state = conn.execute(select(t.snapshots.c.state).where(
-            t.snapshots.c.playbook_id == pid, t.snapshots.c.version == version)).scalar_one()
+        state = conn.execute(
+            select(t.snapshots.c.state).where(t.snapshots.c.playbook_id == pid, t.snapshots.c.version == version)
+        ).scalar_one()
         return Playbook.from_dict(json.loads(state))
 
     def _state(self, conn: Connection, pid: int, version: int) -> Playbook:
         """Version ``version``: from the cached state or the nearest snapshot, plus the deltas after it."""
-        snap_v = conn.execute(select(func.max(t.snapshots.c.version)).where(
-            t.snapshots.c.playbook_id == pid, t.snapshots.c.version <= version)).scalar_one()
+        snap_v = conn.execute(
+            select(func.max(t.snapshots.c.version)).where(
+                t.snapshots.c.playbook_id == pid, t.snapshots.c.version <= version
+            )
+        ).scalar_one()
         if snap_v is None:
             raise StoreIntegrityError(f"playbook #{pid} has no snapshot at or below version {version}")
         cached = self._cache.get(pid)
@@ -398,9 +477,19 @@ class PlaybookStore:
         else:
             base_v, state = snap_v, self._snapshot(conn, pid, snap_v)
         if base_v < version:
-            rows = conn.execute(select(t.versions.c.delta).where(
-                t.versions.c.playbook_id == pid, t.versions.c.version > base_v, t.versions.c.version <= version,
-            ).order_by(t.versions.c.version)).scalars().all()
+            rows = (
+                conn.execute(
+                    select(t.versions.c.delta)
+                    .where(
+                        t.versions.c.playbook_id == pid,
+                        t.versions.c.version > base_v,
+                        t.versions.c.version <= version,
+                    )
+                    .order_by(t.versions.c.version)
+                )
+                .scalars()
+                .all()
+            )
             for text in rows:
                 state = apply(state, Delta.model_validate_json(text), policy=_REPLAY_POLICY).playbook
         if cached is None or version >= cached[0]:
@@ -412,12 +501,31 @@ class PlaybookStore:
             self._cache[pid] = (version, pb)
 
     def _infos(self, conn: Connection, row: Any, first: int, last: int) -> list[VersionInfo]:
-        rows = conn.execute(select(t.versions).where(
-            t.versions.c.playbook_id == row.id, t.versions.c.version >= first, t.versions.c.version <= last,
-        ).order_by(t.versions.c.version)).all()
-        return [VersionInfo(row.namespace, row.name, r.version, r.parent, r.kind, r.digest, r.n_bullets,
-                            _aware(r.created_at), r.author, r.message,
-                            Delta.model_validate_json(r.delta) if r.delta else None) for r in rows]
+        rows = conn.execute(
+            select(t.versions)
+            .where(
+                t.versions.c.playbook_id == row.id,
+                t.versions.c.version >= first,
+                t.versions.c.version <= last,
+            )
+            .order_by(t.versions.c.version)
+        ).all()
+        return [
+            VersionInfo(
+                row.namespace,
+                row.name,
+                r.version,
+                r.parent,
+                r.kind,
+                r.digest,
+                r.n_bullets,
+                _aware(r.created_at),
+                r.author,
+                r.message,
+                Delta.model_validate_json(r.delta) if r.delta else None,
+            )
+            for r in rows
+        ]
 
 
 def _check_version(name: str, version: int, head: int) -> None:
