@@ -186,15 +186,21 @@ def clean_text(text: str, *, limit: int, what: str = "content", single_line: boo
 
 
 class _Draft:
-    """Mutable working copy used inside one ``apply``; discarded on error."""
+    """Mutable working copy used inside one ``apply``; discarded on error.
+
+    Section orders are copied to lists only for the sections a delta touches, so one delta costs one copy of
+    the id map plus O(size of the touched sections), not a copy per operation.
+    """
 
     def __init__(self, pb: Playbook) -> None:
-        self.bullets: dict[str, Bullet] = dict(pb.bullets_by_id)
-        self.sections: dict[str, Section] = dict(pb.sections)
-        self.next_id = pb.next_id
+        self.sections, self.bullets, self.next_id = pb._thaw()
+        self.orders: dict[str, list[str]] = {}
 
-    def set_ids(self, name: str, ids: tuple[str, ...]) -> None:
-        self.sections[name] = replace(self.sections[name], ids=ids)
+    def order(self, name: str) -> list[str]:
+        ids = self.orders.get(name)
+        if ids is None:
+            ids = self.orders[name] = list(self.sections[name].ids)
+        return ids
 
     def require(self, bullet_id: str) -> Bullet:
         b = self.bullets.get(bullet_id)
@@ -203,8 +209,12 @@ class _Draft:
         return b
 
     def remove(self, bullet_id: str) -> None:
-        b = self.bullets.pop(bullet_id)
-        self.set_ids(b.section, tuple(i for i in self.sections[b.section].ids if i != bullet_id))
+        self.order(self.bullets.pop(bullet_id).section).remove(bullet_id)
+
+    def finish(self) -> Playbook:
+        for name, ids in self.orders.items():
+            self.sections[name] = replace(self.sections[name], ids=tuple(ids))
+        return Playbook(self.sections, self.bullets, self.next_id)
 
 
 def apply(playbook: Playbook, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POLICY) -> Applied:
@@ -223,8 +233,7 @@ def apply(playbook: Playbook, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POL
             resolved.append(_apply_op(draft, op, step, src, policy))
         except ValueError as e:
             raise DeltaError(str(e), op_index=index, op_type=op.type) from None
-    new = Playbook(draft.sections, draft.bullets, draft.next_id)
-    return Applied(new, delta.model_copy(update={"operations": resolved}))
+    return Applied(draft.finish(), delta.model_copy(update={"operations": resolved}))
 
 
 def _apply_op(d: _Draft, op: Any, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> Any:
@@ -276,7 +285,7 @@ def _add(d: _Draft, op: AddOp, step: int | None, src: tuple[Source, ...], policy
             raise ValueError(f"bullet id {new_id!r} already exists")
         d.next_id = max(d.next_id, (numeric_suffix(new_id) or 0) + 1)
     d.bullets[new_id] = Bullet(new_id, name, content, created_step=step, updated_step=step, sources=src)
-    d.set_ids(name, (*sec.ids, new_id))
+    d.order(name).append(new_id)
     return op.model_copy(update={"id": new_id, "section": name})
 
 

@@ -29,6 +29,5 @@ class PlaybookFormatError(AceError, ValueError):
         self.reason = reason
         self.line = line
         self.fmt = fmt
-        prefix = f"{fmt} " if fmt else ""
-        where = f"line {line}: " if line is not None else ""
-        super().__init__(f"{prefix}playbook, {where}{reason}")
+        where = ", ".join(p for p in (f"{fmt} playbook" if fmt else "", f"line {line}" if line else "") if p)
+        super().__init__(f"{where}: {reason}" if where else reason)

@@ -64,13 +64,23 @@ def render(
 
 
 def _render_all(playbook: Playbook, counters: bool) -> str:
-    parts: list[str] = []
+    # One flat list joined once: each extra concatenation would copy the whole (multi-MB) text again.
+    out: list[str] = []
     by_id = playbook.bullets_by_id
     for sec in playbook.sections.values():
-        lines = [f"## {sec.name}"]
-        lines.extend(bullet_line(by_id[i], counters=counters) for i in sec.ids)
-        parts.append("\n".join(lines) + "\n")
-    return "\n".join(parts)
+        if out:
+            out.append("")  # the blank line between sections
+        out.append(f"## {sec.name}")
+        if counters:  # the common case, inlined: this loop is the whole cost of a render
+            out += [
+                f"[{b.id}] helpful={b.helpful} harmful={b.harmful} :: {b.content.replace(chr(10), chr(10) + '  ')}"
+                for b in map(by_id.__getitem__, sec.ids)
+            ]
+        else:
+            out += [bullet_line(by_id[i], counters=False) for i in sec.ids]
+    if out:
+        out.append("")  # the final newline
+    return "\n".join(out)
 
 
 def rank(playbook: Playbook) -> list[Bullet]:

@@ -1,0 +1,207 @@
+"""The versioned store on a real SQLite file and a real PostgreSQL database (``db_url`` runs each test on both)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from ace.playbook import Delta, DeltaError, Playbook, render
+from ace.playbook.formats import parse_ace
+from ace.store import (
+    PlaybookExists,
+    PlaybookNotFound,
+    PlaybookStore,
+    StaleVersionError,
+    StoreIntegrityError,
+    VersionNotFound,
+)
+from ace.store import schema as t
+
+START = "## RULES\n[r-00001] helpful=0 harmful=0 :: Read the docs.\n[r-00002] helpful=0 harmful=0 :: Check units.\n"
+
+
+def tag(bullet_id: str, kind: str = "helpful", **source: object) -> Delta:
+    return Delta.parse({"operations": [{"type": "TAG", "id": bullet_id, "tag": kind}], "source": source or None})
+
+
+@pytest.fixture
+def store(db_url: str) -> PlaybookStore:
+    s = PlaybookStore(db_url, snapshot_every=3)
+    s.create("pb", parse_ace(START))
+    yield s
+    s.close()
+
+
+def test_versions_start_at_one_and_each_commit_adds_one(store: PlaybookStore) -> None:
+    assert store.head("pb").version == 1
+    info = store.commit("pb", tag("r-00001"), expected_version=1)
+    assert (info.version, info.parent, info.kind, info.n_bullets) == (2, 1, "delta", 2)
+    assert store.load("pb")["r-00001"].helpful == 1
+    assert store.load("pb", 1)["r-00001"].helpful == 0
+    assert [h.version for h in store.history("pb")] == [1, 2]
+
+
+def test_stale_writer_gets_a_specific_error_and_writes_nothing(store: PlaybookStore) -> None:
+    store.commit("pb", tag("r-00001"), expected_version=1)
+    with pytest.raises(StaleVersionError) as exc:
+        store.commit("pb", tag("r-00002"), expected_version=1)
+    assert (exc.value.expected, exc.value.actual) == (1, 2)
+    assert store.head("pb").version == 2 and store.load("pb")["r-00002"].helpful == 0
+    # rebase: apply on whatever the head is
+    assert store.commit("pb", tag("r-00002"), expected_version=None).version == 3
+
+
+def test_a_rejected_delta_writes_nothing(store: PlaybookStore) -> None:
+    bad = Delta.parse(
+        {
+            "operations": [
+                {"type": "TAG", "id": "r-00001", "tag": "helpful"},
+                {"type": "UPDATE", "id": "r-09999", "content": "x"},
+            ]
+        }
+    )
+    with pytest.raises(DeltaError, match=r"operation 1 \(UPDATE\): unknown bullet id"):
+        store.commit("pb", bad)
+    assert store.head("pb").version == 1
+    assert store.load("pb")["r-00001"].helpful == 0
+    assert len(store.history("pb")) == 1
+
+
+def test_every_version_rebuilds_from_snapshots_and_deltas(store: PlaybookStore, db_url: str) -> None:
+    expected = [store.load("pb").digest()]
+    for i in range(10):
+        d = Delta.parse({"operations": [{"type": "ADD", "section": "RULES", "content": f"rule {i}"}]})
+        expected.append(store.commit("pb", d).digest)
+    fresh = PlaybookStore(db_url, cache=False)
+    assert [fresh.load("pb", v).digest() for v in range(1, 12)] == expected
+    assert fresh.verify("pb") == 11
+    with fresh.engine.connect() as conn:  # import + every third version are snapshots, the rest deltas
+        snaps = conn.execute(select(t.snapshots.c.version).order_by(t.snapshots.c.version)).scalars().all()
+    assert snaps == [1, 3, 6, 9]
+    fresh.close()
+
+
+def test_diff_history_blame_and_provenance(store: PlaybookStore) -> None:
+    store.commit("pb", tag("r-00001", task_id="task-7", step=7, run_id="run-a", role="reflector"), author="ann")
+    add = Delta.parse(
+        {
+            "operations": [
+                {"type": "ADD", "section": "RULES", "content": "State the unit."},
+                {"type": "UPDATE", "id": "r-00002", "content": "Check units twice."},
+                {"type": "REMOVE", "id": "r-00001"},
+            ],
+            "source": {"task_id": "task-8", "step": 8},
+        }
+    )
+    store.commit("pb", add, message="lesson from task-8")
+    d = store.diff("pb", 1, 3)
+    assert [b.id for b in d.added] == ["r-00003"]
+    assert [b.id for b in d.removed] == ["r-00001"]
+    assert [(c.after.id, c.fields) for c in d.changed] == [("r-00002", ("content",))]
+    assert store.diff("pb", 3, 3).empty
+
+    blame = store.blame("pb", "r-00001")
+    assert [(e.version, e.op) for e in blame] == [(1, "IMPORT"), (2, "TAG"), (3, "REMOVE")]
+    assert blame[1].author == "ann" and blame[1].source.task_id == "task-7" and blame[1].source.role == "reflector"
+    assert [(e.version, e.op, e.message) for e in store.blame("pb", "r-00003")] == [(3, "ADD", "lesson from task-8")]
+    b = store.load("pb")["r-00003"]
+    assert (b.created_step, b.sources[0].task_id) == (8, "task-8")
+
+
+def test_rollback_is_a_new_version_and_keeps_history(store: PlaybookStore) -> None:
+    v1 = store.head("pb").digest
+    store.commit("pb", tag("r-00001"))
+    store.commit("pb", Delta.parse({"operations": [{"type": "REMOVE", "id": "r-00002"}]}))
+    info = store.rollback("pb", 1)
+    assert (info.version, info.kind, info.digest) == (4, "rollback", v1)
+    assert [h.kind for h in store.history("pb")] == ["import", "delta", "delta", "rollback"]
+    assert store.load("pb", 3).get("r-00002") is None  # the rolled-back versions stay readable
+    assert [e.op for e in store.blame("pb", "r-00002")] == ["IMPORT", "REMOVE", "ROLLBACK"]
+    assert store.commit("pb", tag("r-00002")).version == 5  # and history continues from the restored state
+    with pytest.raises(StaleVersionError):
+        store.rollback("pb", 2, expected_version=4)
+
+
+def test_errors_for_missing_things(store: PlaybookStore) -> None:
+    with pytest.raises(PlaybookNotFound, match="no playbook 'nope' in namespace 'default'"):
+        store.load("nope")
+    with pytest.raises(VersionNotFound, match=r"has no version 9 \(versions run from 1 to 1\)"):
+        store.load("pb", 9)
+    with pytest.raises(VersionNotFound):
+        store.diff("pb", 0, 1)
+    with pytest.raises(PlaybookExists):
+        store.create("pb")
+    assert store.blame("pb", "unknown-1") == []
+
+
+def test_namespaces_are_isolated(store: PlaybookStore) -> None:
+    store.create("pb", Playbook.empty(["OTHER"]), namespace="tenant-b")
+    store.commit("pb", tag("r-00001"), namespace="default")
+    assert len(store.load("pb", namespace="tenant-b")) == 0
+    with pytest.raises(DeltaError, match="unknown bullet id 'r-00001'"):
+        store.commit("pb", tag("r-00001"), namespace="tenant-b")
+    assert store.head("pb", namespace="tenant-b").version == 1
+    assert {(p.namespace, p.head) for p in store.list()} == {("default", 2), ("tenant-b", 1)}
+    assert [p.name for p in store.list("tenant-b")] == ["pb"]
+
+
+def test_two_store_objects_see_each_others_commits(db_url: str) -> None:
+    """Each store object caches the head; a second writer's commits are caught up, not missed."""
+    a, b = PlaybookStore(db_url), PlaybookStore(db_url)
+    a.create("pb", parse_ace(START))
+    a.load("pb")
+    b.commit("pb", tag("r-00001"))
+    b.commit("pb", tag("r-00001"))
+    a.commit("pb", tag("r-00001"))
+    assert a.load("pb")["r-00001"].helpful == 3 == b.load("pb")["r-00001"].helpful
+    assert a.verify("pb") == 4
+    a.close()
+    b.close()
+
+
+def test_verify_detects_a_tampered_log(store: PlaybookStore) -> None:
+    store.commit("pb", tag("r-00001"))
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE ace_versions SET delta = :d WHERE version = 2"),
+            {"d": tag("r-00002").to_json()},
+        )
+    fresh = PlaybookStore(store.url, cache=False)
+    with pytest.raises(StoreIntegrityError, match="version 2 rebuilds to digest"):
+        fresh.verify("pb")
+    fresh.close()
+
+
+def test_default_location_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ace.store import default_url
+
+    monkeypatch.delenv("ACE_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_url() == f"sqlite:///{tmp_path / 'ace' / 'ace.db'}"
+    monkeypatch.setenv("ACE_DB", "sqlite:///elsewhere.db")
+    assert default_url() == "sqlite:///elsewhere.db"
+    monkeypatch.delenv("ACE_DB")
+    s = PlaybookStore()
+    s.create("x")
+    assert (tmp_path / "ace" / "ace.db").is_file()
+    s.close()
+
+
+def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
+    s = PlaybookStore(sqlite_url)
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    s.close()
+
+
+def test_large_playbook_render_is_stable_through_the_store(db_url: str) -> None:
+    s = PlaybookStore(db_url)
+    ops = [{"type": "ADD", "section": f"S{i % 5}", "content": f"rule {i} " + "x" * (i % 40)} for i in range(500)]
+    pb = Playbook.empty()
+    s.create("big", pb)
+    s.commit("big", Delta.parse({"operations": ops}))
+    assert render(PlaybookStore(db_url, cache=False).load("big")) == render(s.load("big"))
+    s.close()
