@@ -169,3 +169,8 @@ def test_guess_format() -> None:
     assert guess_format("## A\n[a-1] x\n") == "ace"
     with pytest.raises(PlaybookFormatError, match="unknown format 'yaml'"):
         loads("x", "yaml")
+
+
+def test_a_leading_byte_order_mark_is_not_content() -> None:
+    pb = parse_ace("\ufeff## A\n[a-00001] x\n")
+    assert list(pb.sections) == ["A"] and pb["a-00001"].content == "x"

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ace.playbook.delta import clean_text
@@ -62,6 +63,7 @@ def _parse_lines(
             bid, sec, lines, h, hm, ln = pending
             sections[-1][1].append(_bullet(bid, sec, "\n".join(lines), h, hm, ln, fmt))
 
+    text = text.removeprefix("\ufeff")  # a byte-order mark from an editor is not content
     for n, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         line = raw.rstrip("\n")
         if pending is not None and line.startswith("  "):
@@ -132,8 +134,21 @@ def to_json(playbook: Playbook, *, indent: int | None = 2) -> str:
     return json.dumps(playbook.to_dict(), ensure_ascii=False, indent=indent)
 
 
-def parse_json(text: str) -> Playbook:
+@contextmanager
+def _malformed(fmt: str, what: str) -> Iterator[None]:
+    """Turn the errors a JSON walk can raise into one PlaybookFormatError."""
     try:
+        yield
+    except PlaybookFormatError:
+        raise
+    except json.JSONDecodeError as e:
+        raise PlaybookFormatError(f"not valid JSON ({e})", fmt=fmt) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise PlaybookFormatError(f"malformed {what} ({type(e).__name__}: {e})", fmt=fmt) from None
+
+
+def parse_json(text: str) -> Playbook:
+    with _malformed("json", "playbook JSON"):
         data = json.loads(text)
         if data.get("format") != "ace.playbook/v1":
             raise PlaybookFormatError(f"unknown format {data.get('format')!r}; expected 'ace.playbook/v1'", fmt="json")
@@ -146,12 +161,6 @@ def parse_json(text: str) -> Playbook:
                 bullets.append(b)
             sections.append((s["name"], bullets, s.get("slug")))
         return Playbook.from_sections(sections, next_id=int(data["next_id"]))
-    except PlaybookFormatError:
-        raise
-    except json.JSONDecodeError as e:
-        raise PlaybookFormatError(f"not valid JSON ({e})", fmt="json") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise PlaybookFormatError(f"malformed playbook JSON ({type(e).__name__}: {e})", fmt="json") from None
 
 
 # -- kayba ace-framework skillbook v2 ---------------------------------------------------------------------
@@ -163,7 +172,7 @@ def _skill_content(issue: str, insight: str | None) -> str:
 
 
 def parse_skillbook(text: str) -> Playbook:
-    try:
+    with _malformed("skillbook", "skillbook"):
         data = json.loads(text)
         if str(data.get("schema_version")) != "2":
             raise PlaybookFormatError("expected a kayba skillbook with schema_version 2", fmt="skillbook")
@@ -196,12 +205,6 @@ def parse_skillbook(text: str) -> Playbook:
             sections.append((name, bullets))
         # kayba's next_id is the last number used; ours is the next one to use.
         return Playbook.from_sections(sections, next_id=int(data.get("next_id", 0)) + 1)
-    except PlaybookFormatError:
-        raise
-    except json.JSONDecodeError as e:
-        raise PlaybookFormatError(f"not valid JSON ({e})", fmt="skillbook") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise PlaybookFormatError(f"malformed skillbook ({type(e).__name__}: {e})", fmt="skillbook") from None
 
 
 def to_skillbook(playbook: Playbook) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,6 +101,19 @@ class VersionInfo:
     @property
     def source(self) -> Source | None:
         return self.delta.source if self.delta else None
+
+
+@dataclass(frozen=True, slots=True)
+class _NewVersion:
+    """What a write puts on top of the head: the new state, how it was made, the bullets it touched."""
+
+    kind: str  # import | delta | rollback
+    delta: Delta | None
+    playbook: Playbook
+    touched: list[tuple[str, str]]
+    author: str | None
+    message: str | None
+    snapshot: bool = False  # force a snapshot (imports and rollbacks have no delta to replay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,16 +206,13 @@ class PlaybookStore:
     ) -> VersionInfo:
         """Store ``playbook`` (default: empty) as version 1 of a new playbook."""
         pb = playbook if playbook is not None else Playbook.empty()
-        now = _now()
+        new = _NewVersion("import", None, pb, [(b.id, "IMPORT") for b in pb], author, message, snapshot=True)
         try:
             with self._write() as conn:
                 pid = conn.execute(
-                    insert(t.playbooks).values(namespace=namespace, name=name, head=1, created_at=now)
+                    insert(t.playbooks).values(namespace=namespace, name=name, head=1, created_at=_now())
                 ).inserted_primary_key[0]
-                info = self._insert_version(
-                    conn, pid, namespace, name, 1, None, "import", None, pb, now, author, message, snapshot=True
-                )
-                self._insert_events(conn, pid, 1, [(b.id, "IMPORT") for b in pb])
+                info = self._insert_version(conn, pid, namespace, name, 1, None, new)
         except IntegrityError:
             raise PlaybookExists(namespace, name) from None
         self._remember(pid, 1, pb)
@@ -223,33 +233,12 @@ class PlaybookStore:
         Raises :class:`~ace.playbook.DeltaError` for an invalid delta and :class:`StaleVersionError` when
         ``expected_version`` is given and is no longer the head; in both cases nothing is written.
         """
-        with self._write() as conn:
-            row = self._row(conn, namespace, name, lock=True)
-            if expected_version is not None and expected_version != row.head:
-                raise StaleVersionError(name, expected_version, row.head)
-            parent = self._state(conn, row.id, row.head)
-            applied = apply(parent, delta, policy=self.policy)
-            version = row.head + 1
-            now = _now()
-            info = self._insert_version(
-                conn,
-                row.id,
-                namespace,
-                name,
-                version,
-                row.head,
-                "delta",
-                applied.delta,
-                applied.playbook,
-                now,
-                author,
-                message,
-                snapshot=version % self.snapshot_every == 0,
-            )
-            self._insert_events(conn, row.id, version, applied.delta.ids_touched())
-            self._advance_head(conn, row.id, name, row.head, version)
-        self._remember(row.id, version, applied.playbook)
-        return info
+
+        def make(conn: Connection, row: Any) -> _NewVersion:
+            applied = apply(self._state(conn, row.id, row.head), delta, policy=self.policy)
+            return _NewVersion("delta", applied.delta, applied.playbook, applied.delta.ids_touched(), author, message)
+
+        return self._append_version(namespace, name, expected_version, make)
 
     def rollback(
         self,
@@ -262,85 +251,74 @@ class PlaybookStore:
         message: str | None = None,
     ) -> VersionInfo:
         """Make the state of ``version`` the new head, as a new version: history is kept, nothing is erased."""
-        with self._write() as conn:
-            row = self._row(conn, namespace, name, lock=True)
-            if expected_version is not None and expected_version != row.head:
-                raise StaleVersionError(name, expected_version, row.head)
+
+        def make(conn: Connection, row: Any) -> _NewVersion:
             _check_version(name, version, row.head)
             target = self._state(conn, row.id, version)
-            changes = diff(self._state(conn, row.id, row.head), target)
-            new_version = row.head + 1
-            now = _now()
-            info = self._insert_version(
-                conn,
-                row.id,
-                namespace,
-                name,
-                new_version,
-                row.head,
+            touched = diff(self._state(conn, row.id, row.head), target).touched_ids()
+            return _NewVersion(
                 "rollback",
                 None,
                 target,
-                now,
+                [(i, "ROLLBACK") for i in touched],
                 author,
                 message or f"rollback to version {version}",
                 snapshot=True,
             )
-            self._insert_events(conn, row.id, new_version, [(i, "ROLLBACK") for i in changes.touched_ids()])
-            self._advance_head(conn, row.id, name, row.head, new_version)
-        self._remember(row.id, new_version, target)
+
+        return self._append_version(namespace, name, expected_version, make)
+
+    def _append_version(
+        self, namespace: str, name: str, expected_version: int | None, make: Callable[[Connection, Any], _NewVersion]
+    ) -> VersionInfo:
+        """The one write path: lock the head, build the next state from it, store that as head + 1."""
+        with self._write() as conn:
+            row = self._row(conn, namespace, name, lock=True)
+            if expected_version is not None and expected_version != row.head:
+                raise StaleVersionError(name, expected_version, row.head)
+            new = make(conn, row)
+            version = row.head + 1
+            info = self._insert_version(conn, row.id, namespace, name, version, row.head, new)
+            res = conn.execute(
+                update(t.playbooks)
+                .where(t.playbooks.c.id == row.id, t.playbooks.c.head == row.head)
+                .values(head=version)
+            )
+            if res.rowcount != 1:  # pragma: no cover - the row lock makes this unreachable; kept as a last guard
+                raise StaleVersionError(name, row.head, -1)
+        self._remember(row.id, version, new.playbook)
         return info
 
-    def _advance_head(self, conn: Connection, pid: int, name: str, old: int, new: int) -> None:
-        res = conn.execute(
-            update(t.playbooks).where(t.playbooks.c.id == pid, t.playbooks.c.head == old).values(head=new)
-        )
-        if res.rowcount != 1:  # pragma: no cover - the row lock makes this unreachable; kept as a last guard
-            raise StaleVersionError(name, old, -1)
-
     def _insert_version(
-        self,
-        conn: Connection,
-        pid: int,
-        namespace: str,
-        name: str,
-        version: int,
-        parent: int | None,
-        kind: str,
-        delta: Delta | None,
-        pb: Playbook,
-        now: datetime,
-        author: str | None,
-        message: str | None,
-        *,
-        snapshot: bool,
+        self, conn: Connection, pid: int, namespace: str, name: str, version: int, parent: int | None, new: _NewVersion
     ) -> VersionInfo:
+        pb, now = new.playbook, _now()
         digest = pb.digest()
         conn.execute(
             insert(t.versions).values(
                 playbook_id=pid,
                 version=version,
                 parent=parent,
-                kind=kind,
-                delta=delta.to_json() if delta is not None else None,
+                kind=new.kind,
+                delta=new.delta.to_json() if new.delta is not None else None,
                 digest=digest,
                 n_bullets=len(pb),
                 created_at=now,
-                author=author,
-                message=message,
+                author=new.author,
+                message=new.message,
             )
         )
-        if snapshot:
+        if new.snapshot or version % self.snapshot_every == 0:
             state = json.dumps(pb.to_dict(), ensure_ascii=False, separators=(",", ":"))
             conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=state))
-        return VersionInfo(namespace, name, version, parent, kind, digest, len(pb), now, author, message, delta)
-
-    def _insert_events(self, conn: Connection, pid: int, version: int, touched: list[tuple[str, str]]) -> None:
-        if touched:
+        if new.touched:
             conn.execute(
                 insert(t.bullet_events),
-                [{"playbook_id": pid, "bullet_id": b, "version": version, "op": op} for b, op in touched],
+                [{"playbook_id": pid, "bullet_id": b, "version": version, "op": op} for b, op in new.touched],
             )
+        return VersionInfo(
+            namespace, name, version, parent, new.kind, digest, len(pb), now, new.author, new.message, new.delta
+        )
 
     # -- reading ------------------------------------------------------------------------------------------
     def load(self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE) -> Playbook:
