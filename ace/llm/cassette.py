@@ -1,0 +1,122 @@
+"""Record and replay LLM calls, so a run can be re-executed call for call without any model.
+
+A cassette is a JSONL file, one line per call::
+
+    {"hash": "<sha256 of the normalized request>", "request": {...}, "response": {"text": ..., "usage": {...},
+     "model": ..., "finish_reason": ...}, "provider": "local"}
+
+The hash covers the messages, sampling options and output schema (JSON with sorted keys), so the same request
+replays the same response. Identical requests made several times replay their recorded responses in order.
+Modes: ``record`` (call the wrapped provider and append), ``replay`` (strict: a request not on the cassette raises
+:class:`CassetteMiss` naming the call), ``auto`` (replay what is there, record what is not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any, Literal
+
+from ace.llm.provider import Provider
+from ace.llm.types import CassetteMiss, Completion, LLMError, Request, Usage
+
+Mode = Literal["record", "replay", "auto"]
+
+
+def request_hash(request: Request) -> str:
+    canon = json.dumps(request.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _describe(request: Request) -> str:
+    last = request.messages[-1].content.replace("\n", " ") if request.messages else ""
+    schema = f" for {request.schema_name}" if request.schema_name else ""
+    return f"call{schema} ending {last[-80:]!r}"
+
+
+class Cassette:
+    """A provider that records to, or replays from, a JSONL file."""
+
+    def __init__(self, path: str | Path, provider: Provider | None = None, *, mode: Mode = "replay") -> None:
+        if mode != "replay" and provider is None:
+            raise LLMError(f"cassette mode {mode!r} needs a provider to record from")
+        self.path = Path(path)
+        self.provider = provider
+        self.mode = mode
+        self.name = f"cassette({provider.name})" if provider else "cassette"
+        self.model = provider.model if provider else "replay"
+        self._lock = threading.Lock()
+        self._tape: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        if mode != "record" and self.path.exists():
+            self._load()
+        elif mode == "replay":
+            raise LLMError(f"no cassette at {self.path} to replay")
+        if mode == "record":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("")
+
+    def _load(self) -> None:
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                self._tape[entry["hash"]].append(entry["response"])
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise LLMError(f"cassette {self.path}, line {n}: not a recorded call ({e})") from None
+
+    def _replayed(self, request: Request) -> Completion | None:
+        with self._lock:
+            queue = self._tape.get(request_hash(request))
+            if not queue:
+                return None
+            r = queue.popleft()
+        u = r["usage"]
+        return Completion(
+            r["text"],
+            Usage(u["input_tokens"], u["output_tokens"], u.get("cached_tokens", 0)),
+            r["model"],
+            r.get("finish_reason"),
+        )
+
+    def _append(self, request: Request, completion: Completion) -> None:
+        entry = {
+            "hash": request_hash(request),
+            "provider": self.provider.name if self.provider else None,
+            "request": request.to_dict(),
+            "response": {
+                "text": completion.text,
+                "usage": completion.usage.to_dict(),
+                "model": completion.model,
+                "finish_reason": completion.finish_reason,
+            },
+        }
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def _miss(self, request: Request) -> CassetteMiss:
+        return CassetteMiss(
+            f"cassette {self.path} has no recorded response for this {_describe(request)} "
+            f"(request hash {request_hash(request)[:12]}); record it again, or use mode='auto'"
+        )
+
+    def complete(self, request: Request) -> Completion:
+        if self.mode != "record" and (hit := self._replayed(request)) is not None:
+            return hit
+        if self.mode == "replay" or self.provider is None:
+            raise self._miss(request)
+        completion = self.provider.complete(request)
+        self._append(request, completion)
+        return completion
+
+    async def acomplete(self, request: Request) -> Completion:
+        if self.mode != "record" and (hit := self._replayed(request)) is not None:
+            return hit
+        if self.mode == "replay" or self.provider is None:
+            raise self._miss(request)
+        completion = await self.provider.acomplete(request)
+        self._append(request, completion)
+        return completion

@@ -1,0 +1,50 @@
+"""The provider protocol, and turning a string like ``"openai:gpt-4o-mini"`` into a provider.
+
+A provider does one thing: send a :class:`Request` and return a :class:`Completion`, raising
+:class:`ProviderError` (with ``retryable`` set for timeouts, 429 and 5xx). Retries, validation, repair,
+accounting and budgets live in :class:`ace.llm.LLM`, once for every provider.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ace.llm.types import Completion, LLMError, Request
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    model: str
+
+    def complete(self, request: Request) -> Completion: ...
+
+    async def acomplete(self, request: Request) -> Completion: ...
+
+
+def get_provider(spec: str | Provider) -> Provider:
+    """Resolve a provider spec.
+
+    ``"local"`` or ``"local:/path/model.gguf"`` (the embedded default: Gemma 3 270M on llama.cpp),
+    ``"anthropic:claude-sonnet-4-5"``, ``"openai:gpt-4o-mini"``, ``"openai:MODEL@http://host:port/v1"`` (any
+    OpenAI-compatible server), or a provider object, returned as it is.
+    """
+    if not isinstance(spec, str):
+        return spec
+    kind, _, rest = spec.partition(":")
+    if kind == "local":
+        from ace.llm.local import LocalProvider
+
+        return LocalProvider(model_path=rest or None)
+    if kind == "anthropic" and rest:
+        from ace.llm.anthropic import AnthropicProvider
+
+        return AnthropicProvider(rest)
+    if kind == "openai" and rest:
+        from ace.llm.openai import OpenAIProvider
+
+        model, _, base_url = rest.partition("@")
+        return OpenAIProvider(model, base_url=base_url or None)
+    raise LLMError(
+        f"unknown provider spec {spec!r}; use 'local', 'anthropic:MODEL', 'openai:MODEL' or 'openai:MODEL@URL'"
+    )

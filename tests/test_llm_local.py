@@ -1,0 +1,171 @@
+"""The real packaged model (Gemma 3 270M on llama.cpp): through the ``local`` provider, and through the ``openai``
+provider talking to a real ``llama_cpp.server`` on 127.0.0.1. Short prompts; quality is that of a 270M base model,
+so these tests check the machinery (validated structure, usage, determinism), not the answers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from pydantic import BaseModel, Field
+
+from ace.llm import LLM, Message, Sampling, get_provider
+from ace.llm.local import LocalProvider, default_model_path
+from ace.llm.openai import OpenAIProvider
+from ace.llm.structured import bound_schema
+
+pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
+
+
+class Cited(BaseModel):
+    reasoning: str
+    bullet_ids: list[str]
+    final_answer: str
+
+
+class Tagging(BaseModel):
+    class BulletTag(BaseModel):
+        id: str
+        tag: str = Field(pattern="^(helpful|harmful|neutral)$")
+
+    key_insight: str
+    bullet_tags: list[BulletTag]
+
+
+PROMPT = [
+    Message("system", "Answer using the playbook. Cite the ids of the bullets you used.", cache=True),
+    Message(
+        "user",
+        "Playbook:\n[calc-00002] Percentage change = (new - old) / old * 100.\n\n"
+        "Question: revenue rose from 200 to 250. What is the percentage change?",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def llm() -> LLM:
+    return LLM("local", sampling=Sampling(max_tokens=256))
+
+
+def test_structured_output_from_the_real_model_validates(llm: LLM) -> None:
+    result = llm.call(PROMPT, output=Cited, role="generator")
+    assert isinstance(result.parsed, Cited)
+    assert result.parsed.final_answer.strip() != "" or result.parsed.reasoning.strip() != ""
+    assert result.usage.input_tokens > 20 and result.usage.output_tokens > 0
+    assert result.provider == "local" and result.cost_usd == 0.0 and result.attempts == 1
+    assert llm.ledger.by_role["generator"].output_tokens == result.usage.output_tokens
+
+
+def test_nested_schema_with_a_pattern_validates(llm: LLM) -> None:
+    result = llm.call(
+        [Message("user", "Bullets cited: calc-00002. The answer was right. Tag each cited bullet.")],
+        output=Tagging,
+        role="reflector",
+    )
+    assert all(t.tag in ("helpful", "harmful", "neutral") for t in result.parsed.bullet_tags)
+
+
+def test_greedy_decoding_is_deterministic_and_text_calls_work(llm: LLM) -> None:
+    a = llm.call("Name one prime number.", sampling=Sampling(max_tokens=12))
+    b = llm.call("Name one prime number.", sampling=Sampling(max_tokens=12))
+    assert a.text == b.text and a.usage == b.usage
+    assert a.parsed is None and 0 < a.usage.output_tokens <= 12
+
+
+def test_async_call(llm: LLM) -> None:
+    result = asyncio.run(llm.acall(PROMPT, output=Cited))
+    assert isinstance(result.parsed, Cited)
+
+
+def test_bounded_schema_forces_json_to_close() -> None:
+    # 2 strings + 3 array items = 5 string slots sharing 100 tokens x 2 characters
+    schema = bound_schema(Cited.model_json_schema(), 100, max_string_chars=400, max_array_items=3)
+    assert schema["properties"]["reasoning"]["maxLength"] == 40
+    assert schema["properties"]["bullet_ids"]["maxItems"] == 3
+    assert schema["properties"]["bullet_ids"]["items"]["maxLength"] == 40
+    assert "maxLength" not in Cited.model_json_schema()["properties"]["reasoning"]  # the input is not changed
+    # objects behind $ref count too: key_insight + 8 items x 2 strings (id, and tag: a pattern is still free text)
+    nested = bound_schema(Tagging.model_json_schema(), 170, max_array_items=8)
+    assert nested["$defs"]["BulletTag"]["properties"]["id"]["maxLength"] == 170 * 2 // 17
+    assert bound_schema(Cited.model_json_schema(), 10_000)["properties"]["reasoning"]["maxLength"] == 400
+
+
+def test_provider_specs() -> None:
+    assert isinstance(get_provider("local"), LocalProvider)
+    p = get_provider("openai:qwen@http://127.0.0.1:9/v1")
+    assert isinstance(p, OpenAIProvider) and p.model == "qwen" and p.structured == "json_object"
+    assert get_provider("anthropic:claude-sonnet-4-5").model == "claude-sonnet-4-5"
+    with pytest.raises(Exception, match="unknown provider spec 'gemini:x'"):
+        get_provider("gemini:x")
+
+
+# -- the openai provider against a real llama_cpp.server ----------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    # a file, not a pipe: the server logs >100 KB at start-up, which would fill a pipe and stall it
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(default_model_path()),
+            "--model_alias",
+            "gemma",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {log_path.read_text(errors='replace')[-2000:]}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(
+                    f"llama_cpp.server did not come up in 120 s: {log_path.read_text(errors='replace')[-2000:]}"
+                )
+            time.sleep(0.5)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_openai_provider_against_a_real_llama_cpp_server(llama_server: str) -> None:
+    llm = LLM(f"openai:gemma@{llama_server}", sampling=Sampling(max_tokens=200))
+    result = llm.call(PROMPT, output=Cited, role="generator")
+    assert isinstance(result.parsed, Cited)
+    assert result.provider == "openai" and result.usage.input_tokens > 20 and result.usage.output_tokens > 0
+    text = llm.call("Say hello.", sampling=Sampling(max_tokens=8))
+    assert isinstance(text.text, str) and text.usage.input_tokens > 0
+    assert asyncio.run(llm.acall(PROMPT, output=Cited)).parsed is not None
