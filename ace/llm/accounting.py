@@ -17,21 +17,23 @@ class Price:
     cached_input: float | None = None
 
 
-# Public list prices (USD per million tokens) at the time of writing; pass your own table to override.
-# Keys are model-name prefixes; the longest matching prefix wins.
+# Public list prices (USD per million tokens; cached = prompt-cache reads) as published in 2025. Keys are model-name
+# prefixes, the longest match wins; a model not listed gets cost None ("unpriced"), never a guess. Pass
+# ``LLM(prices=...)`` for other models or newer prices.
 PRICES: dict[str, Price] = {
-    "claude-opus-4": Price(15.0, 75.0, 1.5),
-    "claude-sonnet-4": Price(3.0, 15.0, 0.3),
-    "claude-3-7-sonnet": Price(3.0, 15.0, 0.3),
+    "claude-opus-4-1": Price(15.0, 75.0, 1.5),
+    "claude-opus-4-20250514": Price(15.0, 75.0, 1.5),
+    "claude-opus-4-5": Price(5.0, 25.0, 0.5),
+    "claude-sonnet-4-5": Price(3.0, 15.0, 0.3),
+    "claude-sonnet-4-20250514": Price(3.0, 15.0, 0.3),
+    "claude-haiku-4-5": Price(1.0, 5.0, 0.1),
     "claude-3-5-haiku": Price(0.8, 4.0, 0.08),
-    "claude-haiku-4": Price(1.0, 5.0, 0.1),
     "gpt-4o-mini": Price(0.15, 0.60, 0.075),
     "gpt-4o": Price(2.5, 10.0, 1.25),
     "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
     "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
     "gpt-4.1": Price(2.0, 8.0, 0.5),
     "o4-mini": Price(1.1, 4.4, 0.275),
-    "deepseek-chat": Price(0.27, 1.10, 0.07),
     "local": Price(0.0, 0.0, 0.0),
 }
 

@@ -2,14 +2,16 @@
 
 System messages become the ``system`` blocks; a :class:`Message` with ``cache=True`` (the system prompt, the
 rendered playbook) gets ``cache_control: ephemeral`` on its block, so repeated calls read the prefix from the
-cache. Structured output: the schema goes into the system prompt and the reply is validated (and repaired) by
-:class:`ace.llm.LLM`. The SDK's own retries are off: :class:`ace.llm.LLM` retries.
+cache. Structured output uses the API's native JSON output format (``output_config.format``), or the schema in
+the system prompt with ``structured="prompt"``; either way the reply is validated (and repaired) by
+:class:`ace.llm.LLM`. The current Messages API takes no temperature or top_p, so those sampling options are not
+sent; ``max_tokens`` and ``stop`` are. The SDK's own retries are off: :class:`ace.llm.LLM` retries.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from ace.llm.openai import map_http_error
 from ace.llm.structured import schema_instruction
@@ -25,6 +27,7 @@ class AnthropicProvider:
         *,
         api_key: str | None = None,
         base_url: str | None = None,
+        structured: Literal["native", "prompt"] = "native",
         timeout_s: float = 120.0,
         http_client: Any = None,
         async_http_client: Any = None,
@@ -32,6 +35,7 @@ class AnthropicProvider:
         import anthropic
 
         self.model = model
+        self.structured = structured
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         common: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0, "timeout": timeout_s}
         self._client = anthropic.Anthropic(**common, **({"http_client": http_client} if http_client else {}))
@@ -52,19 +56,15 @@ class AnthropicProvider:
                 system.append(block)
             else:
                 messages.append({"role": m.role, "content": [block]})
-        if request.schema is not None:
-            system.append({"type": "text", "text": schema_instruction(request.schema)})
         s = request.sampling
-        params: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": s.max_tokens,
-            "temperature": s.temperature,
-        }
+        params: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": s.max_tokens}
+        if request.schema is not None:
+            if self.structured == "native":
+                params["output_config"] = {"format": {"type": "json_schema", "schema": request.schema}}
+            else:
+                system.append({"type": "text", "text": schema_instruction(request.schema)})
         if system:
             params["system"] = system
-        if s.top_p is not None:
-            params["top_p"] = s.top_p
         if s.stop:
             params["stop_sequences"] = list(s.stop)
         return params
