@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from ace.playbook import AceError, Delta, DeltaError, render
+from ace.playbook import AceError, Delta, DeltaError, Source, render
 from ace.playbook.diff import PlaybookDiff
 from ace.playbook.formats import FORMATS, dumps, loads
 from ace.store import DEFAULT_NAMESPACE, PlaybookStore, StaleVersionError, VersionInfo
@@ -266,6 +266,51 @@ def verify(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) ->
     with _errors():
         n = _store(db).verify(name, namespace=namespace)
         out.print(f"[green]ok[/]: {n} versions of {name!r} rebuild to their recorded digests")
+
+
+@playbook_app.command()
+def dedup(
+    name: str,
+    threshold: Annotated[float, typer.Option(help="Cosine similarity at or above which bullets are duplicates.")] = 0.9,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the pairs and groups; write nothing.")] = False,
+    show: Annotated[int, typer.Option(help="How many of the most similar pairs to list.")] = 20,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+    author: AuthorOpt = None,
+) -> None:
+    """Merge near-duplicate bullets (by embedding) into their most useful one, as a new version."""
+    with _errors():
+        from ace.llm.embeddings import MiniLMEmbedder  # onnxruntime loads only for this command
+        from ace.refine import EmbeddingIndex, dedup_delta, duplicate_groups, similar_pairs
+
+        store = _store(db)
+        head = store.head(name, namespace=namespace)
+        pb = store.load(name, head.version, namespace=namespace)
+        pairs = similar_pairs(pb, EmbeddingIndex(MiniLMEmbedder()), threshold)
+        groups = duplicate_groups(pb, pairs)
+        table = Table("cosine", "id", "content", "id", "content")
+        for p in pairs[:show]:
+            table.add_row(f"{p.similarity:.3f}", p.a, pb[p.a].content[:60], p.b, pb[p.b].content[:60])
+        if pairs:
+            out.print(table)
+        merged_away = sum(len(g) - 1 for g in groups)
+        out.print(
+            f"{len(pairs)} pairs at cosine >= {threshold} in {len(groups)} groups; merging them takes "
+            f"{name} v{head.version} from {len(pb)} to {len(pb) - merged_away} bullets"
+        )
+        if dry_run or not groups:
+            out.print("dry run: nothing written" if dry_run else "nothing to merge")
+            return
+        delta = dedup_delta(pb, groups, source=Source(role="refine", note=f"dedup at cosine >= {threshold}"))
+        info = store.commit(
+            name,
+            delta,
+            namespace=namespace,
+            expected_version=head.version,
+            author=author or "ace dedup",
+            message=f"merge near-duplicates (cosine >= {threshold})",
+        )
+        out.print(f"[bold]{name}[/] v{info.version}: {_ops_summary(info)} → {info.n_bullets} bullets")
 
 
 def bundled_playbook(name: str) -> Path:

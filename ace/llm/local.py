@@ -11,6 +11,7 @@ Install with ``scripts/install`` (the ``local`` extra, with llama.cpp built for 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import threading
@@ -22,6 +23,17 @@ from ace.llm.types import Completion, LLMError, Message, Request, Usage
 
 _MODELS: dict[tuple[str, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    # Free the models before interpreter teardown: llama-cpp-python's __del__ fails once module globals are gone.
+    with _MODELS_LOCK:
+        for model in _MODELS.values():
+            model.close()
+        _MODELS.clear()
+
+
 MODEL_NAME = "local"
 
 
