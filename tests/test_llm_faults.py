@@ -138,3 +138,10 @@ def test_openai_embeddings_batch_and_normalize(server: FakeOpenAIServer) -> None
     assert [len(r["body"]["input"]) for r in server.requests] == [2, 1]
     assert abs(float((vectors**2).sum(axis=1)[1]) - 1.0) < 1e-6
     assert vectors[1][0] > vectors[0][0]  # "bbb" has the larger first component before normalization
+
+
+def test_raw_newlines_inside_json_strings_are_accepted(server: FakeOpenAIServer) -> None:
+    # grammar-constrained servers (llama.cpp) may emit a literal newline inside a string
+    server.script = [("ok", '{"answer": "line one\nline two", "confidence": 0.5}')]
+    result = make_llm(server, []).call("hi", output=Verdict)
+    assert result.parsed == Verdict(answer="line one\nline two", confidence=0.5) and result.attempts == 1

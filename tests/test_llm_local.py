@@ -5,6 +5,7 @@ so these tests check the machinery (validated structure, usage, determinism), no
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -83,17 +84,26 @@ def test_async_call(llm: LLM) -> None:
     assert isinstance(result.parsed, Cited)
 
 
-def test_bounded_schema_forces_json_to_close() -> None:
-    # 2 strings + 3 array items = 5 string slots sharing 100 tokens x 2 characters
-    schema = bound_schema(Cited.model_json_schema(), 100, max_string_chars=400, max_array_items=3)
-    assert schema["properties"]["reasoning"]["maxLength"] == 40
-    assert schema["properties"]["bullet_ids"]["maxItems"] == 3
-    assert schema["properties"]["bullet_ids"]["items"]["maxLength"] == 40
-    assert "maxLength" not in Cited.model_json_schema()["properties"]["reasoning"]  # the input is not changed
-    # objects behind $ref count too: key_insight + 8 items x 2 strings (id, and tag: a pattern is still free text)
-    nested = bound_schema(Tagging.model_json_schema(), 170, max_array_items=8)
-    assert nested["$defs"]["BulletTag"]["properties"]["id"]["maxLength"] == 170 * 2 // 17
-    assert bound_schema(Cited.model_json_schema(), 10_000)["properties"]["reasoning"]["maxLength"] == 400
+def _largest(schema: dict, node: dict) -> object:
+    """The largest value a bounded schema allows: strings at maxLength, arrays at maxItems."""
+    if "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    if "enum" in node:
+        return max(node["enum"], key=lambda v: len(json.dumps(v)))
+    if node.get("type") == "string":
+        return "x" * node["maxLength"]
+    if node.get("type") == "array":
+        return [_largest(schema, node["items"]) for _ in range(node["maxItems"])]
+    return {k: _largest(schema, v) for k, v in node.get("properties", {}).items()}
+
+
+@pytest.mark.parametrize("model", [Cited, Tagging])
+@pytest.mark.parametrize("max_tokens", [120, 256, 1000])
+def test_bounded_schema_fits_the_token_budget(model: type[BaseModel], max_tokens: int) -> None:
+    schema = bound_schema(model.model_json_schema(), max_tokens)
+    biggest = json.dumps(_largest(schema, schema), separators=(", ", ": "))
+    assert len(biggest) <= max_tokens * 2  # the documented budget: 2 characters per token
+    assert "maxLength" not in json.dumps(model.model_json_schema())  # the input schema is not changed
 
 
 def test_provider_specs() -> None:

@@ -56,7 +56,10 @@ def transcript(messages: tuple[Message, ...], schema: dict[str, Any] | None) -> 
         label = {"system": "Instructions", "user": "User", "assistant": "Assistant"}[m.role]
         parts.append(f"{label}: {m.content.strip()}")
     if schema is not None:
-        parts.append("Reply with a JSON object matching this schema: " + json.dumps(schema, separators=(",", ":")))
+        # The grammar enforces the structure; a base model shown the raw schema copies its titles into the
+        # answer, so it is told only the field names.
+        fields = ", ".join(schema.get("properties", {}))
+        parts.append(f"Reply with a JSON object with the fields: {fields}.")
     return "\n\n".join(parts) + "\n\nAssistant:"
 
 

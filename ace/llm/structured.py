@@ -28,10 +28,11 @@ def parse_output(text: str, output: type[T]) -> T:
     """Validate a reply as ``output``; raises ValidationError or ValueError."""
     candidate = extract_json(text)
     try:
-        json.loads(candidate)
+        # strict=False: grammar-constrained decoders (llama.cpp's among them) let raw newlines into strings
+        data = json.loads(candidate, strict=False)
     except json.JSONDecodeError as e:
         raise ValueError(f"not valid JSON ({e.msg} at position {e.pos})") from None
-    return output.model_validate_json(candidate)
+    return output.model_validate(data)
 
 
 def validation_summary(e: ValidationError | ValueError) -> str:
@@ -56,10 +57,11 @@ def bound_schema(
     """A copy of ``schema`` whose strings and arrays are bounded so that a whole object fits in ``max_tokens``.
 
     Grammar-constrained decoders (llama.cpp, vLLM) follow the schema token by token; an unbounded string runs
-    until ``max_tokens`` and leaves the JSON unterminated. Every array gets ``maxItems`` (at most
-    ``max_array_items``); the string slots the schema can hold (arrays count each item) share a budget of
-    ``max_tokens * chars_per_token`` characters, at most ``max_string_chars`` each and at least 8. Bounds already
-    in the schema are kept when tighter. The rule is conservative: JSON punctuation also costs tokens.
+    until ``max_tokens`` and leaves the JSON unterminated. The budget is ``max_tokens * chars_per_token``
+    characters. The object's skeleton (keys, punctuation, enum values, at the largest array sizes) is taken from
+    it first; arrays get ``maxItems`` (``max_array_items``, halved until at least 8 characters are left per
+    string); the rest is shared by the string slots (arrays count each item), at most ``max_string_chars`` each.
+    Bounds already in the schema are kept when tighter. Conservative by design: a token is rarely under 2 chars.
     """
     out = copy.deepcopy(schema)
     defs = out.get("$defs", {})
@@ -80,25 +82,47 @@ def bound_schema(
     def is_free_string(node: dict[str, Any]) -> bool:
         return node.get("type") == "string" and "enum" not in node and "const" not in node
 
-    for node in nodes(out):
-        if node.get("type") == "array":
-            node["maxItems"] = min(node.get("maxItems", max_array_items), max_array_items)
-
-    def slots(node: Any, depth: int = 0) -> int:
+    def measure(node: Any, depth: int = 0) -> tuple[int, int]:
+        """(string slots, skeleton characters) of a value of this schema at its largest."""
         if depth > 20 or not isinstance(node, dict):
-            return 0
+            return 0, 0
         node = resolve(node)
+        if "enum" in node or "const" in node:
+            values = node.get("enum", [node.get("const")])
+            return 0, max(len(json.dumps(v)) for v in values)
         if is_free_string(node):
-            return 1
-        if node.get("type") == "array":
-            return node["maxItems"] * slots(node.get("items", {}), depth + 1)
+            return 1, 2
+        kind = node.get("type")
+        if kind == "array":
+            slots, chars = measure(node.get("items", {}), depth + 1)
+            n = node["maxItems"]
+            return n * slots, 4 + n * (chars + 2)
+        if kind in ("number", "integer"):
+            return 0, 16
+        if kind == "boolean":
+            return 0, 5
         branches = node.get("anyOf") or node.get("oneOf")
         if branches:
-            return max(slots(b, depth + 1) for b in branches)
-        return sum(slots(v, depth + 1) for v in node.get("properties", {}).values())
+            measured = [measure(b, depth + 1) for b in branches]
+            return max(m[0] for m in measured), max(m[1] for m in measured)
+        slots = chars = 0
+        for key, value in node.get("properties", {}).items():
+            s, c = measure(value, depth + 1)
+            slots, chars = slots + s, chars + c + len(key) + 6  # "key": value, with the spaces models emit
+        return slots, chars + 4
 
-    per_string = int(max_tokens * chars_per_token / max(1, slots(out)))
-    per_string = max(8, min(max_string_chars, per_string))
+    arrays = [(n, n.get("maxItems")) for n in nodes(out) if n.get("type") == "array"]
+    budget = max_tokens * chars_per_token
+    items = max_array_items
+    while True:
+        for node, own in arrays:
+            node["maxItems"] = items if own is None else min(own, items)
+        slots, skeleton = measure(out)
+        per_string = (budget - skeleton) / max(1, slots)
+        if per_string >= 8 or items == 1:
+            break
+        items = max(1, items // 2)
+    per_string = max(8, min(max_string_chars, int(per_string)))
     for node in nodes(out):
         if is_free_string(node):
             node["maxLength"] = min(node.get("maxLength", per_string), per_string)
