@@ -51,7 +51,7 @@ PROMPT = [
 
 @pytest.fixture(scope="module")
 def llm() -> LLM:
-    return LLM("local", sampling=Sampling(max_tokens=256))
+    return LLM("local", sampling=Sampling(max_tokens=320))
 
 
 def test_structured_output_from_the_real_model_validates(llm: LLM) -> None:
@@ -98,11 +98,11 @@ def _largest(schema: dict, node: dict) -> object:
 
 
 @pytest.mark.parametrize("model", [Cited, Tagging])
-@pytest.mark.parametrize("max_tokens", [120, 256, 1000])
+@pytest.mark.parametrize("max_tokens", [200, 256, 1000])
 def test_bounded_schema_fits_the_token_budget(model: type[BaseModel], max_tokens: int) -> None:
     schema = bound_schema(model.model_json_schema(), max_tokens)
     biggest = json.dumps(_largest(schema, schema), separators=(", ", ": "))
-    assert len(biggest) <= max_tokens * 2  # the documented budget: 2 characters per token
+    assert len(biggest) <= max_tokens  # one character per token: every generated token adds at least one
     assert "maxLength" not in json.dumps(model.model_json_schema())  # the input schema is not changed
 
 

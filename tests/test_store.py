@@ -205,3 +205,15 @@ def test_large_playbook_render_is_stable_through_the_store(db_url: str) -> None:
     s.commit("big", Delta.parse({"operations": ops}))
     assert render(PlaybookStore(db_url, cache=False).load("big")) == render(s.load("big"))
     s.close()
+
+
+def test_a_commit_repeated_with_its_key_is_applied_once(store: PlaybookStore) -> None:
+    first = store.commit("pb", tag("r-00001"), key="run-1:step-1")
+    again = store.commit("pb", tag("r-00001"), key="run-1:step-1", expected_version=1)  # a retry after a crash
+    assert (again.version, again.digest) == (first.version, first.digest) == (2, store.head("pb").digest)
+    assert store.load("pb")["r-00001"].helpful == 1
+    assert store.commit("pb", tag("r-00001"), key="run-1:step-2").version == 3
+    other = PlaybookStore(store.url)
+    other.create("pb2", parse_ace(START))
+    assert other.commit("pb2", tag("r-00001"), key="run-1:step-1").version == 2  # keys are per playbook
+    other.close()

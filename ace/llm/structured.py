@@ -52,7 +52,7 @@ def bound_schema(
     *,
     max_string_chars: int = 400,
     max_array_items: int = 8,
-    chars_per_token: float = 2.0,
+    chars_per_token: float = 1.0,
 ) -> dict[str, Any]:
     """A copy of ``schema`` whose strings and arrays are bounded so that a whole object fits in ``max_tokens``.
 
@@ -61,7 +61,9 @@ def bound_schema(
     characters. The object's skeleton (keys, punctuation, enum values, at the largest array sizes) is taken from
     it first; arrays get ``maxItems`` (``max_array_items``, halved until at least 8 characters are left per
     string); the rest is shared by the string slots (arrays count each item), at most ``max_string_chars`` each.
-    Bounds already in the schema are kept when tighter. Conservative by design: a token is rarely under 2 chars.
+    Bounds already in the schema are kept when tighter. With the default of one character per token the bound is a
+    guarantee (every generated token adds at least one character; digits are often one token each); give more
+    ``max_tokens`` for longer strings.
     """
     out = copy.deepcopy(schema)
     defs = out.get("$defs", {})

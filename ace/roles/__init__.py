@@ -11,11 +11,11 @@ output is validated (and repaired) or the call raises — nothing half-parsed re
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from ace.llm import LLM, LLMResult, Message
 from ace.playbook import Delta, Playbook, Source, render
@@ -90,6 +90,43 @@ class CuratorOutput(BaseModel):
         )
 
 
+# -- outputs constrained to the playbook's ids ------------------------------------------------------------------------
+# Up to this many ids, a role's schema lists the valid ids as an enum: grammar-constrained models then cannot emit
+# an unknown id, and API models get a validation error naming the valid ones (shown to them on repair).
+MAX_ENUM_IDS = 300
+M = TypeVar("M", bound=BaseModel)
+
+
+def _id_type(ids: tuple[str, ...]) -> Any:
+    return Literal[ids] if 0 < len(ids) <= MAX_ENUM_IDS else str  # type: ignore[valid-type]
+
+
+@lru_cache(maxsize=64)
+def _generator_output(ids: tuple[str, ...]) -> type[GeneratorOutput]:
+    return create_model("GeneratorOutput", __base__=GeneratorOutput, bullet_ids=(list[_id_type(ids)], ...))
+
+
+@lru_cache(maxsize=64)
+def _reflection(cited_ids: tuple[str, ...]) -> type[Reflection]:
+    if not cited_ids:  # nothing was cited: nothing to tag
+        return create_model("Reflection", __base__=Reflection, bullet_tags=(list[BulletTag], Field(max_length=0)))
+    tag = create_model("BulletTag", __base__=BulletTag, id=(_id_type(cited_ids), ...))
+    return create_model("Reflection", __base__=Reflection, bullet_tags=(list[tag], ...))  # type: ignore[valid-type]
+
+
+@lru_cache(maxsize=64)
+def _curator_output(ids: tuple[str, ...]) -> type[CuratorOutput]:
+    if not ids or len(ids) > MAX_ENUM_IDS:
+        ops: Any = CuratorAdd if not ids else CuratorAdd | CuratorUpdate | CuratorRemove | CuratorMerge
+    else:
+        id_t = _id_type(ids)
+        update = create_model("CuratorUpdate", __base__=CuratorUpdate, id=(id_t, ...))
+        remove = create_model("CuratorRemove", __base__=CuratorRemove, id=(id_t, ...))
+        merge = create_model("CuratorMerge", __base__=CuratorMerge, ids=(list[id_t], Field(min_length=2)))
+        ops = Annotated[CuratorAdd | update | remove | merge, Field(discriminator="type")]
+    return create_model("CuratorOutput", __base__=CuratorOutput, operations=(list[ops], ...))
+
+
 # -- the roles ------------------------------------------------------------------------------------------------------
 def _playbook_text(playbook: Playbook, budget: int | None) -> str:
     text = render(playbook, budget=budget)
@@ -109,7 +146,8 @@ def generate(
         Message("system", _playbook_text(playbook, budget), cache=True),
         Message("user", question),
     ]
-    return llm.call(messages, output=GeneratorOutput, role="generator")
+    output = _generator_output(tuple(b.id for b in playbook))
+    return llm.call(messages, output=output, role="generator")
 
 
 def cited(playbook: Playbook, output: GeneratorOutput) -> list[str]:
@@ -133,7 +171,7 @@ def reflect(
         parts.append(f"EXPECTED ANSWER: {feedback.target}")
     parts.append(f"CITED BULLETS:\n{bullets or '(none)'}")
     messages = [Message("system", prompt("reflector"), cache=True), Message("user", "\n\n".join(parts))]
-    return llm.call(messages, output=Reflection, role="reflector")
+    return llm.call(messages, output=_reflection(tuple(cited(playbook, output))), role="reflector")
 
 
 def tag_delta(
@@ -165,7 +203,7 @@ def curate(
         f"Correct approach: {reflection.correct_approach}\nKey insight: {reflection.key_insight}",
     ]
     messages = [Message("system", prompt("curator"), cache=True), Message("user", "\n\n".join(parts))]
-    return llm.call(messages, output=CuratorOutput, role="curator")
+    return llm.call(messages, output=_curator_output(tuple(b.id for b in playbook)), role="curator")
 
 
 __all__ = [

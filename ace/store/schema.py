@@ -47,6 +47,9 @@ versions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("author", String(256), nullable=True),
     Column("message", Text, nullable=True),
+    # A writer's idempotency key (e.g. "run-7:step-12"): a commit repeated after a crash finds its version here.
+    Column("key", String(200), nullable=True),
+    Index("ux_ace_versions_key", "playbook_id", "key", unique=True),
 )
 
 snapshots = Table(

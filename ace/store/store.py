@@ -114,6 +114,7 @@ class _NewVersion:
     author: str | None
     message: str | None
     snapshot: bool = False  # force a snapshot (imports and rollbacks have no delta to replay)
+    key: str | None = None  # idempotency key of the write
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,18 +228,23 @@ class PlaybookStore:
         expected_version: int | None = None,
         author: str | None = None,
         message: str | None = None,
+        key: str | None = None,
     ) -> VersionInfo:
         """Apply ``delta`` to the head and store the result as a new version; all or nothing.
 
         Raises :class:`~ace.playbook.DeltaError` for an invalid delta and :class:`StaleVersionError` when
-        ``expected_version`` is given and is no longer the head; in both cases nothing is written.
+        ``expected_version`` is given and is no longer the head; in both cases nothing is written. ``key`` makes
+        the commit idempotent: if a version with this key exists, it is returned and nothing is written (a
+        runner that crashed after committing and retries the step does not apply it twice).
         """
 
         def make(conn: Connection, row: Any) -> _NewVersion:
             applied = apply(self._state(conn, row.id, row.head), delta, policy=self.policy)
-            return _NewVersion("delta", applied.delta, applied.playbook, applied.delta.ids_touched(), author, message)
+            return _NewVersion(
+                "delta", applied.delta, applied.playbook, applied.delta.ids_touched(), author, message, key=key
+            )
 
-        return self._append_version(namespace, name, expected_version, make)
+        return self._append_version(namespace, name, expected_version, make, key=key)
 
     def rollback(
         self,
@@ -269,11 +275,22 @@ class PlaybookStore:
         return self._append_version(namespace, name, expected_version, make)
 
     def _append_version(
-        self, namespace: str, name: str, expected_version: int | None, make: Callable[[Connection, Any], _NewVersion]
+        self,
+        namespace: str,
+        name: str,
+        expected_version: int | None,
+        make: Callable[[Connection, Any], _NewVersion],
+        key: str | None = None,
     ) -> VersionInfo:
         """The one write path: lock the head, build the next state from it, store that as head + 1."""
         with self._write() as conn:
             row = self._row(conn, namespace, name, lock=True)
+            if key is not None:
+                done = conn.execute(
+                    select(t.versions.c.version).where(t.versions.c.playbook_id == row.id, t.versions.c.key == key)
+                ).scalar_one_or_none()
+                if done is not None:
+                    return self._infos(conn, row, done, done)[0]
             if expected_version is not None and expected_version != row.head:
                 raise StaleVersionError(name, expected_version, row.head)
             new = make(conn, row)
@@ -306,6 +323,7 @@ class PlaybookStore:
                 created_at=now,
                 author=new.author,
                 message=new.message,
+                key=new.key,
             )
         )
         if new.snapshot or version % self.snapshot_every == 0:

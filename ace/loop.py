@@ -1,0 +1,280 @@
+"""The ACE loop on LangGraph: for each task, generate → evaluate → reflect (→ generate again, up to ``max_rounds``)
+→ curate → guard → commit, then the next task.
+
+Each node is a plain function ``node(state, ctx) -> update`` that can be called and tested without the graph; the
+graph only wires them. A checkpointer (SQLite, keyed by the run id) saves the state after every node, so a run
+that is interrupted resumes where it was; each step commits with the idempotency key ``"<run id>:<task index>"``,
+so a step that had committed before the crash is not applied twice.
+
+What is committed per step is one delta: the reflector's tags on *cited* bullets (plain code, :func:`tag_delta`)
+plus the curator's operations (plus the refiner's merges and prunes, when configured). It is checked by applying
+it in memory first: an invalid delta, a failed LLM call or a guard's veto records the step as failed with the
+reason, and the playbook is untouched.
+"""
+
+from __future__ import annotations
+
+import operator
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+
+from ace.llm import LLM, LLMError
+from ace.playbook import Delta, DeltaError, Playbook, Source, apply
+from ace.refine import Refiner
+from ace.roles import GeneratorOutput, Reflection, curate, generate, reflect, tag_delta
+from ace.store import PlaybookStore
+from ace.tasks import Evaluator, Feedback, Task
+
+# (before, after) -> a reason to reject the candidate version, or None. The collapse detectors plug in here.
+Guard = Callable[[Playbook, Playbook], str | None]
+
+
+@dataclass
+class LoopConfig:
+    max_rounds: int = 3  # generation attempts per task: a wrong answer is reflected on and retried
+    playbook_budget: int | None = 2000  # tokens of playbook shown to the generator and the curator
+    learn: bool = True  # False: eval-only, nothing is committed
+    ground_truth: bool = True  # False: the reflector sees execution feedback only, never the target
+
+
+@dataclass
+class LoopContext:
+    """Everything the nodes need besides the state."""
+
+    tasks: list[Task]
+    llm: LLM
+    store: PlaybookStore
+    playbook: str
+    evaluator: Evaluator
+    run_id: str
+    namespace: str = "default"
+    config: LoopConfig = field(default_factory=LoopConfig)
+    refiner: Refiner | None = None
+    guard: Guard | None = None
+    on_step: Callable[[dict[str, Any]], None] | None = None  # called with each step's record (progress display)
+
+    def task(self, state: LoopState) -> Task:
+        return self.tasks[state["index"]]
+
+    def load(self) -> Playbook:
+        return self.store.load(self.playbook, namespace=self.namespace)
+
+
+class LoopState(TypedDict, total=False):
+    index: int  # the task being worked on
+    round: int
+    first_correct: bool | None  # correctness of the first answer: the accuracy a run reports
+    answer: dict[str, Any] | None
+    feedback: dict[str, Any] | None
+    reflection: dict[str, Any] | None
+    hint: str | None
+    delta: str | None  # the step's delta (JSON), once curated
+    error: str | None
+    results: Annotated[list[dict[str, Any]], operator.add]
+
+
+# -- nodes: plain functions ------------------------------------------------------------------------------------
+def generate_node(state: LoopState, ctx: LoopContext) -> LoopState:
+    try:
+        out = generate(ctx.llm, ctx.task(state), ctx.load(), budget=ctx.config.playbook_budget, hint=state.get("hint"))
+    except LLMError as e:
+        return {"error": f"generator: {e}"}
+    return {"answer": out.parsed.model_dump(), "round": state.get("round", 0) + 1}  # type: ignore[union-attr]
+
+
+def evaluate_node(state: LoopState, ctx: LoopContext) -> LoopState:
+    task = ctx.task(state)
+    answer = GeneratorOutput.model_validate(state["answer"]).final_answer
+    fb = ctx.evaluator(task, answer)
+    update: LoopState = {"feedback": fb.model_dump()}
+    if state.get("round", 1) == 1:
+        update["first_correct"] = fb.correct
+    return update
+
+
+def reflect_node(state: LoopState, ctx: LoopContext) -> LoopState:
+    task = ctx.task(state)
+    fb = Feedback.model_validate(state["feedback"])
+    if not ctx.config.ground_truth:  # execution feedback only: judge the answer without the target
+        fb = ctx.evaluator(task.model_copy(update={"target": None}), state["answer"]["final_answer"])
+    try:
+        r = reflect(ctx.llm, task, ctx.load(), GeneratorOutput.model_validate(state["answer"]), fb)
+    except LLMError as e:
+        return {"error": f"reflector: {e}"}
+    refl: Reflection = r.parsed  # type: ignore[assignment]
+    return {"reflection": refl.model_dump(), "hint": f"{refl.key_insight} {refl.correct_approach}".strip()}
+
+
+def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
+    task = ctx.task(state)
+    pb = ctx.load()
+    source = Source(task_id=task.id, step=state["index"] + 1, run_id=ctx.run_id, role="curator")
+    refl = Reflection.model_validate(state["reflection"])
+    try:
+        proposal = curate(ctx.llm, pb, refl, budget=ctx.config.playbook_budget).parsed
+    except LLMError as e:
+        return {"error": f"curator: {e}"}
+    tags = tag_delta(pb, GeneratorOutput.model_validate(state["answer"]), refl, source)
+    ops = [*tags.operations, *proposal.to_delta(source).operations]  # type: ignore[union-attr]
+    delta = Delta(operations=ops, reasoning=proposal.reasoning, source=source)  # type: ignore[union-attr]
+    try:
+        after = apply(pb, delta, policy=ctx.store.policy).playbook
+        if ctx.refiner is not None:
+            extra = ctx.refiner.refine(after, source=source)
+            delta = Delta(operations=[*ops, *extra.operations], reasoning=delta.reasoning, source=source)
+            apply(pb, delta, policy=ctx.store.policy)
+    except DeltaError as e:
+        return {"error": f"curator: {e}"}
+    return {"delta": delta.to_json()}
+
+
+def guard_node(state: LoopState, ctx: LoopContext) -> LoopState:
+    if ctx.guard is None:
+        return {}
+    pb = ctx.load()
+    reason = ctx.guard(pb, apply(pb, Delta.model_validate_json(state["delta"])).playbook)  # type: ignore[arg-type]
+    return {"error": f"guard: {reason}"} if reason else {}
+
+
+def commit_node(state: LoopState, ctx: LoopContext) -> LoopState:
+    delta = Delta.model_validate_json(state["delta"])  # type: ignore[arg-type]
+    try:
+        ctx.store.commit(
+            ctx.playbook,
+            delta,
+            namespace=ctx.namespace,
+            key=f"{ctx.run_id}:{state['index']}",
+            author=f"ace run {ctx.run_id}",
+            message=delta.reasoning,
+        )
+    except DeltaError as e:  # the head moved under us (another writer) and the delta no longer applies
+        return {"error": f"commit: {e}"}
+    return {}
+
+
+def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
+    """Close the step: one result record, then reset the per-task fields and move to the next task."""
+    task = ctx.task(state)
+    fb = state.get("feedback") or {}
+    committed = state.get("delta") is not None and not state.get("error") and ctx.config.learn
+    record = {
+        "index": state["index"],
+        "task_id": task.id,
+        "correct": state.get("first_correct"),
+        "final_correct": fb.get("correct"),
+        "rounds": state.get("round", 0),
+        "error": state.get("error"),
+        "version": ctx.store.head(ctx.playbook, namespace=ctx.namespace).version,
+        "committed": committed,
+        "delta": state.get("delta") if committed else None,
+    }
+    if ctx.on_step:
+        ctx.on_step(record)
+    return {
+        "results": [record],
+        "index": state["index"] + 1,
+        "round": 0,
+        "first_correct": None,
+        "answer": None,
+        "feedback": None,
+        "reflection": None,
+        "hint": None,
+        "delta": None,
+        "error": None,
+    }
+
+
+# -- routing and wiring ----------------------------------------------------------------------------------------
+def _after(ok: str) -> Callable[[LoopState], str]:
+    return lambda state: "record" if state.get("error") else ok
+
+
+def _after_evaluate(ctx: LoopContext) -> Callable[[LoopState], str]:
+    return lambda state: "reflect" if ctx.config.learn else "record"
+
+
+def _after_reflect(ctx: LoopContext) -> Callable[[LoopState], str]:
+    def route(state: LoopState) -> str:
+        if state.get("error"):
+            return "record"
+        wrong = (state.get("feedback") or {}).get("correct") is False
+        return "generate" if wrong and state.get("round", 1) < ctx.config.max_rounds else "curate"
+
+    return route
+
+
+def _next_task(ctx: LoopContext) -> Callable[[LoopState], str]:
+    return lambda state: "generate" if state.get("index", 0) < len(ctx.tasks) else END
+
+
+def build_graph(ctx: LoopContext) -> StateGraph:
+    """The loop as an (uncompiled) StateGraph; compile it with a checkpointer, or embed it as a subgraph."""
+    g = StateGraph(LoopState)
+    nodes = {
+        "generate": generate_node,
+        "evaluate": evaluate_node,
+        "reflect": reflect_node,
+        "curate": curate_node,
+        "guard": guard_node,
+        "commit": commit_node,
+        "record": record_node,
+    }
+    for name, fn in nodes.items():
+        g.add_node(name, lambda state, fn=fn: fn(state, ctx))
+    g.add_conditional_edges(START, _next_task(ctx), ["generate", END])
+    g.add_conditional_edges("generate", _after("evaluate"), ["evaluate", "record"])
+    g.add_conditional_edges("evaluate", _after_evaluate(ctx), ["reflect", "record"])
+    g.add_conditional_edges("reflect", _after_reflect(ctx), ["generate", "curate", "record"])
+    g.add_conditional_edges("curate", _after("guard"), ["guard", "record"])
+    g.add_conditional_edges("guard", _after("commit"), ["commit", "record"])
+    g.add_edge("commit", "record")
+    g.add_conditional_edges("record", _next_task(ctx), ["generate", END])
+    return g
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    results: list[dict[str, Any]]
+    resumed: bool
+
+    @property
+    def accuracy(self) -> float | None:
+        judged = [r["correct"] for r in self.results if r["correct"] is not None]
+        return sum(judged) / len(judged) if judged else None
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.results if r["error"]]
+
+
+def run(ctx: LoopContext, checkpoints: str | Path) -> RunResult:
+    """Run (or resume) ``ctx.run_id`` over ``ctx.tasks``; state is checkpointed in the SQLite file ``checkpoints``."""
+    Path(checkpoints).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(checkpoints), check_same_thread=False)
+    try:
+        graph = build_graph(ctx).compile(checkpointer=SqliteSaver(conn))
+        config: dict[str, Any] = {
+            "configurable": {"thread_id": ctx.run_id},
+            "recursion_limit": 10 + len(ctx.tasks) * (3 * ctx.config.max_rounds + 6),
+        }
+        saved = graph.get_state(config)
+        resumed = bool(saved.values)
+        # "sync": each checkpoint is on disk before the next node runs, so a crash loses at most the node it hit
+        if resumed and saved.next:
+            final = graph.invoke(None, config, durability="sync")
+        elif resumed and saved.values.get("index", 0) >= len(ctx.tasks):
+            final = saved.values  # the run had finished
+        else:
+            # a fresh run, or a saved state between tasks: start from it (results are kept by the channel)
+            start = {k: v for k, v in saved.values.items() if k != "results"} or {"index": 0, "round": 0}
+            final = graph.invoke(start, config, durability="sync")
+        return RunResult(ctx.run_id, list(final.get("results", [])), resumed)
+    finally:
+        conn.close()
