@@ -313,14 +313,6 @@ def dedup(
         out.print(f"[bold]{name}[/] v{info.version}: {_ops_summary(info)} → {info.n_bullets} bullets")
 
 
-def bundled_playbook(name: str) -> Path:
-    """A starter playbook shipped in ``playbooks/`` (in a checkout) or inside the installed package."""
-    for root in (Path(__file__).resolve().parent.parent / "playbooks", Path(__file__).resolve().parent / "_playbooks"):
-        if (root / name).is_file():
-            return root / name
-    raise AceError(f"bundled playbook {name!r} not found; is the package installed from a full checkout?")
-
-
 TOUR_DELTA = {
     "reasoning": "The answer used the wrong base year; record the rule and credit the bullet that helped.",
     "operations": [
@@ -351,7 +343,9 @@ def tour(
         store = PlaybookStore(db)
         name = "finance"
         out.rule("1. import the bundled starter playbook (version 1)")
-        pb = loads(bundled_playbook("finance.txt").read_text(encoding="utf-8"))
+        from ace.demo import bundled
+
+        pb = loads(bundled("playbooks/finance.txt").read_text(encoding="utf-8"))
         store.create(name, pb, author="tour", message="import playbooks/finance.txt")
         _print_text(render(pb, budget=120))
         out.print(f"(shown under a 120-token budget; the whole playbook has {len(pb)} bullets)", style="dim")
@@ -400,6 +394,27 @@ def tour(
         out.print(
             f"\nStored in [bold]{db}[/]. Explore it: [cyan]ace playbook show {name} --version 2 --db {db}[/]",
             soft_wrap=True,
+        )
+
+
+@app.command()
+def demo(
+    tasks: Annotated[int, typer.Option(help="How many of the bundled tasks to run (1-6).", min=1, max=6)] = 4,
+    provider: Annotated[str, typer.Option(help="'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")] = "local",
+    rounds: Annotated[
+        int, typer.Option(help="Answer attempts per task (a wrong one is reflected on and retried).")
+    ] = 2,
+    max_tokens: Annotated[int, typer.Option(help="Token limit of each LLM reply.")] = 256,
+    run_id: Annotated[str | None, typer.Option(help="Resume this run (default: a new one).")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Run the ACE loop end to end on the embedded default: local model, SQLite, no API key."""
+    with _errors():
+        from ace.demo import DemoOptions, run_demo
+
+        run_demo(
+            DemoOptions(tasks=tasks, provider=provider, db=db, max_rounds=rounds, max_tokens=max_tokens, run_id=run_id),
+            out,
         )
 
 

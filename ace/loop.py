@@ -1,5 +1,5 @@
 """The ACE loop on LangGraph: for each task, generate → evaluate → reflect (→ generate again, up to ``max_rounds``)
-→ curate → guard → commit, then the next task.
+→ curate → refine → guard → commit, then the next task.
 
 Each node is a plain function ``node(state, ctx) -> update`` that can be called and tested without the graph; the
 graph only wires them. A checkpointer (SQLite, keyed by the run id) saves the state after every node, so a run
@@ -7,9 +7,9 @@ that is interrupted resumes where it was; each step commits with the idempotency
 so a step that had committed before the crash is not applied twice.
 
 What is committed per step is one delta: the reflector's tags on *cited* bullets (plain code, :func:`tag_delta`)
-plus the curator's operations (plus the refiner's merges and prunes, when configured). It is checked by applying
-it in memory first: an invalid delta, a failed LLM call or a guard's veto records the step as failed with the
-reason, and the playbook is untouched.
+plus the curator's operations, plus the refiner's merges and prunes when a :class:`~ace.refine.Refiner` is set.
+It is checked by applying it in memory first: an invalid delta, a failed LLM call or a guard's veto records the
+step as failed with the reason, and the playbook is untouched.
 """
 
 from __future__ import annotations
@@ -124,14 +124,27 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
     ops = [*tags.operations, *proposal.to_delta(source).operations]  # type: ignore[union-attr]
     delta = Delta(operations=ops, reasoning=proposal.reasoning, source=source)  # type: ignore[union-attr]
     try:
-        after = apply(pb, delta, policy=ctx.store.policy).playbook
-        if ctx.refiner is not None:
-            extra = ctx.refiner.refine(after, source=source)
-            delta = Delta(operations=[*ops, *extra.operations], reasoning=delta.reasoning, source=source)
-            apply(pb, delta, policy=ctx.store.policy)
+        apply(pb, delta, policy=ctx.store.policy)
     except DeltaError as e:
         return {"error": f"curator: {e}"}
     return {"delta": delta.to_json()}
+
+
+def refine_node(state: LoopState, ctx: LoopContext) -> LoopState:
+    """Grow-and-refine on the candidate: merge near-duplicates and prune harmful bullets, in the same delta."""
+    if ctx.refiner is None:
+        return {}
+    pb = ctx.load()
+    delta = Delta.model_validate_json(state["delta"])  # type: ignore[arg-type]
+    extra = ctx.refiner.refine(apply(pb, delta, policy=ctx.store.policy).playbook, source=delta.source)
+    if not extra.operations:
+        return {}
+    combined = Delta(operations=[*delta.operations, *extra.operations], reasoning=delta.reasoning, source=delta.source)
+    try:
+        apply(pb, combined, policy=ctx.store.policy)
+    except DeltaError as e:
+        return {"error": f"refine: {e}"}
+    return {"delta": combined.to_json()}
 
 
 def guard_node(state: LoopState, ctx: LoopContext) -> LoopState:
@@ -221,6 +234,7 @@ def build_graph(ctx: LoopContext) -> StateGraph:
         "evaluate": evaluate_node,
         "reflect": reflect_node,
         "curate": curate_node,
+        "refine": refine_node,
         "guard": guard_node,
         "commit": commit_node,
         "record": record_node,
@@ -231,7 +245,8 @@ def build_graph(ctx: LoopContext) -> StateGraph:
     g.add_conditional_edges("generate", _after("evaluate"), ["evaluate", "record"])
     g.add_conditional_edges("evaluate", _after_evaluate(ctx), ["reflect", "record"])
     g.add_conditional_edges("reflect", _after_reflect(ctx), ["generate", "curate", "record"])
-    g.add_conditional_edges("curate", _after("guard"), ["guard", "record"])
+    g.add_conditional_edges("curate", _after("refine"), ["refine", "record"])
+    g.add_conditional_edges("refine", _after("guard"), ["guard", "record"])
     g.add_conditional_edges("guard", _after("commit"), ["commit", "record"])
     g.add_edge("commit", "record")
     g.add_conditional_edges("record", _next_task(ctx), ["generate", END])
@@ -262,7 +277,7 @@ def run(ctx: LoopContext, checkpoints: str | Path) -> RunResult:
         graph = build_graph(ctx).compile(checkpointer=SqliteSaver(conn))
         config: dict[str, Any] = {
             "configurable": {"thread_id": ctx.run_id},
-            "recursion_limit": 10 + len(ctx.tasks) * (3 * ctx.config.max_rounds + 6),
+            "recursion_limit": 10 + len(ctx.tasks) * (3 * ctx.config.max_rounds + 7),
         }
         saved = graph.get_state(config)
         resumed = bool(saved.values)

@@ -218,3 +218,33 @@ def test_a_killed_run_resumes_at_the_next_task_without_applying_a_step_twice(tmp
     assert len(keys) == sum(r["committed"] for r in resumed.results)  # one version per committed step
     assert store.head("fin").version >= version_at_crash
     assert store.verify("fin") == store.head("fin").version
+
+
+def test_the_refiner_merges_a_duplicate_the_curator_added(tmp_path: Path) -> None:
+    from ace.llm.embeddings import MiniLMEmbedder
+    from ace.refine import EmbeddingIndex, Refiner
+
+    store = _store(tmp_path, "refine.db")
+    dup = json.dumps(
+        {
+            "reasoning": "r",
+            "operations": [
+                {
+                    "type": "ADD",
+                    "section": "FORMULAS AND CALCULATIONS",
+                    "content": "Percentage change = (new - old) / old * 100; keep the sign, a fall is negative!",
+                }
+            ],
+        }
+    )
+    with FakeOpenAIServer() as server:
+        server.script = [("ok", GEN), ("ok", REFL), ("ok", dup)]
+        ctx = _ctx(store, _fake_llm(server), ONE_TASK)
+        ctx.refiner = Refiner(EmbeddingIndex(MiniLMEmbedder()), threshold=0.9)
+        (record,) = run(ctx, tmp_path / "ck.db").results
+    assert record["committed"], record["error"]
+    ops = [op.type for op in store.head("fin").delta.operations]
+    assert ops == ["TAG", "ADD", "MERGE"]
+    pb = store.load("fin")
+    assert "calc-00009" not in pb and pb["calc-00002"].merged_from == ("calc-00009",)
+    assert pb["calc-00002"].helpful == 1  # the tag on the survivor is kept through the merge

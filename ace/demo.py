@@ -1,0 +1,158 @@
+"""The main job: run the ACE loop on the embedded default (local model, SQLite, no key) over a bundled task
+stream, show each step and delta as it lands, and summarize: accuracy over steps, versions, tokens, storage.
+
+The bundled stream (``examples/finance/tasks.jsonl``) is six Formula-style questions in the format of the paper's
+finance benchmark, written for this demo. The model is a 270M base model: the demo proves the machinery (answers,
+reflections, deltas, versions, provenance, replay), not learning.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ace.llm import LLM, Sampling, get_provider
+from ace.llm.cassette import Cassette
+from ace.loop import LoopConfig, LoopContext, RunResult, run
+from ace.playbook import Delta
+from ace.playbook.formats import loads
+from ace.store import PlaybookStore, default_url
+from ace.tasks import EVALUATORS, load_finance
+
+
+def bundled(relative: str) -> Path:
+    """A file shipped with the project (``playbooks/...``, ``examples/...``), in a checkout or an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for root in (here.parent, here / "_bundled"):
+        if (root / relative).is_file():
+            return root / relative
+    raise FileNotFoundError(f"bundled file {relative!r} not found; install from a full checkout")
+
+
+def data_dir() -> Path:
+    """Where runs keep their checkpoints and cassettes: beside the default SQLite store."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "ace"
+
+
+def describe(delta: Delta) -> list[str]:
+    lines = []
+    for op in delta.operations:
+        if op.type == "TAG":
+            lines.append(f"TAG {op.id} {op.tag}")
+        elif op.type == "ADD":
+            lines.append(f"ADD [{op.section}] {op.content[:70]}")
+        elif op.type == "UPDATE":
+            lines.append(f"UPDATE {op.id} → {op.content[:60]}")
+        elif op.type == "REMOVE":
+            lines.append(f"REMOVE {op.id}")
+        else:
+            lines.append(f"MERGE {', '.join(op.ids)}")
+    return lines
+
+
+@dataclass
+class DemoOptions:
+    tasks: int = 4
+    provider: str = "local"
+    db: str | None = None
+    max_rounds: int = 2
+    max_tokens: int = 256
+    run_id: str | None = None
+
+
+def run_demo(opts: DemoOptions, console: Console) -> RunResult:
+    run_id = opts.run_id or time.strftime("demo-%Y%m%d-%H%M%S")
+    db = opts.db or default_url()
+    store = PlaybookStore(db)
+    name, namespace = f"finance-{run_id}", "demo"
+    if name not in {p.name for p in store.list(namespace)}:
+        store.create(
+            name,
+            loads(bundled("playbooks/finance.txt").read_text()),
+            namespace=namespace,
+            author="ace demo",
+            message="import playbooks/finance.txt",
+        )
+    tasks = load_finance(bundled("examples/finance/tasks.jsonl"), "formula", limit=opts.tasks)
+    runs = data_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    tape = runs / f"{run_id}.jsonl"
+    llm = LLM(Cassette(tape, get_provider(opts.provider), mode="auto"), sampling=Sampling(max_tokens=opts.max_tokens))
+
+    console.rule(f"ACE demo · run {run_id} · {len(tasks)} tasks · provider {opts.provider}")
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    bar = progress.add_task("tasks", total=len(tasks))
+
+    def on_step(record: dict[str, Any]) -> None:
+        mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[record["correct"]]
+        console.print(
+            f"{mark} task {record['index'] + 1} ({record['task_id']}) · rounds {record['rounds']}", highlight=False
+        )
+        if record["error"]:
+            console.print(
+                f"    step failed, playbook untouched: {record['error'][:160]}",
+                style="red",
+                markup=False,
+                highlight=False,
+            )
+        elif record["delta"]:
+            console.print(f"    v{record['version']}:", style="cyan", highlight=False)
+            for line in describe(Delta.model_validate_json(record["delta"])):
+                console.print(f"      {line}", markup=False, highlight=False)
+        progress.advance(bar)
+
+    ctx = LoopContext(
+        tasks=tasks,
+        llm=llm,
+        store=store,
+        playbook=name,
+        namespace=namespace,
+        evaluator=EVALUATORS["formula"],
+        run_id=run_id,
+        config=LoopConfig(max_rounds=opts.max_rounds, playbook_budget=400),
+        on_step=on_step,
+    )
+    with progress:
+        result = run(ctx, runs / "checkpoints.db")
+    summarize(result, store, name, namespace, llm, db, tape, console)
+    return result
+
+
+def summarize(
+    result: RunResult, store: PlaybookStore, name: str, namespace: str, llm: LLM, db: str, tape: Path, console: Console
+) -> None:
+    console.rule("summary")
+    marks = "".join("✓" if r["correct"] else "✗" if r["correct"] is False else "?" for r in result.results)
+    running: list[str] = []
+    hits = judged = 0
+    for r in result.results:
+        if r["correct"] is not None:
+            judged += 1
+            hits += bool(r["correct"])
+        running.append(f"{hits / judged:.2f}" if judged else "-")
+    table = Table(show_header=False, box=None)
+    add: Callable[..., None] = table.add_row
+    acc = result.accuracy
+    add("accuracy (first answers)", f"{marks}  →  {acc:.0%}" if acc is not None else marks)
+    add("accuracy over steps", " ".join(running))
+    history = store.history(name, namespace=namespace)
+    add("versions committed", f"{len(history) - 1} (head v{history[-1].version}, {history[-1].n_bullets} bullets)")
+    add("failed steps", str(len(result.failed)))
+    u = llm.ledger
+    roles = ", ".join(f"{role} {us.total_tokens}" for role, us in u.by_role.items())
+    add("tokens", f"{u.usage.total_tokens} ({u.usage.input_tokens} in, {u.usage.output_tokens} out; {roles})")
+    add("stored in", f"{db}  (namespace {namespace!r}, playbook {name!r})")
+    add("replayable calls", str(tape))
+    console.print(table)
+    console.print(f"Inspect: ace playbook history {name} -n {namespace} --db {db}", markup=False, highlight=False)
