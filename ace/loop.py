@@ -123,10 +123,15 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
     tags = tag_delta(pb, GeneratorOutput.model_validate(state["answer"]), refl, source)
     ops = [*tags.operations, *proposal.to_delta(source).operations]  # type: ignore[union-attr]
     delta = Delta(operations=ops, reasoning=proposal.reasoning, source=source)  # type: ignore[union-attr]
+    return _checked(pb, delta, ctx, "curator")
+
+
+def _checked(pb: Playbook, delta: Delta, ctx: LoopContext, who: str) -> LoopState:
+    """The candidate delta as the step's state, or the step's error if it does not apply to the playbook."""
     try:
         apply(pb, delta, policy=ctx.store.policy)
     except DeltaError as e:
-        return {"error": f"curator: {e}"}
+        return {"error": f"{who}: {e}"}
     return {"delta": delta.to_json()}
 
 
@@ -140,18 +145,15 @@ def refine_node(state: LoopState, ctx: LoopContext) -> LoopState:
     if not extra.operations:
         return {}
     combined = Delta(operations=[*delta.operations, *extra.operations], reasoning=delta.reasoning, source=delta.source)
-    try:
-        apply(pb, combined, policy=ctx.store.policy)
-    except DeltaError as e:
-        return {"error": f"refine: {e}"}
-    return {"delta": combined.to_json()}
+    return _checked(pb, combined, ctx, "refine")
 
 
 def guard_node(state: LoopState, ctx: LoopContext) -> LoopState:
     if ctx.guard is None:
         return {}
     pb = ctx.load()
-    reason = ctx.guard(pb, apply(pb, Delta.model_validate_json(state["delta"])).playbook)  # type: ignore[arg-type]
+    candidate = apply(pb, Delta.model_validate_json(state["delta"]), policy=ctx.store.policy)  # type: ignore[arg-type]
+    reason = ctx.guard(pb, candidate.playbook)
     return {"error": f"guard: {reason}"} if reason else {}
 
 
