@@ -44,6 +44,8 @@ def _check_invariants(pb: Playbook) -> None:
     assert set(listed) == set(pb.bullets_by_id)
     slugs = [s.slug for s in pb.sections.values()]
     assert len(slugs) == len(set(slugs))
+    # the digest apply carried forward in O(delta) equals one computed from scratch
+    assert Playbook(dict(pb.sections), dict(pb.bullets_by_id), pb.next_id).digest() == pb.digest()
     for b in pb:
         assert min(b.helpful, b.harmful, b.neutral) >= 0
         assert b.section in pb.sections and b.id in pb.sections[b.section].ids

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ace.playbook.errors import DeltaError
-from ace.playbook.model import ID_RE, Bullet, Playbook, Section, Source, derive_slug, numeric_suffix
+from ace.playbook.model import CONTENT_MOD, ID_RE, Bullet, Playbook, Section, Source, derive_slug, numeric_suffix
 
 Tag = Literal["helpful", "harmful", "neutral"]
 
@@ -193,8 +193,14 @@ class _Draft:
     """
 
     def __init__(self, pb: Playbook) -> None:
+        self.parent = pb
         self.sections, self.bullets, self.next_id = pb._thaw()
         self.orders: dict[str, list[str]] = {}
+        self.touched: set[str] = set()  # ids put or removed: what the content sum must be adjusted for
+
+    def put(self, b: Bullet) -> None:
+        self.bullets[b.id] = b
+        self.touched.add(b.id)
 
     def order(self, name: str) -> list[str]:
         ids = self.orders.get(name)
@@ -210,11 +216,30 @@ class _Draft:
 
     def remove(self, bullet_id: str) -> None:
         self.order(self.bullets.pop(bullet_id).section).remove(bullet_id)
+        self.touched.add(bullet_id)
 
     def finish(self) -> Playbook:
         for name, ids in self.orders.items():
             self.sections[name] = replace(self.sections[name], ids=tuple(ids))
-        return Playbook(self.sections, self.bullets, self.next_id)
+        new = Playbook(self.sections, self.bullets, self.next_id)
+        self._carry_digest(new)
+        return new
+
+    def _carry_digest(self, new: Playbook) -> None:
+        """Give ``new`` its digest parts from the parent's in O(delta), when the parent has them."""
+        parent_memo = self.parent._memo
+        if "content_sum" in parent_memo:
+            total = parent_memo["content_sum"]
+            old, cur = self.parent.bullets_by_id, self.bullets
+            for i in self.touched:
+                if i in old:
+                    total -= int.from_bytes(old[i].digest(), "big")
+                if i in cur:
+                    total += int.from_bytes(cur[i].digest(), "big")
+            new._memo["content_sum"] = total % CONTENT_MOD
+        same_order = not self.orders and self.sections.keys() == self.parent.sections.keys()
+        if same_order and "order_hash" in parent_memo:
+            new._memo["order_hash"] = parent_memo["order_hash"]
 
 
 def apply(playbook: Playbook, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POLICY) -> Applied:
@@ -240,16 +265,14 @@ def _apply_op(d: _Draft, op: Any, step: int | None, src: tuple[Source, ...], pol
     if isinstance(op, TagOp):
         b = d.require(op.id)
         counter = op.tag
-        d.bullets[op.id] = replace(b, **{counter: getattr(b, counter) + 1}, updated_step=_later(b.updated_step, step))
+        d.put(replace(b, **{counter: getattr(b, counter) + 1}, updated_step=_later(b.updated_step, step)))
         return op
     if isinstance(op, AddOp):
         return _add(d, op, step, src, policy)
     if isinstance(op, UpdateOp):
         b = d.require(op.id)
         content = clean_text(op.content, limit=policy.max_content_chars)
-        d.bullets[op.id] = replace(
-            b, content=content, updated_step=_later(b.updated_step, step), sources=b.sources + src
-        )
+        d.put(replace(b, content=content, updated_step=_later(b.updated_step, step), sources=b.sources + src))
         return op
     if isinstance(op, RemoveOp):
         d.require(op.id)
@@ -284,7 +307,7 @@ def _add(d: _Draft, op: AddOp, step: int | None, src: tuple[Source, ...], policy
         if new_id in d.bullets:
             raise ValueError(f"bullet id {new_id!r} already exists")
         d.next_id = max(d.next_id, (numeric_suffix(new_id) or 0) + 1)
-    d.bullets[new_id] = Bullet(new_id, name, content, created_step=step, updated_step=step, sources=src)
+    d.put(Bullet(new_id, name, content, created_step=step, updated_step=step, sources=src))
     d.order(name).append(new_id)
     return op.model_copy(update={"id": new_id, "section": name})
 
@@ -319,7 +342,7 @@ def _merge(d: _Draft, op: MergeOp, step: int | None, src: tuple[Source, ...], po
     for b in parts:
         if b.id != survivor_id:
             d.remove(b.id)
-    d.bullets[survivor_id] = merged
+    d.put(merged)
     return op.model_copy(update={"id": survivor_id})
 
 

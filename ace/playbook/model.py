@@ -32,6 +32,7 @@ KNOWN_SLUGS: Mapping[str, str] = MappingProxyType(
         "OTHERS": "misc",
     }
 )
+CONTENT_MOD = 1 << 256
 _STOPWORDS = frozenset({"and", "or", "to", "for", "of", "the", "a", "an", "in", "on", "with"})
 
 
@@ -280,18 +281,38 @@ class Playbook:
             return value
 
     def digest(self) -> str:
-        """Hex SHA-256 of the whole state (order, slugs, counters, every bullet field): the version hash."""
+        """Hex SHA-256 identifying the whole state (order, slugs, counters, every bullet field): the version hash.
 
-        def compute() -> str:
-            h = hashlib.sha256(b"ace.playbook/v1\0%d\0" % self._next_id)
-            by_id = self._bullets
+        It hashes two parts, so that ``apply`` can carry both forward in O(delta) instead of rehashing every
+        bullet: the *order hash* (section names, slugs and id sequences) and the *content sum*, the sum modulo
+        2**256 of every bullet's own SHA-256 (an additive multiset hash). It identifies versions; it is not meant
+        as a commitment against an adversary who can choose thousands of bullets.
+        """
+        return self.memo(  # type: ignore[no-any-return]
+            "digest",
+            lambda: hashlib.sha256(
+                b"ace.playbook/v2\0%d\0" % self._next_id + self.order_hash() + self.content_sum().to_bytes(32, "big")
+            ).hexdigest(),
+        )
+
+    def order_hash(self) -> bytes:
+        def compute() -> bytes:
+            h = hashlib.sha256()
             for sec in self._sections.values():
                 h.update(f"\x1e{sec.name}\x1f{sec.slug}\x1f".encode())
-                # the attribute read skips a call per cached bullet: this loop is most of a commit at 10k bullets
-                h.update(b"".join([by_id[i]._digest or by_id[i].digest() for i in sec.ids]))
-            return h.hexdigest()
+                h.update("\x1f".join(sec.ids).encode())
+            return h.digest()
 
-        return self.memo("digest", compute)  # type: ignore[no-any-return]
+        return self.memo("order_hash", compute)  # type: ignore[no-any-return]
+
+    def content_sum(self) -> int:
+        def compute() -> int:
+            by_id = self._bullets
+            # the attribute read skips a method call per bullet whose digest is already cached
+            digests = [by_id[i]._digest or by_id[i].digest() for i in by_id]
+            return sum(int.from_bytes(d, "big") for d in digests) % CONTENT_MOD
+
+        return self.memo("content_sum", compute)  # type: ignore[no-any-return]
 
     def stats(self) -> dict[str, int]:
         """Counts a curator prompt or a CLI table shows."""
