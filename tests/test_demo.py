@@ -14,16 +14,20 @@ from ace.store import PlaybookStore
 pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
 
 
-def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'demo.db'}"
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "COLUMNS": "160"}
-    r = subprocess.run(
+def _demo(db: str, data: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_DATA_HOME": str(data), "COLUMNS": "160"}
+    return subprocess.run(
         [sys.executable, "-m", "ace.cli", "demo", "--tasks", "1", "--run-id", "t1", "--db", db],
         capture_output=True,
         text=True,
         timeout=600,
         env=env,
     )
+
+
+def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    r = _demo(db, tmp_path / "data")
     assert r.returncode == 0, r.stderr[-2000:]
     for line in ("accuracy (first answers)", "versions committed", "tokens", "stored in", "replayable calls"):
         assert line in r.stdout
@@ -32,12 +36,6 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     assert info.name == "finance-t1" and store.verify("finance-t1", namespace="demo") == info.head
     assert (tmp_path / "data" / "ace" / "runs" / "t1.jsonl").is_file()  # the run's calls, replayable
     # running the same run id again resumes the finished run: nothing new is committed
-    again = subprocess.run(
-        [sys.executable, "-m", "ace.cli", "demo", "--tasks", "1", "--run-id", "t1", "--db", db],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    again = _demo(db, tmp_path / "data")
     assert again.returncode == 0, again.stderr[-2000:]
     assert store.head("finance-t1", namespace="demo").version == info.head

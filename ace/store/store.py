@@ -419,18 +419,15 @@ class PlaybookStore:
         """
         with self._read() as conn:
             row = self._row(conn, namespace, name)
-            recorded = dict(
-                conn.execute(
-                    select(t.versions.c.version, t.versions.c.digest).where(t.versions.c.playbook_id == row.id)
-                ).all()
-            )
+            log = conn.execute(
+                select(t.versions.c.version, t.versions.c.digest, t.versions.c.delta).where(
+                    t.versions.c.playbook_id == row.id
+                )
+            ).all()
+            recorded = {r.version: r.digest for r in log}
+            deltas = {r.version: r.delta for r in log}
             snaps = set(
                 conn.execute(select(t.snapshots.c.version).where(t.snapshots.c.playbook_id == row.id)).scalars()
-            )
-            deltas = dict(
-                conn.execute(
-                    select(t.versions.c.version, t.versions.c.delta).where(t.versions.c.playbook_id == row.id)
-                ).all()
             )
             state: Playbook | None = None
             for v in range(1, row.head + 1):
@@ -460,6 +457,9 @@ class PlaybookStore:
 
     def _state(self, conn: Connection, pid: int, version: int) -> Playbook:
         """Version ``version``: from the cached state or the nearest snapshot, plus the deltas after it."""
+        cached = self._cache.get(pid)
+        if cached is not None and cached[0] == version:  # the common commit path: the cache is the head
+            return cached[1]
         snap_v = conn.execute(
             select(func.max(t.snapshots.c.version)).where(
                 t.snapshots.c.playbook_id == pid, t.snapshots.c.version <= version
@@ -467,7 +467,6 @@ class PlaybookStore:
         ).scalar_one()
         if snap_v is None:
             raise StoreIntegrityError(f"playbook #{pid} has no snapshot at or below version {version}")
-        cached = self._cache.get(pid)
         if cached is not None and snap_v <= cached[0] <= version:
             base_v, state = cached
         else:
