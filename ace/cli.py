@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -63,6 +63,9 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(1) from None
     except SQLAlchemyError as e:
         err.print(f"[bold red]error:[/] database: {str(e).splitlines()[0]}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except ValueError as e:  # bad configuration or arguments (pydantic's ValidationError included)
+        err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -416,6 +419,36 @@ def demo(
             DemoOptions(tasks=tasks, provider=provider, db=db, max_rounds=rounds, max_tokens=max_tokens, run_id=run_id),
             out,
         )
+
+
+@app.command("run")
+def run_(
+    config: Annotated[Path, typer.Argument(help="A run config (TOML); see examples/*/ace.toml.")],
+    provider: Annotated[str | None, typer.Option(help="Override the config's provider.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Resume this run (default: a new one).")] = None,
+    db: DbOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Cap every split at N tasks (a quick try).")] = None,
+) -> None:
+    """Run a config's protocols (base / icl / offline / online) and print the results table."""
+    with _errors():
+        from ace.protocols import RunConfig, run_config
+
+        cfg = RunConfig.load(config)
+        if provider:
+            cfg.provider = provider
+        if db:
+            cfg.db = db
+        if limit is not None:
+            for split in ("train", "val", "test"):
+                current = getattr(cfg.data, f"limit_{split}")
+                setattr(cfg.data, f"limit_{split}", min(limit, current) if current else limit)
+
+        def on_step(r: dict[str, Any]) -> None:
+            mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[r["correct"]]
+            tail = f" · failed: {r['error'][:100]}" if r["error"] else f" · v{r['version']}" if r["committed"] else ""
+            out.print(f"  {mark} {r['task_id']} · rounds {r['rounds']}{tail}", highlight=False)
+
+        run_config(cfg, out, run_id=run_id, on_step=on_step)
 
 
 def main() -> None:

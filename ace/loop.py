@@ -25,7 +25,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from ace.llm import LLM, LLMError
-from ace.playbook import Delta, DeltaError, Playbook, Source, apply
+from ace.playbook import Delta, DeltaError, Playbook, Source, apply, merge_deltas
 from ace.refine import Refiner
 from ace.roles import GeneratorOutput, Reflection, curate, generate, reflect, tag_delta
 from ace.store import PlaybookStore
@@ -33,6 +33,9 @@ from ace.tasks import Evaluator, Feedback, Task
 
 # (before, after) -> a reason to reject the candidate version, or None. The collapse detectors plug in here.
 Guard = Callable[[Playbook, Playbook], str | None]
+# (task, playbook, hint from a failed round) -> the answer with the bullets it cites. The default calls the LLM
+# with the generator prompt; ``ace.agents`` wraps an existing agent (a callable or a compiled LangGraph graph).
+Generator = Callable[[Task, Playbook, str | None], GeneratorOutput]
 
 
 @dataclass
@@ -41,6 +44,11 @@ class LoopConfig:
     playbook_budget: int | None = 2000  # tokens of playbook shown to the generator and the curator
     learn: bool = True  # False: eval-only, nothing is committed
     ground_truth: bool = True  # False: the reflector sees execution feedback only, never the target
+    batch_size: int = 1  # >1: the deltas of a batch of tasks are proposed against one version and merged
+
+    def __post_init__(self) -> None:
+        if self.max_rounds < 1 or self.batch_size < 1:
+            raise ValueError("max_rounds and batch_size must be at least 1")
 
 
 @dataclass
@@ -57,6 +65,7 @@ class LoopContext:
     config: LoopConfig = field(default_factory=LoopConfig)
     refiner: Refiner | None = None
     guard: Guard | None = None
+    generator: Generator | None = None
     on_step: Callable[[dict[str, Any]], None] | None = None  # called with each step's record (progress display)
 
     def task(self, state: LoopState) -> Task:
@@ -75,17 +84,28 @@ class LoopState(TypedDict, total=False):
     reflection: dict[str, Any] | None
     hint: str | None
     delta: str | None  # the step's delta (JSON), once curated
+    pending: list[str]  # valid deltas of the current batch, not committed yet (batch_size > 1)
+    committed: bool | None  # whether this step's delta is in the store now
     error: str | None
     results: Annotated[list[dict[str, Any]], operator.add]
 
 
 # -- nodes: plain functions ------------------------------------------------------------------------------------
 def generate_node(state: LoopState, ctx: LoopContext) -> LoopState:
+    task, pb, hint = ctx.task(state), ctx.load(), state.get("hint")
     try:
-        out = generate(ctx.llm, ctx.task(state), ctx.load(), budget=ctx.config.playbook_budget, hint=state.get("hint"))
+        if ctx.generator is None:
+            out = generate(ctx.llm, task, pb, budget=ctx.config.playbook_budget, hint=hint).parsed
+        else:
+            out = ctx.generator(task, pb, hint)
+            out = GeneratorOutput.model_validate(out.model_dump() if isinstance(out, GeneratorOutput) else out)
     except LLMError as e:
         return {"error": f"generator: {e}"}
-    return {"answer": out.parsed.model_dump(), "round": state.get("round", 0) + 1}  # type: ignore[union-attr]
+    except Exception as e:  # a wrapped agent is user code: its failure fails the step, not the run
+        if ctx.generator is None:
+            raise
+        return {"error": f"generator (agent): {type(e).__name__}: {e}"}
+    return {"answer": out.model_dump(), "round": state.get("round", 0) + 1}  # type: ignore[union-attr]
 
 
 def evaluate_node(state: LoopState, ctx: LoopContext) -> LoopState:
@@ -158,36 +178,70 @@ def guard_node(state: LoopState, ctx: LoopContext) -> LoopState:
 
 
 def commit_node(state: LoopState, ctx: LoopContext) -> LoopState:
-    delta = Delta.model_validate_json(state["delta"])  # type: ignore[arg-type]
+    """Commit the step's delta, or with ``batch_size > 1`` hold it until the batch is complete and then commit the
+    batch's deltas merged into one version (a delta that no longer applies after the others is dropped, with why).
+
+    Every step passes here, failed ones too, so that the last step of a batch flushes it either way. The commit key
+    is ``"<run id>:<first task index of the batch>"``: repeated after a crash, it finds the version it made.
+    """
+    index, size = state["index"], ctx.config.batch_size
+    # an empty delta (nothing tagged, nothing curated) changes nothing: it is not worth a version
+    step_ok = bool(state.get("delta")) and not state.get("error") and _has_ops(state["delta"])  # type: ignore[arg-type]
+    pending = [*(state.get("pending") or []), *([state["delta"]] if step_ok else [])]
+    if (index + 1) % size and index + 1 < len(ctx.tasks):
+        return {"pending": pending, "committed": False}
+    update: LoopState = {"pending": [], "committed": False}
+    if not pending:
+        return update
+    deltas = [Delta.model_validate_json(d) for d in pending]
+    if len(deltas) == 1:
+        delta, dropped = deltas[0], []
+    else:
+        merged = merge_deltas(ctx.load(), deltas, policy=ctx.store.policy)
+        delta = merged.delta.model_copy(update={"source": Source(run_id=ctx.run_id, step=index + 1, role="batch")})
+        dropped = merged.rejected
     try:
         ctx.store.commit(
             ctx.playbook,
             delta,
             namespace=ctx.namespace,
-            key=f"{ctx.run_id}:{state['index']}",
+            key=f"{ctx.run_id}:{index - index % size}",
             author=f"ace run {ctx.run_id}",
             message=delta.reasoning,
         )
     except DeltaError as e:  # the head moved under us (another writer) and the delta no longer applies
-        return {"error": f"commit: {e}"}
-    return {}
+        reason = f"commit: {e}"
+        return {**update, "error": f"{state['error']}; {reason}" if state.get("error") else reason}
+    update["committed"] = step_ok
+    if dropped:
+        reason = "batch: " + "; ".join(f"delta {i + 1} of {len(deltas)} dropped ({why})" for i, why in dropped)
+        update["error"] = f"{state['error']}; {reason}" if state.get("error") else reason
+    return update
+
+
+def _has_ops(delta_json: str) -> bool:
+    return bool(Delta.model_validate_json(delta_json).operations)
 
 
 def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
     """Close the step: one result record, then reset the per-task fields and move to the next task."""
     task = ctx.task(state)
     fb = state.get("feedback") or {}
-    committed = state.get("delta") is not None and not state.get("error") and ctx.config.learn
+    committed = bool(state.get("committed"))
+    correct = state.get("first_correct")
+    if correct is None and state.get("error") and not state.get("round") and task.target is not None:
+        correct = False  # no answer could be produced: scored as a wrong answer, as an evaluation scores it
     record = {
         "index": state["index"],
         "task_id": task.id,
-        "correct": state.get("first_correct"),
+        "correct": correct,
         "final_correct": fb.get("correct"),
         "rounds": state.get("round", 0),
         "error": state.get("error"),
         "version": ctx.store.head(ctx.playbook, namespace=ctx.namespace).version,
         "committed": committed,
-        "delta": state.get("delta") if committed else None,
+        "pending": bool(state.get("pending")),
+        "delta": state["delta"] if state.get("delta") and not state.get("error") and _has_ops(state["delta"]) else None,
     }
     if ctx.on_step:
         ctx.on_step(record)
@@ -201,13 +255,19 @@ def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
         "reflection": None,
         "hint": None,
         "delta": None,
+        "committed": None,
         "error": None,
     }
 
 
 # -- routing and wiring ----------------------------------------------------------------------------------------
 def _after(ok: str) -> Callable[[LoopState], str]:
-    return lambda state: "record" if state.get("error") else ok
+    # a failed step still passes through commit: it may be the last of a batch whose other deltas must land
+    return lambda state: "commit" if state.get("error") else ok
+
+
+def _after_generate(ctx: LoopContext) -> Callable[[LoopState], str]:
+    return lambda state: "evaluate" if not state.get("error") else "commit" if ctx.config.learn else "record"
 
 
 def _after_evaluate(ctx: LoopContext) -> Callable[[LoopState], str]:
@@ -217,7 +277,7 @@ def _after_evaluate(ctx: LoopContext) -> Callable[[LoopState], str]:
 def _after_reflect(ctx: LoopContext) -> Callable[[LoopState], str]:
     def route(state: LoopState) -> str:
         if state.get("error"):
-            return "record"
+            return "commit"
         wrong = (state.get("feedback") or {}).get("correct") is False
         return "generate" if wrong and state.get("round", 1) < ctx.config.max_rounds else "curate"
 
@@ -244,12 +304,12 @@ def build_graph(ctx: LoopContext) -> StateGraph:
     for name, fn in nodes.items():
         g.add_node(name, lambda state, fn=fn: fn(state, ctx))
     g.add_conditional_edges(START, _next_task(ctx), ["generate", END])
-    g.add_conditional_edges("generate", _after("evaluate"), ["evaluate", "record"])
+    g.add_conditional_edges("generate", _after_generate(ctx), ["evaluate", "commit", "record"])
     g.add_conditional_edges("evaluate", _after_evaluate(ctx), ["reflect", "record"])
-    g.add_conditional_edges("reflect", _after_reflect(ctx), ["generate", "curate", "record"])
-    g.add_conditional_edges("curate", _after("refine"), ["refine", "record"])
-    g.add_conditional_edges("refine", _after("guard"), ["guard", "record"])
-    g.add_conditional_edges("guard", _after("commit"), ["commit", "record"])
+    g.add_conditional_edges("reflect", _after_reflect(ctx), ["generate", "curate", "commit"])
+    g.add_conditional_edges("curate", _after("refine"), ["refine", "commit"])
+    g.add_conditional_edges("refine", _after("guard"), ["guard", "commit"])
+    g.add_conditional_edges("guard", _after("commit"), ["commit"])
     g.add_edge("commit", "record")
     g.add_conditional_edges("record", _next_task(ctx), ["generate", END])
     return g

@@ -139,6 +139,32 @@ def load_finance(path: str | Path, kind: FinanceKind | None = None, *, limit: in
     return tasks
 
 
+def load_tasks(path: str | Path, *, limit: int | None = None) -> list[Task]:
+    """Tasks from a generic JSONL file: ``{"input" | "question": ..., "target" | "answer": ..., "id": ...}`` per
+    line (``id`` defaults to ``<file stem>:<line>``; the target may be absent)."""
+    p = Path(path)
+    tasks = []
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            text = row["input"] if "input" in row else row["question"]
+            target = row.get("target", row.get("answer"))
+            tasks.append(
+                Task(
+                    id=str(row.get("id") or f"{p.stem}:{n}"),
+                    input=str(text),
+                    target=None if target is None else str(target),
+                )
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{p}, line {n}: expected {{'input': ..., 'target': ...}} ({e!r})") from None
+        if limit is not None and len(tasks) >= limit:
+            break
+    return tasks
+
+
 def accuracy(feedback: Iterable[Feedback]) -> float | None:
     judged = [f for f in feedback if f.correct is not None]
     return sum(f.correct for f in judged) / len(judged) if judged else None  # type: ignore[misc]

@@ -1,7 +1,8 @@
 """FakeOpenAIServer: a test double of a remote OpenAI-compatible API on 127.0.0.1, for fault injection.
 
 It serves ``POST /v1/chat/completions`` (and ``/v1/embeddings``) from a script of replies, one per request:
-``("ok", text)``, ``("status", code, retry_after)``, ``("slow", seconds, text)``. Every request is recorded with
+``("ok", text)``, ``("status", code, retry_after)``, ``("slow", seconds, text)``, or, when ``responder`` is set,
+from ``responder(request body) -> text`` (a reply chosen by what was asked). Every request is recorded with
 the time it arrived. Requests after the script ends get the last reply again. Loopback only; it stops with the
 fixture.
 """
@@ -35,6 +36,7 @@ class FakeOpenAIServer:
         self.script: list[tuple[Any, ...]] = [("ok", "hello")]
         self.requests: list[dict[str, Any]] = []
         self.usage = (11, 7)
+        self.responder: Any = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,6 +49,8 @@ class FakeOpenAIServer:
                 index = len(server.requests)
                 server.requests.append({"path": self.path, "body": body, "at": time.monotonic()})
                 step = server.script[min(index, len(server.script) - 1)]
+                if server.responder is not None and not self.path.endswith("/embeddings"):
+                    step = ("ok", server.responder(body))
                 if self.path.endswith("/embeddings"):
                     data = [
                         {"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0]}

@@ -6,12 +6,14 @@ from ace.playbook.delta import (
     Applied,
     ApplyPolicy,
     Delta,
+    Merged,
     MergeOp,
     Operation,
     RemoveOp,
     TagOp,
     UpdateOp,
     apply,
+    merge_deltas,
 )
 from ace.playbook.errors import AceError, DeltaError, PlaybookFormatError
 from ace.playbook.formats import dumps, loads, parse_ace, to_ace
@@ -28,6 +30,7 @@ __all__ = [
     "Delta",
     "DeltaError",
     "MergeOp",
+    "Merged",
     "Operation",
     "Playbook",
     "PlaybookFormatError",
@@ -40,6 +43,7 @@ __all__ = [
     "approx_tokens",
     "dumps",
     "loads",
+    "merge_deltas",
     "parse_ace",
     "rank",
     "render",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,8 @@ class _Op(BaseModel):
     # Curators often add fields of their own (a rationale, a confidence): ignore them rather than fail the step.
     model_config = ConfigDict(extra="ignore", frozen=True)
     reason: str | None = Field(default=None, description="Why the curator proposes this operation.")
+    # Provenance of this operation when it differs from the delta's (a batch of merged deltas keeps each one's).
+    source: Source | None = None
 
 
 class AddOp(_Op):
@@ -250,10 +253,11 @@ def apply(playbook: Playbook, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POL
     the ones before them (an UPDATE of a bullet an earlier op removed is an unknown id).
     """
     draft = _Draft(playbook)
-    step = delta.source.step if delta.source else None
-    src = (delta.source,) if delta.source else ()
     resolved: list[Any] = []
     for index, op in enumerate(delta.operations):
+        source = op.source or delta.source
+        step = source.step if source else None
+        src = (source,) if source else ()
         try:
             resolved.append(_apply_op(draft, op, step, src, policy))
         except ValueError as e:
@@ -348,3 +352,39 @@ def _merge(d: _Draft, op: MergeOp, step: int | None, src: tuple[Source, ...], po
 
 def _later(current: int | None, step: int | None) -> int | None:
     return step if step is not None else current
+
+
+@dataclass(frozen=True)
+class Merged:
+    """Deltas proposed against one version, merged into one: the accepted ones' operations in order, each stamped
+    with its own delta's provenance, and ``(index, reason)`` for each delta dropped because it no longer applied."""
+
+    delta: Delta
+    rejected: list[tuple[int, str]]
+
+
+def merge_deltas(
+    playbook: Playbook, deltas: Sequence[Delta], *, policy: ApplyPolicy = DEFAULT_POLICY, reasoning: str | None = None
+) -> Merged:
+    """Merge a batch of deltas (all proposed against ``playbook``) into one delta that applies to it.
+
+    Each delta is kept whole or dropped whole: it is applied after the accepted ones before it, and dropped with
+    the reason if that fails (e.g. it updates a bullet an earlier delta of the batch removed).
+    """
+    current = playbook
+    ops: list[Any] = []
+    rejected: list[tuple[int, str]] = []
+    for index, delta in enumerate(deltas):
+        stamped = [
+            op if op.source or not delta.source else op.model_copy(update={"source": delta.source})
+            for op in delta.operations
+        ]
+        try:
+            current = apply(current, Delta(operations=stamped), policy=policy).playbook
+        except DeltaError as e:
+            rejected.append((index, str(e)))
+            continue
+        ops.extend(stamped)
+    reasons = [d.reasoning for d in deltas if d.reasoning]
+    text = reasoning if reasoning is not None else " | ".join(reasons) or None
+    return Merged(Delta(operations=ops, reasoning=text), rejected)

@@ -70,3 +70,13 @@ bullet_events = Table(
     Column("op", String(16), nullable=False),
     Index("ix_ace_bullet_events_lookup", "playbook_id", "bullet_id"),
 )
+
+# Named versions ("best", "release-3"): a tag points at one version and can be moved.
+tags = Table(
+    "ace_tags",
+    metadata,
+    Column("playbook_id", Integer, ForeignKey("ace_playbooks.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

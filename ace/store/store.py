@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
-from ace.playbook.delta import ApplyPolicy, Delta, apply
+from ace.playbook.delta import ApplyPolicy, Delta, MergeOp, apply
 from ace.playbook.diff import PlaybookDiff, diff
 from ace.playbook.formats import IMPORT_MAX_CHARS
 from ace.playbook.model import Playbook, Source
@@ -338,6 +338,33 @@ class PlaybookStore:
             namespace, name, version, parent, new.kind, digest, len(pb), now, new.author, new.message, new.delta
         )
 
+    def tag(self, name: str, tag: str, version: int, *, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Point ``tag`` at ``version`` (moving it if it exists), e.g. the offline runner's ``best``."""
+        if not tag or len(tag) > 128 or tag.isdigit():
+            raise ValueError(f"a tag is 1-128 characters and not a number, got {tag!r}")
+        with self._write() as conn:
+            row = self._row(conn, namespace, name, lock=True)
+            _check_version(name, version, row.head)
+            conn.execute(delete(t.tags).where(t.tags.c.playbook_id == row.id, t.tags.c.tag == tag))
+            conn.execute(insert(t.tags).values(playbook_id=row.id, tag=tag, version=version, created_at=_now()))
+
+    def tags(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, int]:
+        with self._read() as conn:
+            row = self._row(conn, namespace, name)
+            rows = conn.execute(select(t.tags.c.tag, t.tags.c.version).where(t.tags.c.playbook_id == row.id)).all()
+        return {r.tag: r.version for r in sorted(rows)}
+
+    def resolve(self, name: str, ref: int | str | None, *, namespace: str = DEFAULT_NAMESPACE) -> int:
+        """A version number from a number, a tag name, or None (the head)."""
+        if ref is None:
+            return self.head(name, namespace=namespace).version
+        if isinstance(ref, int) or ref.isdigit():
+            return int(ref)
+        found = self.tags(name, namespace=namespace).get(ref)
+        if found is None:
+            raise ValueError(f"playbook {namespace}/{name} has no version or tag {ref!r}")
+        return found
+
     # -- reading ------------------------------------------------------------------------------------------
     def load(self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE) -> Playbook:
         """The playbook at ``version`` (default: the head)."""
@@ -400,7 +427,7 @@ class PlaybookStore:
                 _aware(r.created_at),
                 r.author,
                 r.message,
-                Delta.model_validate_json(r.delta).source if r.delta else None,
+                _op_source(Delta.model_validate_json(r.delta), bullet_id) if r.delta else None,
             )
             for r in rows
         ]
@@ -521,6 +548,14 @@ class PlaybookStore:
             )
             for r in rows
         ]
+
+
+def _op_source(delta: Delta, bullet_id: str) -> Source | None:
+    """The provenance of the operation that touched ``bullet_id`` (its own, in a merged batch, else the delta's)."""
+    for op in delta.operations:
+        if bullet_id in (op.ids if isinstance(op, MergeOp) else [op.id]) and op.source is not None:
+            return op.source
+    return delta.source
 
 
 def _check_version(name: str, version: int, head: int) -> None:
