@@ -409,6 +409,9 @@ def demo(
     ] = 2,
     max_tokens: Annotated[int, typer.Option(help="Token limit of each LLM reply.")] = 256,
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: a new one).")] = None,
+    memory: Annotated[
+        bool, typer.Option("--memory", help="Switch on the memory tiers: short-term, episodic (Chroma), graph.")
+    ] = False,
     db: DbOpt = None,
 ) -> None:
     """Run the ACE loop end to end on the embedded default: local model, SQLite, no API key."""
@@ -416,7 +419,15 @@ def demo(
         from ace.demo import DemoOptions, run_demo
 
         run_demo(
-            DemoOptions(tasks=tasks, provider=provider, db=db, max_rounds=rounds, max_tokens=max_tokens, run_id=run_id),
+            DemoOptions(
+                tasks=tasks,
+                provider=provider,
+                db=db,
+                max_rounds=rounds,
+                max_tokens=max_tokens,
+                run_id=run_id,
+                memory=memory,
+            ),
             out,
         )
 

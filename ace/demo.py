@@ -67,6 +67,7 @@ class DemoOptions:
     max_rounds: int = 2
     max_tokens: int = 256
     run_id: str | None = None
+    memory: bool = False  # tiered memory: short-term buffer, episodic store (Chroma), knowledge graph
 
 
 def run_demo(opts: DemoOptions, console: Console) -> RunResult:
@@ -112,6 +113,12 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
                 console.print(f"      {line}", markup=False, highlight=False)
         progress.advance(bar)
 
+    memory = None
+    if opts.memory:
+        from ace.memory import Memory
+
+        memory = Memory.local(store, data_dir() / "chroma", namespace=namespace)
+        console.print(f"memory tiers on: short-term buffer, episodes in {data_dir() / 'chroma'}, graph in the store")
     ctx = LoopContext(
         tasks=tasks,
         llm=llm,
@@ -122,6 +129,7 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
         run_id=run_id,
         config=LoopConfig(max_rounds=opts.max_rounds, playbook_budget=400),
         on_step=on_step,
+        memory=memory,
     )
     with progress:
         result = run(ctx, runs / "checkpoints.db")

@@ -25,6 +25,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from ace.llm import LLM, LLMError
+from ace.memory import Episode, Memory
 from ace.playbook import Delta, DeltaError, Playbook, Source, apply, merge_deltas
 from ace.refine import Refiner
 from ace.roles import GeneratorOutput, Reflection, curate, generate, reflect, tag_delta
@@ -66,6 +67,7 @@ class LoopContext:
     refiner: Refiner | None = None
     guard: Guard | None = None
     generator: Generator | None = None
+    memory: Memory | None = None  # tiered memory: its context replaces the bare playbook for the built-in generator
     on_step: Callable[[dict[str, Any]], None] | None = None  # called with each step's record (progress display)
 
     def task(self, state: LoopState) -> Task:
@@ -86,6 +88,7 @@ class LoopState(TypedDict, total=False):
     delta: str | None  # the step's delta (JSON), once curated
     pending: list[str]  # valid deltas of the current batch, not committed yet (batch_size > 1)
     committed: bool | None  # whether this step's delta is in the store now
+    buffer: list[dict[str, Any]]  # the short-term memory tier, checkpointed with the run
     error: str | None
     results: Annotated[list[dict[str, Any]], operator.add]
 
@@ -95,7 +98,11 @@ def generate_node(state: LoopState, ctx: LoopContext) -> LoopState:
     task, pb, hint = ctx.task(state), ctx.load(), state.get("hint")
     try:
         if ctx.generator is None:
-            out = generate(ctx.llm, task, pb, budget=ctx.config.playbook_budget, hint=hint).parsed
+            context = None
+            if ctx.memory is not None:
+                buffer = ctx.memory.buffer(state.get("buffer"))
+                context = ctx.memory.context(task, pb, buffer=buffer, budget=ctx.config.playbook_budget).text
+            out = generate(ctx.llm, task, pb, budget=ctx.config.playbook_budget, hint=hint, context=context).parsed
         else:
             out = ctx.generator(task, pb, hint)
             out = GeneratorOutput.model_validate(out.model_dump() if isinstance(out, GeneratorOutput) else out)
@@ -219,6 +226,36 @@ def commit_node(state: LoopState, ctx: LoopContext) -> LoopState:
     return update
 
 
+def _remember(
+    state: LoopState, ctx: LoopContext, task: Task, record: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Write the finished step to the memory tiers: an episode, facts from its reflection, a short-term entry.
+    Runs after the commit, so a memory failure never touches the playbook; it is noted in the step's record."""
+    assert ctx.memory is not None
+    answer = (state.get("answer") or {}).get("final_answer")
+    fb = state.get("feedback") or {}
+    refl = state.get("reflection") or {}
+    outcome = {True: "success", False: "failure"}.get(fb.get("correct"), "unknown")  # type: ignore[call-overload]
+    lessons = " ".join(x for x in (refl.get("key_insight"), refl.get("correct_approach")) if x)
+    episode = Episode(
+        id=f"{ctx.run_id}:{state['index']}",
+        task=task.input,
+        summary=f"answered {answer!r}; {fb.get('message', '')}" if answer is not None else f"failed: {record['error']}",
+        outcome=outcome,
+        reflection=lessons,
+        playbook=ctx.playbook,
+        version=record["version"],
+        task_id=task.id,
+        run_id=ctx.run_id,
+    )
+    buffer = ctx.memory.buffer(state.get("buffer"))
+    try:
+        problems = ctx.memory.remember(episode, step=state["index"] + 1, llm=ctx.llm, lessons=lessons, buffer=buffer)
+    except Exception as e:
+        problems = [f"memory: {type(e).__name__}: {e}"]
+    return (buffer.to_list() if buffer is not None else []), problems
+
+
 def _has_ops(delta_json: str) -> bool:
     return bool(Delta.model_validate_json(delta_json).operations)
 
@@ -243,9 +280,13 @@ def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
         "pending": bool(state.get("pending")),
         "delta": state["delta"] if state.get("delta") and not state.get("error") and _has_ops(state["delta"]) else None,
     }
+    update: LoopState = {}
+    if ctx.memory is not None and ctx.config.learn:
+        update["buffer"], record["memory"] = _remember(state, ctx, task, record)
     if ctx.on_step:
         ctx.on_step(record)
     return {
+        **update,
         "results": [record],
         "index": state["index"] + 1,
         "round": 0,

@@ -14,10 +14,10 @@ from ace.store import PlaybookStore
 pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
 
 
-def _demo(db: str, data: Path) -> subprocess.CompletedProcess[str]:
+def _demo(db: str, data: Path, *extra: str, run_id: str = "t1") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "XDG_DATA_HOME": str(data), "COLUMNS": "160"}
     return subprocess.run(
-        [sys.executable, "-m", "ace.cli", "demo", "--tasks", "1", "--run-id", "t1", "--db", db],
+        [sys.executable, "-m", "ace.cli", "demo", "--tasks", "1", "--run-id", run_id, "--db", db, *extra],
         capture_output=True,
         text=True,
         timeout=600,
@@ -39,3 +39,16 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     again = _demo(db, tmp_path / "data")
     assert again.returncode == 0, again.stderr[-2000:]
     assert store.head("finance-t1", namespace="demo").version == info.head
+
+
+def test_demo_switches_the_memory_tiers_on_with_one_flag(tmp_path: Path) -> None:
+    from ace.llm.embeddings import MiniLMEmbedder
+    from ace.memory import EpisodicStore
+
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    r = _demo(db, tmp_path / "data", "--memory", run_id="m1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "memory tiers on" in r.stdout and "versions committed" in r.stdout
+    episodes = EpisodicStore(tmp_path / "data" / "ace" / "chroma", MiniLMEmbedder(), namespace="demo")
+    (episode,) = [episodes.get("m1:0")]
+    assert episode is not None and episode.playbook == "finance-m1" and episodes.count() == 1

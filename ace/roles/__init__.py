@@ -134,16 +134,23 @@ def _playbook_text(playbook: Playbook, budget: int | None) -> str:
 
 
 def generate(
-    llm: LLM, task: Task, playbook: Playbook, *, budget: int | None = None, hint: str | None = None
+    llm: LLM,
+    task: Task,
+    playbook: Playbook,
+    *,
+    budget: int | None = None,
+    hint: str | None = None,
+    context: str | None = None,
 ) -> LLMResult[GeneratorOutput]:
     """Answer ``task`` with the playbook (rendered under ``budget`` tokens). ``hint``: feedback from a previous
-    round, when the answer is being retried."""
+    round, when the answer is being retried. ``context``: an assembled context (playbook plus memory tiers, see
+    :mod:`ace.memory`) shown instead of the rendered playbook."""
     question = f"QUESTION:\n{task.input}"
     if hint:
         question += f"\n\nA PREVIOUS ATTEMPT WAS WRONG. What was learned:\n{hint}"
     messages = [
         Message("system", prompt("generator"), cache=True),
-        Message("system", _playbook_text(playbook, budget), cache=True),
+        Message("system", context if context is not None else _playbook_text(playbook, budget), cache=True),
         Message("user", question),
     ]
     output = _generator_output(tuple(b.id for b in playbook))

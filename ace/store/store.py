@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,6 +174,11 @@ class PlaybookStore:
         self.close()
 
     # -- transactions -------------------------------------------------------------------------------------
+    def transaction(self, *, write: bool = False) -> AbstractContextManager[Connection]:
+        """A transaction on the store's database for other tables that live in it (the memory tiers); a write
+        transaction takes the same writer lock as a commit."""
+        return self._write() if write else self._read()
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:

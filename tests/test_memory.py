@@ -1,0 +1,296 @@
+"""Tiered memory on real parts: the short-term buffer, ChromaDB (a persistent directory and a `chroma run` server
+on 127.0.0.1 with several writer processes), the knowledge graph on SQLite and PostgreSQL, the fused context,
+namespaces, and the loop using all three tiers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ace.llm import LLM
+from ace.llm.embeddings import MiniLMEmbedder
+from ace.llm.openai import OpenAIProvider
+from ace.loop import LoopConfig, LoopContext, run
+from ace.memory import Episode, EpisodicStore, KnowledgeGraph, Memory, MemoryConfig, ShortTermBuffer, assemble
+from ace.playbook import approx_tokens
+from ace.playbook.formats import parse_ace
+from ace.store import PlaybookStore
+from ace.tasks import EVALUATORS, Task
+from tests.fake_openai_server import FakeOpenAIServer
+
+ROOT = Path(__file__).resolve().parent.parent
+START_PB = parse_ace((ROOT / "playbooks" / "finance.txt").read_text())
+
+
+@pytest.fixture(scope="module")
+def embedder() -> MiniLMEmbedder:
+    return MiniLMEmbedder()
+
+
+# -- short-term buffer ---------------------------------------------------------------------------------------------
+def test_buffer_evicts_oldest_first_under_its_budget_and_round_trips() -> None:
+    buf = ShortTermBuffer(budget=20)
+    for i in range(5):
+        buf.add(i, "note", f"entry {i} " + "x" * 20)  # ~7-8 tokens each
+    assert buf.tokens <= 20 and [e.step for e in buf.entries()] == [3, 4]
+    evicted = buf.add(5, "note", "y" * 400)  # alone over budget: cut to fit, everything else evicted
+    assert [e.step for e in evicted] == [3, 4] and len(buf) == 1 and buf.tokens <= 20
+    assert buf.entries()[0].text.endswith("…")
+    again = ShortTermBuffer.from_list(20, buf.to_list())
+    assert again.entries() == buf.entries()
+    with pytest.raises(ValueError):
+        ShortTermBuffer(budget=0)
+
+
+# -- episodic store ------------------------------------------------------------------------------------------------
+def _episodes(n: int, prefix: str = "e") -> list[Episode]:
+    topics = ["current ratio", "gross margin", "EBITDA", "dividend yield", "inventory turnover"]
+    return [
+        Episode(
+            id=f"{prefix}{i}",
+            task=f"Compute the {topics[i % 5]} for company {i}",
+            summary=f"answered {i}",
+            outcome="success" if i % 2 else "failure",
+            playbook="fin",
+            version=i + 1,
+            created_at=1000.0 + i,
+        )
+        for i in range(n)
+    ]
+
+
+def test_persistent_episodes_are_found_again_after_reopening_with_filters(tmp_path: Path, embedder: Any) -> None:
+    store = EpisodicStore(tmp_path / "chroma", embedder, namespace="a")
+    store.add(_episodes(20))
+    reopened = EpisodicStore(tmp_path / "chroma", embedder, namespace="a")  # a new client on the same directory
+    assert reopened.count() == 20
+    assert all(reopened.get(f"e{i}") == _episodes(20)[i] for i in range(20))
+    hits = reopened.search("What is the dividend yield of company 13?", 5)
+    assert hits[0].episode.id == "e13" and all("dividend yield" in h.episode.task for h in hits[:4])
+    assert hits[0].similarity > hits[-1].similarity
+    failures = reopened.search("dividend yield", 10, outcome="failure")
+    assert failures and all(h.episode.outcome == "failure" for h in failures)
+    window = reopened.search("ratio", 20, since=1005.0, until=1009.0)
+    assert sorted(h.episode.id for h in window) == [f"e{i}" for i in range(5, 10)]
+    store.add(_episodes(3))  # an upsert: repeating a write does not duplicate
+    assert reopened.count() == 20
+
+
+def test_no_read_crosses_a_namespace(tmp_path: Path, embedder: Any) -> None:
+    db = PlaybookStore(f"sqlite:///{tmp_path / 'ns.db'}")
+    a = Memory.local(db, tmp_path / "chroma", namespace="tenant-a", embedder=embedder)
+    b = Memory.local(db, tmp_path / "chroma", namespace="tenant-b", embedder=embedder)
+    db.create("fin", START_PB, namespace="tenant-a")
+    assert a.episodic is not None and b.episodic is not None and a.graph is not None and b.graph is not None
+    a.episodic.add(_episodes(5, "same-id-"))
+    a.graph.add("Acme", "reporting_currency", "USD", valid_from=1)
+    a.graph.link_bullet("Acme", "fin", "calc-00002")
+    assert b.episodic.count() == 0 and b.episodic.search("current ratio", 5) == []
+    assert b.episodic.get("same-id-1") is None
+    b.episodic.add(_episodes(2, "same-id-"))  # the same ids in another namespace are other episodes
+    assert a.episodic.count() == 5 and b.episodic.count() == 2
+    assert b.graph.facts() == [] and b.graph.bullets("Acme") == [] and b.graph.mentioned("Acme") == []
+    assert [p.name for p in db.list("tenant-b")] == []
+    ctx = b.context(Task(id="t", input="Acme current ratio?"), START_PB, budget=None)
+    assert "Acme" not in ctx.text and "same-id" not in ctx.text
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[str]:
+    exe = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [exe, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("chroma run did not start")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_several_writer_processes_on_a_chroma_server_lose_nothing(
+    tmp_path: Path, chroma_server: str, embedder: Any
+) -> None:
+    writers, per_writer = 4, 25
+    start = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.memory_worker", chroma_server, "shared", str(w), str(per_writer), str(start)],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(writers)
+    ]
+    time.sleep(3)  # let every worker load its embedder, then release them together
+    start.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    store = EpisodicStore(chroma_server, embedder, namespace="shared")
+    assert store.count() == writers * per_writer
+    for w in range(writers):
+        for i in range(0, per_writer, 6):
+            ep = store.get(f"w{w}-e{i}")
+            assert ep is not None and ep.task.startswith(f"writer {w} task {i}:")
+            (top,) = store.search(ep.document(), 1)
+            assert top.episode.id == ep.id and top.similarity > 0.99  # the stored vector is intact
+    assert EpisodicStore(chroma_server, embedder, namespace="other").count() == 0
+
+
+# -- knowledge graph -------------------------------------------------------------------------------------------------
+def test_a_contradicted_fact_is_superseded_and_kept_as_history(db_url: str) -> None:
+    store = PlaybookStore(db_url)
+    kg = KnowledgeGraph(store, namespace="n")
+    usd = kg.add("Acme Corp", "reporting currency", "USD", valid_from=10, episode="run:9")
+    eur = kg.add("acme  corp", "reporting_currency", "EUR", valid_from=20, episode="run:19")
+    assert [f.object for f in kg.current("Acme Corp", "reporting_currency")] == ["EUR"]
+    fresh = KnowledgeGraph(store, namespace="n")  # reloaded from the database
+    hist = fresh.history("ACME CORP", "reporting_currency")
+    assert [(f.object, f.valid_from, f.valid_to, f.superseded_by) for f in hist] == [
+        ("USD", 10, 20, eur.id),
+        ("EUR", 20, None, None),
+    ]
+    assert hist[0].id == usd.id and hist[0].episode == "run:9"
+    assert kg.add("Acme Corp", "reporting_currency", "eur", valid_from=25).id == eur.id  # no duplicate
+    late = kg.add("Acme Corp", "reporting_currency", "GBP", valid_from=15)  # learned late, already superseded
+    assert (late.valid_to, late.superseded_by) == (20, eur.id)
+    assert [f.object for f in KnowledgeGraph(store, namespace="n").current("acme corp", "reporting_currency")] == [
+        "EUR"
+    ]
+    kg.add("Acme Corp", "uses", "EBITDA", valid_from=3, single=False)
+    kg.add("Acme Corp", "uses", "FCF", valid_from=4, single=False)  # many-valued: both hold
+    assert sorted(f.object for f in kg.current("Acme Corp", "uses")) == ["EBITDA", "FCF"]
+
+
+def test_graph_queries_neighbourhood_paths_bullets_and_mentions(tmp_path: Path) -> None:
+    kg = KnowledgeGraph(PlaybookStore(f"sqlite:///{tmp_path / 'kg.db'}"), namespace="n")
+    kg.add("current ratio", "defined_as", "current assets / current liabilities", valid_from=1)
+    kg.add("current assets", "includes", "inventory", valid_from=2, single=False)
+    kg.add("inventory", "valued_by", "FIFO", valid_from=3)
+    kg.add("quick ratio", "excludes", "inventory", valid_from=4, single=False)
+    kg.link_bullet("current ratio", "fin", "calc-00002")
+    kg.link_bullet("current ratio", "fin", "calc-00002")  # idempotent
+    one = {f.text() for f in kg.neighbourhood(["Inventory"], hops=1)}
+    assert one == {"current assets includes inventory", "inventory valued by FIFO", "quick ratio excludes inventory"}
+    two = kg.neighbourhood(["FIFO"], hops=2)
+    assert two[0].text() == "inventory valued by FIFO" and len(two) == 3
+    (path,) = kg.paths("quick ratio", "FIFO")
+    assert [f.relation for f in path] == ["excludes", "valued_by"]
+    assert kg.paths("quick ratio", "nowhere") == []
+    assert kg.bullets("Current Ratio") == [("fin", "calc-00002")]
+    assert kg.mentioned("What is the current ratio if inventory is valued by FIFO?") == [
+        "current ratio",
+        "inventory",
+        "fifo",
+    ]
+    with pytest.raises(ValueError):
+        kg.add("x", "!!!", "y", valid_from=1)
+
+
+# -- context assembly -------------------------------------------------------------------------------------------------
+def test_the_fused_context_keeps_its_budget_and_puts_the_stable_part_first(tmp_path: Path, embedder: Any) -> None:
+    kg = KnowledgeGraph(PlaybookStore(f"sqlite:///{tmp_path / 'c.db'}"), namespace="n")
+    facts = [kg.add(f"metric {i}", "defined_as", f"formula {i}", valid_from=i) for i in range(10)]
+    eps = EpisodicStore(tmp_path / "chroma", embedder, namespace="n")
+    eps.add(_episodes(10))
+    hits = eps.search("current ratio", 5)
+    buf = ShortTermBuffer(200)
+    for i in range(5):
+        buf.add(i, "task", f"step {i} happened")
+    full = assemble(START_PB, facts=facts, episodes=hits, recent=buf.newest_first(), budget=None)
+    heads = [full.text.index(h) for h in ("PLAYBOOK:", "KNOWN FACTS:", "SIMILAR PAST EPISODES:", "RECENT STEPS")]
+    assert heads == sorted(heads) and heads[0] == 0
+    for budget in (30, 60, 120, 250, 500, 1000):
+        ctx = assemble(START_PB, facts=facts, episodes=hits, recent=buf.newest_first(), budget=budget)
+        assert approx_tokens(ctx.text) <= budget
+        if budget >= 250:  # rank fusion interleaves: every tier gets its best items in
+            assert set(ctx.kept) == {"playbook", "facts", "episodes", "recent"}
+            assert ctx.kept["episodes"][0] == hits[0].episode.id and ctx.kept["recent"][0] == "4:task"
+
+
+# -- the loop with every tier ---------------------------------------------------------------------------------------
+def _responder(prompts: list[str]) -> Any:
+    def respond(body: dict[str, Any]) -> str:
+        system = "\n".join(m["content"] for m in body["messages"] if m["role"] == "system")
+        if "You are an expert problem solver" in system:
+            prompts.append(system + "\n" + body["messages"][-1]["content"])
+            return json.dumps({"reasoning": "r", "bullet_ids": [], "final_answer": "2.0"})
+        if "You are an expert analyst" in system:
+            return json.dumps(
+                {
+                    "reasoning": "r",
+                    "error_identification": "e",
+                    "root_cause_analysis": "c",
+                    "correct_approach": "divide current assets by current liabilities",
+                    "key_insight": "The current ratio is current assets over current liabilities.",
+                    "bullet_tags": [],
+                }
+            )
+        if "You maintain a playbook" in system:
+            return json.dumps({"reasoning": "nothing new", "operations": []})
+        if "You extract facts" in system:
+            return json.dumps(
+                {"facts": [{"subject": "current ratio", "relation": "defined_as", "object": "assets / liabilities"}]}
+            )
+        raise AssertionError(system[:80])
+
+    return respond
+
+
+def test_the_loop_uses_all_three_tiers_and_a_resumed_run_has_its_buffer_back(tmp_path: Path, embedder: Any) -> None:
+    store = PlaybookStore(f"sqlite:///{tmp_path / 'loop.db'}")
+    store.create("fin", START_PB, namespace="agent-1")
+    memory = Memory.local(store, tmp_path / "chroma", namespace="agent-1", embedder=embedder, config=MemoryConfig())
+    tasks = [
+        Task(id="a", input="Current assets 200, current liabilities 100. What is the current ratio?", target="2"),
+        Task(id="b", input="Current assets 900, current liabilities 300. What is the current ratio?", target="3"),
+    ]
+    prompts: list[str] = []
+    with FakeOpenAIServer() as server:
+        server.responder = _responder(prompts)
+        llm = LLM(OpenAIProvider("fake", base_url=server.base_url, structured="prompt"), sleep=lambda _s: None)
+
+        def ctx(n: int) -> LoopContext:
+            return LoopContext(
+                tasks=tasks[:n], llm=llm, store=store, playbook="fin", namespace="agent-1",
+                evaluator=EVALUATORS["formula"], run_id="m1", config=LoopConfig(max_rounds=1), memory=memory,
+            )  # fmt: skip
+
+        first = run(ctx(1), tmp_path / "ck.db")
+        second = run(ctx(2), tmp_path / "ck.db")  # the same run, resumed with one more task
+    assert [r["task_id"] for r in second.results] == ["a", "b"] and second.resumed
+    assert first.results[0]["memory"] == [] and second.results[1]["memory"] == []
+    assert "SIMILAR PAST EPISODES" not in prompts[0] and "KNOWN FACTS" not in prompts[0]
+    p = prompts[1]
+    assert "PLAYBOOK:" in p and p.index("PLAYBOOK:") < p.index("KNOWN FACTS:")
+    assert "current ratio defined as assets / liabilities" in p  # graph: extracted from the reflection on task a
+    assert "SIMILAR PAST EPISODES" in p and "Current assets 200" in p  # episodic: task a
+    assert "RECENT STEPS" in p and "step 1 task" in p  # short-term: came back from the checkpoint
+    assert memory.episodic is not None and memory.episodic.get("m1:0") is not None
+    assert memory.episodic.get("m1:0").outcome == "success"  # "2.0" is right for task a (target 2)
