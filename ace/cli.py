@@ -316,6 +316,45 @@ def dedup(
         out.print(f"[bold]{name}[/] v{info.version}: {_ops_summary(info)} → {info.n_bullets} bullets")
 
 
+@playbook_app.command()
+def check(
+    name: str,
+    since: Annotated[int, typer.Option("--from", help="First version to check from.")] = 1,
+    probes: Annotated[
+        Path | None, typer.Option(help="A text file of probe facts, one per line, that must stay known.")
+    ] = None,
+    embeddings: Annotated[bool, typer.Option(help="Match rewritten bullets by embedding (slower).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with status 2 if any alert is critical.")] = False,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Run the collapse detectors over a playbook's history and list the alerts."""
+    with _errors():
+        from ace.collapse import Detectors
+
+        store = _store(db)
+        history = store.history(name, namespace=namespace, since=since)
+        detectors = Detectors(
+            probes=[p.strip() for p in probes.read_text().splitlines() if p.strip()] if probes else []
+        )
+        if embeddings:
+            from ace.llm.embeddings import MiniLMEmbedder
+            from ace.refine import EmbeddingIndex
+
+            detectors.similar = EmbeddingIndex(MiniLMEmbedder()).similarity
+        alerts = detectors.scan([(h.version, store.load(name, h.version, namespace=namespace)) for h in history])
+        if not alerts:
+            out.print(f"[green]ok[/]: no alerts over versions {since}..{history[-1].version} of {name!r}")
+            return
+        table = Table("versions", "detector", "severity", "message")
+        for a in alerts:
+            style = "red" if a.severity == "critical" else "yellow"
+            table.add_row(f"v{a.versions[0]} → v{a.versions[1]}", a.detector, f"[{style}]{a.severity}[/]", a.message)
+        out.print(table)
+        if strict and any(a.severity == "critical" for a in alerts):
+            raise typer.Exit(2)
+
+
 TOUR_DELTA = {
     "reasoning": "The answer used the wrong base year; record the rule and credit the bullet that helped.",
     "operations": [

@@ -46,6 +46,10 @@ class EmbeddingIndex:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([self._vectors[t] for t in texts])
 
+    def similarity(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+        """Cosine similarities of every text of ``a`` with every text of ``b`` (the vectors are unit length)."""
+        return self.vectors(a) @ self.vectors(b).T
+
 
 def similar_pairs(
     playbook: Playbook, index: EmbeddingIndex, threshold: float = 0.9, *, block: int = 1024

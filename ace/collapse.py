@@ -1,0 +1,246 @@
+"""Collapse detectors: catch a context losing what it knew, one candidate version at a time or over a history.
+
+Each detector compares a version with the one before it (and, for some, the history and task metrics) and emits
+typed :class:`Alert` s with a severity, the evidence and the versions involved. ``critical`` alerts block: the
+:class:`CollapseGuard` (the loop's guard node) rejects a candidate delta that raises one and records why.
+
+Detectors and their default thresholds (all configurable):
+
+- ``size``: the context shrinks by more than 50 % of its tokens or bullets in one step (critical), 25 % (warning).
+  Playbooks under ``min_tokens`` are ignored (a few bullets moving is not a collapse).
+- ``brevity``: the mean bullet length falls by more than 60 % (critical) or 30 % (warning), or the share of bullets
+  carrying specifics (digits, formulas, code, quoted names) falls by more than half (warning).
+- ``retention``: the share of the earlier version's bullets whose content is still present (same id and text, or
+  a bullet with a near-identical text: token-set Jaccard >= 0.6, or cosine >= 0.8 when an embedder is given) falls
+  below 0.7 with at least 3 bullets lost (critical) or below 0.9 (warning). Probe facts (strings that must stay
+  known) that were present and are now absent are critical.
+- ``redundancy``: the share of bullets in near-duplicate pairs exceeds 0.3 (warning; needs an embedder).
+- ``churn``: the share of the earlier bullets rewritten or removed in one step exceeds 0.8 (critical) or 0.5 (warning).
+- ``regression``: rolling accuracy over the last ``window`` tasks is below the baseline's with a one-sided
+  two-proportion z-test at p < 0.05 (warning: accuracy is noisy; make it blocking by policy if you trust it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ace.playbook import Playbook, approx_tokens, render
+
+Severity = Literal["info", "warning", "critical"]
+_SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+_SPECIFIC = re.compile(r"\d|[=+*/^%$]|`|\"[^\"]+\"|\b[A-Z]{2,}\b")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Alert:
+    detector: str
+    severity: Severity
+    message: str
+    versions: tuple[int | None, int | None]  # (before, after)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def at_least(self, severity: Severity) -> bool:
+        return _SEVERITY[self.severity] >= _SEVERITY[severity]
+
+
+def _tokens(pb: Playbook) -> int:
+    return approx_tokens(render(pb, counters=False))
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(_WORD.findall(text.casefold()))
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+@dataclass
+class Detectors:
+    """The detector set with its thresholds. ``similar(texts_a, texts_b) -> matrix`` (cosines) enables the
+    embedding-based matching; without it, matching is by token-set Jaccard."""
+
+    min_tokens: int = 200
+    size_warning: float = 0.25
+    size_critical: float = 0.5
+    brevity_warning: float = 0.3
+    brevity_critical: float = 0.6
+    retention_warning: float = 0.9
+    retention_critical: float = 0.7
+    retention_min_lost: int = 3
+    jaccard_match: float = 0.6
+    cosine_match: float = 0.8
+    redundancy_warning: float = 0.3
+    churn_warning: float = 0.5
+    churn_critical: float = 0.8
+    probes: list[str] = field(default_factory=list)
+    similar: Callable[[list[str], list[str]], Any] | None = None
+
+    # -- one step -------------------------------------------------------------------------------------------------
+    def check(
+        self, before: Playbook, after: Playbook, *, versions: tuple[int | None, int | None] = (None, None)
+    ) -> list[Alert]:
+        alerts: list[Alert] = []
+        for fn in (self._size, self._brevity, self._retention, self._churn, self._redundancy):
+            alerts.extend(fn(before, after, versions))
+        return alerts
+
+    def _size(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
+        t0, t1 = _tokens(before), _tokens(after)
+        if t0 < self.min_tokens:
+            return []
+        tok_drop = 1 - t1 / t0
+        bul_drop = 1 - len(after) / len(before) if len(before) else 0.0
+        drop = max(tok_drop, bul_drop)
+        sev: Severity | None = (
+            "critical" if drop > self.size_critical else "warning" if drop > self.size_warning else None
+        )
+        if sev is None:
+            return []
+        msg = f"context shrank from {t0} to {t1} tokens ({len(before)} → {len(after)} bullets) in one step"
+        ev = {"tokens": [t0, t1], "bullets": [len(before), len(after)], "drop": round(drop, 3)}
+        return [Alert("size", sev, msg, v, ev)]
+
+    def _brevity(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
+        if len(before) < 5 or not len(after):
+            return []
+        mean0 = sum(len(b.content) for b in before) / len(before)
+        mean1 = sum(len(b.content) for b in after) / len(after)
+        spec0 = sum(bool(_SPECIFIC.search(b.content)) for b in before) / len(before)
+        spec1 = sum(bool(_SPECIFIC.search(b.content)) for b in after) / len(after)
+        shrink = 1 - mean1 / mean0 if mean0 else 0.0
+        ev = {"mean_chars": [round(mean0, 1), round(mean1, 1)], "specific_share": [round(spec0, 3), round(spec1, 3)]}
+        if shrink > self.brevity_critical:
+            return [Alert("brevity", "critical", f"bullets got {shrink:.0%} shorter on average", v, ev)]
+        if shrink > self.brevity_warning:
+            return [Alert("brevity", "warning", f"bullets got {shrink:.0%} shorter on average", v, ev)]
+        if spec0 >= 0.2 and spec1 < spec0 / 2:
+            return [Alert("brevity", "warning", f"specific bullets fell from {spec0:.0%} to {spec1:.0%}", v, ev)]
+        return []
+
+    def retained(self, before: Playbook, after: Playbook) -> tuple[float, list[str]]:
+        """The share of ``before``'s bullets still present in ``after``, and the ids of those lost."""
+        if not len(before):
+            return 1.0, []
+        kept = {b.id for b in before if b.id in after and after[b.id].content == b.content}
+        rest = [b for b in before if b.id not in kept]
+        if rest and len(after):
+            texts = [b.content for b in after]
+            if self.similar is not None:
+                sims = self.similar([b.content for b in rest], texts)
+                kept |= {b.id for b, row in zip(rest, sims, strict=True) if max(row) >= self.cosine_match}
+            else:
+                words = [_words(t) for t in texts]
+                for b in rest:
+                    w = _words(b.content)
+                    if any(_jaccard(w, x) >= self.jaccard_match for x in words):
+                        kept.add(b.id)
+        lost = [b.id for b in before if b.id not in kept]
+        return 1 - len(lost) / len(before), lost
+
+    def _retention(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
+        alerts: list[Alert] = []
+        share, lost = self.retained(before, after)
+        ev = {"retained": round(share, 3), "lost": lost[:20], "n_lost": len(lost)}
+        if share < self.retention_critical and len(lost) >= self.retention_min_lost:
+            alerts.append(Alert("retention", "critical", f"only {share:.0%} of the earlier bullets remain", v, ev))
+        elif share < self.retention_warning and len(lost) >= self.retention_min_lost:
+            alerts.append(Alert("retention", "warning", f"{share:.0%} of the earlier bullets remain", v, ev))
+        if self.probes:
+            gone = [p for p in self.probes if self.knows(before, p) and not self.knows(after, p)]
+            if gone:
+                alerts.append(
+                    Alert("retention", "critical", f"{len(gone)} probe fact(s) forgotten", v, {"probes_lost": gone})
+                )
+        return alerts
+
+    def knows(self, pb: Playbook, probe: str) -> bool:
+        """Whether ``probe`` is stated in the playbook: as a substring (case-insensitive), else by similarity."""
+        needle = probe.casefold()
+        if any(needle in b.content.casefold() for b in pb):
+            return True
+        if self.similar is not None and len(pb):
+            return bool(max(self.similar([probe], [b.content for b in pb])[0]) >= self.cosine_match)
+        return False
+
+    def _churn(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
+        if len(before) < 5:
+            return []
+        changed = [b.id for b in before if b.id not in after or after[b.id].content != b.content]
+        share = len(changed) / len(before)
+        sev: Severity | None = (
+            "critical" if share > self.churn_critical else "warning" if share > self.churn_warning else None
+        )
+        if sev is None:
+            return []
+        return [Alert("churn", sev, f"{share:.0%} of bullets rewritten or removed in one step", v, {"share": share})]
+
+    def _redundancy(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
+        if self.similar is None or len(after) < 5:
+            return []
+        texts = [b.content for b in after]
+        sims = self.similar(texts, texts)
+        dup = {i for i in range(len(texts)) for j in range(len(texts)) if i != j and sims[i][j] >= 0.9}
+        share = len(dup) / len(texts)
+        if share <= self.redundancy_warning:
+            return []
+        msg = f"{share:.0%} of bullets have a near-duplicate"
+        return [Alert("redundancy", "warning", msg, v, {"share": round(share, 3)})]
+
+    # -- over a history -------------------------------------------------------------------------------------------
+    def scan(self, versions: Sequence[tuple[int, Playbook]]) -> list[Alert]:
+        """Alerts for each consecutive pair of ``(version, playbook)``."""
+        alerts: list[Alert] = []
+        for (v0, p0), (v1, p1) in itertools.pairwise(versions):
+            alerts.extend(self.check(p0, p1, versions=(v0, v1)))
+        return alerts
+
+
+def regression(
+    outcomes: Sequence[bool], *, baseline: int | None = None, window: int = 20, alpha: float = 0.05
+) -> Alert | None:
+    """Performance regression: the last ``window`` outcomes against the first ``baseline`` ones (default: all
+    before the window), one-sided two-proportion z-test. None when not significant or too few outcomes."""
+    if len(outcomes) < window + 5:
+        return None
+    recent = outcomes[-window:]
+    base = outcomes[:baseline] if baseline is not None else outcomes[:-window]
+    n1, n2 = len(base), len(recent)
+    p1, p2 = sum(base) / n1, sum(recent) / n2
+    pooled = (sum(base) + sum(recent)) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0 or p2 >= p1:
+        return None
+    z = (p1 - p2) / se
+    p = 0.5 * math.erfc(z / math.sqrt(2))
+    if p >= alpha:
+        return None
+    ev = {"baseline": round(p1, 3), "recent": round(p2, 3), "z": round(z, 2), "p": round(p, 4), "n": [n1, n2]}
+    return Alert("regression", "warning", f"accuracy fell from {p1:.0%} to {p2:.0%} (p={p:.3f})", (None, None), ev)
+
+
+@dataclass
+class CollapseGuard:
+    """The loop's guard: runs the detectors on each candidate; an alert at ``block_at`` or above rejects it.
+    Every alert seen is kept in ``alerts`` (rejected candidates included) for the run's record."""
+
+    detectors: Detectors = field(default_factory=Detectors)
+    block_at: Severity = "critical"
+    alerts: list[Alert] = field(default_factory=list)
+
+    def __call__(self, before: Playbook, after: Playbook) -> str | None:
+        found = self.detectors.check(before, after)
+        self.alerts.extend(found)
+        blocking = [a for a in found if a.at_least(self.block_at)]
+        if not blocking:
+            return None
+        return "; ".join(f"{a.detector} ({a.severity}): {a.message}" for a in blocking)
+
+
+__all__ = ["Alert", "CollapseGuard", "Detectors", "regression"]

@@ -1,0 +1,142 @@
+"""Collapse detectors, the guard that uses them, and `ace playbook check`."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ace.cli import app
+from ace.collapse import CollapseGuard, Detectors, regression
+from ace.playbook import Delta, Playbook, apply
+from ace.playbook.formats import parse_ace
+from ace.store import PlaybookStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def agent_pb() -> Playbook:
+    return parse_ace((ROOT / "playbooks" / "agent.txt").read_text())
+
+
+def _apply(pb: Playbook, ops: list[dict[str, object]]) -> Playbook:
+    return apply(pb, Delta.parse({"operations": ops})).playbook
+
+
+def _big(n: int = 30) -> Playbook:
+    ops = [
+        {
+            "type": "ADD",
+            "section": "rules",
+            "content": f"Rule {i}: when the ledger shows item {i}, use formula {i}a * 2.",
+        }
+        for i in range(n)
+    ]
+    return _apply(Playbook.empty(), ops)
+
+
+def test_a_healthy_delta_raises_nothing() -> None:
+    pb = _big()
+    after = _apply(
+        pb,
+        [
+            {"type": "ADD", "section": "rules", "content": "Check units before dividing two amounts."},
+            {"type": "TAG", "id": next(iter(pb)).id, "tag": "helpful"},
+            {"type": "REMOVE", "id": list(pb)[3].id},
+        ],
+    )
+    assert Detectors().check(pb, after) == []
+
+
+def test_a_monolithic_rewrite_is_caught_by_size_retention_and_churn() -> None:
+    pb = _big()
+    rewrite = _apply(Playbook.empty(), [{"type": "ADD", "section": "rules", "content": "Be careful."}])
+    alerts = Detectors().check(pb, rewrite, versions=(7, 8))
+    by = {a.detector: a for a in alerts}
+    assert {"size", "retention", "churn"} <= set(by)
+    assert all(by[d].severity == "critical" for d in ("size", "retention", "churn"))
+    assert by["size"].versions == (7, 8) and by["size"].evidence["bullets"] == [30, 1]
+    assert by["retention"].evidence["n_lost"] == 30
+
+
+def test_brevity_bias_is_caught_when_bullets_are_rewritten_shorter() -> None:
+    pb = _big(10)
+    shorter = _apply(pb, [{"type": "UPDATE", "id": b.id, "content": f"Rule {n}."} for n, b in enumerate(pb)])
+    kinds = {(a.detector, a.severity) for a in Detectors(min_tokens=10**9).check(pb, shorter)}
+    assert ("brevity", "critical") in kinds
+
+
+def test_probe_facts_that_disappear_are_critical_even_in_a_small_delta(agent_pb: Playbook) -> None:
+    victim = next(iter(agent_pb))
+    probe = victim.content[10:50]
+    after = _apply(agent_pb, [{"type": "REMOVE", "id": victim.id}])
+    alerts = Detectors(probes=[probe, "a fact never known"]).check(agent_pb, after)
+    (alert,) = [a for a in alerts if a.severity == "critical"]
+    assert alert.detector == "retention" and alert.evidence["probes_lost"] == [probe]
+
+
+def test_retention_matches_rewritten_bullets_by_content_not_only_by_id() -> None:
+    pb = _big(10)
+    reworded = _apply(
+        pb,
+        [{"type": "UPDATE", "id": b.id, "content": b.content.replace("use", "apply")} for b in list(pb)[:4]],
+    )
+    share, lost = Detectors().retained(pb, reworded)
+    assert share == 1.0 and lost == []
+
+
+def test_redundancy_needs_and_uses_an_embedder() -> None:
+    from ace.llm.embeddings import MiniLMEmbedder
+    from ace.refine import EmbeddingIndex
+
+    pb = _big(6)
+    dup_ops = [{"type": "ADD", "section": "rules", "content": b.content + " Always."} for b in pb]
+    bloated = _apply(pb, dup_ops)
+    assert not [a for a in Detectors().check(pb, bloated) if a.detector == "redundancy"]
+    detectors = Detectors(similar=EmbeddingIndex(MiniLMEmbedder()).similarity)
+    (alert,) = [a for a in detectors.check(pb, bloated) if a.detector == "redundancy"]
+    assert alert.evidence["share"] > 0.9
+
+
+def test_regression_uses_a_significance_test() -> None:
+    assert regression([True] * 40 + [False] * 20, window=20) is not None
+    rng = random.Random(0)
+    noisy = [rng.random() < 0.6 for _ in range(200)]
+    false_alarms = sum(regression(noisy[: i + 1], window=20) is not None for i in range(40, 200))
+    assert false_alarms <= 16  # at most ~10% of windows on a stationary stream (alpha 0.05, overlapping windows)
+    assert regression([True] * 10, window=20) is None  # too few outcomes
+
+
+def test_the_guard_blocks_a_critical_candidate_and_keeps_the_alerts() -> None:
+    pb = _big()
+    guard = CollapseGuard()
+    assert guard(pb, _apply(pb, [{"type": "ADD", "section": "rules", "content": "One more rule."}])) is None
+    reason = guard(pb, _apply(Playbook.empty(), [{"type": "ADD", "section": "rules", "content": "Be careful."}]))
+    assert reason is not None and "size (critical)" in reason
+    assert {a.detector for a in guard.alerts} >= {"size", "retention", "churn"}
+
+
+def test_ace_playbook_check_lists_alerts_over_a_history(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    store = PlaybookStore(db)
+    pb = _big()
+    store.create("p", pb)
+    store.commit("p", Delta.parse({"operations": [{"type": "ADD", "section": "rules", "content": "Fine rule."}]}))
+    wipe = [{"type": "REMOVE", "id": b.id} for b in list(pb)[:25]]
+    store.commit("p", Delta.parse({"operations": wipe}))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["playbook", "check", "p", "--db", db, "--from", "2"], env={"COLUMNS": "200"})
+    assert ok.exit_code == 0 and "v2 → v3" in ok.output and "critical" in ok.output
+    strict = runner.invoke(app, ["playbook", "check", "p", "--db", db, "--strict"], env={"COLUMNS": "200"})
+    assert strict.exit_code == 2
+    clean = runner.invoke(app, ["playbook", "check", "p", "--db", db, "--from", "1"], env={"COLUMNS": "200"})
+    assert "v1 → v2" not in clean.output  # the healthy step raised nothing
+    probes = tmp_path / "probes.txt"
+    probes.write_text(next(iter(pb)).content + "\n")
+    probe_run = runner.invoke(
+        app, ["playbook", "check", "p", "--db", db, "--probes", str(probes)], env={"COLUMNS": "200"}
+    )
+    assert "probe fact(s) forgotten" in probe_run.output
