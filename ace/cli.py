@@ -355,6 +355,22 @@ def check(
             raise typer.Exit(2)
 
 
+@playbook_app.command()
+def trajectory(
+    name: str,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The trajectory file to write.")],
+    since: Annotated[int, typer.Option(help="First version (the trajectory's starting state).")] = 1,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Write a stored history as a trajectory file (ace-trajectory/1) that `ace replay` verifies."""
+    with _errors():
+        from ace.trajectory import export
+
+        n = export(_store(db), name, output, namespace=namespace, since=since)
+        out.print(f"wrote {n} steps to {output}")
+
+
 TOUR_DELTA = {
     "reasoning": "The answer used the wrong base year; record the rule and credit the bullet that helped.",
     "operations": [
@@ -469,6 +485,43 @@ def demo(
             ),
             out,
         )
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="A trajectory (ace-trajectory/1), e.g. from ace demo or ace run.")],
+    detectors: Annotated[bool, typer.Option(help="Re-run the collapse detectors on every step.")] = True,
+) -> None:
+    """Rebuild a run's playbook history from its trajectory with no model, verifying every version hash."""
+    with _errors():
+        from ace.collapse import Detectors
+        from ace.trajectory import replay as replay_file
+
+        report = replay_file(file, detectors=Detectors() if detectors else None)
+        if report.versions:
+            out.print(
+                f"{report.steps} steps, {report.calls} LLM calls recorded; versions "
+                f"v{report.versions[0]}..v{report.versions[-1]} rebuilt and verified"
+            )
+        for a in report.alerts:
+            out.print(f"  alert v{a.versions[0]} → v{a.versions[1]} {a.detector} ({a.severity}): {a.message}")
+        if not report.ok:
+            err.print(f"[bold red]rejected:[/] {report.problem}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        out.print("[green]ok[/]: every version hash matches")
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="A collapse-benchmark result (bench_collapse.py --out FILE).")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write (default: beside RUN).")] = None,
+) -> None:
+    """Write the plots (PNG) and a Markdown report for a collapse-benchmark run."""
+    with _errors():
+        from ace.report import write_report
+
+        where = write_report(run, out_dir)
+        out.print(f"wrote {where / 'report.md'}, {where / 'retention.png'}, {where / 'context_size.png'}")
 
 
 @app.command("run")

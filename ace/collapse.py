@@ -11,7 +11,8 @@ Detectors and their default thresholds (all configurable):
 - ``brevity``: the mean bullet length falls by more than 60 % (critical) or 30 % (warning), or the share of bullets
   carrying specifics (digits, formulas, code, quoted names) falls by more than half (warning).
 - ``retention``: the share of the earlier version's bullets whose content is still present (same id and text, or
-  a bullet with a near-identical text: token-set Jaccard >= 0.6, or cosine >= 0.8 when an embedder is given) falls
+  a bullet that keeps every number and code of it and is close in wording: token-set Jaccard >= 0.6, or cosine
+  >= 0.8 when an embedder is given) falls
   below 0.7 with at least 3 bullets lost (critical) or below 0.9 (warning). Probe facts (strings that must stay
   known) that were present and are now absent are critical.
 - ``redundancy``: the share of bullets in near-duplicate pairs exceeds 0.3 (warning; needs an embedder).
@@ -30,11 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ace.playbook import Playbook, approx_tokens, render
+from ace.playbook.text import specifics, words
 
 Severity = Literal["info", "warning", "critical"]
 _SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 _SPECIFIC = re.compile(r"\d|[=+*/^%$]|`|\"[^\"]+\"|\b[A-Z]{2,}\b")
-_WORD = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,6 @@ class Alert:
 
 def _tokens(pb: Playbook) -> int:
     return approx_tokens(render(pb, counters=False))
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(_WORD.findall(text.casefold()))
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -132,15 +129,22 @@ class Detectors:
         rest = [b for b in before if b.id not in kept]
         if rest and len(after):
             texts = [b.content for b in after]
-            if self.similar is not None:
-                sims = self.similar([b.content for b in rest], texts)
-                kept |= {b.id for b, row in zip(rest, sims, strict=True) if max(row) >= self.cosine_match}
-            else:
-                words = [_words(t) for t in texts]
-                for b in rest:
-                    w = _words(b.content)
-                    if any(_jaccard(w, x) >= self.jaccard_match for x in words):
+            tokens = [words(t) for t in texts]
+            facts = [specifics(t) for t in texts]
+            sims = self.similar([b.content for b in rest], texts) if self.similar is not None else None
+            for n, b in enumerate(rest):
+                w = words(b.content)
+                need = specifics(b.content)
+                for j, x in enumerate(tokens):
+                    # a rewrite that drops or changes a number or code is not the same fact
+                    if not need <= facts[j]:
+                        continue
+                    close = (
+                        sims[n][j] >= self.cosine_match if sims is not None else _jaccard(w, x) >= self.jaccard_match
+                    )
+                    if close:
                         kept.add(b.id)
+                        break
         lost = [b.id for b in before if b.id not in kept]
         return 1 - len(lost) / len(before), lost
 

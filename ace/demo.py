@@ -26,6 +26,7 @@ from ace.playbook import Delta
 from ace.playbook.formats import loads
 from ace.store import PlaybookStore, default_url
 from ace.tasks import EVALUATORS, load_finance
+from ace.trajectory import TrajectoryWriter
 
 
 def bundled(relative: str) -> Path:
@@ -130,6 +131,7 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
         config=LoopConfig(max_rounds=opts.max_rounds, playbook_budget=400),
         on_step=on_step,
         memory=memory,
+        trajectory=TrajectoryWriter(runs / f"{run_id}.trajectory.jsonl", store, name, namespace=namespace),
     )
     with progress:
         result = run(ctx, runs / "checkpoints.db")
@@ -162,5 +164,6 @@ def summarize(
     add("tokens", f"{u.usage.total_tokens} ({u.usage.input_tokens} in, {u.usage.output_tokens} out; {roles})")
     add("stored in", f"{db}  (namespace {namespace!r}, playbook {name!r})")
     add("replayable calls", str(tape))
+    add("trajectory", f"{tape.with_suffix('.trajectory.jsonl')}  (ace replay FILE verifies it without a model)")
     console.print(table)
     console.print(f"Inspect: ace playbook history {name} -n {namespace} --db {db}", markup=False, highlight=False)

@@ -31,6 +31,7 @@ from ace.refine import Refiner
 from ace.roles import GeneratorOutput, Reflection, curate, generate, reflect, tag_delta
 from ace.store import PlaybookStore
 from ace.tasks import Evaluator, Feedback, Task
+from ace.trajectory import TrajectoryWriter
 
 # (before, after) -> a reason to reject the candidate version, or None. The collapse detectors plug in here.
 Guard = Callable[[Playbook, Playbook], str | None]
@@ -68,6 +69,12 @@ class LoopContext:
     guard: Guard | None = None
     generator: Generator | None = None
     memory: Memory | None = None  # tiered memory: its context replaces the bare playbook for the built-in generator
+    trajectory: TrajectoryWriter | None = None  # every step, its LLM calls and resulting version, as JSONL
+
+    def __post_init__(self) -> None:
+        if self.trajectory is not None and self.trajectory.recorder not in self.llm.observers:
+            self.llm.observers.append(self.trajectory.recorder)
+
     on_step: Callable[[dict[str, Any]], None] | None = None  # called with each step's record (progress display)
 
     def task(self, state: LoopState) -> Task:
@@ -283,6 +290,8 @@ def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
     update: LoopState = {}
     if ctx.memory is not None and ctx.config.learn:
         update["buffer"], record["memory"] = _remember(state, ctx, task, record)
+    if ctx.trajectory is not None:
+        ctx.trajectory.step(record)
     if ctx.on_step:
         ctx.on_step(record)
     return {

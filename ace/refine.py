@@ -3,7 +3,8 @@
 Both produce an ordinary :class:`~ace.playbook.Delta` (MERGE and REMOVE operations), so a refinement is applied by
 the same atomic ``apply``, committed as a version like any other, and can be rolled back.
 
-Duplicates: bullets whose embeddings have cosine similarity >= ``threshold`` (default 0.9). Groups are formed
+Duplicates: bullets whose embeddings have cosine similarity >= ``threshold`` (default 0.9) and that state the same
+numbers and codes (bullets that differ in them are different facts, however alike their wording). Groups are formed
 greedily from the most similar pair down; a bullet joins a group only if it is similar enough to the group's
 anchor (its first member), so a chain a~b~c never merges a with an unrelated c. In each group the survivor is the
 most useful bullet (score, then helpful count, then the longer, more specific content, then playbook order); it
@@ -21,6 +22,7 @@ import numpy as np
 
 from ace.llm.embeddings import Embedder
 from ace.playbook import Bullet, Delta, Playbook, Source
+from ace.playbook.text import specifics
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +54,28 @@ class EmbeddingIndex:
 
 
 def similar_pairs(
-    playbook: Playbook, index: EmbeddingIndex, threshold: float = 0.9, *, block: int = 1024
+    playbook: Playbook,
+    index: EmbeddingIndex,
+    threshold: float = 0.9,
+    *,
+    block: int = 1024,
+    same_specifics: bool = True,
 ) -> list[SimilarPair]:
-    """Every pair of bullets at cosine >= ``threshold``, most similar first (blockwise: memory O(block x n))."""
+    """Every pair of bullets at cosine >= ``threshold``, most similar first (blockwise: memory O(block x n)).
+
+    ``same_specifics``: skip pairs whose numbers and codes differ (:func:`ace.playbook.text.specifics`): "supplier
+    S012 uses code K12" and "supplier S013 uses code K13" embed at cosine > 0.9 but are two facts, and merging
+    them would forget one (the collapse benchmark caught exactly that)."""
     bullets = list(playbook)
     vecs = index.vectors([b.content for b in bullets])
+    facts = [specifics(b.content) for b in bullets] if same_specifics else None
     pairs: list[SimilarPair] = []
     for start in range(0, len(bullets), block):
         sims = vecs[start : start + block] @ vecs.T
         rows, cols = np.nonzero(sims >= threshold)
         for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
             i = start + r
-            if c > i:
+            if c > i and (facts is None or facts[i] == facts[c]):
                 pairs.append(SimilarPair(bullets[i].id, bullets[c].id, float(sims[r, c])))
     position = {b.id: n for n, b in enumerate(bullets)}
     pairs.sort(key=lambda p: (-p.similarity, position[p.a], position[p.b]))

@@ -140,3 +140,56 @@ def test_ace_playbook_check_lists_alerts_over_a_history(tmp_path: Path) -> None:
         app, ["playbook", "check", "p", "--db", db, "--probes", str(probes)], env={"COLUMNS": "200"}
     )
     assert "probe fact(s) forgotten" in probe_run.output
+
+
+TEMPLATE = (
+    "Supplier S0{n} (refunds) ships under code {code}; quote that code on every invoices line and reconcile "
+    "within 4 days."
+)
+
+
+def test_dedup_never_merges_bullets_that_state_different_numbers() -> None:
+    from ace.llm.embeddings import MiniLMEmbedder
+    from ace.refine import EmbeddingIndex, similar_pairs
+
+    pb = _apply(
+        Playbook.empty(),
+        [
+            {"type": "ADD", "section": "s", "content": TEMPLATE.format(n=12, code="K12-4F2A")},
+            {"type": "ADD", "section": "s", "content": TEMPLATE.format(n=13, code="K13-9C1E")},
+            {"type": "ADD", "section": "s", "content": "Again: " + TEMPLATE.format(n=12, code="K12-4F2A")},
+        ],
+    )
+    index = EmbeddingIndex(MiniLMEmbedder())
+    loose = {(p.a, p.b) for p in similar_pairs(pb, index, 0.9, same_specifics=False)}
+    strict = {(p.a, p.b) for p in similar_pairs(pb, index, 0.9)}
+    ids = [b.id for b in pb]
+    assert (ids[0], ids[1]) in loose  # the embeddings alone call them duplicates
+    assert strict == {(ids[0], ids[2])}  # only the real restatement is merged
+
+
+def test_the_collapse_benchmark_scores_the_detectors_and_ace_report_writes_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "c.json"
+    bench = ROOT / "benchmarks" / "collapse" / "bench_collapse.py"
+    args = ["--steps", "150", "--policies", "ace", "summarize", "random", "--no-refine", "--out", str(out)]
+    done = subprocess.run([sys.executable, str(bench), *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json_load(out)
+    traces = {t["policy"]: t for t in data["traces"]}
+    assert min(traces["ace"]["retention"]) == 1.0 and traces["ace"]["alerts"] == []
+    assert traces["summarize"]["events"] and traces["random"]["events"]
+    combined = data["scores"]["warning"]["any"]
+    assert combined["recall"] >= 0.9 and combined["precision"] >= 0.9 and combined["mean_delay"] <= 1
+    result = CliRunner().invoke(app, ["report", str(out), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| ace | 100.0 % |" in md and (tmp_path / "rep" / "retention.png").stat().st_size > 1000
+
+
+def json_load(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())

@@ -35,6 +35,11 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     (info,) = store.list("demo")
     assert info.name == "finance-t1" and store.verify("finance-t1", namespace="demo") == info.head
     assert (tmp_path / "data" / "ace" / "runs" / "t1.jsonl").is_file()  # the run's calls, replayable
+    trajectory = tmp_path / "data" / "ace" / "runs" / "t1.trajectory.jsonl"
+    replayed = subprocess.run(
+        [sys.executable, "-m", "ace.cli", "replay", str(trajectory)], capture_output=True, text=True, timeout=120
+    )
+    assert replayed.returncode == 0 and "every version hash matches" in replayed.stdout, replayed.stderr
     # running the same run id again resumes the finished run: nothing new is committed
     again = _demo(db, tmp_path / "data")
     assert again.returncode == 0, again.stderr[-2000:]

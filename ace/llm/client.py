@@ -109,6 +109,8 @@ class LLM:
         # initial * 2**n plus up to `initial` of jitter (tenacity's default jitter is a fixed second)
         self._wait = wait_exponential_jitter(multiplier=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s)
         self._sleep = sleep
+        # called with (role, request, completion) after every completion, e.g. a trajectory recorder
+        self.observers: list[Callable[[str, Request, Completion], None]] = []
 
     # -- public -------------------------------------------------------------------------------------------
     def call(
@@ -123,8 +125,11 @@ class LLM:
         started = time.perf_counter()
         while True:
             self.ledger.check()
-            completion = self._send(attempts.request())
+            request = attempts.request()
+            completion = self._send(request)
             self._charge(role, completion)
+            for observe in self.observers:
+                observe(role, request, completion)
             done, parsed = attempts.take(completion)
             if done:
                 return self._result(attempts, completion, parsed, started)
@@ -141,8 +146,11 @@ class LLM:
         started = time.perf_counter()
         while True:
             self.ledger.check()
-            completion = await self._asend(attempts.request())
+            request = attempts.request()
+            completion = await self._asend(request)
             self._charge(role, completion)
+            for observe in self.observers:
+                observe(role, request, completion)
             done, parsed = attempts.take(completion)
             if done:
                 return self._result(attempts, completion, parsed, started)
