@@ -30,7 +30,7 @@ from ace.playbook import Delta, DeltaError, Playbook, Source, apply, merge_delta
 from ace.refine import Refiner
 from ace.roles import GeneratorOutput, Reflection, curate, generate, reflect, tag_delta
 from ace.store import PlaybookStore
-from ace.tasks import Evaluator, Feedback, Task
+from ace.tasks import Evaluator, Feedback, Task, share_correct
 from ace.trajectory import TrajectoryWriter
 
 # (before, after) -> a reason to reject the candidate version, or None. The collapse detectors plug in here.
@@ -373,8 +373,7 @@ class RunResult:
 
     @property
     def accuracy(self) -> float | None:
-        judged = [r["correct"] for r in self.results if r["correct"] is not None]
-        return sum(judged) / len(judged) if judged else None
+        return share_correct(self.results)
 
     @property
     def failed(self) -> list[dict[str, Any]]:

@@ -279,6 +279,10 @@ def run_config(
     return summary
 
 
+def _k(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 10_000 else str(n)
+
+
 def table(rows: list[dict[str, Any]], *, unpriced: bool = False) -> Table:
     """The paper's layout: one row per method, accuracy and what the adaptation cost."""
     t = Table(title="Results (accuracy in %, tokens, cost, seconds)")
@@ -287,14 +291,14 @@ def table(rows: list[dict[str, Any]], *, unpriced: bool = False) -> Table:
     for r in rows:
         labels = "—" if r["labels"] is None else "yes" if r["labels"] else "no"
         acc = "—" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}"
-        cost = "unpriced" if unpriced and not r["cost_usd"] else f"${r['cost_usd']:.4f}"
+        cost = "unpriced" if unpriced and not r["cost_usd"] else "$0" if not r["cost_usd"] else f"${r['cost_usd']:.3f}"
         t.add_row(
             r["method"],
             labels,
             acc,
             str(r.get("n", "")),
-            f"{r['adapt_tokens']:,}",
-            f"{r['eval_tokens']:,}",
+            _k(r["adapt_tokens"]),
+            _k(r["eval_tokens"]),
             cost,
             f"{r['adapt_seconds']:.0f}",
             f"{r['eval_seconds']:.0f}",

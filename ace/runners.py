@@ -29,7 +29,7 @@ from ace.playbook import Playbook
 from ace.refine import Refiner
 from ace.roles import GeneratorOutput, generate
 from ace.store import PlaybookStore
-from ace.tasks import Evaluator, Task
+from ace.tasks import Evaluator, Task, share_correct
 
 
 @dataclass
@@ -76,8 +76,7 @@ class Evaluation:
 
     @property
     def accuracy(self) -> float | None:
-        judged = [r["correct"] for r in self.records if r["correct"] is not None]
-        return sum(judged) / len(judged) if judged else None
+        return share_correct(self.records)
 
     @property
     def failed(self) -> int:
@@ -218,8 +217,7 @@ class OfflineResult:
 
     @property
     def train_accuracy(self) -> float | None:
-        judged = [r["correct"] for r in self.steps if r["correct"] is not None]
-        return sum(judged) / len(judged) if judged else None
+        return share_correct(self.steps)
 
 
 def offline(
@@ -271,13 +269,11 @@ class OnlineResult:
 
     @property
     def accuracy(self) -> float | None:
-        judged = [r["correct"] for r in self.predictions if r["correct"] is not None]
-        return sum(judged) / len(judged) if judged else None
+        return share_correct(self.predictions)
 
 
 def _window(w: int, start: int, preds: list[dict[str, Any]], before: int, after: int) -> dict[str, Any]:
-    judged = [p["correct"] for p in preds if p["correct"] is not None]
-    acc = sum(judged) / len(judged) if judged else None
+    acc = share_correct(preds)
     return {
         "window": w,
         "start": start,

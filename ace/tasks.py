@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -124,19 +124,26 @@ def load_finance(path: str | Path, kind: FinanceKind | None = None, *, limit: in
     p = Path(path)
     kind = kind or ("finer" if "finer" in p.name.lower() else "formula")
     tasks = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, row in _rows(p, "{'context': ..., 'target': ...}"):
         try:
-            row = json.loads(line)
             tasks.append(
                 Task(id=f"{p.stem}:{n}", input=row["context"], target=str(row["target"]), metadata={"kind": kind})
             )
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{p}, line {n}: expected {{'context': ..., 'target': ...}} ({e})") from None
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{p}, line {n}: expected {{'context': ..., 'target': ...}} ({e!r})") from None
         if limit is not None and len(tasks) >= limit:
             break
     return tasks
+
+
+def _rows(p: Path, expected: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) for each non-blank line of a JSONL file."""
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{p}, line {n}: expected {expected} ({e})") from None
 
 
 def load_tasks(path: str | Path, *, limit: int | None = None) -> list[Task]:
@@ -144,11 +151,8 @@ def load_tasks(path: str | Path, *, limit: int | None = None) -> list[Task]:
     line (``id`` defaults to ``<file stem>:<line>``; the target may be absent)."""
     p = Path(path)
     tasks = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, row in _rows(p, "{'input': ..., 'target': ...}"):
         try:
-            row = json.loads(line)
             text = row["input"] if "input" in row else row["question"]
             target = row.get("target", row.get("answer"))
             tasks.append(
@@ -158,11 +162,17 @@ def load_tasks(path: str | Path, *, limit: int | None = None) -> list[Task]:
                     target=None if target is None else str(target),
                 )
             )
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{p}, line {n}: expected {{'input': ..., 'target': ...}} ({e!r})") from None
         if limit is not None and len(tasks) >= limit:
             break
     return tasks
+
+
+def share_correct(records: Iterable[dict[str, Any]]) -> float | None:
+    """Accuracy over result records (``{"correct": bool | None, ...}``); records without a verdict don't count."""
+    judged = [r["correct"] for r in records if r["correct"] is not None]
+    return sum(judged) / len(judged) if judged else None
 
 
 def accuracy(feedback: Iterable[Feedback]) -> float | None:

@@ -96,6 +96,7 @@ class KnowledgeGraph:
         self.namespace = namespace
         self._g: nx.MultiDiGraph | None = None
         self._facts: dict[int, Fact] = {}
+        self._view: nx.Graph | None = None  # undirected current facts, for paths; rebuilt after a write
 
     # -- writing ---------------------------------------------------------------------------------------------
     def add(
@@ -203,6 +204,7 @@ class KnowledgeGraph:
                 g.add_node(entity_key(name), name=name)
         g.add_edge(entity_key(fact.subject), entity_key(fact.object), key=fact.id, fact=fact)
         self._facts[fact.id] = fact
+        self._view = None
 
     @property
     def graph(self) -> nx.MultiDiGraph:
@@ -280,10 +282,12 @@ class KnowledgeGraph:
         ka, kb = entity_key(a), entity_key(b)
         if ka not in g or kb not in g:
             return []
-        view = nx.Graph()
-        for u, v, data in g.edges(data=True):
-            if data["fact"].current and not view.has_edge(u, v):
-                view.add_edge(u, v, fact=data["fact"])
+        if self._view is None:
+            self._view = nx.Graph()
+            for u, v, data in g.edges(data=True):
+                if data["fact"].current and not self._view.has_edge(u, v):
+                    self._view.add_edge(u, v, fact=data["fact"])
+        view = self._view
         if ka not in view or kb not in view:
             return []
         out: list[list[Fact]] = []

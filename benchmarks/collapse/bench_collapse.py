@@ -144,10 +144,15 @@ def stream_random(steps: int, rng: random.Random) -> Iterator[Playbook]:
         yield pb
 
 
-def llm_rewriter(provider: str, max_tokens: int) -> Callable[[str], str]:
+def llm_rewriter(provider: str, max_tokens: int, n_ctx: int) -> Callable[[str], str]:
     from ace.llm import LLM, Message, Sampling
 
-    llm = LLM(provider, sampling=Sampling(max_tokens=max_tokens, temperature=0.0))
+    if provider == "local":  # a rejected rewrite lets the context grow: give the local model room for it
+        from ace.llm.local import LocalProvider
+
+        llm = LLM(LocalProvider(n_ctx=n_ctx), sampling=Sampling(max_tokens=max_tokens, temperature=0.0))
+    else:
+        llm = LLM(provider, sampling=Sampling(max_tokens=max_tokens, temperature=0.0))
     instructions = (
         "You maintain a cheatsheet of everything learned so far. Rewrite the cheatsheet below into an improved, "
         "well-organized version that keeps every useful fact. Output only the new cheatsheet, one item per line."
@@ -264,6 +269,7 @@ def main() -> None:
     ap.add_argument("--llm", default="local", help="provider for the rewrite policy")
     ap.add_argument("--rewrite-every", type=int, default=50)
     ap.add_argument("--rewrite-tokens", type=int, default=512)
+    ap.add_argument("--n-ctx", type=int, default=32768, help="context window of the local model (rewrite policy)")
     ap.add_argument("--word-cap", type=int, default=600)
     ap.add_argument("--max-delay", type=int, default=1)
     ap.add_argument("--seed", type=int, default=7)
@@ -271,7 +277,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("collapse.json"))
     args = ap.parse_args()
     rewrite = (
-        llm_rewriter(args.llm, args.rewrite_tokens) if any(p.startswith("rewrite") for p in args.policies) else None
+        llm_rewriter(args.llm, args.rewrite_tokens, args.n_ctx)
+        if any(p.startswith("rewrite") for p in args.policies)
+        else None
     )
     traces = []
     for name in args.policies:
