@@ -70,12 +70,11 @@ class LoopContext:
     generator: Generator | None = None
     memory: Memory | None = None  # tiered memory: its context replaces the bare playbook for the built-in generator
     trajectory: TrajectoryWriter | None = None  # every step, its LLM calls and resulting version, as JSONL
+    on_step: Callable[[dict[str, Any]], None] | None = None  # called with each step's record (progress display)
 
     def __post_init__(self) -> None:
         if self.trajectory is not None and self.trajectory.recorder not in self.llm.observers:
             self.llm.observers.append(self.trajectory.recorder)
-
-    on_step: Callable[[dict[str, Any]], None] | None = None  # called with each step's record (progress display)
 
     def task(self, state: LoopState) -> Task:
         return self.tasks[state["index"]]
@@ -226,7 +225,7 @@ def commit_node(state: LoopState, ctx: LoopContext) -> LoopState:
     except DeltaError as e:  # the head moved under us (another writer) and the delta no longer applies
         reason = f"commit: {e}"
         return {**update, "error": f"{state['error']}; {reason}" if state.get("error") else reason}
-    update["committed"] = step_ok
+    update["committed"] = step_ok and len(deltas) - 1 not in {i for i, _ in dropped}  # this step's is the last
     if dropped:
         reason = "batch: " + "; ".join(f"delta {i + 1} of {len(deltas)} dropped ({why})" for i, why in dropped)
         update["error"] = f"{state['error']}; {reason}" if state.get("error") else reason

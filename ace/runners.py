@@ -230,17 +230,13 @@ def offline(
     every = eval_every or len(train) or 1
     steps: list[dict[str, Any]] = []
     checkpoints: list[Checkpoint] = []
-    total = Spend()
 
     def validate(epoch: int, step: int) -> None:
         version = learner.head()
         if any(c.version == version for c in checkpoints):
             acc = next(c.accuracy for c in checkpoints if c.version == version)
         else:
-            ev = learner.evaluate(val, version, f"val-v{version}")
-            nonlocal total
-            total += ev.spend
-            acc = ev.accuracy
+            acc = learner.evaluate(val, version, f"val-v{version}").accuracy
         checkpoints.append(Checkpoint(epoch, step, version, acc))
 
     with _Meter(learner.llm) as spend:
