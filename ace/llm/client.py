@@ -127,9 +127,7 @@ class LLM:
             self.ledger.check()
             request = attempts.request()
             completion = self._send(request)
-            self._charge(role, completion)
-            for observe in self.observers:
-                observe(role, request, completion)
+            self._received(role, request, completion)
             done, parsed = attempts.take(completion)
             if done:
                 return self._result(attempts, completion, parsed, started)
@@ -148,9 +146,7 @@ class LLM:
             self.ledger.check()
             request = attempts.request()
             completion = await self._asend(request)
-            self._charge(role, completion)
-            for observe in self.observers:
-                observe(role, request, completion)
+            self._received(role, request, completion)
             done, parsed = attempts.take(completion)
             if done:
                 return self._result(attempts, completion, parsed, started)
@@ -192,8 +188,11 @@ class LLM:
                 return await self.provider.acomplete(request)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _charge(self, role: str, completion: Completion) -> None:
+    def _received(self, role: str, request: Request, completion: Completion) -> None:
+        """Charge the ledger for a completion and tell the observers."""
         self.ledger.record(role, completion.usage, cost_usd(completion.model, completion.usage, self.prices))
+        for observe in self.observers:
+            observe(role, request, completion)
 
     def _result(self, a: _Attempts[T], last: Completion, parsed: T | None, started: float) -> LLMResult[T]:
         return LLMResult(
