@@ -491,8 +491,18 @@ def demo(
 def replay(
     file: Annotated[Path, typer.Argument(help="A trajectory (ace-trajectory/1), e.g. from ace demo or ace run.")],
     detectors: Annotated[bool, typer.Option(help="Re-run the collapse detectors on every step.")] = True,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-execute the run's tasks through the loop: 'recorded' (the trajectory's own responses: every "
+            "version hash must come out the same), 'local', 'openai:MODEL[@URL]', 'anthropic:MODEL'."
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--as", help="Playbook name of the re-executed run.")] = None,
+    db: DbOpt = None,
 ) -> None:
-    """Rebuild a run's playbook history from its trajectory with no model, verifying every version hash."""
+    """Rebuild a run's playbook history from its trajectory with no model, verifying every version hash; with
+    --provider, then re-execute its tasks and compare."""
     with _errors():
         from ace.collapse import Detectors
         from ace.trajectory import replay as replay_file
@@ -509,6 +519,39 @@ def replay(
             err.print(f"[bold red]rejected:[/] {report.problem}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         out.print("[green]ok[/]: every version hash matches")
+        if provider:
+            _rerun(file, provider, name, db)
+
+
+def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
+    from ace.llm import LLM
+    from ace.rerun import RecordedProvider, plan, rerun
+
+    plan(file)  # a trajectory that cannot be re-executed says why before any model is loaded
+    store = _store(db)
+    llm = LLM(RecordedProvider(file) if provider == "recorded" else provider)
+    out.rule(f"re-executing with {provider}")
+    r = rerun(file, llm, store, name=name)
+    mark = {True: "✓", False: "✗", None: "?"}
+    for s in r.steps:
+        same = "same version hash" if s.same_digest else "different version"
+        tail = f" · failed: {s.live_error[:100]}" if s.live_error else ""
+        out.print(
+            f"  {s.task_id}: recorded {mark[s.recorded_correct]} v{s.recorded_version} · "
+            f"now {mark[s.live_correct]} v{s.live_version} · {same}{tail}",
+            markup=False,
+            highlight=False,
+        )
+    acc = [f"{a:.0%}" if a is not None else "-" for a in (r.recorded_accuracy, r.live_accuracy)]
+    out.print(
+        f"{r.reproduced} of {len(r.steps)} versions reproduced; accuracy recorded {acc[0]}, now {acc[1]}; "
+        f"playbook {r.playbook!r}, trajectory {r.trajectory}",
+        markup=False,
+        highlight=False,
+    )
+    if provider == "recorded" and r.reproduced < len(r.steps):
+        err.print("[bold red]not reproduced:[/] the recorded responses no longer give the recorded versions")
+        raise typer.Exit(1)
 
 
 @app.command()

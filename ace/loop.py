@@ -17,7 +17,7 @@ from __future__ import annotations
 import operator
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -30,7 +30,7 @@ from ace.playbook import Delta, DeltaError, Playbook, Source, apply, merge_delta
 from ace.refine import Refiner
 from ace.roles import GeneratorOutput, Reflection, curate, generate, reflect, tag_delta
 from ace.store import PlaybookStore
-from ace.tasks import Evaluator, Feedback, Task, share_correct
+from ace.tasks import Evaluator, Feedback, Task, evaluator_spec, share_correct
 from ace.trajectory import TrajectoryWriter
 
 # (before, after) -> a reason to reject the candidate version, or None. The collapse detectors plug in here.
@@ -73,8 +73,30 @@ class LoopContext:
     on_step: Callable[[dict[str, Any]], None] | None = None  # called with each step's record (progress display)
 
     def __post_init__(self) -> None:
-        if self.trajectory is not None and self.trajectory.recorder not in self.llm.observers:
-            self.llm.observers.append(self.trajectory.recorder)
+        if self.trajectory is not None:
+            if self.trajectory.recorder not in self.llm.observers:
+                self.llm.observers.append(self.trajectory.recorder)
+            self.trajectory.describe_run(self.describe())
+
+    def describe(self) -> dict[str, Any]:
+        """What a re-execution needs to run the same tasks the same way (the trajectory's ``run`` line)."""
+        generator: dict[str, Any] | None = {"name": "llm"}
+        if self.generator is not None:
+            spec = getattr(self.generator, "spec", None)
+            generator = dict(spec) if isinstance(spec, dict) else None
+        refiner = None
+        if self.refiner is not None:
+            refiner = {"threshold": self.refiner.threshold, "prune_margin": self.refiner.prune_margin}
+        return {
+            "run_id": self.run_id,
+            "config": asdict(self.config),
+            "evaluator": evaluator_spec(self.evaluator),
+            "generator": generator,
+            "sampling": self.llm.sampling.to_dict(),
+            "refiner": refiner,
+            "memory": self.memory is not None,
+            "guard": self.guard is not None,
+        }
 
     def task(self, state: LoopState) -> Task:
         return self.tasks[state["index"]]
@@ -290,7 +312,7 @@ def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
     if ctx.memory is not None and ctx.config.learn:
         update["buffer"], record["memory"] = _remember(state, ctx, task, record)
     if ctx.trajectory is not None:
-        ctx.trajectory.step(record)
+        ctx.trajectory.step(record, task=task.model_dump())
     if ctx.on_step:
         ctx.on_step(record)
     return {

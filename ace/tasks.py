@@ -81,6 +81,7 @@ def numeric(abs_tol: float = 0.01, rel_tol: float = 0.0) -> Evaluator:
             message="correct" if ok else f"answered {value:g}, expected {target:g}",
         )
 
+    evaluate.spec = {"name": "numeric", "abs_tol": abs_tol, "rel_tol": rel_tol}  # type: ignore[attr-defined]
     return evaluate
 
 
@@ -112,8 +113,35 @@ def tags(task: Task, answer: str) -> Feedback:
     )
 
 
+exact.spec = {"name": "exact"}  # type: ignore[attr-defined]
+tags.spec = {"name": "tags"}  # type: ignore[attr-defined]
+
 FinanceKind = Literal["formula", "finer"]
 EVALUATORS: dict[FinanceKind, Evaluator] = {"formula": numeric(), "finer": tags}
+
+
+def evaluator_spec(evaluator: Evaluator) -> dict[str, Any] | None:
+    """How to rebuild ``evaluator`` (its ``spec`` attribute: a name and parameters), or None for one of your own.
+    Trajectories record it so that ``ace replay --provider`` can score a re-executed run the same way."""
+    spec = getattr(evaluator, "spec", None)
+    return dict(spec) if isinstance(spec, dict) else None
+
+
+def evaluator_from_spec(spec: dict[str, Any]) -> Evaluator:
+    """The evaluator an :func:`evaluator_spec` describes: ``numeric``, ``exact``, ``tags`` or ``textworld``."""
+    params = {k: v for k, v in spec.items() if k != "name"}
+    name = spec.get("name")
+    if name == "numeric":
+        return numeric(**params)
+    if name == "exact":
+        return exact
+    if name == "tags":
+        return tags
+    if name == "textworld":
+        from ace.envs.textworld import TextWorldEvaluator
+
+        return TextWorldEvaluator(**params)
+    raise ValueError(f"unknown evaluator {name!r}; known: numeric, exact, tags, textworld")
 
 
 def load_finance(path: str | Path, kind: FinanceKind | None = None, *, limit: int | None = None) -> list[Task]:

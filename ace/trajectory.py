@@ -5,11 +5,19 @@ Format ``ace-trajectory/1``, one JSON object per line:
 - the first line, ``{"type": "header", "format": "ace-trajectory/1", "namespace", "playbook", "version",
   "digest", "state"}``: the playbook the run started from (``state`` in the lossless JSON format of
   :mod:`ace.playbook.formats`) and its version and digest;
-- then one ``{"type": "step", "index", "task_id", "correct", "final_correct", "rounds", "error", "calls",
-  "version", "digest", "delta"}`` per task: ``calls`` is every LLM call of the step (``role``, ``hash`` of the
-  normalized request as in cassettes, ``text`` of the response, ``usage``); ``delta`` is the *resolved* delta
-  committed by the step (or null), ``version``/``digest`` the head after it. A step repeated after a crash may
-  appear twice; the last line for an index wins.
+- ``{"type": "run", "run_id", "config", "evaluator", "generator", "sampling", "refiner", "memory", "guard"}``
+  when the loop starts (again on a resume; the last one counts): how to re-execute the run — the loop settings,
+  the evaluator's and generator's specs (null for your own callables), the LLM sampling, the refiner's
+  parameters (or null), whether memory tiers and a guard were on;
+- then one ``{"type": "step", "index", "task_id", "task", "correct", "final_correct", "rounds", "error", "calls",
+  "version", "digest", "delta"}`` per task: ``task`` is the task itself (``id``, ``input``, ``target``,
+  ``metadata``); ``calls`` is every LLM call of the step (``role``, ``hash`` of the normalized request as in
+  cassettes, ``text`` of the response, ``usage``); ``delta`` is the *resolved* delta committed by the step (or
+  null), ``version``/``digest`` the head after it. A step repeated after a crash may appear twice; the last line
+  for an index wins.
+
+``run`` and ``task`` are optional (an exported history has neither): they are what ``ace replay --provider``
+needs to run the same tasks again (see :mod:`ace.rerun`).
 
 :func:`replay` starts from the header's state (its digest must match), applies each step's delta, and checks that
 the version numbers follow and that every rebuilt version has the recorded digest: a tampered delta, state or
@@ -85,7 +93,11 @@ class TrajectoryWriter:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
-    def step(self, record: dict[str, Any]) -> None:
+    def describe_run(self, info: dict[str, Any]) -> None:
+        """Record how the run is configured (a ``run`` line), so that it can be re-executed."""
+        self._write({"type": "run", **info})
+
+    def step(self, record: dict[str, Any], task: dict[str, Any] | None = None) -> None:
         head = self.store.head(self.playbook, namespace=self.namespace)
         delta = None
         if record.get("committed") and head.delta is not None:
@@ -94,6 +106,7 @@ class TrajectoryWriter:
             {
                 "type": "step",
                 **{k: record.get(k) for k in ("index", "task_id", "correct", "final_correct", "rounds", "error")},
+                "task": task,
                 "calls": self.recorder.drain(),
                 "version": head.version,
                 "digest": head.digest,
@@ -117,7 +130,8 @@ class ReplayReport:
 
 
 def read(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The header and the steps (one per index, the last line for an index winning, in index order)."""
+    """The header and the steps (one per index, the last line for an index winning, in index order); the last
+    ``run`` line, if any, is in the header under ``"run"``."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     if not lines:
         raise ValueError(f"{path}: empty trajectory")
@@ -139,6 +153,8 @@ def read(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             raise ValueError(f"{path}, line {n}: not JSON") from None
         if obj.get("type") == "step":
             steps[int(obj["index"])] = {**obj, "_line": n}
+        elif obj.get("type") == "run":
+            header["run"] = {k: v for k, v in obj.items() if k != "type"}
     return header, [steps[i] for i in sorted(steps)]
 
 

@@ -40,6 +40,15 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
         [sys.executable, "-m", "ace.cli", "replay", str(trajectory)], capture_output=True, text=True, timeout=120
     )
     assert replayed.returncode == 0 and "every version hash matches" in replayed.stdout, replayed.stderr
+    # re-executed through the loop on the model's recorded responses: the same versions come out
+    rerun = subprocess.run(
+        [sys.executable, "-m", "ace.cli", "replay", str(trajectory), "--provider", "recorded", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert rerun.returncode == 0 and "1 of 1 versions reproduced" in rerun.stdout, rerun.stdout + rerun.stderr
     # running the same run id again resumes the finished run: nothing new is committed
     again = _demo(db, tmp_path / "data")
     assert again.returncode == 0, again.stderr[-2000:]

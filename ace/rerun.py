@@ -1,0 +1,212 @@
+"""Re-execute a recorded run: the same tasks, from the same starting playbook, with the same loop settings,
+through a live model (``ace replay FILE --provider X``) or through the responses the trajectory recorded.
+
+``ace replay FILE`` alone rebuilds a history from its deltas (:func:`ace.trajectory.replay`): it proves the
+deltas give the recorded versions. Re-execution runs the *loop* again — generator, evaluator, reflector, curator,
+refiner, commit — so it answers different questions:
+
+- with :class:`RecordedProvider` (``--provider recorded``), every LLM request is answered with the response the
+  trajectory holds for the same request hash, and the run must reproduce every version digest: the trajectory is
+  complete and today's code still does what the recorded run did (a request the code makes differently misses,
+  with the call named);
+- with a live provider, the same tasks go to another model (or the same one again) and the report sets the new
+  outcomes and versions beside the recorded ones.
+
+The re-executed run is a new playbook in the given store (the header's state imported under a new name) with its
+own trajectory, so it can itself be replayed and compared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ace.llm import LLM, CassetteMiss, Completion, LLMError, Request, Sampling, Usage
+from ace.llm.cassette import request_hash
+from ace.loop import Generator, LoopConfig, LoopContext, RunResult, run
+from ace.playbook.formats import loads
+from ace.refine import EmbeddingIndex, Refiner
+from ace.store import PlaybookStore
+from ace.tasks import Task, evaluator_from_spec, share_correct
+from ace.trajectory import TrajectoryWriter, read
+
+
+class RecordedProvider:
+    """A provider that answers each request with the response a trajectory recorded for the same request hash
+    (identical requests get their responses in recorded order); an unknown request raises :class:`CassetteMiss`."""
+
+    name = "recorded"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.model = "recorded"
+        self._tape: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        for step in read(path)[1]:
+            for call in step.get("calls") or []:
+                self._tape[call["hash"]].append(call)
+
+    def complete(self, request: Request) -> Completion:
+        queue = self._tape.get(request_hash(request))
+        if not queue:
+            last = request.messages[-1].content.replace("\n", " ")[-80:] if request.messages else ""
+            raise CassetteMiss(
+                f"{self.path} recorded no response for this {request.schema_name or 'text'} call ending {last!r} "
+                f"(request hash {request_hash(request)[:12]}): the run asked something the recorded run did not"
+            )
+        call = queue.popleft()
+        u = call.get("usage") or {}
+        return Completion(
+            call["text"],
+            Usage(u.get("input_tokens", 0), u.get("output_tokens", 0), u.get("cached_tokens", 0)),
+            self.model,
+            "stop",
+        )
+
+    async def acomplete(self, request: Request) -> Completion:
+        return self.complete(request)
+
+
+@dataclass
+class StepComparison:
+    index: int
+    task_id: str
+    recorded_correct: bool | None
+    live_correct: bool | None
+    recorded_version: int | None
+    live_version: int | None
+    same_digest: bool
+    live_error: str | None = None
+
+
+@dataclass
+class RerunReport:
+    playbook: str  # the re-executed playbook's name in the store
+    trajectory: Path  # its trajectory
+    result: RunResult
+    steps: list[StepComparison] = field(default_factory=list)
+
+    @property
+    def reproduced(self) -> int:
+        """Steps whose resulting version has the recorded digest."""
+        return sum(s.same_digest for s in self.steps)
+
+    @property
+    def recorded_accuracy(self) -> float | None:
+        return share_correct({"correct": s.recorded_correct} for s in self.steps)
+
+    @property
+    def live_accuracy(self) -> float | None:
+        return share_correct({"correct": s.live_correct} for s in self.steps)
+
+
+def plan(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """The header, steps and run description of a trajectory that can be re-executed, or a ValueError saying
+    what it lacks."""
+    header, steps = read(path)
+    info = header.get("run")
+    if not info:
+        raise ValueError(
+            f"{path} does not describe its run (no 'run' line: an exported history, or written before re-execution "
+            "existed); it can be replayed, not re-executed"
+        )
+    missing = [s["index"] for s in steps if not s.get("task")]
+    if missing:
+        raise ValueError(f"{path}: steps {missing[:5]} do not record their task; cannot re-execute")
+    if info.get("memory"):
+        raise ValueError(
+            f"{path}: the run used memory tiers, whose state a trajectory does not hold; cannot re-execute"
+        )
+    if not info.get("evaluator"):
+        raise ValueError(f"{path}: the run scored answers with your own evaluator; pass it to rerun(evaluator=...)")
+    return header, steps, info
+
+
+def rerun(
+    path: str | Path,
+    llm: LLM,
+    store: PlaybookStore,
+    *,
+    name: str | None = None,
+    out: str | Path | None = None,
+    checkpoints: str | Path | None = None,
+    generator: Generator | None = None,
+) -> RerunReport:
+    """Re-execute the run in trajectory ``path`` with ``llm`` into a new playbook ``name`` of ``store`` (default:
+    ``<playbook>-rerun-<k>``), writing its trajectory to ``out`` (default: beside ``path``).
+
+    ``generator``: your agent, when the recorded run used one (a recorded spec such as TextWorld's is rebuilt).
+    ``llm`` is given the recorded sampling (temperature, max tokens...): the runs differ only by their model, and
+    with :class:`RecordedProvider` request hashes only match under the recorded sampling.
+    """
+    header, steps, info = plan(path)
+    namespace = header.get("namespace") or "default"
+    if name is None:
+        taken = {p.name for p in store.list(namespace)}
+        k = 1
+        while f"{header['playbook']}-rerun-{k}" in taken:
+            k += 1
+        name = f"{header['playbook']}-rerun-{k}"
+    store.create(name, loads(json.dumps(header["state"]), "json"), namespace=namespace, author="ace replay")
+    source = Path(path)
+    out = Path(out) if out is not None else source.with_name(f"{name}.trajectory.jsonl")
+    if info.get("sampling"):
+        llm.sampling = Sampling(**{**info["sampling"], "stop": tuple(info["sampling"].get("stop") or ())})
+    spec = info.get("generator")
+    if generator is None and spec and spec.get("name") != "llm":
+        generator = generator_from_spec(spec, llm)
+    elif generator is None and not spec:
+        raise ValueError(f"{path}: the run used your own agent as the generator; pass it to rerun(generator=...)")
+    refiner = None
+    if info.get("refiner"):
+        from ace.llm.embeddings import MiniLMEmbedder
+
+        refiner = Refiner(EmbeddingIndex(MiniLMEmbedder()), **info["refiner"])
+    tasks = [Task.model_validate(s["task"]) for s in steps]
+    ctx = LoopContext(
+        tasks=tasks,
+        llm=llm,
+        store=store,
+        playbook=name,
+        namespace=namespace,
+        evaluator=evaluator_from_spec(info["evaluator"]),
+        # the recorded run id: bullets' provenance (part of every digest) names it, so versions can match
+        run_id=str(info.get("run_id")),
+        config=LoopConfig(**info.get("config", {})),
+        refiner=refiner,
+        generator=generator,
+        trajectory=TrajectoryWriter(out, store, name, namespace=namespace),
+    )
+    result = run(ctx, checkpoints or out.with_suffix(".checkpoints.db"))
+    report = RerunReport(name, out, result)
+    live = {r["index"]: r for r in result.results}
+    digests = {s["index"]: s["digest"] for s in read(out)[1]}
+    for s in steps:
+        r = live.get(s["index"], {})
+        report.steps.append(
+            StepComparison(
+                index=s["index"],
+                task_id=s.get("task_id") or "",
+                recorded_correct=s.get("correct"),
+                live_correct=r.get("correct"),
+                recorded_version=s.get("version"),
+                live_version=r.get("version"),
+                same_digest=digests.get(s["index"]) == s.get("digest"),
+                live_error=r.get("error"),
+            )
+        )
+    return report
+
+
+def generator_from_spec(spec: dict[str, Any], llm: LLM) -> Generator:
+    """The generator a trajectory's ``run`` line describes (a TextWorld player)."""
+    if spec.get("name") == "textworld":
+        from ace.envs.textworld import TextWorldPlayer
+
+        return TextWorldPlayer.from_spec(spec, llm)
+    raise LLMError(f"cannot rebuild the generator {spec.get('name')!r}; pass it to rerun(generator=...)")
+
+
+__all__ = ["RecordedProvider", "RerunReport", "StepComparison", "generator_from_spec", "plan", "rerun"]
