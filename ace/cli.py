@@ -555,6 +555,51 @@ def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
 
 
 @app.command()
+def learn(
+    logs: Annotated[Path, typer.Argument(help="Agent logs: JSONL of OpenAI-style chat messages with tool calls.")],
+    playbook: Annotated[str | None, typer.Option("--playbook", "-p", help="Playbook to learn into.")] = None,
+    provider: Annotated[str, typer.Option(help="'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")] = "local",
+    run_id: Annotated[str | None, typer.Option(help="Resume this run (default: named after the file).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Learn from the first N conversations only.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Conversations curated against one version and merged.")] = 1,
+    max_tokens: Annotated[int, typer.Option(help="Token limit of each LLM reply.")] = 512,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Learn a playbook offline from logs you already have: reflect on each logged episode and curate a delta."""
+    with _errors():
+        from ace.demo import data_dir
+        from ace.llm import LLM, Sampling
+        from ace.logs import learn as learn_logs
+        from ace.logs import load_logs
+
+        tasks = load_logs(logs, limit=limit)  # a malformed log is reported before any model is loaded
+        name = playbook or logs.stem
+        rid = run_id or f"learn-{logs.stem}-{len(tasks)}"
+        store = _store(db)
+        llm = LLM(provider, sampling=Sampling(max_tokens=max_tokens))
+        out.rule(f"learning {name!r} from {len(tasks)} logged episodes · run {rid} · provider {provider}")
+
+        def on_step(r: dict[str, Any]) -> None:
+            mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[r["correct"]]
+            tail = f" · failed: {r['error'][:100]}" if r["error"] else f" · v{r['version']}" if r["committed"] else ""
+            out.print(f"  {mark} {r['task_id']}{tail}", highlight=False)
+
+        work = data_dir() / "runs"
+        result = learn_logs(
+            tasks, llm, store, name, run_id=rid, workdir=work, namespace=namespace, batch_size=batch_size,
+            on_step=on_step,
+        )  # fmt: skip
+        head = store.head(name, namespace=namespace)
+        out.print(
+            f"{name} is at v{head.version} ({head.n_bullets} bullets); {len(result.failed)} of {len(tasks)} steps "
+            f"failed; trajectory {work / f'{rid}.trajectory.jsonl'}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="A collapse-benchmark result (bench_collapse.py --out FILE).")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write (default: beside RUN).")] = None,

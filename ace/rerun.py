@@ -201,7 +201,11 @@ def rerun(
 
 
 def generator_from_spec(spec: dict[str, Any], llm: LLM) -> Generator:
-    """The generator a trajectory's ``run`` line describes (a TextWorld player)."""
+    """The generator a trajectory's ``run`` line describes (a log replay's, or a TextWorld player)."""
+    if spec.get("name") == "logged":
+        from ace.logs import LoggedAgent
+
+        return LoggedAgent()
     if spec.get("name") == "textworld":
         from ace.envs.textworld import TextWorldPlayer
 

@@ -128,7 +128,8 @@ def evaluator_spec(evaluator: Evaluator) -> dict[str, Any] | None:
 
 
 def evaluator_from_spec(spec: dict[str, Any]) -> Evaluator:
-    """The evaluator an :func:`evaluator_spec` describes: ``numeric``, ``exact``, ``tags`` or ``textworld``."""
+    """The evaluator an :func:`evaluator_spec` describes: ``numeric``, ``exact``, ``tags``, ``logged`` (an
+    agent log's own outcome, :mod:`ace.logs`) or ``textworld``."""
     params = {k: v for k, v in spec.items() if k != "name"}
     name = spec.get("name")
     if name == "numeric":
@@ -137,11 +138,15 @@ def evaluator_from_spec(spec: dict[str, Any]) -> Evaluator:
         return exact
     if name == "tags":
         return tags
+    if name == "logged":
+        from ace.logs import logged_outcome
+
+        return logged_outcome
     if name == "textworld":
         from ace.envs.textworld import TextWorldEvaluator
 
         return TextWorldEvaluator(**params)
-    raise ValueError(f"unknown evaluator {name!r}; known: numeric, exact, tags, textworld")
+    raise ValueError(f"unknown evaluator {name!r}; known: numeric, exact, tags, logged, textworld")
 
 
 def load_finance(path: str | Path, kind: FinanceKind | None = None, *, limit: int | None = None) -> list[Task]:

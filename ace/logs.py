@@ -1,0 +1,264 @@
+"""Learn a playbook offline from the logs of an agent you already run: OpenAI-style chat messages with tool calls.
+
+A log file is JSONL (or one JSON array), one conversation per item::
+
+    {"id": "episode-7",                                   # optional (default: <file stem>:<line>)
+     "task": "Cook the meal in the cookbook",             # optional (default: the first user message)
+     "messages": [{"role": "system", "content": "..."},
+                  {"role": "user", "content": "..."},
+                  {"role": "assistant", "content": null,
+                   "tool_calls": [{"id": "c1", "type": "function",
+                                   "function": {"name": "act", "arguments": "{\\"command\\": \\"open fridge\\"}"}}]},
+                  {"role": "tool", "tool_call_id": "c1", "content": "You open the fridge."},
+                  {"role": "assistant", "content": "Done."}],
+     "outcome": {"success": true, "score": 1.0, "message": "won in 5 moves"},   # success: or correct / won
+     "target": "..."}                                     # optional ground truth
+
+Content may be a string or a list of content blocks (``{"type": "text", "text": ...}``); the legacy
+``function_call`` field is read like a single tool call. Nothing else is required, and unknown fields are ignored.
+
+Each conversation becomes one step of the ACE loop with nothing generated: the logged transcript is the
+generator's reasoning (cut in the middle to ``max_chars``: the start and the end of a long episode are kept), the
+last assistant message (or the last tool call) its answer, the playbook ids it mentions its citations, and the
+logged outcome the feedback. The reflector and curator then work as in any run — the step is committed, guarded,
+checkpointed and written to a trajectory like any other, so ``ace replay`` verifies it and
+``ace replay --provider`` re-executes it (the log travels in each task's metadata).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ace.agents import citations
+from ace.llm import LLM
+from ace.loop import Guard, LoopConfig, LoopContext, RunResult, run
+from ace.playbook import Playbook
+from ace.refine import Refiner
+from ace.roles import GeneratorOutput
+from ace.store import PlaybookStore
+from ace.tasks import Feedback, Task
+from ace.trajectory import TrajectoryWriter
+
+MAX_CHARS = 6000  # transcript characters shown to the reflector (the local model has a 4k-token window)
+
+
+class LogError(ValueError):
+    """A log that cannot be read, with the file and line."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user", "assistant", "tool", "system"
+    text: str
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") if isinstance(b, Mapping) else str(b) for b in content)
+    raise TypeError(f"content must be a string or a list of blocks, not {type(content).__name__}")
+
+
+def _call(call: Mapping[str, Any]) -> str:
+    fn = call.get("function", call)  # {"function": {"name", "arguments"}} or legacy {"name", "arguments"}
+    name, args = fn.get("name"), fn.get("arguments", "")
+    if not isinstance(name, str) or not name:
+        raise ValueError("a tool call without a function name")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError:
+            return f"{name}({args})"  # arguments that are not JSON are shown as they are
+    if isinstance(args, Mapping):
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+    return f"{name}({args!r})"
+
+
+def turns(messages: list[Any]) -> list[Turn]:
+    """The conversation as turns; a tool call is an assistant turn ``→ name(arg=value)``."""
+    out: list[Turn] = []
+    for m in messages:
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+            raise ValueError(f"a message must be an object with a 'role', got {str(m)[:80]!r}")
+        role = m["role"]
+        if text := _text(m.get("content")).strip():
+            out.append(Turn(role, text))
+        calls = list(m.get("tool_calls") or [])
+        if m.get("function_call"):
+            calls.append(m["function_call"])
+        out.extend(Turn("assistant", f"→ {_call(c)}") for c in calls)
+    return out
+
+
+def transcript(ts: list[Turn], max_chars: int = MAX_CHARS) -> str:
+    """The agent's side of the conversation (assistant and tool turns), cut in the middle to ``max_chars``."""
+    lines = [
+        f"{'observation' if t.role == 'tool' else 'agent'}: {t.text}" for t in ts if t.role in ("assistant", "tool")
+    ]
+    text = "\n".join(lines)
+    if len(text) <= max_chars:
+        return text
+    head, tail = text[: max_chars // 3], text[-(max_chars - max_chars // 3) :]
+    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters of the episode left out ...]\n{tail}"
+
+
+def _outcome(raw: Any) -> Feedback:
+    if raw is None:
+        return Feedback(correct=None, message="no outcome logged")
+    if isinstance(raw, bool):
+        return Feedback(correct=raw, score=float(raw))
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"'outcome' must be an object or a boolean, not {type(raw).__name__}")
+    correct = next((raw[k] for k in ("success", "correct", "won") if k in raw), None)
+    if correct is not None and not isinstance(correct, bool):
+        raise ValueError(f"the outcome's success must be true or false, not {correct!r}")
+    score = raw.get("score")
+    return Feedback(
+        correct=correct,
+        score=None if score is None else float(score),
+        message=str(raw.get("message") or raw.get("feedback") or ""),
+    )
+
+
+def to_task(log: Mapping[str, Any], default_id: str, *, max_chars: int = MAX_CHARS) -> Task:
+    """A log as a task whose metadata carries what the loop needs (transcript, answer, outcome)."""
+    messages = log.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("no 'messages' list")
+    ts = turns(messages)
+    question = log.get("task") or next((t.text for t in ts if t.role == "user"), None)
+    if not question:
+        raise ValueError("no 'task' and no user message to take it from")
+    agent = [t for t in ts if t.role == "assistant"]
+    if not agent:
+        raise ValueError("the agent never spoke (no assistant message or tool call)")
+    final = agent[-1].text.removeprefix("→ ")
+    fb = _outcome(log.get("outcome"))
+    target = log.get("target")
+    return Task(
+        id=str(log.get("id") or default_id),
+        input=str(question),
+        target=None if target is None else str(target),
+        metadata={
+            "kind": "log",
+            "transcript": transcript(ts, max_chars),
+            "final": final,
+            "outcome": fb.model_dump_json(),
+        },
+    )
+
+
+def load_logs(path: str | Path, *, limit: int | None = None, max_chars: int = MAX_CHARS) -> list[Task]:
+    """The conversations of a log file (see the module doc) as tasks; a bad one is a :class:`LogError` naming it."""
+    p = Path(path)
+    raw = p.read_text(encoding="utf-8")
+    if raw.lstrip().startswith("["):
+        try:
+            items = list(enumerate(json.loads(raw), start=1))
+        except json.JSONDecodeError as e:
+            raise LogError(f"{p}: not a JSON array ({e})") from None
+        where = "item"
+    else:
+        items = []
+        for n, line in enumerate(raw.splitlines(), start=1):
+            if line.strip():
+                try:
+                    items.append((n, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise LogError(f"{p}, line {n}: not JSON ({e})") from None
+        where = "line"
+    tasks: list[Task] = []
+    for n, item in items:
+        try:
+            if not isinstance(item, Mapping):
+                raise ValueError("expected an object with 'messages'")
+            tasks.append(to_task(item, f"{p.stem}:{n}", max_chars=max_chars))
+        except (ValueError, TypeError) as e:
+            raise LogError(f"{p}, {where} {n}: {e}") from None
+        if limit is not None and len(tasks) >= limit:
+            break
+    if not tasks:
+        raise LogError(f"{p}: no conversations")
+    return tasks
+
+
+class LoggedAgent:
+    """The generator of a log replay: answers each task with what the log says the agent did."""
+
+    spec: ClassVar[dict[str, Any]] = {"name": "logged"}
+
+    def __call__(self, task: Task, playbook: Playbook, hint: str | None) -> GeneratorOutput:
+        if "transcript" not in task.metadata:
+            raise ValueError(f"task {task.id} is not a logged conversation (see ace.logs.load_logs)")
+        reasoning, final = task.metadata["transcript"], task.metadata["final"]
+        return GeneratorOutput(
+            reasoning=reasoning, bullet_ids=citations(playbook, reasoning, final), final_answer=final
+        )
+
+
+def logged_outcome(task: Task, answer: str) -> Feedback:
+    """The evaluator of a log replay: the logged outcome (the ground truth, when the log has one, as target)."""
+    fb = Feedback.model_validate_json(task.metadata["outcome"])
+    return fb.model_copy(update={"target": task.target})
+
+
+logged_outcome.spec = {"name": "logged"}  # type: ignore[attr-defined]
+
+
+def learn(
+    tasks: list[Task],
+    llm: LLM,
+    store: PlaybookStore,
+    playbook: str,
+    *,
+    run_id: str,
+    workdir: str | Path,
+    namespace: str = "default",
+    batch_size: int = 1,
+    playbook_budget: int | None = 2000,
+    refiner: Refiner | None = None,
+    guard: Guard | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Reflect on and curate from logged conversations (:func:`load_logs`) into ``playbook`` (created empty if it
+    does not exist). Resumable by ``run_id``; the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``."""
+    if playbook not in {p.name for p in store.list(namespace)}:
+        store.create(playbook, namespace=namespace, author=f"ace learn {run_id}")
+    work = Path(workdir)
+    ctx = LoopContext(
+        tasks=tasks,
+        llm=llm,
+        store=store,
+        playbook=playbook,
+        namespace=namespace,
+        evaluator=logged_outcome,
+        run_id=run_id,
+        config=LoopConfig(max_rounds=1, batch_size=batch_size, playbook_budget=playbook_budget),
+        refiner=refiner,
+        guard=guard,
+        generator=LoggedAgent(),
+        on_step=on_step,
+        trajectory=TrajectoryWriter(work / f"{run_id}.trajectory.jsonl", store, playbook, namespace=namespace),
+    )
+    return run(ctx, work / f"{run_id}.checkpoints.db")
+
+
+__all__ = [
+    "MAX_CHARS",
+    "LogError",
+    "LoggedAgent",
+    "Turn",
+    "learn",
+    "load_logs",
+    "logged_outcome",
+    "to_task",
+    "transcript",
+    "turns",
+]
