@@ -301,6 +301,8 @@ def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
         "task_id": task.id,
         "correct": correct,
         "final_correct": fb.get("correct"),
+        "score": fb.get("score"),  # the last round's feedback: partial credit and what the environment said
+        "feedback": fb.get("message"),
         "rounds": state.get("round", 0),
         "error": state.get("error"),
         "version": ctx.store.head(ctx.playbook, namespace=ctx.namespace).version,
