@@ -575,7 +575,7 @@ def learn(
 
         tasks = load_logs(logs, limit=limit)  # a malformed log is reported before any model is loaded
         name = playbook or logs.stem
-        rid = run_id or f"learn-{logs.stem}-{len(tasks)}"
+        rid = run_id or f"learn-{name}-{logs.stem}-{len(tasks)}"  # the same file into the same playbook resumes
         store = _store(db)
         llm = LLM(provider, sampling=Sampling(max_tokens=max_tokens))
         out.rule(f"learning {name!r} from {len(tasks)} logged episodes · run {rid} · provider {provider}")

@@ -22,6 +22,7 @@ from ace.cli import app
 from ace.envs.textworld import (
     CookingSettings,
     Game,
+    TextWorldError,
     TextWorldEvaluator,
     as_tasks,
     commands_of,
@@ -75,6 +76,14 @@ def test_a_game_is_scored_by_playing_the_answer_again(games: list[Path]) -> None
     assert commands_of(" look \n\n inventory ") == ["look", "inventory"]
     capped = TextWorldEvaluator(max_moves=2)(task, "\n".join(walk))
     assert capped.correct is False and "after 2 moves" in capped.message
+    gone = task.model_copy(update={"metadata": {"game": str(games[0].parent / "missing.z8")}})
+    with pytest.raises(TextWorldError, match="no game file"):
+        evaluate(gone, "look")
+
+
+def test_bad_seeds_are_a_clear_error(games: list[Path]) -> None:
+    result = CliRunner().invoke(app, ["textworld", "make", "--seeds", "one-two", "--dir", str(games[0].parent)])
+    assert result.exit_code != 0 and "seeds must look like" in result.output
 
 
 def test_gold_and_perturbed_runs_are_played_for_real_and_load_as_logs(games: list[Path], tmp_path: Path) -> None:

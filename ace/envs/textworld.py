@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field, create_model
 
 from ace.llm import LLM, Message
 from ace.loop import LoopConfig, LoopContext, RunResult, run
-from ace.playbook import Playbook, render
+from ace.playbook import AceError, Playbook, render
 from ace.roles import GeneratorOutput
 from ace.store import PlaybookStore
 from ace.tasks import Feedback, Task
@@ -51,6 +51,10 @@ warnings.filterwarnings("ignore", message="Unable to (retrieve walkthrough|find 
 
 
 # -- games ----------------------------------------------------------------------------------------------------------
+class TextWorldError(AceError):
+    """tw-make failed or is missing, or a game file is not there."""
+
+
 @dataclass(frozen=True)
 class CookingSettings:
     """``tw-make tw-cooking`` settings: ingredients in the recipe, to find, rooms, and which preparations occur."""
@@ -77,7 +81,7 @@ def _tw_make() -> str:
     beside = Path(sys.executable).parent / "tw-make"  # the virtualenv's script, before anything on PATH
     found = str(beside) if beside.exists() else shutil.which("tw-make")
     if not found:
-        raise RuntimeError("tw-make is not installed (the textworld extra: pip install -e '.[textworld]')")
+        raise TextWorldError("tw-make is not installed (the textworld extra: pip install -e '.[textworld]')")
     return found
 
 
@@ -94,7 +98,7 @@ def generate(out_dir: str | Path, seeds: Iterable[int], settings: CookingSetting
             cmd = [_tw_make(), "tw-cooking", *settings.args(), "--seed", str(seed), "--output", str(path), "-f"]
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             if done.returncode != 0 or not path.exists():
-                raise RuntimeError(f"tw-make failed for seed {seed}: {(done.stderr or done.stdout)[-500:]}")
+                raise TextWorldError(f"tw-make failed for seed {seed}: {(done.stderr or done.stdout)[-500:]}")
         paths.append(path)
     return paths
 
@@ -127,6 +131,8 @@ class Game:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if not self.path.is_file():
+            raise TextWorldError(f"no game file {self.path} (make it again: ace textworld make --seeds ...)")
         self._env = textworld.start(str(self.path), request_infos=self.INFOS)
         self._state: Any = None
         self.steps: list[Step] = []
@@ -326,7 +332,7 @@ class TextWorldPlayer:
             Message("system", f"PLAYBOOK:\n{text}" if text else "PLAYBOOK: (empty)", cache=True),
             Message("user", "\n\n".join(parts)),
         ]
-        model = _turn_model(tuple(game.admissible), tuple(b.id for b in playbook))
+        model = _turn_model(tuple(game.admissible) or ("look",), tuple(b.id for b in playbook))
         return self.llm.call(messages, output=model, role="player").parsed  # type: ignore[return-value]
 
     def __call__(self, task: Task, playbook: Playbook, hint: str | None) -> GeneratorOutput:
@@ -517,6 +523,7 @@ __all__ = [
     "Outcome",
     "SeriesResult",
     "Step",
+    "TextWorldError",
     "TextWorldEvaluator",
     "TextWorldPlayer",
     "as_tasks",
