@@ -73,6 +73,15 @@ def _store(db: str | None) -> PlaybookStore:
     return PlaybookStore(db)
 
 
+def _print_step(r: dict[str, Any], *, rounds: bool = False, feedback: bool = False) -> None:
+    """One line per finished loop step: outcome, task, (rounds, what the environment said), version or failure."""
+    mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[r["correct"]]
+    tail = f" · failed: {r['error'][:100]}" if r["error"] else f" · v{r['version']}" if r["committed"] else ""
+    said = f" · rounds {r['rounds']}" if rounds else ""
+    said += f" · {r['feedback']}" if feedback and r.get("feedback") else ""
+    out.print(f"  {mark} {r['task_id']}{said}{tail}", highlight=False)
+
+
 def _ops_summary(info: VersionInfo) -> str:
     if info.delta is None:
         return info.kind
@@ -549,6 +558,8 @@ def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
         markup=False,
         highlight=False,
     )
+    for note in r.notes:
+        out.print(f"note: {note}", markup=False, highlight=False)
     if provider == "recorded" and r.reproduced < len(r.steps):
         err.print("[bold red]not reproduced:[/] the recorded responses no longer give the recorded versions")
         raise typer.Exit(1)
@@ -580,15 +591,10 @@ def learn(
         llm = LLM(provider, sampling=Sampling(max_tokens=max_tokens))
         out.rule(f"learning {name!r} from {len(tasks)} logged episodes · run {rid} · provider {provider}")
 
-        def on_step(r: dict[str, Any]) -> None:
-            mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[r["correct"]]
-            tail = f" · failed: {r['error'][:100]}" if r["error"] else f" · v{r['version']}" if r["committed"] else ""
-            out.print(f"  {mark} {r['task_id']}{tail}", highlight=False)
-
         work = data_dir() / "runs"
         result = learn_logs(
             tasks, llm, store, name, run_id=rid, workdir=work, namespace=namespace, batch_size=batch_size,
-            on_step=on_step,
+            on_step=_print_step,
         )  # fmt: skip
         head = store.head(name, namespace=namespace)
         out.print(
@@ -634,12 +640,7 @@ def run_(
                 current = getattr(cfg.data, f"limit_{split}")
                 setattr(cfg.data, f"limit_{split}", min(limit, current) if current else limit)
 
-        def on_step(r: dict[str, Any]) -> None:
-            mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[r["correct"]]
-            tail = f" · failed: {r['error'][:100]}" if r["error"] else f" · v{r['version']}" if r["committed"] else ""
-            out.print(f"  {mark} {r['task_id']} · rounds {r['rounds']}{tail}", highlight=False)
-
-        run_config(cfg, out, run_id=run_id, on_step=on_step)
+        run_config(cfg, out, run_id=run_id, on_step=lambda r: _print_step(r, rounds=True))
 
 
 textworld_app = typer.Typer(
@@ -721,15 +722,10 @@ def tw_play(
         llm = LLM(provider, sampling=Sampling(max_tokens=256))
         out.rule(f"{len(games)} games · run {rid} · provider {provider} · {'learning' if learn else 'fixed playbook'}")
 
-        def on_step(r: dict[str, Any]) -> None:
-            mark = {True: "[green]won[/]", False: "[red]not won[/]", None: "[yellow]?[/]"}[r["correct"]]
-            tail = f" · failed: {r['error'][:100]}" if r["error"] else f" · v{r['version']}" if r["committed"] else ""
-            out.print(f"  {r['task_id']}: {mark} · {r['feedback'] or ''}{tail}", highlight=False)
-
         work = data_dir() / "runs"
         res = play_series(
             games, llm, store, playbook, run_id=rid, workdir=work, namespace=namespace, max_moves=max_moves,
-            learn=learn, on_step=on_step,
+            learn=learn, on_step=lambda r: _print_step(r, feedback=True),
         )  # fmt: skip
         scores = [g["score"] for g in res.games if g["score"] is not None]
         mean = sum(scores) / len(scores) if scores else 0.0

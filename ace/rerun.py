@@ -26,7 +26,7 @@ from typing import Any
 
 from ace.llm import LLM, CassetteMiss, Completion, LLMError, Request, Sampling, Usage
 from ace.llm.cassette import request_hash
-from ace.loop import Generator, LoopConfig, LoopContext, RunResult, run
+from ace.loop import Generator, Guard, LoopConfig, LoopContext, RunResult, run
 from ace.playbook.formats import loads
 from ace.refine import EmbeddingIndex, Refiner
 from ace.store import PlaybookStore
@@ -87,6 +87,7 @@ class RerunReport:
     trajectory: Path  # its trajectory
     result: RunResult
     steps: list[StepComparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # where the re-execution is not set up as the recorded run was
 
     @property
     def reproduced(self) -> int:
@@ -133,11 +134,14 @@ def rerun(
     out: str | Path | None = None,
     checkpoints: str | Path | None = None,
     generator: Generator | None = None,
+    guard: Guard | None = None,
 ) -> RerunReport:
     """Re-execute the run in trajectory ``path`` with ``llm`` into a new playbook ``name`` of ``store`` (default:
     ``<playbook>-rerun-<k>``), writing its trajectory to ``out`` (default: beside ``path``).
 
     ``generator``: your agent, when the recorded run used one (a recorded spec such as TextWorld's is rebuilt).
+    ``guard``: the guard, when the recorded run had one (a callable is not in the file; without it the report
+    notes the difference).
     ``llm`` is given the recorded sampling (temperature, max tokens...): the runs differ only by their model, and
     with :class:`RecordedProvider` request hashes only match under the recorded sampling.
     """
@@ -176,11 +180,14 @@ def rerun(
         run_id=str(info.get("run_id")),
         config=LoopConfig(**info.get("config", {})),
         refiner=refiner,
+        guard=guard,
         generator=generator,
         trajectory=TrajectoryWriter(out, store, name, namespace=namespace),
     )
     result = run(ctx, checkpoints or out.with_suffix(".checkpoints.db"))
     report = RerunReport(name, out, result)
+    if info.get("guard") and guard is None:
+        report.notes.append("the recorded run had a guard; this one ran without (pass rerun(guard=...))")
     live = {r["index"]: r for r in result.results}
     digests = {s["index"]: s["digest"] for s in read(out)[1]}
     for s in steps:
