@@ -229,8 +229,7 @@ def learn(
 ) -> RunResult:
     """Reflect on and curate from logged conversations (:func:`load_logs`) into ``playbook`` (created empty if it
     does not exist). Resumable by ``run_id``; the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``."""
-    if playbook not in {p.name for p in store.list(namespace)}:
-        store.create(playbook, namespace=namespace, author=f"ace learn {run_id}")
+    store.ensure(playbook, namespace=namespace, author=f"ace learn {run_id}")
     work = Path(workdir)
     ctx = LoopContext(
         tasks=tasks,

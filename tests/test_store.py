@@ -217,3 +217,14 @@ def test_a_commit_repeated_with_its_key_is_applied_once(store: PlaybookStore) ->
     other.create("pb2", parse_ace(START))
     assert other.commit("pb2", tag("r-00001"), key="run-1:step-1").version == 2  # keys are per playbook
     other.close()
+
+
+def test_ensure_creates_once_and_then_returns_the_head(store: PlaybookStore) -> None:
+    seed = parse_ace("## s\n[s-00001] helpful=0 harmful=0 :: Keep it.\n")
+    first = store.ensure("e", seed, author="a")
+    assert first.version == 1 and len(store.load("e")) == 1
+    store.commit("e", tag("s-00001"))
+    again = store.ensure("e", Playbook.empty())  # exists: nothing replaced, the head is returned
+    assert again.version == 2 and len(store.load("e")) == 1
+    with pytest.raises(PlaybookExists):
+        store.create("e")

@@ -382,8 +382,7 @@ def play_series(
     ``max_moves``), scored by replaying its commands, reflected on and curated into ``playbook`` (created empty if
     missing) before the next. ``learn=False`` plays with the playbook fixed (a baseline). Resumable by ``run_id``;
     the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``."""
-    if playbook not in {p.name for p in store.list(namespace)}:
-        store.create(playbook, namespace=namespace, author=f"textworld {run_id}")
+    store.ensure(playbook, namespace=namespace, author=f"textworld {run_id}")
     tasks = as_tasks(games)
     evaluator = TextWorldEvaluator(max_moves=max_moves)
     work = Path(workdir)

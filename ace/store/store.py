@@ -224,6 +224,22 @@ class PlaybookStore:
         self._remember(pid, 1, pb)
         return info
 
+    def ensure(
+        self,
+        name: str,
+        playbook: Playbook | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> VersionInfo:
+        """The head of ``name``, creating it from ``playbook`` (default: empty) first if it does not exist; two
+        callers at once both get the one that was created."""
+        try:
+            return self.create(name, playbook, namespace=namespace, author=author, message=message)
+        except PlaybookExists:
+            return self.head(name, namespace=namespace)
+
     def commit(
         self,
         name: str,
