@@ -650,6 +650,9 @@ textworld_app = typer.Typer(
 app.add_typer(textworld_app, name="textworld")
 SeedsOpt = Annotated[str, typer.Option("--seeds", help="Game seeds: '1-5' or '1,4,9'.")]
 GoOpt = Annotated[int, typer.Option("--go", help="Rooms: 1, 6, 9 or 12.")]
+RecipeOpt = Annotated[int, typer.Option(help="Ingredients in the recipe.")]
+TakeOpt = Annotated[int, typer.Option(help="Ingredients to find.")]
+GamesDirOpt = Annotated[Path | None, typer.Option("--dir", help="Where games are (made) (default: the data dir).")]
 
 
 def _seeds(spec: str) -> list[int]:
@@ -676,10 +679,10 @@ def _games(seeds: str, recipe: int, take: int, go: int, games_dir: Path | None) 
 @textworld_app.command("make")
 def tw_make(
     seeds: SeedsOpt = "1-5",
-    recipe: Annotated[int, typer.Option(help="Ingredients in the recipe.")] = 1,
-    take: Annotated[int, typer.Option(help="Ingredients to find.")] = 1,
+    recipe: RecipeOpt = 1,
+    take: TakeOpt = 1,
     go: GoOpt = 1,
-    games_dir: Annotated[Path | None, typer.Option("--dir", help="Where games go.")] = None,
+    games_dir: GamesDirOpt = None,
 ) -> None:
     """Generate tw-cooking games with fixed seeds (reused when already there)."""
     with _errors():
@@ -694,10 +697,10 @@ def tw_make(
 @textworld_app.command("play")
 def tw_play(
     seeds: SeedsOpt = "1-5",
-    recipe: Annotated[int, typer.Option(help="Ingredients in the recipe.")] = 1,
-    take: Annotated[int, typer.Option(help="Ingredients to find.")] = 1,
+    recipe: RecipeOpt = 1,
+    take: TakeOpt = 1,
     go: GoOpt = 1,
-    games_dir: Annotated[Path | None, typer.Option("--dir", help="Where games are.")] = None,
+    games_dir: GamesDirOpt = None,
     playbook: Annotated[str, typer.Option("--playbook", "-p", help="Playbook the agent uses and learns into.")] = (
         "textworld"
     ),
@@ -742,10 +745,10 @@ def tw_play(
 def tw_export(
     output: Annotated[Path, typer.Option("--out", "-o", help="The log file to write (JSONL).")],
     seeds: SeedsOpt = "1-5",
-    recipe: Annotated[int, typer.Option(help="Ingredients in the recipe.")] = 1,
-    take: Annotated[int, typer.Option(help="Ingredients to find.")] = 1,
+    recipe: RecipeOpt = 1,
+    take: TakeOpt = 1,
     go: GoOpt = 1,
-    games_dir: Annotated[Path | None, typer.Option("--dir", help="Where games are.")] = None,
+    games_dir: GamesDirOpt = None,
     perturbed: Annotated[int, typer.Option(help="Failing perturbed runs per game.")] = 1,
     gold_only: Annotated[bool, typer.Option("--gold-only", help="Only the walkthroughs.")] = False,
 ) -> None:
