@@ -13,7 +13,7 @@ from pathlib import Path
 from ace.llm import LLM, Sampling
 from ace.llm.cassette import Cassette
 from ace.llm.local import LocalProvider
-from ace.loop import LoopConfig, LoopContext, run
+from ace.loop import LoopConfig, LoopContext, StepRecord, run
 from ace.store import PlaybookStore
 from ace.tasks import EVALUATORS, load_finance
 
@@ -22,9 +22,9 @@ def main() -> None:
     db, checkpoints, tape, data, n = sys.argv[1:6]
     store = PlaybookStore(db)
 
-    def die_after_first(record: dict) -> None:
-        if record["index"] == 0:
-            Path(checkpoints + ".died").write_text(str(record["version"]))
+    def die_after_first(record: StepRecord) -> None:
+        if record.index == 0:
+            Path(checkpoints + ".died").write_text(str(record.version))
             os._exit(9)
 
     ctx = LoopContext(

@@ -90,7 +90,7 @@ def test_retention_matches_rewritten_bullets_by_content_not_only_by_id() -> None
 
 def test_redundancy_needs_and_uses_an_embedder() -> None:
     from ace.llm.embeddings import MiniLMEmbedder
-    from ace.refine import EmbeddingIndex
+    from ace.loop.refine import EmbeddingIndex
 
     pb = _big(6)
     dup_ops = [{"type": "ADD", "section": "rules", "content": b.content + " Always."} for b in pb]
@@ -150,7 +150,7 @@ TEMPLATE = (
 
 def test_dedup_never_merges_bullets_that_state_different_numbers() -> None:
     from ace.llm.embeddings import MiniLMEmbedder
-    from ace.refine import EmbeddingIndex, similar_pairs
+    from ace.loop.refine import EmbeddingIndex, similar_pairs
 
     pb = _apply(
         Playbook.empty(),

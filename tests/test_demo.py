@@ -34,7 +34,8 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     store = PlaybookStore(db)
     (info,) = store.list("demo")
     assert info.name == "finance-t1" and store.verify("finance-t1", namespace="demo") == info.head
-    assert (tmp_path / "data" / "ace" / "runs" / "t1.jsonl").is_file()  # the run's calls, replayable
+    runs = tmp_path / "data" / "ace" / "runs"  # the run's files, named after its id by the run factory
+    assert (runs / "t1.calls.jsonl").is_file() and (runs / "t1.checkpoints.db").is_file()
     trajectory = tmp_path / "data" / "ace" / "runs" / "t1.trajectory.jsonl"
     replayed = subprocess.run(
         [sys.executable, "-m", "ace.cli", "replay", str(trajectory)], capture_output=True, text=True, timeout=120

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from ace.cli import app
 from ace.llm import LLM
 from ace.llm.openai import OpenAIProvider
-from ace.logs import LogError, LoggedAgent, learn, load_logs, logged_outcome, transcript, turns
 from ace.playbook.formats import parse_ace
-from ace.rerun import RecordedProvider, rerun
+from ace.runs.from_logs import LogError, LoggedAgent, learn, load_logs, logged_outcome, transcript, turns
+from ace.runs.reexecute import RecordedProvider, rerun
+from ace.runs.trajectory import read, replay
 from ace.store import PlaybookStore
-from ace.trajectory import read, replay
 from tests.fake_openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +163,7 @@ def test_logs_are_learned_into_a_playbook_that_replays_and_re_executes(tmp_path:
         llm = LLM(OpenAIProvider("fake", base_url=server.base_url, structured="prompt"), sleep=lambda _s: None)
         result = learn(tasks, llm, store, "cook", run_id="logs1", workdir=tmp_path)
         calls = len(server.requests)
-    assert [r["correct"] for r in result.results] == [True, False, True] and not result.failed
+    assert [r.correct for r in result.results] == [True, False, True] and not result.failed
     assert "→ act(command='examine cookbook')" in seen[0] and "OUTCOME: wrong" in seen[1]
     pb = store.load("cook")
     assert pb["str-00001"].helpful == 1 and len(pb) == 4 and store.head("cook").version == 4
@@ -171,7 +171,7 @@ def test_logs_are_learned_into_a_playbook_that_replays_and_re_executes(tmp_path:
     path = tmp_path / "logs1.trajectory.jsonl"
     header, _ = read(path)
     assert header["run"]["generator"] == LoggedAgent.spec and replay(path).ok
-    again = rerun(path, LLM(RecordedProvider(path)), store, out=tmp_path / "again.jsonl")
+    again = rerun(path, LLM(RecordedProvider(path)), store, workdir=tmp_path / "again")
     assert again.reproduced == 3
     # the same call after it finished: resumed, nothing new
     assert learn(tasks, llm, store, "cook", run_id="logs1", workdir=tmp_path).resumed

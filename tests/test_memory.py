@@ -284,8 +284,8 @@ def test_the_loop_uses_all_three_tiers_and_a_resumed_run_has_its_buffer_back(tmp
 
         first = run(ctx(1), tmp_path / "ck.db")
         second = run(ctx(2), tmp_path / "ck.db")  # the same run, resumed with one more task
-    assert [r["task_id"] for r in second.results] == ["a", "b"] and second.resumed
-    assert first.results[0]["memory"] == [] and second.results[1]["memory"] == []
+    assert [r.task_id for r in second.results] == ["a", "b"] and second.resumed
+    assert first.results[0].memory == [] and second.results[1].memory == []
     assert "SIMILAR PAST EPISODES" not in prompts[0] and "KNOWN FACTS" not in prompts[0]
     p = prompts[1]
     assert "PLAYBOOK:" in p and p.index("PLAYBOOK:") < p.index("KNOWN FACTS:")

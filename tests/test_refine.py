@@ -9,9 +9,7 @@ from typer.testing import CliRunner
 
 from ace.cli import app
 from ace.llm.embeddings import MiniLMEmbedder
-from ace.playbook import Bullet, Playbook, apply
-from ace.playbook.formats import parse_ace
-from ace.refine import (
+from ace.loop.refine import (
     EmbeddingIndex,
     Refiner,
     SimilarPair,
@@ -20,6 +18,8 @@ from ace.refine import (
     prune_delta,
     similar_pairs,
 )
+from ace.playbook import Bullet, Playbook, apply
+from ace.playbook.formats import parse_ace
 from ace.store import PlaybookStore
 
 

@@ -21,18 +21,21 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 from typer.testing import CliRunner
 
-from ace.agents import citations, wrap_callable, wrap_graph
 from ace.cli import app
 from ace.llm import LLM
 from ace.llm.openai import OpenAIProvider
 from ace.loop import LoopConfig
+from ace.loop.agents import citations, wrap_callable, wrap_graph
 from ace.playbook import Delta, Playbook, Source, apply, merge_deltas, render
 from ace.playbook.formats import parse_ace
-from ace.protocols import RunConfig, icl_playbook, run_config
-from ace.runners import Learner, evaluate, offline, online
+from ace.runs.experiments import RunConfig, icl_playbook, load_agent, run_config
+from ace.runs.factory import RunSetup
+from ace.runs.reexecute import RecordedProvider, rerun
+from ace.runs.runners import Learner, evaluate, offline, online
+from ace.runs.trajectory import replay
 from ace.store import PlaybookStore
 from ace.tasks import EVALUATORS, Task
-from ace.tools import ToolError, calculate
+from examples.tool_agent.calculator import ToolError, calculate
 from tests.fake_openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,16 +104,15 @@ def _store(tmp: Path) -> PlaybookStore:
 
 
 def _learner(tmp: Path, server: FakeOpenAIServer, **config: Any) -> Learner:
-    return Learner(
+    setup = RunSetup(
         llm=_llm(server),
         store=_store(tmp),
         playbook="fin",
         evaluator=EVALUATORS["formula"],
-        workdir=tmp / "work",
-        run_id="r1",
         config=LoopConfig(**{"max_rounds": 1, "playbook_budget": None, **config}),
         generator=wrap_callable(knows_the_rule, budget=None),
     )
+    return Learner(setup, workdir=tmp / "work", run_id="r1")
 
 
 ADD_RULE = [{"type": "ADD", "section": "FORMULAS AND CALCULATIONS", "content": RULE}]
@@ -125,8 +127,8 @@ def test_offline_validates_every_step_and_tags_the_best_version_not_the_last(
     learner = _learner(tmp_path, server)
     result = offline(learner, ratio_tasks(2), ratio_tasks(3, "v"), epochs=1, eval_every=1)
     assert [(c.version, c.accuracy) for c in result.checkpoints] == [(1, 0.0), (2, 1.0), (3, 0.0)]
-    assert result.best_version == 2 and learner.store.tags("fin") == {"best": 2}
-    assert learner.store.resolve("fin", "best") == 2 and RULE in render(learner.store.load("fin", 2))
+    assert result.best_version == 2 and learner.setup.store.tags("fin") == {"best": 2}
+    assert learner.setup.store.resolve("fin", "best") == 2 and RULE in render(learner.setup.store.load("fin", 2))
     assert result.train_accuracy == 0.5  # task 1 answered before the rule existed, task 2 with it
 
 
@@ -139,22 +141,22 @@ def test_offline_resumes_without_redoing_committed_steps_or_validations(
     calls = len(server.requests)
     again = offline(learner, ratio_tasks(2), ratio_tasks(2, "v"), eval_every=1)
     assert len(server.requests) == calls  # every loop piece and validation file was already complete
-    assert learner.store.head("fin").version == first.best_version == again.best_version
+    assert learner.setup.store.head("fin").version == first.best_version == again.best_version
 
 
 def test_online_window_predictions_are_made_before_adapting(tmp_path: Path, server: FakeOpenAIServer) -> None:
     server.responder = roles(iter([ADD_RULE]))
     res = online(_learner(tmp_path, server), ratio_tasks(4), window=2)
     # the rule lands while adapting on window 0, so both of window 0's predictions predate it
-    assert [w["accuracy"] for w in res.windows] == [0.0, 1.0] and res.accuracy == 0.5
-    assert res.windows[0]["version_before"] == 1 and res.windows[1]["version_before"] == 2
+    assert [w.accuracy for w in res.windows] == [0.0, 1.0] and res.accuracy == 0.5
+    assert res.windows[0].version_before == 1 and res.windows[1].version_before == 2
 
 
 def test_online_with_window_one_uses_the_loops_first_answers(tmp_path: Path, server: FakeOpenAIServer) -> None:
     server.responder = roles(iter([ADD_RULE]))
     res = online(_learner(tmp_path, server), ratio_tasks(4), window=1)
-    assert [p["correct"] for p in res.predictions] == [False, True, True, True]
-    assert len(res.windows) == 4 and res.windows[1]["version_before"] == 2
+    assert [p.correct for p in res.predictions] == [False, True, True, True]
+    assert len(res.windows) == 4 and res.windows[1].version_before == 2
 
 
 def test_evaluate_bounds_concurrency_and_resumes_from_its_results_file(tmp_path: Path) -> None:
@@ -183,7 +185,7 @@ def test_evaluate_bounds_concurrency_and_resumes_from_its_results_file(tmp_path:
     )
     ev = evaluate(ratio_tasks(9), **kw)
     assert 1 < peak <= 3 and calls == 9
-    assert [r["correct"] for r in ev.records] == [i == 1 for i in range(9)]  # "4" is right for task t1 only
+    assert [r.correct for r in ev.records] == [i == 1 for i in range(9)]  # "4" is right for task t1 only
     with results.open("a") as f:
         f.write('{"task_id": "t9", "answ')  # a line cut by a crash is ignored: that task is answered again
     again = evaluate(ratio_tasks(10), **kw)
@@ -197,10 +199,10 @@ def test_a_failing_agent_fails_the_step_with_the_reason_and_the_playbook_is_unto
         raise RuntimeError("tool crashed")
 
     learner = _learner(tmp_path, server)
-    learner.generator = wrap_callable(broken)
+    learner.setup.generator = wrap_callable(broken)
     (record,) = learner.loop(ratio_tasks(1), "p").results
-    assert record["error"] == "generator (agent): RuntimeError: tool crashed" and record["correct"] is False
-    assert learner.store.head("fin").version == 1 and not server.requests
+    assert record.error == "generator (agent): RuntimeError: tool crashed" and record.correct is False
+    assert learner.setup.store.head("fin").version == 1 and not server.requests
 
 
 # -- batched curation ----------------------------------------------------------------------------------------------
@@ -211,13 +213,13 @@ def test_a_batch_of_deltas_is_merged_into_one_version_keeping_each_steps_provena
     server.responder = roles(ops)
     learner = _learner(tmp_path, server, batch_size=2)
     res = learner.loop(ratio_tasks(3), "b")
-    assert [(r["committed"], r["pending"]) for r in res.results] == [(False, True), (True, False), (True, False)]
-    history = learner.store.history("fin")
+    assert [(r.committed, r.pending) for r in res.results] == [(False, True), (True, False), (True, False)]
+    history = learner.setup.store.history("fin")
     assert [h.version for h in history] == [1, 2, 3]  # tasks 0+1 in one version, task 2 (the last) in another
-    pb = learner.store.load("fin")
+    pb = learner.setup.store.load("fin")
     by_content = {b.content: b for b in pb}
     assert [by_content[f"rule {i}"].sources[0].task_id for i in range(3)] == ["t0", "t1", "t2"]
-    assert learner.store.blame("fin", by_content["rule 1"].id)[0].source.task_id == "t1"
+    assert learner.setup.store.blame("fin", by_content["rule 1"].id)[0].source.task_id == "t1"
 
 
 def test_a_batch_delta_that_conflicts_is_dropped_whole_and_recorded(tmp_path: Path, server: FakeOpenAIServer) -> None:
@@ -225,9 +227,9 @@ def test_a_batch_delta_that_conflicts_is_dropped_whole_and_recorded(tmp_path: Pa
     server.responder = roles(ops)
     learner = _learner(tmp_path, server, batch_size=2)
     _, second = learner.loop(ratio_tasks(2), "b").results
-    assert second["error"].startswith("batch: delta 2 of 2 dropped") and "calc-00002" in second["error"]
-    pb = learner.store.load("fin")
-    assert "calc-00002" not in pb and learner.store.head("fin").version == 2
+    assert second.error.startswith("batch: delta 2 of 2 dropped") and "calc-00002" in second.error
+    pb = learner.setup.store.load("fin")
+    assert "calc-00002" not in pb and learner.setup.store.head("fin").version == 2
 
 
 def test_merge_deltas_is_whole_or_nothing_per_delta() -> None:
@@ -281,11 +283,11 @@ def test_a_compiled_langgraph_agent_runs_as_the_generator_and_only_its_citations
 
     server.responder = tag_both
     learner = _learner(tmp_path, server)
-    learner.generator = wrap_graph(g.compile())
+    learner.setup.generator = wrap_graph(g.compile())
     task = Task(id="pc", input="From 100 to 120: percentage change?", target="20")
     (record,) = learner.loop([task], "g").results
-    assert record["correct"] is True and record["committed"]
-    pb = learner.store.load("fin")
+    assert record.correct is True and record.committed
+    pb = learner.setup.store.load("fin")
     assert pb["calc-00002"].helpful == 1 and sum(b.helpful for b in pb) == 1
 
 
@@ -308,7 +310,7 @@ def _write_config(tmp: Path, server: FakeOpenAIServer, **extra: str) -> Path:
     tasks.write_text("".join(json.dumps({"input": t.input, "target": t.target}) + "\n" for t in ratio_tasks(3)))
     agent = tmp / "agent.py"
     agent.write_text(
-        "from ace.agents import wrap_callable\n"
+        "from ace.loop.agents import wrap_callable\n"
         "from tests.test_runners import knows_the_rule\n"
         "def build(llm, budget):\n    return wrap_callable(knows_the_rule, budget=budget)\n"
     )
@@ -354,6 +356,18 @@ def test_ace_run_prints_the_protocol_table_and_writes_a_summary(
     assert rows[("ACE offline", True)]["accuracy"] == 1.0  # trained on the stream, tested with the best version
     assert rows[("ACE online", True)]["accuracy"] == pytest.approx(2 / 3)
     assert "ACE offline" in result.output and "Adapt" in result.output
+
+    # every learning run left a trajectory that verifies, and re-executes from its recorded responses
+    work = tmp_path / "data" / "ace" / "runs" / "rt"
+    trajectories = {p.name.removesuffix(".trajectory.jsonl"): p for p in work.glob("*.trajectory.jsonl")}
+    assert {"rt.online.gt.stream", "rt.online.nogt.stream", "rt.offline.gt.e1-s0"} <= set(trajectories)
+    assert all(replay(p).ok for p in trajectories.values())
+    online_gt = trajectories["rt.online.gt.stream"]
+    llm = LLM(RecordedProvider(online_gt))
+    agent = load_agent(RunConfig.load(_write_config(tmp_path, server)), llm)  # the config's own agent, rebuilt
+    again = rerun(online_gt, llm, PlaybookStore(f"sqlite:///{tmp_path / 'again.db'}"), workdir=tmp_path / "again",
+                  generator=agent)  # fmt: skip
+    assert len(again.steps) == 3 and again.reproduced == 3
 
 
 def test_ace_run_rejects_a_bad_config_with_one_line(tmp_path: Path) -> None:

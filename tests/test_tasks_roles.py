@@ -10,9 +10,7 @@ import pytest
 from ace.llm import LLM, Sampling
 from ace.llm.cassette import Cassette
 from ace.llm.local import LocalProvider
-from ace.playbook import DeltaError, Source, apply
-from ace.playbook.formats import parse_ace
-from ace.roles import (
+from ace.loop.roles import (
     BulletTag,
     CuratorOutput,
     GeneratorOutput,
@@ -23,6 +21,8 @@ from ace.roles import (
     reflect,
     tag_delta,
 )
+from ace.playbook import DeltaError, Source, apply
+from ace.playbook.formats import parse_ace
 from ace.tasks import EVALUATORS, Feedback, Task, accuracy, exact, load_finance, numeric, parse_number, tags
 
 PLAYBOOK = Path(__file__).resolve().parent.parent / "playbooks" / "finance.txt"

@@ -32,9 +32,9 @@ from ace.envs.textworld import (
     perturbed_log,
     play_series,
 )
-from ace.logs import load_logs
+from ace.runs.from_logs import load_logs
+from ace.runs.trajectory import read, replay
 from ace.store import PlaybookStore
-from ace.trajectory import read, replay
 
 
 @pytest.fixture(scope="module")
@@ -116,21 +116,21 @@ def test_the_ace_loop_plays_a_game_to_its_end_with_the_local_model(
     games: list[Path], tmp_path: Path, local_llm: object
 ) -> None:
     from ace.llm import LLM
-    from ace.rerun import RecordedProvider, rerun
+    from ace.runs.reexecute import RecordedProvider, rerun
 
     store = PlaybookStore(f"sqlite:///{tmp_path / 'tw.db'}")
     res = play_series(games[:1], local_llm, store, "cook", run_id="tw1", workdir=tmp_path, max_moves=6)  # type: ignore[arg-type]
     (game,) = res.games
-    assert game["won"] is not None and game["score"] is not None and game["outcome"]
-    assert "won in" in game["outcome"] or "lost at" in game["outcome"] or "after 6 moves" in game["outcome"]
+    assert game.won is not None and game.score is not None and game.outcome
+    assert "won in" in game.outcome or "lost at" in game.outcome or "after 6 moves" in game.outcome
     path = tmp_path / "tw1.trajectory.jsonl"
     header, (step,) = read(path)
     players = [c for c in step["calls"] if c["role"] == "player"]
     assert 1 <= len(players) <= 6 and all(json.loads(c["text"])["command"] for c in players)
     assert header["run"]["generator"]["name"] == "textworld" and replay(path).ok
     # re-executed from the recorded responses: the game is replayed move for move, the same version comes out
-    again = rerun(path, LLM(RecordedProvider(path)), store, out=tmp_path / "again.jsonl")
-    assert again.reproduced == 1 and again.steps[0].live_correct == game["won"]
+    again = rerun(path, LLM(RecordedProvider(path)), store, workdir=tmp_path / "again")
+    assert again.reproduced == 1 and again.steps[0].live_correct == game.won
 
 
 def test_gold_logs_are_learned_into_a_playbook_with_the_local_model(

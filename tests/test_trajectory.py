@@ -17,10 +17,10 @@ from ace.llm.openai import OpenAIProvider
 from ace.loop import LoopConfig, LoopContext, run
 from ace.playbook import Delta
 from ace.playbook.formats import parse_ace
-from ace.rerun import RecordedProvider, rerun
+from ace.runs.reexecute import RecordedProvider, rerun
+from ace.runs.trajectory import TrajectoryWriter, export, read, replay
 from ace.store import PlaybookStore
 from ace.tasks import EVALUATORS, Task
-from ace.trajectory import TrajectoryWriter, export, read, replay
 from tests.fake_openai_server import FakeOpenAIServer
 from tests.test_runners import roles
 
@@ -140,7 +140,7 @@ def test_a_run_re_executed_on_its_recorded_responses_reproduces_every_version(
     assert header["run"]["evaluator"] == {"name": "numeric", "abs_tol": 0.01, "rel_tol": 0.0}
     assert [s["task"]["target"] for s in steps] == ["0", "1", "2"]
     llm = LLM(RecordedProvider(path))
-    report = rerun(path, llm, store, out=tmp_path / "again.jsonl")
+    report = rerun(path, llm, store, workdir=tmp_path / "again")
     assert report.playbook == "fin-rerun-1" and report.reproduced == 3 == len(report.steps)
     assert [s.live_correct for s in report.steps] == [s["correct"] for s in steps] == [False, True, False]
     assert store.head("fin-rerun-1").digest == store.head("fin").digest
@@ -161,7 +161,7 @@ def test_a_recorded_response_changed_is_caught_by_re_execution(
 
     bad = _tamper(path, 3, edit)
     assert replay(bad).ok
-    report = rerun(bad, LLM(RecordedProvider(bad)), store, out=tmp_path / "again.jsonl")
+    report = rerun(bad, LLM(RecordedProvider(bad)), store, workdir=tmp_path / "again")
     assert [s.same_digest for s in report.steps] == [True, False, False]
 
 
@@ -179,7 +179,7 @@ def test_a_run_re_executed_live_is_compared_step_by_step(
 
         server.responder = respond
         llm = LLM(OpenAIProvider("other", base_url=server.base_url, structured="prompt"), sleep=lambda _s: None)
-        report = rerun(path, llm, store, name="fin-other", out=tmp_path / "other.jsonl")
+        report = rerun(path, llm, store, name="fin-other", workdir=tmp_path / "other")
     assert [s.live_correct for s in report.steps] == [False, False, True]
     assert report.recorded_accuracy == report.live_accuracy == pytest.approx(1 / 3)
     assert report.reproduced == 0 and store.head("fin-other").version == 1  # nothing curated: no new version

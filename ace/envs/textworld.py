@@ -25,21 +25,23 @@ import shutil
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from ace.errors import AceError, InputFileError
 from ace.llm import LLM, Message
-from ace.loop import LoopConfig, LoopContext, RunResult, run
-from ace.playbook import AceError, Playbook, render
-from ace.roles import GeneratorOutput
+from ace.loop import LoopConfig, RunResult, StepRecord
+from ace.loop.registry import register_evaluator, register_generator
+from ace.loop.roles import GeneratorOutput
+from ace.playbook import Playbook, render
+from ace.runs.factory import RunSetup, start
 from ace.store import PlaybookStore
 from ace.tasks import Feedback, Task
-from ace.trajectory import TrajectoryWriter
 
 try:
     import textworld
@@ -257,7 +259,7 @@ class TextWorldEvaluator:
     def __call__(self, task: Task, answer: str) -> Feedback:
         game = task.metadata.get("game")
         if not game:
-            raise ValueError(f"task {task.id} has no game file (metadata 'game')")
+            raise InputFileError(f"task {task.id} has no game file (metadata 'game')")
         o = play_commands(game, commands_of(answer), max_moves=self.max_moves)
         return Feedback(correct=o.won, score=o.score / o.max_score if o.max_score else 0.0, message=o.message)
 
@@ -281,13 +283,14 @@ def _turn_model(commands: tuple[str, ...], ids: tuple[str, ...]) -> type[TurnCho
     return create_model(
         "TurnChoice",
         __base__=TurnChoice,
-        command=(Literal[commands], ...),  # type: ignore[valid-type]
+        command=(Literal[commands], ...),  # type: ignore[arg-type]
         bullet_ids=(ids_t, Field(default_factory=list, max_length=3 if ids else 0)),
     )
 
 
 class TextWorldPlayer:
-    """The loop's generator for TextWorld tasks: ``player(task, playbook, hint) -> GeneratorOutput``."""
+    """The loop's generator for TextWorld tasks: ``player(task, playbook, hint) -> GeneratorOutput``; its
+    ``spec`` rebuilds it by name (:func:`register`)."""
 
     def __init__(
         self,
@@ -307,12 +310,6 @@ class TextWorldPlayer:
             "playbook_budget": playbook_budget,
             "observation_chars": observation_chars,
         }
-
-    spec_keys: ClassVar[tuple[str, ...]] = ("max_moves", "history", "playbook_budget", "observation_chars")
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any], llm: LLM) -> TextWorldPlayer:
-        return cls(llm, **{k: spec[k] for k in cls.spec_keys if k in spec})
 
     def choose(self, game: Game, playbook: Playbook, observation: str, hint: str | None) -> TurnChoice:
         recent = game.steps[-self.history :]
@@ -354,18 +351,28 @@ class TextWorldPlayer:
 
 
 # -- the ACE loop across a series of games ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GameResult:
+    id: str
+    won: bool | None
+    score: float | None  # share of the game's points
+    outcome: str | None  # how it ended
+    version: int  # the playbook's version after the game
+    error: str | None
+
+
 @dataclass
 class SeriesResult:
     run: RunResult
-    games: list[dict[str, Any]]  # per game: id, won, score (share of points), outcome, version after it, error
+    games: list[GameResult]
 
     @property
     def won(self) -> int:
-        return sum(bool(g["won"]) for g in self.games)
+        return sum(bool(g.won) for g in self.games)
 
 
 def play_series(
-    games: list[str | Path],
+    games: Sequence[str | Path],
     llm: LLM,
     store: PlaybookStore,
     playbook: str,
@@ -376,41 +383,25 @@ def play_series(
     max_moves: int = 30,
     learn: bool = True,
     max_rounds: int = 1,
-    on_step: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
 ) -> SeriesResult:
     """The ACE loop as the agent across ``games`` in order: each game is played to its end (won, lost, or
     ``max_moves``), scored by replaying its commands, reflected on and curated into ``playbook`` (created empty if
     missing) before the next. ``learn=False`` plays with the playbook fixed (a baseline). Resumable by ``run_id``;
     the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``."""
     store.ensure(playbook, namespace=namespace, author=f"textworld {run_id}")
-    tasks = as_tasks(games)
-    evaluator = TextWorldEvaluator(max_moves=max_moves)
-    work = Path(workdir)
-    ctx = LoopContext(
-        tasks=tasks,
+    setup = RunSetup(
         llm=llm,
         store=store,
         playbook=playbook,
         namespace=namespace,
-        evaluator=evaluator,
-        run_id=run_id,
+        evaluator=TextWorldEvaluator(max_moves=max_moves),
         config=LoopConfig(max_rounds=max_rounds, learn=learn),
         generator=TextWorldPlayer(llm, max_moves=max_moves),
         on_step=on_step,
-        trajectory=TrajectoryWriter(work / f"{run_id}.trajectory.jsonl", store, playbook, namespace=namespace),
     )
-    result = run(ctx, work / f"{run_id}.checkpoints.db")
-    rows = [
-        {
-            "id": r["task_id"],
-            "won": r["correct"],
-            "score": r["score"],
-            "outcome": r["feedback"],
-            "version": r["version"],
-            "error": r["error"],
-        }
-        for r in result.results
-    ]
+    result = start(setup, as_tasks(games), run_id=run_id, workdir=workdir)
+    rows = [GameResult(r.task_id, r.correct, r.score, r.feedback, r.version, r.error) for r in result.results]
     return SeriesResult(result, rows)
 
 
@@ -430,8 +421,8 @@ def to_log(path: str | Path, commands: list[str], *, log_id: str, kind: str) -> 
             if game.done:
                 break
             step = game.step(command)
-            call = {"id": f"call_{i}", "type": "function", "function": {"name": "act", "arguments": ""}}
-            call["function"]["arguments"] = json.dumps({"command": command})
+            function = {"name": "act", "arguments": json.dumps({"command": command})}
+            call = {"id": f"call_{i}", "type": "function", "function": function}
             messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
             messages.append({"role": "tool", "tool_call_id": f"call_{i}", "content": step.observation})
         o = Outcome(game.won, game.lost, game.score, game.max_score, len(game.steps), list(game.steps))
@@ -519,6 +510,7 @@ def export_logs(paths: Iterable[str | Path], out: str | Path, *, perturbed: int 
 __all__ = [
     "CookingSettings",
     "Game",
+    "GameResult",
     "Outcome",
     "SeriesResult",
     "Step",
@@ -536,3 +528,12 @@ __all__ = [
     "play_series",
     "to_log",
 ]
+
+
+def register() -> None:
+    """Make the ``textworld`` evaluator and player rebuildable by name (an ``ace.plugins`` entry point)."""
+    register_evaluator("textworld", TextWorldEvaluator)
+    register_generator("textworld", TextWorldPlayer)
+
+
+register()

@@ -103,7 +103,8 @@ class MiniLMEmbedder:
         )
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return unit
 
 
 class OpenAIEmbedder:
@@ -139,7 +140,8 @@ class OpenAIEmbedder:
             rows.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
         arr = np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
         self.dim = arr.shape[1] if len(texts) else self.dim
-        return arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+        return unit
 
 
 def default_embedder() -> Embedder:

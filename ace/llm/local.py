@@ -46,7 +46,7 @@ def default_model_path() -> Path:
     path = gemma.default_output_path()
     if not path.exists():
         path = Path(gemma.assemble())
-    return path
+    return Path(path)
 
 
 def transcript(messages: tuple[Message, ...], schema: dict[str, Any] | None) -> str:
@@ -97,7 +97,7 @@ class LocalProvider:
             return _MODELS[key]
 
     def complete(self, request: Request) -> Completion:
-        from llama_cpp import LlamaGrammar
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         llm = self.llama()
         schema = None

@@ -7,7 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from ace.playbook.errors import AceError
+from ace.errors import AceError
 
 T = TypeVar("T", bound=BaseModel)
 Role = Literal["system", "user", "assistant"]

@@ -76,7 +76,7 @@ class Memory:
     def buffer(self, data: list[dict[str, object]] | None = None) -> ShortTermBuffer | None:
         if not self.config.short_term:
             return None
-        return ShortTermBuffer.from_list(self.config.short_term_budget, data)  # type: ignore[arg-type]
+        return ShortTermBuffer.from_list(self.config.short_term_budget, data)
 
     def context(
         self, task: Task, playbook: Playbook, *, buffer: ShortTermBuffer | None = None, budget: int | None = 2000

@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -30,9 +32,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 
 from ace.llm import LLM, Message
-from ace.roles import prompt
-from ace.store import PlaybookStore
-from ace.store import schema as t
+from ace.memory import schema as t
+from ace.store import PlaybookStore, create_tables
+
+EXTRACTOR_PROMPT = Path(__file__).parent / "prompts" / "extractor.txt"
+
+
+@cache
+def _extractor_prompt() -> str:
+    return EXTRACTOR_PROMPT.read_text(encoding="utf-8").strip()
 
 
 def entity_key(name: str) -> str:
@@ -76,7 +84,7 @@ class Extraction(BaseModel):
 
 def extract_facts(llm: LLM, text: str) -> list[FactIn]:
     """Entities and relations stated in ``text`` (a reflection, a bullet), by the LLM with a typed schema."""
-    messages = [Message("system", prompt("extractor"), cache=True), Message("user", f"TEXT:\n{text}")]
+    messages = [Message("system", _extractor_prompt(), cache=True), Message("user", f"TEXT:\n{text}")]
     out: Extraction = llm.call(messages, output=Extraction, role="extractor").parsed  # type: ignore[assignment]
     return out.facts
 
@@ -94,6 +102,7 @@ class KnowledgeGraph:
             raise ValueError("namespace must not be empty")
         self.store = store
         self.namespace = namespace
+        create_tables(store.engine, t.metadata)
         self._g: nx.MultiDiGraph | None = None
         self._facts: dict[int, Fact] = {}
         self._view: nx.Graph | None = None  # undirected current facts, for paths; rebuilt after a write
@@ -135,7 +144,7 @@ class KnowledgeGraph:
             later = [r for r in rivals if r.valid_from > valid_from]
             valid_to = min((r.valid_from for r in later), default=None)
             superseded_by = min(later, key=lambda r: r.valid_from).id if later else None
-            new_id = conn.execute(
+            new_id: int = conn.execute(
                 insert(t.kg_facts).values(
                     namespace=self.namespace,
                     subject=subject,
@@ -152,7 +161,7 @@ class KnowledgeGraph:
                     version=version,
                     created_at=datetime.now(UTC),
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
             for old in rivals:
                 if old.valid_from <= valid_from:
                     conn.execute(

@@ -1,5 +1,6 @@
 """The context as data, pure (no I/O): bullets, sections, playbooks, deltas, rendering and formats."""
 
+from ace.errors import AceError
 from ace.playbook.delta import (
     DEFAULT_POLICY,
     AddOp,
@@ -15,7 +16,7 @@ from ace.playbook.delta import (
     apply,
     merge_deltas,
 )
-from ace.playbook.errors import AceError, DeltaError, PlaybookFormatError
+from ace.playbook.errors import DeltaError, PlaybookFormatError
 from ace.playbook.formats import dumps, loads, parse_ace, to_ace
 from ace.playbook.model import Bullet, Playbook, Section, Source
 from ace.playbook.render import approx_tokens, rank, render

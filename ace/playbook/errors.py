@@ -1,10 +1,8 @@
-"""Exceptions of the pure core. Every ACE error derives from :class:`AceError`."""
+"""Exceptions of the pure core; like every ACE error they derive from :class:`ace.errors.AceError`."""
 
 from __future__ import annotations
 
-
-class AceError(Exception):
-    """Base class of every error ACE raises on purpose."""
+from ace.errors import AceError
 
 
 class DeltaError(AceError, ValueError):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from ace.playbook.errors import PlaybookFormatError
+
 # Ids look like the paper's (`shr-00001`) but any short token of these characters is accepted on import.
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _NUMERIC_SUFFIX = re.compile(r"-(\d+)$")
@@ -194,7 +196,8 @@ class Playbook:
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
     def empty(cls, sections: list[str] | tuple[str, ...] = ()) -> Playbook:
-        return cls.from_sections([(name, []) for name in sections])
+        empty: list[tuple[str, list[Bullet]]] = [(name, []) for name in sections]
+        return cls.from_sections(empty)
 
     @classmethod
     def from_sections(
@@ -209,15 +212,15 @@ class Playbook:
         top = 0
         for entry in sections:
             name, items = entry[0], entry[1]
-            slug = entry[2] if len(entry) > 2 else None  # type: ignore[misc]
+            slug = entry[2] if len(entry) > 2 else None
             if name in secs:
-                raise ValueError(f"section {name!r} appears twice")
+                raise PlaybookFormatError(f"section {name!r} appears twice")
             ids = []
             for b in items:
                 if not ID_RE.fullmatch(b.id):
-                    raise ValueError(f"invalid bullet id {b.id!r}")
+                    raise PlaybookFormatError(f"invalid bullet id {b.id!r}")
                 if b.id in bullets:
-                    raise ValueError(f"bullet id {b.id!r} appears twice")
+                    raise PlaybookFormatError(f"bullet id {b.id!r} appears twice")
                 if b.section != name:
                     b = replace(b, section=name)
                 bullets[b.id] = b
@@ -235,11 +238,11 @@ class Playbook:
 
     @property
     def sections(self) -> Mapping[str, Section]:
-        return MappingProxyType(self._sections)  # type: ignore[arg-type]
+        return MappingProxyType(self._sections)
 
     @property
     def bullets_by_id(self) -> Mapping[str, Bullet]:
-        return MappingProxyType(self._bullets)  # type: ignore[arg-type]
+        return MappingProxyType(self._bullets)
 
     def __len__(self) -> int:
         return len(self._bullets)

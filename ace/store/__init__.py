@@ -14,6 +14,7 @@ from ace.store.store import (
     PlaybookInfo,
     PlaybookStore,
     VersionInfo,
+    create_tables,
     default_url,
     make_engine,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "StoreIntegrityError",
     "VersionInfo",
     "VersionNotFound",
+    "create_tables",
     "default_url",
     "make_engine",
 ]

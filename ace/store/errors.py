@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ace.playbook.errors import AceError
+from ace.errors import AceError
 
 
 class StoreError(AceError):

@@ -9,7 +9,6 @@ which bullet, for blame.
 from __future__ import annotations
 
 from sqlalchemy import (
-    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -80,36 +79,4 @@ tags = Table(
     Column("tag", String(128), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-# The knowledge-graph tier (ace.memory.graph): typed facts with provenance and validity. A fact that a newer one
-# contradicts is kept with valid_to / superseded_by set, never deleted.
-kg_facts = Table(
-    "ace_kg_facts",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("namespace", String(128), nullable=False),
-    Column("subject", String(256), nullable=False),
-    Column("subject_key", String(256), nullable=False),
-    Column("relation", String(128), nullable=False),
-    Column("object", String(1000), nullable=False),
-    Column("object_key", String(1000), nullable=False),
-    Column("single", Boolean, nullable=False),  # single-valued: a different object supersedes the current one
-    Column("valid_from", Integer, nullable=False),  # a step (or any ordinal time) from which the fact holds
-    Column("valid_to", Integer, nullable=True),  # NULL: still current
-    Column("superseded_by", Integer, nullable=True),
-    Column("episode", String(256), nullable=True),
-    Column("playbook", String(256), nullable=True),
-    Column("version", Integer, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Index("ix_ace_kg_facts_lookup", "namespace", "subject_key", "relation"),
-)
-
-kg_bullet_links = Table(
-    "ace_kg_bullet_links",
-    metadata,
-    Column("namespace", String(128), primary_key=True),
-    Column("entity_key", String(256), primary_key=True),
-    Column("playbook", String(256), primary_key=True),
-    Column("bullet_id", String(64), primary_key=True),
 )

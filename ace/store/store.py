@@ -13,6 +13,7 @@ state it saw per playbook in memory and catches it up by applying only the delta
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -22,10 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, MetaData, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from ace.errors import ConfigError
 from ace.playbook.delta import ApplyPolicy, Delta, MergeOp, apply
 from ace.playbook.diff import PlaybookDiff, diff
 from ace.playbook.formats import IMPORT_MAX_CHARS
@@ -35,6 +37,7 @@ from ace.store.errors import (
     PlaybookExists,
     PlaybookNotFound,
     StaleVersionError,
+    StoreError,
     StoreIntegrityError,
     VersionNotFound,
 )
@@ -155,14 +158,14 @@ class PlaybookStore:
         cache: bool = True,
     ) -> None:
         if snapshot_every < 1:
-            raise ValueError("snapshot_every must be >= 1")
+            raise ConfigError("snapshot_every must be >= 1")
         self.url = url or default_url()
         self.engine = engine or make_engine(self.url)
         self.snapshot_every = snapshot_every
         self.policy = policy or ApplyPolicy()
         self._cache_enabled = cache
         self._cache: dict[int, tuple[int, Playbook]] = {}  # playbook id -> (version, state)
-        _create_schema(self.engine)
+        create_tables(self.engine, t.metadata)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -215,9 +218,9 @@ class PlaybookStore:
         new = _NewVersion("import", None, pb, [(b.id, "IMPORT") for b in pb], author, message, snapshot=True)
         try:
             with self._write() as conn:
-                pid = conn.execute(
+                pid: int = conn.execute(
                     insert(t.playbooks).values(namespace=namespace, name=name, head=1, created_at=_now())
-                ).inserted_primary_key[0]
+                ).inserted_primary_key[0]  # type: ignore[index]
                 info = self._insert_version(conn, pid, namespace, name, 1, None, new)
         except IntegrityError:
             raise PlaybookExists(namespace, name) from None
@@ -362,7 +365,7 @@ class PlaybookStore:
     def tag(self, name: str, tag: str, version: int, *, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Point ``tag`` at ``version`` (moving it if it exists), e.g. the offline runner's ``best``."""
         if not tag or len(tag) > 128 or tag.isdigit():
-            raise ValueError(f"a tag is 1-128 characters and not a number, got {tag!r}")
+            raise ConfigError(f"a tag is 1-128 characters and not a number, got {tag!r}")
         with self._write() as conn:
             row = self._row(conn, namespace, name, lock=True)
             _check_version(name, version, row.head)
@@ -383,7 +386,7 @@ class PlaybookStore:
             return int(ref)
         found = self.tags(name, namespace=namespace).get(ref)
         if found is None:
-            raise ValueError(f"playbook {namespace}/{name} has no version or tag {ref!r}")
+            raise StoreError(f"playbook {namespace}/{name} has no version or tag {ref!r}")
         return found
 
     # -- reading ------------------------------------------------------------------------------------------
@@ -394,6 +397,11 @@ class PlaybookStore:
             v = row.head if version is None else version
             _check_version(name, v, row.head)
             return self._state(conn, row.id, v)
+
+    def head_version(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> int:
+        """The head's version number alone: one indexed read, nothing parsed."""
+        with self._read() as conn:
+            return int(self._row(conn, namespace, name).head)
 
     def head(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> VersionInfo:
         with self._read() as conn:
@@ -494,7 +502,7 @@ class PlaybookStore:
                         f"playbook {name!r}: version {v} rebuilds to digest {state.digest()[:12]}, "
                         f"but {recorded[v][:12]} was recorded"
                     )
-            return row.head
+            return int(row.head)
 
     # -- rebuilding ---------------------------------------------------------------------------------------
     def _snapshot(self, conn: Connection, pid: int, version: int) -> Playbook:
@@ -543,7 +551,7 @@ class PlaybookStore:
         if self._cache_enabled:
             self._cache[pid] = (version, pb)
 
-    def _infos(self, conn: Connection, row: Any, first: int, last: int) -> list[VersionInfo]:
+    def _infos(self, conn: Connection, row: Any, first: int, last: int) -> builtins.list[VersionInfo]:
         rows = conn.execute(
             select(t.versions)
             .where(
@@ -584,11 +592,12 @@ def _check_version(name: str, version: int, head: int) -> None:
         raise VersionNotFound(name, version, head)
 
 
-def _create_schema(engine: Engine) -> None:
+def create_tables(engine: Engine, metadata: MetaData) -> None:
+    """Create ``metadata``'s tables that are missing (the store's, or a memory tier's in the same database)."""
     try:
-        t.metadata.create_all(engine)
+        metadata.create_all(engine)
     except IntegrityError:  # another process created the tables at the same moment (PostgreSQL catalogs)
-        t.metadata.create_all(engine)
+        metadata.create_all(engine)
 
 
 def _now() -> datetime:

@@ -171,7 +171,7 @@ def run_policy(name: str, args: argparse.Namespace, rewrite: Callable[[str], str
         refiner = None
         if not args.no_refine:
             from ace.llm.embeddings import MiniLMEmbedder
-            from ace.refine import EmbeddingIndex, Refiner
+            from ace.loop.refine import EmbeddingIndex, Refiner
 
             refiner = Refiner(EmbeddingIndex(MiniLMEmbedder()), threshold=0.9, prune_margin=None)
         stream = stream_ace(args.steps, rng, refiner)

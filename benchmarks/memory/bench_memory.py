@@ -27,8 +27,8 @@ import numpy as np
 from sqlalchemy import insert
 
 from ace.memory import Episode, EpisodicStore, KnowledgeGraph
+from ace.memory import schema as t
 from ace.store import PlaybookStore
-from ace.store import schema as t
 
 DIM = 384
 
@@ -109,10 +109,10 @@ def bench_graph(edges: int, root: Path) -> None:
             dict(namespace="bench", subject=f"e{a}", subject_key=f"e{a}", relation=f"r{i % 20}", object=f"e{b}",
                  object_key=f"e{b}", single=False, valid_from=i, created_at=now)
         )  # fmt: skip
+    kg = KnowledgeGraph(store, namespace="bench")  # creates its tables; the graph itself loads lazily below
     with store.transaction(write=True) as conn:
         for s in range(0, len(rows), 10000):
             conn.execute(insert(t.kg_facts), rows[s : s + 10000])
-    kg = KnowledgeGraph(store, namespace="bench")
     t0 = time.perf_counter()
     g = kg.graph
     load = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""An existing LangGraph agent, wrapped as the ACE Generator with :func:`ace.agents.wrap_graph`.
+"""An existing LangGraph agent, wrapped as the ACE Generator with :func:`ace.loop.agents.wrap_graph`.
 
 The agent is an ordinary compiled ``StateGraph`` that knows nothing about ACE: a ``plan`` node asks the model for
 an arithmetic expression, a ``calculate`` node runs the calculator tool, and an ``answer`` node writes the final
@@ -15,10 +15,10 @@ from typing import Annotated, Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 
-from ace.agents import wrap_graph
 from ace.llm import LLM, Message
 from ace.loop import Generator
-from ace.tools import ToolError, calculate
+from ace.loop.agents import wrap_graph
+from examples.tool_agent.calculator import ToolError, calculate
 
 
 class Plan(BaseModel):

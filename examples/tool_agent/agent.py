@@ -1,6 +1,6 @@
 """A tool-using agent as the ACE Generator: the model writes an arithmetic expression, a calculator evaluates it.
 
-The model (any provider) is asked for ``{reasoning, bullet_ids, expression}``; :func:`ace.tools.calculate`
+The model (any provider) is asked for ``{reasoning, bullet_ids, expression}``; :func:`calculator.calculate`
 evaluates the expression safely, and its value, rounded to two decimals, is the final answer. A refused
 expression is not a crash: the agent answers with the calculator's error, the evaluator scores it wrong, and the
 reflector sees why. ``ace run examples/tool_agent/ace.toml`` runs it; ``build`` is the hook ``ace run`` calls.
@@ -8,15 +8,15 @@ reflector sees why. ``ace run examples/tool_agent/ace.toml`` runs it; ``build`` 
 
 from __future__ import annotations
 
+from calculator import ToolError, calculate
 from pydantic import BaseModel
 
-from ace.agents import playbook_prompt
 from ace.llm import LLM, Message
 from ace.loop import Generator
+from ace.loop.agents import playbook_prompt
+from ace.loop.roles import GeneratorOutput
 from ace.playbook import Playbook
-from ace.roles import GeneratorOutput
 from ace.tasks import Task
-from ace.tools import ToolError, calculate
 
 INSTRUCTIONS = (
     "You solve finance questions with a calculator. Write one arithmetic expression (numbers, + - * / ** and "

@@ -17,7 +17,7 @@ Format ``ace-trajectory/1``, one JSON object per line:
   for an index wins.
 
 ``run`` and ``task`` are optional (an exported history has neither): they are what ``ace replay --provider``
-needs to run the same tasks again (see :mod:`ace.rerun`).
+needs to run the same tasks again (see :mod:`ace.runs.reexecute`).
 
 :func:`replay` starts from the header's state (its digest must match), applies each step's delta, and checks that
 the version numbers follow and that every rebuilt version has the recorded digest: a tampered delta, state or
@@ -34,11 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from ace.collapse import Alert, Detectors
+from ace.errors import ConfigError, InputFileError
+from ace.llm import LLM
 from ace.llm.cassette import request_hash
 from ace.llm.types import Completion, Request
+from ace.loop import RunDescription, StepRecord
 from ace.playbook import Delta, DeltaError, Playbook, apply
 from ace.playbook.formats import dumps, loads
 from ace.store import PlaybookStore
+from ace.tasks import Task
 
 FORMAT = "ace-trajectory/1"
 
@@ -67,7 +71,8 @@ class CallRecorder:
 
 
 class TrajectoryWriter:
-    """Appends a run's steps to a trajectory file; the loop calls :meth:`step` once per task."""
+    """Appends a run's steps to a trajectory file (a :class:`~ace.loop.StepSink`): the loop calls :meth:`start`
+    when it starts, then :meth:`step` once per task."""
 
     def __init__(self, path: str | Path, store: PlaybookStore, playbook: str, *, namespace: str = "default") -> None:
         self.path = Path(path)
@@ -93,20 +98,24 @@ class TrajectoryWriter:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
-    def describe_run(self, info: dict[str, Any]) -> None:
-        """Record how the run is configured (a ``run`` line), so that it can be re-executed."""
-        self._write({"type": "run", **info})
+    def start(self, run: RunDescription, llm: LLM) -> None:
+        """Record the run's LLM calls from now on, and how the run is configured (a ``run`` line), so that it can
+        be re-executed."""
+        if self.recorder not in llm.observers:
+            llm.observers.append(self.recorder)
+        self._write({"type": "run", **run.model_dump(mode="json")})
 
-    def step(self, record: dict[str, Any], task: dict[str, Any] | None = None) -> None:
+    def step(self, record: StepRecord, task: Task | None = None) -> None:
         head = self.store.head(self.playbook, namespace=self.namespace)
         delta = None
-        if record.get("committed") and head.delta is not None:
+        if record.committed and head.delta is not None:
             delta = json.loads(head.delta.to_json())
+        fields = record.model_dump(include={"index", "task_id", "correct", "final_correct", "rounds", "error"})
         self._write(
             {
                 "type": "step",
-                **{k: record.get(k) for k in ("index", "task_id", "correct", "final_correct", "rounds", "error")},
-                "task": task,
+                **fields,
+                "task": task.model_dump() if task is not None else None,
                 "calls": self.recorder.drain(),
                 "version": head.version,
                 "digest": head.digest,
@@ -134,13 +143,13 @@ def read(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     ``run`` line, if any, is in the header under ``"run"``."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     if not lines:
-        raise ValueError(f"{path}: empty trajectory")
+        raise InputFileError(f"{path}: empty trajectory")
     try:
         header = json.loads(lines[0])
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}, line 1: not JSON ({e})") from None
+        raise InputFileError(f"{path}, line 1: not JSON ({e})") from None
     if header.get("type") != "header" or header.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an {FORMAT} file (line 1 must be its header)")
+        raise InputFileError(f"{path}: not an {FORMAT} file (line 1 must be its header)")
     steps: dict[int, dict[str, Any]] = {}
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -150,7 +159,7 @@ def read(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         except json.JSONDecodeError:
             if n == len(lines):  # the last line cut by a crash
                 break
-            raise ValueError(f"{path}, line {n}: not JSON") from None
+            raise InputFileError(f"{path}, line {n}: not JSON") from None
         if obj.get("type") == "step":
             steps[int(obj["index"])] = {**obj, "_line": n}
         elif obj.get("type") == "run":
@@ -205,7 +214,7 @@ def export(store: PlaybookStore, name: str, path: str | Path, *, namespace: str 
     history = store.history(name, namespace=namespace, since=since)
     later = [h for h in history[1:] if h.kind != "delta"]
     if later:
-        raise ValueError(f"version {later[0].version} is a {later[0].kind}; export from --since {later[-1].version}")
+        raise ConfigError(f"version {later[0].version} is a {later[0].kind}; export from --since {later[-1].version}")
     first = history[0]
     pb = store.load(name, first.version, namespace=namespace)
     out = Path(path)
@@ -223,7 +232,7 @@ def export(store: PlaybookStore, name: str, path: str | Path, *, namespace: str 
         f.write(json.dumps(header, ensure_ascii=False) + "\n")
         for n, h in enumerate(history[1:]):
             source = h.delta.source if h.delta else None
-            step = {
+            step: dict[str, Any] = {
                 "type": "step",
                 "index": n,
                 "task_id": source.task_id if source else None,

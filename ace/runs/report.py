@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ace.errors import InputFileError
+
 
 def _fmt(x: float | None, pct: bool = False) -> str:
     if x is None:
@@ -27,7 +29,7 @@ def write_report(run: str | Path, out_dir: str | Path | None = None) -> Path:
         traces = data["traces"]
         scores = data["scores"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{src}: not a collapse-benchmark result ({e})") from None
+        raise InputFileError(f"{src}: not a collapse-benchmark result ({e})") from None
     out = Path(out_dir) if out_dir else src.with_suffix("")
     out.mkdir(parents=True, exist_ok=True)
 

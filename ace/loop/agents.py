@@ -20,8 +20,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ace.loop.roles import GeneratorOutput
 from ace.playbook import Playbook, render
-from ace.roles import GeneratorOutput
 from ace.tasks import Task
 
 CITE_INSTRUCTIONS = (

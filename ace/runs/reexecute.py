@@ -24,14 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ace.llm import LLM, CassetteMiss, Completion, LLMError, Request, Sampling, Usage
+from ace.errors import ConfigError
+from ace.llm import LLM, CassetteMiss, Completion, Request, Sampling, Usage
 from ace.llm.cassette import request_hash
-from ace.loop import Generator, Guard, LoopConfig, LoopContext, RunResult, run
+from ace.loop import Generator, Guard, LoopConfig, RunResult
+from ace.loop.refine import EmbeddingIndex, Refiner
+from ace.loop.registry import evaluator_from_spec, generator_from_spec
 from ace.playbook.formats import loads
-from ace.refine import EmbeddingIndex, Refiner
+from ace.runs.factory import RunFiles, RunSetup, start
+from ace.runs.trajectory import read
 from ace.store import PlaybookStore
-from ace.tasks import Task, evaluator_from_spec, share_correct
-from ace.trajectory import TrajectoryWriter, read
+from ace.tasks import Task, share_correct
 
 
 class RecordedProvider:
@@ -96,32 +99,37 @@ class RerunReport:
 
     @property
     def recorded_accuracy(self) -> float | None:
-        return share_correct({"correct": s.recorded_correct} for s in self.steps)
+        return share_correct(_Verdict(s.recorded_correct) for s in self.steps)
 
     @property
     def live_accuracy(self) -> float | None:
-        return share_correct({"correct": s.live_correct} for s in self.steps)
+        return share_correct(_Verdict(s.live_correct) for s in self.steps)
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    correct: bool | None
 
 
 def plan(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    """The header, steps and run description of a trajectory that can be re-executed, or a ValueError saying
+    """The header, steps and run description of a trajectory that can be re-executed, or a ConfigError saying
     what it lacks."""
     header, steps = read(path)
     info = header.get("run")
     if not info:
-        raise ValueError(
+        raise ConfigError(
             f"{path} does not describe its run (no 'run' line: an exported history, or written before re-execution "
             "existed); it can be replayed, not re-executed"
         )
     missing = [s["index"] for s in steps if not s.get("task")]
     if missing:
-        raise ValueError(f"{path}: steps {missing[:5]} do not record their task; cannot re-execute")
+        raise ConfigError(f"{path}: steps {missing[:5]} do not record their task; cannot re-execute")
     if info.get("memory"):
-        raise ValueError(
+        raise ConfigError(
             f"{path}: the run used memory tiers, whose state a trajectory does not hold; cannot re-execute"
         )
     if not info.get("evaluator"):
-        raise ValueError(f"{path}: the run scored answers with your own evaluator; pass it to rerun(evaluator=...)")
+        raise ConfigError(f"{path}: the run scored answers with your own evaluator; pass it to rerun(evaluator=...)")
     return header, steps, info
 
 
@@ -131,13 +139,13 @@ def rerun(
     store: PlaybookStore,
     *,
     name: str | None = None,
-    out: str | Path | None = None,
-    checkpoints: str | Path | None = None,
+    workdir: str | Path | None = None,
     generator: Generator | None = None,
     guard: Guard | None = None,
 ) -> RerunReport:
     """Re-execute the run in trajectory ``path`` with ``llm`` into a new playbook ``name`` of ``store`` (default:
-    ``<playbook>-rerun-<k>``), writing its trajectory to ``out`` (default: beside ``path``).
+    ``<playbook>-rerun-<k>``); the new run's files (its trajectory and checkpoints, named after the recorded run
+    id) go to ``workdir`` (default: a ``<name>`` directory beside ``path``).
 
     ``generator``: your agent, when the recorded run used one (a recorded spec such as TextWorld's is rebuilt).
     ``guard``: the guard, when the recorded run had one (a callable is not in the file; without it the report
@@ -154,70 +162,54 @@ def rerun(
             k += 1
         name = f"{header['playbook']}-rerun-{k}"
     store.create(name, loads(json.dumps(header["state"]), "json"), namespace=namespace, author="ace replay")
-    source = Path(path)
-    out = Path(out) if out is not None else source.with_name(f"{name}.trajectory.jsonl")
+    workdir = Path(workdir) if workdir is not None else Path(path).with_name(name)
     if info.get("sampling"):
         llm.sampling = Sampling(**{**info["sampling"], "stop": tuple(info["sampling"].get("stop") or ())})
     spec = info.get("generator")
     if generator is None and spec and spec.get("name") != "llm":
         generator = generator_from_spec(spec, llm)
     elif generator is None and not spec:
-        raise ValueError(f"{path}: the run used your own agent as the generator; pass it to rerun(generator=...)")
+        raise ConfigError(f"{path}: the run used your own agent as the generator; pass it to rerun(generator=...)")
     refiner = None
     if info.get("refiner"):
-        from ace.llm.embeddings import MiniLMEmbedder
+        from ace.llm.embeddings import MiniLMEmbedder  # onnxruntime loads only for a run that refined
 
         refiner = Refiner(EmbeddingIndex(MiniLMEmbedder()), **info["refiner"])
     tasks = [Task.model_validate(s["task"]) for s in steps]
-    ctx = LoopContext(
-        tasks=tasks,
+    setup = RunSetup(
         llm=llm,
         store=store,
         playbook=name,
         namespace=namespace,
         evaluator=evaluator_from_spec(info["evaluator"]),
-        # the recorded run id: bullets' provenance (part of every digest) names it, so versions can match
-        run_id=str(info.get("run_id")),
         config=LoopConfig(**info.get("config", {})),
         refiner=refiner,
         guard=guard,
         generator=generator,
-        trajectory=TrajectoryWriter(out, store, name, namespace=namespace),
     )
-    result = run(ctx, checkpoints or out.with_suffix(".checkpoints.db"))
+    # the recorded run id: bullets' provenance (part of every digest) names it, so versions can match
+    result = start(setup, tasks, run_id=str(info.get("run_id")), workdir=workdir)
+    out = RunFiles(workdir, str(info.get("run_id"))).trajectory
     report = RerunReport(name, out, result)
     if info.get("guard") and guard is None:
         report.notes.append("the recorded run had a guard; this one ran without (pass rerun(guard=...))")
-    live = {r["index"]: r for r in result.results}
+    live = {r.index: r for r in result.results}
     digests = {s["index"]: s["digest"] for s in read(out)[1]}
     for s in steps:
-        r = live.get(s["index"], {})
+        r = live.get(s["index"])
         report.steps.append(
             StepComparison(
                 index=s["index"],
                 task_id=s.get("task_id") or "",
                 recorded_correct=s.get("correct"),
-                live_correct=r.get("correct"),
+                live_correct=r.correct if r else None,
                 recorded_version=s.get("version"),
-                live_version=r.get("version"),
+                live_version=r.version if r else None,
                 same_digest=digests.get(s["index"]) == s.get("digest"),
-                live_error=r.get("error"),
+                live_error=r.error if r else None,
             )
         )
     return report
 
 
-def generator_from_spec(spec: dict[str, Any], llm: LLM) -> Generator:
-    """The generator a trajectory's ``run`` line describes (a log replay's, or a TextWorld player)."""
-    if spec.get("name") == "logged":
-        from ace.logs import LoggedAgent
-
-        return LoggedAgent()
-    if spec.get("name") == "textworld":
-        from ace.envs.textworld import TextWorldPlayer
-
-        return TextWorldPlayer.from_spec(spec, llm)
-    raise LLMError(f"cannot rebuild the generator {spec.get('name')!r}; pass it to rerun(generator=...)")
-
-
-__all__ = ["RecordedProvider", "RerunReport", "StepComparison", "generator_from_spec", "plan", "rerun"]
+__all__ = ["RecordedProvider", "RerunReport", "StepComparison", "plan", "rerun"]

@@ -14,21 +14,22 @@ call again after an interruption skips what is done and continues.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from ace.errors import ConfigError
 from ace.llm import LLM, LLMError, Usage
-from ace.loop import Generator, Guard, LoopConfig, LoopContext, RunResult, run
+from ace.loop import Generator, RunResult, StepRecord
+from ace.loop.roles import generate
 from ace.playbook import Playbook
-from ace.refine import Refiner
-from ace.roles import GeneratorOutput, generate
-from ace.store import PlaybookStore
+from ace.runs.factory import RunSetup, start
 from ace.tasks import Evaluator, Task, share_correct
 
 
@@ -69,9 +70,21 @@ class _Meter:
         self.spend.seconds = time.perf_counter() - t0
 
 
+class Prediction(BaseModel):
+    """One answer of an evaluation (no learning): a line of its results file."""
+
+    task_id: str
+    answer: str | None
+    cited: list[str]
+    error: str | None
+    correct: bool | None
+    score: float | None
+    message: str
+
+
 @dataclass
 class Evaluation:
-    records: list[dict[str, Any]]
+    records: list[Prediction]
     spend: Spend
 
     @property
@@ -80,7 +93,7 @@ class Evaluation:
 
     @property
     def failed(self) -> int:
-        return sum(1 for r in self.records if r["error"])
+        return sum(1 for r in self.records if r.error)
 
 
 def evaluate(
@@ -93,7 +106,7 @@ def evaluate(
     generator: Generator | None = None,
     concurrency: int = 1,
     results: str | Path | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: Callable[[Prediction], None] | None = None,
 ) -> Evaluation:
     """Answer every task with ``playbook`` (no learning) using at most ``concurrency`` calls at once.
 
@@ -101,36 +114,41 @@ def evaluate(
     call is a record with ``error`` set and ``correct`` False (a wrong answer for the accuracy, as in a benchmark).
     """
     if concurrency < 1:
-        raise ValueError("concurrency must be at least 1")
+        raise ConfigError("concurrency must be at least 1")
     path = Path(results) if results else None
-    done: dict[str, dict[str, Any]] = {}
+    done: dict[str, Prediction] = {}
     if path and path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a crash: that task is answered again
+                    rec = Prediction.model_validate_json(line)
+                except ValueError:  # a line cut by a crash: that task is answered again
                     continue
-                done[rec["task_id"]] = rec
+                done[rec.task_id] = rec
     lock = threading.Lock()
 
-    def one(task: Task) -> dict[str, Any]:
+    def one(task: Task) -> Prediction:
         try:
             if generator is None:
                 out = generate(llm, task, playbook, budget=budget).parsed
             else:
-                out = GeneratorOutput.model_validate(generator(task, playbook, None).model_dump())
-            fb = evaluator(task, out.final_answer)  # type: ignore[union-attr]
-            rec = {"task_id": task.id, "answer": out.final_answer, "cited": out.bullet_ids, "error": None}  # type: ignore[union-attr]
-            rec |= {"correct": fb.correct, "score": fb.score, "message": fb.message}
+                out = generator(task, playbook, None)
+            assert out is not None
+            fb = evaluator(task, out.final_answer)
+            rec = Prediction(
+                task_id=task.id, answer=out.final_answer, cited=list(out.bullet_ids), error=None,
+                correct=fb.correct, score=fb.score, message=fb.message,
+            )  # fmt: skip
         except Exception as e:  # an LLM failure, or a wrapped agent's: the task is scored, the run goes on
             if generator is None and not isinstance(e, LLMError):
                 raise
-            rec = {"task_id": task.id, "answer": None, "cited": [], "error": f"{type(e).__name__}: {e}"}
-            rec |= {"correct": False if task.target is not None else None, "score": 0.0, "message": ""}
+            rec = Prediction(
+                task_id=task.id, answer=None, cited=[], error=f"{type(e).__name__}: {e}",
+                correct=False if task.target is not None else None, score=0.0, message="",
+            )  # fmt: skip
         if path:
             with lock, path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(rec) + "\n")
+                f.write(rec.model_dump_json() + "\n")
         if on_result:
             on_result(rec)
         return rec
@@ -144,60 +162,39 @@ def evaluate(
         else:
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 fresh = list(pool.map(one, todo))
-    by_id = {**done, **{r["task_id"]: r for r in fresh}}
+    by_id = {**done, **{r.task_id: r for r in fresh}}
     return Evaluation([by_id[t.id] for t in tasks], spend)
 
 
 @dataclass
 class Learner:
-    """What the learning runners share: the loop's collaborators and where to keep resumable state."""
+    """A learning runner's state: the setup its loop runs share and where their files and results go. Each piece
+    of work is a loop run ``<run id>:<piece>`` built by :func:`ace.runs.factory.start` (checkpointed, with a
+    trajectory), or an evaluation whose results are ``<workdir>/<piece>.jsonl``."""
 
-    llm: LLM
-    store: PlaybookStore
-    playbook: str
-    evaluator: Evaluator
+    setup: RunSetup
     workdir: Path
     run_id: str
-    namespace: str = "default"
-    config: LoopConfig = field(default_factory=LoopConfig)
-    refiner: Refiner | None = None
-    guard: Guard | None = None
-    generator: Generator | None = None
     concurrency: int = 1
-    on_step: Callable[[dict[str, Any]], None] | None = None
 
     def loop(self, tasks: Sequence[Task], piece: str, **config: Any) -> RunResult:
-        ctx = LoopContext(
-            tasks=list(tasks),
-            llm=self.llm,
-            store=self.store,
-            playbook=self.playbook,
-            evaluator=self.evaluator,
-            run_id=f"{self.run_id}:{piece}",
-            namespace=self.namespace,
-            config=replace(self.config, **config),
-            refiner=self.refiner,
-            guard=self.guard,
-            generator=self.generator,
-            on_step=self.on_step,
-        )
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        return run(ctx, self.workdir / "checkpoints.db")
+        return start(self.setup, tasks, run_id=f"{self.run_id}:{piece}", workdir=self.workdir, **config)
 
     def evaluate(self, tasks: Sequence[Task], version: int, piece: str) -> Evaluation:
+        s = self.setup
         return evaluate(
             tasks,
-            llm=self.llm,
-            playbook=self.store.load(self.playbook, version, namespace=self.namespace),
-            evaluator=self.evaluator,
-            budget=self.config.playbook_budget,
-            generator=self.generator,
+            llm=s.llm,
+            playbook=s.store.load(s.playbook, version, namespace=s.namespace),
+            evaluator=s.evaluator,
+            budget=s.config.playbook_budget,
+            generator=s.generator,
             concurrency=self.concurrency,
             results=self.workdir / f"{piece}.jsonl",
         )
 
     def head(self) -> int:
-        return self.store.head(self.playbook, namespace=self.namespace).version
+        return self.setup.head()
 
 
 @dataclass
@@ -210,7 +207,7 @@ class Checkpoint:
 
 @dataclass
 class OfflineResult:
-    steps: list[dict[str, Any]]  # the loop's records, all epochs
+    steps: list[StepRecord]  # the loop's records, all epochs
     checkpoints: list[Checkpoint]  # validation results
     best_version: int
     spend: Spend
@@ -226,9 +223,9 @@ def offline(
     """Train on ``train`` for ``epochs``; validate on ``val`` every ``eval_every`` steps (default: once per epoch)
     and at the start; tag the best version ``best`` (the head when there is no validation set)."""
     if epochs < 1:
-        raise ValueError("epochs must be at least 1")
+        raise ConfigError("epochs must be at least 1")
     every = eval_every or len(train) or 1
-    steps: list[dict[str, Any]] = []
+    steps: list[StepRecord] = []
     checkpoints: list[Checkpoint] = []
 
     def validate(epoch: int, step: int) -> None:
@@ -239,7 +236,7 @@ def offline(
             acc = learner.evaluate(val, version, f"val-v{version}").accuracy
         checkpoints.append(Checkpoint(epoch, step, version, acc))
 
-    with _Meter(learner.llm) as spend:
+    with _Meter(learner.setup.llm) as spend:
         if val:
             validate(0, 0)
         for epoch in range(1, epochs + 1):
@@ -253,14 +250,27 @@ def offline(
         best_version = best.version
     else:
         best_version = learner.head()
-    learner.store.tag(learner.playbook, "best", best_version, namespace=learner.namespace)
+    s = learner.setup
+    s.store.tag(s.playbook, "best", best_version, namespace=s.namespace)
     return OfflineResult(steps, checkpoints, best_version, spend)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of an online run: its tasks were answered with ``version_before``, then learned from."""
+
+    window: int
+    start: int
+    size: int
+    accuracy: float | None
+    version_before: int
+    version_after: int
 
 
 @dataclass
 class OnlineResult:
-    windows: list[dict[str, Any]]  # per window: first index, size, accuracy, version before/after
-    predictions: list[dict[str, Any]]  # one record per task: the answer made before adapting on it
+    windows: list[Window]
+    predictions: list[StepRecord | Prediction]  # one per task: the answer made before adapting on it
     spend: Spend
 
     @property
@@ -268,31 +278,23 @@ class OnlineResult:
         return share_correct(self.predictions)
 
 
-def _window(w: int, start: int, preds: list[dict[str, Any]], before: int, after: int) -> dict[str, Any]:
-    acc = share_correct(preds)
-    return {
-        "window": w,
-        "start": start,
-        "size": len(preds),
-        "accuracy": acc,
-        "version_before": before,
-        "version_after": after,
-    }
+def _window(w: int, start: int, preds: Sequence[StepRecord | Prediction], before: int, after: int) -> Window:
+    return Window(w, start, len(preds), share_correct(preds), before, after)
 
 
 def online(learner: Learner, tasks: Sequence[Task], *, window: int = 1) -> OnlineResult:
     """Evaluate each window with the current playbook, then adapt on it in order."""
     if window < 1:
-        raise ValueError("window must be at least 1")
-    windows: list[dict[str, Any]] = []
-    predictions: list[dict[str, Any]] = []
-    with _Meter(learner.llm) as spend:
+        raise ConfigError("window must be at least 1")
+    windows: list[Window] = []
+    predictions: list[StepRecord | Prediction] = []
+    with _Meter(learner.setup.llm) as spend:
         if window == 1:  # one loop over the stream: each first answer is made before its step adapts
             before = learner.head()
             res = learner.loop(tasks, "stream")
-            predictions = res.results
+            predictions = list(res.results)
             for w, r in enumerate(res.results):
-                windows.append(_window(w, w, [r], before if w == 0 else res.results[w - 1]["version"], r["version"]))
+                windows.append(_window(w, w, [r], before if w == 0 else res.results[w - 1].version, r.version))
         else:
             for w, start in enumerate(range(0, len(tasks), window)):
                 chunk = tasks[start : start + window]
@@ -310,7 +312,9 @@ __all__ = [
     "Learner",
     "OfflineResult",
     "OnlineResult",
+    "Prediction",
     "Spend",
+    "Window",
     "evaluate",
     "offline",
     "online",

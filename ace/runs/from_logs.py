@@ -23,6 +23,8 @@ last assistant message (or the last tool call) its answer, the playbook ids it m
 logged outcome the feedback. The reflector and curator then work as in any run — the step is committed, guarded,
 checkpointed and written to a trajectory like any other, so ``ace replay`` verifies it and
 ``ace replay --provider`` re-executes it (the log travels in each task's metadata).
+
+(Learning *from* logs: this module has nothing to do with Python's ``logging``.)
 """
 
 from __future__ import annotations
@@ -33,20 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ace.agents import citations
+from ace.errors import InputFileError
 from ace.llm import LLM
-from ace.loop import Guard, LoopConfig, LoopContext, RunResult, run
+from ace.loop import Guard, LoopConfig, RunResult, StepRecord
+from ace.loop.agents import citations
+from ace.loop.refine import Refiner
+from ace.loop.registry import register_evaluator, register_generator
+from ace.loop.roles import GeneratorOutput
 from ace.playbook import Playbook
-from ace.refine import Refiner
-from ace.roles import GeneratorOutput
+from ace.runs.factory import RunSetup, start
 from ace.store import PlaybookStore
 from ace.tasks import Feedback, Task
-from ace.trajectory import TrajectoryWriter
 
 MAX_CHARS = 6000  # transcript characters shown to the reflector (the local model has a 4k-token window)
 
 
-class LogError(ValueError):
+class LogError(InputFileError):
     """A log that cannot be read, with the file and line."""
 
 
@@ -203,13 +207,17 @@ class LoggedAgent:
         )
 
 
-def logged_outcome(task: Task, answer: str) -> Feedback:
+class LoggedOutcome:
     """The evaluator of a log replay: the logged outcome (the ground truth, when the log has one, as target)."""
-    fb = Feedback.model_validate_json(task.metadata["outcome"])
-    return fb.model_copy(update={"target": task.target})
+
+    spec: ClassVar[dict[str, Any]] = {"name": "logged"}
+
+    def __call__(self, task: Task, answer: str) -> Feedback:
+        fb = Feedback.model_validate_json(task.metadata["outcome"])
+        return fb.model_copy(update={"target": task.target})
 
 
-logged_outcome.spec = {"name": "logged"}  # type: ignore[attr-defined]
+logged_outcome = LoggedOutcome()
 
 
 def learn(
@@ -225,38 +233,44 @@ def learn(
     playbook_budget: int | None = 2000,
     refiner: Refiner | None = None,
     guard: Guard | None = None,
-    on_step: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
 ) -> RunResult:
     """Reflect on and curate from logged conversations (:func:`load_logs`) into ``playbook`` (created empty if it
     does not exist). Resumable by ``run_id``; the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``."""
     store.ensure(playbook, namespace=namespace, author=f"ace learn {run_id}")
-    work = Path(workdir)
-    ctx = LoopContext(
-        tasks=tasks,
+    setup = RunSetup(
         llm=llm,
         store=store,
         playbook=playbook,
         namespace=namespace,
         evaluator=logged_outcome,
-        run_id=run_id,
         config=LoopConfig(max_rounds=1, batch_size=batch_size, playbook_budget=playbook_budget),
         refiner=refiner,
         guard=guard,
         generator=LoggedAgent(),
         on_step=on_step,
-        trajectory=TrajectoryWriter(work / f"{run_id}.trajectory.jsonl", store, playbook, namespace=namespace),
     )
-    return run(ctx, work / f"{run_id}.checkpoints.db")
+    return start(setup, tasks, run_id=run_id, workdir=workdir)
 
+
+def register() -> None:
+    """Make the ``logged`` evaluator and generator rebuildable by name (an ``ace.plugins`` entry point)."""
+    register_evaluator("logged", LoggedOutcome)
+    register_generator("logged", lambda _llm: LoggedAgent())  # nothing is generated: no model needed
+
+
+register()
 
 __all__ = [
     "MAX_CHARS",
     "LogError",
     "LoggedAgent",
+    "LoggedOutcome",
     "Turn",
     "learn",
     "load_logs",
     "logged_outcome",
+    "register",
     "to_task",
     "transcript",
     "turns",

@@ -8,12 +8,10 @@ reflections, deltas, versions, provenance, replay), not learning.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,27 +19,13 @@ from rich.table import Table
 
 from ace.llm import LLM, Sampling, get_provider
 from ace.llm.cassette import Cassette
-from ace.loop import LoopConfig, LoopContext, RunResult, run
+from ace.loop import LoopConfig, RunResult, StepRecord
 from ace.playbook import Delta
 from ace.playbook.formats import loads
+from ace.runs.factory import RunFiles, RunSetup, start
+from ace.runs.workspace import bundled, data_dir, runs_dir
 from ace.store import PlaybookStore, default_url
 from ace.tasks import EVALUATORS, load_finance
-from ace.trajectory import TrajectoryWriter
-
-
-def bundled(relative: str) -> Path:
-    """A file shipped with the project (``playbooks/...``, ``examples/...``), in a checkout or an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for root in (here.parent, here / "_bundled"):
-        if (root / relative).is_file():
-            return root / relative
-    raise FileNotFoundError(f"bundled file {relative!r} not found; install from a full checkout")
-
-
-def data_dir() -> Path:
-    """Where runs keep their checkpoints and cassettes: beside the default SQLite store."""
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "ace"
 
 
 def describe(delta: Delta) -> list[str]:
@@ -76,18 +60,17 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
     db = opts.db or default_url()
     store = PlaybookStore(db)
     name, namespace = f"finance-{run_id}", "demo"
-    if name not in {p.name for p in store.list(namespace)}:
-        store.create(
-            name,
-            loads(bundled("playbooks/finance.txt").read_text()),
-            namespace=namespace,
-            author="ace demo",
-            message="import playbooks/finance.txt",
-        )
+    store.ensure(
+        name,
+        loads(bundled("playbooks/finance.txt").read_text(encoding="utf-8")),
+        namespace=namespace,
+        author="ace demo",
+        message="import playbooks/finance.txt",
+    )
     tasks = load_finance(bundled("examples/finance/tasks.jsonl"), "formula", limit=opts.tasks)
-    runs = data_dir() / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    tape = runs / f"{run_id}.jsonl"
+    files = RunFiles(runs_dir(), run_id)
+    files.workdir.mkdir(parents=True, exist_ok=True)
+    tape = files.calls
     llm = LLM(Cassette(tape, get_provider(opts.provider), mode="auto"), sampling=Sampling(max_tokens=opts.max_tokens))
 
     console.rule(f"ACE demo · run {run_id} · {len(tasks)} tasks · provider {opts.provider}")
@@ -96,21 +79,19 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
     )
     bar = progress.add_task("tasks", total=len(tasks))
 
-    def on_step(record: dict[str, Any]) -> None:
-        mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[record["correct"]]
-        console.print(
-            f"{mark} task {record['index'] + 1} ({record['task_id']}) · rounds {record['rounds']}", highlight=False
-        )
-        if record["error"]:
+    def on_step(record: StepRecord) -> None:
+        mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[record.correct]
+        console.print(f"{mark} task {record.index + 1} ({record.task_id}) · rounds {record.rounds}", highlight=False)
+        if record.error:
             console.print(
-                f"    step failed, playbook untouched: {record['error'][:160]}",
+                f"    step failed, playbook untouched: {record.error[:160]}",
                 style="red",
                 markup=False,
                 highlight=False,
             )
-        elif record["delta"]:
-            console.print(f"    v{record['version']}:", style="cyan", highlight=False)
-            for line in describe(Delta.model_validate_json(record["delta"])):
+        elif record.delta:
+            console.print(f"    v{record.version}:", style="cyan", highlight=False)
+            for line in describe(record.delta):
                 console.print(f"      {line}", markup=False, highlight=False)
         progress.advance(bar)
 
@@ -120,36 +101,41 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
 
         memory = Memory.local(store, data_dir() / "chroma", namespace=namespace)
         console.print(f"memory tiers on: short-term buffer, episodes in {data_dir() / 'chroma'}, graph in the store")
-    ctx = LoopContext(
-        tasks=tasks,
+    setup = RunSetup(
         llm=llm,
         store=store,
         playbook=name,
         namespace=namespace,
         evaluator=EVALUATORS["formula"],
-        run_id=run_id,
         config=LoopConfig(max_rounds=opts.max_rounds, playbook_budget=400),
         on_step=on_step,
         memory=memory,
-        trajectory=TrajectoryWriter(runs / f"{run_id}.trajectory.jsonl", store, name, namespace=namespace),
     )
     with progress:
-        result = run(ctx, runs / "checkpoints.db")
-    summarize(result, store, name, namespace, llm, db, tape, console)
+        result = start(setup, tasks, run_id=run_id, workdir=files.workdir)
+    summarize(result, store, name, namespace, llm, db, tape, files.trajectory, console)
     return result
 
 
 def summarize(
-    result: RunResult, store: PlaybookStore, name: str, namespace: str, llm: LLM, db: str, tape: Path, console: Console
+    result: RunResult,
+    store: PlaybookStore,
+    name: str,
+    namespace: str,
+    llm: LLM,
+    db: str,
+    tape: Path,
+    trajectory: Path,
+    console: Console,
 ) -> None:
     console.rule("summary")
-    marks = "".join("✓" if r["correct"] else "✗" if r["correct"] is False else "?" for r in result.results)
+    marks = "".join("✓" if r.correct else "✗" if r.correct is False else "?" for r in result.results)
     running: list[str] = []
     hits = judged = 0
     for r in result.results:
-        if r["correct"] is not None:
+        if r.correct is not None:
             judged += 1
-            hits += bool(r["correct"])
+            hits += bool(r.correct)
         running.append(f"{hits / judged:.2f}" if judged else "-")
     table = Table(show_header=False, box=None)
     add: Callable[..., None] = table.add_row
@@ -164,6 +150,6 @@ def summarize(
     add("tokens", f"{u.usage.total_tokens} ({u.usage.input_tokens} in, {u.usage.output_tokens} out; {roles})")
     add("stored in", f"{db}  (namespace {namespace!r}, playbook {name!r})")
     add("replayable calls", str(tape))
-    add("trajectory", f"{tape.with_suffix('.trajectory.jsonl')}  (ace replay FILE verifies it without a model)")
+    add("trajectory", f"{trajectory}  (ace replay FILE verifies it without a model)")
     console.print(table)
     console.print(f"Inspect: ace playbook history {name} -n {namespace} --db {db}", markup=False, highlight=False)

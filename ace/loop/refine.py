@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ace.llm.embeddings import Embedder
-from ace.playbook import Bullet, Delta, Playbook, Source
+from ace.playbook import Bullet, Delta, MergeOp, Playbook, RemoveOp, Source
 from ace.playbook.text import specifics
 
 
@@ -50,7 +50,8 @@ class EmbeddingIndex:
 
     def similarity(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """Cosine similarities of every text of ``a`` with every text of ``b`` (the vectors are unit length)."""
-        return self.vectors(a) @ self.vectors(b).T
+        sims: np.ndarray = self.vectors(a) @ self.vectors(b).T
+        return sims
 
 
 def similar_pairs(
@@ -108,35 +109,23 @@ def survivor(bullets: Sequence[Bullet], position: dict[str, int]) -> Bullet:
 def dedup_delta(playbook: Playbook, groups: Sequence[Sequence[str]], *, source: Source | None = None) -> Delta:
     """MERGE operations folding each group into its most useful bullet."""
     position = {b.id: n for n, b in enumerate(playbook)}
-    ops = []
+    ops: list[MergeOp] = []
     for group in groups:
         members = [playbook[i] for i in group]
         keep = survivor(members, position)
         ids = [keep.id, *(b.id for b in members if b.id != keep.id)]
-        ops.append({"type": "MERGE", "ids": ids, "content": keep.content, "reason": f"near-duplicates of {keep.id}"})
-    return Delta.parse(
-        {
-            "operations": ops,
-            "reasoning": "grow-and-refine: merge near-duplicate bullets",
-            "source": source.to_dict() if source else None,
-        }
-    )
+        ops.append(MergeOp(ids=ids, content=keep.content, reason=f"near-duplicates of {keep.id}"))
+    return Delta(operations=ops, reasoning="grow-and-refine: merge near-duplicate bullets", source=source)
 
 
 def prune_delta(playbook: Playbook, margin: int = 3, *, source: Source | None = None) -> Delta:
     """REMOVE operations for bullets tagged harmful at least ``margin`` more often than helpful."""
     ops = [
-        {"type": "REMOVE", "id": b.id, "reason": f"harmful {b.harmful} vs helpful {b.helpful}"}
+        RemoveOp(id=b.id, reason=f"harmful {b.harmful} vs helpful {b.helpful}")
         for b in playbook
         if b.harmful - b.helpful >= margin
     ]
-    return Delta.parse(
-        {
-            "operations": ops,
-            "reasoning": "grow-and-refine: prune harmful bullets",
-            "source": source.to_dict() if source else None,
-        }
-    )
+    return Delta(operations=ops, reasoning="grow-and-refine: prune harmful bullets", source=source)
 
 
 @dataclass
@@ -156,3 +145,27 @@ class Refiner:
         merged = dedup_delta(playbook, duplicate_groups(playbook, pairs), source=source)
         ops = [*(pruned.operations if pruned else []), *merged.operations]
         return Delta(operations=ops, reasoning="grow-and-refine", source=source)
+
+
+@dataclass(frozen=True)
+class DedupPlan:
+    """What merging a playbook's near-duplicates would do: the similar pairs (most similar first), the groups they
+    form, and the delta that merges each group into its most useful bullet."""
+
+    threshold: float
+    pairs: list[SimilarPair]
+    groups: list[list[str]]
+    delta: Delta
+    before: int  # bullets now
+
+    @property
+    def after(self) -> int:
+        return self.before - sum(len(g) - 1 for g in self.groups)
+
+
+def plan_dedup(playbook: Playbook, index: EmbeddingIndex, threshold: float = 0.9) -> DedupPlan:
+    """The :class:`DedupPlan` for ``playbook`` at cosine ``threshold`` (nothing is applied)."""
+    pairs = similar_pairs(playbook, index, threshold)
+    groups = duplicate_groups(playbook, pairs)
+    source = Source(role="refine", note=f"dedup at cosine >= {threshold}")
+    return DedupPlan(threshold, pairs, groups, dedup_delta(playbook, groups, source=source), len(playbook))

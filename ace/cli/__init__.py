@@ -1,0 +1,36 @@
+"""The ``ace`` command (Typer + Rich), one module per command group:
+
+- :mod:`~ace.cli.playbook`: ``ace playbook import|show|history|diff|apply|rollback|export|blame|list|verify|dedup|
+  check|trajectory``;
+- :mod:`~ace.cli.runs`: ``ace demo``, ``ace run``, ``ace learn``, ``ace replay``, ``ace report``;
+- :mod:`~ace.cli.textworld`: ``ace textworld make|play|export``;
+- :mod:`~ace.cli.tour`: ``ace tour``.
+
+Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
+``--namespace``. Errors are one line on stderr and exit status 1 (:mod:`~ace.cli.output`).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ace.cli import playbook, runs, textworld, tour
+
+app = typer.Typer(
+    help="ACE: playbooks that evolve by small, versioned deltas.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(playbook.app, name="playbook")
+app.add_typer(textworld.app, name="textworld")
+app.registered_commands.extend(runs.app.registered_commands)
+app.command()(tour.tour)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m ace.cli``: the ``ace`` command."""
+
+from ace.cli import main
+
+main()

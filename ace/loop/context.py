@@ -1,0 +1,87 @@
+"""Everything the loop's nodes need besides the state: the tasks, the model, the store, the roles' collaborators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from ace.errors import ConfigError
+from ace.llm import LLM
+from ace.loop.refine import Refiner
+from ace.loop.state import Generator, Guard, LoopState, RunDescription, StepRecord, StepSink
+from ace.memory import Memory
+from ace.playbook import Playbook
+from ace.store import PlaybookStore
+from ace.tasks import Evaluator, Rebuildable, Task
+
+
+@dataclass
+class LoopConfig:
+    max_rounds: int = 3  # generation attempts per task: a wrong answer is reflected on and retried
+    playbook_budget: int | None = 2000  # tokens of playbook shown to the generator and the curator
+    learn: bool = True  # False: eval-only, nothing is committed
+    ground_truth: bool = True  # False: the reflector sees execution feedback only, never the target
+    batch_size: int = 1  # >1: the deltas of a batch of tasks are proposed against one version and merged
+
+    def __post_init__(self) -> None:
+        if self.max_rounds < 1 or self.batch_size < 1:
+            raise ConfigError("max_rounds and batch_size must be at least 1")
+
+
+@dataclass
+class LoopContext:
+    """What a run of the loop works with. Build it with :func:`ace.runs.start` (which also names the run's
+    checkpoint and trajectory files), or by hand for a loop you drive yourself."""
+
+    tasks: list[Task]
+    llm: LLM
+    store: PlaybookStore
+    playbook: str
+    evaluator: Evaluator
+    run_id: str
+    namespace: str = "default"
+    config: LoopConfig = field(default_factory=LoopConfig)
+    refiner: Refiner | None = None
+    guard: Guard | None = None
+    generator: Generator | None = None
+    memory: Memory | None = None  # tiered memory: its context replaces the bare playbook for the built-in generator
+    trajectory: StepSink | None = None  # every step, its LLM calls and resulting version (ace.runs.trajectory)
+    on_step: Callable[[StepRecord], None] | None = None  # called with each step's record (progress display)
+    _versions: dict[int, Playbook] = field(default_factory=dict, init=False, repr=False)
+
+    def describe(self) -> RunDescription:
+        """What a re-execution needs to run the same tasks the same way (a trajectory's ``run`` line)."""
+        if self.generator is None:
+            generator: dict[str, object] | None = {"name": "llm"}
+        else:
+            generator = dict(self.generator.spec) if isinstance(self.generator, Rebuildable) else None
+        refiner = None
+        if self.refiner is not None:
+            refiner = {"threshold": self.refiner.threshold, "prune_margin": self.refiner.prune_margin}
+        return RunDescription(
+            run_id=self.run_id,
+            config=asdict(self.config),
+            evaluator=dict(self.evaluator.spec) if isinstance(self.evaluator, Rebuildable) else None,
+            generator=generator,
+            sampling=self.llm.sampling.to_dict(),
+            refiner=refiner,
+            memory=self.memory is not None,
+            guard=self.guard is not None,
+        )
+
+    def task(self, state: LoopState) -> Task:
+        return self.tasks[state["index"]]
+
+    def head_version(self) -> int:
+        return self.store.head_version(self.playbook, namespace=self.namespace)
+
+    def playbook_at(self, version: int) -> Playbook:
+        """Version ``version`` of the run's playbook, loaded once and kept for the nodes of the step."""
+        pb = self._versions.get(version)
+        if pb is None:
+            pb = self.store.load(self.playbook, version, namespace=self.namespace)
+            self._versions = {version: pb}  # a step reads one version; the next step reads the next
+        return pb
+
+
+__all__ = ["LoopConfig", "LoopContext"]

@@ -1,0 +1,139 @@
+"""The roles' typed outputs, and their variants constrained to one playbook's ids.
+
+The curator's operations *are* the delta's operation classes (:mod:`ace.playbook.delta`, subclassed) with
+the fields only ``apply`` fills in (assigned ids, provenance, a reason) hidden from the schema the model sees, so
+a proposal becomes a :class:`~ace.playbook.Delta` without being parsed again; TAG is not offered (counters
+change only through :func:`~ace.loop.roles.calls.tag_delta`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, create_model
+from pydantic.json_schema import SkipJsonSchema
+
+from ace.playbook import AddOp, Delta, MergeOp, Operation, RemoveOp, Source, UpdateOp
+
+
+class GeneratorOutput(BaseModel):
+    reasoning: str
+    bullet_ids: list[str]
+    final_answer: str
+
+
+class BulletTag(BaseModel):
+    id: str
+    tag: Literal["helpful", "harmful", "neutral"]
+
+
+class Reflection(BaseModel):
+    reasoning: str
+    error_identification: str
+    root_cause_analysis: str
+    correct_approach: str
+    key_insight: str
+    bullet_tags: list[BulletTag]
+
+    @property
+    def lessons(self) -> str:
+        """The key insight and the correct approach: what a retry is told and what memory keeps."""
+        return " ".join(x for x in (self.key_insight, self.correct_approach) if x).strip()
+
+
+# Fields that apply() fills in (an assigned id, provenance, a reason): not part of what the curator is asked for.
+_Hidden = SkipJsonSchema[str | None]
+_HiddenSource = SkipJsonSchema[Source | None]
+
+
+class CuratorAdd(AddOp):
+    type: Literal["ADD"]
+    reason: _Hidden = None
+    source: _HiddenSource = None
+    id: _Hidden = None
+
+
+class CuratorUpdate(UpdateOp):
+    type: Literal["UPDATE"]
+    reason: _Hidden = None
+    source: _HiddenSource = None
+
+
+class CuratorRemove(RemoveOp):
+    type: Literal["REMOVE"]
+    reason: _Hidden = None
+    source: _HiddenSource = None
+
+
+class CuratorMerge(MergeOp):
+    type: Literal["MERGE"]
+    reason: _Hidden = None
+    source: _HiddenSource = None
+    id: _Hidden = None
+
+
+CuratorOp = CuratorAdd | CuratorUpdate | CuratorRemove | CuratorMerge
+_BASE_OPS: dict[str, type[Operation]] = {"ADD": AddOp, "UPDATE": UpdateOp, "REMOVE": RemoveOp, "MERGE": MergeOp}
+
+
+class CuratorOutput(BaseModel):
+    """The curator's proposal: delta operations (ADD, UPDATE, REMOVE, MERGE) and why."""
+
+    reasoning: str
+    operations: list[Annotated[CuratorOp, Field(discriminator="type")]]
+
+    def to_delta(self, source: Source | None = None) -> Delta:
+        # the same operations, as the delta's own classes (a checkpoint must be able to import them by name)
+        ops: list[Operation] = [_BASE_OPS[op.type].model_construct(**dict(op)) for op in self.operations]
+        return Delta(operations=ops, reasoning=self.reasoning, source=source)
+
+
+# -- outputs constrained to the playbook's ids ------------------------------------------------------------------------
+# Up to this many ids, a role's schema lists the valid ids as an enum: grammar-constrained models then cannot emit
+# an unknown id, and API models get a validation error naming the valid ones (shown to them on repair).
+MAX_ENUM_IDS = 300
+
+
+def _id_type(ids: tuple[str, ...]) -> Any:
+    return Literal[ids] if 0 < len(ids) <= MAX_ENUM_IDS else str
+
+
+@lru_cache(maxsize=64)
+def generator_output(ids: tuple[str, ...]) -> type[GeneratorOutput]:
+    id_list: Any = list[_id_type(ids)]  # type: ignore[misc]
+    return create_model("GeneratorOutput", __base__=GeneratorOutput, bullet_ids=(id_list, ...))
+
+
+@lru_cache(maxsize=64)
+def reflection(cited_ids: tuple[str, ...]) -> type[Reflection]:
+    if not cited_ids:  # nothing was cited: nothing to tag
+        return create_model("Reflection", __base__=Reflection, bullet_tags=(list[BulletTag], Field(max_length=0)))
+    tag: Any = create_model("BulletTag", __base__=BulletTag, id=(_id_type(cited_ids), ...))
+    return create_model("Reflection", __base__=Reflection, bullet_tags=(list[tag], ...))
+
+
+@lru_cache(maxsize=64)
+def curator_output(ids: tuple[str, ...]) -> type[CuratorOutput]:
+    if not ids or len(ids) > MAX_ENUM_IDS:
+        ops: Any = CuratorAdd if not ids else CuratorAdd | CuratorUpdate | CuratorRemove | CuratorMerge
+    else:
+        id_t = _id_type(ids)
+        update: Any = create_model("CuratorUpdate", __base__=CuratorUpdate, id=(id_t, ...))
+        remove: Any = create_model("CuratorRemove", __base__=CuratorRemove, id=(id_t, ...))
+        id_list: Any = list[id_t]  # type: ignore[valid-type]
+        merge: Any = create_model("CuratorMerge", __base__=CuratorMerge, ids=(id_list, Field(min_length=2)))
+        ops = Annotated[CuratorAdd | update | remove | merge, Field(discriminator="type")]
+    return create_model("CuratorOutput", __base__=CuratorOutput, operations=(list[ops], ...))
+
+
+__all__ = [
+    "MAX_ENUM_IDS",
+    "BulletTag",
+    "CuratorOutput",
+    "GeneratorOutput",
+    "Reflection",
+    "curator_output",
+    "generator_output",
+    "reflection",
+]

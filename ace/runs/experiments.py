@@ -1,0 +1,399 @@
+"""Experiments (``ace run CONFIG``): a TOML file names the model, the tasks, the agent and the paper's experiment
+protocols; this runs them and prints the ACE paper's table layout (method, labels, accuracy, tokens, cost,
+adaptation time).
+
+Protocols (each on its own copy of the starting playbook, so they do not influence one another):
+
+- ``base``: the generator with an empty playbook; no learning.
+- ``icl``: the first ``icl_shots`` train examples with their answers, as a playbook section; no learning.
+- ``offline``: :func:`ace.runners.offline` on the train split (validated on ``val``), then the test split is
+  evaluated with the ``best`` version.
+- ``online``: :func:`ace.runners.online` over the test split (each window evaluated before it is learned from).
+
+``labels = [true, false]`` runs the learning protocols with ground truth and with execution feedback only.
+Everything lands under ``<data dir>/runs/<run id>/``: each learning run's checkpoints and trajectory (replayable
+with ``ace replay``), per-task results of evaluations, the LLM call cassette and ``summary.json``. Running the
+same config with the same ``--run-id`` resumes and skips finished work.
+
+Relative paths in the file are relative to the file; ``$VARS`` and ``~`` are expanded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from rich.console import Console
+from rich.table import Table
+
+from ace.errors import ConfigError
+from ace.llm import LLM, Sampling, get_provider
+from ace.llm.cassette import Cassette
+from ace.loop import Generator, LoopConfig, StepRecord
+from ace.loop.refine import EmbeddingIndex, Refiner
+from ace.playbook import AddOp, Delta, Playbook, apply
+from ace.playbook.formats import loads
+from ace.runs.factory import RunSetup
+from ace.runs.runners import Evaluation, Learner, Spend, evaluate, offline, online
+from ace.runs.workspace import runs_dir
+from ace.store import PlaybookStore, default_url
+from ace.tasks import EVALUATORS, Evaluator, Task, exact, load_finance, load_tasks, numeric
+
+ExperimentProtocol = Literal["base", "icl", "offline", "online"]
+_DEFAULT_PROTOCOLS: tuple[ExperimentProtocol, ...] = ("base", "offline", "online")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    kind: Literal["formula", "finer", "jsonl"] | None = None  # default: from the file name
+    limit_train: int | None = None
+    limit_val: int | None = None
+    limit_test: int | None = None
+    offset_train: int = 0  # skip the first N lines (e.g. to take val and test slices from one file)
+    offset_val: int = 0
+    offset_test: int = 0
+
+
+class LoopSection(_Strict):
+    max_rounds: int = 3
+    playbook_budget: int | None = 2000
+    batch_size: int = 1
+    max_tokens: int = 512  # per LLM call
+    refine: bool = False  # embedding dedup + pruning after each delta
+    dedup_threshold: float = 0.9
+
+
+class RunSection(_Strict):
+    protocols: list[ExperimentProtocol] = Field(default_factory=lambda: list(_DEFAULT_PROTOCOLS))
+    labels: list[bool] = Field(default_factory=lambda: [True])
+    epochs: int = 1
+    eval_every: int | None = None
+    window: int = 1
+    concurrency: int = 1
+    icl_shots: int = 3
+
+
+class RunConfig(_Strict):
+    name: str
+    provider: str = "local"
+    db: str | None = None
+    namespace: str = "runs"
+    playbook: str | None = None  # the starting playbook (any format ace.playbook.loads reads); empty if unset
+    evaluator: Literal["formula", "finer", "exact", "numeric"] | None = None
+    agent: str | None = None  # "path/to/agent.py:build" -> build(llm, budget) returns a Generator
+    data: DataConfig = Field(default_factory=DataConfig)
+    loop: LoopSection = Field(default_factory=LoopSection)
+    run: RunSection = Field(default_factory=RunSection)
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\ "):
+            raise ValueError("name must be non-empty, without spaces or slashes")
+        return v
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        try:
+            return cls.model_validate({**raw, "base_dir": p.resolve().parent})
+        except ValidationError as e:
+            raise ConfigError(f"{p}: {e}") from None
+
+    def overridden(self, *, provider: str | None = None, db: str | None = None, limit: int | None = None) -> RunConfig:
+        """A copy with another provider or database, and every split capped at ``limit`` tasks (a quick try)."""
+        data = self.data
+        if limit is not None:
+            caps = {
+                f"limit_{split}": min(limit, current) if (current := getattr(data, f"limit_{split}")) else limit
+                for split in ("train", "val", "test")
+            }
+            data = data.model_copy(update=caps)
+        return self.model_copy(update={"provider": provider or self.provider, "db": db or self.db, "data": data})
+
+    def path(self, value: str) -> Path:
+        p = Path(os.path.expanduser(os.path.expandvars(value)))
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+
+def load_split(cfg: RunConfig, which: Literal["train", "val", "test"]) -> list[Task]:
+    value = getattr(cfg.data, which)
+    if not value:
+        return []
+    limit, offset = getattr(cfg.data, f"limit_{which}"), getattr(cfg.data, f"offset_{which}")
+    upto = None if limit is None else offset + limit
+    if cfg.data.kind == "jsonl":
+        return load_tasks(cfg.path(value), limit=upto)[offset:]
+    return load_finance(cfg.path(value), cfg.data.kind, limit=upto)[offset:]
+
+
+def evaluator_for(cfg: RunConfig, tasks: list[Task]) -> Evaluator:
+    name = cfg.evaluator or (tasks[0].metadata.get("kind") if tasks else None) or "exact"
+    known: dict[str, Evaluator] = {"exact": exact, "numeric": numeric(), **EVALUATORS}
+    if name not in known:
+        raise ConfigError(f"unknown evaluator {name!r}; one of {', '.join(known)}")
+    return known[name]
+
+
+def load_agent(cfg: RunConfig, llm: LLM) -> Generator | None:
+    """The config's ``agent = "file.py:function"``: ``function(llm, budget)`` returns the generator."""
+    if not cfg.agent:
+        return None
+    file, _, func = cfg.agent.partition(":")
+    path = cfg.path(file)
+    spec = importlib.util.spec_from_file_location(f"ace_agent_{path.stem}", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ConfigError(f"agent file {path} not found")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # typing.get_type_hints (LangGraph state schemas) resolves names through it
+    if str(path.parent) not in sys.path:  # an agent file may import the modules beside it, as a script would
+        sys.path.insert(0, str(path.parent))
+    spec.loader.exec_module(module)
+    build = getattr(module, func or "build", None)
+    if build is None:
+        raise ConfigError(f"{path} has no function {func or 'build'!r}")
+    return build(llm, cfg.loop.playbook_budget)  # type: ignore[no-any-return]
+
+
+def icl_playbook(train: list[Task], shots: int) -> Playbook:
+    """The ICL baseline's context: ``shots`` solved train examples, as bullets of an ``examples`` section."""
+    ops = [
+        AddOp(section="worked examples", content=f"Q: {t.input}\nA: {t.target}")
+        for t in train[:shots]
+        if t.target is not None
+    ]
+    return apply(Playbook.empty(), Delta(operations=ops)).playbook
+
+
+class ResultRow(BaseModel):
+    """One row of the results table: a method, its accuracy on the test split and what it cost."""
+
+    method: str
+    labels: bool | None  # ground truth during adaptation (None: no adaptation)
+    accuracy: float | None
+    n: int
+    adapt_tokens: int
+    eval_tokens: int
+    cost_usd: float
+    adapt_seconds: float
+    eval_seconds: float
+    playbook: str | None = None  # the learning protocols' playbook in the store
+    best_version: int | None = None  # offline: the version tagged "best", which the test split was evaluated with
+    train_accuracy: float | None = None
+    validation: list[dict[str, Any]] | None = None  # offline: (epoch, step, version, accuracy) checkpoints
+    versions: int | None = None  # online: the head after the stream
+
+
+class Experiment:
+    """One ``ace run``: the config's tasks, model and starting playbook, and a method per protocol, each adding a
+    row to the results table. Work is kept under ``workdir`` so the same run id resumes."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        console: Console,
+        *,
+        run_id: str | None = None,
+        data_dir: Path | None = None,
+        on_step: Callable[[StepRecord], None] | None = None,
+    ) -> None:
+        self.cfg, self.console, self.on_step = cfg, console, on_step
+        self.run_id = run_id or time.strftime(f"{cfg.name}-%Y%m%d-%H%M%S")
+        self.workdir = (data_dir / "runs" if data_dir else runs_dir()) / self.run_id
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.db = cfg.db or default_url()
+        self.store = PlaybookStore(self.db)
+        self.llm = LLM(
+            Cassette(self.workdir / "calls.jsonl", get_provider(cfg.provider), mode="auto"),
+            sampling=Sampling(max_tokens=cfg.loop.max_tokens),
+        )
+        self.generator = load_agent(cfg, self.llm)
+        self.train, self.val, self.test = (load_split(cfg, "train"), load_split(cfg, "val"), load_split(cfg, "test"))
+        if not self.test and not self.train:
+            raise ConfigError("the config names no tasks: set data.test (and data.train for offline/ICL)")
+        self.evaluator = evaluator_for(cfg, self.test or self.train)
+        self.start = loads(cfg.path(cfg.playbook).read_text(encoding="utf-8")) if cfg.playbook else Playbook.empty()
+        self.refiner = None
+        if cfg.loop.refine:
+            from ace.llm.embeddings import MiniLMEmbedder  # onnxruntime loads only when refining
+
+            self.refiner = Refiner(EmbeddingIndex(MiniLMEmbedder()), threshold=cfg.loop.dedup_threshold)
+        self.rows: list[ResultRow] = []
+
+    # -- protocols -------------------------------------------------------------------------------------------
+    def base(self) -> None:
+        ev = self._fixed("Base", Playbook.empty(), "base")
+        self._row("Base", None, ev.accuracy, Spend(), ev.spend)
+
+    def icl(self) -> None:
+        shots = self.cfg.run.icl_shots
+        ev = self._fixed(f"ICL ({shots} shots)", icl_playbook(self.train, shots), "icl")
+        self._row("ICL", True, ev.accuracy, Spend(), ev.spend)
+
+    def offline(self, labels: bool) -> None:
+        lr = self._learner("offline", labels)
+        run = self.cfg.run
+        self._say(f"ACE offline{'' if labels else ' (no labels)'}", f"{run.epochs} epoch(s) over {len(self.train)}")
+        res = offline(lr, self.train, self.val, epochs=run.epochs, eval_every=run.eval_every)
+        ev = lr.evaluate(self.test, res.best_version, f"offline-{_gt(labels)}-test-v{res.best_version}")
+        self._row("ACE offline", labels, ev.accuracy, res.spend, ev.spend, playbook=lr.setup.playbook,
+                  best_version=res.best_version, train_accuracy=res.train_accuracy,
+                  validation=[c.__dict__ for c in res.checkpoints])  # fmt: skip
+
+    def online(self, labels: bool) -> None:
+        lr = self._learner("online", labels)
+        window = self.cfg.run.window
+        self._say(f"ACE online{'' if labels else ' (no labels)'}", f"window {window} over {len(self.test)}")
+        res = online(lr, self.test, window=window)
+        # the adaptation and the predictions are one pass here: its time and tokens are both
+        self._row("ACE online", labels, res.accuracy, res.spend, Spend(), playbook=lr.setup.playbook,
+                  versions=lr.head())  # fmt: skip
+
+    def run(self) -> dict[str, Any]:
+        """Every protocol of the config, in order; returns (and writes) the summary."""
+        cfg = self.cfg
+        self.console.rule(f"ace run {cfg.name} · run {self.run_id} · provider {cfg.provider}")
+        self.console.print(
+            f"train {len(self.train)} · val {len(self.val)} · test {len(self.test)} · workdir {self.workdir}",
+            highlight=False,
+        )
+        for protocol in cfg.run.protocols:
+            if protocol in ("base", "icl"):
+                getattr(self, protocol)()
+            else:
+                for labels in cfg.run.labels:
+                    getattr(self, protocol)(labels)
+        summary = {
+            "run_id": self.run_id,
+            "config": cfg.model_dump(mode="json"),
+            "db": self.db,
+            "workdir": str(self.workdir),
+            "rows": [r.model_dump(mode="json") for r in self.rows],
+        }
+        (self.workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        self.console.print(table(self.rows, unpriced=self.llm.ledger.unpriced_calls > 0))
+        return summary
+
+    # -- pieces ----------------------------------------------------------------------------------------------
+    def _say(self, label: str, what: str) -> None:
+        self.console.print(f"[bold]{label}[/]: {what}", highlight=False)
+
+    def _fixed(self, label: str, pb: Playbook, piece: str) -> Evaluation:
+        self._say(label, f"evaluating {len(self.test)} tasks")
+        return evaluate(
+            self.test,
+            llm=self.llm,
+            playbook=pb,
+            evaluator=self.evaluator,
+            budget=self.cfg.loop.playbook_budget,
+            generator=self.generator,
+            concurrency=self.cfg.run.concurrency,
+            results=self.workdir / f"{piece}.jsonl",
+        )
+
+    def _learner(self, protocol: str, labels: bool) -> Learner:
+        """A learner on its own copy of the starting playbook (protocols do not influence one another)."""
+        cfg = self.cfg
+        name = f"{cfg.name}-{self.run_id}-{protocol}{'' if labels else '-nolabels'}"
+        self.store.ensure(
+            name, self.start, namespace=cfg.namespace, author=f"ace run {self.run_id}", message="starting playbook"
+        )
+        loop = LoopConfig(
+            max_rounds=cfg.loop.max_rounds,
+            playbook_budget=cfg.loop.playbook_budget,
+            batch_size=cfg.loop.batch_size,
+            ground_truth=labels,
+        )
+        setup = RunSetup(
+            llm=self.llm,
+            store=self.store,
+            playbook=name,
+            evaluator=self.evaluator,
+            namespace=cfg.namespace,
+            config=loop,
+            refiner=self.refiner,
+            generator=self.generator,
+            on_step=self.on_step,
+        )
+        return Learner(setup, self.workdir, f"{self.run_id}:{protocol}:{_gt(labels)}", cfg.run.concurrency)
+
+    def _row(self, method: str, labels: bool | None, acc: float | None, adapt: Spend, ev: Spend, **extra: Any) -> None:
+        self.rows.append(
+            ResultRow(
+                method=method,
+                labels=labels,
+                accuracy=acc,
+                n=len(self.test),
+                adapt_tokens=adapt.usage.total_tokens,
+                eval_tokens=ev.usage.total_tokens,
+                cost_usd=adapt.cost_usd + ev.cost_usd,
+                adapt_seconds=round(adapt.seconds, 1),
+                eval_seconds=round(ev.seconds, 1),
+                **extra,
+            )
+        )
+
+
+def _gt(labels: bool) -> str:
+    return "gt" if labels else "nogt"
+
+
+def run_config(
+    cfg: RunConfig,
+    console: Console,
+    *,
+    run_id: str | None = None,
+    data_dir: Path | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> dict[str, Any]:
+    """Run every protocol of ``cfg``; returns (and writes) the summary."""
+    return Experiment(cfg, console, run_id=run_id, data_dir=data_dir, on_step=on_step).run()
+
+
+def _k(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 10_000 else str(n)
+
+
+def table(rows: list[ResultRow], *, unpriced: bool = False) -> Table:
+    """The paper's layout: one row per method, accuracy and what the adaptation cost."""
+    t = Table(title="Results (accuracy in %, tokens, cost, seconds)")
+    for col in ("Method", "Labels", "Acc", "n", "Adapt tok", "Eval tok", "Cost", "Adapt s", "Eval s"):
+        t.add_column(col, justify="left" if col == "Method" else "right", no_wrap=col == "Method")
+    for r in rows:
+        labels = "—" if r.labels is None else "yes" if r.labels else "no"
+        acc = "—" if r.accuracy is None else f"{100 * r.accuracy:.1f}"
+        cost = "unpriced" if unpriced and not r.cost_usd else "$0" if not r.cost_usd else f"${r.cost_usd:.3f}"
+        t.add_row(
+            r.method,
+            labels,
+            acc,
+            str(r.n),
+            _k(r.adapt_tokens),
+            _k(r.eval_tokens),
+            cost,
+            f"{r.adapt_seconds:.0f}",
+            f"{r.eval_seconds:.0f}",
+        )
+    return t
+
+
+__all__ = ["Experiment", "ResultRow", "RunConfig", "icl_playbook", "load_agent", "run_config", "table"]
