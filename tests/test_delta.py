@@ -23,6 +23,9 @@ def pb() -> Playbook:
     return parse_ace(BASE)
 
 
+RULE = "A rule worth keeping."
+
+
 def ops(*operations: dict, **extra: object) -> Delta:
     return Delta.parse({"operations": list(operations), **extra})
 
@@ -31,18 +34,18 @@ def test_add_assigns_the_next_global_id_with_the_section_slug(pb: Playbook) -> N
     out = apply(
         pb,
         ops(
-            {"type": "ADD", "section": "OTHERS", "content": "New rule."},
-            {"type": "ADD", "section": "STRATEGIES AND HARD RULES", "content": "Another."},
+            {"type": "ADD", "section": "OTHERS", "content": "A new rule to follow."},
+            {"type": "ADD", "section": "STRATEGIES AND HARD RULES", "content": "Another rule to follow."},
         ),
     )
     assert [op.id for op in out.delta.operations] == ["misc-00004", "shr-00005"]
-    assert out.playbook["misc-00004"].content == "New rule."
+    assert out.playbook["misc-00004"].content == "A new rule to follow."
     assert out.playbook.sections["OTHERS"].ids == ("misc-00003", "misc-00004")
     assert out.playbook.next_id == 6
 
 
 def test_add_to_a_new_section_creates_it_with_a_derived_slug(pb: Playbook) -> None:
-    out = apply(pb, ops({"type": "ADD", "section": "Verification Checklist", "content": "Check units."}))
+    out = apply(pb, ops({"type": "ADD", "section": "Verification Checklist", "content": "Check the units twice."}))
     assert list(out.playbook.sections)[-1] == "Verification Checklist"
     assert out.delta.operations[0].id == "vc-00004"
 
@@ -68,29 +71,33 @@ def test_update_tag_remove(pb: Playbook) -> None:
 
 def test_merge_sums_counters_keeps_provenance_and_the_first_id() -> None:
     pb = apply(
-        Playbook.empty(), ops({"type": "ADD", "section": "S", "content": "a"}, source={"task_id": "t1"})
+        Playbook.empty(),
+        ops({"type": "ADD", "section": "Sums", "content": "First lesson learned."}, source={"task_id": "t1"}),
     ).playbook
-    pb = apply(pb, ops({"type": "ADD", "section": "S", "content": "b"}, source={"task_id": "t2"})).playbook
+    pb = apply(
+        pb, ops({"type": "ADD", "section": "Sums", "content": "Second lesson learned."}, source={"task_id": "t2"})
+    ).playbook
     pb = apply(
         pb,
         ops(
-            {"type": "TAG", "id": "s-00001", "tag": "helpful"},
-            {"type": "TAG", "id": "s-00002", "tag": "helpful"},
-            {"type": "TAG", "id": "s-00002", "tag": "harmful"},
+            {"type": "TAG", "id": "sums-00001", "tag": "helpful"},
+            {"type": "TAG", "id": "sums-00002", "tag": "helpful"},
+            {"type": "TAG", "id": "sums-00002", "tag": "harmful"},
         ),
     ).playbook
     out = apply(
         pb,
         ops(
-            {"type": "MERGE", "ids": ["s-00001", "s-00002"], "content": "a and b"}, source={"task_id": "t3", "step": 3}
+            {"type": "MERGE", "ids": ["sums-00001", "sums-00002"], "content": "Both lessons learned together."},
+            source={"task_id": "t3", "step": 3},
         ),
     )
-    m = out.playbook["s-00001"]
-    assert (m.content, m.helpful, m.harmful) == ("a and b", 2, 1)
+    m = out.playbook["sums-00001"]
+    assert (m.content, m.helpful, m.harmful) == ("Both lessons learned together.", 2, 1)
     assert [s.task_id for s in m.sources] == ["t1", "t2", "t3"]
-    assert m.merged_from == ("s-00002",)
-    assert "s-00002" not in out.playbook and len(out.playbook) == 1
-    assert out.delta.operations[0].id == "s-00001"
+    assert m.merged_from == ("sums-00002",)
+    assert "sums-00002" not in out.playbook and len(out.playbook) == 1
+    assert out.delta.operations[0].id == "sums-00001"
 
 
 def test_lowercase_types_and_extra_fields_are_accepted(pb: Playbook) -> None:
@@ -145,7 +152,7 @@ def test_lowercase_types_and_extra_fields_are_accepted(pb: Playbook) -> None:
         (
             {
                 "operations": [
-                    {"type": "UPDATE", "id": "shr-00002", "content": "x"},
+                    {"type": "UPDATE", "id": "shr-00002", "content": "A rewritten rule here."},
                     {"type": "REMOVE", "id": "shr-00002"},
                     {"type": "TAG", "id": "shr-00002", "tag": "helpful"},
                 ]
@@ -186,17 +193,11 @@ def test_malformed_curator_output_gets_a_clear_error(raw: str, message: str) -> 
 
 def test_policy_can_reject_new_sections_and_cap_size(pb: Playbook) -> None:
     with pytest.raises(DeltaError, match=r"unknown section 'NEW' \(policy rejects new sections; known: "):
-        apply(pb, ops({"type": "ADD", "section": "NEW", "content": "x"}), policy=ApplyPolicy(new_sections="reject"))
+        apply(pb, ops({"type": "ADD", "section": "NEW", "content": RULE}), policy=ApplyPolicy(new_sections="reject"))
     with pytest.raises(DeltaError, match="maximum of 3 bullets"):
-        apply(pb, ops({"type": "ADD", "section": "OTHERS", "content": "x"}), policy=ApplyPolicy(max_bullets=3))
-    assert (
-        len(
-            apply(
-                pb, ops({"type": "ADD", "section": "OTHERS", "content": "x"}), policy=ApplyPolicy(max_bullets=4)
-            ).playbook
-        )
-        == 4
-    )
+        apply(pb, ops({"type": "ADD", "section": "OTHERS", "content": RULE}), policy=ApplyPolicy(max_bullets=3))
+    four = apply(pb, ops({"type": "ADD", "section": "OTHERS", "content": RULE}), policy=ApplyPolicy(max_bullets=4))
+    assert len(four.playbook) == 4
 
 
 def test_hostile_content_cannot_inject_structure_into_the_rendered_text(pb: Playbook) -> None:
@@ -213,8 +214,8 @@ def test_resolved_delta_replays_to_the_same_state(pb: Playbook) -> None:
     out = apply(
         pb,
         ops(
-            {"type": "ADD", "section": "OTHERS", "content": "x"},
-            {"type": "MERGE", "ids": ["misc-00003", "misc-00004"], "content": "y"},
+            {"type": "ADD", "section": "OTHERS", "content": RULE},
+            {"type": "MERGE", "ids": ["misc-00003", "misc-00004"], "content": "Both rules merged into one."},
         ),
     )
     again = apply(pb, Delta.model_validate_json(out.delta.to_json()))

@@ -44,7 +44,7 @@ def test_record_then_replay_without_a_model(tmp_path: Path) -> None:
     lines = tape.read_text().splitlines()
     assert len(lines) == 4
     entry = json.loads(lines[0])
-    assert set(entry) == {"hash", "provider", "request", "response"} and entry["provider"] == "local"
+    assert set(entry) == {"hash", "provider", "request", "response", "check"} and entry["provider"] == "local"
 
     replay_llm = LLM(Cassette(tape, mode="replay"))  # no provider at all
     assert run(replay_llm) == recorded
@@ -89,7 +89,7 @@ def test_a_corrupt_or_missing_cassette_is_a_clear_error(tmp_path: Path) -> None:
         Cassette(tmp_path / "none.jsonl", mode="replay")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"hash": "abc", "response": {}}\nnot json\n')
-    with pytest.raises(LLMError, match="line 2: not a recorded call"):
+    with pytest.raises(LLMError, match="line 1: not a valid recorded call"):
         Cassette(bad, mode="replay")
     with pytest.raises(LLMError, match="needs a provider to record from"):
         Cassette(bad, mode="record")

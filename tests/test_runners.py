@@ -209,7 +209,12 @@ def test_a_failing_agent_fails_the_step_with_the_reason_and_the_playbook_is_unto
 def test_a_batch_of_deltas_is_merged_into_one_version_keeping_each_steps_provenance(
     tmp_path: Path, server: FakeOpenAIServer
 ) -> None:
-    ops = iter([[{"type": "ADD", "section": "FORMULAS AND CALCULATIONS", "content": f"rule {i}"}] for i in range(3)])
+    ops = iter(
+        [
+            [{"type": "ADD", "section": "FORMULAS AND CALCULATIONS", "content": f"Learned rule number {i}."}]
+            for i in range(3)
+        ]
+    )
     server.responder = roles(ops)
     learner = _learner(tmp_path, server, batch_size=2)
     res = learner.loop(ratio_tasks(3), "b")
@@ -218,12 +223,17 @@ def test_a_batch_of_deltas_is_merged_into_one_version_keeping_each_steps_provena
     assert [h.version for h in history] == [1, 2, 3]  # tasks 0+1 in one version, task 2 (the last) in another
     pb = learner.setup.store.load("fin")
     by_content = {b.content: b for b in pb}
-    assert [by_content[f"rule {i}"].sources[0].task_id for i in range(3)] == ["t0", "t1", "t2"]
-    assert learner.setup.store.blame("fin", by_content["rule 1"].id)[0].source.task_id == "t1"
+    assert [by_content[f"Learned rule number {i}."].sources[0].task_id for i in range(3)] == ["t0", "t1", "t2"]
+    assert learner.setup.store.blame("fin", by_content["Learned rule number 1."].id)[0].source.task_id == "t1"
 
 
 def test_a_batch_delta_that_conflicts_is_dropped_whole_and_recorded(tmp_path: Path, server: FakeOpenAIServer) -> None:
-    ops = iter([[{"type": "REMOVE", "id": "calc-00002"}], [{"type": "UPDATE", "id": "calc-00002", "content": "x"}]])
+    ops = iter(
+        [
+            [{"type": "REMOVE", "id": "calc-00002"}],
+            [{"type": "UPDATE", "id": "calc-00002", "content": "A rewritten rule to follow."}],
+        ]
+    )
     server.responder = roles(ops)
     learner = _learner(tmp_path, server, batch_size=2)
     _, second = learner.loop(ratio_tasks(2), "b").results
@@ -240,7 +250,7 @@ def test_merge_deltas_is_whole_or_nothing_per_delta() -> None:
     d2 = Delta.parse(
         {
             "operations": [
-                {"type": "ADD", "section": "s", "content": "ok"},
+                {"type": "ADD", "section": "Extra", "content": "A good lesson here."},
                 {"type": "UPDATE", "id": "nope-1", "content": "x"},
             ],
             "source": {"task_id": "b"},

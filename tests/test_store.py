@@ -72,7 +72,7 @@ def test_a_rejected_delta_writes_nothing(store: PlaybookStore) -> None:
 def test_every_version_rebuilds_from_snapshots_and_deltas(store: PlaybookStore, db_url: str) -> None:
     expected = [store.load("pb").digest()]
     for i in range(10):
-        d = Delta.parse({"operations": [{"type": "ADD", "section": "RULES", "content": f"rule {i}"}]})
+        d = Delta.parse({"operations": [{"type": "ADD", "section": "RULES", "content": f"Learned rule number {i}."}]})
         expected.append(store.commit("pb", d).digest)
     fresh = PlaybookStore(db_url, cache=False)
     assert [fresh.load("pb", v).digest() for v in range(1, 12)] == expected
@@ -199,7 +199,10 @@ def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
 
 def test_large_playbook_render_is_stable_through_the_store(db_url: str) -> None:
     s = PlaybookStore(db_url)
-    ops = [{"type": "ADD", "section": f"S{i % 5}", "content": f"rule {i} " + "x" * (i % 40)} for i in range(500)]
+    ops = [
+        {"type": "ADD", "section": f"Section {i % 5}", "content": f"Learned rule number {i} " + "x" * (i % 40)}
+        for i in range(500)
+    ]
     pb = Playbook.empty()
     s.create("big", pb)
     s.commit("big", Delta.parse({"operations": ops}))

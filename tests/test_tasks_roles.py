@@ -119,7 +119,10 @@ def test_curator_output_becomes_a_delta_and_bad_ids_are_rejected_whole() -> None
     bad = CuratorOutput.model_validate(
         {
             "reasoning": "r",
-            "operations": [{"type": "ADD", "section": "X", "content": "fine"}, {"type": "REMOVE", "id": "nope-00001"}],
+            "operations": [
+                {"type": "ADD", "section": "Extra", "content": "A fine lesson here."},
+                {"type": "REMOVE", "id": "nope-00001"},
+            ],
         }
     )
     with pytest.raises(DeltaError, match=r"operation 1 \(REMOVE\): unknown bullet id .nope-00001."):

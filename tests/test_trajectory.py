@@ -18,7 +18,7 @@ from ace.loop import LoopConfig, LoopContext, run
 from ace.playbook import Delta
 from ace.playbook.formats import parse_ace
 from ace.runs.reexecute import RecordedProvider, rerun
-from ace.runs.trajectory import TrajectoryWriter, export, read, replay
+from ace.runs.trajectory import TrajectoryWriter, chain_of, export, read, replay
 from ace.store import PlaybookStore
 from ace.tasks import EVALUATORS, Task
 from tests.fake_openai_server import FakeOpenAIServer
@@ -75,43 +75,147 @@ def test_a_recorded_run_replays_with_every_version_verified(recorded: tuple[Play
     assert result.exit_code == 0 and "every version hash matches" in result.output
 
 
-def _tamper(path: Path, line: int, edit: Any) -> Path:
+def _tamper(path: Path, line: int, edit: Any, *, legacy: bool = False) -> Path:
+    """A copy of ``path`` with ``edit`` applied to line ``line`` (0-based); ``legacy``: as an ace-trajectory/1 file
+    (no chain, no end line), the format that could only check deltas against digests."""
     lines = path.read_text().splitlines()
-    obj = json.loads(lines[line])
-    edit(obj)
-    lines[line] = json.dumps(obj)
-    out = path.with_name(f"tampered-{line}.jsonl")
-    out.write_text("\n".join(lines) + "\n")
+    objs = [json.loads(x) for x in lines]
+    if legacy:
+        objs = [{k: v for k, v in o.items() if k not in ("prev", "chain")} for o in objs if o["type"] != "end"]
+        objs[0]["format"] = "ace-trajectory/1"
+    edit(objs[line])
+    out = path.with_name(f"tampered-{line}{'-v1' if legacy else ''}.jsonl")
+    out.write_text("\n".join(json.dumps(o) for o in objs) + "\n")
     return out
+
+
+def _lines(path: Path, transform: Any) -> Path:
+    out = path.with_name("reordered.jsonl")
+    out.write_text("\n".join(transform(path.read_text().splitlines())) + "\n")
+    return out
+
+
+# line 0 is the header, line 1 the run's description, then one line per step, then the end line
+EDITS = [
+    ("a delta's content", 3, lambda o: o["delta"]["operations"][-1].update(content="Something else entirely.")),
+    ("a recorded digest", 2, lambda o: o.update(digest="0" * 64)),
+    ("a version number", 4, lambda o: o.update(version=9)),
+    ("the starting state", 0, lambda o: o["state"]["sections"][0]["bullets"][0].update(content="changed here now")),
+    ("an operation added", 3, lambda o: o["delta"]["operations"].append({"type": "REMOVE", "id": "nope-1"})),
+    ("an outcome", 2, lambda o: o.update(correct=True)),
+    ("a response's text", 3, lambda o: o["calls"][0].update(text="something else")),
+    ("the run's settings", 1, lambda o: o["config"].update(max_rounds=3)),
+]
+
+
+@pytest.mark.parametrize(("what", "line", "edit"), EDITS, ids=[e[0] for e in EDITS])
+def test_any_edited_field_is_rejected_with_its_line(
+    recorded: tuple[PlaybookStore, Path, int], what: str, line: int, edit: Any
+) -> None:
+    _, path, _ = recorded
+    bad = _tamper(path, line, edit)
+    report = replay(bad)
+    assert not report.ok and f"line {line + 1}: its content was edited" in report.problem, what
+    result = CliRunner().invoke(app, ["replay", str(bad)])
+    assert result.exit_code == 1 and "rejected" in result.output and f"line {line + 1}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("what", "transform", "problem"),
+    [
+        ("cut short (the end line dropped)", lambda ls: ls[:-1], "ends at line 5 without its closing line"),
+        ("cut short (the last step dropped too)", lambda ls: ls[:-2], "ends at line 4 without its closing line"),
+        ("garbage appended", lambda ls: [*ls, '{"type": "step", "index": 9}'], "line 7: it does not follow line 6"),
+        ("two lines swapped", lambda ls: [ls[0], ls[1], ls[3], ls[2], *ls[4:]], "line 3: it does not follow line 2"),
+        ("a step line duplicated", lambda ls: [*ls[:4], ls[3], *ls[4:]], "line 5: it does not follow line 4"),
+        ("a step line removed", lambda ls: [*ls[:3], *ls[4:]], "line 4: it does not follow line 3"),
+        ("a line that is not JSON", lambda ls: [*ls[:3], "{not json", *ls[3:]], "line 4: not valid JSON"),
+        ("empty", lambda ls: [], "empty trajectory"),
+    ],
+)
+def test_truncation_reordering_insertion_and_duplication_are_rejected(
+    recorded: tuple[PlaybookStore, Path, int], what: str, transform: Any, problem: str
+) -> None:
+    _, path, _ = recorded
+    report = replay(_lines(path, transform))
+    assert not report.ok and problem in report.problem, (what, report.problem)
 
 
 @pytest.mark.parametrize(
     ("line", "edit", "problem"),
     [
-        # line 0 is the header, line 1 the run's description, then one line per step
         (3, lambda o: o["delta"]["operations"][-1].update(content="Something else."), "does not match the recorded"),
         (2, lambda o: o.update(digest="0" * 64), "does not match the recorded digest"),
         (4, lambda o: o.update(version=9), "expected version 4"),
         (0, lambda o: o["state"]["sections"][0]["bullets"][0].update(content="changed"), "starting state"),
         (3, lambda o: o["delta"]["operations"].append({"type": "REMOVE", "id": "nope-1"}), "does not apply"),
+        (2, lambda o: o.update(index="one"), "line 3: the step's 'index' must be a int"),
+        (2, lambda o: o.update(calls=5), "line 3: the step's 'calls' must be a list"),
+        (0, lambda o: o.pop("version"), "line 1: the header's 'version' is missing"),
     ],
 )
-def test_a_tampered_trajectory_is_reported_not_accepted(
+def test_a_legacy_file_still_checks_deltas_against_digests_and_says_what_it_cannot(
     recorded: tuple[PlaybookStore, Path, int], line: int, edit: Any, problem: str
 ) -> None:
     _, path, _ = recorded
-    bad = _tamper(path, line, edit)
-    report = replay(bad)
+    assert replay(_tamper(path, 0, lambda o: None, legacy=True)).notes  # an untampered v1 file: ok, with a note
+    report = replay(_tamper(path, line, edit, legacy=True))
     assert not report.ok and problem in report.problem
-    result = CliRunner().invoke(app, ["replay", str(bad)])
-    assert result.exit_code == 1 and "rejected" in result.output
 
 
-def test_a_step_written_twice_after_a_crash_counts_once(recorded: tuple[PlaybookStore, Path, int]) -> None:
-    _, path, _ = recorded
+def test_a_run_resumed_after_a_crash_continues_the_chain_and_counts_a_repeated_step_once(
+    recorded: tuple[PlaybookStore, Path, int],
+) -> None:
+    store, path, _ = recorded
     lines = path.read_text().splitlines()
-    path.write_text("\n".join([*lines[:4], lines[3], *lines[4:]]) + '\n{"type": "step", "ind')  # + a cut line
+    # the process died while writing: no end line, and the last line cut in the middle
+    path.write_text("\n".join(lines[:-1]) + '\n{"type": "step", "ind')
+    assert "line 6: not valid JSON" in replay(path).problem
+    writer = TrajectoryWriter(path, store, "fin")  # the resumed run: the cut line is dropped, the chain goes on
+    repeated = {k: v for k, v in json.loads(lines[4]).items() if k not in ("prev", "chain")}
+    writer.line({**repeated, "calls": []})  # record_node ran again for the last step before its checkpoint
+    writer.finish()
     assert [s["index"] for s in read(path)[1]] == [0, 1, 2] and replay(path).ok
+    changed = {**repeated, "calls": [], "digest": "f" * 64}
+    writer.line(changed)
+    writer.finish()
+    assert "step 2 was recorded on line 5 with another outcome" in replay(path).problem
+
+
+def test_a_key_signs_the_chain_so_a_rechained_edit_is_still_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACE_TRAJECTORY_KEY", "s3cret")
+    store = PlaybookStore(f"sqlite:///{tmp_path / 'k.db'}")
+    store.create("fin", START_PB)
+    path = tmp_path / "keyed.jsonl"
+    export(store, "fin", path)
+    assert replay(path).ok and json.loads(path.read_text().splitlines()[0])["keyed"]
+    monkeypatch.delenv("ACE_TRAJECTORY_KEY")
+    assert "signed with a key; set ACE_TRAJECTORY_KEY" in replay(path).problem
+    # an attacker without the key re-chains an edited file with plain hashes: rejected with the key
+    objs = [json.loads(x) for x in path.read_text().splitlines()]
+    objs[0]["state"]["sections"][0]["bullets"][0]["content"] = "An edited rule here."
+    prev = "0" * 64
+    for o in objs:
+        o["prev"] = prev
+        o["chain"] = prev = chain_of(o, None)
+    path.write_text("\n".join(json.dumps(o) for o in objs) + "\n")
+    monkeypatch.setenv("ACE_TRAJECTORY_KEY", "s3cret")
+    assert "line 1: its content was edited or signed with another key" in replay(path).problem
+
+
+def test_any_content_survives_the_line_format(tmp_path: Path) -> None:
+    store = PlaybookStore(f"sqlite:///{tmp_path / 'u.db'}")
+    store.create("fin", START_PB)
+    hostile = "Split\u2028lines\u2029and a\u00a0no-break space, a \u200d joiner: keep them all."
+    store.commit("fin", Delta.parse({"operations": [{"type": "UPDATE", "id": "calc-00002", "content": hostile}]}))
+    path = tmp_path / "u.jsonl"
+    export(store, "fin", path)
+    assert "\u2028" not in path.read_text()  # written escaped
+    report = replay(path)
+    assert report.ok and report.playbook is not None
+    assert report.playbook["calc-00002"].content == hostile.replace("\u2028", "\n").replace("\u2029", "\n")
 
 
 def test_a_stored_history_exports_and_replays(tmp_path: Path) -> None:
@@ -119,7 +223,8 @@ def test_a_stored_history_exports_and_replays(tmp_path: Path) -> None:
     store = PlaybookStore(db)
     store.create("p", START_PB)
     for i in range(3):
-        store.commit("p", Delta.parse({"operations": [{"type": "ADD", "section": "s", "content": f"rule {i}"}]}))
+        add = {"type": "ADD", "section": "Rules", "content": f"Learned rule number {i}."}
+        store.commit("p", Delta.parse({"operations": [add]}))
     out = tmp_path / "p.jsonl"
     result = CliRunner().invoke(app, ["playbook", "trajectory", "p", "-o", str(out), "--db", db])
     assert result.exit_code == 0, result.output
@@ -148,21 +253,23 @@ def test_a_run_re_executed_on_its_recorded_responses_reproduces_every_version(
     assert replay(report.trajectory).ok  # the re-executed run is itself a verifiable trajectory
 
 
-def test_a_recorded_response_changed_is_caught_by_re_execution(
+def test_a_recorded_response_changed_is_caught_by_re_execution_even_in_a_legacy_file(
     recorded: tuple[PlaybookStore, Path, int], tmp_path: Path
 ) -> None:
-    """Replay alone cannot see a changed response (the deltas still match their digests); re-execution can."""
+    """Replay of a v1 file cannot see a changed response (the deltas still match their digests); re-execution
+    can. (In a v2 file the chain rejects the edit before anything runs.)"""
     store, path, _ = recorded
 
     def edit(step: dict[str, Any]) -> None:
         curator = next(c for c in step["calls"] if c["role"] == "curator")
-        ops = [{"type": "ADD", "section": "FORMULAS AND CALCULATIONS", "content": "A different lesson."}]
+        ops = [{"type": "ADD", "section": "FORMULAS AND CALCULATIONS", "content": "A different lesson here."}]
         curator["text"] = json.dumps({"reasoning": "curated", "operations": ops})
 
-    bad = _tamper(path, 3, edit)
+    bad = _tamper(path, 3, edit, legacy=True)
     assert replay(bad).ok
     report = rerun(bad, LLM(RecordedProvider(bad)), store, workdir=tmp_path / "again")
     assert [s.same_digest for s in report.steps] == [True, False, False]
+    assert "its content was edited" in replay(_tamper(path, 3, edit)).problem
 
 
 def test_a_run_re_executed_live_is_compared_step_by_step(

@@ -12,11 +12,10 @@ Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~
 
 from __future__ import annotations
 
-import typer
-
 from ace.cli import playbook, runs, textworld, tour
+from ace.cli.output import AceTyper
 
-app = typer.Typer(
+app = AceTyper(
     help="ACE: playbooks that evolve by small, versioned deltas.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

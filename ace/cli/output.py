@@ -1,40 +1,82 @@
 """The CLI's one output layer: the consoles, the handler that turns every expected failure into one line, and
-the printers the command groups share."""
+the printers the command groups share.
+
+Nothing printed here is read as markup (:mod:`ace.runs.console`): names, bullets, messages and errors come from
+users, files and models. Every command runs under :func:`errors`, installed by :class:`AceTyper`: an
+:class:`~ace.errors.AceError`, a file or database error is one line on stderr and exit status 1; anything else is a
+bug, reported in one line too, with its traceback when ``ACE_DEBUG=1``.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from ace.errors import AceError
 from ace.loop import StepRecord
 from ace.playbook.diff import PlaybookDiff
+from ace.runs.console import line, make_console, safe
 from ace.store import PlaybookStore, VersionInfo
 
 # soft_wrap: a long path or message is never broken across lines (tables still fit the terminal)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+out = make_console(soft_wrap=True)
+err = make_console(stderr=True, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: object, *, label: str = "error") -> None:
+    """One line on stderr: ``error: <message>``."""
+    err.print(line((f"{label}: ", "bold red"), str(message)))
 
 
 @contextmanager
 def errors() -> Iterator[None]:
-    """Turn every expected failure into one clear line and exit status 1."""
+    """Turn every expected failure into one clear line and exit status 1 (see the module doc)."""
     try:
         yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
     except AceError as e:
-        err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+        fail(e)
         raise typer.Exit(1) from None
-    except (OSError, UnicodeDecodeError) as e:
-        err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+    except (OSError, UnicodeError) as e:
+        fail(e)
         raise typer.Exit(1) from None
     except SQLAlchemyError as e:
-        err.print(f"[bold red]error:[/] database: {str(e).splitlines()[0]}", soft_wrap=True)
+        fail(f"database: {str(e).splitlines()[0]}")
         raise typer.Exit(1) from None
+    except Exception as e:  # a bug: say so in one line, and show where with ACE_DEBUG=1
+        if os.environ.get("ACE_DEBUG"):
+            err.print(safe(traceback.format_exc()))
+        fail(f"{type(e).__name__}: {e} (a bug in ace; set ACE_DEBUG=1 for the traceback)", label="internal error")
+        raise typer.Exit(1) from None
+
+
+class AceTyper(typer.Typer):
+    """A Typer app whose every command runs under :func:`errors`."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: F) -> F:
+            @functools.wraps(fn)
+            def guarded(*a: Any, **kw: Any) -> Any:
+                with errors():
+                    return fn(*a, **kw)
+
+            register(guarded)
+            return fn
+
+        return decorator
 
 
 def open_store(db: str | None) -> PlaybookStore:
@@ -43,11 +85,11 @@ def open_store(db: str | None) -> PlaybookStore:
 
 def print_step(r: StepRecord, *, rounds: bool = False, feedback: bool = False) -> None:
     """One line per finished loop step: outcome, task, (rounds, what the environment said), version or failure."""
-    mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[r.correct]
+    mark = {True: ("✓", "green"), False: ("✗", "red"), None: ("?", "yellow")}[r.correct]
     tail = f" · failed: {r.error[:100]}" if r.error else f" · v{r.version}" if r.committed else ""
     said = f" · rounds {r.rounds}" if rounds else ""
     said += f" · {r.feedback}" if feedback and r.feedback else ""
-    out.print(f"  {mark} {r.task_id}{said}{tail}", highlight=False)
+    out.print(line("  ", mark, f" {r.task_id}{said}{tail}"))
 
 
 def ops_summary(info: VersionInfo) -> str:
@@ -58,7 +100,7 @@ def ops_summary(info: VersionInfo) -> str:
 
 
 def print_text(text: str) -> None:
-    # Playbook text holds [ids] that Rich would read as markup: print it verbatim.
+    """Playbook text, verbatim (it is what a prompt or a file gets)."""
     typer.echo(text, nl=not text.endswith("\n"))
 
 
@@ -67,13 +109,13 @@ def print_diff(d: PlaybookDiff) -> None:
         out.print("no differences")
         return
     for b in d.added:
-        out.print(f"+ [{b.id}] ({b.section}) {b.content}", style="green", markup=False)
+        out.print(line((f"+ [{b.id}] ({b.section}) {b.content}", "green")))
     for b in d.removed:
-        out.print(f"- [{b.id}] ({b.section}) {b.content}", style="red", markup=False)
+        out.print(line((f"- [{b.id}] ({b.section}) {b.content}", "red")))
     for c in d.changed:
         parts = []
         for f in c.fields:
             before, after = getattr(c.before, f), getattr(c.after, f)
             parts.append(f"{f}: {before!r} → {after!r}" if f in ("content", "section") else f"{f} {before}→{after}")
-        out.print(f"~ [{c.after.id}] " + "; ".join(parts), style="yellow", markup=False)
+        out.print(line((f"~ [{c.after.id}] " + "; ".join(parts), "yellow")))
     out.print(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed")

@@ -6,16 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ace.cli.options import AuthorOpt, DbOpt, MessageOpt, NsOpt
-from ace.cli.output import err, errors, open_store, ops_summary, out, print_diff, print_text
+from ace.cli.output import AceTyper, err, open_store, ops_summary, out, print_diff, print_text
 from ace.errors import AceError
 from ace.playbook import Delta, render
 from ace.playbook.formats import FORMATS, dumps, loads
+from ace.runs.console import add_row, line, table
 from ace.store import DEFAULT_NAMESPACE
 
-app = typer.Typer(help="Import, inspect, change and version playbooks.", no_args_is_help=True)
+app = AceTyper(help="Import, inspect, change and version playbooks.", no_args_is_help=True)
 
 
 @app.command("import")
@@ -31,14 +31,16 @@ def import_(
     message: MessageOpt = None,
 ) -> None:
     """Import a playbook file as version 1 of a new playbook."""
-    with errors():
-        pb = loads(file.read_text(encoding="utf-8"), fmt, filename=file.name)
-        msg = message or f"import {file.name}"
-        info = open_store(db).create(name, pb, namespace=namespace, author=author, message=msg)
-        out.print(
-            f"imported [bold]{name}[/] v{info.version}: {len(pb)} bullets in {len(pb.sections)} sections "
-            f"(digest {info.digest[:12]})"
+    pb = loads(file.read_text(encoding="utf-8"), fmt, filename=file.name)
+    msg = message or f"import {file.name}"
+    info = open_store(db).create(name, pb, namespace=namespace, author=author, message=msg)
+    out.print(
+        line(
+            "imported ",
+            (name, "bold"),
+            f" v{info.version}: {len(pb)} bullets in {len(pb.sections)} sections (digest {info.digest[:12]})",
         )
+    )
 
 
 @app.command()
@@ -51,36 +53,34 @@ def show(
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Print a playbook as prompt text."""
-    with errors():
-        pb = open_store(db).load(name, version, namespace=namespace)
-        print_text(render(pb, counters=counters, budget=budget))
+    pb = open_store(db).load(name, version, namespace=namespace)
+    print_text(render(pb, counters=counters, budget=budget))
 
 
 @app.command()
 def history(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
     """List every version, oldest first."""
-    with errors():
-        table = Table("version", "parent", "kind", "ops", "bullets", "author", "message", "when (UTC)", "digest")
-        for h in open_store(db).history(name, namespace=namespace):
-            table.add_row(
-                str(h.version),
-                str(h.parent or ""),
-                h.kind,
-                ops_summary(h),
-                str(h.n_bullets),
-                h.author or "",
-                h.message or "",
-                h.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                h.digest[:12],
-            )
-        out.print(table)
+    t = table("version", "parent", "kind", "ops", "bullets", "author", "message", "when (UTC)", "digest")
+    for h in open_store(db).history(name, namespace=namespace):
+        add_row(
+            t,
+            str(h.version),
+            str(h.parent or ""),
+            h.kind,
+            ops_summary(h),
+            str(h.n_bullets),
+            h.author or "",
+            h.message or "",
+            h.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            h.digest[:12],
+        )
+    out.print(t)
 
 
 @app.command("diff")
 def diff_(name: str, v1: int, v2: int, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
     """Show bullets added, removed and changed from version V1 to V2."""
-    with errors():
-        print_diff(open_store(db).diff(name, v1, v2, namespace=namespace))
+    print_diff(open_store(db).diff(name, v1, v2, namespace=namespace))
 
 
 @app.command("apply")
@@ -96,20 +96,21 @@ def apply_(
     message: MessageOpt = None,
 ) -> None:
     """Apply a delta as a new version (all operations or none)."""
-    with errors():
-        delta = Delta.parse(delta_file.read_text(encoding="utf-8"))
-        info = open_store(db).commit(
-            name,
-            delta,
-            namespace=namespace,
-            expected_version=expected_version,
-            author=author,
-            message=message or delta.reasoning,
+    delta = Delta.parse(delta_file.read_text(encoding="utf-8"))
+    info = open_store(db).commit(
+        name,
+        delta,
+        namespace=namespace,
+        expected_version=expected_version,
+        author=author,
+        message=message or delta.reasoning,
+    )
+    out.print(
+        line(
+            (name, "bold"),
+            f" v{info.version}: {ops_summary(info)} → {info.n_bullets} bullets (digest {info.digest[:12]})",
         )
-        out.print(
-            f"[bold]{name}[/] v{info.version}: {ops_summary(info)} → {info.n_bullets} bullets "
-            f"(digest {info.digest[:12]})"
-        )
+    )
 
 
 @app.command()
@@ -122,9 +123,10 @@ def rollback(
     message: MessageOpt = None,
 ) -> None:
     """Make an old version the head again, as a new version (history is kept)."""
-    with errors():
-        info = open_store(db).rollback(name, version, namespace=namespace, author=author, message=message)
-        out.print(f"[bold]{name}[/] v{info.version}: rolled back to the state of v{version} ({info.n_bullets} bullets)")
+    info = open_store(db).rollback(name, version, namespace=namespace, author=author, message=message)
+    out.print(
+        line((name, "bold"), f" v{info.version}: rolled back to the state of v{version} ({info.n_bullets} bullets)")
+    )
 
 
 @app.command()
@@ -137,55 +139,52 @@ def export(
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Export a playbook as ACE text, JSON (lossless), Markdown or a kayba skillbook."""
-    with errors():
-        text = dumps(open_store(db).load(name, version, namespace=namespace), fmt)
-        if output:
-            output.write_text(text, encoding="utf-8")
-            err.print(f"wrote {output}")
-        else:
-            print_text(text)
+    text = dumps(open_store(db).load(name, version, namespace=namespace), fmt)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        print_text(text)
 
 
 @app.command()
 def blame(name: str, bullet_id: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
     """List the versions that touched a bullet, with their provenance."""
-    with errors():
-        entries = open_store(db).blame(name, bullet_id, namespace=namespace)
-        if not entries:
-            raise AceError(f"no version of {name!r} touched a bullet with id {bullet_id!r}")
-        table = Table("version", "op", "task", "step", "run", "role", "author", "message", "when (UTC)")
-        for e in entries:
-            s = e.source
-            table.add_row(
-                str(e.version),
-                e.op,
-                (s and s.task_id) or "",
-                str(s.step) if s and s.step is not None else "",
-                (s and s.run_id) or "",
-                (s and s.role) or "",
-                e.author or "",
-                e.message or "",
-                e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            )
-        out.print(table)
+    entries = open_store(db).blame(name, bullet_id, namespace=namespace)
+    if not entries:
+        raise AceError(f"no version of {name!r} touched a bullet with id {bullet_id!r}")
+    t = table("version", "op", "task", "step", "run", "role", "author", "message", "when (UTC)")
+    for e in entries:
+        s = e.source
+        add_row(
+            t,
+            str(e.version),
+            e.op,
+            (s and s.task_id) or "",
+            str(s.step) if s and s.step is not None else "",
+            (s and s.run_id) or "",
+            (s and s.role) or "",
+            e.author or "",
+            e.message or "",
+            e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    out.print(t)
 
 
 @app.command("list")
 def list_(db: DbOpt = None, namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None) -> None:
     """List stored playbooks."""
-    with errors():
-        table = Table("namespace", "name", "head", "created (UTC)")
-        for p in open_store(db).list(namespace):
-            table.add_row(p.namespace, p.name, str(p.head), p.created_at.strftime("%Y-%m-%d %H:%M:%S"))
-        out.print(table)
+    t = table("namespace", "name", "head", "created (UTC)")
+    for p in open_store(db).list(namespace):
+        add_row(t, p.namespace, p.name, str(p.head), p.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    out.print(t)
 
 
 @app.command()
 def verify(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
     """Rebuild every version from the log and check each against its recorded digest."""
-    with errors():
-        n = open_store(db).verify(name, namespace=namespace)
-        out.print(f"[green]ok[/]: {n} versions of {name!r} rebuild to their recorded digests")
+    n = open_store(db).verify(name, namespace=namespace)
+    out.print(line(("ok", "green"), f": {n} versions of {name!r} rebuild to their recorded digests"))
 
 
 @app.command()
@@ -199,35 +198,34 @@ def dedup(
     author: AuthorOpt = None,
 ) -> None:
     """Merge near-duplicate bullets (by embedding) into their most useful one, as a new version."""
-    with errors():
-        from ace.llm.embeddings import MiniLMEmbedder  # onnxruntime loads only for this command
-        from ace.loop.refine import EmbeddingIndex, plan_dedup
+    from ace.llm.embeddings import MiniLMEmbedder  # onnxruntime loads only for this command
+    from ace.loop.refine import EmbeddingIndex, plan_dedup
 
-        st = open_store(db)
-        head = st.head(name, namespace=namespace)
-        pb = st.load(name, head.version, namespace=namespace)
-        plan = plan_dedup(pb, EmbeddingIndex(MiniLMEmbedder()), threshold)
-        table = Table("cosine", "id", "content", "id", "content")
-        for p in plan.pairs[:show]:
-            table.add_row(f"{p.similarity:.3f}", p.a, pb[p.a].content[:60], p.b, pb[p.b].content[:60])
-        if plan.pairs:
-            out.print(table)
-        out.print(
-            f"{len(plan.pairs)} pairs at cosine >= {threshold} in {len(plan.groups)} groups; merging them takes "
-            f"{name} v{head.version} from {plan.before} to {plan.after} bullets"
-        )
-        if dry_run or not plan.groups:
-            out.print("dry run: nothing written" if dry_run else "nothing to merge")
-            return
-        info = st.commit(
-            name,
-            plan.delta,
-            namespace=namespace,
-            expected_version=head.version,
-            author=author or "ace dedup",
-            message=f"merge near-duplicates (cosine >= {threshold})",
-        )
-        out.print(f"[bold]{name}[/] v{info.version}: {ops_summary(info)} → {info.n_bullets} bullets")
+    st = open_store(db)
+    head = st.head(name, namespace=namespace)
+    pb = st.load(name, head.version, namespace=namespace)
+    plan = plan_dedup(pb, EmbeddingIndex(MiniLMEmbedder()), threshold)
+    t = table("cosine", "id", "content", "id", "content")
+    for p in plan.pairs[:show]:
+        add_row(t, f"{p.similarity:.3f}", p.a, pb[p.a].content[:60], p.b, pb[p.b].content[:60])
+    if plan.pairs:
+        out.print(t)
+    out.print(
+        f"{len(plan.pairs)} pairs at cosine >= {threshold} in {len(plan.groups)} groups; merging them takes "
+        f"{name} v{head.version} from {plan.before} to {plan.after} bullets"
+    )
+    if dry_run or not plan.groups:
+        out.print("dry run: nothing written" if dry_run else "nothing to merge")
+        return
+    info = st.commit(
+        name,
+        plan.delta,
+        namespace=namespace,
+        expected_version=head.version,
+        author=author or "ace dedup",
+        message=f"merge near-duplicates (cosine >= {threshold})",
+    )
+    out.print(line((name, "bold"), f" v{info.version}: {ops_summary(info)} → {info.n_bullets} bullets"))
 
 
 @app.command()
@@ -243,30 +241,27 @@ def check(
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Run the collapse detectors over a playbook's history and list the alerts."""
-    with errors():
-        from ace.collapse import Detectors
+    from ace.collapse import Detectors
 
-        st = open_store(db)
-        history = st.history(name, namespace=namespace, since=since)
-        detectors = Detectors(
-            probes=[p.strip() for p in probes.read_text().splitlines() if p.strip()] if probes else []
-        )
-        if embeddings:
-            from ace.llm.embeddings import MiniLMEmbedder
-            from ace.loop.refine import EmbeddingIndex
+    st = open_store(db)
+    history = st.history(name, namespace=namespace, since=since)
+    detectors = Detectors(probes=[p.strip() for p in probes.read_text().splitlines() if p.strip()] if probes else [])
+    if embeddings:
+        from ace.llm.embeddings import MiniLMEmbedder
+        from ace.loop.refine import EmbeddingIndex
 
-            detectors.similar = EmbeddingIndex(MiniLMEmbedder()).similarity
-        alerts = detectors.scan([(h.version, st.load(name, h.version, namespace=namespace)) for h in history])
-        if not alerts:
-            out.print(f"[green]ok[/]: no alerts over versions {since}..{history[-1].version} of {name!r}")
-            return
-        table = Table("versions", "detector", "severity", "message")
-        for a in alerts:
-            style = "red" if a.severity == "critical" else "yellow"
-            table.add_row(f"v{a.versions[0]} → v{a.versions[1]}", a.detector, f"[{style}]{a.severity}[/]", a.message)
-        out.print(table)
-        if strict and any(a.severity == "critical" for a in alerts):
-            raise typer.Exit(2)
+        detectors.similar = EmbeddingIndex(MiniLMEmbedder()).similarity
+    alerts = detectors.scan([(h.version, st.load(name, h.version, namespace=namespace)) for h in history])
+    if not alerts:
+        out.print(line(("ok", "green"), f": no alerts over versions {since}..{history[-1].version} of {name!r}"))
+        return
+    t = table("versions", "detector", "severity", "message")
+    for a in alerts:
+        style = "red" if a.severity == "critical" else "yellow"
+        add_row(t, f"v{a.versions[0]} → v{a.versions[1]}", a.detector, line((a.severity, style)), a.message)
+    out.print(t)
+    if strict and any(a.severity == "critical" for a in alerts):
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -278,8 +273,7 @@ def trajectory(
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Write a stored history as a trajectory file (ace-trajectory/1) that `ace replay` verifies."""
-    with errors():
-        from ace.runs.trajectory import export
+    from ace.runs.trajectory import export
 
-        n = export(open_store(db), name, output, namespace=namespace, since=since)
-        out.print(f"wrote {n} steps to {output}")
+    n = export(open_store(db), name, output, namespace=namespace, since=since)
+    out.print(f"wrote {n} steps to {output}")

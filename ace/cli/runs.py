@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from ace.cli.options import DbOpt, NsOpt
-from ace.cli.output import err, errors, open_store, out, print_step
+from ace.cli.output import AceTyper, fail, open_store, out, print_step
+from ace.runs.console import line
 from ace.store import DEFAULT_NAMESPACE
 
-app = typer.Typer()
+app = AceTyper()
 
 
 @app.command()
@@ -30,26 +31,25 @@ def demo(
     db: DbOpt = None,
 ) -> None:
     """Run the ACE loop end to end on the embedded default: local model, SQLite, no API key."""
-    with errors():
-        from ace.runs.demo import DemoOptions, run_demo
+    from ace.runs.demo import DemoOptions, run_demo
 
-        run_demo(
-            DemoOptions(
-                tasks=tasks,
-                provider=provider,
-                db=db,
-                max_rounds=rounds,
-                max_tokens=max_tokens,
-                run_id=run_id,
-                memory=memory,
-            ),
-            out,
-        )
+    run_demo(
+        DemoOptions(
+            tasks=tasks,
+            provider=provider,
+            db=db,
+            max_rounds=rounds,
+            max_tokens=max_tokens,
+            run_id=run_id,
+            memory=memory,
+        ),
+        out,
+    )
 
 
 @app.command()
 def replay(
-    file: Annotated[Path, typer.Argument(help="A trajectory (ace-trajectory/1), e.g. from ace demo or ace run.")],
+    file: Annotated[Path, typer.Argument(help="A trajectory (ace-trajectory/2 or /1), from any run.")],
     detectors: Annotated[bool, typer.Option(help="Re-run the collapse detectors on every step.")] = True,
     provider: Annotated[
         str | None,
@@ -63,24 +63,26 @@ def replay(
 ) -> None:
     """Rebuild a run's playbook history from its trajectory with no model, verifying every version hash; with
     --provider, then re-execute its tasks and compare."""
-    with errors():
-        from ace.collapse import Detectors
-        from ace.runs.trajectory import replay as replay_file
+    from ace.collapse import Detectors
+    from ace.runs.trajectory import replay as replay_file
 
-        report = replay_file(file, detectors=Detectors() if detectors else None)
-        if report.versions:
-            out.print(
-                f"{report.steps} steps, {report.calls} LLM calls recorded; versions "
-                f"v{report.versions[0]}..v{report.versions[-1]} rebuilt and verified"
-            )
-        for a in report.alerts:
-            out.print(f"  alert v{a.versions[0]} → v{a.versions[1]} {a.detector} ({a.severity}): {a.message}")
-        if not report.ok:
-            err.print(f"[bold red]rejected:[/] {report.problem}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
-        out.print("[green]ok[/]: every version hash matches")
-        if provider:
-            _rerun(file, provider, name, db)
+    report = replay_file(file, detectors=Detectors() if detectors else None)
+    if report.versions:
+        out.print(
+            f"{report.steps} steps, {report.calls} LLM calls recorded; versions "
+            f"v{report.versions[0]}..v{report.versions[-1]} rebuilt and verified"
+        )
+    for a in report.alerts:
+        out.print(f"  alert v{a.versions[0]} → v{a.versions[1]} {a.detector} ({a.severity}): {a.message}")
+    for note in report.notes:
+        out.print(line(("note", "yellow"), f": {note}"))
+    if not report.ok:
+        fail(report.problem, label="rejected")
+        raise typer.Exit(1)
+    chain = "" if report.notes else "; every line's chain verifies"
+    out.print(line(("ok", "green"), f": every version hash matches{chain}"))
+    if provider:
+        _rerun(file, provider, name, db)
 
 
 def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
@@ -99,20 +101,16 @@ def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
         out.print(
             f"  {s.task_id}: recorded {mark[s.recorded_correct]} v{s.recorded_version} · "
             f"now {mark[s.live_correct]} v{s.live_version} · {same}{tail}",
-            markup=False,
-            highlight=False,
         )
     acc = [f"{a:.0%}" if a is not None else "-" for a in (r.recorded_accuracy, r.live_accuracy)]
     out.print(
         f"{r.reproduced} of {len(r.steps)} versions reproduced; accuracy recorded {acc[0]}, now {acc[1]}; "
         f"playbook {r.playbook!r}, trajectory {r.trajectory}",
-        markup=False,
-        highlight=False,
     )
     for note in r.notes:
-        out.print(f"note: {note}", markup=False, highlight=False)
+        out.print(f"note: {note}")
     if provider == "recorded" and r.reproduced < len(r.steps):
-        err.print("[bold red]not reproduced:[/] the recorded responses no longer give the recorded versions")
+        fail("the recorded responses no longer give the recorded versions", label="not reproduced")
         raise typer.Exit(1)
 
 
@@ -129,31 +127,28 @@ def learn(
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Learn a playbook offline from logs you already have: reflect on each logged episode and curate a delta."""
-    with errors():
-        from ace.llm import LLM, Sampling
-        from ace.runs.factory import RunFiles
-        from ace.runs.from_logs import learn as learn_logs
-        from ace.runs.from_logs import load_logs
-        from ace.runs.workspace import runs_dir
+    from ace.llm import LLM, Sampling
+    from ace.runs.factory import RunFiles
+    from ace.runs.from_logs import learn as learn_logs
+    from ace.runs.from_logs import load_logs
+    from ace.runs.workspace import runs_dir
 
-        tasks = load_logs(logs, limit=limit)  # a malformed log is reported before any model is loaded
-        name = playbook or logs.stem
-        rid = run_id or f"learn-{name}-{logs.stem}-{len(tasks)}"  # the same file into the same playbook resumes
-        store = open_store(db)
-        llm = LLM(provider, sampling=Sampling(max_tokens=max_tokens))
-        out.rule(f"learning {name!r} from {len(tasks)} logged episodes · run {rid} · provider {provider}")
+    tasks = load_logs(logs, limit=limit)  # a malformed log is reported before any model is loaded
+    name = playbook or logs.stem
+    rid = run_id or f"learn-{name}-{logs.stem}-{len(tasks)}"  # the same file into the same playbook resumes
+    store = open_store(db)
+    llm = LLM(provider, sampling=Sampling(max_tokens=max_tokens))
+    out.rule(f"learning {name!r} from {len(tasks)} logged episodes · run {rid} · provider {provider}")
 
-        result = learn_logs(
-            tasks, llm, store, name, run_id=rid, workdir=runs_dir(), namespace=namespace, batch_size=batch_size,
-            on_step=print_step,
-        )  # fmt: skip
-        head = store.head(name, namespace=namespace)
-        out.print(
-            f"{name} is at v{head.version} ({head.n_bullets} bullets); {len(result.failed)} of {len(tasks)} steps "
-            f"failed; trajectory {RunFiles(runs_dir(), rid).trajectory}",
-            markup=False,
-            highlight=False,
-        )
+    result = learn_logs(
+        tasks, llm, store, name, run_id=rid, workdir=runs_dir(), namespace=namespace, batch_size=batch_size,
+        on_step=print_step,
+    )  # fmt: skip
+    head = store.head(name, namespace=namespace)
+    out.print(
+        f"{name} is at v{head.version} ({head.n_bullets} bullets); {len(result.failed)} of {len(tasks)} steps "
+        f"failed; trajectory {RunFiles(runs_dir(), rid).trajectory}",
+    )
 
 
 @app.command()
@@ -162,11 +157,10 @@ def report(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write (default: beside RUN).")] = None,
 ) -> None:
     """Write the plots (PNG) and a Markdown report for a collapse-benchmark run."""
-    with errors():
-        from ace.runs.report import write_report
+    from ace.runs.report import write_report
 
-        where = write_report(run, out_dir)
-        out.print(f"wrote {where / 'report.md'}, {where / 'retention.png'}, {where / 'context_size.png'}")
+    where = write_report(run, out_dir)
+    out.print(f"wrote {where / 'report.md'}, {where / 'retention.png'}, {where / 'context_size.png'}")
 
 
 @app.command("run")
@@ -178,8 +172,7 @@ def run_(
     limit: Annotated[int | None, typer.Option(help="Cap every split at N tasks (a quick try).")] = None,
 ) -> None:
     """Run a config's protocols (base / icl / offline / online) and print the results table."""
-    with errors():
-        from ace.runs.experiments import RunConfig, run_config
+    from ace.runs.experiments import RunConfig, run_config
 
-        cfg = RunConfig.load(config).overridden(provider=provider, db=db, limit=limit)
-        run_config(cfg, out, run_id=run_id, on_step=lambda r: print_step(r, rounds=True))
+    cfg = RunConfig.load(config).overridden(provider=provider, db=db, limit=limit)
+    run_config(cfg, out, run_id=run_id, on_step=lambda r: print_step(r, rounds=True))

@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from ace.cli.options import DbOpt, NsOpt
-from ace.cli.output import errors, open_store, out, print_step
+from ace.cli.output import AceTyper, open_store, out, print_step
 from ace.runs.factory import RunFiles
 from ace.runs.workspace import data_dir, runs_dir
 from ace.store import DEFAULT_NAMESPACE
 
-app = typer.Typer(
+app = AceTyper(
     help="TextWorld cooking games (the textworld extra): generate, play with the ACE loop, export logs.",
     no_args_is_help=True,
 )
@@ -53,13 +53,12 @@ def tw_make(
     games_dir: GamesDirOpt = None,
 ) -> None:
     """Generate tw-cooking games with fixed seeds (reused when already there)."""
-    with errors():
-        from ace.envs.textworld import Game
+    from ace.envs.textworld import Game
 
-        for path in _games(seeds, recipe, take, go, games_dir):
-            with Game(path) as g:
-                g.reset()
-                out.print(f"{path}  ({len(g.walkthrough)}-step walkthrough, {g.max_score} points)", markup=False)
+    for path in _games(seeds, recipe, take, go, games_dir):
+        with Game(path) as g:
+            g.reset()
+            out.print(f"{path}  ({len(g.walkthrough)}-step walkthrough, {g.max_score} points)")
 
 
 @app.command("play")
@@ -80,31 +79,28 @@ def tw_play(
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Play games with the ACE loop as the agent, learning from each game before the next."""
-    with errors():
-        import time
+    import time
 
-        from ace.envs.textworld import play_series
-        from ace.llm import LLM, Sampling
+    from ace.envs.textworld import play_series
+    from ace.llm import LLM, Sampling
 
-        games = _games(seeds, recipe, take, go, games_dir)
-        rid = run_id or time.strftime("textworld-%Y%m%d-%H%M%S")
-        store = open_store(db)
-        llm = LLM(provider, sampling=Sampling(max_tokens=256))
-        out.rule(f"{len(games)} games · run {rid} · provider {provider} · {'learning' if learn else 'fixed playbook'}")
+    games = _games(seeds, recipe, take, go, games_dir)
+    rid = run_id or time.strftime("textworld-%Y%m%d-%H%M%S")
+    store = open_store(db)
+    llm = LLM(provider, sampling=Sampling(max_tokens=256))
+    out.rule(f"{len(games)} games · run {rid} · provider {provider} · {'learning' if learn else 'fixed playbook'}")
 
-        res = play_series(
-            games, llm, store, playbook, run_id=rid, workdir=runs_dir(), namespace=namespace, max_moves=max_moves,
-            learn=learn, on_step=lambda r: print_step(r, feedback=True),
-        )  # fmt: skip
-        scores = [g.score for g in res.games if g.score is not None]
-        mean = sum(scores) / len(scores) if scores else 0.0
-        out.print(
-            f"won {res.won} of {len(res.games)} games; mean score {mean:.0%}; {playbook} at "
-            f"v{store.head(playbook, namespace=namespace).version}; {llm.ledger.usage.total_tokens} tokens; "
-            f"trajectory {RunFiles(runs_dir(), rid).trajectory}",
-            markup=False,
-            highlight=False,
-        )
+    res = play_series(
+        games, llm, store, playbook, run_id=rid, workdir=runs_dir(), namespace=namespace, max_moves=max_moves,
+        learn=learn, on_step=lambda r: print_step(r, feedback=True),
+    )  # fmt: skip
+    scores = [g.score for g in res.games if g.score is not None]
+    mean = sum(scores) / len(scores) if scores else 0.0
+    out.print(
+        f"won {res.won} of {len(res.games)} games; mean score {mean:.0%}; {playbook} at "
+        f"v{store.head(playbook, namespace=namespace).version}; {llm.ledger.usage.total_tokens} tokens; "
+        f"trajectory {RunFiles(runs_dir(), rid).trajectory}",
+    )
 
 
 @app.command("export")
@@ -119,9 +115,8 @@ def tw_export(
     gold_only: Annotated[bool, typer.Option("--gold-only", help="Only the walkthroughs.")] = False,
 ) -> None:
     """Export the games' gold walkthroughs and perturbed failing runs as chat logs (for ace learn)."""
-    with errors():
-        from ace.envs.textworld import export_logs
+    from ace.envs.textworld import export_logs
 
-        games = _games(seeds, recipe, take, go, games_dir)
-        counts = export_logs(games, output, perturbed=0 if gold_only else perturbed)
-        out.print(f"wrote {output}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())), markup=False)
+    games = _games(seeds, recipe, take, go, games_dir)
+    counts = export_logs(games, output, perturbed=0 if gold_only else perturbed)
+    out.print(f"wrote {output}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())))

@@ -3,10 +3,14 @@
 A cassette is a JSONL file, one line per call::
 
     {"hash": "<sha256 of the normalized request>", "request": {...}, "response": {"text": ..., "usage": {...},
-     "model": ..., "finish_reason": ...}, "provider": "local"}
+     "model": ..., "finish_reason": ...}, "provider": "local", "check": "<sha256 of hash and response>"}
 
 The hash covers the messages, sampling options and output schema (JSON with sorted keys), so the same request
-replays the same response. Identical requests made several times replay their recorded responses in order.
+replays the same response. Every entry is validated when the cassette is loaded: its ``hash`` must be the hash of
+its ``request``, and its ``check`` the hash of that and its ``response``, so an edited request or response is an
+error naming the line, never replayed. (Entries written before ``check`` existed load with
+:attr:`Cassette.unchecked` counting them: their responses cannot be verified.) Identical requests made several
+times replay their recorded responses in order.
 Modes: ``record`` (call the wrapped provider and append), ``replay`` (strict: a request not on the cassette raises
 :class:`CassetteMiss` naming the call), ``auto`` (replay what is there, record what is not).
 """
@@ -22,13 +26,23 @@ from typing import Any, Literal
 
 from ace.llm.provider import Provider
 from ace.llm.types import CassetteMiss, Completion, LLMError, Request, Usage
+from ace.playbook.jsonio import JSONLimitError, json_line, load_json, split_lines
 
 Mode = Literal["record", "replay", "auto"]
 
 
-def request_hash(request: Request) -> str:
-    canon = json.dumps(request.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _digest(obj: Any) -> str:
+    canon = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def request_hash(request: Request) -> str:
+    return _digest(request.to_dict())
+
+
+def entry_check(hash_: str, response: dict[str, Any]) -> str:
+    """What binds a recorded response to its request: the hash of both."""
+    return _digest({"hash": hash_, "response": response})
 
 
 def _describe(request: Request) -> str:
@@ -50,6 +64,7 @@ class Cassette:
         self.model = provider.model if provider else "replay"
         self._lock = threading.Lock()
         self._tape: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        self.unchecked = 0  # entries without a check (older cassettes): their responses cannot be verified
         if mode != "record" and self.path.exists():
             self._load()
         elif mode == "replay":
@@ -59,14 +74,34 @@ class Cassette:
             self.path.write_text("")
 
     def _load(self) -> None:
-        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                self._tape[entry["hash"]].append(entry["response"])
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise LLMError(f"cassette {self.path}, line {n}: not a recorded call ({e})") from None
+        for n, line in enumerate(split_lines(self.path.read_text(encoding="utf-8")), start=1):
+            if line.strip():
+                try:
+                    hash_, response = self._entry(load_json(line, what="the entry"))
+                except (JSONLimitError, KeyError, TypeError, ValueError) as e:
+                    raise LLMError(f"cassette {self.path}, line {n}: not a valid recorded call ({e})") from None
+                self._tape[hash_].append(response)
+
+    def _entry(self, entry: Any) -> tuple[str, dict[str, Any]]:
+        """``(hash, response)`` of a cassette line, validated (raises ValueError saying what is wrong)."""
+        if not isinstance(entry, dict):
+            raise ValueError("expected an object")
+        hash_, request, response = entry["hash"], entry["request"], entry["response"]
+        if not isinstance(response, dict) or not isinstance(response.get("text"), str):
+            raise ValueError("its response has no text")
+        usage = response.get("usage")
+        if not isinstance(usage, dict) or not all(
+            isinstance(usage.get(k), int) and not isinstance(usage.get(k), bool)
+            for k in ("input_tokens", "output_tokens")
+        ):
+            raise ValueError("its response has no usage (input_tokens and output_tokens)")
+        if _digest(request) != hash_:
+            raise ValueError("its hash is not the hash of its request (the request was edited)")
+        if "check" not in entry:
+            self.unchecked += 1
+        elif entry["check"] != entry_check(hash_, response):
+            raise ValueError("its check does not match its response (the response was edited)")
+        return hash_, response
 
     def _replayed(self, request: Request) -> Completion | None:
         with self._lock:
@@ -77,25 +112,28 @@ class Cassette:
         u = r["usage"]
         return Completion(
             r["text"],
-            Usage(u["input_tokens"], u["output_tokens"], u.get("cached_tokens", 0)),
-            r["model"],
+            Usage(u["input_tokens"], u["output_tokens"], u.get("cached_tokens") or 0),
+            str(r.get("model") or "replay"),
             r.get("finish_reason"),
         )
 
     def _append(self, request: Request, completion: Completion) -> None:
+        hash_ = request_hash(request)
+        response = {
+            "text": completion.text,
+            "usage": completion.usage.to_dict(),
+            "model": completion.model,
+            "finish_reason": completion.finish_reason,
+        }
         entry = {
-            "hash": request_hash(request),
+            "hash": hash_,
             "provider": self.provider.name if self.provider else None,
             "request": request.to_dict(),
-            "response": {
-                "text": completion.text,
-                "usage": completion.usage.to_dict(),
-                "model": completion.model,
-                "finish_reason": completion.finish_reason,
-            },
+            "response": response,
+            "check": entry_check(hash_, response),
         }
         with self._lock, self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            f.write(json_line(entry) + "\n")
 
     def _miss(self, request: Request) -> CassetteMiss:
         return CassetteMiss(

@@ -67,6 +67,7 @@ class LoopContext:
             refiner=refiner,
             memory=self.memory is not None,
             guard=self.guard is not None,
+            policy=self.store.policy.to_dict(),
         )
 
     def task(self, state: LoopState) -> Task:

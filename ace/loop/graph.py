@@ -139,6 +139,8 @@ def run(ctx: LoopContext, checkpoints: str | Path) -> RunResult:
             kept = {k: v for k, v in saved.values.items() if k != "results"}
             start = cast(LoopState, kept or {"index": 0, "round": 0})
             final = graph.invoke(start, config, durability="sync")
+        if ctx.trajectory is not None:
+            ctx.trajectory.finish()
         return RunResult(ctx.run_id, list(final.get("results", [])), resumed)
     finally:
         conn.close()

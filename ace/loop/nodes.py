@@ -142,6 +142,9 @@ def commit_node(state: LoopState, ctx: LoopContext) -> LoopState:
         merged = merge_deltas(ctx.playbook_at(base), [c.delta for c in pending], policy=ctx.store.policy)
         delta = merged.delta.model_copy(update={"source": Source(run_id=ctx.run_id, step=index + 1, role="batch")})
         dropped = merged.rejected
+    if not delta.operations:  # every delta of the batch was dropped: nothing to commit
+        update["error"] = _also(state, "batch: " + "; ".join(f"delta {i + 1} dropped ({why})" for i, why in dropped))
+        return update
     try:
         _commit(ctx, delta, base, key=f"{ctx.run_id}:{index - index % size}")
     except (DeltaError, _Vetoed, StaleVersionError) as e:  # the head moved under us and the delta no longer fits

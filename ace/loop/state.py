@@ -108,6 +108,8 @@ class RunDescription(BaseModel):
     refiner: dict[str, Any] | None = None
     memory: bool = False
     guard: bool = False
+    # the ApplyPolicy deltas were held to (None in files written before it was recorded: no quality gate then)
+    policy: dict[str, Any] | None = None
 
 
 class StepSink(Protocol):
@@ -117,6 +119,8 @@ class StepSink(Protocol):
     def start(self, run: RunDescription, llm: LLM) -> None: ...
 
     def step(self, record: StepRecord, task: Task) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class LoopState(TypedDict, total=False):

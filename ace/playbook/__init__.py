@@ -3,6 +3,7 @@
 from ace.errors import AceError
 from ace.playbook.delta import (
     DEFAULT_POLICY,
+    REPLAY_POLICY,
     AddOp,
     Applied,
     ApplyPolicy,
@@ -19,10 +20,12 @@ from ace.playbook.delta import (
 from ace.playbook.errors import DeltaError, PlaybookFormatError
 from ace.playbook.formats import dumps, loads, parse_ace, to_ace
 from ace.playbook.model import Bullet, Playbook, Section, Source
+from ace.playbook.quality import QualityRules, injection
 from ace.playbook.render import approx_tokens, rank, render
 
 __all__ = [
     "DEFAULT_POLICY",
+    "REPLAY_POLICY",
     "AceError",
     "AddOp",
     "Applied",
@@ -35,6 +38,7 @@ __all__ = [
     "Operation",
     "Playbook",
     "PlaybookFormatError",
+    "QualityRules",
     "RemoveOp",
     "Section",
     "Source",
@@ -43,6 +47,7 @@ __all__ = [
     "apply",
     "approx_tokens",
     "dumps",
+    "injection",
     "loads",
     "merge_deltas",
     "parse_ace",

@@ -17,16 +17,17 @@ surviving id), which is what a store logs so that replaying the log is exact. If
 
 from __future__ import annotations
 
-import json
-import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ace.playbook.errors import DeltaError
+from ace.playbook.jsonio import MAX_DEPTH, JSONLimitError, depth, load_json
 from ace.playbook.model import CONTENT_MOD, ID_RE, Bullet, Playbook, Section, Source, derive_slug, numeric_suffix
+from ace.playbook.quality import QualityRules, content_problem, section_problem
+from ace.playbook.text import IMPORT_MAX_CHARS, clean_text
 
 Tag = Literal["helpful", "harmful", "neutral"]
 
@@ -103,11 +104,12 @@ class Delta(BaseModel):
     @classmethod
     def parse(cls, data: str | bytes | dict[str, Any]) -> Delta:
         """Validate curator output (JSON text or a dict); raises :class:`DeltaError` naming the bad operation."""
-        if isinstance(data, (str, bytes)):
-            try:
-                data = json.loads(data)
-            except json.JSONDecodeError as e:
-                raise DeltaError(f"not valid JSON ({e})") from None
+        try:
+            data = load_json(data, what="the delta") if isinstance(data, (str, bytes)) else data
+            if depth(data) > MAX_DEPTH:
+                raise JSONLimitError(f"the delta is nested deeper than {MAX_DEPTH} levels")
+        except JSONLimitError as e:
+            raise DeltaError(str(e)) from None
         if not isinstance(data, dict):
             raise DeltaError(f"expected a JSON object with an 'operations' list, got {type(data).__name__}")
         try:
@@ -149,15 +151,30 @@ def _delta_error_from(e: ValidationError) -> DeltaError:
 
 @dataclass(frozen=True, slots=True)
 class ApplyPolicy:
-    """Limits ``apply`` enforces. ``new_sections``: what an ADD to an unknown section does ("create" or "reject")."""
+    """Limits ``apply`` enforces. ``new_sections``: what an ADD to an unknown section does ("create" or "reject").
+    ``quality``: the rules a delta's text must meet (:mod:`ace.playbook.quality`); None switches them off."""
 
     max_content_chars: int = 4000
     max_section_chars: int = 200
     max_bullets: int | None = None
     new_sections: Literal["create", "reject"] = "create"
+    quality: QualityRules | None = field(default_factory=QualityRules)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f: getattr(self, f) for f in ("max_content_chars", "max_section_chars", "max_bullets", "new_sections")}
+        d["quality"] = None if self.quality is None else asdict(self.quality)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ApplyPolicy:
+        quality = d.get("quality")
+        return cls(**{**d, "quality": None if quality is None else QualityRules(**quality)})
 
 
 DEFAULT_POLICY = ApplyPolicy()
+# What a log of deltas that were validated when committed is replayed with: limits may have tightened since, and a
+# replay must not re-judge history.
+REPLAY_POLICY = ApplyPolicy(max_content_chars=IMPORT_MAX_CHARS, max_section_chars=IMPORT_MAX_CHARS, quality=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,26 +183,6 @@ class Applied:
 
     playbook: Playbook
     delta: Delta
-
-
-def clean_text(text: str, *, limit: int, what: str = "content", single_line: bool = False) -> str:
-    """Normalize and check text that goes into a playbook; raises ValueError saying what is wrong."""
-    if not isinstance(text, str):
-        raise ValueError(f"{what} must be a string")
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
-    if not text:
-        raise ValueError(f"{what} is empty")
-    if len(text) > limit:
-        raise ValueError(f"{what} is {len(text)} characters, over the limit of {limit}")
-    for ch in text:
-        # Control characters (NUL, escapes, bidi overrides) corrupt prompts and terminals; \n and \t are fine.
-        if ch in "\n\t":
-            if single_line and ch == "\n":
-                raise ValueError(f"{what} must be a single line")
-            continue
-        if unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d":
-            raise ValueError(f"{what} contains the control character U+{ord(ch):04X}")
-    return text
 
 
 class _Draft:
@@ -275,7 +272,7 @@ def _apply_op(d: _Draft, op: Any, step: int | None, src: tuple[Source, ...], pol
         return _add(d, op, step, src, policy)
     if isinstance(op, UpdateOp):
         b = d.require(op.id)
-        content = clean_text(op.content, limit=policy.max_content_chars)
+        content = _judged(clean_text(op.content, limit=policy.max_content_chars), policy)
         d.put(replace(b, content=content, updated_step=_later(b.updated_step, step), sources=b.sources + src))
         return op
     if isinstance(op, RemoveOp):
@@ -296,6 +293,8 @@ def _add(d: _Draft, op: AddOp, step: int | None, src: tuple[Source, ...], policy
         if policy.new_sections == "reject":
             known = ", ".join(repr(s) for s in d.sections) or "none"
             raise ValueError(f"unknown section {name!r} (policy rejects new sections; known: {known})")
+        if policy.quality is not None and (why := section_problem(name, policy.quality)):
+            raise ValueError(why)
         d.sections[name] = Section(name, derive_slug(name, {s.slug for s in d.sections.values()}))
     sec = d.sections[name]
     if op.id is None:
@@ -311,6 +310,7 @@ def _add(d: _Draft, op: AddOp, step: int | None, src: tuple[Source, ...], policy
         if new_id in d.bullets:
             raise ValueError(f"bullet id {new_id!r} already exists")
         d.next_id = max(d.next_id, (numeric_suffix(new_id) or 0) + 1)
+    _judged(content, policy)
     d.put(Bullet(new_id, name, content, created_step=step, updated_step=step, sources=src))
     d.order(name).append(new_id)
     return op.model_copy(update={"id": new_id, "section": name})
@@ -323,7 +323,7 @@ def _merge(d: _Draft, op: MergeOp, step: int | None, src: tuple[Source, ...], po
     survivor_id = op.id or op.ids[0]
     if survivor_id not in op.ids:
         raise ValueError(f"surviving id {survivor_id!r} is not among the merged ids")
-    content = clean_text(op.content, limit=policy.max_content_chars)
+    content = _judged(clean_text(op.content, limit=policy.max_content_chars), policy)
     survivor = d.bullets[survivor_id]
     sources: list[Source] = []
     merged_from: list[str] = list(survivor.merged_from)
@@ -348,6 +348,13 @@ def _merge(d: _Draft, op: MergeOp, step: int | None, src: tuple[Source, ...], po
             d.remove(b.id)
     d.put(merged)
     return op.model_copy(update={"id": survivor_id})
+
+
+def _judged(content: str, policy: ApplyPolicy) -> str:
+    """``content`` if the policy's quality rules let it in (checked after the operation's own errors)."""
+    if policy.quality is not None and (why := content_problem(content, policy.quality)):
+        raise ValueError(why)
+    return content
 
 
 def _later(current: int | None, step: int | None) -> int | None:

@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ace.playbook.delta import clean_text
 from ace.playbook.errors import PlaybookFormatError
+from ace.playbook.jsonio import JSONLimitError, load_json
 from ace.playbook.model import ID_RE, Bullet, Playbook
 from ace.playbook.render import render
+from ace.playbook.text import IMPORT_MAX_CHARS, clean_text
 
 # Imports are trusted more than curator output (no LLM wrote them) but still bounded.
-IMPORT_MAX_CHARS = 100_000
+
 DEFAULT_SECTION = "GENERAL"
 
 _ACE_BULLET = re.compile(r"\[([^\]\s]+)\] (?:helpful=(\d+) harmful=(\d+) :: )?(.*)")
@@ -141,15 +142,15 @@ def _malformed(fmt: str, what: str) -> Iterator[None]:
         yield
     except PlaybookFormatError:
         raise
-    except json.JSONDecodeError as e:
-        raise PlaybookFormatError(f"not valid JSON ({e})", fmt=fmt) from None
+    except JSONLimitError as e:
+        raise PlaybookFormatError(str(e), fmt=fmt) from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise PlaybookFormatError(f"malformed {what} ({type(e).__name__}: {e})", fmt=fmt) from None
 
 
 def parse_json(text: str) -> Playbook:
     with _malformed("json", "playbook JSON"):
-        data = json.loads(text)
+        data = load_json(text, what="the playbook JSON")
         if data.get("format") != "ace.playbook/v1":
             raise PlaybookFormatError(f"unknown format {data.get('format')!r}; expected 'ace.playbook/v1'", fmt="json")
         sections = []
@@ -173,7 +174,7 @@ def _skill_content(issue: str, insight: str | None) -> str:
 
 def parse_skillbook(text: str) -> Playbook:
     with _malformed("skillbook", "skillbook"):
-        data = json.loads(text)
+        data = load_json(text, what="the skillbook")
         if str(data.get("schema_version")) != "2":
             raise PlaybookFormatError("expected a kayba skillbook with schema_version 2", fmt="skillbook")
         skills = data["skills"]
@@ -262,7 +263,12 @@ def loads(text: str, fmt: str | None = None, *, filename: str | None = None) -> 
     fmt = fmt or guess_format(text, filename)
     if fmt not in FORMATS:
         raise PlaybookFormatError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return FORMATS[fmt][1](text)
+    if not text.strip():
+        raise PlaybookFormatError("the text is empty: there is no playbook to import", fmt=fmt)
+    pb = FORMATS[fmt][1](text)
+    if not pb.sections and fmt in ("ace", "md"):
+        raise PlaybookFormatError("no '## SECTION' header and no '[id] content' bullet: not a playbook", fmt=fmt)
+    return pb
 
 
 def guess_format(text: str, filename: str | None = None) -> str:

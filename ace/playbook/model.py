@@ -16,10 +16,12 @@ from types import MappingProxyType
 from typing import Any
 
 from ace.playbook.errors import PlaybookFormatError
+from ace.playbook.text import IMPORT_MAX_CHARS, SECTION_MAX_CHARS, check_stored_text
 
 # Ids look like the paper's (`shr-00001`) but any short token of these characters is accepted on import.
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _NUMERIC_SUFFIX = re.compile(r"-(\d+)$")
+_SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 # Slugs of the sections used by the paper's released playbooks; other sections get one derived from their name.
 KNOWN_SLUGS: Mapping[str, str] = MappingProxyType(
@@ -63,12 +65,13 @@ class Source:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Source:
+        """Strictly typed: strings are strings and the step an integer (raises ValueError naming the field)."""
         return cls(
-            task_id=data.get("task_id"),
-            step=data.get("step"),
-            run_id=data.get("run_id"),
-            role=data.get("role"),
-            note=data.get("note"),
+            task_id=_typed(data, "task_id", str),
+            step=_typed(data, "step", int),
+            run_id=_typed(data, "run_id", str),
+            role=_typed(data, "role", str),
+            note=_typed(data, "note", str),
         )
 
 
@@ -122,18 +125,23 @@ class Bullet:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Bullet:
+        """Strictly typed (counters are non-negative integers, not ``"7"``); raises ValueError naming the field."""
+        sources = _typed(d, "sources", list) or []
+        merged = _typed(d, "merged_from", list) or []
+        if not all(isinstance(s, Mapping) for s in sources) or not all(isinstance(i, str) for i in merged):
+            raise ValueError(f"bullet {d.get('id')!r}: 'sources' must be objects and 'merged_from' ids")
         return cls(
-            id=d["id"],
-            section=d["section"],
-            content=d["content"],
-            helpful=d.get("helpful", 0),
-            harmful=d.get("harmful", 0),
-            neutral=d.get("neutral", 0),
-            created_step=d.get("created_step"),
-            updated_step=d.get("updated_step"),
-            sources=tuple(Source.from_dict(s) for s in d.get("sources", ())),
-            merged_from=tuple(d.get("merged_from", ())),
-            extra=d.get("extra") or {},
+            id=_required(d, "id", str),
+            section=_required(d, "section", str),
+            content=_required(d, "content", str),
+            helpful=_count(d, "helpful"),
+            harmful=_count(d, "harmful"),
+            neutral=_count(d, "neutral"),
+            created_step=_typed(d, "created_step", int),
+            updated_step=_typed(d, "updated_step", int),
+            sources=tuple(Source.from_dict(s) for s in sources),
+            merged_from=tuple(merged),
+            extra=_typed(d, "extra", Mapping) or {},
         )
 
     def digest(self) -> bytes:
@@ -215,6 +223,14 @@ class Playbook:
             slug = entry[2] if len(entry) > 2 else None
             if name in secs:
                 raise PlaybookFormatError(f"section {name!r} appears twice")
+            try:  # the rules a delta's ADD follows, so an import cannot bring in what a delta could not
+                check_stored_text(name, limit=SECTION_MAX_CHARS, what="section name", single_line=True)
+                for b in items:
+                    check_stored_text(b.content, limit=IMPORT_MAX_CHARS, what=f"bullet {b.id}")
+            except ValueError as e:
+                raise PlaybookFormatError(str(e)) from None
+            if slug is not None and not _SLUG_RE.fullmatch(slug):
+                raise PlaybookFormatError(f"section {name!r}: invalid slug {slug!r}")
             ids = []
             for b in items:
                 if not ID_RE.fullmatch(b.id):
@@ -370,3 +386,26 @@ def _dominant_prefix(ids: list[str], taken: set[str]) -> str | None:
         return None
     best = max(counts, key=lambda p: (counts[p], p))
     return None if best in taken else best
+
+
+def _typed(d: Mapping[str, Any], key: str, kind: type) -> Any:
+    """``d[key]`` if it is of ``kind`` (an int is not a bool) or absent/None; else ValueError naming it."""
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"field {key!r} must be {kind.__name__}, not {type(value).__name__} ({value!r:.40})")
+    return value
+
+
+def _required(d: Mapping[str, Any], key: str, kind: type) -> Any:
+    if d.get(key) is None:
+        raise ValueError(f"field {key!r} is missing")
+    return _typed(d, key, kind)
+
+
+def _count(d: Mapping[str, Any], key: str) -> int:
+    value = _typed(d, key, int) or 0
+    if value < 0:
+        raise ValueError(f"field {key!r} must not be negative, got {value}")
+    return int(value)

@@ -1,8 +1,13 @@
-"""Text comparisons shared by grow-and-refine and the collapse detectors (pure)."""
+"""Text rules and comparisons (pure): what text may enter a playbook (:func:`clean_text`), and the word and
+number tokens grow-and-refine and the collapse detectors compare."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+
+IMPORT_MAX_CHARS = 100_000  # a bullet's content on import (what a delta may add is ApplyPolicy.max_content_chars)
+SECTION_MAX_CHARS = 200  # a section name, on import as in a delta (ApplyPolicy.max_section_chars)
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,:/-][a-z0-9]+)*")
 
@@ -16,3 +21,35 @@ def specifics(text: str) -> frozenset[str]:
     """The tokens that carry a number or a code: two bullets that differ in these state different facts, however
     similar the rest of their wording (and their embeddings) is."""
     return frozenset(w for w in words(text) if any(c.isdigit() for c in w))
+
+
+def clean_text(text: str, *, limit: int, what: str = "content", single_line: bool = False) -> str:
+    """Normalize and check text that goes into a playbook; raises ValueError saying what is wrong."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} must be a string")
+    # line endings (and the Unicode line and paragraph separators, which split lines in some readers) become \n
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n").strip()
+    if not text:
+        raise ValueError(f"{what} is empty")
+    if len(text) > limit:
+        raise ValueError(f"{what} is {len(text)} characters, over the limit of {limit}")
+    for ch in text:
+        # Control characters (NUL, escapes, bidi overrides) corrupt prompts and terminals; \n and \t are fine.
+        if ch in "\n\t":
+            if single_line and ch == "\n":
+                raise ValueError(f"{what} must be a single line")
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d":
+            raise ValueError(f"{what} contains the control character U+{ord(ch):04X}")
+    return text
+
+
+def check_stored_text(text: object, *, limit: int, what: str, single_line: bool = False) -> str:
+    """``text`` if it already is what :func:`clean_text` makes of it (imports keep text byte for byte, so they
+    check rather than normalize); raises ValueError saying what is wrong."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} must be a string, not {type(text).__name__}")
+    cleaned = clean_text(text, limit=limit, what=what, single_line=single_line)
+    if cleaned != text:
+        raise ValueError(f"{what} {text[:40]!r} has surrounding whitespace or stray line separators")
+    return text

@@ -9,7 +9,6 @@ reflections, deltas, versions, provenance, replay), not learning.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ace.llm.cassette import Cassette
 from ace.loop import LoopConfig, RunResult, StepRecord
 from ace.playbook import Delta
 from ace.playbook.formats import loads
+from ace.runs.console import add_row, line
 from ace.runs.factory import RunFiles, RunSetup, start
 from ace.runs.workspace import bundled, data_dir, runs_dir
 from ace.store import PlaybookStore, default_url
@@ -73,26 +73,21 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
     tape = files.calls
     llm = LLM(Cassette(tape, get_provider(opts.provider), mode="auto"), sampling=Sampling(max_tokens=opts.max_tokens))
 
-    console.rule(f"ACE demo · run {run_id} · {len(tasks)} tasks · provider {opts.provider}")
+    console.rule(line(f"ACE demo · run {run_id} · {len(tasks)} tasks · provider {opts.provider}"))
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     )
     bar = progress.add_task("tasks", total=len(tasks))
 
     def on_step(record: StepRecord) -> None:
-        mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]?[/]"}[record.correct]
-        console.print(f"{mark} task {record.index + 1} ({record.task_id}) · rounds {record.rounds}", highlight=False)
+        mark = {True: ("✓", "green"), False: ("✗", "red"), None: ("?", "yellow")}[record.correct]
+        console.print(line(mark, f" task {record.index + 1} ({record.task_id}) · rounds {record.rounds}"))
         if record.error:
-            console.print(
-                f"    step failed, playbook untouched: {record.error[:160]}",
-                style="red",
-                markup=False,
-                highlight=False,
-            )
+            console.print(line((f"    step failed, playbook untouched: {record.error[:160]}", "red")))
         elif record.delta:
-            console.print(f"    v{record.version}:", style="cyan", highlight=False)
-            for line in describe(record.delta):
-                console.print(f"      {line}", markup=False, highlight=False)
+            console.print(line((f"    v{record.version}:", "cyan")))
+            for change in describe(record.delta):
+                console.print(line(f"      {change}"))
         progress.advance(bar)
 
     memory = None
@@ -100,7 +95,9 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
         from ace.memory import Memory
 
         memory = Memory.local(store, data_dir() / "chroma", namespace=namespace)
-        console.print(f"memory tiers on: short-term buffer, episodes in {data_dir() / 'chroma'}, graph in the store")
+        console.print(
+            line(f"memory tiers on: short-term buffer, episodes in {data_dir() / 'chroma'}, graph in the store")
+        )
     setup = RunSetup(
         llm=llm,
         store=store,
@@ -128,7 +125,7 @@ def summarize(
     trajectory: Path,
     console: Console,
 ) -> None:
-    console.rule("summary")
+    console.rule(line("summary"))
     marks = "".join("✓" if r.correct else "✗" if r.correct is False else "?" for r in result.results)
     running: list[str] = []
     hits = judged = 0
@@ -137,8 +134,11 @@ def summarize(
             judged += 1
             hits += bool(r.correct)
         running.append(f"{hits / judged:.2f}" if judged else "-")
-    table = Table(show_header=False, box=None)
-    add: Callable[..., None] = table.add_row
+    t = Table(show_header=False, box=None)
+
+    def add(label: str, value: str) -> None:
+        add_row(t, label, value)
+
     acc = result.accuracy
     add("accuracy (first answers)", f"{marks}  →  {acc:.0%}" if acc is not None else marks)
     add("accuracy over steps", " ".join(running))
@@ -151,5 +151,5 @@ def summarize(
     add("stored in", f"{db}  (namespace {namespace!r}, playbook {name!r})")
     add("replayable calls", str(tape))
     add("trajectory", f"{trajectory}  (ace replay FILE verifies it without a model)")
-    console.print(table)
-    console.print(f"Inspect: ace playbook history {name} -n {namespace} --db {db}", markup=False, highlight=False)
+    console.print(t)
+    console.print(line(f"Inspect: ace playbook history {name} -n {namespace} --db {db}"))

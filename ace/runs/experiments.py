@@ -41,6 +41,7 @@ from ace.loop import Generator, LoopConfig, StepRecord
 from ace.loop.refine import EmbeddingIndex, Refiner
 from ace.playbook import AddOp, Delta, Playbook, apply
 from ace.playbook.formats import loads
+from ace.runs.console import add_row, line
 from ace.runs.factory import RunSetup
 from ace.runs.runners import Evaluation, Learner, Spend, evaluate, offline, online
 from ace.runs.workspace import runs_dir
@@ -271,10 +272,9 @@ class Experiment:
     def run(self) -> dict[str, Any]:
         """Every protocol of the config, in order; returns (and writes) the summary."""
         cfg = self.cfg
-        self.console.rule(f"ace run {cfg.name} · run {self.run_id} · provider {cfg.provider}")
+        self.console.rule(line(f"ace run {cfg.name} · run {self.run_id} · provider {cfg.provider}"))
         self.console.print(
-            f"train {len(self.train)} · val {len(self.val)} · test {len(self.test)} · workdir {self.workdir}",
-            highlight=False,
+            line(f"train {len(self.train)} · val {len(self.val)} · test {len(self.test)} · workdir {self.workdir}")
         )
         for protocol in cfg.run.protocols:
             if protocol in ("base", "icl"):
@@ -295,7 +295,7 @@ class Experiment:
 
     # -- pieces ----------------------------------------------------------------------------------------------
     def _say(self, label: str, what: str) -> None:
-        self.console.print(f"[bold]{label}[/]: {what}", highlight=False)
+        self.console.print(line((label, "bold"), f": {what}"))
 
     def _fixed(self, label: str, pb: Playbook, piece: str) -> Evaluation:
         self._say(label, f"evaluating {len(self.test)} tasks")
@@ -382,7 +382,8 @@ def table(rows: list[ResultRow], *, unpriced: bool = False) -> Table:
         labels = "—" if r.labels is None else "yes" if r.labels else "no"
         acc = "—" if r.accuracy is None else f"{100 * r.accuracy:.1f}"
         cost = "unpriced" if unpriced and not r.cost_usd else "$0" if not r.cost_usd else f"${r.cost_usd:.3f}"
-        t.add_row(
+        add_row(
+            t,
             r.method,
             labels,
             acc,

@@ -17,6 +17,7 @@ from ace.llm import LLM
 from ace.loop import Generator, Guard, LoopConfig, LoopContext, RunResult, StepRecord, run
 from ace.loop.refine import Refiner
 from ace.memory import Memory
+from ace.names import check_name
 from ace.runs.trajectory import TrajectoryWriter
 from ace.runs.workspace import file_stem
 from ace.store import PlaybookStore
@@ -69,7 +70,7 @@ def build(
 ) -> tuple[LoopContext, RunFiles]:
     """The loop context of run ``run_id`` over ``tasks`` (``config`` overrides fields of ``setup.config``), with
     its trajectory opened (the header is written when the file is new)."""
-    files = RunFiles(Path(workdir), run_id)
+    files = RunFiles(Path(workdir), check_name(run_id, "run id"))
     ctx = LoopContext(
         tasks=list(tasks),
         llm=setup.llm,

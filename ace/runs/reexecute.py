@@ -19,6 +19,7 @@ own trajectory, so it can itself be replayed and compared.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,11 @@ from ace.llm.cassette import request_hash
 from ace.loop import Generator, Guard, LoopConfig, RunResult
 from ace.loop.refine import EmbeddingIndex, Refiner
 from ace.loop.registry import evaluator_from_spec, generator_from_spec
+from ace.playbook import ApplyPolicy
 from ace.playbook.formats import loads
 from ace.runs.factory import RunFiles, RunSetup, start
 from ace.runs.trajectory import read
+from ace.runs.workspace import file_stem
 from ace.store import PlaybookStore
 from ace.tasks import Task, share_correct
 
@@ -133,6 +136,18 @@ def plan(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[s
     return header, steps, info
 
 
+def _fresh_workdir(given: str | Path | None, parent: Path, name: str) -> Path:
+    """An empty directory of this re-execution's own: ``given`` if it is new or empty, else a fresh one."""
+    if given is None:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{file_stem(name)}-", dir=parent))
+    path = Path(given)
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError(f"{path} is not empty: a re-execution runs in a directory of its own, never reusing files")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def rerun(
     path: str | Path,
     llm: LLM,
@@ -145,7 +160,8 @@ def rerun(
 ) -> RerunReport:
     """Re-execute the run in trajectory ``path`` with ``llm`` into a new playbook ``name`` of ``store`` (default:
     ``<playbook>-rerun-<k>``); the new run's files (its trajectory and checkpoints, named after the recorded run
-    id) go to ``workdir`` (default: a ``<name>`` directory beside ``path``).
+    id) go to ``workdir``: a new, empty directory (default: a fresh one under ``replays/`` beside ``path``), so a
+    re-execution never resumes from checkpoints some earlier run left behind.
 
     ``generator``: your agent, when the recorded run used one (a recorded spec such as TextWorld's is rebuilt).
     ``guard``: the guard, when the recorded run had one (a callable is not in the file; without it the report
@@ -162,7 +178,7 @@ def rerun(
             k += 1
         name = f"{header['playbook']}-rerun-{k}"
     store.create(name, loads(json.dumps(header["state"]), "json"), namespace=namespace, author="ace replay")
-    workdir = Path(workdir) if workdir is not None else Path(path).with_name(name)
+    workdir = _fresh_workdir(workdir, Path(path).parent / "replays", name)
     if info.get("sampling"):
         llm.sampling = Sampling(**{**info["sampling"], "stop": tuple(info["sampling"].get("stop") or ())})
     spec = info.get("generator")
@@ -176,9 +192,11 @@ def rerun(
 
         refiner = Refiner(EmbeddingIndex(MiniLMEmbedder()), **info["refiner"])
     tasks = [Task.model_validate(s["task"]) for s in steps]
+    # deltas are held to the rules of the recorded run (files from before the quality gate: no gate)
+    recorded_policy = ApplyPolicy.from_dict(info["policy"]) if info.get("policy") else ApplyPolicy(quality=None)
     setup = RunSetup(
         llm=llm,
-        store=store,
+        store=PlaybookStore(store.url, engine=store.engine, policy=recorded_policy),
         playbook=name,
         namespace=namespace,
         evaluator=evaluator_from_spec(info["evaluator"]),
@@ -193,8 +211,9 @@ def rerun(
     report = RerunReport(name, out, result)
     if info.get("guard") and guard is None:
         report.notes.append("the recorded run had a guard; this one ran without (pass rerun(guard=...))")
+    # compare what was re-executed here: the live run's own records and the versions it left in the store
     live = {r.index: r for r in result.results}
-    digests = {s["index"]: s["digest"] for s in read(out)[1]}
+    digests = {r.index: store.version(name, r.version, namespace=namespace).digest for r in result.results}
     for s in steps:
         r = live.get(s["index"])
         report.steps.append(
@@ -206,7 +225,7 @@ def rerun(
                 recorded_version=s.get("version"),
                 live_version=r.version if r else None,
                 same_digest=digests.get(s["index"]) == s.get("digest"),
-                live_error=r.error if r else None,
+                live_error=(r.error if r else "not re-executed"),
             )
         )
     return report

@@ -28,9 +28,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from ace.errors import ConfigError
-from ace.playbook.delta import ApplyPolicy, Delta, MergeOp, apply
+from ace.names import check_name, check_optional
+from ace.playbook.delta import REPLAY_POLICY, ApplyPolicy, Delta, MergeOp, apply
 from ace.playbook.diff import PlaybookDiff, diff
-from ace.playbook.formats import IMPORT_MAX_CHARS
+from ace.playbook.errors import DeltaError
 from ace.playbook.model import Playbook, Source
 from ace.store import schema as t
 from ace.store.errors import (
@@ -43,8 +44,6 @@ from ace.store.errors import (
 )
 
 DEFAULT_NAMESPACE = "default"
-# Deltas in the log were validated when committed; replay must not re-judge them by today's (maybe stricter) limits.
-_REPLAY_POLICY = ApplyPolicy(max_content_chars=IMPORT_MAX_CHARS, max_section_chars=IMPORT_MAX_CHARS)
 
 
 def default_url() -> str:
@@ -55,13 +54,18 @@ def default_url() -> str:
     return f"sqlite:///{base / 'ace' / 'ace.db'}"
 
 
-def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
-    """An engine set up for the store: SQLite in WAL mode with a busy timeout and explicit BEGINs."""
+def make_engine(url: str, *, busy_timeout_s: float = 60.0, create_dirs: bool = False) -> Engine:
+    """An engine set up for the store: SQLite in WAL mode with a busy timeout and explicit BEGINs. A SQLite file's
+    directory must exist (a mistyped path is an error, not a new directory tree) unless ``create_dirs``."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     path = url.split(":///", 1)[1] if ":///" in url else ""
     if path and path != ":memory:":
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        parent = Path(path).expanduser().parent
+        if create_dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+        elif not parent.is_dir():
+            raise StoreError(f"{url}: the directory {parent} does not exist; create it first or fix the path")
     kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout_s, "check_same_thread": False}}
     if not path or path == ":memory:":
         kwargs["poolclass"] = StaticPool
@@ -160,7 +164,8 @@ class PlaybookStore:
         if snapshot_every < 1:
             raise ConfigError("snapshot_every must be >= 1")
         self.url = url or default_url()
-        self.engine = engine or make_engine(self.url)
+        # the default location (the data directory) is made on first use; a path given by hand must exist
+        self.engine = engine or make_engine(self.url, create_dirs=url is None or url == default_url())
         self.snapshot_every = snapshot_every
         self.policy = policy or ApplyPolicy()
         self._cache_enabled = cache
@@ -213,7 +218,9 @@ class PlaybookStore:
         author: str | None = None,
         message: str | None = None,
     ) -> VersionInfo:
-        """Store ``playbook`` (default: empty) as version 1 of a new playbook."""
+        """Store ``playbook`` (default: empty) as version 1 of a new playbook. ``name`` and ``namespace`` follow
+        :func:`ace.names.check_name` (raises :class:`~ace.names.InvalidName`)."""
+        name, namespace = check_name(name, "playbook name"), check_name(namespace, "namespace")
         pb = playbook if playbook is not None else Playbook.empty()
         new = _NewVersion("import", None, pb, [(b.id, "IMPORT") for b in pb], author, message, snapshot=True)
         try:
@@ -262,6 +269,9 @@ class PlaybookStore:
         runner that crashed after committing and retries the step does not apply it twice).
         """
 
+        if not delta.operations:
+            raise DeltaError("the delta has no operations: there is nothing to commit")
+
         def make(conn: Connection, row: Any) -> _NewVersion:
             applied = apply(self._state(conn, row.id, row.head), delta, policy=self.policy)
             return _NewVersion(
@@ -285,7 +295,10 @@ class PlaybookStore:
         def make(conn: Connection, row: Any) -> _NewVersion:
             _check_version(name, version, row.head)
             target = self._state(conn, row.id, version)
-            touched = diff(self._state(conn, row.id, row.head), target).touched_ids()
+            try:
+                touched = diff(self._state(conn, row.id, row.head), target).touched_ids()
+            except StoreIntegrityError:  # rolling back away from a corrupt head: blame every bullet of the target
+                touched = [b.id for b in target]
             return _NewVersion(
                 "rollback",
                 None,
@@ -333,6 +346,7 @@ class PlaybookStore:
     def _insert_version(
         self, conn: Connection, pid: int, namespace: str, name: str, version: int, parent: int | None, new: _NewVersion
     ) -> VersionInfo:
+        check_optional(new.author, "author")
         pb, now = new.playbook, _now()
         digest = pb.digest()
         conn.execute(
@@ -364,8 +378,9 @@ class PlaybookStore:
 
     def tag(self, name: str, tag: str, version: int, *, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Point ``tag`` at ``version`` (moving it if it exists), e.g. the offline runner's ``best``."""
-        if not tag or len(tag) > 128 or tag.isdigit():
-            raise ConfigError(f"a tag is 1-128 characters and not a number, got {tag!r}")
+        tag = check_name(tag, "tag")
+        if tag.isdigit():
+            raise ConfigError(f"a tag is not a number (numbers are versions), got {tag!r}")
         with self._write() as conn:
             row = self._row(conn, namespace, name, lock=True)
             _check_version(name, version, row.head)
@@ -487,22 +502,43 @@ class PlaybookStore:
             )
             state: Playbook | None = None
             for v in range(1, row.head + 1):
-                if v not in recorded:
-                    raise StoreIntegrityError(f"playbook {name!r}: version {v} is missing from the log")
-                if deltas[v] is not None and state is not None:
-                    state = apply(state, Delta.model_validate_json(deltas[v]), policy=_REPLAY_POLICY).playbook
-                    if v in snaps and self._snapshot(conn, row.id, v).digest() != recorded[v]:
-                        raise StoreIntegrityError(f"playbook {name!r}: snapshot of version {v} does not match")
-                elif v in snaps:
-                    state = self._snapshot(conn, row.id, v)
-                else:
-                    raise StoreIntegrityError(f"playbook {name!r}: version {v} has neither a delta nor a snapshot")
-                if state.digest() != recorded[v]:
+                try:
+                    state = self._verified(conn, row, name, v, recorded, deltas, snaps, state)
+                except (ValueError, TypeError, KeyError) as e:
                     raise StoreIntegrityError(
-                        f"playbook {name!r}: version {v} rebuilds to digest {state.digest()[:12]}, "
-                        f"but {recorded[v][:12]} was recorded"
-                    )
+                        f"playbook {name!r}: version {v} no longer rebuilds ({type(e).__name__}: {str(e)[:120]})"
+                    ) from None
             return int(row.head)
+
+    def _verified(
+        self,
+        conn: Connection,
+        row: Any,
+        name: str,
+        v: int,
+        recorded: dict[int, str],
+        deltas: dict[int, str | None],
+        snaps: set[int],
+        state: Playbook | None,
+    ) -> Playbook:
+        """Version ``v`` rebuilt from ``state`` (version ``v - 1``), checked against its recorded digest."""
+        if v not in recorded:
+            raise StoreIntegrityError(f"playbook {name!r}: version {v} is missing from the log")
+        text = deltas[v]
+        if text is not None and state is not None:
+            state = apply(state, Delta.model_validate_json(text), policy=REPLAY_POLICY).playbook
+            if v in snaps and self._snapshot(conn, row.id, v).digest() != recorded[v]:
+                raise StoreIntegrityError(f"playbook {name!r}: snapshot of version {v} does not match")
+        elif v in snaps:
+            state = self._snapshot(conn, row.id, v)
+        else:
+            raise StoreIntegrityError(f"playbook {name!r}: version {v} has neither a delta nor a snapshot")
+        if state.digest() != recorded[v]:
+            raise StoreIntegrityError(
+                f"playbook {name!r}: version {v} rebuilds to digest {state.digest()[:12]}, "
+                f"but {recorded[v][:12]} was recorded"
+            )
+        return state
 
     # -- rebuilding ---------------------------------------------------------------------------------------
     def _snapshot(self, conn: Connection, pid: int, version: int) -> Playbook:
@@ -523,26 +559,42 @@ class PlaybookStore:
         ).scalar_one()
         if snap_v is None:
             raise StoreIntegrityError(f"playbook #{pid} has no snapshot at or below version {version}")
-        if cached is not None and snap_v <= cached[0] <= version:
-            base_v, state = cached
-        else:
-            base_v, state = snap_v, self._snapshot(conn, pid, snap_v)
-        if base_v < version:
-            rows = (
-                conn.execute(
-                    select(t.versions.c.delta)
-                    .where(
-                        t.versions.c.playbook_id == pid,
-                        t.versions.c.version > base_v,
-                        t.versions.c.version <= version,
+        try:
+            if cached is not None and snap_v <= cached[0] <= version:
+                base_v, state = cached
+            else:
+                base_v, state = snap_v, self._snapshot(conn, pid, snap_v)
+            if base_v < version:
+                rows = (
+                    conn.execute(
+                        select(t.versions.c.delta)
+                        .where(
+                            t.versions.c.playbook_id == pid,
+                            t.versions.c.version > base_v,
+                            t.versions.c.version <= version,
+                        )
+                        .order_by(t.versions.c.version)
                     )
-                    .order_by(t.versions.c.version)
+                    .scalars()
+                    .all()
                 )
-                .scalars()
-                .all()
+                for text in rows:
+                    state = apply(state, Delta.model_validate_json(text or ""), policy=REPLAY_POLICY).playbook
+            corrupt = None
+        except (ValueError, TypeError, KeyError) as e:  # a row that no longer parses or applies (edited, bit rot)
+            state, corrupt = None, f"its stored log no longer rebuilds ({type(e).__name__}: {str(e)[:120]})"
+        # integrity on open: the rebuilt state must have the digest recorded when the version was committed
+        recorded = conn.execute(
+            select(t.versions.c.digest).where(t.versions.c.playbook_id == pid, t.versions.c.version == version)
+        ).scalar_one_or_none()
+        if state is not None and state.digest() != recorded:
+            corrupt = f"it rebuilds to digest {state.digest()[:12]}, but {str(recorded)[:12]} was recorded"
+        if corrupt or state is None:
+            name = conn.execute(select(t.playbooks.c.name).where(t.playbooks.c.id == pid)).scalar_one_or_none()
+            raise StoreIntegrityError(
+                f"playbook {name!r} version {version} is corrupt: {corrupt}. Nothing is served or written on it; run "
+                f"`ace playbook verify {name}` to find the first bad version and `ace playbook rollback` to a good one"
             )
-            for text in rows:
-                state = apply(state, Delta.model_validate_json(text), policy=_REPLAY_POLICY).playbook
         if cached is None or version >= cached[0]:
             self._remember(pid, version, state)
         return state
