@@ -17,6 +17,12 @@ Detectors and their default thresholds (all configurable):
   known) that were present and are now absent are critical.
 - ``redundancy``: the share of bullets in near-duplicate pairs exceeds 0.3 (warning; needs an embedder).
 - ``churn``: the share of the earlier bullets rewritten or removed in one step exceeds 0.8 (critical) or 0.5 (warning).
+- ``quality``: bullets added or rewritten in the step that fail :class:`~ace.playbook.QualityRules` (numbers
+  only, a fragment of under three words): a warning for an addition, critical when a bullet that met the rules is
+  rewritten into one that does not (its meaning is erased), and for sections named like operations or with under
+  three letters.
+- ``injection``: bullets added or rewritten in the step that read as instructions to the model (overriding the
+  prompt, asking for secrets, sending data to a URL, role tags, hidden characters): critical.
 - ``regression``: rolling accuracy over the last ``window`` tasks is below the baseline's with a one-sided
   two-proportion z-test at p < 0.05 (warning: accuracy is noisy; make it blocking by policy if you trust it).
 """
@@ -30,7 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ace.playbook import Playbook, approx_tokens, render
+from ace.playbook import Playbook, QualityRules, approx_tokens, injection, render
+from ace.playbook.quality import content_problem, section_problem
 from ace.playbook.text import specifics, words
 
 Severity = Literal["info", "warning", "critical"]
@@ -78,6 +85,7 @@ class Detectors:
     churn_critical: float = 0.8
     probes: list[str] = field(default_factory=list)
     similar: Callable[[list[str], list[str]], Any] | None = None
+    quality: QualityRules = field(default_factory=lambda: QualityRules(reject_injection=False))
 
     # -- one step -------------------------------------------------------------------------------------------------
     def check(
@@ -86,6 +94,29 @@ class Detectors:
         alerts: list[Alert] = []
         for fn in (self._size, self._brevity, self._retention, self._churn, self._redundancy):
             alerts.extend(fn(before, after, versions))
+        return alerts + self.content(before, after, versions=versions)
+
+    def content(
+        self, before: Playbook, after: Playbook, *, versions: tuple[int | None, int | None] = (None, None)
+    ) -> list[Alert]:
+        """The ``quality`` and ``injection`` alerts for what ``after`` adds or rewrites (everything, against an
+        empty ``before``)."""
+        alerts: list[Alert] = []
+        for b in after:
+            old = before.get(b.id)
+            if old is not None and old.content == b.content:
+                continue
+            if found := injection(b.content):
+                msg = f"[{b.id}] reads as a prompt injection: {found}"
+                alerts.append(Alert("injection", "critical", msg, versions, {"id": b.id}))
+            if why := content_problem(b.content, self.quality):
+                erased = old is not None and content_problem(old.content, self.quality) is None
+                sev: Severity = "critical" if erased else "warning"
+                msg = f"[{b.id}] {why}" + (" (it replaced a bullet that had one)" if erased else "")
+                alerts.append(Alert("quality", sev, msg, versions, {"id": b.id}))
+        for name in after.sections:
+            if name not in before.sections and (why := section_problem(name, self.quality)):
+                alerts.append(Alert("quality", "critical", why, versions, {"section": name}))
         return alerts
 
     def _size(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
@@ -199,8 +230,12 @@ class Detectors:
 
     # -- over a history -------------------------------------------------------------------------------------------
     def scan(self, versions: Sequence[tuple[int, Playbook]]) -> list[Alert]:
-        """Alerts for each consecutive pair of ``(version, playbook)``."""
+        """Alerts for each consecutive pair of ``(version, playbook)``, and the content alerts of the first version
+        on its own (junk or an injection that came in with an import)."""
         alerts: list[Alert] = []
+        if versions:
+            v0, first = versions[0]
+            alerts.extend(self.content(Playbook.empty(), first, versions=(None, v0)))
         for (v0, p0), (v1, p1) in itertools.pairwise(versions):
             alerts.extend(self.check(p0, p1, versions=(v0, v1)))
         return alerts

@@ -9,11 +9,11 @@ from ace.playbook import Delta, Playbook
 SECTIONS = ["STRATEGIES AND HARD RULES", "OTHERS", "Formulas & Calculations"]
 GHOST = "ghost-99999"
 
-# Mostly valid content; one draw in ten is odd or invalid: empty, oversize, markup-looking lines, control
-# characters (invalid content must be rejected without changing anything).
-_valid = st.text(st.characters(whitelist_categories=("L", "N", "P", "S", "Zs")), min_size=1, max_size=30).filter(
-    str.strip
-)
+# Mostly valid content (three to six words of letters from any script, so the quality gate lets it in); one draw
+# in ten is odd or invalid: any Unicode text, empty, oversize, markup-looking lines, control characters (invalid
+# content must be rejected without changing anything).
+_word = st.text(st.characters(whitelist_categories=("L",)), min_size=2, max_size=8)
+_valid = st.lists(_word, min_size=3, max_size=6).map(" ".join)
 _odd = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
     st.sampled_from(

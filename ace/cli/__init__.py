@@ -4,6 +4,7 @@
   check|trajectory``;
 - :mod:`~ace.cli.runs`: ``ace demo``, ``ace run``, ``ace learn``, ``ace replay``, ``ace report``;
 - :mod:`~ace.cli.textworld`: ``ace textworld make|play|export``;
+- :mod:`~ace.cli.db`: ``ace db status|upgrade``;
 - :mod:`~ace.cli.tour`: ``ace tour``.
 
 Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
@@ -12,7 +13,7 @@ Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~
 
 from __future__ import annotations
 
-from ace.cli import playbook, runs, textworld, tour
+from ace.cli import db, playbook, runs, textworld, tour
 from ace.cli.output import AceTyper
 
 app = AceTyper(
@@ -23,6 +24,7 @@ app = AceTyper(
 )
 app.add_typer(playbook.app, name="playbook")
 app.add_typer(textworld.app, name="textworld")
+app.add_typer(db.app, name="db")
 app.registered_commands.extend(runs.app.registered_commands)
 app.command()(tour.tour)
 

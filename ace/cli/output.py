@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ace.errors import AceError
 from ace.loop import StepRecord
+from ace.playbook import ApplyPolicy
 from ace.playbook.diff import PlaybookDiff
 from ace.runs.console import line, make_console, safe
 from ace.store import PlaybookStore, VersionInfo
@@ -79,8 +80,8 @@ class AceTyper(typer.Typer):
         return decorator
 
 
-def open_store(db: str | None) -> PlaybookStore:
-    return PlaybookStore(db)
+def open_store(db: str | None, *, policy: ApplyPolicy | None = None) -> PlaybookStore:
+    return PlaybookStore(db, policy=policy)
 
 
 def print_step(r: StepRecord, *, rounds: bool = False, feedback: bool = False) -> None:

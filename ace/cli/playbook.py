@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from ace.cli.options import AuthorOpt, DbOpt, MessageOpt, NsOpt
-from ace.cli.output import AceTyper, err, open_store, ops_summary, out, print_diff, print_text
+from ace.cli.output import AceTyper, err, fail, open_store, ops_summary, out, print_diff, print_text
 from ace.errors import AceError
-from ace.playbook import Delta, render
-from ace.playbook.formats import FORMATS, dumps, loads
+from ace.playbook import ApplyPolicy, Delta, apply, render
+from ace.playbook.formats import FORMATS, dumps, loads, to_ace
 from ace.runs.console import add_row, line, table
+from ace.runs.workspace import sqlite_file, write_atomically
 from ace.store import DEFAULT_NAMESPACE
 
 app = AceTyper(help="Import, inspect, change and version playbooks.", no_args_is_help=True)
@@ -60,20 +61,11 @@ def show(
 @app.command()
 def history(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
     """List every version, oldest first."""
-    t = table("version", "parent", "kind", "ops", "bullets", "author", "message", "when (UTC)", "digest")
+    t = table("v", "change", "bullets", "author", "message", "when (UTC)", "digest")
     for h in open_store(db).history(name, namespace=namespace):
-        add_row(
-            t,
-            str(h.version),
-            str(h.parent or ""),
-            h.kind,
-            ops_summary(h),
-            str(h.n_bullets),
-            h.author or "",
-            h.message or "",
-            h.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            h.digest[:12],
-        )
+        change = ops_summary(h) if h.kind == "delta" else h.kind
+        when = h.created_at.strftime("%Y-%m-%d %H:%M")
+        add_row(t, h.version, change, h.n_bullets, h.author or "", h.message or "", when, h.digest[:8])
     out.print(t)
 
 
@@ -94,14 +86,38 @@ def apply_(
     namespace: NsOpt = DEFAULT_NAMESPACE,
     author: AuthorOpt = None,
     message: MessageOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Commit even when the collapse detectors raise a critical alert.")
+    ] = False,
+    no_quality: Annotated[
+        bool,
+        typer.Option(
+            "--no-quality", help="Let in text the quality gate rejects (fragments, numbers alone, injections)."
+        ),
+    ] = False,
 ) -> None:
-    """Apply a delta as a new version (all operations or none)."""
+    """Apply a delta as a new version (all operations or none), judged first as the loop's guard judges: a
+    critical alert (a collapse, erased meaning, an injection) refuses it unless --force."""
+    from ace.collapse import Detectors
+
     delta = Delta.parse(delta_file.read_text(encoding="utf-8"))
-    info = open_store(db).commit(
+    store = open_store(db, policy=ApplyPolicy(quality=None) if no_quality else None)
+    base = expected_version if expected_version is not None else store.head_version(name, namespace=namespace)
+    before = store.load(name, base, namespace=namespace)
+    after = apply(before, delta, policy=store.policy).playbook  # a bad delta is refused here, nothing written
+    alerts = Detectors().check(before, after, versions=(base, base + 1))
+    for a in alerts:
+        out.print(
+            line((f"  {a.severity}", "red" if a.severity == "critical" else "yellow"), f" {a.detector}: {a.message}")
+        )
+    if any(a.severity == "critical" for a in alerts) and not force:
+        fail("refused: the delta raises a critical alert (above); nothing was written. Use --force to commit anyway")
+        raise typer.Exit(1)
+    info = store.commit(
         name,
         delta,
         namespace=namespace,
-        expected_version=expected_version,
+        expected_version=base,  # what was judged is what lands: a head that moved since is a stale-version error
         author=author,
         message=message or delta.reasoning,
     )
@@ -134,14 +150,19 @@ def export(
     name: str,
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "ace",
     version: Annotated[int | None, typer.Option("--version", "-v", help="Version to export (default: head).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout ('-': stdout).")
+    ] = None,
+    counters: Annotated[bool, typer.Option(help="Write helpful/harmful counters (ace format).")] = True,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Export a playbook as ACE text, JSON (lossless), Markdown or a kayba skillbook."""
-    text = dumps(open_store(db).load(name, version, namespace=namespace), fmt)
-    if output:
-        output.write_text(text, encoding="utf-8")
+    store = open_store(db)
+    pb = store.load(name, version, namespace=namespace)
+    text = to_ace(pb, counters=False) if fmt == "ace" and not counters else dumps(pb, fmt)
+    if output and str(output) != "-":
+        write_atomically(output, text, protect=sqlite_file(store.url))
         err.print(f"wrote {output}")
     else:
         print_text(text)
@@ -153,21 +174,14 @@ def blame(name: str, bullet_id: str, db: DbOpt = None, namespace: NsOpt = DEFAUL
     entries = open_store(db).blame(name, bullet_id, namespace=namespace)
     if not entries:
         raise AceError(f"no version of {name!r} touched a bullet with id {bullet_id!r}")
-    t = table("version", "op", "task", "step", "run", "role", "author", "message", "when (UTC)")
+    t = table("v", "op", "provenance", "author", "message", "when (UTC)")
     for e in entries:
         s = e.source
-        add_row(
-            t,
-            str(e.version),
-            e.op,
-            (s and s.task_id) or "",
-            str(s.step) if s and s.step is not None else "",
-            (s and s.run_id) or "",
-            (s and s.role) or "",
-            e.author or "",
-            e.message or "",
-            e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )
+        fields = () if s is None else (("task", s.task_id), ("step", s.step), ("run", s.run_id))
+        where = [f"{k} {v}" for k, v in fields if v is not None]
+        provenance = " · ".join([*where, *([s.role] if s and s.role else [])])
+        when = e.created_at.strftime("%Y-%m-%d %H:%M")
+        add_row(t, e.version, e.op, provenance, e.author or "", e.message or "", when)
     out.print(t)
 
 

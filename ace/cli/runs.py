@@ -10,6 +10,7 @@ import typer
 
 from ace.cli.options import DbOpt, NsOpt
 from ace.cli.output import AceTyper, fail, open_store, out, print_step
+from ace.names import check_name
 from ace.runs.console import line
 from ace.store import DEFAULT_NAMESPACE
 
@@ -134,8 +135,9 @@ def learn(
     from ace.runs.workspace import runs_dir
 
     tasks = load_logs(logs, limit=limit)  # a malformed log is reported before any model is loaded
-    name = playbook or logs.stem
-    rid = run_id or f"learn-{name}-{logs.stem}-{len(tasks)}"  # the same file into the same playbook resumes
+    name = check_name(playbook or logs.stem, "playbook name")
+    # the same file into the same playbook resumes
+    rid = check_name(run_id or f"learn-{name}-{logs.stem}-{len(tasks)}", "run id")
     store = open_store(db)
     llm = LLM(provider, sampling=Sampling(max_tokens=max_tokens))
     out.rule(f"learning {name!r} from {len(tasks)} logged episodes · run {rid} · provider {provider}")

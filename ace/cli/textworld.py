@@ -9,6 +9,7 @@ import typer
 
 from ace.cli.options import DbOpt, NsOpt
 from ace.cli.output import AceTyper, open_store, out, print_step
+from ace.names import check_name
 from ace.runs.factory import RunFiles
 from ace.runs.workspace import data_dir, runs_dir
 from ace.store import DEFAULT_NAMESPACE
@@ -84,8 +85,9 @@ def tw_play(
     from ace.envs.textworld import play_series
     from ace.llm import LLM, Sampling
 
+    rid = check_name(run_id or time.strftime("textworld-%Y%m%d-%H%M%S"), "run id")
+    check_name(playbook, "playbook name")
     games = _games(seeds, recipe, take, go, games_dir)
-    rid = run_id or time.strftime("textworld-%Y%m%d-%H%M%S")
     store = open_store(db)
     llm = LLM(provider, sampling=Sampling(max_tokens=256))
     out.rule(f"{len(games)} games · run {rid} · provider {provider} · {'learning' if learn else 'fixed playbook'}")

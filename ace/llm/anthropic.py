@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from ace.llm.openai import map_http_error
 from ace.llm.structured import schema_instruction
-from ace.llm.types import Completion, Request, Usage
+from ace.llm.types import Completion, ProviderError, Request, Usage
 
 
 class AnthropicProvider:
@@ -37,6 +37,11 @@ class AnthropicProvider:
         self.model = model
         self.structured = structured
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if key is None:
+            raise ProviderError(
+                f"anthropic:{model} needs an API key: set ANTHROPIC_API_KEY, or use the local model "
+                "with --provider local"
+            )
         common: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0, "timeout": timeout_s}
         self._client = anthropic.Anthropic(**common, **({"http_client": http_client} if http_client else {}))
         self._aclient = anthropic.AsyncAnthropic(

@@ -63,6 +63,11 @@ class OpenAIProvider:
         self.bounds = (max_string_chars, max_array_items) if max_string_chars and max_array_items else None
         # A compatible server on localhost usually wants no key; the SDK insists on one.
         key = api_key or os.environ.get("OPENAI_API_KEY") or ("not-needed" if base_url else None)
+        if key is None:
+            raise ProviderError(
+                f"openai:{model} needs an API key: set OPENAI_API_KEY, or use a compatible server with "
+                f"openai:{model}@http://HOST:PORT/v1, or the local model with --provider local"
+            )
         kwargs: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0, "timeout": timeout_s}
         self._client = client or openai.OpenAI(**kwargs)
         self._aclient = async_client or openai.AsyncOpenAI(**kwargs)

@@ -90,6 +90,8 @@ class Delta(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _normalize_types(cls, data: Any) -> Any:
+        if _has_surrogate(data):  # e.g. "\\udea6" in JSON: text no store or file can encode
+            raise ValueError("the delta holds an unpaired surrogate (U+D800..U+DFFF), which is not text")
         # LLMs write "add" or "Add" as often as "ADD".
         if isinstance(data, dict) and isinstance(data.get("operations"), list):
             ops = [
@@ -129,6 +131,19 @@ class Delta(BaseModel):
             elif op.id is not None:
                 out.append((op.id, op.type))
         return out
+
+
+def _has_surrogate(value: Any, depth: int = 0) -> bool:
+    """Whether any string in ``value`` (nested no deeper than the JSON limit) holds a lone surrogate."""
+    if isinstance(value, str):
+        return not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value)
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return any(_has_surrogate(k, depth + 1) or _has_surrogate(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_surrogate(v, depth + 1) for v in value)
+    return False
 
 
 def _delta_error_from(e: ValidationError) -> DeltaError:

@@ -39,7 +39,7 @@ def clean_text(text: str, *, limit: int, what: str = "content", single_line: boo
             if single_line and ch == "\n":
                 raise ValueError(f"{what} must be a single line")
             continue
-        if unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d":
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs") and ch not in "\u200d":
             raise ValueError(f"{what} contains the control character U+{ord(ch):04X}")
     return text
 

@@ -44,11 +44,17 @@ def cell(value: object) -> Text:
 
 
 def table(*columns: str, **kwargs: Any) -> Table:
-    """A table whose columns fold long values, so it stays readable at 80 columns."""
+    """A table whose columns fold long values, so it stays readable at 80 columns: short columns (numbers,
+    times, digests) keep their width, the text columns take what is left."""
     t = Table(**kwargs)
     for name in columns:
-        t.add_column(name, overflow="fold")
+        short = name in SHORT_COLUMNS
+        t.add_column(name, overflow="fold", no_wrap=short, ratio=None if short else 1)
     return t
+
+
+# columns whose values are short and never worth breaking
+SHORT_COLUMNS = frozenset({"v", "version", "head", "bullets", "step", "op", "when (UTC)", "created (UTC)", "digest"})
 
 
 class SafeConsole(Console):

@@ -19,6 +19,7 @@ from rich.table import Table
 from ace.llm import LLM, Sampling, get_provider
 from ace.llm.cassette import Cassette
 from ace.loop import LoopConfig, RunResult, StepRecord
+from ace.names import check_name
 from ace.playbook import Delta
 from ace.playbook.formats import loads
 from ace.runs.console import add_row, line
@@ -56,7 +57,8 @@ class DemoOptions:
 
 
 def run_demo(opts: DemoOptions, console: Console) -> RunResult:
-    run_id = opts.run_id or time.strftime("demo-%Y%m%d-%H%M%S")
+    run_id = check_name(opts.run_id or time.strftime("demo-%Y%m%d-%H%M%S"), "run id")
+    provider = get_provider(opts.provider)  # a provider that cannot start says so before anything is written
     db = opts.db or default_url()
     store = PlaybookStore(db)
     name, namespace = f"finance-{run_id}", "demo"
@@ -71,7 +73,7 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
     files = RunFiles(runs_dir(), run_id)
     files.workdir.mkdir(parents=True, exist_ok=True)
     tape = files.calls
-    llm = LLM(Cassette(tape, get_provider(opts.provider), mode="auto"), sampling=Sampling(max_tokens=opts.max_tokens))
+    llm = LLM(Cassette(tape, provider, mode="auto"), sampling=Sampling(max_tokens=opts.max_tokens))
 
     console.rule(line(f"ACE demo · run {run_id} · {len(tasks)} tasks · provider {opts.provider}"))
     progress = Progress(

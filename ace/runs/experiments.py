@@ -39,6 +39,7 @@ from ace.llm import LLM, Sampling, get_provider
 from ace.llm.cassette import Cassette
 from ace.loop import Generator, LoopConfig, StepRecord
 from ace.loop.refine import EmbeddingIndex, Refiner
+from ace.names import check_name
 from ace.playbook import AddOp, Delta, Playbook, apply
 from ace.playbook.formats import loads
 from ace.runs.console import add_row, line
@@ -104,9 +105,9 @@ class RunConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not v or any(c in v for c in "/\\ "):
-            raise ValueError("name must be non-empty, without spaces or slashes")
-        return v
+        if " " in v:
+            raise ValueError("name must be without spaces")
+        return check_name(v, "name")
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -218,7 +219,7 @@ class Experiment:
         on_step: Callable[[StepRecord], None] | None = None,
     ) -> None:
         self.cfg, self.console, self.on_step = cfg, console, on_step
-        self.run_id = run_id or time.strftime(f"{cfg.name}-%Y%m%d-%H%M%S")
+        self.run_id = check_name(run_id or time.strftime(f"{cfg.name}-%Y%m%d-%H%M%S"), "run id")
         self.workdir = (data_dir / "runs" if data_dir else runs_dir()) / self.run_id
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db = cfg.db or default_url()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
+
+from ace.errors import ConfigError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -38,4 +41,34 @@ def file_stem(run_id: str) -> str:
     return f"_{stem}" if not stem or stem.startswith(".") else stem
 
 
-__all__ = ["bundled", "data_dir", "file_stem", "runs_dir"]
+def write_atomically(path: str | Path, text: str, *, protect: str | Path | None = None) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it, renamed into place: a full disk or a crash
+    leaves the old file (or none), never a partial one. ``protect``: a file that must not be overwritten this
+    way (the store's own database), refused with a clear error."""
+    target = Path(path)
+    if protect is not None and target.resolve() == Path(protect).resolve():
+        raise ConfigError(f"{target} is the store's database; choose another file to write")
+    if target.is_dir():
+        raise ConfigError(f"{target} is a directory; give a file name")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL, or None for another database."""
+    if url.startswith("sqlite") and ":///" in url:
+        path = url.split(":///", 1)[1].split("?", 1)[0]
+        return Path(path).expanduser() if path and path != ":memory:" else None
+    return None
+
+
+__all__ = ["bundled", "data_dir", "file_stem", "runs_dir", "sqlite_file", "write_atomically"]

@@ -8,24 +8,27 @@ from ace.store.errors import (
     StoreIntegrityError,
     VersionNotFound,
 )
+from ace.store.schema_version import HEAD as SCHEMA_REVISION
+from ace.store.schema_version import SchemaOutdated, create_tables, upgrade
 from ace.store.store import (
     DEFAULT_NAMESPACE,
     BlameEntry,
     PlaybookInfo,
     PlaybookStore,
     VersionInfo,
-    create_tables,
     default_url,
     make_engine,
 )
 
 __all__ = [
     "DEFAULT_NAMESPACE",
+    "SCHEMA_REVISION",
     "BlameEntry",
     "PlaybookExists",
     "PlaybookInfo",
     "PlaybookNotFound",
     "PlaybookStore",
+    "SchemaOutdated",
     "StaleVersionError",
     "StoreError",
     "StoreIntegrityError",
@@ -34,4 +37,5 @@ __all__ = [
     "create_tables",
     "default_url",
     "make_engine",
+    "upgrade",
 ]

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
@@ -42,6 +42,7 @@ from ace.store.errors import (
     StoreIntegrityError,
     VersionNotFound,
 )
+from ace.store.schema_version import prepare
 
 DEFAULT_NAMESPACE = "default"
 
@@ -170,7 +171,7 @@ class PlaybookStore:
         self.policy = policy or ApplyPolicy()
         self._cache_enabled = cache
         self._cache: dict[int, tuple[int, Playbook]] = {}  # playbook id -> (version, state)
-        create_tables(self.engine, t.metadata)
+        prepare(self.engine, self.url)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -270,7 +271,7 @@ class PlaybookStore:
         """
 
         if not delta.operations:
-            raise DeltaError("the delta has no operations: there is nothing to commit")
+            raise DeltaError("it has no operations: there is nothing to commit")
 
         def make(conn: Connection, row: Any) -> _NewVersion:
             applied = apply(self._state(conn, row.id, row.head), delta, policy=self.policy)
@@ -642,14 +643,6 @@ def _op_source(delta: Delta, bullet_id: str) -> Source | None:
 def _check_version(name: str, version: int, head: int) -> None:
     if not 1 <= version <= head:
         raise VersionNotFound(name, version, head)
-
-
-def create_tables(engine: Engine, metadata: MetaData) -> None:
-    """Create ``metadata``'s tables that are missing (the store's, or a memory tier's in the same database)."""
-    try:
-        metadata.create_all(engine)
-    except IntegrityError:  # another process created the tables at the same moment (PostgreSQL catalogs)
-        metadata.create_all(engine)
 
 
 def _now() -> datetime:
