@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import BaseModel, Field
 
-from ace.llm import LLM, Message, Sampling, get_provider
+from ace.llm import LLM, Message, ProviderError, Sampling, get_provider
 from ace.llm.local import LocalProvider, default_model_path
 from ace.llm.openai import OpenAIProvider
 from ace.llm.structured import bound_schema
@@ -106,10 +106,17 @@ def test_bounded_schema_fits_the_token_budget(model: type[BaseModel], max_tokens
     assert "maxLength" not in json.dumps(model.model_json_schema())  # the input schema is not changed
 
 
-def test_provider_specs() -> None:
+def test_provider_specs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(get_provider("local"), LocalProvider)
     p = get_provider("openai:qwen@http://127.0.0.1:9/v1")
     assert isinstance(p, OpenAIProvider) and p.model == "qwen" and p.structured == "json_object"
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ProviderError, match="anthropic:claude-sonnet-4-5 needs an API key: set ANTHROPIC_API_KEY"):
+        get_provider("anthropic:claude-sonnet-4-5")
+    with pytest.raises(ProviderError, match="openai:gpt-4o-mini needs an API key"):
+        get_provider("openai:gpt-4o-mini")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "a-key-for-this-test")  # constructing a client makes no request
     assert get_provider("anthropic:claude-sonnet-4-5").model == "claude-sonnet-4-5"
     with pytest.raises(Exception, match="unknown provider spec 'gemini:x'"):
         get_provider("gemini:x")

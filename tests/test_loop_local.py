@@ -13,33 +13,15 @@ import pytest
 from ace.llm import LLM, Sampling
 from ace.llm.cassette import Cassette
 from ace.llm.local import LocalProvider
-from ace.loop import LoopConfig, LoopContext, run
+from ace.loop import run
 from ace.playbook.formats import parse_ace
 from ace.store import PlaybookStore
-from ace.tasks import EVALUATORS, Task, load_finance
+from ace.tasks import Task, load_finance
+from tests.test_loop import START, _ctx, _store
 
 pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
 
 ROOT = Path(__file__).resolve().parent.parent
-START = (ROOT / "playbooks" / "finance.txt").read_text()
-
-
-def _store(tmp: Path, name: str) -> PlaybookStore:
-    store = PlaybookStore(f"sqlite:///{tmp / name}")
-    store.create("fin", parse_ace(START))
-    return store
-
-
-def _ctx(store: PlaybookStore, llm: LLM, tasks: list[Task], run_id: str = "run-1", **config: object) -> LoopContext:
-    return LoopContext(
-        tasks=tasks,
-        llm=llm,
-        store=store,
-        playbook="fin",
-        evaluator=EVALUATORS["formula"],
-        run_id=run_id,
-        config=LoopConfig(**{"max_rounds": 2, "playbook_budget": 300, **config}),
-    )
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def test_process_killed_mid_commit_leaves_previous_version_intact(
         text_before = store.load("pb")
     flag = tmp_path / "in-commit.flag"
     big = json.dumps(
-        {"operations": [{"type": "ADD", "section": "RULES", "content": f"new rule {i}"} for i in range(200)]}
+        {"operations": [{"type": "ADD", "section": "RULES", "content": f"A new rule number {i}."} for i in range(200)]}
     )
     proc = _spawn("hang", db_url, str(flag), big)
     deadline = time.monotonic() + 60

@@ -32,6 +32,7 @@ from ace.envs.textworld import (
     perturbed_log,
     play_series,
 )
+from ace.playbook.quality import word_count
 from ace.runs.from_logs import load_logs
 from ace.runs.trajectory import read, replay
 from ace.store import PlaybookStore
@@ -146,7 +147,14 @@ def test_gold_logs_are_learned_into_a_playbook_with_the_local_model(
     assert result.exit_code == 0, result.output
     store = PlaybookStore(db)
     head = store.head("cook")
-    assert head.version >= 2 and head.n_bullets >= 1 and store.verify("cook") == head.version
     trajectory = tmp_path / "data" / "ace" / "runs" / "gold.trajectory.jsonl"
+    _, steps = read(trajectory)
+    assert len(steps) == 2 and store.verify("cook") == head.version
+    # each episode either committed a lesson or was refused with its reason (the 270M model's lessons are often
+    # fragments the quality gate turns away); whatever landed meets the gate
+    committed = [s for s in steps if s["delta"] is not None]
+    assert all(s["error"] for s in steps if s["delta"] is None)
+    assert head.version == 1 + len(committed)
+    assert all(word_count(b.content) >= 3 for b in store.load("cook"))
     report = replay(trajectory)
     assert report.ok and report.versions[-1] == head.version

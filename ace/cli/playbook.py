@@ -14,7 +14,7 @@ from ace.playbook import ApplyPolicy, Delta, apply, render
 from ace.playbook.formats import FORMATS, dumps, loads, to_ace
 from ace.runs.console import add_row, line, table
 from ace.runs.workspace import sqlite_file, write_atomically
-from ace.store import DEFAULT_NAMESPACE
+from ace.store import DEFAULT_NAMESPACE, StaleVersionError
 
 app = AceTyper(help="Import, inspect, change and version playbooks.", no_args_is_help=True)
 
@@ -102,7 +102,9 @@ def apply_(
 
     delta = Delta.parse(delta_file.read_text(encoding="utf-8"))
     store = open_store(db, policy=ApplyPolicy(quality=None) if no_quality else None)
-    base = expected_version if expected_version is not None else store.head_version(name, namespace=namespace)
+    base = store.head_version(name, namespace=namespace)
+    if expected_version is not None and expected_version != base:
+        raise StaleVersionError(name, expected_version, base)
     before = store.load(name, base, namespace=namespace)
     after = apply(before, delta, policy=store.policy).playbook  # a bad delta is refused here, nothing written
     alerts = Detectors().check(before, after, versions=(base, base + 1))
@@ -286,7 +288,7 @@ def trajectory(
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
-    """Write a stored history as a trajectory file (ace-trajectory/1) that `ace replay` verifies."""
+    """Write a stored history as a trajectory file (ace-trajectory/2) that `ace replay` verifies."""
     from ace.runs.trajectory import export
 
     n = export(open_store(db), name, output, namespace=namespace, since=since)

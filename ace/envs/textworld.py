@@ -13,7 +13,7 @@ Needs the ``textworld`` extra (``pip install -e ".[textworld]"``; TextWorld 1.7.
   deterministic): success when the game is won, score = points / max points, and a message with how it ended.
 - :func:`gold_log` / :func:`perturbed_log` export a game's walkthrough (a win) and perturbed runs of it (a step
   dropped, swapped or replaced, each played for real and kept only if it fails) as OpenAI-style chat logs with tool
-  calls, the format :mod:`ace.logs` learns from (``ace learn``): the gold runs replay into a playbook.
+  calls, the format :mod:`ace.runs.from_logs` learns from (``ace learn``): the gold runs replay into a playbook.
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ class LoggedAgent:
 
     def __call__(self, task: Task, playbook: Playbook, hint: str | None) -> GeneratorOutput:
         if "transcript" not in task.metadata:
-            raise ValueError(f"task {task.id} is not a logged conversation (see ace.logs.load_logs)")
+            raise ValueError(f"task {task.id} is not a logged conversation (see ace.runs.from_logs.load_logs)")
         reasoning, final = task.metadata["transcript"], task.metadata["final"]
         return GeneratorOutput(
             reasoning=reasoning, bullet_ids=citations(playbook, reasoning, final), final_answer=final

@@ -1,7 +1,7 @@
 """Re-execute a recorded run: the same tasks, from the same starting playbook, with the same loop settings,
 through a live model (``ace replay FILE --provider X``) or through the responses the trajectory recorded.
 
-``ace replay FILE`` alone rebuilds a history from its deltas (:func:`ace.trajectory.replay`): it proves the
+``ace replay FILE`` alone rebuilds a history from its deltas (:func:`ace.runs.trajectory.replay`): it proves the
 deltas give the recorded versions. Re-execution runs the *loop* again — generator, evaluator, reflector, curator,
 refiner, commit — so it answers different questions:
 
