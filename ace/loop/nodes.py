@@ -142,17 +142,16 @@ def commit_node(state: LoopState, ctx: LoopContext) -> LoopState:
         merged = merge_deltas(ctx.playbook_at(base), [c.delta for c in pending], policy=ctx.store.policy)
         delta = merged.delta.model_copy(update={"source": Source(run_id=ctx.run_id, step=index + 1, role="batch")})
         dropped = merged.rejected
+    if dropped:
+        reason = "batch: " + "; ".join(f"delta {i + 1} of {len(pending)} dropped ({why})" for i, why in dropped)
+        update["error"] = _also(state, reason)
     if not delta.operations:  # every delta of the batch was dropped: nothing to commit
-        update["error"] = _also(state, "batch: " + "; ".join(f"delta {i + 1} dropped ({why})" for i, why in dropped))
         return update
     try:
         _commit(ctx, delta, base, key=f"{ctx.run_id}:{index - index % size}")
     except (DeltaError, _Vetoed, StaleVersionError) as e:  # the head moved under us and the delta no longer fits
-        return {**update, "error": _also(state, f"commit: {e}")}
+        return {**update, "error": _also({**state, **update}, f"commit: {e}")}
     update["committed"] = step_ok and len(pending) - 1 not in {i for i, _ in dropped}  # this step's is the last
-    if dropped:
-        reason = "batch: " + "; ".join(f"delta {i + 1} of {len(pending)} dropped ({why})" for i, why in dropped)
-        update["error"] = _also(state, reason)
     return update
 
 
