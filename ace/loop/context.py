@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from ace.errors import ConfigError
 from ace.llm import LLM
@@ -22,10 +23,23 @@ class LoopConfig:
     learn: bool = True  # False: eval-only, nothing is committed
     ground_truth: bool = True  # False: the reflector sees execution feedback only, never the target
     batch_size: int = 1  # >1: the deltas of a batch of tasks are proposed against one version and merged
+    # the bullets most relevant to the question, shown again right before it (0: off; see roles.generate)
+    focus: int = 0
+    # "copy": the answer is chosen among spans of the focused bullets (families whose answers are in the context)
+    answers: Literal["free", "copy"] = "free"
+    # "facts": copy-friendly curation (the lesson as spans copied from question and feedback, an ADD / UPDATE /
+    # NONE choice, bullet text written by code); "free": the paper's free-text reflection and curator delta
+    curation: Literal["free", "facts"] = "free"
 
     def __post_init__(self) -> None:
         if self.max_rounds < 1 or self.batch_size < 1:
             raise ConfigError("max_rounds and batch_size must be at least 1")
+        if self.focus < 0:
+            raise ConfigError("focus must be >= 0")
+        if self.answers == "copy" and self.focus < 1:
+            raise ConfigError("answers = 'copy' copies from the focused bullets: set focus >= 1")
+        if self.answers not in ("free", "copy") or self.curation not in ("free", "facts"):
+            raise ConfigError("answers is 'free' or 'copy'; curation is 'free' or 'facts'")
 
 
 @dataclass

@@ -13,7 +13,17 @@ from typing import Any
 
 from ace.llm import LLMError
 from ace.loop.context import LoopContext
-from ace.loop.roles import GeneratorOutput, curate, generate, reflect, tag_delta
+from ace.loop.roles import (
+    FactReflection,
+    GeneratorOutput,
+    Reflection,
+    curate,
+    curate_facts,
+    generate,
+    reflect,
+    reflect_facts,
+    tag_delta,
+)
 from ace.loop.state import Candidate, LoopState, StepRecord
 from ace.memory import Episode
 from ace.memory.episodic import Outcome
@@ -37,7 +47,17 @@ def generate_node(state: LoopState, ctx: LoopContext) -> LoopState:
             if ctx.memory is not None:
                 buffer = ctx.memory.buffer(state.get("buffer"))
                 context = ctx.memory.context(task, pb, buffer=buffer, budget=ctx.config.playbook_budget).text
-            out = generate(ctx.llm, task, pb, budget=ctx.config.playbook_budget, hint=hint, context=context).parsed
+            cfg = ctx.config
+            out = generate(
+                ctx.llm,
+                task,
+                pb,
+                budget=cfg.playbook_budget,
+                hint=hint,
+                context=context,
+                focus=cfg.focus,
+                copy=cfg.answers == "copy",
+            ).parsed
         else:
             out = ctx.generator(task, pb, hint)
     except LLMError as e:
@@ -65,12 +85,17 @@ def reflect_node(state: LoopState, ctx: LoopContext) -> LoopState:
     assert fb is not None, "reflect runs after evaluate"
     if not ctx.config.ground_truth:  # execution feedback only: judge the answer without the target
         fb = ctx.evaluator(task.model_copy(update={"target": None}), answer.final_answer)
+    plain: type[Reflection | FactReflection] = FactReflection if ctx.config.curation == "facts" else Reflection
     try:
-        r = reflect(ctx.llm, task, _base(state, ctx), answer, fb)
+        if plain is FactReflection:
+            r: Any = reflect_facts(ctx.llm, task, _base(state, ctx), answer, fb)
+        else:
+            r = reflect(ctx.llm, task, _base(state, ctx), answer, fb)
     except LLMError as e:
         return {"error": f"reflector: {e}"}
     assert r.parsed is not None
-    return {"reflection": r.parsed}
+    # the plain class (not the constrained one the call validated with): the checkpointer imports it by name
+    return {"reflection": plain.model_validate(r.parsed.model_dump())}
 
 
 def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
@@ -80,16 +105,16 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
     assert refl is not None, "curate runs after reflect"
     source = Source(task_id=task.id, step=state["index"] + 1, run_id=ctx.run_id, role="curator")
     try:
-        proposal = curate(ctx.llm, pb, refl, budget=ctx.config.playbook_budget).parsed
+        if isinstance(refl, FactReflection):
+            ops, reasoning = curate_facts(ctx.llm, pb, refl)
+        else:
+            proposal = curate(ctx.llm, pb, refl, budget=ctx.config.playbook_budget).parsed
+            assert proposal is not None
+            ops, reasoning = list(proposal.to_delta(source).operations), proposal.reasoning
     except LLMError as e:
         return {"error": f"curator: {e}"}
-    assert proposal is not None
     tags = tag_delta(pb, _answer(state), refl, source)
-    delta = Delta(
-        operations=[*tags.operations, *proposal.to_delta(source).operations],
-        reasoning=proposal.reasoning,
-        source=source,
-    )
+    delta = Delta(operations=[*tags.operations, *ops], reasoning=reasoning, source=source)
     try:
         return {"candidate": Candidate.build(pb, _base_version(state), delta, ctx.store.policy)}
     except DeltaError as e:

@@ -19,6 +19,7 @@ from ace.errors import ConfigError
 from ace.llm import LLM
 from ace.loop.state import Generator
 from ace.tasks import Evaluator, Exact, Numeric, Tags
+from ace.tasks.conventions import Conventions
 
 PLUGIN_GROUP = "ace.plugins"
 F = TypeVar("F")
@@ -98,6 +99,7 @@ def _load_plugins() -> None:
 register_evaluator("numeric", Numeric)
 register_evaluator("exact", Exact)
 register_evaluator("tags", Tags)
+register_evaluator("conventions", Conventions)
 
 __all__ = [
     "PLUGIN_GROUP",

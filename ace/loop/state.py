@@ -14,7 +14,7 @@ from typing import Annotated, Any, Protocol, TypedDict
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from ace.llm import LLM
-from ace.loop.roles import GeneratorOutput, Reflection
+from ace.loop.roles import FactReflection, GeneratorOutput, Reflection
 from ace.playbook import Applied, ApplyPolicy, Delta, Playbook, apply
 from ace.tasks import Feedback, Task
 
@@ -130,7 +130,7 @@ class LoopState(TypedDict, total=False):
     first_correct: bool | None  # correctness of the first answer: the accuracy a run reports
     answer: GeneratorOutput | None
     feedback: Feedback | None
-    reflection: Reflection | None  # its lessons are the hint of the next round
+    reflection: Reflection | FactReflection | None  # its lessons are the hint of the next round
     candidate: Candidate | None
     pending: list[Candidate]  # valid candidates of the current batch, not committed yet (batch_size > 1)
     committed: bool | None  # whether this step's delta is in the store now
@@ -146,6 +146,7 @@ CHECKPOINT_TYPES: tuple[type[BaseModel], ...] = (
     GeneratorOutput,
     Feedback,
     Reflection,
+    FactReflection,
 )
 
 __all__ = [

@@ -41,13 +41,15 @@ from ace.loop import Generator, LoopConfig, StepRecord
 from ace.loop.refine import EmbeddingIndex, Refiner
 from ace.names import check_name
 from ace.playbook import AddOp, Delta, Playbook, apply
+from ace.playbook.focus import fact
 from ace.playbook.formats import loads
 from ace.runs.console import add_row, line
 from ace.runs.factory import RunSetup
 from ace.runs.runners import Evaluation, Learner, Spend, evaluate, offline, online
 from ace.runs.workspace import runs_dir
 from ace.store import PlaybookStore, default_url
-from ace.tasks import EVALUATORS, Evaluator, Task, exact, load_finance, load_tasks, numeric
+from ace.tasks import EVALUATORS, Evaluator, Task, exact, load_finance, load_tasks, numeric, share_correct
+from ace.tasks.conventions import conventions, conventions_stream
 
 ExperimentProtocol = Literal["base", "icl", "offline", "online"]
 _DEFAULT_PROTOCOLS: tuple[ExperimentProtocol, ...] = ("base", "offline", "online")
@@ -57,7 +59,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ConventionsData(_Strict):
+    """A generated stream of the conventions family (:mod:`ace.tasks.conventions`) as the test split."""
+
+    seed: int = 0
+    facts: int = 30
+    questions: int = 120
+
+
 class DataConfig(_Strict):
+    conventions: ConventionsData | None = None  # the test split is this generated stream
     train: str | None = None
     val: str | None = None
     test: str | None = None
@@ -77,6 +88,9 @@ class LoopSection(_Strict):
     max_tokens: int = 512  # per LLM call
     refine: bool = False  # embedding dedup + pruning after each delta
     dedup_threshold: float = 0.9
+    focus: int = 0  # bullets most relevant to the question, shown again next to it (LoopConfig.focus)
+    answers: Literal["free", "copy"] = "free"  # "copy": answers chosen among spans of the focused bullets
+    curation: Literal["free", "facts"] = "free"  # "facts": copy-friendly reflection and curation
 
 
 class RunSection(_Strict):
@@ -87,6 +101,9 @@ class RunSection(_Strict):
     window: int = 1
     concurrency: int = 1
     icl_shots: int = 3
+    # "train": the first icl_shots train examples; "previous": the icl_shots test examples just before each
+    # question, with their answers (an online ICL baseline on the same stream ACE online learns from)
+    icl_source: Literal["train", "previous"] = "train"
 
 
 class RunConfig(_Strict):
@@ -95,7 +112,7 @@ class RunConfig(_Strict):
     db: str | None = None
     namespace: str = "runs"
     playbook: str | None = None  # the starting playbook (any format ace.playbook.loads reads); empty if unset
-    evaluator: Literal["formula", "finer", "exact", "numeric"] | None = None
+    evaluator: Literal["formula", "finer", "exact", "numeric", "conventions"] | None = None
     agent: str | None = None  # "path/to/agent.py:build" -> build(llm, budget) returns a Generator
     data: DataConfig = Field(default_factory=DataConfig)
     loop: LoopSection = Field(default_factory=LoopSection)
@@ -138,6 +155,13 @@ class RunConfig(_Strict):
 
 
 def load_split(cfg: RunConfig, which: Literal["train", "val", "test"]) -> list[Task]:
+    conv = cfg.data.conventions
+    if conv is not None and which == "test":
+        try:
+            tasks = conventions_stream(conv.seed, facts=conv.facts, questions=conv.questions)
+        except ValueError as e:
+            raise ConfigError(f"data.conventions: {e}") from None
+        return tasks[: cfg.data.limit_test] if cfg.data.limit_test else tasks
     value = getattr(cfg.data, which)
     if not value:
         return []
@@ -150,7 +174,7 @@ def load_split(cfg: RunConfig, which: Literal["train", "val", "test"]) -> list[T
 
 def evaluator_for(cfg: RunConfig, tasks: list[Task]) -> Evaluator:
     name = cfg.evaluator or (tasks[0].metadata.get("kind") if tasks else None) or "exact"
-    known: dict[str, Evaluator] = {"exact": exact, "numeric": numeric(), **EVALUATORS}
+    known: dict[str, Evaluator] = {"exact": exact, "numeric": numeric(), "conventions": conventions, **EVALUATORS}
     if name not in known:
         raise ConfigError(f"unknown evaluator {name!r}; one of {', '.join(known)}")
     return known[name]
@@ -176,10 +200,12 @@ def load_agent(cfg: RunConfig, llm: LLM) -> Generator | None:
     return build(llm, cfg.loop.playbook_budget)  # type: ignore[no-any-return]
 
 
-def icl_playbook(train: list[Task], shots: int) -> Playbook:
-    """The ICL baseline's context: ``shots`` solved train examples, as bullets of an ``examples`` section."""
+def icl_playbook(train: list[Task], shots: int, *, facts: bool = False) -> Playbook:
+    """The ICL baseline's context: ``shots`` solved train examples, as bullets of an ``examples`` section
+    (``facts``: written as fact bullets, ``question → answer``, the form copy-friendly curation writes, so that
+    copied answers treat ICL and ACE alike)."""
     ops = [
-        AddOp(section="worked examples", content=f"Q: {t.input}\nA: {t.target}")
+        AddOp(section="worked examples", content=fact(t.input, t.target) if facts else f"Q: {t.input}\nA: {t.target}")
         for t in train[:shots]
         if t.target is not None
     ]
@@ -203,6 +229,8 @@ class ResultRow(BaseModel):
     train_accuracy: float | None = None
     validation: list[dict[str, Any]] | None = None  # offline: (epoch, step, version, accuracy) checkpoints
     versions: int | None = None  # online: the head after the stream
+    # per test task, in stream order: was the (first) answer right (None: not judged); the accuracy curve
+    outcomes: list[bool | None] | None = None
 
 
 class Experiment:
@@ -244,12 +272,25 @@ class Experiment:
     # -- protocols -------------------------------------------------------------------------------------------
     def base(self) -> None:
         ev = self._fixed("Base", Playbook.empty(), "base")
-        self._row("Base", None, ev.accuracy, Spend(), ev.spend)
+        self._row("Base", None, ev.accuracy, Spend(), ev.spend, outcomes=[p.correct for p in ev.records])
 
     def icl(self) -> None:
         shots = self.cfg.run.icl_shots
+        if self.cfg.run.icl_source == "previous":
+            self._say(f"ICL (previous {shots})", f"evaluating {len(self.test)} tasks")
+            preds, spend = [], Spend()
+            facts = self.cfg.loop.curation == "facts"
+            for i, task in enumerate(self.test):  # each question with the examples just before it
+                ev = self._evaluate(
+                    [task], icl_playbook(self.test[max(0, i - shots) : i], shots, facts=facts), "icl-previous"
+                )
+                preds += ev.records
+                spend += ev.spend
+            acc = share_correct(preds)
+            self._row("ICL", True, acc, Spend(), spend, outcomes=[p.correct for p in preds])
+            return
         ev = self._fixed(f"ICL ({shots} shots)", icl_playbook(self.train, shots), "icl")
-        self._row("ICL", True, ev.accuracy, Spend(), ev.spend)
+        self._row("ICL", True, ev.accuracy, Spend(), ev.spend, outcomes=[p.correct for p in ev.records])
 
     def offline(self, labels: bool) -> None:
         lr = self._learner("offline", labels)
@@ -268,7 +309,7 @@ class Experiment:
         res = online(lr, self.test, window=window)
         # the adaptation and the predictions are one pass here: its time and tokens are both
         self._row("ACE online", labels, res.accuracy, res.spend, Spend(), playbook=lr.setup.playbook,
-                  versions=lr.head())  # fmt: skip
+                  versions=lr.head(), outcomes=[p.correct for p in res.predictions])  # fmt: skip
 
     def run(self) -> dict[str, Any]:
         """Every protocol of the config, in order; returns (and writes) the summary."""
@@ -300,8 +341,11 @@ class Experiment:
 
     def _fixed(self, label: str, pb: Playbook, piece: str) -> Evaluation:
         self._say(label, f"evaluating {len(self.test)} tasks")
+        return self._evaluate(self.test, pb, piece)
+
+    def _evaluate(self, tasks: list[Task], pb: Playbook, piece: str) -> Evaluation:
         return evaluate(
-            self.test,
+            tasks,
             llm=self.llm,
             playbook=pb,
             evaluator=self.evaluator,
@@ -309,6 +353,8 @@ class Experiment:
             generator=self.generator,
             concurrency=self.cfg.run.concurrency,
             results=self.workdir / f"{piece}.jsonl",
+            focus=self.cfg.loop.focus,
+            copy=self.cfg.loop.answers == "copy",
         )
 
     def _learner(self, protocol: str, labels: bool) -> Learner:
@@ -323,6 +369,9 @@ class Experiment:
             playbook_budget=cfg.loop.playbook_budget,
             batch_size=cfg.loop.batch_size,
             ground_truth=labels,
+            focus=cfg.loop.focus,
+            answers=cfg.loop.answers,
+            curation=cfg.loop.curation,
         )
         setup = RunSetup(
             llm=self.llm,

@@ -107,6 +107,8 @@ def evaluate(
     concurrency: int = 1,
     results: str | Path | None = None,
     on_result: Callable[[Prediction], None] | None = None,
+    focus: int = 0,
+    copy: bool = False,
 ) -> Evaluation:
     """Answer every task with ``playbook`` (no learning) using at most ``concurrency`` calls at once.
 
@@ -130,7 +132,7 @@ def evaluate(
     def one(task: Task) -> Prediction:
         try:
             if generator is None:
-                out = generate(llm, task, playbook, budget=budget).parsed
+                out = generate(llm, task, playbook, budget=budget, focus=focus, copy=copy).parsed
             else:
                 out = generator(task, playbook, None)
             assert out is not None
@@ -191,6 +193,8 @@ class Learner:
             generator=s.generator,
             concurrency=self.concurrency,
             results=self.workdir / f"{piece}.jsonl",
+            focus=s.config.focus,
+            copy=s.config.answers == "copy",
         )
 
     def head(self) -> int:

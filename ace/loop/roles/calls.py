@@ -12,13 +12,15 @@ output is validated (and repaired) or the call raises: nothing half-parsed reach
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
 from ace.llm import LLM, LLMResult, Message
 from ace.loop.roles import outputs
-from ace.loop.roles.outputs import CuratorOutput, GeneratorOutput, Reflection
-from ace.playbook import Delta, Playbook, Source, TagOp, render
+from ace.loop.roles.outputs import CuratorOutput, FactCuration, FactReflection, GeneratorOutput, Reflection
+from ace.playbook import AddOp, Delta, Operation, Playbook, Source, TagOp, UpdateOp, render
+from ace.playbook.focus import answer_options, looks_like_value, relevant, spans, words
 from ace.tasks import Feedback, Task
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -44,11 +46,25 @@ def generate(
     budget: int | None = None,
     hint: str | None = None,
     context: str | None = None,
+    focus: int = 0,
+    copy: bool = False,
 ) -> LLMResult[GeneratorOutput]:
     """Answer ``task`` with the playbook (rendered under ``budget`` tokens). ``hint``: feedback from a previous
     round, when the answer is being retried. ``context``: an assembled context (playbook plus memory tiers, see
-    :mod:`ace.memory`) shown instead of the rendered playbook."""
-    question = f"QUESTION:\n{task.input}"
+    :mod:`ace.memory`) shown instead of the rendered playbook.
+
+    ``focus``: also show the ``focus`` bullets most relevant to the question (:func:`ace.playbook.focus.relevant`)
+    right before it; the playbook text before them stays the same from task to task (a stable prompt prefix).
+    ``copy``: the answer is *chosen* among the values of those bullets that are facts, then the spans of the
+    others that the question does not already contain (:func:`ace.playbook.focus.answer_options`), and only they
+    can be cited: for task families whose answers are stated in
+    the context, and for small models that copy well but write badly.
+    """
+    shown = relevant(playbook, task.input, focus)
+    question = ""
+    if shown:
+        question = "MOST RELEVANT BULLETS:\n" + "\n".join(f"[{b.id}] {b.content}" for b in shown) + "\n\n"
+    question += f"QUESTION:\n{task.input}"
     if hint:
         question += f"\n\nA PREVIOUS ATTEMPT WAS WRONG. What was learned:\n{hint}"
     messages = [
@@ -56,8 +72,15 @@ def generate(
         Message("system", context if context is not None else _playbook_text(playbook, budget), cache=True),
         Message("user", question),
     ]
-    output = outputs.generator_output(tuple(b.id for b in playbook))
+    if copy:
+        options = answer_options(shown, task.input) or [UNKNOWN]
+        output = outputs.copy_generator_output(tuple(b.id for b in shown), tuple(options))
+    else:
+        output = outputs.generator_output(tuple(b.id for b in playbook))
     return llm.call(messages, output=output, role="generator")
+
+
+UNKNOWN = "unknown"  # the copied answer when nothing shown could answer
 
 
 def cited(playbook: Playbook, output: GeneratorOutput) -> list[str]:
@@ -84,8 +107,44 @@ def reflect(
     return llm.call(messages, output=outputs.reflection(tuple(cited(playbook, output))), role="reflector")
 
 
+def reflect_facts(
+    llm: LLM, task: Task, playbook: Playbook, output: GeneratorOutput, feedback: Feedback
+) -> LLMResult[FactReflection]:
+    """The copy-friendly reflector: tag the cited bullets and, when the answer was not right, copy the fact the
+    outcome revealed: its value from the feedback (the expected answer, when known, then the message), leaving out
+    what the wrong answer or the question already said, and its subject, a clause of the message stating a rule,
+    or the question itself."""
+    ids = tuple(cited(playbook, output))
+    bullets = "\n".join(f"[{b.id}] {b.content}" for b in (playbook[i] for i in ids))
+    verdict = "unknown (no ground truth)" if feedback.correct is None else "correct" if feedback.correct else "wrong"
+    learn = feedback.correct is not True
+    values: tuple[str, ...] = ()
+    subjects: tuple[str, ...] = ()
+    if learn:
+        # what the fact is about: a clause of the feedback that states a rule (three words or more), or the question
+        clauses = [c.strip() for c in re.split(r"[;\n]|\.\s", feedback.message) if len(words(c)) >= 3]
+        subjects = tuple(dict.fromkeys([*clauses, task.input.strip()]))
+        # its value: the expected answer when known, then the spans of the message's clauses that look like a
+        # value (a code, number or name: every word capitalised or with a digit), rule clauses first; never what
+        # the wrong answer or the question said. Offered every span, the local model often chose "approved on".
+        wrong, options = output.final_answer.casefold(), [feedback.target or ""]
+        for clause in [*clauses, feedback.message]:
+            options += [v for v in spans(clause, exclude=task.input, max_words=3) if looks_like_value(v)]
+        values = tuple(v for v in dict.fromkeys(options) if v.strip() and v.casefold() not in wrong)
+    parts = [
+        f"QUESTION:\n{task.input}",
+        f"MODEL ANSWER: {output.final_answer}",
+        f"OUTCOME: {verdict}. {feedback.message}".strip(),
+    ]
+    if feedback.target is not None:
+        parts.append(f"EXPECTED ANSWER: {feedback.target}")
+    parts.append(f"CITED BULLETS:\n{bullets or '(none)'}")
+    messages = [Message("system", prompt("reflector_facts"), cache=True), Message("user", "\n\n".join(parts))]
+    return llm.call(messages, output=outputs.fact_reflection(ids, subjects, values), role="reflector")
+
+
 def tag_delta(
-    playbook: Playbook, output: GeneratorOutput, reflection: Reflection, source: Source | None = None
+    playbook: Playbook, output: GeneratorOutput, reflection: Reflection | FactReflection, source: Source | None = None
 ) -> Delta:
     """TAG operations for the reflector's tags, kept only for bullets the generator cited (plain code, no LLM)."""
     allowed = set(cited(playbook, output))
@@ -110,4 +169,51 @@ def curate(
     return llm.call(messages, output=outputs.curator_output(tuple(b.id for b in playbook)), role="curator")
 
 
-__all__ = ["PROMPTS", "cited", "curate", "generate", "prompt", "reflect", "tag_delta"]
+FACTS_SECTION = "facts"
+SIMILAR = 3  # similar bullets the copy-friendly curator may update
+
+
+def fact_actions(playbook: Playbook, reflection: FactReflection) -> tuple[tuple[str, ...], list[str]]:
+    """The copy-friendly curator's choices for this lesson, and the similar bullets they name. Empty when there is
+    nothing to decide: no lesson, or the playbook already holds exactly this text."""
+    fact = reflection.fact
+    if not fact or any(b.content == fact for b in playbook):
+        return (), []
+    similar = [b.id for b in relevant(playbook, fact, SIMILAR)]
+    return ("ADD", *(f"UPDATE {i}" for i in similar), "NONE"), similar
+
+
+def curate_facts(llm: LLM, playbook: Playbook, reflection: FactReflection) -> tuple[list[Operation], str]:
+    """The copy-friendly curator: shown the lesson and the few bullets most like it, it chooses to ADD it, let it
+    replace one of them (UPDATE), or do nothing. Code writes the operation; no LLM call when there is no choice.
+    Returns the operations and the choice made."""
+    actions, similar = fact_actions(playbook, reflection)
+    if not actions:
+        return [], "nothing new to curate"
+    shown = "\n".join(f"[{i}] {playbook[i].content}" for i in similar) or "(none)"
+    parts = [f"NEW LESSON:\n{reflection.fact}", f"SIMILAR BULLETS:\n{shown}", "ACTIONS: " + ", ".join(actions)]
+    messages = [Message("system", prompt("curator_facts"), cache=True), Message("user", "\n\n".join(parts))]
+    choice = llm.call(messages, output=outputs.fact_curation(actions), role="curator").parsed
+    assert isinstance(choice, FactCuration)
+    kind, _, target = choice.action.partition(" ")
+    if kind == "ADD":
+        return [AddOp(section=FACTS_SECTION, content=reflection.fact)], choice.action
+    if kind == "UPDATE":
+        return [UpdateOp(id=target, content=reflection.fact)], choice.action
+    return [], choice.action
+
+
+__all__ = [
+    "FACTS_SECTION",
+    "PROMPTS",
+    "UNKNOWN",
+    "cited",
+    "curate",
+    "curate_facts",
+    "fact_actions",
+    "generate",
+    "prompt",
+    "reflect",
+    "reflect_facts",
+    "tag_delta",
+]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from ace.playbook import AddOp, Delta, MergeOp, Operation, RemoveOp, Source, UpdateOp
+from ace.playbook.focus import fact
 
 
 class GeneratorOutput(BaseModel):
@@ -45,6 +46,42 @@ class Reflection(BaseModel):
 # Fields that apply() fills in (an assigned id, provenance, a reason): not part of what the curator is asked for.
 _Hidden = SkipJsonSchema[str | None]
 _HiddenSource = SkipJsonSchema[Source | None]
+
+
+class FactReflection(BaseModel):
+    """The copy-friendly reflection (``curation = "facts"``): the tags on cited bullets and the fact the outcome
+    revealed, as two fields the reflector *copies*: ``value`` (a span of the expected answer or the feedback) and
+    ``subject`` (a clause of the feedback that states a rule, or else the question; offered free spans of the
+    question, the local model chose short ones that dropped the words telling facts apart). The bullet text is
+    assembled by code (:func:`ace.playbook.focus.fact`). A small model cannot write a good sentence, but it can
+    choose what it was shown."""
+
+    reasoning: SkipJsonSchema[str] = ""
+    subject: str = ""  # a clause of the feedback stating the rule, or the question ("": nothing learned)
+    value: str  # copied from the feedback ("" when nothing new was learned)
+    bullet_tags: list[BulletTag]
+
+    @property
+    def fact(self) -> str:
+        """The lesson as bullet text ("" when there is none)."""
+        subject, value = self.subject.strip(), self.value.strip()
+        if not subject or not value:
+            return ""
+        if subject.endswith(value):  # a rule clause that ends with the value: state it once, after the arrow
+            subject = subject[: -len(value)].strip()
+        return fact(subject, value) if subject else ""
+
+    @property
+    def lessons(self) -> str:
+        return self.fact
+
+
+class FactCuration(BaseModel):
+    """The copy-friendly curator's choice (``curation = "facts"``): add the lesson as a new bullet, let it replace
+    one of the similar bullets shown (``"UPDATE <id>"``), or change nothing. Code turns it into ADD / UPDATE."""
+
+    reasoning: SkipJsonSchema[str] = ""
+    action: str
 
 
 class CuratorAdd(AddOp):
@@ -105,6 +142,45 @@ def generator_output(ids: tuple[str, ...]) -> type[GeneratorOutput]:
     return create_model("GeneratorOutput", __base__=GeneratorOutput, bullet_ids=(id_list, ...))
 
 
+@lru_cache(maxsize=256)
+def copy_generator_output(ids: tuple[str, ...], answers: tuple[str, ...]) -> type[GeneratorOutput]:
+    """The generator's output when answers are copied (``answers = "copy"``): cite some of ``ids`` (the bullets
+    shown next to the question), then choose the answer among ``answers`` (spans of those bullets)."""
+    id_list: Any = list[_id_type(ids)] if ids else list[str]  # type: ignore[misc]
+    cites = Field(max_length=len(ids)) if ids else Field(max_length=0)
+    answer: Any = Literal[answers] if answers else str
+    return create_model(
+        "GeneratorOutput",
+        __base__=GeneratorOutput,
+        reasoning=(SkipJsonSchema[str], ""),
+        bullet_ids=(id_list, cites),
+        final_answer=(answer, ...),
+    )
+
+
+@lru_cache(maxsize=256)
+def fact_reflection(
+    cited_ids: tuple[str, ...], subjects: tuple[str, ...], values: tuple[str, ...]
+) -> type[FactReflection]:
+    """A :class:`FactReflection` whose subject and value must be one of the given options ("" when there are
+    none: then nothing can be learned, e.g. the answer was right)."""
+    subject: Any = Literal[subjects] if subjects and values else Literal[""]
+    value: Any = Literal[values] if subjects and values else Literal[""]
+    if cited_ids:
+        tag: Any = create_model("BulletTag", __base__=BulletTag, id=(_id_type(cited_ids), ...))
+        tags: Any = (list[tag], ...)
+    else:
+        tags = (list[BulletTag], Field(max_length=0))
+    return create_model(
+        "FactReflection", __base__=FactReflection, subject=(subject, ...), value=(value, ...), bullet_tags=tags
+    )
+
+
+@lru_cache(maxsize=256)
+def fact_curation(actions: tuple[str, ...]) -> type[FactCuration]:
+    return create_model("FactCuration", __base__=FactCuration, action=(Literal[actions], ...))
+
+
 @lru_cache(maxsize=64)
 def reflection(cited_ids: tuple[str, ...]) -> type[Reflection]:
     if not cited_ids:  # nothing was cited: nothing to tag
@@ -131,9 +207,14 @@ __all__ = [
     "MAX_ENUM_IDS",
     "BulletTag",
     "CuratorOutput",
+    "FactCuration",
+    "FactReflection",
     "GeneratorOutput",
     "Reflection",
+    "copy_generator_output",
     "curator_output",
+    "fact_curation",
+    "fact_reflection",
     "generator_output",
     "reflection",
 ]

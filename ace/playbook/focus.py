@@ -1,0 +1,102 @@
+"""Which bullets a question is about, and the spans an answer may be copied from (pure, no I/O).
+
+- :func:`relevant`: the ``k`` bullets that share the most *informative* words with a query: each shared word
+  weighs its inverse document frequency over the playbook (a word in every bullet, like "office", counts little;
+  "Bergen" counts a lot), ties broken by the playbook's own ranking. The loop shows them next to the question,
+  after the stable playbook text, so a small model sees the bullet that answers right beside the question while
+  the prompt's prefix stays the same from one task to the next.
+- :func:`spans`: the word n-grams of a text, in reading order: the options of a *copied* answer or lesson field
+  (a model constrained to them cannot invent a value, only choose one it was shown).
+- :func:`answer_options`: what a copied answer may be: the value of each focused *fact* bullet (content
+  ``"<subject> → <value>"``, the form copy-friendly curation writes), then spans of the other bullets.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+from ace.playbook.model import Bullet, Playbook
+from ace.playbook.render import rank
+
+# a word: letters/digits, joined by inner hyphens, apostrophes, dots or slashes ("LC-4471", "don't", "v1.2")
+_WORD = re.compile(r"\w+(?:[-'./]\w+)*")
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` as :func:`spans` and :func:`relevant` see them (case kept)."""
+    return _WORD.findall(text)
+
+
+def _keys(text: str) -> set[str]:
+    return {w.casefold() for w in words(text)}
+
+
+def relevant(playbook: Playbook, query: str, k: int) -> list[Bullet]:
+    """Up to ``k`` bullets sharing informative words with ``query``, most relevant first (none if none share)."""
+    if k <= 0 or not len(playbook):
+        return []
+    bags = {b.id: _keys(b.content) for b in playbook}
+    df = Counter(w for bag in bags.values() for w in bag)
+    n = len(bags)
+    q = _keys(query)
+    order = {b.id: i for i, b in enumerate(rank(playbook))}
+    scored = []
+    for b in playbook:
+        score = sum(math.log(1 + n / df[w]) for w in q & bags[b.id])
+        if score > 0:
+            scored.append((-score, order[b.id], b))
+    scored.sort(key=lambda t: (t[0], t[1]))
+    return [b for _, _, b in scored[:k]]
+
+
+def spans(text: str, *, max_words: int = 4, exclude: str = "", limit: int = 400) -> list[str]:
+    """Word n-grams of ``text`` (1 to ``max_words`` words), in reading order, longest first at each position,
+    each once; spans sharing a word with ``exclude`` are left out (an answer adds what the question lacks).
+    At most ``limit`` spans."""
+    ws = words(text)
+    banned = _keys(exclude)
+    out: dict[str, None] = {}
+    for i in range(len(ws)):
+        for j in range(min(len(ws), i + max_words), i, -1):
+            piece = ws[i:j]
+            if any(w.casefold() in banned for w in piece):
+                continue
+            out.setdefault(" ".join(piece))
+            if len(out) >= limit:
+                return list(out)
+    return list(out)
+
+
+ARROW = " \u2192 "  # between a fact bullet's subject and its value
+
+
+def fact(subject: str, value: str) -> str:
+    """A fact bullet's text: ``"<subject> → <value>"`` (a question's final "?" dropped)."""
+    return f"{subject.strip().rstrip('?').strip()}{ARROW}{value.strip()}"
+
+
+def fact_value(content: str) -> str | None:
+    """The value of a fact bullet (the text after its last arrow), or None for another bullet."""
+    if ARROW not in content:
+        return None
+    value = content.rsplit(ARROW, 1)[1].strip()
+    return value or None
+
+
+def looks_like_value(span: str) -> bool:
+    """Whether ``span`` reads as a fact's value: a code, number or name (each word capitalised or with a digit)."""
+    ws = words(span)
+    return bool(ws) and all(w[0].isupper() or any(c.isdigit() for c in w) for w in ws)
+
+
+def answer_options(bullets: list[Bullet], question: str) -> list[str]:
+    """A copied answer's options: the values of the fact bullets among ``bullets`` (in their order), then spans
+    of the other bullets that share no word with the question."""
+    values = [v for b in bullets if (v := fact_value(b.content))]
+    other = "\n".join(b.content for b in bullets if fact_value(b.content) is None)
+    return list(dict.fromkeys([*values, *(spans(other, exclude=question) if other else [])]))
+
+
+__all__ = ["ARROW", "answer_options", "fact", "fact_value", "looks_like_value", "relevant", "spans", "words"]
