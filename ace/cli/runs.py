@@ -19,12 +19,24 @@ app = AceTyper()
 
 @app.command()
 def demo(
-    tasks: Annotated[int, typer.Option(help="How many of the bundled tasks to run (1-6).", min=1, max=6)] = 4,
+    family: Annotated[
+        str,
+        typer.Option(
+            help="'conventions': house rules of a fictional cooperative, learnable only from feedback (learning "
+            "shows); 'finance': Formula-style questions with the paper's free-text roles (the machinery only)."
+        ),
+    ] = "conventions",
+    tasks: Annotated[
+        int | None,
+        typer.Option(help="How many tasks (conventions: 4-400, default 24; finance: 1-6, default 4).", min=1, max=400),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the conventions stream.")] = 0,
     provider: Annotated[str, typer.Option(help="'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")] = "local",
     rounds: Annotated[
-        int, typer.Option(help="Answer attempts per task (a wrong one is reflected on and retried).")
-    ] = 2,
-    max_tokens: Annotated[int, typer.Option(help="Token limit of each LLM reply.")] = 256,
+        int | None,
+        typer.Option(help="Answer attempts per task (default 1 for conventions, 2 for finance).", min=1, max=5),
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Token limit of each LLM reply.", min=16)] = None,
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: a new one).")] = None,
     memory: Annotated[
         bool, typer.Option("--memory", help="Switch on the memory tiers: short-term, episodic (Chroma), graph.")
@@ -37,6 +49,8 @@ def demo(
     run_demo(
         DemoOptions(
             tasks=tasks,
+            family=family,
+            seed=seed,
             provider=provider,
             db=db,
             max_rounds=rounds,
@@ -155,10 +169,26 @@ def learn(
 
 @app.command()
 def report(
-    run: Annotated[Path, typer.Argument(help="A collapse-benchmark result (bench_collapse.py --out FILE).")],
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write (default: beside RUN).")] = None,
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory (ace demo, ace run, ace learn, TextWorld: <data dir>/runs/<run id>), or a "
+            "collapse-benchmark result (bench_collapse.py --out FILE)."
+        ),
+    ],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where to write (default: RUN/report, or beside a result file).")
+    ] = None,
 ) -> None:
-    """Write the plots (PNG) and a Markdown report for a collapse-benchmark run."""
+    """Write a Markdown report, an HTML page and PNG plots for a run (accuracy over steps, playbook size per
+    version, tokens per role, bullet counters) or a collapse-benchmark result."""
+    if run.is_dir():
+        from ace.runs.run_report import write_run_report
+
+        _, files = write_run_report(run, out_dir)
+        for f in files:
+            out.print(f"wrote {f}")
+        return
     from ace.runs.report import write_report
 
     where = write_report(run, out_dir)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,24 @@ def _close_models() -> None:
 
 
 MODEL_NAME = "local"
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block: llama.cpp writes to it from C, past Python's
+    ``sys.stderr``. Python-level errors raised in the block still propagate as exceptions."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (an embedded interpreter): nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def default_model_path() -> Path:
@@ -93,7 +113,10 @@ class LocalProvider:
                     from llama_cpp import Llama
                 except ImportError:
                     raise LLMError("llama-cpp-python is not installed: run scripts/install (extra 'local')") from None
-                _MODELS[key] = Llama(model_path=path, n_ctx=self.n_ctx, n_threads=self.n_threads, seed=0, verbose=False)
+                with _quiet_stderr():  # llama.cpp prints its own lines at load even with verbose=False
+                    _MODELS[key] = Llama(
+                        model_path=path, n_ctx=self.n_ctx, n_threads=self.n_threads, seed=0, verbose=False
+                    )
             return _MODELS[key]
 
     def complete(self, request: Request) -> Completion:

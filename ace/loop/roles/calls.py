@@ -16,7 +16,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from ace.llm import LLM, LLMResult, Message
+from ace.llm import LLM, LLMResult, Message, Usage
 from ace.loop.roles import outputs
 from ace.loop.roles.outputs import CuratorOutput, FactCuration, FactReflection, GeneratorOutput, Reflection
 from ace.playbook import AddOp, Delta, Operation, Playbook, Source, TagOp, UpdateOp, render
@@ -73,7 +73,10 @@ def generate(
         Message("user", question),
     ]
     if copy:
-        options = answer_options(shown, task.input) or [UNKNOWN]
+        options = answer_options(shown, task.input)
+        if not options:  # nothing shown to copy from: the only possible reply, without a call
+            out = GeneratorOutput(reasoning="", bullet_ids=[], final_answer=UNKNOWN)
+            return LLMResult(out.model_dump_json(), out, Usage(), 0.0, 0.0, "none", "none", attempts=0)
         output = outputs.copy_generator_output(tuple(b.id for b in shown), tuple(options))
     else:
         output = outputs.generator_output(tuple(b.id for b in playbook))

@@ -1,0 +1,278 @@
+"""``ace report RUN`` for a run directory (``ace demo``, ``ace run``, ``ace learn``, TextWorld, re-execution): a
+Markdown report and an HTML page with the same content, and PNG plots.
+
+Everything comes from the run's own records, verified as they are read: each ``*.trajectory.jsonl`` is replayed
+(its hash chain and every version's digest checked; a file that does not verify is reported, not plotted), and an
+``ace run`` directory's ``summary.json`` adds the methods' per-task outcomes (Base, ICL, ACE).
+
+Plots: ``accuracy.png`` (rolling accuracy over steps, one line per learning run and per method), ``playbook.png``
+(bullets and estimated tokens per version), ``roles.png`` (tokens in and out per role; cost when priced),
+``counters.png`` (helpful / harmful counts of the most used bullets at the head). Cost per method is in the
+Methods table when the run has a ``summary.json`` (``ace run``); trajectories record tokens, not prices.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ace.errors import InputFileError
+from ace.llm import Usage
+from ace.playbook import REPLAY_POLICY, Delta, Playbook, apply, approx_tokens, loads, render
+from ace.runs.trajectory import load, replay
+
+
+@dataclass
+class RunTrace:
+    """One trajectory, replayed: per step its verdict; per version the playbook's size."""
+
+    name: str
+    outcomes: list[bool | None]
+    versions: list[int]
+    bullets: list[int]
+    tokens: list[int]
+    roles: dict[str, Usage]
+    head: Playbook | None
+    problem: str | None = None
+    steps: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def trace(path: Path) -> RunTrace:
+    """Replay ``path`` (verifying it) and collect what the plots need."""
+    name = path.name.removesuffix(".trajectory.jsonl")
+    checked = replay(path)
+    empty = RunTrace(name, [], [], [], [], {}, None, checked.problem, checked.steps, checked.notes)
+    if not checked.ok:
+        return empty
+    t = load(path)
+    pb = loads(json.dumps(t.header["state"]), "json")
+    version = int(t.header["version"])
+    tr = RunTrace(name, [], [version], [len(pb)], [_tokens(pb)], {}, pb, None, len(t.steps), t.notes)
+    for step in t.steps:
+        tr.outcomes.append(step.get("correct"))
+        for call in step.get("calls") or []:
+            u = call.get("usage") or {}
+            usage = Usage(int(u.get("input_tokens", 0)), int(u.get("output_tokens", 0)), int(u.get("cached_tokens", 0)))
+            role = str(call.get("role", "?"))
+            tr.roles[role] = tr.roles.get(role, Usage()) + usage
+        if step.get("delta") is not None:
+            pb = apply(pb, Delta.model_validate(step["delta"]), policy=REPLAY_POLICY).playbook
+            version += 1
+            tr.versions.append(version)
+            tr.bullets.append(len(pb))
+            tr.tokens.append(_tokens(pb))
+    tr.head = pb
+    return tr
+
+
+def _tokens(pb: Playbook) -> int:
+    return approx_tokens(render(pb)) if len(pb) else 0
+
+
+def rolling(outcomes: list[bool | None], window: int) -> list[float | None]:
+    """Accuracy over the last ``window`` judged outcomes at each step (None until one is judged)."""
+    out: list[float | None] = []
+    for i in range(len(outcomes)):
+        judged = [o for o in outcomes[max(0, i - window + 1) : i + 1] if o is not None]
+        out.append(sum(judged) / len(judged) if judged else None)
+    return out
+
+
+def _share(outcomes: list[bool | None]) -> float | None:
+    judged = [o for o in outcomes if o is not None]
+    return sum(judged) / len(judged) if judged else None
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f} %"
+
+
+def write_run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """Write ``report.md``, ``report.html`` and the PNG plots for the run in ``run_dir`` (into ``out_dir``,
+    default ``<run_dir>/report``). Returns the report directory and the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    src = Path(run_dir)
+    if not src.is_dir():
+        raise InputFileError(f"{src}: not a run directory (ace demo / ace run / ace learn write one per run)")
+    paths = sorted(src.glob("*.trajectory.jsonl"))
+    summary: dict[str, Any] | None = None
+    if (src / "summary.json").is_file():
+        try:
+            summary = json.loads((src / "summary.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise InputFileError(f"{src / 'summary.json'}: not JSON ({e})") from None
+    if not paths and summary is None:
+        raise InputFileError(f"{src}: no trajectory (*.trajectory.jsonl) and no summary.json: nothing to report")
+    traces = [trace(p) for p in paths]
+    good = [t for t in traces if t.problem is None]
+    methods: list[tuple[str, list[bool | None], float]] = []
+    for row in (summary or {}).get("rows", []):
+        if row.get("outcomes"):
+            labels = "" if row.get("labels") in (None, True) else " (no labels)"
+            methods.append((f"{row['method']}{labels}", row["outcomes"], float(row.get("cost_usd") or 0.0)))
+    out = Path(out_dir) if out_dir else src / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(out / name)
+
+    # accuracy over steps
+    curves = [(m[0], m[1]) for m in methods] or [(t.name, t.outcomes) for t in good if t.outcomes]
+    if curves:
+        n = max(len(o) for _, o in curves)
+        window = max(3, n // 10)
+        fig, ax = plt.subplots(figsize=(9, 4.2))
+        for label, outcomes in curves:
+            ys = [float("nan") if y is None else 100 * y for y in rolling(outcomes, window)]
+            ax.plot(range(1, len(ys) + 1), ys, label=f"{label} ({_pct(_share(outcomes))})", linewidth=1.4)
+        ax.set(xlabel="step (task of the stream)", ylabel=f"accuracy, last {window} tasks (%)", ylim=(-3, 103))
+        ax.set_title("Accuracy over steps (rolling)")
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+        save(fig, "accuracy.png")
+    # playbook size per version
+    if good:
+        fig, ax = plt.subplots(figsize=(9, 4.2))
+        ax2 = ax.twinx()
+        for t in good:
+            ax.plot(t.versions, t.bullets, marker=".", label=f"{t.name}: bullets")
+            ax2.plot(t.versions, t.tokens, linestyle="--", label=f"{t.name}: tokens")
+        ax.set(xlabel="version", ylabel="bullets", title="Playbook size per version")
+        ax2.set_ylabel("tokens (4 characters per token, estimated)")
+        lines = ax.get_legend_handles_labels()
+        lines2 = ax2.get_legend_handles_labels()
+        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper left")
+        ax.grid(alpha=0.3)
+        save(fig, "playbook.png")
+    # tokens per role
+    roles: dict[str, Usage] = {}
+    for t in good:
+        for role, u in t.roles.items():
+            roles[role] = roles.get(role, Usage()) + u
+    if roles:
+        names = sorted(roles)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ins = [roles[r].input_tokens for r in names]
+        outs = [roles[r].output_tokens for r in names]
+        ax.bar(names, ins, label="input tokens")
+        ax.bar(names, outs, bottom=ins, label="output tokens")
+        ax.set(ylabel="tokens", title="Tokens per role (learning runs' recorded calls)")
+        ax.legend()
+        save(fig, "roles.png")
+    # counters of the most used bullets at the head
+    heads = [t for t in good if t.head is not None and len(t.head)]
+    if heads:
+        used = sorted(
+            ((b.helpful, b.harmful, b.id) for t in heads for b in t.head if b.helpful or b.harmful), reverse=True
+        )[:15]
+        if used:
+            fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(used) + 1)))
+            labels = [u[2] for u in used][::-1]
+            ax.barh(labels, [u[0] for u in used][::-1], color="tab:green", label="helpful")
+            ax.barh(labels, [-u[1] for u in used][::-1], color="tab:red", label="harmful")
+            ax.set(xlabel="harmful ← count → helpful", title="Most used bullets at the head")
+            ax.axvline(0, color="black", linewidth=0.8)
+            ax.legend(fontsize=8)
+            save(fig, "counters.png")
+
+    md, body = _content(src, traces, methods, roles, written)
+    (out / "report.md").write_text(md, encoding="utf-8")
+    (out / "report.html").write_text(body, encoding="utf-8")
+    return out, [*written, out / "report.md", out / "report.html"]
+
+
+def _content(
+    src: Path,
+    traces: list[RunTrace],
+    methods: list[tuple[str, list[bool | None], float]],
+    roles: dict[str, Usage],
+    plots: list[Path],
+) -> tuple[str, str]:
+    """The report as Markdown and as HTML (the same sections; every value escaped in the HTML)."""
+    sections: list[tuple[str, list[str], list[list[str]]]] = []  # (title, table header, rows)
+    if methods:
+        rows = []
+        for label, outcomes, cost in methods:
+            mid = len(outcomes) // 2
+            rows.append(
+                [
+                    label,
+                    str(len(outcomes)),
+                    _pct(_share(outcomes)),
+                    _pct(_share(outcomes[:mid])),
+                    _pct(_share(outcomes[mid:])),
+                    f"${cost:.4f}",
+                ]
+            )
+        sections.append(("Methods", ["method", "tasks", "accuracy", "first half", "second half", "cost"], rows))
+    rows = []
+    for t in traces:
+        if t.problem:
+            rows.append([t.name, str(t.steps), "does not verify: " + t.problem, "", "", ""])
+            continue
+        mid = len(t.outcomes) // 2
+        rows.append(
+            [
+                t.name,
+                str(t.steps),
+                _pct(_share(t.outcomes)),
+                _pct(_share(t.outcomes[:mid])),
+                _pct(_share(t.outcomes[mid:])),
+                f"v{t.versions[0]} → v{t.versions[-1]}, {t.bullets[-1]} bullets",
+            ]
+        )
+    if rows:
+        sections.append(
+            (
+                "Learning runs (trajectories, verified)",
+                ["run", "steps", "accuracy", "first half", "second half", "versions"],
+                rows,
+            )
+        )
+    if roles:
+        rows = []
+        for role in sorted(roles):
+            u = roles[role]
+            rows.append([role, str(u.input_tokens), str(u.output_tokens), str(u.cached_tokens)])
+        sections.append(("Tokens per role", ["role", "input tokens", "output tokens", "cached input tokens"], rows))
+    title = f"ACE run report: {src.name}"
+    md = [f"# {title}", "", f"Source: `{src}`", ""]
+    for p in plots:
+        md += [f"![{p.stem}]({p.name})", ""]
+    for name, header, rows in sections:
+        md += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        md.append("")
+    e = html.escape
+    page = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style>",
+        "</head><body>",
+        f"<h1>{e(title)}</h1>",
+        f"<p>Source: <code>{e(str(src))}</code></p>",
+    ]
+    page += [f'<p><img src="{e(p.name)}" alt="{e(p.stem)}"></p>' for p in plots]
+    for name, header, rows in sections:
+        page.append(f"<h2>{e(name)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+        page += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
+        page.append("</table>")
+    page.append("</body></html>")
+    return "\n".join(md) + "\n", "\n".join(page) + "\n"
+
+
+__all__ = ["RunTrace", "rolling", "trace", "write_run_report"]
