@@ -5,6 +5,7 @@
 - :mod:`~ace.cli.runs`: ``ace demo``, ``ace run``, ``ace learn``, ``ace replay``, ``ace report``;
 - :mod:`~ace.cli.textworld`: ``ace textworld make|play|export``;
 - :mod:`~ace.cli.db`: ``ace db status|upgrade``;
+- :mod:`~ace.cli.memory`: ``ace memory episodes|facts``;
 - :mod:`~ace.cli.tour`: ``ace tour``.
 
 Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
@@ -13,7 +14,7 @@ Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~
 
 from __future__ import annotations
 
-from ace.cli import db, playbook, runs, textworld, tour
+from ace.cli import db, memory, playbook, runs, textworld, tour
 from ace.cli.output import AceTyper
 
 app = AceTyper(
@@ -25,6 +26,7 @@ app = AceTyper(
 app.add_typer(playbook.app, name="playbook")
 app.add_typer(textworld.app, name="textworld")
 app.add_typer(db.app, name="db")
+app.add_typer(memory.app, name="memory")
 app.registered_commands.extend(runs.app.registered_commands)
 app.command()(tour.tour)
 

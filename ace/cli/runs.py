@@ -172,8 +172,8 @@ def report(
     run: Annotated[
         Path,
         typer.Argument(
-            help="A run directory (ace demo, ace run, ace learn, TextWorld: <data dir>/runs/<run id>), or a "
-            "collapse-benchmark result (bench_collapse.py --out FILE)."
+            help="A run directory (ace run, ace learn: <data dir>/runs/<run id>), one run's trajectory "
+            "(*.trajectory.jsonl: ace demo, TextWorld), or a collapse-benchmark result (bench_collapse.py --out FILE)."
         ),
     ],
     out_dir: Annotated[
@@ -182,7 +182,7 @@ def report(
 ) -> None:
     """Write a Markdown report, an HTML page and PNG plots for a run (accuracy over steps, playbook size per
     version, tokens per role, bullet counters) or a collapse-benchmark result."""
-    if run.is_dir():
+    if run.is_dir() or run.name.endswith(".trajectory.jsonl"):
         from ace.runs.run_report import write_run_report
 
         _, files = write_run_report(run, out_dir)

@@ -101,6 +101,15 @@ register_evaluator("exact", Exact)
 register_evaluator("tags", Tags)
 register_evaluator("conventions", Conventions)
 
+
+def _judge(**params: Any) -> Evaluator:
+    from ace.loop.judge import judge  # the judge calls a model: built only when a spec names it
+
+    return judge(**params)
+
+
+register_evaluator("judge", _judge)
+
 __all__ = [
     "PLUGIN_GROUP",
     "evaluator_from_spec",

@@ -167,6 +167,12 @@ class EpisodicStore:
     def count(self) -> int:
         return int(self.collection.count())
 
+    def recent(self, limit: int = 10) -> list[Episode]:
+        """The ``limit`` most recent episodes, newest first."""
+        res = self.collection.get(include=["metadatas"])
+        episodes = [_episode(m) for m in res["metadatas"] or []]
+        return sorted(episodes, key=lambda e: e.created_at, reverse=True)[:limit]
+
 
 def _episode(meta: dict[str, Any]) -> Episode:
     return Episode(

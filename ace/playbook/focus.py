@@ -22,6 +22,7 @@ from ace.playbook.render import rank
 
 # a word: letters/digits, joined by inner hyphens, apostrophes, dots or slashes ("LC-4471", "don't", "v1.2")
 _WORD = re.compile(r"\w+(?:[-'./]\w+)*")
+_CLAUSE = re.compile(r"[;,:!?()\n\u2192]|\.(?:\s|$)")  # a span never crosses these
 
 
 def words(text: str) -> list[str]:
@@ -52,20 +53,21 @@ def relevant(playbook: Playbook, query: str, k: int) -> list[Bullet]:
 
 
 def spans(text: str, *, max_words: int = 4, exclude: str = "", limit: int = 400) -> list[str]:
-    """Word n-grams of ``text`` (1 to ``max_words`` words), in reading order, longest first at each position,
-    each once; spans sharing a word with ``exclude`` are left out (an answer adds what the question lacks).
-    At most ``limit`` spans."""
-    ws = words(text)
+    """Word n-grams of ``text`` (1 to ``max_words`` words, never across a clause's punctuation), in reading
+    order, longest first at each position, each once; spans sharing a word with ``exclude`` are left out (an answer
+    adds what the question lacks). At most ``limit`` spans."""
     banned = _keys(exclude)
     out: dict[str, None] = {}
-    for i in range(len(ws)):
-        for j in range(min(len(ws), i + max_words), i, -1):
-            piece = ws[i:j]
-            if any(w.casefold() in banned for w in piece):
-                continue
-            out.setdefault(" ".join(piece))
-            if len(out) >= limit:
-                return list(out)
+    for clause in _CLAUSE.split(text):
+        ws = words(clause)
+        for i in range(len(ws)):
+            for j in range(min(len(ws), i + max_words), i, -1):
+                piece = ws[i:j]
+                if any(w.casefold() in banned for w in piece):
+                    continue
+                out.setdefault(" ".join(piece))
+                if len(out) >= limit:
+                    return list(out)
     return list(out)
 
 

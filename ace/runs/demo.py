@@ -214,7 +214,7 @@ def summarize(
             console.print(line(text))
     console.print(line(verdict_line(first, second, head > (since or 0))))
     console.print(line(f"Inspect: ace playbook history {name} -n {namespace} --db {db}"))
-    console.print(line(f"Report: ace report {trajectory.parent}"))
+    console.print(line(f"Report (plots, Markdown, HTML): ace report {trajectory}"))
 
 
 def halves(results: list[StepRecord]) -> tuple[float | None, float | None]:

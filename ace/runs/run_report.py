@@ -93,18 +93,22 @@ def _pct(x: float | None) -> str:
 
 def write_run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, list[Path]]:
     """Write ``report.md``, ``report.html`` and the PNG plots for the run in ``run_dir`` (into ``out_dir``,
-    default ``<run_dir>/report``). Returns the report directory and the files written."""
+    default ``<run_dir>/report``), or for one trajectory file (default ``<file stem>.report`` beside it).
+    Returns the report directory and the files written."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
     src = Path(run_dir)
-    if not src.is_dir():
-        raise InputFileError(f"{src}: not a run directory (ace demo / ace run / ace learn write one per run)")
-    paths = sorted(src.glob("*.trajectory.jsonl"))
+    if src.is_file() and src.name.endswith(".trajectory.jsonl"):  # one run's trajectory (the demo's)
+        paths, default_out = [src], src.parent / src.name.replace(".trajectory.jsonl", ".report")
+    elif src.is_dir():
+        paths, default_out = sorted(src.glob("*.trajectory.jsonl")), src / "report"
+    else:
+        raise InputFileError(f"{src}: not a run directory or a trajectory (*.trajectory.jsonl)")
     summary: dict[str, Any] | None = None
-    if (src / "summary.json").is_file():
+    if src.is_dir() and (src / "summary.json").is_file():
         try:
             summary = json.loads((src / "summary.json").read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
@@ -118,7 +122,7 @@ def write_run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> 
         if row.get("outcomes"):
             labels = "" if row.get("labels") in (None, True) else " (no labels)"
             methods.append((f"{row['method']}{labels}", row["outcomes"], float(row.get("cost_usd") or 0.0)))
-    out = Path(out_dir) if out_dir else src / "report"
+    out = Path(out_dir) if out_dir else default_out
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
@@ -172,16 +176,16 @@ def write_run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> 
         ax.legend()
         save(fig, "roles.png")
     # counters of the most used bullets at the head
-    heads = [t for t in good if t.head is not None and len(t.head)]
+    heads = [t.head for t in good if t.head is not None and len(t.head)]
     if heads:
         used = sorted(
-            ((b.helpful, b.harmful, b.id) for t in heads for b in t.head if b.helpful or b.harmful), reverse=True
+            ((b.helpful, b.harmful, b.id) for head in heads for b in head if b.helpful or b.harmful), reverse=True
         )[:15]
         if used:
             fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(used) + 1)))
-            labels = [u[2] for u in used][::-1]
-            ax.barh(labels, [u[0] for u in used][::-1], color="tab:green", label="helpful")
-            ax.barh(labels, [-u[1] for u in used][::-1], color="tab:red", label="harmful")
+            bar_labels = [u[2] for u in used][::-1]
+            ax.barh(bar_labels, [u[0] for u in used][::-1], color="tab:green", label="helpful")
+            ax.barh(bar_labels, [-u[1] for u in used][::-1], color="tab:red", label="harmful")
             ax.set(xlabel="harmful ← count → helpful", title="Most used bullets at the head")
             ax.axvline(0, color="black", linewidth=0.8)
             ax.legend(fontsize=8)

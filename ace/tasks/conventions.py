@@ -195,18 +195,16 @@ def conventions_stream(seed: int = 0, *, facts: int = 30, questions: int = 120, 
     # where each fact first appears: spread over the intro part, in random order
     first_at = sorted([0, *rng.sample(range(1, intro_end), spec.facts - 1)])
     order: list[Fact | None] = [None] * spec.questions
-    for pos, fact in zip(first_at, chosen, strict=True):
-        order[pos] = fact
+    for pos, new in zip(first_at, chosen, strict=True):
+        order[pos] = new
     seen: list[Fact] = []
     last_wording: dict[str, int] = {}
     tasks: list[Task] = []
     for i in range(spec.questions):
-        fact = order[i]
-        first = fact is not None
-        if fact is None:
-            # a repeat: any fact already introduced, favouring ones not asked recently
-            fact = rng.choice(seen) if seen else chosen[0]
-            first = False
+        slot = order[i]
+        first = slot is not None
+        # a repeat: any fact already introduced (position 0 always introduces one)
+        fact = slot if slot is not None else rng.choice(seen)
         if first:
             seen.append(fact)
         choices = [n for n in range(len(fact.questions)) if n != last_wording.get(fact.key)]

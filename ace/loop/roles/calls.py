@@ -18,9 +18,9 @@ from pathlib import Path
 
 from ace.llm import LLM, LLMResult, Message, Usage
 from ace.loop.roles import outputs
-from ace.loop.roles.outputs import CuratorOutput, FactCuration, FactReflection, GeneratorOutput, Reflection
+from ace.loop.roles.outputs import BulletTag, CuratorOutput, FactCuration, FactReflection, GeneratorOutput, Reflection
 from ace.playbook import AddOp, Delta, Operation, Playbook, Source, TagOp, UpdateOp, render
-from ace.playbook.focus import answer_options, looks_like_value, relevant, spans, words
+from ace.playbook.focus import answer_options, fact_value, looks_like_value, relevant, spans, words
 from ace.tasks import Feedback, Task
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -77,7 +77,12 @@ def generate(
         if not options:  # nothing shown to copy from: the only possible reply, without a call
             out = GeneratorOutput(reasoning="", bullet_ids=[], final_answer=UNKNOWN)
             return LLMResult(out.model_dump_json(), out, Usage(), 0.0, 0.0, "none", "none", attempts=0)
-        output = outputs.copy_generator_output(tuple(b.id for b in shown), tuple(options))
+        result = llm.call(messages, output=outputs.copy_generator_output(tuple(options)), role="generator")
+        if result.parsed is not None:  # cite the focused bullets that state the value chosen
+            answer = result.parsed.final_answer
+            result.parsed.bullet_ids = [b.id for b in shown if fact_value(b.content) == answer or (
+                fact_value(b.content) is None and answer in b.content)]  # fmt: skip
+        return result
     else:
         output = outputs.generator_output(tuple(b.id for b in playbook))
     return llm.call(messages, output=output, role="generator")
@@ -113,27 +118,28 @@ def reflect(
 def reflect_facts(
     llm: LLM, task: Task, playbook: Playbook, output: GeneratorOutput, feedback: Feedback
 ) -> LLMResult[FactReflection]:
-    """The copy-friendly reflector: tag the cited bullets and, when the answer was not right, copy the fact the
+    """The copy-friendly reflector. A right answer needs no call: the bullets it copied from are tagged helpful and
+    there is nothing new to learn. Otherwise the reflector tags the cited bullets and copies the fact the
     outcome revealed: its value from the feedback (the expected answer, when known, then the message), leaving out
     what the wrong answer or the question already said, and its subject, a clause of the message stating a rule,
     or the question itself."""
     ids = tuple(cited(playbook, output))
+    if feedback.correct is True:  # nothing new to learn; what was copied was right: no call
+        tags = [BulletTag(id=i, tag="helpful") for i in ids]
+        out = FactReflection(value="", bullet_tags=tags)
+        return LLMResult(out.model_dump_json(), out, Usage(), 0.0, 0.0, "none", "none", attempts=0)
     bullets = "\n".join(f"[{b.id}] {b.content}" for b in (playbook[i] for i in ids))
-    verdict = "unknown (no ground truth)" if feedback.correct is None else "correct" if feedback.correct else "wrong"
-    learn = feedback.correct is not True
-    values: tuple[str, ...] = ()
-    subjects: tuple[str, ...] = ()
-    if learn:
-        # what the fact is about: a clause of the feedback that states a rule (three words or more), or the question
-        clauses = [c.strip() for c in re.split(r"[;\n]|\.\s", feedback.message) if len(words(c)) >= 3]
-        subjects = tuple(dict.fromkeys([*clauses, task.input.strip()]))
-        # its value: the expected answer when known, then the spans of the message's clauses that look like a
-        # value (a code, number or name: every word capitalised or with a digit), rule clauses first; never what
-        # the wrong answer or the question said. Offered every span, the local model often chose "approved on".
-        wrong, options = output.final_answer.casefold(), [feedback.target or ""]
-        for clause in [*clauses, feedback.message]:
-            options += [v for v in spans(clause, exclude=task.input, max_words=3) if looks_like_value(v)]
-        values = tuple(v for v in dict.fromkeys(options) if v.strip() and v.casefold() not in wrong)
+    verdict = "unknown (no ground truth)" if feedback.correct is None else "wrong"
+    # what the fact is about: a clause of the feedback that states a rule (three words or more), or the question
+    clauses = [c.strip() for c in re.split(r"[;\n]|\.\s", feedback.message) if len(words(c)) >= 3]
+    subjects = tuple(dict.fromkeys([*clauses, task.input.strip()]))
+    # its value: the expected answer when known, then the spans of the message's clauses that look like a
+    # value (a code, number or name: every word capitalised or with a digit), rule clauses first; never what
+    # the wrong answer or the question said. Offered every span, the local model often chose "approved on".
+    wrong, options = output.final_answer.casefold(), [feedback.target or ""]
+    for clause in [*clauses, feedback.message]:
+        options += [v for v in spans(clause, exclude=task.input, max_words=3) if looks_like_value(v)]
+    values = tuple(v for v in dict.fromkeys(options) if v.strip() and v.casefold() not in wrong)
     parts = [
         f"QUESTION:\n{task.input}",
         f"MODEL ANSWER: {output.final_answer}",

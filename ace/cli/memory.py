@@ -1,0 +1,90 @@
+"""``ace memory episodes|facts``: what the memory tiers hold, per namespace.
+
+- ``episodes``: the episodic tier (ChromaDB): the most recent episodes, or with a QUERY the most similar ones
+  (embedded with the offline MiniLM model), with their outcome and lesson.
+- ``facts``: the knowledge graph (in the store's database): current facts, or every fact with its validity
+  (``--all``), optionally for one subject and relation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ace.cli.options import DbOpt, NsOpt
+from ace.cli.output import AceTyper, open_store, out
+from ace.runs.console import add_row, table
+from ace.runs.workspace import data_dir
+from ace.store import DEFAULT_NAMESPACE
+
+app = AceTyper(help="What the memory tiers hold: episodes (Chroma) and knowledge-graph facts.", no_args_is_help=True)
+
+ChromaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--chroma", help="Chroma directory or server URL (default: <data dir>/chroma, where ace demo --memory writes)."
+    ),
+]
+
+
+@app.command()
+def episodes(
+    query: Annotated[str | None, typer.Argument(help="Show the episodes most similar to this text.")] = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+    chroma: ChromaOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-k", min=1, max=1000, help="How many episodes.")] = 10,
+) -> None:
+    """List the namespace's episodes, newest first, or those most similar to QUERY."""
+    from ace.llm.embeddings import MiniLMEmbedder
+    from ace.memory import EpisodicStore
+
+    location = chroma or str(data_dir() / "chroma")
+    if not chroma and not Path(location).is_dir():
+        out.print(f"no episodic memory at {location} (ace demo --memory writes one)")
+        return
+    store = EpisodicStore(location, MiniLMEmbedder(), namespace=namespace)
+    t = table("episode", "when (UTC)", "outcome", "task", "lesson", *(["similarity"] if query else []))
+    if query:
+        for hit in store.search(query, k=limit):
+            e = hit.episode
+            add_row(t, e.id, _when(e.created_at), e.outcome, e.task[:80], e.reflection[:80], f"{hit.similarity:.2f}")
+    else:
+        for e in store.recent(limit):
+            add_row(t, e.id, _when(e.created_at), e.outcome, e.task[:80], e.reflection[:80])
+    out.print(t)
+    out.print(f"{store.count()} episode(s) in namespace {namespace!r} at {location}")
+
+
+@app.command()
+def facts(
+    subject: Annotated[str | None, typer.Option(help="Only facts about this subject.")] = None,
+    relation: Annotated[str | None, typer.Option(help="Only this relation (with --subject: its history).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Superseded facts too, with their validity.")] = False,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """List the knowledge graph's facts: current ones, or all with the versions they held for."""
+    from ace.memory import KnowledgeGraph
+
+    graph = KnowledgeGraph(open_store(db), namespace=namespace)
+    if subject and relation:
+        found = graph.history(subject, relation) if all_ else graph.current(subject, relation)
+    else:
+        found = graph.facts(current_only=not all_)
+        if subject:
+            found = [f for f in found if f.subject.casefold() == subject.casefold()]
+        if relation:
+            found = [f for f in found if f.relation.casefold() == relation.casefold()]
+    t = table("subject", "relation", "object", "valid (versions)", "episode")
+    for f in found:
+        valid = f"v{f.valid_from}–" + (f"v{f.valid_to}" if f.valid_to is not None else "now")
+        add_row(t, f.subject, f.relation, f.object, valid, f.episode or "")
+    out.print(t)
+    out.print(f"{len(found)} fact(s) in namespace {namespace!r}")
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
