@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ace.errors import ConfigError
-from ace.llm import LLM, Message
+from ace.llm import LLM, LLMError, Message
 from ace.tasks import Evaluator, Feedback, Task
 
 JUDGE_PROMPT = """You are a strict, fair judge. Score the ANSWER to the QUESTION against the RUBRIC from 0 (fails every
@@ -67,10 +67,13 @@ class Rubric(BaseModel):
         return "\n".join(f"- {c}" for c in self.criteria)
 
 
+Score = Literal[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # an enum: a grammar-constrained model cannot write 11
+
+
 class Verdict(BaseModel):
     """The judge's typed verdict."""
 
-    score: int = Field(ge=0, le=10)
+    score: Score
     reasons: str = Field(max_length=300)
 
 
@@ -118,7 +121,12 @@ class Judge:
         return out
 
     def __call__(self, task: Task, answer: str) -> Feedback:
-        v = self.verdict(task, answer)
+        """The verdict as feedback; a judge that gives no valid verdict gives no verdict (``correct`` None), it
+        does not fail the task."""
+        try:
+            v = self.verdict(task, answer)
+        except LLMError as e:
+            return Feedback(correct=None, message=f"judge gave no verdict: {e}", target=task.target)
         score = v.score / 10
         ok = score >= self.rubric.pass_score
         return Feedback(correct=ok, score=score, message=f"judge: {v.score}/10: {v.reasons}", target=task.target)
