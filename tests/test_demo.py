@@ -103,3 +103,13 @@ def test_the_default_demo_learns_conventions_and_says_what_changed(tmp_path: Pat
     assert rep.returncode == 0, rep.stderr
     out = tmp_path / "data" / "ace" / "runs" / "c1.report"
     assert len(list(out.glob("*.png"))) >= 3 and (out / "report.md").is_file() and (out / "report.html").is_file()
+    # re-executed on its recorded responses, with the guard it ran with: every version comes out the same
+    rerun = subprocess.run(
+        [sys.executable, "-m", "ace.cli", "replay", str(trajectory), "--provider", "recorded", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert rerun.returncode == 0 and "8 of 8 versions reproduced" in rerun.stdout, rerun.stdout + rerun.stderr
+    assert "ran without" not in rerun.stdout

@@ -51,20 +51,20 @@ def test_textworld_is_rebuilt_by_name_when_its_extra_is_installed() -> None:
 
 
 def test_an_unknown_name_says_what_is_registered_and_a_new_one_can_be_registered() -> None:
-    with pytest.raises(ConfigError, match=r"unknown evaluator 'judge'; registered: .*exact.*numeric"):
-        evaluator_from_spec({"name": "judge"})
+    with pytest.raises(ConfigError, match=r"unknown evaluator 'length-judge'; registered: .*exact.*numeric"):
+        evaluator_from_spec({"name": "length-judge"})
     with pytest.raises(ConfigError, match="needs a 'name'"):
         evaluator_from_spec({"threshold": 3})
 
     class Judge:
         def __init__(self, threshold: int) -> None:
-            self.spec = {"name": "judge", "threshold": threshold}
+            self.spec = {"name": "length-judge", "threshold": threshold}
 
         def __call__(self, task: Task, answer: str) -> Feedback:
             return Feedback(correct=len(answer) >= self.spec["threshold"])
 
-    register_evaluator("judge", Judge)
-    assert evaluator_from_spec({"name": "judge", "threshold": 3})(Task(id="t", input="q"), "abcd").correct
+    register_evaluator("length-judge", Judge)
+    assert evaluator_from_spec({"name": "length-judge", "threshold": 3})(Task(id="t", input="q"), "abcd").correct
 
 
 def test_a_run_description_names_rebuildable_parts_and_leaves_your_own_out(tmp_path: Path) -> None:

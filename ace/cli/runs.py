@@ -101,14 +101,17 @@ def replay(
 
 
 def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
+    from ace.collapse import CollapseGuard
     from ace.llm import LLM
     from ace.runs.reexecute import RecordedProvider, plan, rerun
 
-    plan(file)  # a trajectory that cannot be re-executed says why before any model is loaded
+    _, _, info = plan(file)  # a trajectory that cannot be re-executed says why before any model is loaded
     store = open_store(db)
     llm = LLM(RecordedProvider(file) if provider == "recorded" else provider)
     out.rule(f"re-executing with {provider}")
-    r = rerun(file, llm, store, name=name)
+    # the built-in guard (the collapse detectors at their defaults, as ace demo runs them) when the run had one
+    guard = CollapseGuard() if info.get("guard") else None
+    r = rerun(file, llm, store, name=name, guard=guard)
     mark = {True: "✓", False: "✗", None: "?"}
     for s in r.steps:
         same = "same version hash" if s.same_digest else "different version"

@@ -46,7 +46,11 @@ def register_generator(name: str, factory: GeneratorFactory) -> None:
 def evaluator_from_spec(spec: dict[str, Any]) -> Evaluator:
     """The evaluator a recorded ``spec`` describes."""
     name, params = _split(spec)
-    return _lookup(_evaluators, "evaluator", name)(**params)
+    factory = _lookup(_evaluators, "evaluator", name)
+    try:
+        return factory(**params)
+    except TypeError as e:  # a spec whose parameters do not fit its factory
+        raise ConfigError(f"evaluator spec {spec!r}: {e}") from None
 
 
 def generator_from_spec(spec: dict[str, Any], llm: LLM) -> Generator:
