@@ -25,6 +25,17 @@ def _demo(db: str, data: Path, *extra: str, run_id: str = "t1", tasks: int = 1) 
     )
 
 
+def _rerun(trajectory: Path, db: str) -> subprocess.CompletedProcess[str]:
+    """``ace replay --provider recorded``: the run re-executed through the loop on its recorded responses."""
+    return subprocess.run(
+        [sys.executable, "-m", "ace.cli", "replay", str(trajectory), "--provider", "recorded", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
 def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     r = _demo(db, tmp_path / "data", "--family", "finance")
@@ -42,13 +53,7 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     )
     assert replayed.returncode == 0 and "every version hash matches" in replayed.stdout, replayed.stderr
     # re-executed through the loop on the model's recorded responses: the same versions come out
-    rerun = subprocess.run(
-        [sys.executable, "-m", "ace.cli", "replay", str(trajectory), "--provider", "recorded", "--db", db],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    rerun = _rerun(trajectory, db)
     assert rerun.returncode == 0 and "1 of 1 versions reproduced" in rerun.stdout, rerun.stdout + rerun.stderr
     # running the same run id again resumes the finished run: nothing new is committed
     again = _demo(db, tmp_path / "data", "--family", "finance")
@@ -104,12 +109,6 @@ def test_the_default_demo_learns_conventions_and_says_what_changed(tmp_path: Pat
     out = tmp_path / "data" / "ace" / "runs" / "c1.report"
     assert len(list(out.glob("*.png"))) >= 3 and (out / "report.md").is_file() and (out / "report.html").is_file()
     # re-executed on its recorded responses, with the guard it ran with: every version comes out the same
-    rerun = subprocess.run(
-        [sys.executable, "-m", "ace.cli", "replay", str(trajectory), "--provider", "recorded", "--db", db],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    rerun = _rerun(trajectory, db)
     assert rerun.returncode == 0 and "8 of 8 versions reproduced" in rerun.stdout, rerun.stdout + rerun.stderr
     assert "ran without" not in rerun.stdout

@@ -15,6 +15,9 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from ace.llm import LLM, LLMResult, Message, Usage
 from ace.loop.roles import outputs
@@ -76,7 +79,7 @@ def generate(
         options = answer_options(shown, task.input)
         if not options:  # nothing shown to copy from: the only possible reply, without a call
             out = GeneratorOutput(reasoning="", bullet_ids=[], final_answer=UNKNOWN)
-            return LLMResult(out.model_dump_json(), out, Usage(), 0.0, 0.0, "none", "none", attempts=0)
+            return _without_call(out)
         result = llm.call(messages, output=outputs.copy_generator_output(tuple(options)), role="generator")
         if result.parsed is not None:  # cite the focused bullets that state the value chosen
             answer = result.parsed.final_answer
@@ -86,6 +89,14 @@ def generate(
     else:
         output = outputs.generator_output(tuple(b.id for b in playbook))
     return llm.call(messages, output=output, role="generator")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _without_call(out: M) -> LLMResult[M]:
+    """A role's result when its output is fixed without asking the model (no tokens, no time, no attempt)."""
+    return LLMResult(out.model_dump_json(), out, Usage(), 0.0, 0.0, "none", "none", attempts=0)
 
 
 UNKNOWN = "unknown"  # the copied answer when nothing shown could answer
@@ -127,7 +138,7 @@ def reflect_facts(
     if feedback.correct is True:  # nothing new to learn; what was copied was right: no call
         tags = [BulletTag(id=i, tag="helpful") for i in ids]
         out = FactReflection(value="", bullet_tags=tags)
-        return LLMResult(out.model_dump_json(), out, Usage(), 0.0, 0.0, "none", "none", attempts=0)
+        return _without_call(out)
     bullets = "\n".join(f"[{b.id}] {b.content}" for b in (playbook[i] for i in ids))
     verdict = "unknown (no ground truth)" if feedback.correct is None else "wrong"
     # what the fact is about: a clause of the feedback that states a rule (three words or more), or the question
