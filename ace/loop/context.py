@@ -12,6 +12,7 @@ from ace.loop.refine import Refiner
 from ace.loop.state import Generator, Guard, LoopState, RunDescription, StepRecord, StepSink
 from ace.memory import Memory
 from ace.playbook import Playbook
+from ace.playbook.render import LAYOUTS, Layout
 from ace.store import PlaybookStore
 from ace.tasks import Evaluator, Rebuildable, Task
 
@@ -30,6 +31,10 @@ class LoopConfig:
     # "facts": copy-friendly curation (the lesson as spans copied from question and feedback, an ADD / UPDATE /
     # NONE choice, bullet text written by code); "free": the paper's free-text reflection and curator delta
     curation: Literal["free", "facts"] = "free"
+    # how the playbook is laid out in the roles' prompts: "stable" keeps the prompt before the first real edit
+    # byte-identical from step to step (a provider's prompt cache reuses it; ace.playbook.render); "sections" is
+    # the paper's text with counters inline (what runs recorded before the stable layout existed used)
+    layout: Layout = "stable"
 
     def __post_init__(self) -> None:
         if self.max_rounds < 1 or self.batch_size < 1:
@@ -40,6 +45,8 @@ class LoopConfig:
             raise ConfigError("answers = 'copy' copies from the focused bullets: set focus >= 1")
         if self.answers not in ("free", "copy") or self.curation not in ("free", "facts"):
             raise ConfigError("answers is 'free' or 'copy'; curation is 'free' or 'facts'")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout is one of {', '.join(LAYOUTS)}, not {self.layout!r}")
 
 
 @dataclass

@@ -56,6 +56,7 @@ def generate_node(state: LoopState, ctx: LoopContext) -> LoopState:
                 hint=hint,
                 context=context,
                 focus=cfg.focus,
+                layout=cfg.layout,
                 copy=cfg.answers == "copy",
             ).parsed
         else:
@@ -108,7 +109,7 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
         if isinstance(refl, FactReflection):
             ops, reasoning = curate_facts(ctx.llm, pb, refl)
         else:
-            proposal = curate(ctx.llm, pb, refl, budget=ctx.config.playbook_budget).parsed
+            proposal = curate(ctx.llm, pb, refl, budget=ctx.config.playbook_budget, layout=ctx.config.layout).parsed
             assert proposal is not None
             ops, reasoning = list(proposal.to_delta(source).operations), proposal.reasoning
     except LLMError as e:

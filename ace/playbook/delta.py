@@ -17,6 +17,7 @@ surviving id), which is what a store logs so that replaying the log is exact. If
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal
@@ -201,42 +202,47 @@ class Applied:
 
 
 class _Draft:
-    """Mutable working copy used inside one ``apply``; discarded on error.
+    """Working state inside one ``apply``; discarded on error.
 
-    Section orders are copied to lists only for the sections a delta touches, so one delta costs one copy of
-    the id map plus O(size of the touched sections), not a copy per operation.
+    The id map is a mutation of the parent's persistent map and each touched section a new persistent order, so
+    one operation costs O(log n) and the parent is never touched.
     """
 
     def __init__(self, pb: Playbook) -> None:
         self.parent = pb
-        self.sections, self.bullets, self.next_id = pb._thaw()
-        self.orders: dict[str, list[str]] = {}
-        self.touched: set[str] = set()  # ids put or removed: what the content sum must be adjusted for
+        self.sections: dict[str, Section] = dict(pb.sections)
+        self.bullets = pb.bullets_by_id.mutate()  # type: ignore[attr-defined]
+        self.next_id = pb.next_id
+        self.order_changed = False
+        self.touched: dict[str, Bullet | None] = {}  # id -> the parent's bullet (None: new), for the content sum
 
     def put(self, b: Bullet) -> None:
+        self._touch(b.id)
         self.bullets[b.id] = b
-        self.touched.add(b.id)
 
-    def order(self, name: str) -> list[str]:
-        ids = self.orders.get(name)
-        if ids is None:
-            ids = self.orders[name] = list(self.sections[name].ids)
-        return ids
+    def append(self, name: str, bullet_id: str) -> None:
+        self.sections[name] = self.sections[name].appended(bullet_id)
+        self.order_changed = True
 
     def require(self, bullet_id: str) -> Bullet:
-        b = self.bullets.get(bullet_id)
+        b: Bullet | None = self.bullets.get(bullet_id)
         if b is None:
             raise ValueError(f"unknown bullet id {bullet_id!r}")
         return b
 
     def remove(self, bullet_id: str) -> None:
-        self.order(self.bullets.pop(bullet_id).section).remove(bullet_id)
-        self.touched.add(bullet_id)
+        self._touch(bullet_id)
+        b = self.bullets.pop(bullet_id)
+        self.sections[b.section] = self.sections[b.section].without(bullet_id)
+        self.order_changed = True
+
+    def _touch(self, bullet_id: str) -> None:
+        if bullet_id not in self.touched:
+            self.touched[bullet_id] = self.parent.get(bullet_id)
 
     def finish(self) -> Playbook:
-        for name, ids in self.orders.items():
-            self.sections[name] = replace(self.sections[name], ids=tuple(ids))
-        new = Playbook(self.sections, self.bullets, self.next_id)
+        new = Playbook(self.sections, self.bullets.finish(), self.next_id)
+        new._parent = (weakref.ref(self.parent), frozenset(self.touched))
         self._carry_digest(new)
         return new
 
@@ -245,14 +251,14 @@ class _Draft:
         parent_memo = self.parent._memo
         if "content_sum" in parent_memo:
             total = parent_memo["content_sum"]
-            old, cur = self.parent.bullets_by_id, self.bullets
-            for i in self.touched:
-                if i in old:
-                    total -= int.from_bytes(old[i].digest(), "big")
-                if i in cur:
-                    total += int.from_bytes(cur[i].digest(), "big")
+            for i, old in self.touched.items():
+                if old is not None:
+                    total -= int.from_bytes(old.digest(), "big")
+                cur = new.get(i)
+                if cur is not None:
+                    total += int.from_bytes(cur.digest(), "big")
             new._memo["content_sum"] = total % CONTENT_MOD
-        same_order = not self.orders and self.sections.keys() == self.parent.sections.keys()
+        same_order = not self.order_changed and self.sections.keys() == self.parent.sections.keys()
         if same_order and "order_hash" in parent_memo:
             new._memo["order_hash"] = parent_memo["order_hash"]
 
@@ -327,7 +333,7 @@ def _add(d: _Draft, op: AddOp, step: int | None, src: tuple[Source, ...], policy
         d.next_id = max(d.next_id, (numeric_suffix(new_id) or 0) + 1)
     _judged(content, policy)
     d.put(Bullet(new_id, name, content, created_step=step, updated_step=step, sources=src))
-    d.order(name).append(new_id)
+    d.append(name, new_id)
     return op.model_copy(update={"id": new_id, "section": name})
 
 

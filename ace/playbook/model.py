@@ -2,7 +2,9 @@
 
 Everything here is frozen. A change makes a new :class:`Playbook` that shares the untouched bullets with the old
 one, which is what lets ``apply`` be atomic (the old object is never touched) and lets a rendered prompt and a
-content digest be memoized per object.
+content digest be memoized per object. The sharing is structural: the id map is a persistent hash map
+(``immutables.Map``, a HAMT) and each section's order a persistent vector, so changing one bullet of a playbook
+of n costs O(log n), not a copy of n entries.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
+
+import immutables
+from pyrsistent import PVector, pvector
 
 from ace.playbook.errors import PlaybookFormatError
 from ace.playbook.text import IMPORT_MAX_CHARS, SECTION_MAX_CHARS, check_stored_text
@@ -152,13 +158,77 @@ class Bullet:
         return self._digest  # type: ignore[return-value]
 
 
-@dataclass(frozen=True, slots=True)
 class Section:
-    """A named, ordered group of bullet ids; ``slug`` prefixes the ids of bullets added to it."""
+    """A named, ordered group of bullet ids; ``slug`` prefixes the ids of bullets added to it.
 
-    name: str
-    slug: str
-    ids: tuple[str, ...] = ()
+    The order is a persistent structure: a vector of slots (a removed id leaves a hole) and a map from id to slot,
+    both shared with the section it was made from. :meth:`appended` and :meth:`without` are O(log n) and never
+    touch ``self``; ``ids`` (the order as a tuple) is built once per object, when something reads it. Holes are
+    compacted away when they outnumber the ids, so the vector stays within twice the section's size.
+    """
+
+    __slots__ = ("_ids", "_pos", "_slots", "name", "slug")
+
+    def __init__(self, name: str, slug: str, ids: Iterable[str] = ()) -> None:
+        self.name = name
+        self.slug = slug
+        ids = tuple(ids)
+        self._slots: PVector[str | None] = pvector(ids)
+        self._pos: immutables.Map[str, int] = immutables.Map(zip(ids, range(len(ids)), strict=True))
+        self._ids: tuple[str, ...] | None = ids
+
+    @classmethod
+    def _make(cls, name: str, slug: str, slots: PVector[str | None], pos: immutables.Map[str, int]) -> Section:
+        sec = cls.__new__(cls)
+        sec.name, sec.slug, sec._slots, sec._pos, sec._ids = name, slug, slots, pos, None
+        return sec
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        if self._ids is None:
+            self._ids = tuple([i for i in self._slots if i is not None]) if len(self._pos) else ()
+        return self._ids
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def __contains__(self, bullet_id: object) -> bool:
+        return bullet_id in self._pos
+
+    def position(self, bullet_id: str) -> int:
+        """A number that orders the ids of this section (not an index: removed ids leave gaps); KeyError if absent."""
+        return self._pos[bullet_id]
+
+    def appended(self, bullet_id: str) -> Section:
+        """This section with ``bullet_id`` added at the end (it must not be in it)."""
+        return Section._make(
+            self.name, self.slug, self._slots.append(bullet_id), self._pos.set(bullet_id, len(self._slots))
+        )
+
+    def without(self, bullet_id: str) -> Section:
+        """This section with ``bullet_id`` taken out (KeyError if it is not in it)."""
+        slot = self._pos[bullet_id]
+        pos = self._pos.delete(bullet_id)
+        holes = len(self._slots) - len(pos)
+        if holes > 16 and holes > len(pos):  # amortized O(1): a compaction pays for the removals before it
+            return Section(self.name, self.slug, [i for i in self._slots if i is not None and i != bullet_id])
+        return Section._make(self.name, self.slug, self._slots.set(slot, None), pos)
+
+    def renamed(self, name: str) -> Section:
+        return Section._make(name, self.slug, self._slots, self._pos)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Section)
+            and (self.name, self.slug) == (other.name, other.slug)
+            and (self._pos is other._pos or self.ids == other.ids)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.slug, self.ids))
+
+    def __repr__(self) -> str:
+        return f"Section(name={self.name!r}, slug={self.slug!r}, ids=<{len(self)} ids>)"
 
 
 def numeric_suffix(bullet_id: str) -> int | None:
@@ -193,13 +263,18 @@ class Playbook:
     change one with :func:`ace.playbook.apply`.
     """
 
-    __slots__ = ("_bullets", "_memo", "_next_id", "_sections")
+    __slots__ = ("__weakref__", "_bullets", "_memo", "_next_id", "_parent", "_sections")
 
     def __init__(self, sections: Mapping[str, Section], bullets: Mapping[str, Bullet], next_id: int) -> None:
         self._sections: Mapping[str, Section] = sections
-        self._bullets: Mapping[str, Bullet] = bullets
+        self._bullets: immutables.Map[str, Bullet] = (
+            bullets if isinstance(bullets, immutables.Map) else immutables.Map(bullets)
+        )
         self._next_id = next_id
         self._memo: dict[Any, Any] = {}
+        # (weak reference to the playbook this one was applied from, ids the delta put or removed): what lets a
+        # consumer (the collapse detectors, a diff) update what it derived from the parent in O(delta)
+        self._parent: tuple[weakref.ref[Playbook], frozenset[str]] | None = None
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -258,7 +333,8 @@ class Playbook:
 
     @property
     def bullets_by_id(self) -> Mapping[str, Bullet]:
-        return MappingProxyType(self._bullets)
+        """The id map itself: it is immutable (a persistent map), so it is handed out as it is."""
+        return self._bullets
 
     def __len__(self) -> int:
         return len(self._bullets)
@@ -287,9 +363,23 @@ class Playbook:
     def __repr__(self) -> str:
         return f"Playbook({len(self._sections)} sections, {len(self._bullets)} bullets, next_id={self._next_id})"
 
-    def _thaw(self) -> tuple[dict[str, Section], dict[str, Bullet], int]:
-        """Mutable copies of the parts (for ``apply`` only): a C-level dict copy, not a walk over a proxy."""
-        return dict(self._sections), dict.copy(self._bullets), self._next_id  # type: ignore[arg-type]
+    def touched_since(self, ancestor: Playbook, *, max_steps: int = 64) -> frozenset[str] | None:
+        """The ids put or removed on the way from ``ancestor`` to this playbook when this one was made from it
+        by ``apply`` (directly or through up to ``max_steps`` applies, while they are still in memory), else
+        None: then only a full comparison tells. A superset: an id may have been put back as it was."""
+        if ancestor is self:
+            return frozenset()
+        touched: set[str] = set()
+        node: Playbook | None = self
+        for _ in range(max_steps):
+            link = node._parent if node is not None else None
+            if link is None:
+                return None
+            touched |= link[1]
+            node = link[0]()
+            if node is ancestor:
+                return frozenset(touched)
+        return None
 
     def memo(self, key: Any, compute: Any) -> Any:
         """Cache a derived value (a render, a digest) on this immutable object."""
@@ -328,7 +418,7 @@ class Playbook:
         def compute() -> int:
             by_id = self._bullets
             # the attribute read skips a method call per bullet whose digest is already cached
-            digests = [by_id[i]._digest or by_id[i].digest() for i in by_id]
+            digests = [b._digest or b.digest() for b in by_id.values()]
             return sum(int.from_bytes(d, "big") for d in digests) % CONTENT_MOD
 
         return self.memo("content_sum", compute)  # type: ignore[no-any-return]

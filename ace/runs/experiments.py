@@ -43,6 +43,7 @@ from ace.names import check_name
 from ace.playbook import AddOp, Delta, Playbook, apply
 from ace.playbook.focus import fact
 from ace.playbook.formats import loads
+from ace.playbook.render import Layout
 from ace.runs.console import add_row, line
 from ace.runs.factory import RunSetup
 from ace.runs.runners import Evaluation, Learner, Spend, evaluate, offline, online
@@ -91,6 +92,7 @@ class LoopSection(_Strict):
     focus: int = 0  # bullets most relevant to the question, shown again next to it (LoopConfig.focus)
     answers: Literal["free", "copy"] = "free"  # "copy": answers chosen among spans of the focused bullets
     curation: Literal["free", "facts"] = "free"  # "facts": copy-friendly reflection and curation
+    layout: Layout = "stable"  # the playbook's layout in prompts (LoopConfig.layout)
 
 
 class RunSection(_Strict):
@@ -355,6 +357,7 @@ class Experiment:
             results=self.workdir / f"{piece}.jsonl",
             focus=self.cfg.loop.focus,
             copy=self.cfg.loop.answers == "copy",
+            layout=self.cfg.loop.layout,
         )
 
     def _learner(self, protocol: str, labels: bool) -> Learner:
@@ -372,6 +375,7 @@ class Experiment:
             focus=cfg.loop.focus,
             answers=cfg.loop.answers,
             curation=cfg.loop.curation,
+            layout=cfg.loop.layout,
         )
         setup = RunSetup(
             llm=self.llm,

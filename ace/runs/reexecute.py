@@ -200,7 +200,8 @@ def rerun(
         playbook=name,
         namespace=namespace,
         evaluator=evaluator_from_spec(info["evaluator"]),
-        config=LoopConfig(**info.get("config", {})),
+        # a run recorded before the stable layout existed laid the playbook out in sections
+        config=LoopConfig(**{"layout": "sections", **info.get("config", {})}),
         refiner=refiner,
         guard=guard,
         generator=generator,

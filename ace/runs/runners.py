@@ -29,6 +29,7 @@ from ace.llm import LLM, LLMError, Usage
 from ace.loop import Generator, RunResult, StepRecord
 from ace.loop.roles import generate
 from ace.playbook import Playbook
+from ace.playbook.render import Layout
 from ace.runs.factory import RunSetup, start
 from ace.tasks import Evaluator, Task, share_correct
 
@@ -109,6 +110,7 @@ def evaluate(
     on_result: Callable[[Prediction], None] | None = None,
     focus: int = 0,
     copy: bool = False,
+    layout: Layout = "stable",
 ) -> Evaluation:
     """Answer every task with ``playbook`` (no learning) using at most ``concurrency`` calls at once.
 
@@ -132,7 +134,7 @@ def evaluate(
     def one(task: Task) -> Prediction:
         try:
             if generator is None:
-                out = generate(llm, task, playbook, budget=budget, focus=focus, copy=copy).parsed
+                out = generate(llm, task, playbook, budget=budget, focus=focus, copy=copy, layout=layout).parsed
             else:
                 out = generator(task, playbook, None)
             assert out is not None
@@ -195,6 +197,7 @@ class Learner:
             results=self.workdir / f"{piece}.jsonl",
             focus=s.config.focus,
             copy=s.config.answers == "copy",
+            layout=s.config.layout,
         )
 
     def head(self) -> int:

@@ -24,6 +24,7 @@ from ace.loop.roles import outputs
 from ace.loop.roles.outputs import BulletTag, CuratorOutput, FactCuration, FactReflection, GeneratorOutput, Reflection
 from ace.playbook import AddOp, Delta, Operation, Playbook, Source, TagOp, UpdateOp, render
 from ace.playbook.focus import answer_options, fact_value, looks_like_value, relevant, spans, words
+from ace.playbook.render import Layout
 from ace.tasks import Feedback, Task
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -36,8 +37,8 @@ def prompt(name: str) -> str:
 
 
 # -- the roles ------------------------------------------------------------------------------------------------------
-def _playbook_text(playbook: Playbook, budget: int | None) -> str:
-    text = render(playbook, budget=budget)
+def _playbook_text(playbook: Playbook, budget: int | None, layout: Layout = "sections") -> str:
+    text = render(playbook, budget=budget, layout=layout)
     return f"PLAYBOOK:\n{text}" if text else "PLAYBOOK: (empty)"
 
 
@@ -51,6 +52,7 @@ def generate(
     context: str | None = None,
     focus: int = 0,
     copy: bool = False,
+    layout: Layout = "sections",
 ) -> LLMResult[GeneratorOutput]:
     """Answer ``task`` with the playbook (rendered under ``budget`` tokens). ``hint``: feedback from a previous
     round, when the answer is being retried. ``context``: an assembled context (playbook plus memory tiers, see
@@ -62,6 +64,7 @@ def generate(
     others that the question does not already contain (:func:`ace.playbook.focus.answer_options`), and only they
     can be cited: for task families whose answers are stated in
     the context, and for small models that copy well but write badly.
+    ``layout``: how the playbook is laid out (:mod:`ace.playbook.render`; "stable" for a prompt cache).
     """
     shown = relevant(playbook, task.input, focus)
     question = ""
@@ -72,7 +75,7 @@ def generate(
         question += f"\n\nA PREVIOUS ATTEMPT WAS WRONG. What was learned:\n{hint}"
     messages = [
         Message("system", prompt("generator"), cache=True),
-        Message("system", context if context is not None else _playbook_text(playbook, budget), cache=True),
+        Message("system", context if context is not None else _playbook_text(playbook, budget, layout), cache=True),
         Message("user", question),
     ]
     if copy:
@@ -173,7 +176,7 @@ def tag_delta(
 
 
 def curate(
-    llm: LLM, playbook: Playbook, reflection: Reflection, *, budget: int | None = None
+    llm: LLM, playbook: Playbook, reflection: Reflection, *, budget: int | None = None, layout: Layout = "sections"
 ) -> LLMResult[CuratorOutput]:
     """Propose a delta from the reflection, given the playbook (under ``budget`` tokens) and its statistics."""
     stats = playbook.stats()
@@ -181,7 +184,7 @@ def curate(
     parts = [
         f"PLAYBOOK STATISTICS: {stats['bullets']} bullets in {stats['sections']} sections ({sections}); "
         f"token budget {budget if budget is not None else 'unlimited'}.",
-        _playbook_text(playbook, budget),
+        _playbook_text(playbook, budget, layout),
         f"REFLECTION:\nError: {reflection.error_identification}\nRoot cause: {reflection.root_cause_analysis}\n"
         f"Correct approach: {reflection.correct_approach}\nKey insight: {reflection.key_insight}",
     ]

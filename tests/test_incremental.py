@@ -1,0 +1,185 @@
+"""The O(delta) machinery: persistent section orders, the parent link ``apply`` leaves, the stable prompt layout,
+and collapse detectors that update from the delta. Each incremental result is checked against the same thing
+computed from scratch (a playbook rebuilt with no parent link), on random deltas."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ace.collapse import Detectors, _tokens
+from ace.playbook import Delta, DeltaError, Playbook, apply, approx_tokens, render
+from ace.playbook.formats import parse_ace
+from ace.playbook.model import Section
+from ace.playbook.render import SCORES_HEADER, common_prefix, stable_watermark
+from tests.strategies import SECTIONS, delta_for
+
+APPWORLD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "playbooks")
+
+
+def _fresh(pb: Playbook) -> Playbook:
+    """The same state with nothing memoized and no parent link: what a full comparison sees."""
+    return Playbook.from_dict(pb.to_dict())
+
+
+def _ops(*ops: dict) -> Delta:
+    return Delta.parse({"operations": list(ops)})
+
+
+# -- persistent section orders -----------------------------------------------------------------------------------
+def test_section_changes_never_touch_the_original_and_keep_order() -> None:
+    sec = Section("S", "s", ["a", "b", "c"])
+    longer = sec.appended("d")
+    shorter = longer.without("b")
+    assert sec.ids == ("a", "b", "c") and longer.ids == ("a", "b", "c", "d") and shorter.ids == ("a", "c", "d")
+    assert "b" in longer and "b" not in shorter and len(shorter) == 3
+    with pytest.raises(KeyError):
+        shorter.without("b")
+    assert Section("S", "s", ["a", "c", "d"]) == shorter and Section("S", "t", ["a", "c", "d"]) != shorter
+
+
+def test_many_removals_compact_and_keep_the_survivors_in_order() -> None:
+    sec = Section("S", "s", [f"x-{i}" for i in range(1000)])
+    for i in range(0, 1000, 3):
+        sec = sec.without(f"x-{i}")
+    for i in range(1000, 1010):
+        sec = sec.appended(f"x-{i}")
+    expected = [f"x-{i}" for i in range(1010) if i >= 1000 or i % 3]
+    assert list(sec.ids) == expected
+    assert len(sec._slots) <= 2 * len(sec) + 17  # holes are compacted away
+    assert [sec.position(i) for i in expected] == sorted(sec.position(i) for i in expected)
+
+
+def test_apply_leaves_a_parent_link_that_names_what_it_touched() -> None:
+    pb = apply(
+        Playbook.empty(["Rules"]),
+        _ops(*({"type": "ADD", "section": "Rules", "content": f"rule {i} holds here"} for i in range(4))),
+    )
+    p0 = pb.playbook
+    p1 = apply(p0, _ops({"type": "TAG", "id": "rule-00001", "tag": "helpful"})).playbook
+    p2 = apply(
+        p1,
+        _ops({"type": "REMOVE", "id": "rule-00002"}, {"type": "ADD", "section": "Rules", "content": "one more rule"}),
+    ).playbook
+    assert p1.touched_since(p0) == {"rule-00001"}
+    assert p2.touched_since(p0) == {"rule-00001", "rule-00002", "rule-00005"}
+    assert p2.touched_since(p2) == frozenset()
+    assert p0.touched_since(p2) is None and _fresh(p2).touched_since(p0) is None  # no link: a full comparison
+    # the input is never touched and the new one is a complete, valid playbook
+    assert [b.id for b in p0] == ["rule-00001", "rule-00002", "rule-00003", "rule-00004"] and p0[
+        "rule-00001"
+    ].helpful == 0
+    assert [b.id for b in p2] == ["rule-00001", "rule-00003", "rule-00004", "rule-00005"] and p2 == _fresh(p2)
+
+
+# -- the stable layout -------------------------------------------------------------------------------------------
+def _appworld() -> Playbook:
+    path = os.path.join(APPWORLD, "appworld_offline_trained_no_gt_playbook.txt")
+    if not os.path.exists(path):
+        pytest.skip("../shared/data/playbooks is not beside the checkout")
+    with open(path, encoding="utf-8") as f:
+        return parse_ace(f.read())
+
+
+def test_stable_layout_keeps_the_prompt_before_a_step_byte_identical() -> None:
+    pb = _appworld()
+    ids = [b.id for b in pb]
+    before = render(pb, layout="stable")
+    step = apply(
+        pb,
+        _ops(
+            {"type": "TAG", "id": ids[3], "tag": "helpful"},
+            {"type": "TAG", "id": ids[200], "tag": "harmful"},
+            {"type": "ADD", "section": "STRATEGIES AND HARD RULES", "content": "Check the page size before paging."},
+        ),
+    ).playbook
+    after = render(step, layout="stable")
+    assert stable_watermark(step.next_id) == stable_watermark(pb.next_id)  # the fixture's step does not move it
+    # everything before the scores block (which comes after the new bullet) is byte-identical
+    assert common_prefix(before, after) >= before.index("\n" + SCORES_HEADER) > 0.9 * len(before)
+    assert before.index("\n" + SCORES_HEADER) < after.index("Check the page size") < after.index(SCORES_HEADER)
+    assert "helpful=" not in after.split(SCORES_HEADER)[0]  # counters are out of the bullets
+    assert f"[{ids[3]}] 1 / 0" in after and f"[{ids[200]}] 0 / 1" in after
+    # the sections layout is the paper's text, unchanged
+    assert render(pb) == render(pb, layout="sections")
+
+
+def test_stable_layout_under_a_budget_fits_and_keeps_every_section_header() -> None:
+    pb = _appworld()
+    for budget in (200, 1000, 3000):
+        text = render(pb, budget=budget, layout="stable")
+        assert approx_tokens(text) <= budget
+        if budget >= 1000:
+            assert all(f"## {name}" in text for name in pb.sections)
+
+
+def test_stable_watermark_moves_in_steps_proportional_to_the_counter() -> None:
+    assert stable_watermark(10) == 0 and stable_watermark(17) == 16
+    assert stable_watermark(330) == 320 and stable_watermark(5000) == 4608
+    for n in (1, 50, 999, 123_456):
+        assert n - stable_watermark(n) <= max(16, n // 8)
+
+
+def test_an_unknown_layout_is_an_error() -> None:
+    with pytest.raises(ValueError, match="layout"):
+        render(Playbook.empty(), layout="diagonal")  # type: ignore[arg-type]
+
+
+# -- incremental detectors agree with full ones ---------------------------------------------------------------
+def _alerts(det: Detectors, before: Playbook, after: Playbook) -> list[tuple[str, str, str]]:
+    return sorted((a.detector, a.severity, a.message) for a in det.check(before, after))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_incremental_detectors_match_a_full_comparison(data: st.DataObject) -> None:
+    det = Detectors(min_tokens=20, retention_min_lost=1, probes=["rule", "zz"])
+    pb = Playbook.empty(SECTIONS[:2])
+    for step in range(1, data.draw(st.integers(2, 25)) + 1):
+        try:
+            nxt = apply(pb, data.draw(delta_for(pb, step))).playbook
+        except DeltaError:
+            continue
+        assert _tokens(nxt) == approx_tokens(render(nxt, counters=False))
+        assert _alerts(det, pb, nxt) == _alerts(det, _fresh(pb), _fresh(nxt))
+        assert det.retained(pb, nxt) == det.retained(_fresh(pb), _fresh(nxt))
+        pb = nxt
+
+
+def test_a_reworded_bullet_is_retained_and_a_changed_fact_is_lost() -> None:
+    base = apply(
+        Playbook.empty(["Rules"]),
+        _ops(
+            {
+                "type": "ADD",
+                "section": "Rules",
+                "content": "Refunds from the Oslo office use ledger code R-551 always.",
+            },
+            {"type": "ADD", "section": "Rules", "content": "Invoices above 900 need form F-12 signed by finance."},
+            *(
+                {"type": "ADD", "section": "Rules", "content": f"Filler rule number {i} about something else"}
+                for i in range(30)
+            ),
+        ),
+    ).playbook
+    reworded = apply(
+        base,
+        _ops(
+            {
+                "type": "UPDATE",
+                "id": "rule-00001",
+                "content": "Refunds from the Oslo office always use ledger code R-551.",
+            }
+        ),
+    ).playbook
+    changed = apply(
+        base,
+        _ops({"type": "UPDATE", "id": "rule-00002", "content": "Invoices above 900 need form F-13 signed by finance."}),
+    ).playbook
+    det = Detectors()
+    assert det.retained(base, reworded) == (1.0, [])
+    share, lost = det.retained(base, changed)
+    assert lost == ["rule-00002"] and share == pytest.approx(1 - 1 / 32)
