@@ -85,7 +85,8 @@ def _appworld() -> Playbook:
 
 
 def test_stable_layout_keeps_the_prompt_before_a_step_byte_identical() -> None:
-    pb = _appworld()
+    start = _appworld()  # next_id 319: one ADD first, so that the step below does not move the watermark
+    pb = apply(start, _ops({"type": "ADD", "section": "OTHERS", "content": "Read the task twice before acting."})).playbook
     ids = [b.id for b in pb]
     before = render(pb, layout="stable")
     step = apply(
@@ -99,8 +100,10 @@ def test_stable_layout_keeps_the_prompt_before_a_step_byte_identical() -> None:
     after = render(step, layout="stable")
     assert stable_watermark(step.next_id) == stable_watermark(pb.next_id)  # the fixture's step does not move it
     # everything before the scores block (which comes after the new bullet) is byte-identical
-    assert common_prefix(before, after) >= before.index("\n" + SCORES_HEADER) > 0.9 * len(before)
-    assert before.index("\n" + SCORES_HEADER) < after.index("Check the page size") < after.index(SCORES_HEADER)
+    end = before.find("\n" + SCORES_HEADER)
+    end = len(before) - 1 if end < 0 else end  # the released playbook has no tags yet: no scores block before
+    assert common_prefix(before, after) >= end > 0.9 * len(before)
+    assert end < after.index("Check the page size") < after.index(SCORES_HEADER)
     assert "helpful=" not in after.split(SCORES_HEADER)[0]  # counters are out of the bullets
     assert f"[{ids[3]}] 1 / 0" in after and f"[{ids[200]}] 0 / 1" in after
     # the sections layout is the paper's text, unchanged
