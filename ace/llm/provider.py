@@ -25,8 +25,8 @@ class Provider(Protocol):
 def get_provider(spec: str | Provider) -> Provider:
     """Resolve a provider spec.
 
-    ``"local"`` (the embedded default, Gemma 3 270M on llama.cpp), ``"local:NAME"`` (a packaged model:
-    ``gemma3-270m``, ``smollm2-135m``), ``"local:/path/model.gguf"`` (any GGUF file),
+    ``"local"`` (the embedded default, SmolLM2-135M-Instruct on llama.cpp), ``"local:NAME"`` (a packaged model:
+    ``smollm2-135m``, ``gemma3-270m``), ``"local:/path/model.gguf"`` (any GGUF file, run as a base model),
     ``"anthropic:claude-sonnet-4-5"``, ``"openai:gpt-4o-mini"``, ``"openai:MODEL@http://host:port/v1"`` (any
     OpenAI-compatible server), or a provider object, returned as it is.
     """

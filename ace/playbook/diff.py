@@ -31,15 +31,33 @@ class PlaybookDiff:
 
 
 def diff(old: Playbook, new: Playbook) -> PlaybookDiff:
-    """What changed from ``old`` to ``new``, each list in the order the bullets render."""
+    """What changed from ``old`` to ``new``, each list in the order the bullets render.
+
+    When ``new`` was applied from ``old`` (:meth:`Playbook.touched_since`), only the bullets the deltas touched are
+    compared: O(delta); otherwise every bullet is.
+    """
     before, after = old.bullets_by_id, new.bullets_by_id
-    added = [b for b in new if b.id not in before]
-    removed = [b for b in old if b.id not in after]
+    touched = new.touched_since(old)
+    if touched is not None:
+        added = _in_order(new, [i for i in touched if i in after and i not in before])
+        removed = _in_order(old, [i for i in touched if i in before and i not in after])
+        candidates = _in_order(new, [i for i in touched if i in after and i in before])
+    else:
+        added = [b for b in new if b.id not in before]
+        removed = [b for b in old if b.id not in after]
+        candidates = list(new)
     changed = []
-    for b in new:
+    for b in candidates:
         a = before.get(b.id)
         if a is not None and a is not b:
             fields = tuple(f for f in _COMPARED if getattr(a, f) != getattr(b, f))
             if fields:
                 changed.append(BulletChange(a, b, fields))
     return PlaybookDiff(added, removed, changed)
+
+
+def _in_order(pb: Playbook, ids: list[str]) -> list[Bullet]:
+    """The bullets ``ids`` of ``pb`` in render order, without walking the playbook."""
+    rank = {name: n for n, name in enumerate(pb.sections)}
+    bullets = [pb[i] for i in ids]
+    return sorted(bullets, key=lambda b: (rank[b.section], pb.sections[b.section].position(b.id)))

@@ -19,8 +19,9 @@ On the paper's released AppWorld playbooks (326 bullets) none of these rules fir
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
+
+from ace.playbook.text import unusual_char
 
 OP_NAMES = frozenset({"ADD", "UPDATE", "TAG", "REMOVE", "MERGE", "DELETE"})
 _WORD = re.compile(r"[^\W\d_]{2,}")
@@ -62,7 +63,25 @@ _INJECTION = [
         ),
     ),
 ]
-_HIDDEN = {"Cf", "Co", "Cn"}
+_HIDDEN = frozenset({"Cf", "Co", "Cn"})
+# What each pattern above cannot match without: groups of substrings of the lower-cased text, one of each group
+# present. A lesson that has none of them is not searched with the (much slower) pattern.
+_NEEDS: list[tuple[tuple[str, ...], ...]] = [
+    (
+        ("ignore", "disregard", "forget", "override", "bypass"),
+        ("instruction", "prompt", "rules", "guideline", "direction", "context", "message"),
+    ),
+    (
+        ("reveal", "print", "show", "output", "repeat", "leak", "disclose", "expose", "exfiltrate", "dump", "tell me"),
+        ("prompt", "instructions", "system message", "api", "key", "credentials"),
+    ),
+    (("you are now", "from now on"),),
+    (("http://", "https://"),),
+    (("<", "[inst]", "[/inst]", "system", "assistant"),),
+]
+
+# Characters that case-insensitive regex matching takes for an ASCII letter, which lower() does not map to it
+_FOLDS = str.maketrans({"\u0131": "i", "\u0130": "i", "\u017f": "s", "\u212a": "k"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +100,12 @@ def word_count(text: str) -> int:
 
 def injection(text: str) -> str | None:
     """What in ``text`` reads as an instruction to the model (a prompt injection), or None."""
-    for ch in text:
-        if unicodedata.category(ch) in _HIDDEN and ch != "\u200d":
-            return f"a hidden character (U+{ord(ch):04X})"
-    for what, pattern in _INJECTION:
+    if (ch := unusual_char(text, _HIDDEN)) is not None:
+        return f"a hidden character (U+{ord(ch):04X})"
+    lower = (text if text.isascii() else text.translate(_FOLDS)).lower()
+    for (what, pattern), needs in zip(_INJECTION, _NEEDS, strict=True):
+        if not all(any(n in lower for n in group) for group in needs):
+            continue
         m = pattern.search(text)
         if m:
             return f"{what} ({m.group(0).strip()[:60]!r})"

@@ -10,6 +10,26 @@ IMPORT_MAX_CHARS = 100_000  # a bullet's content on import (what a delta may add
 SECTION_MAX_CHARS = 200  # a section name, on import as in a delta (ApplyPolicy.max_section_chars)
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,:/-][a-z0-9]+)*")
+# ASCII control characters other than \t and \n; every other character to look at more closely is non-ASCII
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def unusual_char(text: str, categories: frozenset[str]) -> str | None:
+    """The first character of ``text`` whose Unicode category is in ``categories`` (U+200D, the joiner inside
+    emoji, excepted), looking up categories only for non-ASCII characters; ASCII control characters other than
+    \t and \n count as ``Cc``."""
+    if "Cc" in categories and (m := _ASCII_CONTROL.search(text)):
+        return m.group(0)
+    if text.isascii():
+        return None
+    for ch in _NON_ASCII.findall(text):
+        if ch != "\u200d" and unicodedata.category(ch) in categories:
+            return ch
+    return None
+
+
+_CONTROL = frozenset({"Cc", "Cf", "Cs"})
 
 
 def words(text: str) -> frozenset[str]:
@@ -33,14 +53,11 @@ def clean_text(text: str, *, limit: int, what: str = "content", single_line: boo
         raise ValueError(f"{what} is empty")
     if len(text) > limit:
         raise ValueError(f"{what} is {len(text)} characters, over the limit of {limit}")
-    for ch in text:
-        # Control characters (NUL, escapes, bidi overrides) corrupt prompts and terminals; \n and \t are fine.
-        if ch in "\n\t":
-            if single_line and ch == "\n":
-                raise ValueError(f"{what} must be a single line")
-            continue
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs") and ch not in "\u200d":
-            raise ValueError(f"{what} contains the control character U+{ord(ch):04X}")
+    # Control characters (NUL, escapes, bidi overrides) corrupt prompts and terminals; \n and \t are fine.
+    if (ch := unusual_char(text, _CONTROL)) is not None:
+        raise ValueError(f"{what} contains the control character U+{ord(ch):04X}")
+    if single_line and "\n" in text:
+        raise ValueError(f"{what} must be a single line")
     return text
 
 
