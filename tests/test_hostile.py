@@ -18,8 +18,7 @@ from typer.testing import CliRunner
 
 from ace.cli import app
 from ace.collapse import Detectors
-from ace.playbook import injection
-from ace.playbook import Delta, DeltaError, Playbook, apply
+from ace.playbook import Delta, DeltaError, Playbook, apply, injection
 from ace.playbook.formats import loads, parse_json, to_json
 from ace.runs.trajectory import load
 from ace.store import PlaybookStore, StoreIntegrityError

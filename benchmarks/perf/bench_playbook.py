@@ -142,7 +142,9 @@ def bench(n: int, repeats: int, tmp: Path) -> dict[str, Any]:
             best = min(best, 1e6 * (time.perf_counter() - t) / len(deltas))
         return best
 
-    r["single_UPDATE_op_us"] = per_op(lambda i: {"type": "UPDATE", "id": i, "content": f"updated rule for {i}\nWhen a, do b."})
+    r["single_UPDATE_op_us"] = per_op(
+        lambda i: {"type": "UPDATE", "id": i, "content": f"updated rule for {i}\nWhen a, do b."}
+    )
     r["single_TAG_op_us"] = per_op(lambda i: {"type": "TAG", "id": i, "tag": "helpful"})
     r["single_REMOVE_op_us"] = per_op(lambda i: {"type": "REMOVE", "id": i})
 
