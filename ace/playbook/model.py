@@ -19,7 +19,6 @@ from types import MappingProxyType
 from typing import Any
 
 import immutables
-from pyrsistent import PVector, pvector
 
 from ace.playbook.errors import PlaybookFormatError
 from ace.playbook.text import IMPORT_MAX_CHARS, SECTION_MAX_CHARS, check_stored_text
@@ -161,32 +160,36 @@ class Bullet:
 class Section:
     """A named, ordered group of bullet ids; ``slug`` prefixes the ids of bullets added to it.
 
-    The order is a persistent structure: a vector of slots (a removed id leaves a hole) and a map from id to slot,
-    both shared with the section it was made from. :meth:`appended` and :meth:`without` are O(log n) and never
-    touch ``self``; ``ids`` (the order as a tuple) is built once per object, when something reads it. Holes are
-    compacted away when they outnumber the ids, so the vector stays within twice the section's size.
+    The order is persistent: a map from slot number to id and one from id to slot (two HAMTs, shared with the
+    section this one was made from). :meth:`appended` and :meth:`without` are O(log n) and never touch ``self``;
+    ``ids`` (the order as a tuple) is built once per object, when something reads it. A removed id leaves a free
+    slot; slots are renumbered when free ones outnumber the ids. (A persistent *vector* would iterate faster, but
+    the garbage collector walks a whole vector each time a new one is young: O(n) per operation.)
     """
 
-    __slots__ = ("_ids", "_pos", "_slots", "name", "slug")
+    __slots__ = ("_ids", "_next", "_order", "_pos", "name", "slug")
 
     def __init__(self, name: str, slug: str, ids: Iterable[str] = ()) -> None:
         self.name = name
         self.slug = slug
         ids = tuple(ids)
-        self._slots: PVector[str | None] = pvector(ids)
+        self._order: immutables.Map[int, str] = immutables.Map(enumerate(ids))
         self._pos: immutables.Map[str, int] = immutables.Map(zip(ids, range(len(ids)), strict=True))
+        self._next = len(ids)
         self._ids: tuple[str, ...] | None = ids
 
     @classmethod
-    def _make(cls, name: str, slug: str, slots: PVector[str | None], pos: immutables.Map[str, int]) -> Section:
+    def _make(
+        cls, name: str, slug: str, order: immutables.Map[int, str], pos: immutables.Map[str, int], next_slot: int
+    ) -> Section:
         sec = cls.__new__(cls)
-        sec.name, sec.slug, sec._slots, sec._pos, sec._ids = name, slug, slots, pos, None
+        sec.name, sec.slug, sec._order, sec._pos, sec._next, sec._ids = name, slug, order, pos, next_slot, None
         return sec
 
     @property
     def ids(self) -> tuple[str, ...]:
         if self._ids is None:
-            self._ids = tuple([i for i in self._slots if i is not None]) if len(self._pos) else ()
+            self._ids = tuple(filter(None, map(self._order.get, range(self._next))))
         return self._ids
 
     def __len__(self) -> int:
@@ -201,21 +204,19 @@ class Section:
 
     def appended(self, bullet_id: str) -> Section:
         """This section with ``bullet_id`` added at the end (it must not be in it)."""
+        slot = self._next
         return Section._make(
-            self.name, self.slug, self._slots.append(bullet_id), self._pos.set(bullet_id, len(self._slots))
+            self.name, self.slug, self._order.set(slot, bullet_id), self._pos.set(bullet_id, slot), slot + 1
         )
 
     def without(self, bullet_id: str) -> Section:
         """This section with ``bullet_id`` taken out (KeyError if it is not in it)."""
         slot = self._pos[bullet_id]
         pos = self._pos.delete(bullet_id)
-        holes = len(self._slots) - len(pos)
-        if holes > 16 and holes > len(pos):  # amortized O(1): a compaction pays for the removals before it
-            return Section(self.name, self.slug, [i for i in self._slots if i is not None and i != bullet_id])
-        return Section._make(self.name, self.slug, self._slots.set(slot, None), pos)
-
-    def renamed(self, name: str) -> Section:
-        return Section._make(name, self.slug, self._slots, self._pos)
+        free = self._next - len(pos)
+        if free > 16 and free > len(pos):  # amortized O(1): a renumbering pays for the removals before it
+            return Section(self.name, self.slug, [i for i in self.ids if i != bullet_id])
+        return Section._make(self.name, self.slug, self._order.delete(slot), pos, self._next)
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -23,7 +23,8 @@ def unusual_char(text: str, categories: frozenset[str]) -> str | None:
         return m.group(0)
     if text.isascii():
         return None
-    for ch in _NON_ASCII.findall(text):
+    found: list[str] = _NON_ASCII.findall(text)
+    for ch in found:
         if ch != "\u200d" and unicodedata.category(ch) in categories:
             return ch
     return None
