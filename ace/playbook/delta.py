@@ -17,6 +17,7 @@ surviving id), which is what a store logs so that replaying the log is exact. If
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -134,16 +135,23 @@ class Delta(BaseModel):
         return out
 
 
-def _has_surrogate(value: Any, depth: int = 0) -> bool:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(value: Any) -> bool:
     """Whether any string in ``value`` (nested no deeper than the JSON limit) holds a lone surrogate."""
-    if isinstance(value, str):
-        return not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value)
-    if depth > MAX_DEPTH:
-        return False
-    if isinstance(value, dict):
-        return any(_has_surrogate(k, depth + 1) or _has_surrogate(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_surrogate(v, depth + 1) for v in value)
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return True
+        elif depth <= MAX_DEPTH:
+            if isinstance(item, dict):
+                stack.extend((k, depth + 1) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            elif isinstance(item, list | tuple):
+                stack.extend((v, depth + 1) for v in item)
     return False
 
 

@@ -80,6 +80,7 @@ _NEEDS: list[tuple[tuple[str, ...], ...]] = [
     (("<", "[inst]", "[/inst]", "system", "assistant"),),
 ]
 
+_NEEDED = [tuple(re.compile("|".join(map(re.escape, group))) for group in needs) for needs in _NEEDS]
 # Characters that case-insensitive regex matching takes for an ASCII letter, which lower() does not map to it
 _FOLDS = str.maketrans({"\u0131": "i", "\u0130": "i", "\u017f": "s", "\u212a": "k"})
 
@@ -103,8 +104,8 @@ def injection(text: str) -> str | None:
     if (ch := unusual_char(text, _HIDDEN)) is not None:
         return f"a hidden character (U+{ord(ch):04X})"
     lower = (text if text.isascii() else text.translate(_FOLDS)).lower()
-    for (what, pattern), needs in zip(_INJECTION, _NEEDS, strict=True):
-        if not all(any(n in lower for n in group) for group in needs):
+    for (what, pattern), needs in zip(_INJECTION, _NEEDED, strict=True):
+        if not all(group.search(lower) for group in needs):
             continue
         m = pattern.search(text)
         if m:
