@@ -206,3 +206,13 @@ def test_diff_of_a_linked_pair_matches_a_full_diff(data: st.DataObject) -> None:
         assert [b.id for b in fast.removed] == [b.id for b in full.removed]
         assert [(c.after.id, c.fields) for c in fast.changed] == [(c.after.id, c.fields) for c in full.changed]
         pb = nxt
+
+
+def test_a_playbook_with_a_parent_link_pickles_and_copies_as_its_data() -> None:
+    import copy
+    import pickle
+
+    base = apply(Playbook.empty(["Rules"]), _ops({"type": "ADD", "section": "Rules", "content": "keep this rule here"}))
+    child = apply(base.playbook, _ops({"type": "TAG", "id": "rule-00001", "tag": "helpful"})).playbook
+    for clone in (pickle.loads(pickle.dumps(child)), copy.deepcopy(child), copy.copy(child)):
+        assert clone == child and clone.digest() == child.digest() and render(clone) == render(child)

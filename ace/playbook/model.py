@@ -364,6 +364,10 @@ class Playbook:
     def __repr__(self) -> str:
         return f"Playbook({len(self._sections)} sections, {len(self._bullets)} bullets, next_id={self._next_id})"
 
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        """Pickled as its plain data (the parent link is a weak reference, and memos are derived)."""
+        return (Playbook.from_dict, (self.to_dict(),))
+
     def touched_since(self, ancestor: Playbook, *, max_steps: int = 64) -> frozenset[str] | None:
         """The ids put or removed on the way from ``ancestor`` to this playbook when this one was made from it
         by ``apply`` (directly or through up to ``max_steps`` applies, while they are still in memory), else
