@@ -45,7 +45,9 @@ def relevant(playbook: Playbook, query: str, k: int) -> list[Bullet]:
     order = {b.id: i for i, b in enumerate(rank(playbook))}
     scored = []
     for b in playbook:
-        score = sum(math.log(1 + n / df[w]) for w in q & bags[b.id])
+        # fsum: the exactly rounded sum, whatever order the set yields its words in (string hashes differ from
+        # process to process, and a last-bit difference would break a tie differently on re-execution)
+        score = math.fsum(math.log(1 + n / df[w]) for w in q & bags[b.id])
         if score > 0:
             scored.append((-score, order[b.id], b))
     scored.sort(key=lambda t: (t[0], t[1]))
