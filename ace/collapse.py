@@ -70,7 +70,7 @@ class Alert:
         return _SEVERITY[self.severity] >= _SEVERITY[severity]
 
 
-@lru_cache(maxsize=1 << 17)
+@lru_cache(maxsize=1 << 14)  # bounded: a few tens of MB of word sets at most for typical bullets
 def _features(content: str) -> tuple[frozenset[str], frozenset[str], bool]:
     """Per-content features, computed once per distinct text: word set, specifics, carries a specific."""
     return words(content), specifics(content), bool(_SPECIFIC.search(content))
