@@ -18,6 +18,7 @@ LAYERS: list[set[str]] = [
     {"loop"},
     {"runs"},
     {"envs"},
+    {"service"},
     {"cli"},
 ]
 LAYER = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

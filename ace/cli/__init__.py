@@ -6,7 +6,8 @@
 - :mod:`~ace.cli.textworld`: ``ace textworld make|play|export``;
 - :mod:`~ace.cli.db`: ``ace db status|upgrade``;
 - :mod:`~ace.cli.memory`: ``ace memory episodes|facts``;
-- :mod:`~ace.cli.tour`: ``ace tour``.
+- :mod:`~ace.cli.tour`: ``ace tour``;
+- :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`).
 
 Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
 ``--namespace``. Errors are one line on stderr and exit status 1 (:mod:`~ace.cli.output`).
@@ -14,7 +15,7 @@ Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~
 
 from __future__ import annotations
 
-from ace.cli import db, memory, playbook, runs, textworld, tour
+from ace.cli import db, memory, playbook, runs, serve, textworld, tour
 from ace.cli.output import AceTyper
 
 app = AceTyper(
@@ -29,6 +30,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(memory.app, name="memory")
 app.registered_commands.extend(runs.app.registered_commands)
 app.command()(tour.tour)
+app.command()(serve.serve)
 
 
 def main() -> None:
