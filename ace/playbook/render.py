@@ -85,6 +85,23 @@ def render(
         return playbook.memo(("render", counters), lambda: _render_all(playbook, counters))  # type: ignore[no-any-return]
     if budget < 0:
         raise ValueError("budget must be >= 0 tokens")
+    if count_tokens is approx_tokens:  # the default counter: a function of the playbook, kept for a few budgets
+        kept: dict[tuple[bool, int, str], str] = playbook.memo("render-budgets", dict)
+        key = (counters, budget, layout)
+        text = kept.get(key)
+        if text is None:
+            text = _budgeted(playbook, counters, budget, count_tokens, layout)
+            if len(kept) >= _BUDGETS_KEPT:  # bounded: a caller asking for every budget cannot grow it
+                kept.pop(next(iter(kept)), None)
+            kept[key] = text
+        return text
+    return _budgeted(playbook, counters, budget, count_tokens, layout)
+
+
+_BUDGETS_KEPT = 8
+
+
+def _budgeted(playbook: Playbook, counters: bool, budget: int, count_tokens: TokenCounter, layout: Layout) -> str:
     full = render(playbook, counters=counters, layout=layout)
     if count_tokens(full) <= budget:
         return full

@@ -136,8 +136,7 @@ def create_app(store: PlaybookStore, tokens: Tokens, *, max_body_bytes: int = MA
         ns = allowed(g, namespace, "read")
         if layout not in LAYOUTS or format not in ("text", "json"):
             raise _HTTPError(422, f"layout is one of {', '.join(LAYOUTS)}; format is text or json")
-        v = version if version is not None else store.head_version(name, namespace=ns)
-        pb = store.load(name, v, namespace=ns)
+        v, pb = store.load_versioned(name, version, namespace=ns)
         headers = {"ETag": f'"{v}"'}
         if format == "json":
             return Response(to_json(pb, indent=None), media_type="application/json", headers=headers)

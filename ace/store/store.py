@@ -408,11 +408,17 @@ class PlaybookStore:
     # -- reading ------------------------------------------------------------------------------------------
     def load(self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE) -> Playbook:
         """The playbook at ``version`` (default: the head)."""
+        return self.load_versioned(name, version, namespace=namespace)[1]
+
+    def load_versioned(
+        self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> tuple[int, Playbook]:
+        """``(version, playbook)`` at ``version`` (default: the head), read in one transaction."""
         with self._read() as conn:
             row = self._row(conn, namespace, name)
             v = row.head if version is None else version
             _check_version(name, v, row.head)
-            return self._state(conn, row.id, v)
+            return int(v), self._state(conn, row.id, v)
 
     def head_version(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> int:
         """The head's version number alone: one indexed read, nothing parsed."""
