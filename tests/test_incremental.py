@@ -216,3 +216,17 @@ def test_a_playbook_with_a_parent_link_pickles_and_copies_as_its_data() -> None:
     child = apply(base.playbook, _ops({"type": "TAG", "id": "rule-00001", "tag": "helpful"})).playbook
     for clone in (pickle.loads(pickle.dumps(child)), copy.deepcopy(child), copy.copy(child)):
         assert clone == child and clone.digest() == child.digest() and render(clone) == render(child)
+
+
+def test_a_small_playbook_has_no_continued_block_and_a_large_one_keeps_adds_at_the_end() -> None:
+    small = parse_ace("## RULES\n[rule-00001] Always read the API doc before calling an API.\n")
+    assert render(small, layout="stable") == "## RULES\n[rule-00001] Always read the API doc before calling an API.\n"
+    big = apply(
+        Playbook.empty(["Rules", "Other"]),
+        _ops(*({"type": "ADD", "section": "Rules", "content": f"rule number {i} holds here"} for i in range(20))),
+    ).playbook  # next_id 21: watermark 16, so ids 16..20 are the continued block
+    text = render(big, layout="stable")
+    assert text.index("## Other") < text.index("## Rules (continued)") < text.index("[rule-00016]")
+    added = apply(big, _ops({"type": "ADD", "section": "Other", "content": "another kind of rule"})).playbook
+    after = render(added, layout="stable")
+    assert after.startswith(text.rstrip("\n")) and after.rstrip().endswith("[othe-00021] another kind of rule")

@@ -26,8 +26,9 @@ longest unchanged prefix of the prompt):
   trailing ``## BULLET SCORES`` block (bullets tagged at least once, in layout order);
 - bullets numbered at or above the *watermark* (:func:`stable_watermark`, a function of ``next_id`` that moves in
   steps of about 1/16 to 1/8 of it) are printed after all sections, in the order they were added, under their
-  section's name: an ADD appends to the end of that block instead of into the middle of the prompt. When the
-  watermark moves on, they move into their sections (one cache miss per step of the watermark);
+  section's name (``## NAME (continued)``): an ADD appends to the end of that block instead of into the middle of
+  the prompt. When the watermark moves on, they move into their sections (one cache miss per step of the
+  watermark). Below 16 ids the watermark is 0 and there is no such block (a small prompt has little to cache);
 - every section header is printed, even empty ones, so a section filling up does not shift what follows;
 - with a budget, every header is printed, 1/8 of the rest holds the recent bullets in the order they were added
   (until one does not fit), and the rest the older ones by the ranking below, laid out as above.
@@ -148,14 +149,14 @@ def _render_stable(playbook: Playbook, kept: Collection[str] | None, scores: boo
                 continue
             b = by_id[i]
             n = _serial(i)
-            if n is not None and n >= watermark:
+            if watermark and n is not None and n >= watermark:
                 recent.append((n, b))
             else:
                 out.append(bullet_line(b, counters=False))
     last = None
     for _, b in sorted(recent, key=lambda nb: nb[0]):
         if b.section != last:
-            out += ["", f"## {b.section} (added recently)"]
+            out += ["", f"## {b.section} (continued)"]
             last = b.section
         out.append(bullet_line(b, counters=False))
     if scores:
@@ -248,14 +249,14 @@ def _render_stable_budgeted(playbook: Playbook, counters: bool, budget: int, cou
     used = 0
     for b in ranked:
         n = _serial(b.id)
-        if n is not None and n >= watermark:
+        if watermark and n is not None and n >= watermark:
             recent.append((n, b))
         elif used + (c := cost(b)) <= room - recent_room:
             kept.add(b.id)
             used += c
     used = 0
     for _, b in sorted(recent, key=lambda nb: nb[0]):
-        c = cost(b) + count_tokens(f"\n## {b.section} (added recently)\n")
+        c = cost(b) + count_tokens(f"\n## {b.section} (continued)\n")
         if used + c > recent_room:
             break
         kept.add(b.id)
