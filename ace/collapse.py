@@ -99,10 +99,6 @@ class _Stats:
         )
 
 
-def _changed(before: Playbook, after: Playbook) -> frozenset[str] | None:
-    return after.touched_since(before)
-
-
 def _carried_from(pb: Playbook, key: Any, max_steps: int = 64) -> tuple[Playbook, frozenset[str]] | None:
     """The nearest ancestor of ``pb`` (through ``apply``'s parent links, still in memory) that has ``key``
     memoized, with the ids touched since; None if there is none within ``max_steps``."""
@@ -256,7 +252,7 @@ class Detectors:
         """The ``quality`` and ``injection`` alerts for what ``after`` adds or rewrites (everything, against an
         empty ``before``)."""
         alerts: list[Alert] = []
-        touched = _changed(before, after)
+        touched = after.touched_since(before)
         for b in after if touched is None else sorted((after[i] for i in touched if i in after), key=_position(after)):
             old = before.get(b.id)
             if old is not None and old.content == b.content:
@@ -310,7 +306,7 @@ class Detectors:
         """The share of ``before``'s bullets still present in ``after``, and the ids of those lost."""
         if not len(before):
             return 1.0, []
-        changed = _changed(before, after)
+        changed = after.touched_since(before)
         candidates: Iterable[str] = changed if changed is not None else before.bullets_by_id
         rest = []
         for i in candidates:
@@ -385,7 +381,7 @@ class Detectors:
     def _churn(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
         if len(before) < 5:
             return []
-        touched = _changed(before, after)
+        touched = after.touched_since(before)
         ids: Iterable[str] = touched if touched is not None else before.bullets_by_id
         changed = [i for i in ids if i in before and (i not in after or after[i].content != before[i].content)]
         share = len(changed) / len(before)

@@ -5,6 +5,7 @@ computed from scratch (a playbook rebuilt with no parent link), on random deltas
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -133,6 +134,18 @@ def test_an_unknown_layout_is_an_error() -> None:
         render(Playbook.empty(), layout="diagonal")  # type: ignore[arg-type]
 
 
+def _linked_steps(data: st.DataObject, most: int) -> Iterator[tuple[Playbook, Playbook]]:
+    """(before, after) of each random delta that applied, ``after`` made from ``before`` by ``apply``."""
+    pb = Playbook.empty(SECTIONS[:2])
+    for step in range(1, data.draw(st.integers(2, most)) + 1):
+        try:
+            nxt = apply(pb, data.draw(delta_for(pb, step))).playbook
+        except DeltaError:
+            continue
+        yield pb, nxt
+        pb = nxt
+
+
 # -- incremental detectors agree with full ones ---------------------------------------------------------------
 def _alerts(det: Detectors, before: Playbook, after: Playbook) -> list[tuple[str, str, str]]:
     return sorted((a.detector, a.severity, a.message) for a in det.check(before, after))
@@ -142,16 +155,10 @@ def _alerts(det: Detectors, before: Playbook, after: Playbook) -> list[tuple[str
 @given(st.data())
 def test_incremental_detectors_match_a_full_comparison(data: st.DataObject) -> None:
     det = Detectors(min_tokens=20, retention_min_lost=1, probes=["rule", "zz"])
-    pb = Playbook.empty(SECTIONS[:2])
-    for step in range(1, data.draw(st.integers(2, 25)) + 1):
-        try:
-            nxt = apply(pb, data.draw(delta_for(pb, step))).playbook
-        except DeltaError:
-            continue
+    for pb, nxt in _linked_steps(data, 25):
         assert _tokens(nxt) == approx_tokens(render(nxt, counters=False))
         assert _alerts(det, pb, nxt) == _alerts(det, _fresh(pb), _fresh(nxt))
         assert det.retained(pb, nxt) == det.retained(_fresh(pb), _fresh(nxt))
-        pb = nxt
 
 
 def test_a_reworded_bullet_is_retained_and_a_changed_fact_is_lost() -> None:
@@ -195,17 +202,11 @@ def test_a_reworded_bullet_is_retained_and_a_changed_fact_is_lost() -> None:
 def test_diff_of_a_linked_pair_matches_a_full_diff(data: st.DataObject) -> None:
     from ace.playbook.diff import diff
 
-    pb = Playbook.empty(SECTIONS[:2])
-    for step in range(1, data.draw(st.integers(2, 20)) + 1):
-        try:
-            nxt = apply(pb, data.draw(delta_for(pb, step))).playbook
-        except DeltaError:
-            continue
+    for pb, nxt in _linked_steps(data, 20):
         fast, full = diff(pb, nxt), diff(_fresh(pb), _fresh(nxt))
         assert [b.id for b in fast.added] == [b.id for b in full.added]
         assert [b.id for b in fast.removed] == [b.id for b in full.removed]
         assert [(c.after.id, c.fields) for c in fast.changed] == [(c.after.id, c.fields) for c in full.changed]
-        pb = nxt
 
 
 def test_a_playbook_with_a_parent_link_pickles_and_copies_as_its_data() -> None:

@@ -57,6 +57,8 @@ def test_read_apply_history_and_diff_with_a_write_token(client: TestClient) -> N
     assert made.status_code == 201 and made.json()["version"] == 2 and made.json()["bullets"] == 2
     text = client.get("/v1/playbooks/team-a/agent?layout=stable&budget=50", headers=_auth(READER)).text
     assert len(text) <= 200 and "helpful=" not in text
+    odd = client.get("/v1/playbooks/team-a/agent?layout=diagonal", headers=_auth(READER))
+    assert odd.status_code == 422 and "layout" in odd.json()["error"]
     as_json = client.get("/v1/playbooks/team-a/agent?format=json&version=1", headers=_auth(READER)).json()
     assert Playbook.from_dict(as_json) == START
     history = client.get("/v1/playbooks/team-a/agent/history", headers=_auth(READER)).json()

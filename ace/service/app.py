@@ -15,10 +15,9 @@ before they are read whole. OpenAPI docs are at ``/docs``.
 - ``GET  /v1/playbooks/{namespace}/{name}/history?since=`` and ``/diff?from=&to=`` (read).
 """
 
-
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +28,7 @@ from ace.errors import AceError
 from ace.names import InvalidName, check_name
 from ace.playbook import Delta, DeltaError, render
 from ace.playbook.formats import to_json
-from ace.playbook.render import LAYOUTS, Layout
+from ace.playbook.render import Layout
 from ace.service.auth import Grant, Role, Tokens
 from ace.store import (
     PlaybookNotFound,
@@ -130,18 +129,15 @@ def create_app(store: PlaybookStore, tokens: Tokens, *, max_body_bytes: int = MA
         g: Auth,
         version: int | None = None,
         budget: Annotated[int | None, Query(ge=0)] = None,
-        layout: str = "sections",
-        format: str = "text",
+        layout: Layout = "sections",
+        format: Literal["text", "json"] = "text",
     ) -> Response:
         ns = allowed(g, namespace, "read")
-        if layout not in LAYOUTS or format not in ("text", "json"):
-            raise _HTTPError(422, f"layout is one of {', '.join(LAYOUTS)}; format is text or json")
         v, pb = store.load_versioned(name, version, namespace=ns)
         headers = {"ETag": f'"{v}"'}
         if format == "json":
             return Response(to_json(pb, indent=None), media_type="application/json", headers=headers)
-        lay: Layout = "stable" if layout == "stable" else "sections"
-        return PlainTextResponse(render(pb, budget=budget, layout=lay), headers=headers)
+        return PlainTextResponse(render(pb, budget=budget, layout=layout), headers=headers)
 
     @api.post("/v1/playbooks/{namespace}/{name}/deltas", status_code=201)
     async def commit(
