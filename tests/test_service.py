@@ -186,3 +186,89 @@ def test_ace_serve_as_a_real_process_on_loopback(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_import_export_rollback_blame_and_check_over_http(client: TestClient) -> None:
+    text = "## COMMON MISTAKES\n[cm-00001] Never guess an API's argument names.\n[cm-00002] Check the page count.\n"
+    made = client.put("/v1/playbooks/team-a/imported", headers=_auth(WRITER), content=text)
+    assert made.status_code == 201 and made.json() == {"version": 1, "digest": made.json()["digest"], "bullets": 2}
+    again = client.put("/v1/playbooks/team-a/imported", headers=_auth(WRITER), content=text)
+    assert again.status_code == 409 and "exists" in again.json()["error"]
+    assert client.put("/v1/playbooks/team-a/x", headers=_auth(READER), content=text).status_code == 403
+    junk = client.put("/v1/playbooks/team-a/junk", headers=_auth(WRITER), content="just some words")
+    assert junk.status_code == 422 and "SECTION" in junk.json()["error"]
+    not_utf8 = client.put("/v1/playbooks/team-a/bin", headers=_auth(WRITER), content=b"\xff\xfe## X\n")
+    assert not_utf8.status_code == 422 and "UTF-8" in not_utf8.json()["error"]
+    assert client.put("/v1/playbooks/team-a/..%2Fescape", headers=_auth(WRITER), content=text).status_code in (
+        404,
+        422,
+    )
+    exported = client.get("/v1/playbooks/team-a/imported?format=ace", headers=_auth(READER)).text
+    assert "[cm-00001] helpful=0 harmful=0 :: Never guess" in exported
+    md = client.get("/v1/playbooks/team-a/imported?format=md", headers=_auth(READER)).text
+    assert md.startswith("# Playbook") and "Check the page count." in md
+    skill = client.get("/v1/playbooks/team-a/imported?format=skillbook", headers=_auth(READER)).json()
+    assert "schema_version" in skill
+
+    rm = {"operations": [{"type": "REMOVE", "id": "cm-00002"}]}
+    assert client.post("/v1/playbooks/team-a/imported/deltas", headers=_auth(WRITER), json=rm).json()["version"] == 2
+    stale = client.post("/v1/playbooks/team-a/imported/rollback?to=1", headers=_auth(WRITER) | {"If-Match": "1"})
+    assert stale.status_code == 409 and stale.json()["head"] == 2
+    back = client.post("/v1/playbooks/team-a/imported/rollback?to=1", headers=_auth(WRITER) | {"If-Match": "2"})
+    assert back.status_code == 201 and back.json()["version"] == 3 and back.json()["bullets"] == 2
+    assert client.post("/v1/playbooks/team-a/imported/rollback?to=9", headers=_auth(WRITER)).status_code == 404
+    assert client.post("/v1/playbooks/team-a/imported/rollback?to=1", headers=_auth(READER)).status_code == 403
+
+    blame = client.get("/v1/playbooks/team-a/imported/blame/cm-00002", headers=_auth(READER)).json()
+    assert [(b["version"], b["op"]) for b in blame] == [(1, "IMPORT"), (2, "REMOVE"), (3, "ROLLBACK")]
+    check = client.get("/v1/playbooks/team-a/imported/check", headers=_auth(READER)).json()
+    assert check == {"versions": [1, 3], "alerts": []}
+    # a playbook that loses most of what it knew in one step is what the detectors exist to see
+    big = "## RULES\n" + "".join(
+        f"[r-{i:05d}] Rule {i}: invoices for region {i} go out on day {i % 28}.\n" for i in range(30)
+    )
+    client.put("/v1/playbooks/team-a/big", headers=_auth(WRITER), content=big)
+    wipe = {"operations": [{"type": "REMOVE", "id": f"r-{i:05d}"} for i in range(25)]}
+    assert client.post("/v1/playbooks/team-a/big/deltas", headers=_auth(WRITER), json=wipe).status_code == 201
+    alerts = client.get("/v1/playbooks/team-a/big/check", headers=_auth(READER)).json()["alerts"]
+    assert alerts and all(a["versions"] == [1, 2] for a in alerts) and {a["severity"] for a in alerts} >= {"critical"}
+
+
+EPISODE = {
+    "id": "run-1",
+    "task": "Which day are invoices sent?",
+    "messages": [
+        {"role": "user", "content": "Which day are invoices sent?"},
+        {"role": "assistant", "content": "Monday"},
+    ],
+    "outcome": {"success": False, "message": "wrong: invoices go out on Thursday"},
+}
+
+
+def test_episodes_are_queued_once_and_their_status_is_readable(client: TestClient) -> None:
+    sent = client.post("/v1/playbooks/team-a/agent/episodes", headers=_auth(WRITER), json=EPISODE)
+    assert sent.status_code == 202 and sent.json()["status"] == "queued" and sent.json()["episode_id"] == "run-1"
+    again = client.post("/v1/playbooks/team-a/agent/episodes", headers=_auth(WRITER), json=EPISODE)
+    assert again.status_code == 200 and again.json()["status"] == "queued"  # a retry queues nothing new
+    changed = client.post("/v1/playbooks/team-a/agent/episodes", headers=_auth(WRITER), json=EPISODE | {"task": "?"})
+    assert changed.status_code == 409 and "different body" in changed.json()["error"]
+    bad = client.post("/v1/playbooks/team-a/agent/episodes", headers=_auth(WRITER), json={"messages": []})
+    assert bad.status_code == 422 and "messages" in bad.json()["error"]
+    junk = client.post("/v1/playbooks/team-a/agent/episodes", headers=_auth(WRITER), content=b"[1, 2")
+    assert junk.status_code == 422 and "not JSON" in junk.json()["error"]
+    assert client.post("/v1/playbooks/team-a/agent/episodes", headers=_auth(READER), json=EPISODE).status_code == 403
+    assert client.post("/v1/playbooks/team-b/agent/episodes", headers=_auth(WRITER), json=EPISODE).status_code == 403
+    status = client.get("/v1/playbooks/team-a/agent/episodes/run-1", headers=_auth(READER)).json()
+    assert status["status"] == "queued" and status["attempts"] == 0 and status["version"] is None
+    listed = client.get("/v1/playbooks/team-a/agent/episodes?status=queued", headers=_auth(READER)).json()
+    assert [e["episode_id"] for e in listed] == ["run-1"]
+    assert client.get("/v1/playbooks/team-a/agent/episodes/nope", headers=_auth(READER)).status_code == 404
+    assert client.get("/v1/playbooks/team-b/agent/episodes/run-1", headers=_auth(OTHER)).status_code == 404
+
+
+def test_memory_routes_per_namespace(client: TestClient) -> None:
+    facts = client.get("/v1/memory/team-a/facts", headers=_auth(READER))
+    assert facts.status_code == 200 and facts.json() == []
+    no_tier = client.get("/v1/memory/team-a/episodes?q=invoices", headers=_auth(READER))
+    assert no_tier.status_code == 404 and "--memory" in no_tier.json()["error"]
+    assert client.get("/v1/memory/team-b/facts", headers=_auth(READER)).status_code == 403

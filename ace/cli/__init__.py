@@ -7,7 +7,7 @@
 - :mod:`~ace.cli.db`: ``ace db status|upgrade``;
 - :mod:`~ace.cli.memory`: ``ace memory episodes|facts``;
 - :mod:`~ace.cli.tour`: ``ace tour``;
-- :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`).
+- :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`) and ``ace worker``.
 
 Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
 ``--namespace``. Errors are one line on stderr and exit status 1 (:mod:`~ace.cli.output`).
@@ -31,6 +31,7 @@ app.add_typer(memory.app, name="memory")
 app.registered_commands.extend(runs.app.registered_commands)
 app.command()(tour.tour)
 app.command()(serve.serve)
+app.command()(serve.worker)
 
 
 def main() -> None:

@@ -1,9 +1,12 @@
-"""``ace serve``: the HTTP service over the store (:mod:`ace.service`)."""
+"""``ace serve`` (the HTTP service over the store, :mod:`ace.service`) and ``ace worker`` (learns from the episodes
+sent to it)."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +14,81 @@ from ace.cli.options import DbOpt
 from ace.cli.output import out
 from ace.service.auth import TOKEN_ENV, Tokens
 from ace.store import PlaybookStore
+
+if TYPE_CHECKING:
+    from ace.service.worker import Worker
+
+ProviderOpt = Annotated[str, typer.Option(help="LLM of the workers: 'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")]
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory",
+        help="Episodic memory: a Chroma directory or server URL ('default': <data dir>/chroma). Workers write each "
+        "episode there, and /v1/memory/{ns}/episodes searches it. Several processes need a Chroma server URL.",
+    ),
+]
+LeaseOpt = Annotated[
+    float, typer.Option(min=2.0, help="Seconds an episode stays a worker's without a renewal (renewed every third).")
+]
+MaxTokensOpt = Annotated[int, typer.Option(help="Token limit of each LLM reply of the workers.")]
+
+
+def _memory_location(memory: str | None) -> str | None:
+    if memory is None:
+        return None
+    if memory == "default":
+        from ace.runs.workspace import data_dir
+
+        return str(data_dir() / "chroma")
+    return memory
+
+
+def _workers(
+    store: PlaybookStore, n: int, provider: str, memory: str | None, lease: float, max_tokens: int
+) -> list[Worker]:
+    from ace.llm import LLM, Sampling
+    from ace.runs.workspace import runs_dir
+    from ace.service.queue import EpisodeQueue
+    from ace.service.worker import Worker, worker_name
+
+    queue = EpisodeQueue(store, lease_s=lease)
+    tiers = _tiers(store, memory)
+    return [
+        Worker(
+            store,
+            queue,
+            llm=lambda: LLM(provider, sampling=Sampling(max_tokens=max_tokens)),
+            workdir=runs_dir() / "episodes",
+            name=worker_name(str(i)),
+            memory=tiers,
+        )
+        for i in range(n)
+    ]
+
+
+def _tiers(store: PlaybookStore, location: str | None) -> Any:
+    """A namespace's memory tiers at ``location`` (made once per namespace, shared by the workers), or None."""
+    if location is None:
+        return None
+    from ace.memory import Memory, MemoryConfig
+
+    made: dict[str, Memory] = {}
+    lock = threading.Lock()
+    http = location.startswith(("http://", "https://"))
+
+    def tiers(namespace: str) -> Memory:
+        with lock:
+            if namespace not in made:
+                made[namespace] = Memory.local(
+                    store,
+                    location,
+                    namespace=namespace,
+                    chroma_url=location if http else None,
+                    config=MemoryConfig(short_term=False),
+                )
+            return made[namespace]
+
+    return tiers
 
 
 def serve(
@@ -21,14 +99,90 @@ def serve(
         Path | None, typer.Option(help=f"Tokens file (JSON or TOML); default: ${TOKEN_ENV}.", dir_okay=False)
     ] = None,
     max_body: Annotated[int, typer.Option(min=1024, help="Largest request body accepted, in bytes.")] = 1 << 20,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Worker threads learning from sent episodes (0: leave it to `ace worker`).")
+    ] = 1,
+    provider: ProviderOpt = "local",
+    memory: MemoryOpt = None,
+    lease: LeaseOpt = 120.0,
+    max_tokens: MaxTokensOpt = 512,
 ) -> None:
-    """Serve playbooks over HTTP: read (rendered under a budget, or as JSON), apply deltas with If-Match, history
-    and diff, each request checked against a bearer token's namespaces and role. OpenAPI docs at /docs."""
+    """Serve playbooks over HTTP: read (rendered under a budget, as JSON or exported), apply deltas with If-Match,
+    import, rollback, history, diff, blame, check; queue episodes for workers to learn from; search memory. Each
+    request is checked against a bearer token's namespaces and role. OpenAPI docs at /docs."""
     import uvicorn
 
     from ace.service.app import create_app  # FastAPI loads only when serving
+    from ace.service.worker import WorkerPool
 
     table = Tokens.load(tokens)
     store = PlaybookStore(db)
-    out.print(f"ace serve: {store.url} on http://{host}:{port} ({len(table)} token(s)); docs at /docs")
-    uvicorn.run(create_app(store, table, max_body_bytes=max_body), host=host, port=port, log_level="warning")
+    location = _memory_location(memory)
+    episodic = _episodic(location)
+    pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens)).start()
+    out.print(
+        f"ace serve: {store.url} on http://{host}:{port} ({len(table)} token(s), {workers} worker(s) on {provider}"
+        f"{', memory ' + location if location else ''}); docs at /docs"
+    )
+    try:
+        app = create_app(store, table, max_body_bytes=max_body, episodes=episodic)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        pool.stop(timeout=5)
+
+
+def _episodic(location: str | None) -> Any:
+    """Opens a namespace's episodic tier for the search route (the embedder loads on the first search)."""
+    if location is None:
+        return None
+    lock = threading.Lock()
+    opened: dict[str, Any] = {}
+
+    def episodic(namespace: str) -> Any:
+        from ace.llm.embeddings import MiniLMEmbedder
+        from ace.memory import EpisodicStore
+
+        http = location.startswith(("http://", "https://"))
+        if not http and not Path(location).is_dir():
+            return None
+        with lock:
+            if "embedder" not in opened:
+                opened["embedder"] = MiniLMEmbedder()
+            if namespace not in opened:
+                opened[namespace] = EpisodicStore(location, opened["embedder"], namespace=namespace)
+            return opened[namespace]
+
+    return episodic
+
+
+def worker(
+    db: DbOpt = None,
+    provider: ProviderOpt = "local",
+    memory: MemoryOpt = None,
+    lease: LeaseOpt = 120.0,
+    max_tokens: MaxTokensOpt = 512,
+    max_episodes: Annotated[int | None, typer.Option(min=1, help="Stop after this many episodes.")] = None,
+    drain: Annotated[bool, typer.Option("--drain", help="Stop when the queue is empty.")] = False,
+) -> None:
+    """Learn from the episodes sent to `ace serve` (the same --db): claim one under a lease, reflect, curate,
+    guard and commit through the loop, mark it done; run several on PostgreSQL to share the work."""
+    store = PlaybookStore(db)
+    (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    out.print(f"ace worker {w.name}: {store.url}, provider {provider}")
+    handled = 0
+    try:
+        while not stop.is_set() and (max_episodes is None or handled < max_episodes):
+            episode = w.run_once()
+            if episode is None:
+                if drain:
+                    break
+                stop.wait(w.poll_s)
+                continue
+            handled += 1
+            shown = f"v{episode.version}" if episode.committed else (episode.error or "no change")
+            out.print(f"{episode.namespace}/{episode.playbook} episode {episode.episode_id}: {episode.status}, {shown}")
+    except KeyboardInterrupt:
+        pass
+    out.print(f"ace worker {w.name}: {handled} episode(s)")

@@ -33,7 +33,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ace.errors import InputFileError
 from ace.llm import LLM
@@ -42,6 +42,7 @@ from ace.loop.agents import citations
 from ace.loop.refine import Refiner
 from ace.loop.registry import register_evaluator, register_generator
 from ace.loop.roles import GeneratorOutput
+from ace.memory import Memory
 from ace.playbook import Playbook
 from ace.runs.factory import RunSetup, start
 from ace.store import PlaybookStore
@@ -233,6 +234,8 @@ def learn(
     playbook_budget: int | None = 2000,
     refiner: Refiner | None = None,
     guard: Guard | None = None,
+    memory: Memory | None = None,
+    curation: Literal["free", "facts"] = "free",
     on_step: Callable[[StepRecord], None] | None = None,
 ) -> RunResult:
     """Reflect on and curate from logged conversations (:func:`load_logs`) into ``playbook`` (created empty if it
@@ -244,10 +247,11 @@ def learn(
         playbook=playbook,
         namespace=namespace,
         evaluator=logged_outcome,
-        config=LoopConfig(max_rounds=1, batch_size=batch_size, playbook_budget=playbook_budget),
+        config=LoopConfig(max_rounds=1, batch_size=batch_size, playbook_budget=playbook_budget, curation=curation),
         refiner=refiner,
         guard=guard,
         generator=LoggedAgent(),
+        memory=memory,
         on_step=on_step,
     )
     return start(setup, tasks, run_id=run_id, workdir=workdir)

@@ -12,9 +12,19 @@ before they are read whole. OpenAPI docs are at ``/docs``.
 - ``POST /v1/playbooks/{namespace}/{name}/deltas`` (write), body a delta, ``If-Match: VERSION``: 201 with the new
   version; 409 with the head when ``VERSION`` is no longer the head; 422 with the delta's error. Without
   ``If-Match`` the delta is applied on whatever the head is.
-- ``GET  /v1/playbooks/{namespace}/{name}/history?since=`` and ``/diff?from=&to=`` (read).
+- ``PUT  /v1/playbooks/{namespace}/{name}?format=`` (write), body a playbook file (ACE text, JSON, Markdown or a
+  kayba skillbook; guessed if absent): imported as version 1 of a new playbook (409 if the name is taken).
+- ``GET  /v1/playbooks/{namespace}/{name}/history?since=``, ``/diff?from=&to=``, ``/blame/{bullet_id}`` and
+  ``/check?from=`` (the collapse detectors over the history) (read).
+- ``POST /v1/playbooks/{namespace}/{name}/rollback?to=VERSION`` (write, ``If-Match`` as for deltas).
+- ``POST /v1/playbooks/{namespace}/{name}/episodes`` (write), body one episode in the format of ``ace learn``: queued
+  for a worker (202; 200 with its status if it was sent before; 409 if its id was sent with another body).
+  ``GET …/episodes?status=`` and ``GET …/episodes/{episode_id}`` (read): its status and the version it made.
+- ``GET  /v1/memory/{namespace}/episodes?q=&k=`` (read): the episodic tier's most similar (or newest) episodes;
+  ``GET /v1/memory/{namespace}/facts?subject=&relation=&all=`` (read): the knowledge graph's facts.
 """
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
@@ -27,10 +37,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ace.errors import AceError
 from ace.names import InvalidName, check_name
 from ace.playbook import Delta, DeltaError, render
-from ace.playbook.formats import to_json
+from ace.playbook.errors import PlaybookFormatError
+from ace.playbook.formats import dumps, loads, to_json
 from ace.playbook.render import Layout
 from ace.service.auth import Grant, Role, Tokens
+from ace.service.queue import EpisodeConflict, EpisodeError, EpisodeNotFound, EpisodeQueue, Status
 from ace.store import (
+    PlaybookExists,
     PlaybookNotFound,
     PlaybookStore,
     StaleVersionError,
@@ -91,9 +104,21 @@ def _too_large(limit: int) -> JSONResponse:
     return JSONResponse({"error": f"the request body is over the limit of {limit} bytes"}, status_code=413)
 
 
-def create_app(store: PlaybookStore, tokens: Tokens, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
-    """The ASGI application (FastAPI, wrapped in the body limit) over ``store``, guarded by ``tokens``."""
+def create_app(
+    store: PlaybookStore,
+    tokens: Tokens,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    queue: EpisodeQueue | None = None,
+    episodes: Callable[[str], Any] | None = None,
+) -> Any:
+    """The ASGI application (FastAPI, wrapped in the body limit) over ``store``, guarded by ``tokens``.
+
+    ``queue`` holds sent episodes (one is made on ``store`` if not given); ``episodes(namespace)`` opens the
+    episodic memory tier of a namespace (an :class:`~ace.memory.EpisodicStore`) or returns None where there is
+    none; without it, episode search answers 404."""
     api = FastAPI(title="ACE", version="1", description=__doc__)
+    queue = queue or EpisodeQueue(store)
 
     def grant(authorization: Annotated[str | None, Header()] = None) -> Grant:
         scheme, _, presented = (authorization or "").partition(" ")
@@ -130,29 +155,56 @@ def create_app(store: PlaybookStore, tokens: Tokens, *, max_body_bytes: int = MA
         version: int | None = None,
         budget: Annotated[int | None, Query(ge=0)] = None,
         layout: Layout = "sections",
-        format: Literal["text", "json"] = "text",
+        format: Literal["text", "json", "ace", "md", "skillbook"] = "text",
     ) -> Response:
         ns = allowed(g, namespace, "read")
         v, pb = store.load_versioned(name, version, namespace=ns)
         headers = {"ETag": f'"{v}"'}
         if format == "json":
             return Response(to_json(pb, indent=None), media_type="application/json", headers=headers)
+        if format == "skillbook":
+            return Response(dumps(pb, format), media_type="application/json", headers=headers)
+        if format != "text":  # an export in the paper's text format or Markdown
+            return PlainTextResponse(dumps(pb, format), headers=headers)
         return PlainTextResponse(render(pb, budget=budget, layout=layout), headers=headers)
+
+    @api.put("/v1/playbooks/{namespace}/{name}", status_code=201)
+    async def import_(
+        namespace: str,
+        name: str,
+        request: Request,
+        g: Auth,
+        format: Literal["ace", "json", "md", "skillbook"] | None = None,
+    ) -> dict[str, Any]:
+        ns = allowed(g, namespace, "write")
+        name = check_name(name, "playbook")
+        try:
+            text = (await request.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _HTTPError(422, "the playbook file is not UTF-8 text") from None
+        pb = loads(text, format)
+        info = store.create(name, pb, namespace=ns, author=f"token:{ns}", message="import over HTTP")
+        return {"version": info.version, "digest": info.digest, "bullets": info.n_bullets}
 
     @api.post("/v1/playbooks/{namespace}/{name}/deltas", status_code=201)
     async def commit(
         namespace: str, name: str, request: Request, g: Auth, if_match: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
         ns = allowed(g, namespace, "write")
-        expected = None
-        if if_match is not None:
-            tag = if_match.strip().strip('"')
-            if not tag.isdigit():
-                raise _HTTPError(422, f"If-Match must be a version number, got {if_match!r}")
-            expected = int(tag)
         delta = Delta.parse(await request.body())
-        author = f"token:{ns}"
-        info = store.commit(name, delta, namespace=ns, expected_version=expected, author=author)
+        info = store.commit(name, delta, namespace=ns, expected_version=_if_match(if_match), author=f"token:{ns}")
+        return {"version": info.version, "digest": info.digest, "bullets": info.n_bullets}
+
+    @api.post("/v1/playbooks/{namespace}/{name}/rollback", status_code=201)
+    def rollback(
+        namespace: str,
+        name: str,
+        g: Auth,
+        to: Annotated[int, Query(ge=1)],
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        ns = allowed(g, namespace, "write")
+        info = store.rollback(name, to, namespace=ns, expected_version=_if_match(if_match), author=f"token:{ns}")
         return {"version": info.version, "digest": info.digest, "bullets": info.n_bullets}
 
     @api.get("/v1/playbooks/{namespace}/{name}/history")
@@ -188,8 +240,127 @@ def create_app(store: PlaybookStore, tokens: Tokens, *, max_body_bytes: int = MA
             "changed": [{"id": c.after.id, "fields": list(c.fields), "after": c.after.to_dict()} for c in d.changed],
         }
 
+    @api.get("/v1/playbooks/{namespace}/{name}/blame/{bullet_id}")
+    def blame(namespace: str, name: str, bullet_id: str, g: Auth) -> list[dict[str, Any]]:
+        ns = allowed(g, namespace, "read")
+        return [
+            {
+                "version": e.version,
+                "op": e.op,
+                "author": e.author,
+                "message": e.message,
+                "created_at": e.created_at.isoformat(),
+                "source": {k: v for k, v in dataclasses.asdict(e.source).items() if v is not None}
+                if e.source
+                else None,
+            }
+            for e in store.blame(name, bullet_id, namespace=ns)
+        ]
+
+    @api.get("/v1/playbooks/{namespace}/{name}/check")
+    def check(
+        namespace: str, name: str, g: Auth, from_: Annotated[int, Query(alias="from", ge=1)] = 1
+    ) -> dict[str, Any]:
+        from ace.collapse import Detectors
+
+        ns = allowed(g, namespace, "read")
+        history = store.history(name, namespace=ns, since=from_)
+        alerts = Detectors().scan([(h.version, store.load(name, h.version, namespace=ns)) for h in history])
+        return {
+            "versions": [history[0].version, history[-1].version] if history else [],
+            "alerts": [
+                {"versions": list(a.versions), "detector": a.detector, "severity": a.severity, "message": a.message}
+                for a in alerts
+            ],
+        }
+
+    @api.post("/v1/playbooks/{namespace}/{name}/episodes", status_code=202)
+    async def send_episode(namespace: str, name: str, request: Request, g: Auth) -> Response:
+        ns = allowed(g, namespace, "write")
+        try:
+            log = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise _HTTPError(422, f"the body is not JSON: {e}") from None
+        episode, new = queue.submit(name, log, namespace=ns)
+        return JSONResponse(episode.to_dict(), status_code=202 if new else 200)
+
+    @api.get("/v1/playbooks/{namespace}/{name}/episodes")
+    def list_episodes(
+        namespace: str,
+        name: str,
+        g: Auth,
+        status: Status | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        ns = allowed(g, namespace, "read")
+        return [e.to_dict() for e in queue.list(namespace=ns, playbook=name, status=status, limit=limit)]
+
+    @api.get("/v1/playbooks/{namespace}/{name}/episodes/{episode_id}")
+    def episode(namespace: str, name: str, episode_id: str, g: Auth) -> dict[str, Any]:
+        ns = allowed(g, namespace, "read")
+        return queue.get(name, episode_id, namespace=ns).to_dict()
+
+    @api.get("/v1/memory/{namespace}/episodes")
+    def search_episodes(
+        namespace: str,
+        g: Auth,
+        q: Annotated[str | None, Query(max_length=2000)] = None,
+        k: Annotated[int, Query(ge=1, le=100)] = 5,
+        playbook: str | None = None,
+    ) -> list[dict[str, Any]]:
+        ns = allowed(g, namespace, "read")
+        tier = episodes(ns) if episodes is not None else None
+        if tier is None:
+            raise _HTTPError(404, "this service has no episodic memory (start it with --memory)")
+        if q:
+            return [
+                {**_episode_dict(h.episode), "similarity": round(h.similarity, 4)}
+                for h in tier.search(q, k, playbook=playbook)
+            ]
+        return [_episode_dict(e) for e in tier.recent(k) if playbook is None or e.playbook == playbook]
+
+    @api.get("/v1/memory/{namespace}/facts")
+    def facts(
+        namespace: str,
+        g: Auth,
+        subject: str | None = None,
+        relation: str | None = None,
+        all: bool = False,
+    ) -> list[dict[str, Any]]:
+        from ace.memory import KnowledgeGraph
+
+        ns = allowed(g, namespace, "read")
+        graph = KnowledgeGraph(store, namespace=ns)
+        if subject and relation:
+            found = graph.history(subject, relation) if all else graph.current(subject, relation)
+        else:
+            found = graph.facts(current_only=not all)
+            if subject:
+                found = [f for f in found if f.subject.casefold() == subject.casefold()]
+            if relation:
+                found = [f for f in found if f.relation.casefold() == relation.casefold()]
+        return [dataclasses.asdict(f) for f in found]
+
     _errors(api)
     return _BodyLimit(api, max_body_bytes)
+
+
+def _if_match(header: str | None) -> int | None:
+    """The version an ``If-Match`` header names (``7`` or the ETag ``"7"``), or None without one."""
+    if header is None:
+        return None
+    tag = header.strip().strip('"')
+    if not tag.isdigit():
+        raise _HTTPError(422, f"If-Match must be a version number, got {header!r}")
+    return int(tag)
+
+
+def _episode_dict(e: Any) -> dict[str, Any]:
+    return dataclasses.asdict(e)
+
+
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 class _HTTPError(Exception):
@@ -233,11 +404,15 @@ def _errors(api: FastAPI) -> None:
 
     @api.exception_handler(AceError)
     async def _ace(_: Request, e: AceError) -> JSONResponse:
-        if isinstance(e, PlaybookNotFound | VersionNotFound):
+        if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound):
             return reply(404, str(e))
+        if isinstance(e, PlaybookExists | EpisodeConflict):
+            return reply(409, str(e))
+        if isinstance(e, EpisodeError):
+            return reply(422, str(e))
         if isinstance(e, StoreIntegrityError):
             return reply(500, str(e))
-        return reply(422 if isinstance(e, InvalidName) else 400, str(e))
+        return reply(422 if isinstance(e, InvalidName | PlaybookFormatError) else 400, str(e))
 
     @api.exception_handler(Exception)
     async def _any(_: Request, e: Exception) -> JSONResponse:

@@ -1,0 +1,348 @@
+"""The episode queue: episodes sent to the service wait here until a worker learns from them.
+
+One ``ace_episodes`` row per episode, in the store's database (created beside the store's tables, like the memory
+tiers'). An episode is identified within its playbook by its ``episode_id`` (the log's ``id``, or the hash of its
+body): sending it again returns the row already there, so a client that retries after a timeout does not queue
+it twice; the same id with a different body is refused (:class:`EpisodeConflict`).
+
+A worker *claims* the oldest queued episode under a lease (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+that workers never wait on each other's rows; SQLite serializes writers anyway), renews the lease while it works,
+and finishes it with the version it committed. A worker that dies leaves its lease to expire; the next claim
+takes the episode again (``attempts`` counts the tries; after ``max_attempts`` it is failed with the reason).
+Learning commits with an idempotency key derived from the row (see :mod:`ace.service.worker`), so an episode
+taken again after its worker committed finds that version instead of applying a second one: every episode's
+lessons land exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from ace.errors import AceError
+from ace.names import check_name
+from ace.runs.from_logs import to_task
+from ace.store import PlaybookStore, create_tables
+
+Status = Literal["queued", "running", "done", "failed"]
+MAX_EPISODE_ID = 200
+DEFAULT_LEASE_S = 120.0
+DEFAULT_MAX_ATTEMPTS = 3
+
+metadata = MetaData()
+
+episodes = Table(
+    "ace_episodes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(128), nullable=False),
+    Column("playbook", String(256), nullable=False),
+    Column("episode_id", String(MAX_EPISODE_ID), nullable=False),
+    Column("body", Text, nullable=False),  # the log, as sent (canonical JSON)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("worker", String(128), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("version", Integer, nullable=True),  # the head after learning (the committed version, if any)
+    Column("committed", Integer, nullable=True),  # 1 if the episode's lessons made a version, 0 if none
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("namespace", "playbook", "episode_id", name="uq_ace_episodes_key"),
+    Index("ix_ace_episodes_status", "status", "id"),
+)
+
+
+class EpisodeError(AceError):
+    """An episode that cannot be queued (not a readable log), with the reason."""
+
+
+class EpisodeConflict(EpisodeError):
+    """An episode id that is already queued with a different body."""
+
+
+class EpisodeNotFound(EpisodeError):
+    """No episode with this id in this playbook."""
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One queued episode and what became of it."""
+
+    row: int
+    namespace: str
+    playbook: str
+    episode_id: str
+    status: Status
+    attempts: int
+    version: int | None
+    committed: bool | None
+    error: str | None
+    worker: str | None
+    created_at: datetime
+    updated_at: datetime
+    body: str
+
+    @property
+    def log(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "episode_id": self.episode_id,
+            "playbook": self.playbook,
+            "status": self.status,
+            "attempts": self.attempts,
+            "version": self.version,
+            "committed": self.committed,
+            # a finished episode's note ("nothing to learn", a guard's veto) vs a failure's reason
+            "note": self.error if self.status == "done" else None,
+            "error": None if self.status == "done" else self.error,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+def episode_key(log: Mapping[str, Any]) -> tuple[str, str]:
+    """The episode's id (its own ``id``, or ``sha256:`` of its canonical JSON) and that canonical JSON."""
+    body = json.dumps(log, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    given = log.get("id")
+    if given is None:
+        return "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:32], body
+    if not isinstance(given, str | int) or isinstance(given, bool) or not str(given).strip():
+        raise EpisodeError("the episode's 'id' must be a non-empty string")
+    given = str(given)
+    if len(given) > MAX_EPISODE_ID or any(not c.isprintable() for c in given):
+        raise EpisodeError(f"the episode's 'id' must be at most {MAX_EPISODE_ID} printable characters")
+    return given, body
+
+
+class EpisodeQueue:
+    """Episodes waiting for a worker, in ``store``'s database (see the module doc)."""
+
+    def __init__(
+        self,
+        store: PlaybookStore,
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        self.store = store
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self._pg = store.engine.dialect.name == "postgresql"
+        create_tables(store.engine, metadata)
+
+    # -- clients ------------------------------------------------------------------------------------------
+    def submit(self, playbook: str, log: Mapping[str, Any], *, namespace: str) -> tuple[Episode, bool]:
+        """Queue ``log`` (an ``ace learn`` log item) for ``playbook``; returns the episode and whether it is new.
+
+        The log is checked first (:func:`ace.runs.from_logs.to_task`): a bad one is an :class:`EpisodeError`
+        and nothing is queued. Sending the same episode again returns the row already queued (or done)."""
+        namespace, playbook = check_name(namespace, "namespace"), check_name(playbook, "playbook")
+        if not isinstance(log, Mapping):
+            raise EpisodeError("an episode is a JSON object with 'messages' (see ace learn)")
+        episode_id, body = episode_key(log)
+        try:
+            to_task(log, episode_id)
+        except (ValueError, TypeError) as e:
+            raise EpisodeError(f"not an episode: {e}") from None
+        now = _now()
+        try:
+            with self.store.transaction(write=True) as conn:
+                conn.execute(
+                    episodes.insert().values(
+                        namespace=namespace,
+                        playbook=playbook,
+                        episode_id=episode_id,
+                        body=body,
+                        status="queued",
+                        attempts=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            new = True
+        except IntegrityError:
+            new = False
+        found = self.get(playbook, episode_id, namespace=namespace)
+        if not new and found.body != body:
+            raise EpisodeConflict(
+                f"episode {episode_id!r} of {namespace}/{playbook} was already sent with a different body; "
+                "give each episode its own 'id'"
+            )
+        return found, new
+
+    def get(self, playbook: str, episode_id: str, *, namespace: str) -> Episode:
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                select(episodes).where(
+                    episodes.c.namespace == namespace,
+                    episodes.c.playbook == playbook,
+                    episodes.c.episode_id == episode_id,
+                )
+            ).one_or_none()
+        if row is None:
+            raise EpisodeNotFound(f"no episode {episode_id!r} in {namespace}/{playbook}")
+        return _episode(row)
+
+    def list(
+        self, *, namespace: str, playbook: str | None = None, status: Status | None = None, limit: int = 100
+    ) -> list[Episode]:
+        """The namespace's episodes, newest first."""
+        q = select(episodes).where(episodes.c.namespace == namespace)
+        if playbook is not None:
+            q = q.where(episodes.c.playbook == playbook)
+        if status is not None:
+            q = q.where(episodes.c.status == status)
+        with self.store.transaction() as conn:
+            rows = conn.execute(q.order_by(episodes.c.id.desc()).limit(limit)).all()
+        return [_episode(r) for r in rows]
+
+    def counts(self, *, namespace: str | None = None) -> dict[str, int]:
+        """How many episodes are in each status (in one namespace, or all)."""
+        q = select(episodes.c.status, func.count()).group_by(episodes.c.status)
+        if namespace is not None:
+            q = q.where(episodes.c.namespace == namespace)
+        with self.store.transaction() as conn:
+            found = {status: n for status, n in conn.execute(q).all()}
+        return {s: int(found.get(s, 0)) for s in ("queued", "running", "done", "failed")}
+
+    # -- workers ------------------------------------------------------------------------------------------
+    def claim(self, worker: str) -> Episode | None:
+        """Take the oldest episode that is queued or whose lease has expired, under a lease for ``worker``;
+        None when there is nothing to do. An expired episode that has used up its attempts is failed instead."""
+        now = _now()
+        ready = or_(
+            episodes.c.status == "queued",
+            and_(episodes.c.status == "running", episodes.c.lease_until < now),
+        )
+        q = select(episodes).where(ready).order_by(episodes.c.id).limit(1)
+        if self._pg:
+            q = q.with_for_update(skip_locked=True)
+        while True:
+            with self.store.transaction(write=True) as conn:
+                row = conn.execute(q).one_or_none()
+                if row is None:
+                    return None
+                if row.attempts >= self.max_attempts:
+                    conn.execute(
+                        update(episodes)
+                        .where(episodes.c.id == row.id)
+                        .values(
+                            status="failed",
+                            worker=None,
+                            lease_until=None,
+                            updated_at=now,
+                            error=f"gave up after {row.attempts} attempts (the last by {row.worker}, whose lease "
+                            f"expired){': ' + row.error if row.error else ''}",
+                        )
+                    )
+                    continue
+                taken = conn.execute(
+                    update(episodes)
+                    .where(episodes.c.id == row.id, ready)  # still ready: a lost race changes nothing
+                    .values(
+                        status="running",
+                        worker=worker[:128],
+                        attempts=row.attempts + 1,
+                        lease_until=now + timedelta(seconds=self.lease_s),
+                        updated_at=now,
+                    )
+                )
+                if taken.rowcount == 1:
+                    return _episode(conn.execute(select(episodes).where(episodes.c.id == row.id)).one())
+
+    def renew(self, episode: Episode, worker: str) -> bool:
+        """Extend ``worker``'s lease on ``episode``; False if the lease was lost (another worker has it now)."""
+        now = _now()
+        with self.store.transaction(write=True) as conn:
+            done = conn.execute(
+                update(episodes)
+                .where(episodes.c.id == episode.row, episodes.c.status == "running", episodes.c.worker == worker)
+                .values(lease_until=now + timedelta(seconds=self.lease_s), updated_at=now)
+            )
+        return done.rowcount == 1
+
+    def finish(self, episode: Episode, worker: str, *, version: int, committed: bool, note: str | None = None) -> bool:
+        """Mark ``episode`` done with the head after it; False if ``worker`` no longer held it."""
+        return self._close(episode, worker, status="done", version=version, committed=int(committed), error=note)
+
+    def fail(self, episode: Episode, worker: str, error: str, *, retry: bool) -> bool:
+        """Record a failed try: back in the queue if ``retry`` and attempts are left, else failed for good."""
+        again = retry and episode.attempts < self.max_attempts
+        return self._close(
+            episode, worker, status="queued" if again else "failed", version=None, committed=None, error=error
+        )
+
+    def _close(self, episode: Episode, worker: str, **values: Any) -> bool:
+        with self.store.transaction(write=True) as conn:
+            done = conn.execute(
+                update(episodes)
+                .where(episodes.c.id == episode.row, episodes.c.status == "running", episodes.c.worker == worker)
+                .values(worker=None, lease_until=None, updated_at=_now(), **values)
+            )
+        return done.rowcount == 1
+
+
+def _episode(r: Any) -> Episode:
+    return Episode(
+        row=r.id,
+        namespace=r.namespace,
+        playbook=r.playbook,
+        episode_id=r.episode_id,
+        status=r.status,
+        attempts=r.attempts,
+        version=r.version,
+        committed=None if r.committed is None else bool(r.committed),
+        error=r.error,
+        worker=r.worker,
+        created_at=_aware(r.created_at),
+        updated_at=_aware(r.updated_at),
+        body=r.body,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "DEFAULT_MAX_ATTEMPTS",
+    "Episode",
+    "EpisodeConflict",
+    "EpisodeError",
+    "EpisodeNotFound",
+    "EpisodeQueue",
+    "Status",
+    "episode_key",
+    "episodes",
+]

@@ -1,0 +1,149 @@
+"""Workers: take episodes from the queue and learn from them through the loop (``ace worker``, or threads of
+``ace serve``).
+
+A worker claims an episode (:meth:`~ace.service.queue.EpisodeQueue.claim`), renews its lease from a thread while it
+works, and runs it as a one-task ``ace learn`` run (:func:`ace.runs.from_logs.learn`): reflect, curate, guard
+(:class:`~ace.collapse.CollapseGuard`), commit, with LangGraph checkpoints and a trajectory under ``workdir``. The
+run id is ``episode-<row>``, so the commit's idempotency key is fixed by the episode: a worker that takes over an
+episode whose first worker died after committing gets that version back instead of committing again, and one
+that died before committing simply does the work. Then the episode is marked done with the head after it.
+
+Several workers, in one process or many (or on many hosts, on PostgreSQL), share a queue safely; each loads its
+own LLM lazily, on its first episode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ace.collapse import CollapseGuard
+from ace.errors import AceError
+from ace.llm import LLM
+from ace.memory import Memory
+from ace.runs.factory import RunFiles
+from ace.runs.from_logs import learn, to_task
+from ace.service.queue import Episode, EpisodeQueue
+from ace.store import PlaybookStore
+
+log = logging.getLogger("ace.worker")
+
+
+def worker_name(suffix: str = "") -> str:
+    """``host:pid[:suffix]``: who holds a lease, as shown in an episode's status."""
+    return f"{socket.gethostname()}:{os.getpid()}{':' + suffix if suffix else ''}"
+
+
+@dataclass
+class Worker:
+    """Learns from queued episodes, one at a time; :meth:`run` until stopped, :meth:`run_once` for one."""
+
+    store: PlaybookStore
+    queue: EpisodeQueue
+    llm: Callable[[], LLM]  # made on the first episode (loading a local model takes a while)
+    workdir: Path
+    name: str = field(default_factory=worker_name)
+    poll_s: float = 0.5
+    guard: bool = True
+    playbook_budget: int | None = 2000
+    keep_checkpoints: bool = False
+    curation: Literal["free", "facts"] = "free"  # see LoopConfig.curation ("facts" suits small models)
+    memory: Callable[[str], Memory] | None = None  # the memory tiers of a namespace, written after each episode
+    _llm: LLM | None = field(default=None, init=False, repr=False)
+
+    def run(self, stop: threading.Event | None = None, *, max_episodes: int | None = None) -> int:
+        """Work until ``stop`` is set (or ``max_episodes`` are done); returns how many episodes it handled."""
+        stop = stop or threading.Event()
+        handled = 0
+        while not stop.is_set() and (max_episodes is None or handled < max_episodes):
+            if self.run_once():
+                handled += 1
+            else:
+                stop.wait(self.poll_s)
+        return handled
+
+    def run_once(self) -> Episode | None:
+        """Claim one episode and learn from it; None when the queue had nothing ready."""
+        episode = self.queue.claim(self.name)
+        if episode is None:
+            return None
+        renewing = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(episode, renewing), daemon=True)
+        renewer.start()
+        try:
+            return self._learn(episode)
+        finally:
+            renewing.set()
+            renewer.join()
+
+    def _renew(self, episode: Episode, done: threading.Event) -> None:
+        while not done.wait(self.queue.lease_s / 3):
+            try:
+                if not self.queue.renew(episode, self.name):
+                    log.warning("%s lost its lease on episode %s", self.name, episode.episode_id)
+                    return
+            except Exception as e:  # the database is away for a moment: the next renewal may succeed
+                log.warning("renewing the lease on episode %s failed: %s", episode.episode_id, e)
+
+    def _learn(self, episode: Episode) -> Episode:
+        run_id = f"episode-{episode.row}"
+        try:
+            task = to_task(episode.log, episode.episode_id)
+            if self._llm is None:
+                self._llm = self.llm()
+            result = learn(
+                [task],
+                self._llm,
+                self.store,
+                episode.playbook,
+                run_id=run_id,
+                workdir=self.workdir,
+                namespace=episode.namespace,
+                playbook_budget=self.playbook_budget,
+                guard=CollapseGuard() if self.guard else None,
+                memory=self.memory(episode.namespace) if self.memory is not None else None,
+                curation=self.curation,
+            )
+        except (AceError, ValueError, TypeError) as e:  # the episode itself cannot be learned from: no retry
+            self.queue.fail(episode, self.name, f"{type(e).__name__}: {e}", retry=False)
+        except Exception as e:  # a model or database failure: the episode goes back to the queue
+            log.exception("episode %s failed", episode.episode_id)
+            self.queue.fail(episode, self.name, f"{type(e).__name__}: {e}", retry=True)
+        else:
+            step = result.results[-1]
+            note = step.error or (None if step.committed or step.delta else "nothing to learn: the delta was empty")
+            self.queue.finish(episode, self.name, version=step.version, committed=step.committed, note=note)
+            if not self.keep_checkpoints:
+                RunFiles(self.workdir, run_id).checkpoints.unlink(missing_ok=True)
+        return self.queue.get(episode.playbook, episode.episode_id, namespace=episode.namespace)
+
+
+class WorkerPool:
+    """``n`` worker threads in this process (``ace serve --workers N``), stopped together."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=w.run, args=(self._stop,), name=f"ace-worker-{i}", daemon=True)
+            for i, w in enumerate(workers)
+        ]
+
+    def start(self) -> WorkerPool:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+
+
+__all__ = ["Worker", "WorkerPool", "worker_name"]
