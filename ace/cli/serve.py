@@ -31,6 +31,13 @@ LeaseOpt = Annotated[
     float, typer.Option(min=2.0, help="Seconds an episode stays a worker's without a renewal (renewed every third).")
 ]
 MaxTokensOpt = Annotated[int, typer.Option(help="Token limit of each LLM reply of the workers.")]
+CurationOpt = Annotated[
+    str,
+    typer.Option(
+        help="'free' (the paper's reflection and curator delta) or 'facts' (copy-friendly lessons; suits the small "
+        "local model)."
+    ),
+]
 
 
 def _memory_location(memory: str | None) -> str | None:
@@ -44,13 +51,15 @@ def _memory_location(memory: str | None) -> str | None:
 
 
 def _workers(
-    store: PlaybookStore, n: int, provider: str, memory: str | None, lease: float, max_tokens: int
+    store: PlaybookStore, n: int, provider: str, memory: str | None, lease: float, max_tokens: int, curation: str
 ) -> list[Worker]:
     from ace.llm import LLM, Sampling
     from ace.runs.workspace import runs_dir
     from ace.service.queue import EpisodeQueue
     from ace.service.worker import Worker, worker_name
 
+    if curation not in ("free", "facts"):
+        raise typer.BadParameter("--curation is 'free' or 'facts'")
     queue = EpisodeQueue(store, lease_s=lease)
     tiers = _tiers(store, memory)
     return [
@@ -61,6 +70,7 @@ def _workers(
             workdir=runs_dir() / "episodes",
             name=worker_name(str(i)),
             memory=tiers,
+            curation="facts" if curation == "facts" else "free",
         )
         for i in range(n)
     ]
@@ -106,6 +116,7 @@ def serve(
     memory: MemoryOpt = None,
     lease: LeaseOpt = 120.0,
     max_tokens: MaxTokensOpt = 512,
+    curation: CurationOpt = "free",
 ) -> None:
     """Serve playbooks over HTTP: read (rendered under a budget, as JSON or exported), apply deltas with If-Match,
     import, rollback, history, diff, blame, check; queue episodes for workers to learn from; search memory. Each
@@ -119,7 +130,7 @@ def serve(
     store = PlaybookStore(db)
     location = _memory_location(memory)
     episodic = _episodic(location)
-    pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens)).start()
+    pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation)).start()
     out.print(
         f"ace serve: {store.url} on http://{host}:{port} ({len(table)} token(s), {workers} worker(s) on {provider}"
         f"{', memory ' + location if location else ''}); docs at /docs"
@@ -161,13 +172,14 @@ def worker(
     memory: MemoryOpt = None,
     lease: LeaseOpt = 120.0,
     max_tokens: MaxTokensOpt = 512,
+    curation: CurationOpt = "free",
     max_episodes: Annotated[int | None, typer.Option(min=1, help="Stop after this many episodes.")] = None,
     drain: Annotated[bool, typer.Option("--drain", help="Stop when the queue is empty.")] = False,
 ) -> None:
     """Learn from the episodes sent to `ace serve` (the same --db): claim one under a lease, reflect, curate,
     guard and commit through the loop, mark it done; run several on PostgreSQL to share the work."""
     store = PlaybookStore(db)
-    (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens)
+    (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens, curation)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.print(f"ace worker {w.name}: {store.url}, provider {provider}")

@@ -1,0 +1,131 @@
+"""Workers learning from queued episodes with the real local model (SmolLM2), on real SQLite and PostgreSQL stores:
+an episode is learned from once, even when its worker dies after committing or is killed mid-episode."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from ace.llm import LLM, Sampling
+from ace.runs.from_logs import learn, to_task
+from ace.service.queue import EpisodeQueue
+from ace.service.worker import Worker
+from ace.store import PlaybookStore
+from ace.store import schema as t
+
+pytestmark = pytest.mark.slow
+
+FACTS = [
+    ("Which day are invoices sent at the co-op?", "Thursday"),
+    ("Which colour are the member cards?", "green"),
+    ("How many days of notice does a member give before leaving?", "thirty"),
+]
+
+
+def episode(i: int) -> dict[str, Any]:
+    question, answer = FACTS[i % len(FACTS)]
+    return {
+        "id": f"agent-{i}",
+        "task": question,
+        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "I am not sure."}],
+        "outcome": {"success": False, "message": f"wrong: the answer is {answer}"},
+        "target": answer,
+    }
+
+
+@pytest.fixture(scope="module")
+def llm() -> LLM:
+    return LLM("local", sampling=Sampling(max_tokens=512))
+
+
+def keyed_versions(store: PlaybookStore) -> list[str]:
+    with store.transaction() as conn:
+        return [k for (k,) in conn.execute(select(t.versions.c.key).where(t.versions.c.key.is_not(None))).all()]
+
+
+def test_a_worker_learns_each_episode_through_the_loop(tmp_path: Path, llm: LLM, db_url: str) -> None:
+    store = PlaybookStore(db_url)
+    queue = EpisodeQueue(store, lease_s=30)
+    for i in range(2):
+        queue.submit("agent", episode(i), namespace="team-a")
+    worker = Worker(store, queue, llm=lambda: llm, workdir=tmp_path / "runs", curation="facts")
+    assert worker.run(max_episodes=2) == 2
+    done = [queue.get("agent", f"agent-{i}", namespace="team-a") for i in range(2)]
+    assert all(e.status == "done" and e.attempts == 1 for e in done)
+    assert any(e.committed for e in done), [e.to_dict() for e in done]
+    head = store.head("agent", namespace="team-a")
+    assert (
+        head.version == max(e.version or 0 for e in done) and store.verify("agent", namespace="team-a") == head.version
+    )
+    text = " ".join(b.content for b in store.load("agent", namespace="team-a"))
+    assert "Thursday" in text or "green" in text
+    # each episode ran as its own loop run: a trajectory that replays, no checkpoint file left behind
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "episode-1.trajectory.jsonl",
+        "episode-2.trajectory.jsonl",
+    ]
+    assert worker.run_once() is None  # nothing left
+    store.close()
+
+
+def test_an_episode_taken_over_after_its_worker_committed_is_not_applied_twice(
+    tmp_path: Path, llm: LLM, sqlite_url: str
+) -> None:
+    store = PlaybookStore(sqlite_url)
+    queue = EpisodeQueue(store, lease_s=1.0)
+    queue.submit("agent", episode(0), namespace="team-a")
+    dying = queue.claim("dying-worker")
+    assert dying is not None
+    # the dying worker does all the work a worker does, commits, and dies before marking the episode done
+    learn([to_task(dying.log, dying.episode_id)], llm, store, "agent", run_id=f"episode-{dying.row}",
+          workdir=tmp_path / "a", namespace="team-a", curation="facts")  # fmt: skip
+    committed = store.head_version("agent", namespace="team-a")
+    assert committed == 2, "the local model learned nothing from a plain fact: this test needs a commit"
+    time.sleep(1.2)
+    survivor = Worker(store, queue, llm=lambda: llm, workdir=tmp_path / "b", curation="facts", name="survivor")
+    e = survivor.run_once()
+    assert e is not None and e.status == "done" and e.attempts == 2 and e.version == committed
+    assert store.head_version("agent", namespace="team-a") == committed  # the same key: no second version
+    assert keyed_versions(store) == [f"episode-{dying.row}:0"]
+    store.close()
+
+
+def test_a_killed_worker_process_loses_no_episode_and_applies_none_twice(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PlaybookStore(db_url)
+    queue = EpisodeQueue(store)
+    n = 4
+    for i in range(n):
+        queue.submit("agent", episode(i), namespace="team-a")
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    cmd = [sys.executable, "-m", "ace.cli", "worker", "--db", db_url, "--lease", "3", "--curation", "facts"]
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while queue.counts()["running"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queue.counts()["running"] == 1, "the worker never took an episode"
+        time.sleep(0.5)  # mid-episode: the model is loaded and working
+        victim.send_signal(signal.SIGKILL)
+    finally:
+        victim.wait(timeout=30)
+    killed = [e for e in queue.list(namespace="team-a") if e.status == "running"]
+    survivor = subprocess.run([*cmd, "--drain"], env=env, capture_output=True, text=True, timeout=600)
+    assert survivor.returncode == 0, survivor.stdout + survivor.stderr
+    episodes = queue.list(namespace="team-a")
+    assert sorted(e.status for e in episodes) == ["done"] * n, [e.to_dict() for e in episodes]
+    assert all(e.attempts == (2 if e.row in {k.row for k in killed} else 1) for e in episodes)
+    keys = keyed_versions(store)
+    assert len(keys) == len(set(keys)) == sum(bool(e.committed) for e in episodes)  # one version per learning
+    head = store.head_version("agent", namespace="team-a")
+    assert store.verify("agent", namespace="team-a") == head
+    store.close()
