@@ -7,7 +7,7 @@
 - :mod:`~ace.cli.db`: ``ace db status|upgrade``;
 - :mod:`~ace.cli.memory`: ``ace memory episodes|facts``;
 - :mod:`~ace.cli.tour`: ``ace tour``;
-- :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`) and ``ace worker``.
+- :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`), ``ace worker`` and ``ace mcp``.
 
 Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
 ``--namespace``. Errors are one line on stderr and exit status 1 (:mod:`~ace.cli.output`).
@@ -32,6 +32,7 @@ app.registered_commands.extend(runs.app.registered_commands)
 app.command()(tour.tour)
 app.command()(serve.serve)
 app.command()(serve.worker)
+app.command()(serve.mcp)
 
 
 def main() -> None:

@@ -198,3 +198,54 @@ def worker(
     except KeyboardInterrupt:
         pass
     out.print(f"ace worker {w.name}: {handled} episode(s)")
+
+
+def mcp(
+    db: DbOpt = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="The namespace a stdio client reads and writes.")
+    ] = "default",
+    transport: Annotated[str, typer.Option(help="'stdio' (a desktop client starts it) or 'http' (streamable).")] = (
+        "stdio"
+    ),
+    host: Annotated[str, typer.Option(help="Address to listen on over HTTP (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8001,
+    tokens: Annotated[
+        Path | None,
+        typer.Option(help=f"Tokens file for HTTP (JSON or TOML); default: ${TOKEN_ENV}.", dir_okay=False),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Worker threads learning from recorded episodes.")] = 1,
+    provider: ProviderOpt = "local",
+    memory: MemoryOpt = None,
+    lease: LeaseOpt = 120.0,
+    max_tokens: MaxTokensOpt = 512,
+    curation: CurationOpt = "free",
+) -> None:
+    """Serve the playbook and memory as a Model Context Protocol server: tools to read the playbook under a token
+    budget, record an episode to learn from, see its status, search episodes and query facts; resources for
+    playbook versions. Over HTTP each request needs a bearer token from the tokens file."""
+    import sys
+
+    from ace.service.mcp import create_server
+    from ace.service.worker import WorkerPool
+
+    if transport not in ("stdio", "http"):
+        raise typer.BadParameter("--transport is 'stdio' or 'http'")
+    table = Tokens.load(tokens) if transport == "http" else None
+    store = PlaybookStore(db)
+    location = _memory_location(memory)
+    server = create_server(
+        store, namespace=namespace, tokens=table, url=f"http://{host}:{port}", episodes=_episodic(location)
+    )
+    pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation)).start()
+    # stdout is the protocol's channel over stdio: say what runs on stderr
+    print(f"ace mcp: {store.url} over {transport}, {workers} worker(s) on {provider}", file=sys.stderr)
+    try:
+        if transport == "stdio":
+            server.run("stdio")
+        else:
+            import uvicorn
+
+            uvicorn.run(server.streamable_http_app(host=host), host=host, port=port, log_level="warning")
+    finally:
+        pool.stop(timeout=5)
