@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"runs"},
     {"envs"},
     {"service"},
+    {"integrations"},
     {"cli"},
 ]
 LAYER = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

@@ -209,6 +209,17 @@ class EpisodeQueue:
             raise EpisodeNotFound(f"no episode {episode_id!r} in {namespace}/{playbook}")
         return _episode(row)
 
+    def find(self, episode_id: str, *, namespace: str) -> Episode | None:
+        """The namespace's episode with this id, whatever its playbook (the oldest if several), or None."""
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                select(episodes)
+                .where(episodes.c.namespace == namespace, episodes.c.episode_id == episode_id)
+                .order_by(episodes.c.id)
+                .limit(1)
+            ).one_or_none()
+        return None if row is None else _episode(row)
+
     def list(
         self, *, namespace: str, playbook: str | None = None, status: Status | None = None, limit: int = 100
     ) -> list[Episode]:
