@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -66,3 +72,40 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ace.db'}"
     return request.getfixturevalue("pg_url")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def llama_server(model: Path, alias: str, log_dir: Path, *, n_ctx: int = 2048) -> Iterator[str]:
+    """A real ``llama_cpp.server`` (OpenAI-compatible) on 127.0.0.1 serving ``model`` as ``alias``; yields the
+    base URL (``http://127.0.0.1:PORT/v1``)."""
+    port = free_port()
+    # a file, not a pipe: the server logs >100 KB at start-up, which would fill a pipe and stall it
+    log_path = log_dir / "server.log"
+    with log_path.open("wb") as log:
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias]
+        cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2"]
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 120
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    if proc.poll() is not None:
+                        pytest.fail(f"llama_cpp.server exited: {log_path.read_text(errors='replace')[-2000:]}")
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"llama_cpp.server did not come up in 120 s: {log_path.read_text()[-2000:]}")
+                    time.sleep(0.5)
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

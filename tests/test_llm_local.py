@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +16,7 @@ from ace.llm import LLM, LLMError, Message, ProviderError, Sampling, get_provide
 from ace.llm.local import LocalProvider, default_model_path
 from ace.llm.openai import OpenAIProvider
 from ace.llm.structured import bound_schema
+from tests.conftest import llama_server as start_llama_server
 
 pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
 
@@ -124,59 +120,10 @@ def test_provider_specs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- the openai provider against a real llama_cpp.server ----------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    # a file, not a pipe: the server logs >100 KB at start-up, which would fill a pipe and stall it
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(default_model_path()),
-            "--model_alias",
-            "gemma",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "2",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {log_path.read_text(errors='replace')[-2000:]}")
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(
-                    f"llama_cpp.server did not come up in 120 s: {log_path.read_text(errors='replace')[-2000:]}"
-                )
-            time.sleep(0.5)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with start_llama_server(default_model_path(), "gemma", tmp_path_factory.mktemp("llama-server")) as base:
+        yield base
 
 
 def test_openai_provider_against_a_real_llama_cpp_server(llama_server: str) -> None:
