@@ -129,3 +129,26 @@ def test_a_killed_worker_process_loses_no_episode_and_applies_none_twice(
     head = store.head_version("agent", namespace="team-a")
     assert store.verify("agent", namespace="team-a") == head
     store.close()
+
+
+def test_a_passing_failure_requeues_the_episode_and_a_lasting_one_fails_it(tmp_path: Path, sqlite_url: str) -> None:
+    from ace.errors import ConfigError
+    from ace.llm import ProviderError
+
+    store = PlaybookStore(sqlite_url)
+    queue = EpisodeQueue(store)
+    queue.submit("agent", episode(0), namespace="team-a")
+
+    def timed_out() -> LLM:
+        raise ProviderError("the provider timed out")
+
+    e = Worker(store, queue, llm=timed_out, workdir=tmp_path, name="w").run_once()
+    assert e is not None and e.status == "queued" and e.attempts == 1 and "timed out" in (e.error or "")
+
+    def misconfigured() -> LLM:
+        raise ConfigError("unknown provider spec 'gemini:x'")
+
+    e = Worker(store, queue, llm=misconfigured, workdir=tmp_path, name="w").run_once()
+    assert e is not None and e.status == "failed" and e.attempts == 2 and "gemini" in (e.error or "")
+    assert store.list("team-a") == []  # nothing was written to the store
+    store.close()

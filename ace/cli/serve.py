@@ -31,6 +31,14 @@ LeaseOpt = Annotated[
     float, typer.Option(min=2.0, help="Seconds an episode stays a worker's without a renewal (renewed every third).")
 ]
 MaxTokensOpt = Annotated[int, typer.Option(help="Token limit of each LLM reply of the workers.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="CPU threads of each worker's local model (default: $ACE_LOCAL_THREADS, else up to 4). Give several "
+        "workers on one machine a share of the cores each: oversubscribed llama.cpp threads run many times slower.",
+    ),
+]
 CurationOpt = Annotated[
     str,
     typer.Option(
@@ -51,7 +59,14 @@ def _memory_location(memory: str | None) -> str | None:
 
 
 def _workers(
-    store: PlaybookStore, n: int, provider: str, memory: str | None, lease: float, max_tokens: int, curation: str
+    store: PlaybookStore,
+    n: int,
+    provider: str,
+    memory: str | None,
+    lease: float,
+    max_tokens: int,
+    curation: str,
+    threads: int | None = None,
 ) -> list[Worker]:
     from ace.llm import LLM, Sampling
     from ace.runs.workspace import runs_dir
@@ -66,7 +81,7 @@ def _workers(
         Worker(
             store,
             queue,
-            llm=lambda: LLM(provider, sampling=Sampling(max_tokens=max_tokens)),
+            llm=lambda: LLM(_provider(provider, threads), sampling=Sampling(max_tokens=max_tokens)),
             workdir=runs_dir() / "episodes",
             name=worker_name(str(i)),
             memory=tiers,
@@ -74,6 +89,16 @@ def _workers(
         )
         for i in range(n)
     ]
+
+
+def _provider(spec: str, threads: int | None) -> Any:
+    """The provider of a spec, with ``threads`` for a local model."""
+    kind, _, rest = spec.partition(":")
+    if kind == "local" and threads:
+        from ace.llm.local import LocalProvider
+
+        return LocalProvider(model_path=rest or None, n_threads=threads)
+    return spec
 
 
 def _tiers(store: PlaybookStore, location: str | None) -> Any:
@@ -117,6 +142,7 @@ def serve(
     lease: LeaseOpt = 120.0,
     max_tokens: MaxTokensOpt = 512,
     curation: CurationOpt = "free",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Serve playbooks over HTTP: read (rendered under a budget, as JSON or exported), apply deltas with If-Match,
     import, rollback, history, diff, blame, check; queue episodes for workers to learn from; search memory. Each
@@ -130,7 +156,7 @@ def serve(
     store = PlaybookStore(db)
     location = _memory_location(memory)
     episodic = _episodic(location)
-    pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation)).start()
+    pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation, threads)).start()
     out.print(
         f"ace serve: {store.url} on http://{host}:{port} ({len(table)} token(s), {workers} worker(s) on {provider}"
         f"{', memory ' + location if location else ''}); docs at /docs"
@@ -173,13 +199,14 @@ def worker(
     lease: LeaseOpt = 120.0,
     max_tokens: MaxTokensOpt = 512,
     curation: CurationOpt = "free",
+    threads: ThreadsOpt = None,
     max_episodes: Annotated[int | None, typer.Option(min=1, help="Stop after this many episodes.")] = None,
     drain: Annotated[bool, typer.Option("--drain", help="Stop when the queue is empty.")] = False,
 ) -> None:
     """Learn from the episodes sent to `ace serve` (the same --db): claim one under a lease, reflect, curate,
     guard and commit through the loop, mark it done; run several on PostgreSQL to share the work."""
     store = PlaybookStore(db)
-    (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens, curation)
+    (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens, curation, threads)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.print(f"ace worker {w.name}: {store.url}, provider {provider}")
@@ -220,6 +247,7 @@ def mcp(
     lease: LeaseOpt = 120.0,
     max_tokens: MaxTokensOpt = 512,
     curation: CurationOpt = "free",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Serve the playbook and memory as a Model Context Protocol server: tools to read the playbook under a token
     budget, record an episode to learn from, see its status, search episodes and query facts; resources for
@@ -237,7 +265,7 @@ def mcp(
     server = create_server(
         store, namespace=namespace, tokens=table, url=f"http://{host}:{port}", episodes=_episodic(location)
     )
-    pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation)).start()
+    pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation, threads)).start()
     # stdout is the protocol's channel over stdio: say what runs on stderr
     print(f"ace mcp: {store.url} over {transport}, {workers} worker(s) on {provider}", file=sys.stderr)
     try:

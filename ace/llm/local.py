@@ -162,7 +162,10 @@ class LocalProvider:
         self.model = self.spec.model if self.spec else MODEL_NAME
         self.chat = self.spec.chat if self.spec else False
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+        # several model processes on one machine each take a share of the cores ($ACE_LOCAL_THREADS): llama.cpp
+        # threads that outnumber the cores spin against each other and run many times slower
+        env = os.environ.get("ACE_LOCAL_THREADS", "")
+        self.n_threads = n_threads or (int(env) if env.isdigit() and int(env) > 0 else 0) or min(4, os.cpu_count() or 1)
         self.max_string_chars = max_string_chars
         self.max_array_items = max_array_items
         self._lock = threading.Lock()  # a llama.cpp context is not safe to share between threads

@@ -25,12 +25,12 @@ from typing import Literal
 
 from ace.collapse import CollapseGuard
 from ace.errors import AceError
-from ace.llm import LLM
+from ace.llm import LLM, ProviderError
 from ace.memory import Memory
 from ace.runs.factory import RunFiles
 from ace.runs.from_logs import learn, to_task
 from ace.service.queue import Episode, EpisodeQueue
-from ace.store import PlaybookStore
+from ace.store import PlaybookStore, StaleVersionError
 
 log = logging.getLogger("ace.worker")
 
@@ -110,11 +110,14 @@ class Worker:
                 memory=self.memory(episode.namespace) if self.memory is not None else None,
                 curation=self.curation,
             )
-        except (AceError, ValueError, TypeError) as e:  # the episode itself cannot be learned from: no retry
-            self.queue.fail(episode, self.name, f"{type(e).__name__}: {e}", retry=False)
-        except Exception as e:  # a model or database failure: the episode goes back to the queue
-            log.exception("episode %s failed", episode.episode_id)
-            self.queue.fail(episode, self.name, f"{type(e).__name__}: {e}", retry=True)
+        except Exception as e:
+            # a passing failure (a provider's timeout, writers racing past the rebase limit, the database away)
+            # puts the episode back in the queue; one that would fail again (not an episode, a configuration
+            # error) fails it now, with the reason
+            passing = isinstance(e, ProviderError | StaleVersionError) or not isinstance(e, AceError | ValueError)
+            if passing:
+                log.exception("episode %s failed; it goes back to the queue", episode.episode_id)
+            self.queue.fail(episode, self.name, f"{type(e).__name__}: {e}", retry=passing)
         else:
             step = result.results[-1]
             note = step.error or (None if step.committed or step.delta else "nothing to learn: the delta was empty")

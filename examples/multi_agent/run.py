@@ -77,7 +77,9 @@ def main() -> int:
 
     ace = [sys.executable, "-m", "ace.cli"]
     worker_cmd = [*ace, "worker", "--db", args.db, "--provider", args.provider, "--curation", "facts"]
-    worker_cmd += ["--lease", str(args.lease)]
+    # each worker's model gets its share of the cores: llama.cpp threads beyond them spin and run many times slower
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    worker_cmd += ["--lease", str(args.lease), "--threads", str(threads)]
     started = time.monotonic()
     try:
         spawn([*ace, "serve", "--db", args.db, "--port", str(port), "--tokens", str(tokens), "--workers", "0"],
@@ -110,7 +112,7 @@ def main() -> int:
                         print(f"killed worker {name} while it held episode {held[0].episode_id}", flush=True)
                     else:
                         print(f"killed worker {name} between two episodes: trying again", flush=True)
-            time.sleep(0.05)
+            time.sleep(0.1)
         elapsed = time.monotonic() - started
         failed_agents = [i for i, a in enumerate(agents) if a.returncode != 0]
     finally:
