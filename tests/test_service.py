@@ -272,3 +272,28 @@ def test_memory_routes_per_namespace(client: TestClient) -> None:
     no_tier = client.get("/v1/memory/team-a/episodes?q=invoices", headers=_auth(READER))
     assert no_tier.status_code == 404 and "--memory" in no_tier.json()["error"]
     assert client.get("/v1/memory/team-b/facts", headers=_auth(READER)).status_code == 403
+
+
+def test_episode_search_reads_the_episodic_tier_of_the_token_s_namespace(tmp_path: Path) -> None:
+    from ace.llm.embeddings import MiniLMEmbedder
+    from ace.memory import Episode, EpisodicStore
+
+    embedder = MiniLMEmbedder()
+    tiers = {ns: EpisodicStore(tmp_path / "chroma", embedder, namespace=ns) for ns in ("team-a", "team-b")}
+    tiers["team-a"].add(
+        [
+            Episode("e1", "Sum the invoices of March", "paged through 3 pages", "success", "fetch every page"),
+            Episode("e2", "Book a flight to Oslo", "picked the cheapest fare", "failure", "check the baggage rule"),
+        ]
+    )
+    tiers["team-b"].add([Episode("b1", "Sum the invoices of May", "one page only", "failure", "secret of team b")])
+    store = PlaybookStore(f"sqlite:///{tmp_path / 'svc.db'}")
+    app = create_app(store, Tokens.parse(TOKENS, where="test"), episodes=lambda ns: tiers.get(ns))
+    with TestClient(app) as c:
+        hits = c.get("/v1/memory/team-a/episodes?q=adding up invoice totals&k=2", headers=_auth(READER)).json()
+        assert [h["id"] for h in hits] == ["e1", "e2"] and hits[0]["similarity"] > hits[1]["similarity"]
+        assert "secret of team b" not in json.dumps(hits)  # one namespace's memory never answers another's
+        newest = c.get("/v1/memory/team-a/episodes?k=5", headers=_auth(READER)).json()
+        assert {h["id"] for h in newest} == {"e1", "e2"}
+        assert c.get("/v1/memory/team-b/episodes?q=invoices", headers=_auth(READER)).status_code == 403
+    store.close()
