@@ -143,53 +143,41 @@ def serve(
     max_tokens: MaxTokensOpt = 512,
     curation: CurationOpt = "free",
     threads: ThreadsOpt = None,
+    processes: Annotated[
+        int, typer.Option(min=1, help="Processes answering requests (uvicorn workers; the workers stay in this one).")
+    ] = 1,
 ) -> None:
     """Serve playbooks over HTTP: read (rendered under a budget, as JSON or exported), apply deltas with If-Match,
     import, rollback, history, diff, blame, check; queue episodes for workers to learn from; search memory. Each
     request is checked against a bearer token's namespaces and role. OpenAPI docs at /docs."""
+    import json
+    import os
+
     import uvicorn
 
-    from ace.service.app import create_app  # FastAPI loads only when serving
+    from ace.service.app import SERVE_ENV, create_app, episodic_tiers  # FastAPI loads only when serving
     from ace.service.worker import WorkerPool
 
     table = Tokens.load(tokens)
     store = PlaybookStore(db)
     location = _memory_location(memory)
-    episodic = _episodic(location)
     pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation, threads)).start()
     out.print(
-        f"ace serve: {store.url} on http://{host}:{port} ({len(table)} token(s), {workers} worker(s) on {provider}"
-        f"{', memory ' + location if location else ''}); docs at /docs"
+        f"ace serve: {store.url} on http://{host}:{port} ({len(table)} token(s), {processes} process(es), {workers} "
+        f"worker(s) on {provider}{', memory ' + location if location else ''}); docs at /docs"
     )
     try:
-        app = create_app(store, table, max_body_bytes=max_body, episodes=episodic)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        if processes == 1:
+            app = create_app(store, table, max_body_bytes=max_body, episodes=episodic_tiers(location))
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+        else:  # each process builds the same application from $ACE_SERVE (ace.service.app.from_environment)
+            settings = {"db": store.url, "tokens": None if tokens is None else str(tokens.resolve()),
+                        "max_body": max_body, "memory": location}  # fmt: skip
+            os.environ[SERVE_ENV] = json.dumps(settings)
+            uvicorn.run("ace.service.app:from_environment", factory=True, workers=processes, host=host, port=port,
+                        log_level="warning")  # fmt: skip
     finally:
         pool.stop(timeout=5)
-
-
-def _episodic(location: str | None) -> Any:
-    """Opens a namespace's episodic tier for the search route (the embedder loads on the first search)."""
-    if location is None:
-        return None
-    lock = threading.Lock()
-    opened: dict[str, Any] = {}
-
-    def episodic(namespace: str) -> Any:
-        from ace.llm.embeddings import MiniLMEmbedder
-        from ace.memory import EpisodicStore
-
-        http = location.startswith(("http://", "https://"))
-        if not http and not Path(location).is_dir():
-            return None
-        with lock:
-            if "embedder" not in opened:
-                opened["embedder"] = MiniLMEmbedder()
-            if namespace not in opened:
-                opened[namespace] = EpisodicStore(location, opened["embedder"], namespace=namespace)
-            return opened[namespace]
-
-    return episodic
 
 
 def worker(
@@ -254,6 +242,7 @@ def mcp(
     playbook versions. Over HTTP each request needs a bearer token from the tokens file."""
     import sys
 
+    from ace.service.app import episodic_tiers
     from ace.service.mcp import create_server
     from ace.service.worker import WorkerPool
 
@@ -263,7 +252,7 @@ def mcp(
     store = PlaybookStore(db)
     location = _memory_location(memory)
     server = create_server(
-        store, namespace=namespace, tokens=table, url=f"http://{host}:{port}", episodes=_episodic(location)
+        store, namespace=namespace, tokens=table, url=f"http://{host}:{port}", episodes=episodic_tiers(location)
     )
     pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation, threads)).start()
     # stdout is the protocol's channel over stdio: say what runs on stderr

@@ -26,7 +26,9 @@ before they are read whole. OpenAPI docs are at ``/docs``.
 
 import dataclasses
 import json
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -120,7 +122,7 @@ def create_app(
     api = FastAPI(title="ACE", version="1", description=__doc__)
     queue = queue or EpisodeQueue(store)
 
-    def grant(authorization: Annotated[str | None, Header()] = None) -> Grant:
+    async def grant(authorization: Annotated[str | None, Header()] = None) -> Grant:
         scheme, _, presented = (authorization or "").partition(" ")
         found = tokens.grant(presented.strip()) if scheme.lower() == "bearer" and presented.strip() else None
         if found is None:
@@ -148,7 +150,7 @@ def create_app(
         return [{"name": p.name, "head": p.head, "created_at": p.created_at.isoformat()} for p in store.list(ns)]
 
     @api.get("/v1/playbooks/{namespace}/{name}")
-    def playbook(
+    async def playbook(
         namespace: str,
         name: str,
         g: Auth,
@@ -361,6 +363,49 @@ def _episode_dict(e: Any) -> dict[str, Any]:
 
 def _present(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
+
+
+SERVE_ENV = "ACE_SERVE"
+
+
+def from_environment() -> Any:
+    """The application as ``ace serve --processes N`` starts it in each process: its settings come from
+    ``$ACE_SERVE`` (JSON: ``db``, ``tokens`` (a file, or null for ``$ACE_TOKENS``), ``max_body``, ``memory``)."""
+    import os
+
+    settings = json.loads(os.environ[SERVE_ENV])
+    tokens = settings.get("tokens")
+    return create_app(
+        PlaybookStore(settings.get("db")),
+        Tokens.load(None if tokens is None else Path(tokens)),
+        max_body_bytes=int(settings.get("max_body") or MAX_BODY_BYTES),
+        episodes=episodic_tiers(settings.get("memory")),
+    )
+
+
+def episodic_tiers(location: str | None) -> Callable[[str], Any] | None:
+    """Opens a namespace's episodic tier at ``location`` (a Chroma directory or server URL) for the search route;
+    the embedder loads on the first search. None without a location."""
+    if location is None:
+        return None
+    lock = threading.Lock()
+    opened: dict[str, Any] = {}
+    http = location.startswith(("http://", "https://"))
+
+    def episodic(namespace: str) -> Any:
+        from ace.llm.embeddings import MiniLMEmbedder
+        from ace.memory import EpisodicStore
+
+        if not http and not Path(location).is_dir():
+            return None
+        with lock:
+            if "embedder" not in opened:
+                opened["embedder"] = MiniLMEmbedder()
+            if namespace not in opened:
+                opened[namespace] = EpisodicStore(location, opened["embedder"], namespace=namespace)
+            return opened[namespace]
+
+    return episodic
 
 
 class _HTTPError(Exception):

@@ -7,7 +7,10 @@ drives it with ``wrk`` (Debian's package: a C load generator, so the client does
 ``GET /v1/playbooks/bench/appworld?budget=2000&layout=stable`` with a read token. Prints wrk's summary and the
 latency distribution (p50 / p90 / p99).
 
-    python benchmarks/service/bench_reads.py --seconds 30 --connections 16
+    python benchmarks/service/bench_reads.py --seconds 30 --connections 16 [--processes 2] [--workers 1]
+
+``--processes`` is ``ace serve --processes`` (uvicorn worker processes answering requests); ``--workers`` the
+learning worker threads, idle here.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--budget", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=1, help="ace serve's worker threads (idle here: no episodes)")
+    ap.add_argument("--processes", type=int, default=1, help="ace serve's processes answering requests")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
@@ -59,6 +64,7 @@ def main() -> None:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if k != "ACE_TOKENS"}
         cmd = [sys.executable, "-m", "ace.cli", "serve", "--db", db, "--port", str(port), "--tokens", str(tokens)]
+        cmd += ["--workers", str(args.workers), "--processes", str(args.processes)]
         server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{port}"
@@ -89,6 +95,8 @@ def main() -> None:
                 check=True,
             ).stdout
             print(out)
+            if "Non-2xx" in out or "Socket errors" in out:
+                sys.exit("some requests failed (see wrk's summary): the figure above does not count")
         finally:
             server.terminate()
             server.wait(timeout=10)
