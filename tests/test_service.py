@@ -144,7 +144,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_ace_serve_as_a_real_process_on_loopback(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_ace_serve_as_a_real_process_on_loopback(tmp_path: Path, processes: int) -> None:
     db = f"sqlite:///{tmp_path / 'served.db'}"
     PlaybookStore(db).create("agent", START, namespace="team-a")
     (tmp_path / "tokens.json").write_text(json.dumps(TOKENS))
@@ -162,6 +163,10 @@ def test_ace_serve_as_a_real_process_on_loopback(tmp_path: Path) -> None:
             str(port),
             "--tokens",
             str(tmp_path / "tokens.json"),
+            "--processes",
+            str(processes),
+            "--workers",
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
