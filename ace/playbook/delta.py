@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ace.playbook.errors import DeltaError
-from ace.playbook.jsonio import MAX_DEPTH, JSONLimitError, depth, load_json
+from ace.playbook.jsonio import MAX_DEPTH, JSONLimitError, load_json
 from ace.playbook.model import CONTENT_MOD, ID_RE, Bullet, Playbook, Section, Source, derive_slug, numeric_suffix
 from ace.playbook.quality import QualityRules, content_problem, section_problem
 from ace.playbook.text import IMPORT_MAX_CHARS, clean_text
@@ -91,8 +91,9 @@ class Delta(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _normalize_types(cls, data: Any) -> Any:
-        if _has_surrogate(data):  # e.g. "\\udea6" in JSON: text no store or file can encode
+    def _normalize_types(cls, data: Any, info: ValidationInfo) -> Any:
+        scanned = (info.context or {}).get("surrogate")  # parse() scanned the input already
+        if scanned if scanned is not None else _has_surrogate(data):  # e.g. "\\udea6" in JSON: not text
             raise ValueError("the delta holds an unpaired surrogate (U+D800..U+DFFF), which is not text")
         # LLMs write "add" or "Add" as often as "ADD".
         if isinstance(data, dict) and isinstance(data.get("operations"), list):
@@ -110,14 +111,15 @@ class Delta(BaseModel):
         """Validate curator output (JSON text or a dict); raises :class:`DeltaError` naming the bad operation."""
         try:
             data = load_json(data, what="the delta") if isinstance(data, (str, bytes)) else data
-            if depth(data) > MAX_DEPTH:
-                raise JSONLimitError(f"the delta is nested deeper than {MAX_DEPTH} levels")
         except JSONLimitError as e:
             raise DeltaError(str(e)) from None
+        deepest, surrogate = _scan(data)  # one walk for both checks
+        if deepest > MAX_DEPTH:
+            raise DeltaError(f"the delta is nested deeper than {MAX_DEPTH} levels")
         if not isinstance(data, dict):
             raise DeltaError(f"expected a JSON object with an 'operations' list, got {type(data).__name__}")
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context={"surrogate": surrogate})
         except ValidationError as e:
             raise _delta_error_from(e) from None
 
@@ -136,6 +138,29 @@ class Delta(BaseModel):
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scan(value: Any) -> tuple[int, bool]:
+    """How deeply lists and objects nest in ``value`` (counting no further than ``MAX_DEPTH + 1``) and whether a
+    string in it holds a lone surrogate, in one walk."""
+    deepest, surrogate, stack = 0, False, [(value, 0)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, str):
+            if not surrogate and not item.isascii() and _SURROGATE.search(item):
+                surrogate = True
+        elif isinstance(item, dict | list | tuple):
+            d += 1
+            if d > deepest:
+                deepest = d
+                if deepest > MAX_DEPTH:
+                    return deepest, surrogate
+            if isinstance(item, dict):
+                stack.extend((k, d) for k in item)
+                stack.extend((v, d) for v in item.values())
+            else:
+                stack.extend((v, d) for v in item)
+    return deepest, surrogate
 
 
 def _has_surrogate(value: Any) -> bool:

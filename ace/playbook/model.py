@@ -80,6 +80,11 @@ class Source:
         )
 
 
+# The ``extra`` of a bullet that has none: one shared read-only mapping, not an empty dict per bullet (at 100k
+# bullets those dicts cost memory and the garbage collector's time)
+NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Bullet:
     """One id'd item of the playbook.
@@ -99,7 +104,7 @@ class Bullet:
     updated_step: int | None = None
     sources: tuple[Source, ...] = ()
     merged_from: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    extra: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRA, hash=False)
     _digest: bytes | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     @property
@@ -146,7 +151,7 @@ class Bullet:
             updated_step=_typed(d, "updated_step", int),
             sources=tuple(Source.from_dict(s) for s in sources),
             merged_from=tuple(merged),
-            extra=_typed(d, "extra", Mapping) or {},
+            extra=_typed(d, "extra", Mapping) or NO_EXTRA,
         )
 
     def digest(self) -> bytes:

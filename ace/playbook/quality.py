@@ -80,7 +80,6 @@ _NEEDS: list[tuple[tuple[str, ...], ...]] = [
     (("<", "[inst]", "[/inst]", "system", "assistant"),),
 ]
 
-_NEEDED = [tuple(re.compile("|".join(map(re.escape, group))) for group in needs) for needs in _NEEDS]
 # Characters that case-insensitive regex matching takes for an ASCII letter, which lower() does not map to it
 _FOLDS = str.maketrans({"\u0131": "i", "\u0130": "i", "\u017f": "s", "\u212a": "k"})
 
@@ -94,9 +93,17 @@ class QualityRules:
     reject_injection: bool = True
 
 
-def word_count(text: str) -> int:
-    """Words of two or more letters (numbers, codes and punctuation do not count)."""
-    return len(_WORD.findall(text))
+def word_count(text: str, *, at_most: int | None = None) -> int:
+    """Words of two or more letters (numbers, codes and punctuation do not count); with ``at_most``, counting stops
+    there (enough to know a lesson is long enough)."""
+    if at_most is None:
+        return len(_WORD.findall(text))
+    n = 0
+    for _ in _WORD.finditer(text):
+        n += 1
+        if n >= at_most:
+            break
+    return n
 
 
 def injection(text: str) -> str | None:
@@ -104,8 +111,9 @@ def injection(text: str) -> str | None:
     if (ch := unusual_char(text, _HIDDEN)) is not None:
         return f"a hidden character (U+{ord(ch):04X})"
     lower = (text if text.isascii() else text.translate(_FOLDS)).lower()
-    for (what, pattern), needs in zip(_INJECTION, _NEEDED, strict=True):
-        if not all(group.search(lower) for group in needs):
+    for (what, pattern), needs in zip(_INJECTION, _NEEDS, strict=True):
+        # substring tests (a few tens of nanoseconds each) spare the pattern's search on ordinary lessons
+        if not _has_all(lower, needs):
             continue
         m = pattern.search(text)
         if m:
@@ -113,9 +121,20 @@ def injection(text: str) -> str | None:
     return None
 
 
+def _has_all(lower: str, needs: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether ``lower`` holds a substring of every group (plain loops: generators cost more than the tests)."""
+    for group in needs:
+        for s in group:
+            if s in lower:
+                break
+        else:
+            return False
+    return True
+
+
 def content_problem(text: str, rules: QualityRules) -> str | None:
     """Why ``text`` should not become a bullet's content under ``rules``, or None."""
-    n = word_count(text)
+    n = word_count(text, at_most=rules.min_words)
     if n < rules.min_words:
         return f"content {text[:40]!r} has {n} word(s); a lesson needs at least {rules.min_words}"
     if rules.reject_injection and (found := injection(text)):
