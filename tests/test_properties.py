@@ -98,3 +98,23 @@ def test_store_log_rebuilds_every_version(data: st.DataObject) -> None:
                 assert reader.load("pb", version).digest() == expected.digest()
             assert [h.digest for h in reader.history("pb")] == [s.digest() for s in states]
             assert reader.verify("pb") == len(states)
+
+
+@given(
+    helpful=st.integers(0, 10**6),
+    step=st.none() | st.integers(0, 10**6),
+    content=st.text(min_size=1, max_size=40),
+    extra=st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+def test_a_bullet_changed_in_place_of_dataclasses_replace_keeps_every_other_field(
+    helpful: int, step: int | None, content: str, extra: dict[str, int]
+) -> None:
+    from dataclasses import fields, replace
+
+    from ace.playbook import Bullet, Source
+
+    b = Bullet("ctx-00001", "context", "old text", 1, 2, 3, 4, 5, (Source(task_id="t"),), ("ctx-00002",), extra)
+    for change in ({"helpful": helpful}, {"content": content, "updated_step": step}, {}):
+        fast, slow = b.changed(**change), replace(b, **change)
+        assert all(getattr(fast, f.name) == getattr(slow, f.name) for f in fields(Bullet) if f.init)
+        assert fast.digest() == slow.digest()

@@ -313,21 +313,25 @@ def apply(playbook: Playbook, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POL
             resolved.append(_apply_op(draft, op, step, src, policy))
         except ValueError as e:
             raise DeltaError(str(e), op_index=index, op_type=op.type) from None
-    return Applied(draft.finish(), delta.model_copy(update={"operations": resolved}))
+    # a delta whose operations were already resolved (no ADD or MERGE given its id here) is its own resolution
+    same = len(resolved) == len(delta.operations) and all(
+        r is o for r, o in zip(resolved, delta.operations, strict=True)
+    )
+    return Applied(draft.finish(), delta if same else delta.model_copy(update={"operations": resolved}))
 
 
 def _apply_op(d: _Draft, op: Any, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> Any:
     if isinstance(op, TagOp):
         b = d.require(op.id)
         counter = op.tag
-        d.put(replace(b, **{counter: getattr(b, counter) + 1}, updated_step=_later(b.updated_step, step)))
+        d.put(b.changed(**{counter: getattr(b, counter) + 1}, updated_step=_later(b.updated_step, step)))
         return op
     if isinstance(op, AddOp):
         return _add(d, op, step, src, policy)
     if isinstance(op, UpdateOp):
         b = d.require(op.id)
         content = _judged(clean_text(op.content, limit=policy.max_content_chars), policy)
-        d.put(replace(b, content=content, updated_step=_later(b.updated_step, step), sources=b.sources + src))
+        d.put(b.changed(content=content, updated_step=_later(b.updated_step, step), sources=b.sources + src))
         return op
     if isinstance(op, RemoveOp):
         d.require(op.id)

@@ -14,7 +14,7 @@ import json
 import re
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -107,6 +107,23 @@ class Bullet:
     extra: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRA, hash=False)
     _digest: bytes | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
+    def changed(self, **fields: Any) -> Bullet:
+        """A copy with ``fields`` changed (what ``dataclasses.replace`` does, several times faster: apply calls it
+        for every TAG and UPDATE). The copy's digest is computed afresh."""
+        return Bullet(
+            fields.get("id", self.id),
+            fields.get("section", self.section),
+            fields.get("content", self.content),
+            fields.get("helpful", self.helpful),
+            fields.get("harmful", self.harmful),
+            fields.get("neutral", self.neutral),
+            fields.get("created_step", self.created_step),
+            fields.get("updated_step", self.updated_step),
+            fields.get("sources", self.sources),
+            fields.get("merged_from", self.merged_from),
+            fields.get("extra", self.extra),
+        )
+
     @property
     def score(self) -> int:
         """Net usefulness as tagged by the reflector: helpful minus harmful."""
@@ -160,6 +177,14 @@ class Bullet:
             canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             object.__setattr__(self, "_digest", hashlib.sha256(canon.encode()).digest())
         return self._digest  # type: ignore[return-value]
+
+
+# Bullet.changed passes the fields by position: a field added to Bullet must be added there too
+if [f.name for f in fields(Bullet) if f.init] != [
+    "id", "section", "content", "helpful", "harmful", "neutral", "created_step", "updated_step", "sources",
+    "merged_from", "extra",
+]:  # fmt: skip
+    raise RuntimeError("Bullet's fields changed: update Bullet.changed")
 
 
 class Section:
