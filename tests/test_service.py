@@ -237,6 +237,17 @@ def test_import_export_rollback_blame_and_check_over_http(client: TestClient) ->
     assert client.post("/v1/playbooks/team-a/big/deltas", headers=_auth(WRITER), json=wipe).status_code == 201
     alerts = client.get("/v1/playbooks/team-a/big/check", headers=_auth(READER)).json()["alerts"]
     assert alerts and all(a["versions"] == [1, 2] for a in alerts) and {a["severity"] for a in alerts} >= {"critical"}
+    too_many = client.get("/v1/playbooks/team-a/big/check?from=1", headers=_auth(READER))
+    assert too_many.status_code == 200  # 2 versions: within the span
+    from ace.service.app import CHECK_SPAN
+
+    tag = {"operations": [{"type": "TAG", "id": "r-00029", "tag": "helpful"}]}
+    for _ in range(CHECK_SPAN):
+        client.post("/v1/playbooks/team-a/big/deltas", headers=_auth(WRITER), json=tag)
+    wide = client.get("/v1/playbooks/team-a/big/check?from=1", headers=_auth(READER))
+    assert wide.status_code == 422 and f"at most {CHECK_SPAN} versions" in wide.json()["error"]
+    recent = client.get("/v1/playbooks/team-a/big/check", headers=_auth(READER)).json()
+    assert recent["versions"] == [3, CHECK_SPAN + 2]
 
 
 EPISODE = {

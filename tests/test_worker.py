@@ -152,3 +152,31 @@ def test_a_passing_failure_requeues_the_episode_and_a_lasting_one_fails_it(tmp_p
     assert e is not None and e.status == "failed" and e.attempts == 2 and "gemini" in (e.error or "")
     assert store.list("team-a") == []  # nothing was written to the store
     store.close()
+
+
+def test_a_worker_thread_survives_a_queue_that_fails(tmp_path: Path, sqlite_url: str) -> None:
+    import threading
+
+    store = PlaybookStore(sqlite_url)
+    queue = EpisodeQueue(store)
+    calls = {"n": 0}
+    real_claim = queue.claim
+
+    def flaky(worker: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("the database went away")
+        return real_claim(worker)
+
+    queue.claim = flaky  # type: ignore[method-assign]
+    stop = threading.Event()
+    worker = Worker(store, queue, llm=lambda: LLM("local"), workdir=tmp_path, poll_s=0.01)
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while calls["n"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=30)
+    assert calls["n"] >= 2 and not thread.is_alive()  # it kept polling after the failure, then stopped when asked
+    store.close()

@@ -15,7 +15,7 @@ before they are read whole. OpenAPI docs are at ``/docs``.
 - ``PUT  /v1/playbooks/{namespace}/{name}?format=`` (write), body a playbook file (ACE text, JSON, Markdown or a
   kayba skillbook; guessed if absent): imported as version 1 of a new playbook (409 if the name is taken).
 - ``GET  /v1/playbooks/{namespace}/{name}/history?since=``, ``/diff?from=&to=``, ``/blame/{bullet_id}`` and
-  ``/check?from=`` (the collapse detectors over the history) (read).
+  ``/check?from=`` (the collapse detectors over the last :data:`CHECK_SPAN` versions at most) (read).
 - ``POST /v1/playbooks/{namespace}/{name}/rollback?to=VERSION`` (write, ``If-Match`` as for deltas).
 - ``POST /v1/playbooks/{namespace}/{name}/episodes`` (write), body one episode in the format of ``ace learn``: queued
   for a worker (202; 200 with its status if it was sent before; 409 if its id was sent with another body).
@@ -53,6 +53,7 @@ from ace.store import (
     VersionNotFound,
 )
 
+CHECK_SPAN = 200  # versions one /check rebuilds and compares (default: the last ones)
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a delta is small; a playbook import goes through the CLI
 
 Scope = MutableMapping[str, Any]
@@ -261,12 +262,18 @@ def create_app(
 
     @api.get("/v1/playbooks/{namespace}/{name}/check")
     def check(
-        namespace: str, name: str, g: Auth, from_: Annotated[int, Query(alias="from", ge=1)] = 1
+        namespace: str, name: str, g: Auth, from_: Annotated[int | None, Query(alias="from", ge=1)] = None
     ) -> dict[str, Any]:
         from ace.collapse import Detectors
 
         ns = allowed(g, namespace, "read")
-        history = store.history(name, namespace=ns, since=from_)
+        head = store.head_version(name, namespace=ns)
+        first = from_ if from_ is not None else max(1, head - CHECK_SPAN + 1)
+        if head - first + 1 > CHECK_SPAN:  # every version is rebuilt: a read token must not be able to ask for all
+            raise _HTTPError(
+                422, f"check at most {CHECK_SPAN} versions at a time: from={head - CHECK_SPAN + 1} or later"
+            )
+        history = store.history(name, namespace=ns, since=first)
         alerts = Detectors().scan([(h.version, store.load(name, h.version, namespace=ns)) for h in history])
         return {
             "versions": [history[0].version, history[-1].version] if history else [],

@@ -62,7 +62,13 @@ class Worker:
         stop = stop or threading.Event()
         handled = 0
         while not stop.is_set() and (max_episodes is None or handled < max_episodes):
-            if self.run_once():
+            try:
+                done = self.run_once()
+            except Exception:  # the queue itself failed (the database is away): wait and try again, never die
+                log.exception("%s could not reach the episode queue; retrying", self.name)
+                done = None
+                stop.wait(max(self.poll_s, 5.0))
+            if done is not None:
                 handled += 1
             else:
                 stop.wait(self.poll_s)
