@@ -567,7 +567,9 @@ class PlaybookStore:
         if snap_v is None:
             raise StoreIntegrityError(f"playbook #{pid} has no snapshot at or below version {version}")
         try:
-            if cached is not None and snap_v <= cached[0] <= version:
+            # from the cached state when it is at or below the version and not far behind (another writer moved
+            # the head): a few deltas are cheaper than a snapshot, even one written since the cached version
+            if cached is not None and cached[0] <= version and (snap_v <= cached[0] or version - cached[0] <= 256):
                 base_v, state = cached
             else:
                 base_v, state = snap_v, self._snapshot(conn, pid, snap_v)

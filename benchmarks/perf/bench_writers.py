@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Commit latency and throughput of the store with several writers, and of a commit from a cold store.
+
+- ``--processes P``: P processes, each with its own ``PlaybookStore``, commit one-op deltas (a TAG of a random
+  bullet, no ``expected_version``: each applies on whatever the head is) to one playbook of ``--n`` bullets for
+  ``--seconds``; prints commits/s in all and the latency percentiles of a commit. Each writer's cached head is
+  stale whenever another one committed: it catches up from the deltas in between.
+- ``--cold K``: K commits in one process, each from a new ``PlaybookStore`` object on the same engine (nothing
+  cached: the head is rebuilt from the last snapshot and the deltas after it); prints the median and p99.
+
+    python benchmarks/perf/bench_writers.py --db postgresql+psycopg://... --n 10000 --processes 8 --seconds 20
+    python benchmarks/perf/bench_writers.py --n 10000 --cold 200
+
+The default database is a SQLite file in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_playbook import content
+
+from ace.playbook import Delta, Playbook, apply
+from ace.store import PlaybookStore, make_engine
+
+NAME, NS = "writers", "bench"
+
+
+def _writer(url: str, seconds: float, seed: int, ids: list[str], out: mp.Queue) -> None:  # type: ignore[type-arg]
+    store = PlaybookStore(url)
+    rng = random.Random(seed)
+    latencies: list[float] = []
+    store.head_version(NAME, namespace=NS)
+    store.load(NAME, namespace=NS)  # warm: the measured commits start from a cached head
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        delta = Delta.parse({"operations": [{"type": "TAG", "id": rng.choice(ids), "tag": "helpful"}]})
+        t = time.perf_counter()
+        store.commit(NAME, delta, namespace=NS, author=f"writer-{seed}")
+        latencies.append(time.perf_counter() - t)
+    out.put(latencies)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", default=None, help="SQLAlchemy URL of an empty database (default: a temporary SQLite)")
+    ap.add_argument("--n", type=int, default=10_000, help="bullets in the playbook")
+    ap.add_argument("--processes", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--cold", type=int, default=0, help="commits, each from a new store object")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.db or f"sqlite:///{Path(tmp) / 'writers.db'}"
+        ops = [{"type": "ADD", "section": "context", "content": content(i)} for i in range(args.n)]
+        pb = apply(Playbook.empty(), Delta.parse({"operations": ops})).playbook
+        store = PlaybookStore(url)
+        store.create(NAME, pb, namespace=NS)
+        ids = [b.id for b in pb]
+        if args.processes:
+            out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+            procs = [mp.Process(target=_writer, args=(url, args.seconds, i, ids, out)) for i in range(args.processes)]
+            for p in procs:
+                p.start()
+            lat = [x for _ in procs for x in out.get()]
+            for p in procs:
+                p.join()
+            head = store.head_version(NAME, namespace=NS)
+            print(
+                f"{args.processes} writers, {args.n:,} bullets, {args.seconds:.0f} s on {url.split(':')[0]}: "
+                f"{len(lat):,} commits, {len(lat) / args.seconds:,.0f} commits/s; latency median "
+                f"{1e3 * statistics.median(lat):.1f} ms, p95 {1e3 * pct(lat, 0.95):.1f} ms, p99 "
+                f"{1e3 * pct(lat, 0.99):.1f} ms, max {1e3 * max(lat):.1f} ms; head v{head}"
+            )
+            assert head == 1 + len(lat), "a commit was lost"
+        if args.cold:
+            engine = make_engine(url)
+            rng = random.Random(0)
+            lat = []
+            for _ in range(args.cold):
+                delta = Delta.parse({"operations": [{"type": "TAG", "id": rng.choice(ids), "tag": "helpful"}]})
+                t = time.perf_counter()
+                PlaybookStore(url, engine=engine).commit(NAME, delta, namespace=NS)
+                lat.append(time.perf_counter() - t)
+            print(
+                f"cold commits (a new store object each), {args.n:,} bullets: median {1e3 * statistics.median(lat):.1f}"
+                f" ms, p99 {1e3 * pct(lat, 0.99):.1f} ms, max {1e3 * max(lat):.1f} ms over {args.cold}"
+            )
+
+
+if __name__ == "__main__":
+    main()
