@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 def test_four_agents_two_workers_one_killed_nothing_lost_nothing_twice(pg_url: str, tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     cmd = [sys.executable, str(ROOT / "examples/multi_agent/run.py"), "--db", pg_url, "--episodes", "12"]
-    cmd += ["--agents", "4", "--kill-after", "2", "--lease", "5", "--out", str(out)]
+    cmd += ["--agents", "4", "--kill-after", "1", "--lease", "5", "--out", str(out)]  # while first answers are learned
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(out.read_text())
