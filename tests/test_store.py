@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,7 @@ def test_every_version_rebuilds_from_snapshots_and_deltas(store: PlaybookStore, 
     for i in range(10):
         d = Delta.parse({"operations": [{"type": "ADD", "section": "RULES", "content": f"Learned rule number {i}."}]})
         expected.append(store.commit("pb", d).digest)
+    store.flush()  # periodic snapshots are written after their commit, by a background thread
     fresh = PlaybookStore(db_url, cache=False)
     assert [fresh.load("pb", v).digest() for v in range(1, 12)] == expected
     assert fresh.verify("pb") == 11
@@ -251,3 +253,32 @@ def test_a_store_behind_another_writer_catches_up_from_its_cache_past_a_snapshot
     info = a.commit("p", tag)
     assert info.version == 13 and a.load("p")["r-00003"].helpful == 12
     assert b.load("p", 13).digest() == a.load("p").digest() and b.verify("p") == 13
+
+
+def test_no_commit_writes_a_periodic_snapshot_itself(db_url: str) -> None:
+    """Every snapshot_every-th commit schedules its snapshot after the commit: the commit's own statements hold only
+    the version (no commit pays for serializing the playbook); flush() waits for the snapshot. With
+    background_snapshots=False the commit writes it in its transaction, as before."""
+    store = PlaybookStore(db_url, snapshot_every=2)
+    store.create("p", parse_ace(START))
+    statements: list[str] = []
+    from sqlalchemy import event
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _seen(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if threading.current_thread() is threading.main_thread():
+            statements.append(statement)
+
+    store.commit("p", tag("r-00001"))  # v2: a snapshot is due
+    assert not any("ace_snapshots" in s and s.lstrip().upper().startswith("INSERT") for s in statements)
+    store.flush()
+    with store.engine.connect() as conn:
+        assert conn.execute(select(t.snapshots.c.version)).scalars().all() == [1, 2]
+    inline = PlaybookStore(db_url, snapshot_every=2, background_snapshots=False)
+    inline.commit("p", tag("r-00001"))
+    inline.commit("p", tag("r-00001"))  # v4, snapshotted in its own transaction
+    with inline.engine.connect() as conn:
+        assert conn.execute(select(t.snapshots.c.version)).scalars().all() == [1, 2, 4]
+    assert PlaybookStore(db_url, cache=False).verify("p") == 4
+    store.close()
+    inline.close()

@@ -6,17 +6,21 @@ whatever the head is, inside the same locked transaction (a rebase, right for TA
 playbook are serialized by the database: ``BEGIN IMMEDIATE`` on SQLite, ``SELECT … FOR UPDATE`` elsewhere, and
 the ``(playbook, version)`` primary key makes a lost update impossible even without them.
 
-A commit writes one version row and the delta's blame rows: O(delta). Every ``snapshot_every`` versions it
-also writes a full snapshot, so loading any version costs O(snapshot + deltas since). The store keeps the last
-state it saw per playbook in memory and catches it up by applying only the deltas it missed.
+A commit writes one version row and the delta's blame rows: O(delta). Every ``snapshot_every`` versions a full
+snapshot is also written, after the commit, by a background thread (``background_snapshots``; :meth:`flush` waits
+for it), so that loading any version costs O(snapshot + deltas since) and no commit pays for the snapshot. The store
+keeps the last state it saw per playbook in memory and catches it up by applying only the deltas it missed.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +49,8 @@ from ace.store.errors import (
 from ace.store.schema_version import prepare
 
 DEFAULT_NAMESPACE = "default"
+
+log = logging.getLogger("ace.store")
 
 
 def default_url() -> str:
@@ -161,9 +167,16 @@ class PlaybookStore:
         snapshot_every: int = 50,
         policy: ApplyPolicy | None = None,
         cache: bool = True,
+        background_snapshots: bool = True,
     ) -> None:
         if snapshot_every < 1:
             raise ConfigError("snapshot_every must be >= 1")
+        # periodic snapshots are written after the commit, by one background thread, so that no commit pays for
+        # serializing the whole playbook; imports and rollbacks (no delta to replay) snapshot in their transaction
+        self.background_snapshots = background_snapshots
+        self._snapshotter: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+        self._snapshot_lock = threading.Lock()
         self.url = url or default_url()
         # the default location (the data directory) is made on first use; a path given by hand must exist
         self.engine = engine or make_engine(self.url, create_dirs=url is None or url == default_url())
@@ -174,7 +187,36 @@ class PlaybookStore:
         prepare(self.engine, self.url)
 
     def close(self) -> None:
+        self.flush()
+        if self._snapshotter is not None:
+            self._snapshotter.shutdown(wait=True)
+            self._snapshotter = None
         self.engine.dispose()
+
+    def flush(self) -> None:
+        """Wait until the periodic snapshots scheduled so far are written (or given up: a snapshot only speeds
+        up loading; every version rebuilds from an earlier one and the deltas after it)."""
+        with self._snapshot_lock:
+            pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()
+
+    def _snapshot_later(self, pid: int, version: int, pb: Playbook) -> None:
+        with self._snapshot_lock:
+            if self._snapshotter is None:
+                self._snapshotter = ThreadPoolExecutor(1, thread_name_prefix="ace-snapshot")
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._snapshotter.submit(self._write_snapshot, pid, version, pb))
+
+    def _write_snapshot(self, pid: int, version: int, pb: Playbook) -> None:
+        state = json.dumps(pb.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        try:
+            with self._write() as conn:
+                conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=state))
+        except IntegrityError:  # written already (another process), or the playbook is gone
+            pass
+        except Exception as e:  # the database is away: this snapshot is skipped, nothing depends on it
+            log.warning("snapshot of playbook #%s v%s not written: %s", pid, version, e)
 
     def __enter__(self) -> PlaybookStore:
         return self
@@ -342,6 +384,8 @@ class PlaybookStore:
             if res.rowcount != 1:  # pragma: no cover - the row lock makes this unreachable; kept as a last guard
                 raise StaleVersionError(name, row.head, -1)
         self._remember(row.id, version, new.playbook)
+        if self.background_snapshots and not new.snapshot and version % self.snapshot_every == 0:
+            self._snapshot_later(row.id, version, new.playbook)  # after the commit: the version is visible
         return info
 
     def _insert_version(
@@ -365,7 +409,7 @@ class PlaybookStore:
                 key=new.key,
             )
         )
-        if new.snapshot or version % self.snapshot_every == 0:
+        if new.snapshot or (version % self.snapshot_every == 0 and not self.background_snapshots):
             state = json.dumps(pb.to_dict(), ensure_ascii=False, separators=(",", ":"))
             conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=state))
         if new.touched:

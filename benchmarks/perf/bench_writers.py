@@ -7,6 +7,9 @@
   stale whenever another one committed: it catches up from the deltas in between.
 - ``--cold K``: K commits in one process, each from a new ``PlaybookStore`` object on the same engine (nothing
   cached: the head is rebuilt from the last snapshot and the deltas after it); prints the median and p99.
+- ``--warm K``: K consecutive commits from one store that holds the head: every 50th is due a snapshot, written
+  after the commit by a background thread (``--inline-snapshots``: inside the commit, as before); prints the
+  median, p99 and max (the snapshot spike).
 
     python benchmarks/perf/bench_writers.py --db postgresql+psycopg://... --n 10000 --processes 8 --seconds 20
     python benchmarks/perf/bench_writers.py --n 10000 --cold 200
@@ -62,6 +65,8 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--cold", type=int, default=0, help="commits, each from a new store object")
+    ap.add_argument("--warm", type=int, default=0, help="consecutive commits from one store holding the head")
+    ap.add_argument("--inline-snapshots", action="store_true", help="snapshots inside the commit (as before)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'writers.db'}"
@@ -86,6 +91,22 @@ def main() -> None:
                 f"{1e3 * pct(lat, 0.99):.1f} ms, max {1e3 * max(lat):.1f} ms; head v{head}"
             )
             assert head == 1 + len(lat), "a commit was lost"
+        if args.warm:
+            warm = PlaybookStore(url, background_snapshots=not args.inline_snapshots)
+            warm.load(NAME, namespace=NS)
+            rng = random.Random(1)
+            lat = []
+            for _ in range(args.warm):
+                delta = Delta.parse({"operations": [{"type": "TAG", "id": rng.choice(ids), "tag": "helpful"}]})
+                t = time.perf_counter()
+                warm.commit(NAME, delta, namespace=NS)
+                lat.append(time.perf_counter() - t)
+            warm.close()
+            how = "inside the commit" if args.inline_snapshots else "in the background"
+            print(
+                f"warm commits, {args.n:,} bullets, snapshots {how}: median {1e3 * statistics.median(lat):.2f} ms, "
+                f"p99 {1e3 * pct(lat, 0.99):.2f} ms, max {1e3 * max(lat):.1f} ms over {args.warm}"
+            )
         if args.cold:
             engine = make_engine(url)
             rng = random.Random(0)
