@@ -282,3 +282,36 @@ def test_no_commit_writes_a_periodic_snapshot_itself(db_url: str) -> None:
     assert PlaybookStore(db_url, cache=False).verify("p") == 4
     store.close()
     inline.close()
+
+
+def test_in_memory_sqlite_and_forked_children_snapshot_safely(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    memory = PlaybookStore("sqlite://", snapshot_every=2)
+    assert not memory.background_snapshots  # one shared connection: snapshots stay in the commit's transaction
+    memory.create("p", parse_ace(START))
+    memory.commit("p", tag("r-00001"))
+    with memory.engine.connect() as conn:
+        assert conn.execute(select(t.snapshots.c.version)).scalars().all() == [1, 2]
+
+    url = f"sqlite:///{tmp_path / 'fork.db'}"
+    parent = PlaybookStore(url, snapshot_every=2)
+    parent.create("p", parse_ace(START))
+    parent.commit("p", tag("r-00001"))  # a snapshot scheduled in the parent's thread
+    ctx = mp.get_context("fork")
+    child = ctx.Process(target=_commit_and_close, args=(parent,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0  # the child neither hung on the parent's futures nor lost its own snapshot
+    parent.close()
+    fresh = PlaybookStore(url, cache=False)
+    assert fresh.verify("p") == 4
+    with fresh.engine.connect() as conn:
+        assert conn.execute(select(t.snapshots.c.version)).scalars().all() == [1, 2, 4]
+
+
+def _commit_and_close(store: PlaybookStore) -> None:
+    store.engine.dispose(close=False)  # a forked child opens its own connections
+    store.commit("p", tag("r-00001"))
+    store.commit("p", tag("r-00001"))  # v4: a snapshot, written by the child's own thread
+    store.close()

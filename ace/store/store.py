@@ -171,15 +171,17 @@ class PlaybookStore:
     ) -> None:
         if snapshot_every < 1:
             raise ConfigError("snapshot_every must be >= 1")
-        # periodic snapshots are written after the commit, by one background thread, so that no commit pays for
-        # serializing the whole playbook; imports and rollbacks (no delta to replay) snapshot in their transaction
-        self.background_snapshots = background_snapshots
         self._snapshotter: ThreadPoolExecutor | None = None
+        self._snapshotter_pid = 0  # a forked child does not inherit the thread: it starts its own
         self._pending: list[Future[None]] = []
         self._snapshot_lock = threading.Lock()
         self.url = url or default_url()
         # the default location (the data directory) is made on first use; a path given by hand must exist
         self.engine = engine or make_engine(self.url, create_dirs=url is None or url == default_url())
+        # periodic snapshots are written after the commit, by one background thread, so that no commit pays for
+        # serializing the whole playbook; imports and rollbacks (no delta to replay) snapshot in their transaction.
+        # An in-memory SQLite database is one shared connection: no second thread may write on it.
+        self.background_snapshots = background_snapshots and not isinstance(self.engine.pool, StaticPool)
         self.snapshot_every = snapshot_every
         self.policy = policy or ApplyPolicy()
         self._cache_enabled = cache
@@ -188,7 +190,7 @@ class PlaybookStore:
 
     def close(self) -> None:
         self.flush()
-        if self._snapshotter is not None:
+        if self._snapshotter is not None and self._snapshotter_pid == os.getpid():
             self._snapshotter.shutdown(wait=True)
             self._snapshotter = None
         self.engine.dispose()
@@ -197,14 +199,17 @@ class PlaybookStore:
         """Wait until the periodic snapshots scheduled so far are written (or given up: a snapshot only speeds
         up loading; every version rebuilds from an earlier one and the deltas after it)."""
         with self._snapshot_lock:
+            if self._snapshotter_pid != os.getpid():  # forked: the parent's thread and futures are not ours
+                self._snapshotter, self._pending = None, []
             pending, self._pending = self._pending, []
         for f in pending:
             f.result()
 
     def _snapshot_later(self, pid: int, version: int, pb: Playbook) -> None:
         with self._snapshot_lock:
-            if self._snapshotter is None:
+            if self._snapshotter is None or self._snapshotter_pid != os.getpid():
                 self._snapshotter = ThreadPoolExecutor(1, thread_name_prefix="ace-snapshot")
+                self._snapshotter_pid, self._pending = os.getpid(), []
             self._pending = [f for f in self._pending if not f.done()]
             self._pending.append(self._snapshotter.submit(self._write_snapshot, pid, version, pb))
 
