@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from ace.playbook import parse_ace
 from ace.service.mcp import create_server
 from ace.store import PlaybookStore
+from tests.conftest import free_port
 
 START = parse_ace("## STRATEGIES AND HARD RULES\n[shr-00001] Always read the API doc before calling an API.\n")
 EPISODE: dict[str, Any] = {
@@ -121,12 +121,6 @@ def test_stdio_server_answers_a_read_and_learns_from_a_recorded_episode(store: P
     assert "Thursday" in " ".join(b.content for b in store.load("agent", namespace="team-a"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_streamable_http_needs_a_token_of_the_namespace(store: PlaybookStore, tmp_path: Path) -> None:
     reader, other = "mcp-reader-token-0123456789", "mcp-other-ns-token-0123456789"
     tokens = {
@@ -136,7 +130,7 @@ def test_streamable_http_needs_a_token_of_the_namespace(store: PlaybookStore, tm
         }
     }
     (tmp_path / "tokens.json").write_text(json.dumps(tokens))
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "ace.cli", "mcp", "--db", store.url, "--transport", "http", "--port", str(port)]
     cmd += ["--tokens", str(tmp_path / "tokens.json"), "--workers", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

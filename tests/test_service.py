@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from ace.playbook import Playbook, parse_ace
 from ace.service.app import create_app
 from ace.service.auth import Tokens
 from ace.store import PlaybookStore
+from tests.conftest import free_port
 
 WRITER, READER, OTHER = "writer-token-0123456789", "reader-token-0123456789", "other-ns-token-0123456789"
 TOKENS = {
@@ -138,18 +138,12 @@ def test_a_tokens_file_must_be_strict(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert grant is not None and grant.allows("team-a", "read") and not grant.allows("team-a", "write")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("processes", [1, 2])
 def test_ace_serve_as_a_real_process_on_loopback(tmp_path: Path, processes: int) -> None:
     db = f"sqlite:///{tmp_path / 'served.db'}"
     PlaybookStore(db).create("agent", START, namespace="team-a")
     (tmp_path / "tokens.json").write_text(json.dumps(TOKENS))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ACE_TOKENS"}
     proc = subprocess.Popen(
         [

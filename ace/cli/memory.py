@@ -69,15 +69,7 @@ def facts(
     """List the knowledge graph's facts: current ones, or all with the versions they held for."""
     from ace.memory import KnowledgeGraph
 
-    graph = KnowledgeGraph(open_store(db), namespace=namespace)
-    if subject and relation:
-        found = graph.history(subject, relation) if all_ else graph.current(subject, relation)
-    else:
-        found = graph.facts(current_only=not all_)
-        if subject:
-            found = [f for f in found if f.subject.casefold() == subject.casefold()]
-        if relation:
-            found = [f for f in found if f.relation.casefold() == relation.casefold()]
+    found = KnowledgeGraph(open_store(db), namespace=namespace).query(subject, relation, history=all_)
     t = table("subject", "relation", "object", "valid (versions)", "episode")
     for f in found:
         valid = f"v{f.valid_from}–" + (f"v{f.valid_to}" if f.valid_to is not None else "now")

@@ -236,6 +236,19 @@ class KnowledgeGraph:
         self.graph  # noqa: B018 - load
         return [f for f in self._facts.values() if f.current or not current_only]
 
+    def query(self, subject: str | None = None, relation: str | None = None, *, history: bool = False) -> list[Fact]:
+        """What ``ace memory facts``, the service and the MCP server list: with a subject and a relation, the facts
+        that hold now (``history``: every one ever recorded); otherwise the current facts (``history``: all),
+        narrowed to the subject or the relation given (case-insensitive)."""
+        if subject and relation:
+            return self.history(subject, relation) if history else self.current(subject, relation)
+        found = self.facts(current_only=not history)
+        if subject:
+            found = [f for f in found if f.subject.casefold() == subject.casefold()]
+        if relation:
+            found = [f for f in found if f.relation.casefold() == relation.casefold()]
+        return found
+
     def current(self, subject: str, relation: str) -> list[Fact]:
         """The facts that hold now for ``subject``/``relation`` (one for a single-valued relation)."""
         key, rel = entity_key(subject), _relation(relation)

@@ -50,6 +50,7 @@ from ace.store import (
     PlaybookStore,
     StaleVersionError,
     StoreIntegrityError,
+    VersionInfo,
     VersionNotFound,
 )
 
@@ -187,7 +188,7 @@ def create_app(
             raise _HTTPError(422, "the playbook file is not UTF-8 text") from None
         pb = loads(text, format)
         info = store.create(name, pb, namespace=ns, author=f"token:{ns}", message="import over HTTP")
-        return {"version": info.version, "digest": info.digest, "bullets": info.n_bullets}
+        return _made(info)
 
     @api.post("/v1/playbooks/{namespace}/{name}/deltas", status_code=201)
     async def commit(
@@ -196,7 +197,7 @@ def create_app(
         ns = allowed(g, namespace, "write")
         delta = Delta.parse(await request.body())
         info = store.commit(name, delta, namespace=ns, expected_version=_if_match(if_match), author=f"token:{ns}")
-        return {"version": info.version, "digest": info.digest, "bullets": info.n_bullets}
+        return _made(info)
 
     @api.post("/v1/playbooks/{namespace}/{name}/rollback", status_code=201)
     def rollback(
@@ -208,7 +209,7 @@ def create_app(
     ) -> dict[str, Any]:
         ns = allowed(g, namespace, "write")
         info = store.rollback(name, to, namespace=ns, expected_version=_if_match(if_match), author=f"token:{ns}")
-        return {"version": info.version, "digest": info.digest, "bullets": info.n_bullets}
+        return _made(info)
 
     @api.get("/v1/playbooks/{namespace}/{name}/history")
     def history(namespace: str, name: str, g: Auth, since: Annotated[int, Query(ge=1)] = 1) -> list[dict[str, Any]]:
@@ -323,10 +324,10 @@ def create_app(
             raise _HTTPError(404, "this service has no episodic memory (start it with --memory)")
         if q:
             return [
-                {**_episode_dict(h.episode), "similarity": round(h.similarity, 4)}
+                {**dataclasses.asdict(h.episode), "similarity": round(h.similarity, 4)}
                 for h in tier.search(q, k, playbook=playbook)
             ]
-        return [_episode_dict(e) for e in tier.recent(k) if playbook is None or e.playbook == playbook]
+        return [dataclasses.asdict(e) for e in tier.recent(k) if playbook is None or e.playbook == playbook]
 
     @api.get("/v1/memory/{namespace}/facts")
     def facts(
@@ -339,15 +340,7 @@ def create_app(
         from ace.memory import KnowledgeGraph
 
         ns = allowed(g, namespace, "read")
-        graph = KnowledgeGraph(store, namespace=ns)
-        if subject and relation:
-            found = graph.history(subject, relation) if all else graph.current(subject, relation)
-        else:
-            found = graph.facts(current_only=not all)
-            if subject:
-                found = [f for f in found if f.subject.casefold() == subject.casefold()]
-            if relation:
-                found = [f for f in found if f.relation.casefold() == relation.casefold()]
+        found = KnowledgeGraph(store, namespace=ns).query(subject, relation, history=all)
         return [dataclasses.asdict(f) for f in found]
 
     _errors(api)
@@ -364,8 +357,9 @@ def _if_match(header: str | None) -> int | None:
     return int(tag)
 
 
-def _episode_dict(e: Any) -> dict[str, Any]:
-    return dataclasses.asdict(e)
+def _made(info: VersionInfo) -> dict[str, Any]:
+    """What a write answers: the version it made, its digest and size."""
+    return {"version": info.version, "digest": info.digest, "bullets": info.n_bullets}
 
 
 def _present(fields: dict[str, Any]) -> dict[str, Any]:

@@ -203,17 +203,7 @@ def create_server(
         from ace.memory import KnowledgeGraph
 
         ns = allowed(namespace, "read")
-        graph = KnowledgeGraph(store, namespace=ns)
-        if subject and relation:
-            found = graph.history(subject, relation) if history else graph.current(subject, relation)
-        else:
-            found = graph.facts(current_only=not history)
-            found = [
-                f
-                for f in found
-                if (not subject or f.subject.casefold() == subject.casefold())
-                and (not relation or f.relation.casefold() == relation.casefold())
-            ]
+        found = KnowledgeGraph(store, namespace=ns).query(subject, relation, history=history)
         return [dataclasses.asdict(f) for f in found]
 
     @server.tool()
