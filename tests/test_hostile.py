@@ -288,21 +288,37 @@ def test_ace_playbook_check_reports_junk_and_injections_in_a_history(db: str) ->
 
 # -- integrity of the stored history --------------------------------------------------------------------------------
 def test_a_corrupted_database_is_never_served_or_written_on(tmp_path: Path) -> None:
+    """The log is the truth; the materialized head is a copy of its last version. A corrupt delta row makes every
+    version rebuilt through it an error naming `verify` (the head, whose own rows still match its recorded digest,
+    is served from them); once the head's rows are edited too, nothing is served or written on the head, older
+    versions still are, and a rollback takes the history back to one."""
     url = f"sqlite:///{tmp_path / 'c.db'}"
     store = PlaybookStore(url)
     store.create("fin", loads(FINANCE.read_text()))
     for i in range(3):
         add = {"type": "ADD", "section": "OTHERS", "content": f"Learned rule number {i} here."}
         store.commit("fin", Delta.parse({"operations": [add]}))
+    head_digest = store.head("fin").digest
     store.close()
     with sqlite3.connect(tmp_path / "c.db") as conn:  # a bit flipped in a stored delta of version 3
         (text,) = conn.execute("SELECT delta FROM ace_versions WHERE version = 3").fetchone()
         conn.execute("UPDATE ace_versions SET delta = ? WHERE version = 3", (text.replace("number 1", "number 9"),))
     fresh = PlaybookStore(url)
+    with pytest.raises(StoreIntegrityError, match=r"version 3 is corrupt.*ace playbook verify fin"):
+        fresh.load("fin", 3)
+    assert fresh.load("fin").digest() == head_digest  # the head's rows match its recorded digest
+    assert "version 3" in CliRunner().invoke(app, ["playbook", "verify", "fin", "--db", url]).output
+    with sqlite3.connect(tmp_path / "c.db") as conn:  # now the head's copy is edited too
+        conn.execute("UPDATE ace_head_bullets SET data = replace(data, 'number 2', 'number 7')")
+    fresh = PlaybookStore(url)
     with pytest.raises(StoreIntegrityError, match=r"version 4 is corrupt.*ace playbook verify fin"):
         fresh.load("fin")
     with pytest.raises(StoreIntegrityError):
         fresh.commit("fin", Delta.parse({"operations": [{"type": "TAG", "id": "calc-00002", "tag": "helpful"}]}))
+    with pytest.raises(StoreIntegrityError):  # a store that never read it finds the edited row it touches
+        PlaybookStore(url).commit(
+            "fin", Delta.parse({"operations": [{"type": "TAG", "id": "misc-00011", "tag": "helpful"}]})
+        )
     for args in (
         ["playbook", "show", "fin"],
         ["playbook", "apply", "fin", str(FINANCE)],
@@ -310,10 +326,10 @@ def test_a_corrupted_database_is_never_served_or_written_on(tmp_path: Path) -> N
     ):
         result = CliRunner().invoke(app, [*args, "--db", url])
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert "version 3" in CliRunner().invoke(app, ["playbook", "verify", "fin", "--db", url]).output
     assert fresh.load("fin", 2)["misc-00009"].content.startswith("Learned rule number 0")  # good versions are served
     info = fresh.rollback("fin", 2)  # and the history can be taken back to one
     assert info.version == 5 and fresh.load("fin").digest() == fresh.load("fin", 2).digest()
+    assert PlaybookStore(url).load("fin").digest() == fresh.load("fin", 2).digest()  # the head's rows are v5's
     with sqlite3.connect(tmp_path / "c.db") as conn:  # garbage in a delta row: a clear error, not a parse traceback
         conn.execute("UPDATE ace_versions SET delta = '{not json' WHERE version = 2")
     with pytest.raises(StoreIntegrityError, match="no longer rebuilds"):

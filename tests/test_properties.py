@@ -8,12 +8,14 @@ version exactly, in memory and through a real SQLite store.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ace.playbook import Delta, DeltaError, Playbook, apply, render
+from ace.playbook import Bullet, Delta, DeltaError, Playbook, apply, render
+from ace.playbook.delta import HeadView, apply_to_head
 from ace.playbook.formats import FORMATS, dumps, loads
 from ace.store import PlaybookStore
 from tests.strategies import SECTIONS, delta_for
@@ -92,12 +94,57 @@ def test_store_log_rebuilds_every_version(data: st.DataObject) -> None:
         with PlaybookStore(url, snapshot_every=data.draw(st.integers(1, 5))) as writer:
             writer.create("pb", states[0])
             for n, d in enumerate(log, start=2):
-                writer.commit("pb", d, expected_version=n - 1)
+                # from the head held in memory, or from a store that holds nothing (the materialized head's rows)
+                cold = data.draw(st.booleans())
+                store = PlaybookStore(url, engine=writer.engine, cache=False) if cold else writer
+                assert store.commit("pb", d, expected_version=n - 1).digest == states[n - 1].digest()
+                if cold:
+                    writer.load("pb")  # the warm writer catches up
         with PlaybookStore(url, cache=False) as reader:
+            assert reader.load("pb").digest() == states[-1].digest()  # the head, read from its rows
             for version, expected in enumerate(states, start=1):
                 assert reader.load("pb", version).digest() == expected.digest()
             assert [h.digest for h in reader.history("pb")] == [s.digest() for s in states]
             assert reader.verify("pb") == len(states)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_head_held_in_part_takes_a_delta_exactly_as_the_whole_playbook(data: st.DataObject) -> None:
+    """apply_to_head (what a store commits from its materialized head: only the bullets a delta names) accepts and
+    refuses the same deltas as apply, with the same message, the same resolved ids and the same new state."""
+    pb = Playbook.empty(SECTIONS[:2])
+    for step in range(1, data.draw(st.integers(1, 25)) + 1):
+        delta = data.draw(delta_for(pb, step))
+        asked: list[list[str]] = []
+
+        def fetch(ids: Sequence[str], pb: Playbook = pb, asked: list[list[str]] = asked) -> dict[str, Bullet]:
+            asked.append(list(ids))
+            return {i: pb[i] for i in ids if i in pb}
+
+        view = HeadView({s.name: s.slug for s in pb.sections.values()}, pb.next_id, len(pb), fetch)
+        try:
+            whole = apply(pb, delta)
+        except DeltaError as e:
+            try:
+                apply_to_head(view, delta)
+            except DeltaError as f:
+                assert str(f) == str(e)
+                continue
+            raise AssertionError(f"apply refused ({e}) what apply_to_head accepted") from None
+        patch, resolved = apply_to_head(view, delta)
+        new = whole.playbook
+        assert resolved.to_json() == whole.delta.to_json()
+        assert (patch.next_id, patch.n_bullets) == (new.next_id, len(new))
+        assert patch.content_sum(pb.content_sum()) == new.content_sum()
+        assert {i: patch.after.get(i) for i in patch.before} == {i: new.get(i) for i in patch.before}
+        orders = {s.name: list(s.ids) for s in pb.sections.values()} | {n: [] for n, _ in patch.new_sections}
+        for kind, sec, i in patch.order:
+            orders[sec].append(i) if kind == "+" else orders[sec].remove(i)
+        assert orders == {s.name: list(s.ids) for s in new.sections.values()}
+        assert whole.patch is not None and list(whole.patch.order) == list(patch.order)
+        assert sum(len(a) for a in asked) <= len(delta.operations) * 3  # only the ids the delta names (and new ids)
+        pb = new
 
 
 @given(

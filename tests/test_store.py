@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from pathlib import Path
 
@@ -258,7 +259,8 @@ def test_a_store_behind_another_writer_catches_up_from_its_cache_past_a_snapshot
 def test_no_commit_writes_a_periodic_snapshot_itself(db_url: str) -> None:
     """Every snapshot_every-th commit schedules its snapshot after the commit: the commit's own statements hold only
     the version (no commit pays for serializing the playbook); flush() waits for the snapshot. With
-    background_snapshots=False the commit writes it in its transaction, as before."""
+    background_snapshots=False the commit writes it in its transaction, as before. A store that does not hold the
+    head commits from the materialized head's rows and snapshots nothing (a snapshot is O(n))."""
     store = PlaybookStore(db_url, snapshot_every=2)
     store.create("p", parse_ace(START))
     statements: list[str] = []
@@ -275,11 +277,18 @@ def test_no_commit_writes_a_periodic_snapshot_itself(db_url: str) -> None:
     with store.engine.connect() as conn:
         assert conn.execute(select(t.snapshots.c.version)).scalars().all() == [1, 2]
     inline = PlaybookStore(db_url, snapshot_every=2, background_snapshots=False)
+    inline.load("p")  # holds the head
     inline.commit("p", tag("r-00001"))
     inline.commit("p", tag("r-00001"))  # v4, snapshotted in its own transaction
     with inline.engine.connect() as conn:
         assert conn.execute(select(t.snapshots.c.version)).scalars().all() == [1, 2, 4]
-    assert PlaybookStore(db_url, cache=False).verify("p") == 4
+    cold = PlaybookStore(db_url, snapshot_every=2, background_snapshots=False)
+    cold.commit("p", tag("r-00001"))
+    cold.commit("p", tag("r-00001"))  # v6 from the rows: no snapshot
+    with inline.engine.connect() as conn:
+        assert conn.execute(select(t.snapshots.c.version)).scalars().all() == [1, 2, 4]
+    assert PlaybookStore(db_url, cache=False).verify("p") == 6
+    cold.close()
     store.close()
     inline.close()
 
@@ -315,3 +324,86 @@ def _commit_and_close(store: PlaybookStore) -> None:
     store.commit("p", tag("r-00001"))
     store.commit("p", tag("r-00001"))  # v4: a snapshot, written by the child's own thread
     store.close()
+
+
+# -- the materialized head ------------------------------------------------------------------------------------------
+def _random_op(rng: random.Random, pb: Playbook, k: int) -> dict[str, object]:
+    ids = [b.id for b in pb]
+    kind = rng.choice(["ADD"] * 4 + ["REMOVE", "REMOVE", "TAG", "UPDATE", "MERGE"] if len(ids) > 3 else ["ADD"])
+    if kind == "ADD":
+        section = rng.choice(["RULES", "RULES", "CHECKS", f"Topic number {k % 7}"])
+        return {"type": "ADD", "section": section, "content": f"Rule number {k} says to check the units twice."}
+    if kind == "MERGE":
+        return {"type": "MERGE", "ids": rng.sample(ids, 2), "content": f"Merged rule {k} keeps both of their points."}
+    if kind == "UPDATE":
+        return {"type": "UPDATE", "id": rng.choice(ids), "content": f"Rule {k} rewritten to be clearer than before."}
+    if kind == "TAG":
+        return {"type": "TAG", "id": rng.choice(ids), "tag": "harmful"}
+    return {"type": "REMOVE", "id": rng.choice(ids)}
+
+
+def test_commits_from_the_materialized_head_match_the_whole_playbook(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that holds nothing commits from the head's rows (only those its delta names, plus the chunks of the
+    order it changes): with chunks of 3 ids, 300 random commits (sections filling and emptying chunks, merges across
+    sections, new sections, deltas that fail) give every version the digest of the same deltas applied in memory,
+    and the rows read back as the head."""
+    from ace.playbook import apply
+
+    monkeypatch.setattr(t, "HEAD_CHUNK", 3)
+    rng = random.Random(7)
+    writer = PlaybookStore(db_url)
+    expected = parse_ace(START)
+    writer.create("pb", expected)
+    for k in range(300):
+        ops = [_random_op(rng, expected, k) for _ in range(rng.choice([1, 1, 2, 3]))]
+        delta = Delta.parse({"operations": ops, "source": {"step": k}})
+        cold = PlaybookStore(db_url, engine=writer.engine, cache=False)
+        try:
+            applied = apply(expected, delta)
+        except DeltaError as e:
+            with pytest.raises(DeltaError) as refused:
+                cold.commit("pb", delta)
+            assert str(refused.value) == str(e)
+            continue
+        info = cold.commit("pb", delta)
+        expected = applied.playbook
+        assert info.digest == expected.digest() and info.n_bullets == len(expected)
+        assert info.delta is not None and info.delta.to_json() == applied.delta.to_json()
+        if k % 50 == 0:
+            assert PlaybookStore(db_url, engine=writer.engine).load("pb") == expected
+    head = PlaybookStore(db_url, engine=writer.engine).load("pb")
+    assert render(head) == render(expected) and head.digest() == expected.digest()
+    with writer.engine.connect() as conn:
+        chunks = conn.execute(select(t.head_order.c.ids)).scalars().all()
+    assert all(c.count("\x1f") < 3 for c in chunks) and sum(1 for c in chunks if not c) <= len(expected.sections)
+    assert PlaybookStore(db_url, cache=False).verify("pb") == writer.head_version("pb")
+    writer.close()
+
+
+def test_a_head_held_in_memory_and_the_rows_agree_after_cold_commits_and_rollbacks(db_url: str) -> None:
+    """Warm and cold commits interleave on one playbook: the warm store applies to the head it holds when that is
+    the head, else from the rows; a rollback rewrites the rows; a database from before revision 0005 (no rows)
+    and an emptied head row are rebuilt from the log by the next commit."""
+    warm = PlaybookStore(db_url)
+    warm.create("pb", parse_ace(START))
+    cold = PlaybookStore(db_url, engine=warm.engine, cache=False)
+    warm.commit("pb", tag("r-00001"))
+    cold.commit("pb", tag("r-00002"))
+    warm.commit("pb", tag("r-00001"))  # behind the head: from the rows
+    warm.load("pb")
+    warm.commit("pb", tag("r-00001"))  # holds the head
+    assert warm.rollback("pb", 2).version == 6
+    assert cold.load("pb") == warm.load("pb", 2)
+    cold.commit("pb", tag("r-00002"))
+    with warm.engine.begin() as conn:  # as a database upgraded from revision 0004 holds it: no rows yet
+        for table in (t.head_bullets, t.head_order, t.head_sections, t.heads):
+            conn.execute(table.delete())
+    assert cold.load("pb")["r-00002"].helpful == 1  # read from the log
+    assert cold.commit("pb", tag("r-00002")).version == 8  # rebuilt the rows, then committed on them
+    with warm.engine.connect() as conn:
+        assert conn.execute(select(t.heads.c.version)).scalar_one() == 8
+    fresh = PlaybookStore(db_url, cache=False)
+    assert fresh.load("pb")["r-00002"].helpful == 2 and fresh.verify("pb") == 8
+    warm.close()

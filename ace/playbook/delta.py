@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal
 
@@ -227,18 +227,67 @@ REPLAY_POLICY = ApplyPolicy(max_content_chars=IMPORT_MAX_CHARS, max_section_char
 
 
 @dataclass(frozen=True, slots=True)
+class Patch:
+    """What a delta changed, in the terms a store keeps a materialized head in: the bullets it put or removed,
+    the order events of the sections, the sections it created, and the new counters.
+
+    ``before`` maps every id the delta put or removed to its bullet before (None: it is new); ``after`` looks up
+    the bullets after (``after.get(i)`` is None for a removed id). ``order`` lists ``("+", section, id)`` (appended
+    at the end) and ``("-", section, id)`` (taken out) in the order they happened.
+    """
+
+    before: Mapping[str, Bullet | None]
+    after: Mapping[str, Bullet]
+    order: Sequence[tuple[str, str, str]]
+    new_sections: Sequence[tuple[str, str]]
+    next_id: int
+    n_bullets: int
+
+    def content_sum(self, base: int) -> int:
+        """The content sum after the delta (see :meth:`Playbook.digest`) from ``base``, the one before."""
+        total = base
+        for i, old in self.before.items():
+            if old is not None:
+                total -= int.from_bytes(old.digest(), "big")
+            cur = self.after.get(i)
+            if cur is not None:
+                total += int.from_bytes(cur.digest(), "big")
+        return total % CONTENT_MOD
+
+    @property
+    def order_changed(self) -> bool:
+        return bool(self.order or self.new_sections)
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
-    """Result of :func:`apply`: the new playbook and the resolved delta that produced it."""
+    """Result of :func:`apply`: the new playbook, the resolved delta that produced it, and what it changed
+    (``patch``; None for a result put together from several applies)."""
 
     playbook: Playbook
     delta: Delta
+    patch: Patch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeadView:
+    """A playbook a writer holds only in part (a store's materialized head): the sections (name -> slug, in
+    order), the counters, and ``fetch``, which returns the bullets among the ids asked for (absent ids are not
+    in the playbook). :func:`apply_to_head` asks only for the ids a delta names."""
+
+    sections: Mapping[str, str]
+    next_id: int
+    n_bullets: int
+    fetch: Callable[[Sequence[str]], Mapping[str, Bullet]]
 
 
 class _Draft:
     """Working state inside one ``apply``; discarded on error.
 
     The id map is a mutation of the parent's persistent map and each touched section a new persistent order, so
-    one operation costs O(log n) and the parent is never touched.
+    one operation costs O(log n) and the parent is never touched. The operations below see a draft only through
+    ``get`` / ``exists`` / ``count`` / the section methods / ``put`` / ``append`` / ``remove``, which
+    :class:`_HeadDraft` provides too: one set of rules for a whole playbook and for a materialized head.
     """
 
     def __init__(self, pb: Playbook) -> None:
@@ -246,54 +295,139 @@ class _Draft:
         self.sections: dict[str, Section] = dict(pb.sections)
         self.bullets = pb.bullets_by_id.mutate()  # type: ignore[attr-defined]
         self.next_id = pb.next_id
-        self.order_changed = False
         self.touched: dict[str, Bullet | None] = {}  # id -> the parent's bullet (None: new), for the content sum
+        self.order: list[tuple[str, str, str]] = []
+        self.new_sections: list[tuple[str, str]] = []
+
+    def get(self, bullet_id: str) -> Bullet | None:
+        return self.bullets.get(bullet_id)  # type: ignore[no-any-return]
+
+    def exists(self, bullet_id: str) -> bool:
+        return bullet_id in self.bullets
+
+    def count(self) -> int:
+        return len(self.bullets)
+
+    def has_section(self, name: str) -> bool:
+        return name in self.sections
+
+    def section_names(self) -> list[str]:
+        return list(self.sections)
+
+    def slug(self, name: str) -> str:
+        return self.sections[name].slug
+
+    def add_section(self, name: str) -> None:
+        slug = derive_slug(name, {s.slug for s in self.sections.values()})
+        self.sections[name] = Section(name, slug)
+        self.new_sections.append((name, slug))
 
     def put(self, b: Bullet) -> None:
-        self._touch(b.id)
+        if b.id not in self.touched:
+            self.touched[b.id] = self.parent.get(b.id)
         self.bullets[b.id] = b
 
     def append(self, name: str, bullet_id: str) -> None:
         self.sections[name] = self.sections[name].appended(bullet_id)
-        self.order_changed = True
-
-    def require(self, bullet_id: str) -> Bullet:
-        b: Bullet | None = self.bullets.get(bullet_id)
-        if b is None:
-            raise ValueError(f"unknown bullet id {bullet_id!r}")
-        return b
+        self.order.append(("+", name, bullet_id))
 
     def remove(self, bullet_id: str) -> None:
-        self._touch(bullet_id)
-        b = self.bullets.pop(bullet_id)
-        self.sections[b.section] = self.sections[b.section].without(bullet_id)
-        self.order_changed = True
-
-    def _touch(self, bullet_id: str) -> None:
         if bullet_id not in self.touched:
             self.touched[bullet_id] = self.parent.get(bullet_id)
+        b = self.bullets.pop(bullet_id)
+        self.sections[b.section] = self.sections[b.section].without(bullet_id)
+        self.order.append(("-", b.section, bullet_id))
 
-    def finish(self) -> Playbook:
+    def finish(self) -> tuple[Playbook, Patch]:
         new = Playbook(self.sections, self.bullets.finish(), self.next_id)
         new._parent = (weakref.ref(self.parent), frozenset(self.touched))
-        self._carry_digest(new)
-        return new
-
-    def _carry_digest(self, new: Playbook) -> None:
-        """Give ``new`` its digest parts from the parent's in O(delta), when the parent has them."""
+        patch = Patch(self.touched, new.bullets_by_id, self.order, self.new_sections, self.next_id, len(new))
+        # the digest's parts, carried from the parent's in O(delta) when it has them
         parent_memo = self.parent._memo
         if "content_sum" in parent_memo:
-            total = parent_memo["content_sum"]
-            for i, old in self.touched.items():
-                if old is not None:
-                    total -= int.from_bytes(old.digest(), "big")
-                cur = new.get(i)
-                if cur is not None:
-                    total += int.from_bytes(cur.digest(), "big")
-            new._memo["content_sum"] = total % CONTENT_MOD
-        same_order = not self.order_changed and self.sections.keys() == self.parent.sections.keys()
-        if same_order and "order_hash" in parent_memo:
+            new._memo["content_sum"] = patch.content_sum(parent_memo["content_sum"])
+        if not patch.order_changed and "order_hash" in parent_memo:
             new._memo["order_hash"] = parent_memo["order_hash"]
+        return new, patch
+
+
+class _HeadDraft:
+    """The draft of :func:`apply_to_head`: the bullets a delta names, fetched from a :class:`HeadView`, and what
+    the operations did to them; nothing else of the playbook is read."""
+
+    def __init__(self, head: HeadView, names: Sequence[str]) -> None:
+        self.head = head
+        self.sections: dict[str, str] = dict(head.sections)
+        self.next_id = head.next_id
+        self.n = head.n_bullets
+        self.base: dict[str, Bullet | None] = {i: None for i in names}
+        self.base.update(head.fetch(names) if names else {})
+        self.bullets: dict[str, Bullet] = {i: b for i, b in self.base.items() if b is not None}
+        self.touched: dict[str, Bullet | None] = {}
+        self.order: list[tuple[str, str, str]] = []
+        self.new_sections: list[tuple[str, str]] = []
+
+    def _load(self, bullet_id: str) -> Bullet | None:
+        if bullet_id not in self.base:  # an id the delta did not name (a generated one): ask the head
+            found = self.head.fetch([bullet_id]).get(bullet_id)
+            self.base[bullet_id] = found
+            if found is not None:
+                self.bullets[bullet_id] = found
+        return self.bullets.get(bullet_id)
+
+    def get(self, bullet_id: str) -> Bullet | None:
+        return self.bullets.get(bullet_id) if bullet_id in self.base else self._load(bullet_id)
+
+    def exists(self, bullet_id: str) -> bool:
+        return self.get(bullet_id) is not None
+
+    def count(self) -> int:
+        return self.n
+
+    def has_section(self, name: str) -> bool:
+        return name in self.sections
+
+    def section_names(self) -> list[str]:
+        return list(self.sections)
+
+    def slug(self, name: str) -> str:
+        return self.sections[name]
+
+    def add_section(self, name: str) -> None:
+        slug = derive_slug(name, set(self.sections.values()))
+        self.sections[name] = slug
+        self.new_sections.append((name, slug))
+
+    def put(self, b: Bullet) -> None:
+        if b.id not in self.touched:
+            self.touched[b.id] = self.base.get(b.id)
+        if self.get(b.id) is None:
+            self.n += 1
+        self.bullets[b.id] = b
+
+    def append(self, name: str, bullet_id: str) -> None:
+        self.order.append(("+", name, bullet_id))
+
+    def remove(self, bullet_id: str) -> None:
+        if bullet_id not in self.touched:
+            self.touched[bullet_id] = self.base.get(bullet_id)
+        b = self.bullets.pop(bullet_id)
+        self.n -= 1
+        self.order.append(("-", b.section, bullet_id))
+
+    def finish(self) -> Patch:
+        return Patch(self.touched, self.bullets, self.order, self.new_sections, self.next_id, self.n)
+
+
+def named_ids(delta: Delta) -> list[str]:
+    """Every bullet id ``delta`` names (what :func:`apply_to_head` fetches), without repeats."""
+    out: dict[str, None] = {}
+    for op in delta.operations:
+        if isinstance(op, MergeOp):
+            out.update(dict.fromkeys(op.ids))
+        if op.id is not None:
+            out[op.id] = None
+    return list(out)
 
 
 def apply(playbook: Playbook, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POLICY) -> Applied:
@@ -304,6 +438,20 @@ def apply(playbook: Playbook, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POL
     the ones before them (an UPDATE of a bullet an earlier op removed is an unknown id).
     """
     draft = _Draft(playbook)
+    resolved = _apply_all(draft, delta, policy)
+    new, patch = draft.finish()
+    return Applied(new, resolved, patch)
+
+
+def apply_to_head(head: HeadView, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POLICY) -> tuple[Patch, Delta]:
+    """:func:`apply` for a playbook held only in part: the same operations and checks, reading only the bullets
+    the delta names. Returns what changed and the resolved delta; raises :class:`DeltaError` as ``apply`` does."""
+    draft = _HeadDraft(head, named_ids(delta))
+    resolved = _apply_all(draft, delta, policy)
+    return draft.finish(), resolved
+
+
+def _apply_all(draft: _Draft | _HeadDraft, delta: Delta, policy: ApplyPolicy) -> Delta:
     resolved: list[Any] = []
     for index, op in enumerate(delta.operations):
         source = op.source or delta.source
@@ -317,24 +465,31 @@ def apply(playbook: Playbook, delta: Delta, *, policy: ApplyPolicy = DEFAULT_POL
     same = len(resolved) == len(delta.operations) and all(
         r is o for r, o in zip(resolved, delta.operations, strict=True)
     )
-    return Applied(draft.finish(), delta if same else delta.model_copy(update={"operations": resolved}))
+    return delta if same else delta.model_copy(update={"operations": resolved})
 
 
-def _apply_op(d: _Draft, op: Any, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> Any:
+def _require(d: _Draft | _HeadDraft, bullet_id: str) -> Bullet:
+    b = d.get(bullet_id)
+    if b is None:
+        raise ValueError(f"unknown bullet id {bullet_id!r}")
+    return b
+
+
+def _apply_op(d: _Draft | _HeadDraft, op: Any, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> Any:
     if isinstance(op, TagOp):
-        b = d.require(op.id)
+        b = _require(d, op.id)
         counter = op.tag
         d.put(b.changed(**{counter: getattr(b, counter) + 1}, updated_step=_later(b.updated_step, step)))
         return op
     if isinstance(op, AddOp):
         return _add(d, op, step, src, policy)
     if isinstance(op, UpdateOp):
-        b = d.require(op.id)
+        b = _require(d, op.id)
         content = _judged(clean_text(op.content, limit=policy.max_content_chars), policy)
         d.put(b.changed(content=content, updated_step=_later(b.updated_step, step), sources=b.sources + src))
         return op
     if isinstance(op, RemoveOp):
-        d.require(op.id)
+        _require(d, op.id)
         d.remove(op.id)
         return op
     if isinstance(op, MergeOp):
@@ -342,30 +497,30 @@ def _apply_op(d: _Draft, op: Any, step: int | None, src: tuple[Source, ...], pol
     raise ValueError(f"unsupported operation {op!r}")  # pragma: no cover - the union is closed
 
 
-def _add(d: _Draft, op: AddOp, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> AddOp:
+def _add(d: _Draft | _HeadDraft, op: AddOp, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> AddOp:
     name = clean_text(op.section, limit=policy.max_section_chars, what="section", single_line=True)
     content = clean_text(op.content, limit=policy.max_content_chars)
-    if policy.max_bullets is not None and len(d.bullets) >= policy.max_bullets:
+    if policy.max_bullets is not None and d.count() >= policy.max_bullets:
         raise ValueError(f"the playbook holds its maximum of {policy.max_bullets} bullets; remove or merge first")
-    if name not in d.sections:
+    if not d.has_section(name):
         if policy.new_sections == "reject":
-            known = ", ".join(repr(s) for s in d.sections) or "none"
+            known = ", ".join(repr(s) for s in d.section_names()) or "none"
             raise ValueError(f"unknown section {name!r} (policy rejects new sections; known: {known})")
         if policy.quality is not None and (why := section_problem(name, policy.quality)):
             raise ValueError(why)
-        d.sections[name] = Section(name, derive_slug(name, {s.slug for s in d.sections.values()}))
-    sec = d.sections[name]
+        d.add_section(name)
+    slug = d.slug(name)
     if op.id is None:
-        new_id = f"{sec.slug}-{d.next_id:05d}"
-        while new_id in d.bullets:  # a foreign id from an import can sit on the counter; skip past it
+        new_id = f"{slug}-{d.next_id:05d}"
+        while d.exists(new_id):  # a foreign id from an import can sit on the counter; skip past it
             d.next_id += 1
-            new_id = f"{sec.slug}-{d.next_id:05d}"
+            new_id = f"{slug}-{d.next_id:05d}"
         d.next_id += 1
     else:
         new_id = op.id
         if not ID_RE.fullmatch(new_id):
             raise ValueError(f"invalid bullet id {new_id!r}")
-        if new_id in d.bullets:
+        if d.exists(new_id):
             raise ValueError(f"bullet id {new_id!r} already exists")
         d.next_id = max(d.next_id, (numeric_suffix(new_id) or 0) + 1)
     _judged(content, policy)
@@ -374,15 +529,17 @@ def _add(d: _Draft, op: AddOp, step: int | None, src: tuple[Source, ...], policy
     return op.model_copy(update={"id": new_id, "section": name})
 
 
-def _merge(d: _Draft, op: MergeOp, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> MergeOp:
+def _merge(
+    d: _Draft | _HeadDraft, op: MergeOp, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy
+) -> MergeOp:
     if len(set(op.ids)) != len(op.ids):
         raise ValueError("MERGE lists the same id twice")
-    parts = [d.require(i) for i in op.ids]
+    parts = [_require(d, i) for i in op.ids]
     survivor_id = op.id or op.ids[0]
     if survivor_id not in op.ids:
         raise ValueError(f"surviving id {survivor_id!r} is not among the merged ids")
     content = _judged(clean_text(op.content, limit=policy.max_content_chars), policy)
-    survivor = d.bullets[survivor_id]
+    survivor = _require(d, survivor_id)
     sources: list[Source] = []
     merged_from: list[str] = list(survivor.merged_from)
     for b in parts:

@@ -433,21 +433,14 @@ class Playbook:
         as a commitment against an adversary who can choose thousands of bullets.
         """
         return self.memo(  # type: ignore[no-any-return]
-            "digest",
-            lambda: hashlib.sha256(
-                b"ace.playbook/v2\0%d\0" % self._next_id + self.order_hash() + self.content_sum().to_bytes(32, "big")
-            ).hexdigest(),
+            "digest", lambda: digest_of(self._next_id, self.order_hash(), self.content_sum())
         )
 
     def order_hash(self) -> bytes:
-        def compute() -> bytes:
-            h = hashlib.sha256()
-            for sec in self._sections.values():
-                h.update(f"\x1e{sec.name}\x1f{sec.slug}\x1f".encode())
-                h.update("\x1f".join(sec.ids).encode())
-            return h.digest()
-
-        return self.memo("order_hash", compute)  # type: ignore[no-any-return]
+        return self.memo(  # type: ignore[no-any-return]
+            "order_hash",
+            lambda: order_hash_of((s.name, s.slug, ORDER_SEP.join(s.ids)) for s in self._sections.values()),
+        )
 
     def content_sum(self) -> int:
         def compute() -> int:
@@ -492,6 +485,29 @@ class Playbook:
                 ids.append(b.id)
             secs[name] = Section(name, s["slug"], tuple(ids))
         return cls(secs, bullets, data["next_id"])
+
+
+# What joins a section's ids in the order hash (and in a store's materialized order): no id can hold it (ID_RE)
+ORDER_SEP = "\x1f"
+
+
+def digest_of(next_id: int, order_hash: bytes, content_sum: int) -> str:
+    """:meth:`Playbook.digest` from its parts, for a writer that keeps them without the whole playbook."""
+    return hashlib.sha256(b"ace.playbook/v2\0%d\0" % next_id + order_hash + content_sum.to_bytes(32, "big")).hexdigest()
+
+
+def order_hash_of(sections: Iterable[tuple[str, str, str]]) -> bytes:
+    """:meth:`Playbook.order_hash` from ``(name, slug, ids joined by ORDER_SEP)`` per section, in order."""
+    h = hashlib.sha256()
+    for name, slug, ids in sections:
+        h.update(f"\x1e{name}\x1f{slug}\x1f".encode())
+        h.update(ids.encode())
+    return h.digest()
+
+
+def bullet_row(b: Bullet) -> dict[str, Any]:
+    """A bullet's fields without its section (implied by where it is stored)."""
+    return _bullet_row(b)
 
 
 def _bullet_row(b: Bullet) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A new database gets today's tables and is stamped with the newest revision. A da
 not used: opening it raises :class:`SchemaOutdated`, which says to run ``ace db upgrade`` (:func:`upgrade`).
 Databases written before revisions were recorded (ACE's first releases) are recognised by their tables and
 digests and upgraded from there: ``0001`` the first release's tables, ``0002`` the idempotency key of commits,
-``0003`` named versions (tags), ``0004`` version digests in today's form (every version checked first).
+``0003`` named versions (tags), ``0004`` version digests in today's form (every version checked first),
+``0005`` the materialized head.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ace.store import schema as t
 from ace.store.errors import StoreError
 
 VERSION_TABLE = "ace_schema_version"
-HEAD = "0004"
+HEAD = "0005"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

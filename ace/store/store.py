@@ -6,10 +6,14 @@ whatever the head is, inside the same locked transaction (a rebase, right for TA
 playbook are serialized by the database: ``BEGIN IMMEDIATE`` on SQLite, ``SELECT … FOR UPDATE`` elsewhere, and
 the ``(playbook, version)`` primary key makes a lost update impossible even without them.
 
-A commit writes one version row and the delta's blame rows: O(delta). Every ``snapshot_every`` versions a full
-snapshot is also written, after the commit, by a background thread (``background_snapshots``; :meth:`flush` waits
-for it), so that loading any version costs O(snapshot + deltas since) and no commit pays for the snapshot. The store
-keeps the last state it saw per playbook in memory and catches it up by applying only the deltas it missed.
+A commit writes one version row, the delta's blame rows and the rows of the materialized head it changes
+(:mod:`ace.store.schema`): O(delta), from any process, whether or not it holds the playbook. The operations are
+those of :func:`~ace.playbook.apply`, run on the bullets the delta names (:func:`~ace.playbook.delta.apply_to_head`)
+or on the head this store holds in memory. Loading the head reads its rows; an older version rebuilds from the
+nearest snapshot and the deltas after it. Snapshots are written after a commit by a background thread
+(``background_snapshots``; :meth:`flush` waits) every ``snapshot_every`` versions, or more rarely for a large
+playbook (every n/10 versions: a snapshot costs O(n)), so no commit pays for one. The store keeps the last state
+it saw per playbook in memory and catches it up by applying only the deltas it missed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -27,16 +32,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from ace.errors import ConfigError
 from ace.names import check_name, check_optional
-from ace.playbook.delta import REPLAY_POLICY, ApplyPolicy, Delta, MergeOp, apply
+from ace.playbook.delta import REPLAY_POLICY, ApplyPolicy, Delta, HeadView, MergeOp, Patch, apply, apply_to_head
 from ace.playbook.diff import PlaybookDiff, diff
 from ace.playbook.errors import DeltaError
-from ace.playbook.model import Playbook, Source
+from ace.playbook.model import (
+    ORDER_SEP,
+    Bullet,
+    Playbook,
+    Section,
+    Source,
+    bullet_row,
+    digest_of,
+    order_hash_of,
+)
 from ace.store import schema as t
 from ace.store.errors import (
     PlaybookExists,
@@ -49,6 +63,8 @@ from ace.store.errors import (
 from ace.store.schema_version import prepare
 
 DEFAULT_NAMESPACE = "default"
+WAL_AUTOCHECKPOINT = 10_000  # pages (SQLite's default is 1,000)
+CHECKPOINT_EVERY = 100  # commits of one store between its background WAL checkpoints (SQLite)
 
 log = logging.getLogger("ace.store")
 
@@ -84,6 +100,10 @@ def make_engine(url: str, *, busy_timeout_s: float = 60.0, create_dirs: bool = F
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # the checkpoint (copying the WAL back into the database, with an fsync) runs in whichever commit crosses
+        # this many pages; a store that writes runs them earlier from its background thread (PlaybookStore), so this
+        # is the backstop for processes that never do (one CLI call), at 40 MB of WAL instead of SQLite's 4 MB
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -123,12 +143,30 @@ class _NewVersion:
 
     kind: str  # import | delta | rollback
     delta: Delta | None
-    playbook: Playbook
+    playbook: Playbook | None  # None: a commit made from the materialized head alone
     touched: list[tuple[str, str]]
     author: str | None
     message: str | None
     snapshot: bool = False  # force a snapshot (imports and rollbacks have no delta to replay)
     key: str | None = None  # idempotency key of the write
+    patch: Patch | None = None  # what a delta changed, written to the materialized head ``head``
+    head: _Head | None = None
+
+
+@dataclass(slots=True)
+class _Head:
+    """The materialized head's own row and its sections (name -> slug, in order), without the bullets."""
+
+    version: int
+    next_id: int
+    n_bullets: int
+    content_sum: int
+    order_hash: bytes
+    sections: dict[str, str]
+
+
+class _HeadDamaged(Exception):
+    """A row of the materialized head does not hold what its digest says (edited by hand): rebuild it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +224,9 @@ class PlaybookStore:
         self.policy = policy or ApplyPolicy()
         self._cache_enabled = cache
         self._cache: dict[int, tuple[int, Playbook]] = {}  # playbook id -> (version, state)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._commits = 0
+        self._damaged: set[int] = set()  # playbooks whose materialized head a read found wrong: rebuilt on write
         prepare(self.engine, self.url)
 
     def close(self) -> None:
@@ -205,17 +246,33 @@ class PlaybookStore:
         for f in pending:
             f.result()
 
-    def _snapshot_later(self, pid: int, version: int, pb: Playbook) -> None:
+    def _later(self, job: Callable[..., None], *args: Any) -> None:
+        """Run ``job`` on the store's background thread (a snapshot, a WAL checkpoint): after the commit."""
         with self._snapshot_lock:
             if self._snapshotter is None or self._snapshotter_pid != os.getpid():
                 self._snapshotter = ThreadPoolExecutor(1, thread_name_prefix="ace-snapshot")
                 self._snapshotter_pid, self._pending = os.getpid(), []
             self._pending = [f for f in self._pending if not f.done()]
-            self._pending.append(self._snapshotter.submit(self._write_snapshot, pid, version, pb))
+            self._pending.append(self._snapshotter.submit(job, *args))
+
+    def _checkpoint(self) -> None:
+        """A passive WAL checkpoint (SQLite): it copies what no reader needs back into the database without
+        blocking readers or writers, so that no commit has to."""
+        try:
+            raw = self.engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+            finally:
+                raw.close()
+        except Exception as e:  # a busy or closed database: the next one, or SQLite's own, will do it
+            log.debug("WAL checkpoint skipped: %s", e)
 
     def _write_snapshot(self, pid: int, version: int, pb: Playbook) -> None:
-        state = json.dumps(pb.to_dict(), ensure_ascii=False, separators=(",", ":"))
         try:
+            with self._read() as conn:
+                if not self._snapshot_due(conn, pid, version, len(pb)):
+                    return
+            state = _serialized(pb, yielding=True)
             with self._write() as conn:
                 conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=state))
         except IntegrityError:  # written already (another process), or the playbook is gone
@@ -321,9 +378,48 @@ class PlaybookStore:
             raise DeltaError("it has no operations: there is nothing to commit")
 
         def make(conn: Connection, row: Any) -> _NewVersion:
+            head = None if row.id in self._damaged else self._head(conn, row)
+            cached = self._cache.get(row.id)
+            warm = cached is not None and cached[0] == row.head
+            if head is not None and warm and cached is not None and not _agrees(head, cached[1]):
+                log.warning(
+                    "playbook %s/%s: its materialized head is rebuilt (it disagrees with the log)", namespace, name
+                )
+                head = None
+            if head is not None and not warm:
+                view = HeadView(head.sections, head.next_id, head.n_bullets, lambda ids: self._fetch(conn, row.id, ids))
+                try:  # O(delta): only the bullets the delta names are read
+                    patch, resolved = apply_to_head(view, delta, policy=self.policy)
+                    return _NewVersion(
+                        "delta",
+                        resolved,
+                        None,
+                        resolved.ids_touched(),
+                        author,
+                        message,
+                        key=key,
+                        patch=patch,
+                        head=head,
+                    )
+                except _HeadDamaged as e:
+                    log.warning("playbook %s/%s: %s; its materialized head is rebuilt from the log", namespace, name, e)
+                    head = None
+            if head is None:  # not materialized (a database from before revision 0005) or damaged: from the log
+                state = self._rebuild(conn, row.id, row.head)
+                head = self._materialize(conn, row.id, row.head, state)
+                self._damaged.discard(row.id)
+                self._remember(row.id, row.head, state)
             applied = apply(self._state(conn, row.id, row.head), delta, policy=self.policy)
             return _NewVersion(
-                "delta", applied.delta, applied.playbook, applied.delta.ids_touched(), author, message, key=key
+                "delta",
+                applied.delta,
+                applied.playbook,
+                applied.delta.ids_touched(),
+                author,
+                message,
+                key=key,
+                patch=applied.patch,
+                head=head,
             )
 
         return self._append_version(namespace, name, expected_version, make, key=key)
@@ -388,17 +484,26 @@ class PlaybookStore:
             )
             if res.rowcount != 1:  # pragma: no cover - the row lock makes this unreachable; kept as a last guard
                 raise StaleVersionError(name, row.head, -1)
-        self._remember(row.id, version, new.playbook)
-        if self.background_snapshots and not new.snapshot and version % self.snapshot_every == 0:
-            self._snapshot_later(row.id, version, new.playbook)  # after the commit: the version is visible
+        if new.playbook is not None:
+            self._remember(row.id, version, new.playbook)
+            if self.background_snapshots and not new.snapshot and version % self.snapshot_every == 0:
+                self._later(self._write_snapshot, row.id, version, new.playbook)  # after the commit: it is visible
+        self._commits += 1
+        if self.background_snapshots and self._sqlite and self._commits % CHECKPOINT_EVERY == 0:
+            self._later(self._checkpoint)
         return info
 
     def _insert_version(
         self, conn: Connection, pid: int, namespace: str, name: str, version: int, parent: int | None, new: _NewVersion
     ) -> VersionInfo:
         check_optional(new.author, "author")
-        pb, now = new.playbook, _now()
-        digest = pb.digest()
+        now = _now()
+        if new.patch is not None and new.head is not None:
+            digest, n_bullets = self._write_patch(conn, pid, version, new.head, new.patch, new.playbook)
+        else:
+            assert new.playbook is not None
+            digest, n_bullets = new.playbook.digest(), len(new.playbook)
+            self._materialize(conn, pid, version, new.playbook)
         conn.execute(
             insert(t.versions).values(
                 playbook_id=pid,
@@ -407,24 +512,274 @@ class PlaybookStore:
                 kind=new.kind,
                 delta=new.delta.to_json() if new.delta is not None else None,
                 digest=digest,
-                n_bullets=len(pb),
+                n_bullets=n_bullets,
                 created_at=now,
                 author=new.author,
                 message=new.message,
                 key=new.key,
             )
         )
-        if new.snapshot or (version % self.snapshot_every == 0 and not self.background_snapshots):
-            state = json.dumps(pb.to_dict(), ensure_ascii=False, separators=(",", ":"))
-            conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=state))
+        pb = new.playbook
+        if pb is not None and (
+            new.snapshot
+            or (
+                not self.background_snapshots
+                and version % self.snapshot_every == 0
+                and self._snapshot_due(conn, pid, version, len(pb))
+            )
+        ):
+            conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=_serialized(pb)))
         if new.touched:
             conn.execute(
                 insert(t.bullet_events),
                 [{"playbook_id": pid, "bullet_id": b, "version": version, "op": op} for b, op in new.touched],
             )
         return VersionInfo(
-            namespace, name, version, parent, new.kind, digest, len(pb), now, new.author, new.message, new.delta
+            namespace, name, version, parent, new.kind, digest, n_bullets, now, new.author, new.message, new.delta
         )
+
+    # -- the materialized head ----------------------------------------------------------------------------
+    def _head(self, conn: Connection, row: Any) -> _Head | None:
+        """The materialized head of playbook ``row`` if it holds the head version, else None (rebuild it)."""
+        h = conn.execute(select(t.heads).where(t.heads.c.playbook_id == row.id)).one_or_none()
+        if h is None or h.version != row.head:
+            return None
+        secs = conn.execute(
+            select(t.head_sections.c.name, t.head_sections.c.slug)
+            .where(t.head_sections.c.playbook_id == row.id)
+            .order_by(t.head_sections.c.position)
+        ).all()
+        try:
+            return _Head(
+                h.version, h.next_id, h.n_bullets, int(h.content_sum, 16), bytes.fromhex(h.order_hash), dict(secs)
+            )
+        except ValueError:  # a digest part edited into something that is not hex
+            return None
+
+    def _fetch(self, conn: Connection, pid: int, ids: Any) -> dict[str, Bullet]:
+        """The head's bullets among ``ids``, each checked against its row's digest (raises :class:`_HeadDamaged`)."""
+        found: dict[str, Bullet] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            rows = conn.execute(
+                select(
+                    t.head_bullets.c.bullet_id, t.head_bullets.c.section, t.head_bullets.c.data, t.head_bullets.c.digest
+                ).where(t.head_bullets.c.playbook_id == pid, t.head_bullets.c.bullet_id.in_(ids[start : start + 500]))
+            ).all()
+            for r in rows:
+                found[r.bullet_id] = _bullet_from_row(r.bullet_id, r.section, r.data, r.digest)
+        return found
+
+    def _materialize(self, conn: Connection, pid: int, version: int, pb: Playbook) -> _Head:
+        """Write ``pb`` as the materialized head of playbook ``pid`` at ``version`` (all rows replaced): O(n)."""
+        for table in (t.head_bullets, t.head_order, t.head_sections, t.heads):
+            conn.execute(delete(table).where(table.c.playbook_id == pid))
+        sections = list(pb.sections.values())
+        if sections:
+            conn.execute(
+                insert(t.head_sections),
+                [{"playbook_id": pid, "position": k, "name": s.name, "slug": s.slug} for k, s in enumerate(sections)],
+            )
+        chunks = [
+            {"playbook_id": pid, "position": k, "chunk": c, "ids": ORDER_SEP.join(s.ids[start : start + t.HEAD_CHUNK])}
+            for k, s in enumerate(sections)
+            for c, start in enumerate(range(0, len(s), t.HEAD_CHUNK))
+        ]
+        if chunks:
+            conn.execute(insert(t.head_order), chunks)
+        rows = [_row_of(pid, b) for b in pb]
+        for start in range(0, len(rows), 5000):
+            conn.execute(insert(t.head_bullets), rows[start : start + 5000])
+        head = _Head(
+            version, pb.next_id, len(pb), pb.content_sum(), pb.order_hash(), {s.name: s.slug for s in sections}
+        )
+        conn.execute(insert(t.heads).values(playbook_id=pid, **_head_values(head)))
+        return head
+
+    def _write_patch(
+        self, conn: Connection, pid: int, version: int, head: _Head, patch: Patch, pb: Playbook | None
+    ) -> tuple[str, int]:
+        """Bring the materialized head from ``head`` to ``version`` by ``patch``: the rows the delta changed, the
+        orders of the sections it reordered, the head's row. Returns the new version's digest and size."""
+        added: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        gone: list[str] = []
+        for i, old in patch.before.items():
+            cur = patch.after.get(i)
+            if cur is None:
+                if old is not None:
+                    gone.append(i)
+            else:
+                (added if old is None else changed).append(_row_of(pid, cur))
+        if gone:
+            for start in range(0, len(gone), 500):
+                conn.execute(
+                    delete(t.head_bullets).where(
+                        t.head_bullets.c.playbook_id == pid, t.head_bullets.c.bullet_id.in_(gone[start : start + 500])
+                    )
+                )
+        if added:
+            conn.execute(insert(t.head_bullets), added)
+        if changed:
+            conn.execute(
+                update(t.head_bullets)
+                .where(t.head_bullets.c.playbook_id == pid, t.head_bullets.c.bullet_id == bindparam("b_id"))
+                .values(section=bindparam("b_section"), data=bindparam("b_data"), digest=bindparam("b_digest")),
+                [
+                    {"b_id": r["bullet_id"], "b_section": r["section"], "b_data": r["data"], "b_digest": r["digest"]}
+                    for r in changed
+                ],
+            )
+        order_hash = head.order_hash
+        if patch.order_changed:
+            order_hash = self._reorder(conn, pid, head, patch)
+        content_sum = patch.content_sum(head.content_sum)
+        new = _Head(version, patch.next_id, patch.n_bullets, content_sum, order_hash, head.sections)
+        conn.execute(update(t.heads).where(t.heads.c.playbook_id == pid).values(**_head_values(new)))
+        digest = digest_of(new.next_id, order_hash, content_sum)
+        if pb is not None:  # the digest's parts, so that the held playbook need not rehash its order
+            pb._memo.setdefault("order_hash", order_hash)
+            pb._memo.setdefault("content_sum", content_sum)
+        return digest, new.n_bullets
+
+    def _reorder(self, conn: Connection, pid: int, head: _Head, patch: Patch) -> bytes:
+        """Apply the patch's order events to the sections' stored orders, rewriting only the chunks they change;
+        returns the new order hash (which hashes every section's order: O(n) bytes read and hashed, in C)."""
+        positions = {name: k for k, name in enumerate(head.sections)}
+        chunks: dict[int, list[_Chunk]] = {k: [] for k in positions.values()}
+        for r in conn.execute(
+            select(t.head_order.c.position, t.head_order.c.chunk, t.head_order.c.ids)
+            .where(t.head_order.c.playbook_id == pid)
+            .order_by(t.head_order.c.position, t.head_order.c.chunk)
+        ):
+            chunks.setdefault(r.position, []).append(_Chunk(r.chunk, r.ids, stored=True))
+        sections = dict(head.sections)
+        if patch.new_sections:
+            conn.execute(
+                insert(t.head_sections),
+                [
+                    {"playbook_id": pid, "position": len(sections) + k, "name": name, "slug": slug}
+                    for k, (name, slug) in enumerate(patch.new_sections)
+                ],
+            )
+            for name, slug in patch.new_sections:
+                positions[name] = len(sections)
+                sections[name] = slug
+                chunks[positions[name]] = []
+            head.sections = sections
+        for kind, sec, bullet_id in patch.order:
+            if sec not in positions:
+                raise _HeadDamaged(f"section {sec!r} is missing from the stored sections")
+            held = chunks[positions[sec]]
+            if kind == "+":
+                if held and held[-1].ids and held[-1].ids.count(ORDER_SEP) + 1 < t.HEAD_CHUNK:
+                    held[-1].ids, held[-1].dirty = f"{held[-1].ids}{ORDER_SEP}{bullet_id}", True
+                elif held and not held[-1].ids:
+                    held[-1].ids, held[-1].dirty = bullet_id, True
+                else:
+                    held.append(_Chunk(held[-1].number + 1 if held else 0, bullet_id, dirty=True))
+                continue
+            for c in held:
+                if (rest := _without(c.ids, bullet_id)) is not None:
+                    c.ids, c.dirty = rest, True
+                    break
+            else:
+                raise _HeadDamaged(f"bullet {bullet_id!r} is missing from its section's stored order")
+        for position, held in chunks.items():
+            for c in held:
+                if not c.dirty:
+                    continue
+                key = (t.head_order.c.playbook_id == pid) & (t.head_order.c.position == position)
+                key &= t.head_order.c.chunk == c.number
+                if not c.ids and c is not held[-1]:  # an emptied chunk goes (the last one stays, to append to)
+                    if c.stored:
+                        conn.execute(delete(t.head_order).where(key))
+                elif c.stored:
+                    conn.execute(update(t.head_order).where(key).values(ids=c.ids))
+                else:
+                    conn.execute(
+                        insert(t.head_order).values(playbook_id=pid, position=position, chunk=c.number, ids=c.ids)
+                    )
+        return order_hash_of(
+            (name, slug, ORDER_SEP.join(c.ids for c in chunks[positions[name]] if c.ids))
+            for name, slug in sections.items()
+        )
+
+    def _load_head(self, conn: Connection, pid: int, version: int) -> Playbook | None:
+        """The head read from its materialized rows when they hold ``version`` and match the digest recorded for
+        it; None otherwise (then it is rebuilt from the log, and the rows on this store's next write)."""
+        h = conn.execute(select(t.heads).where(t.heads.c.playbook_id == pid)).one_or_none()
+        if h is None or h.version != version or pid in self._damaged:
+            return None
+        try:
+            secs = conn.execute(
+                select(t.head_sections.c.position, t.head_sections.c.name, t.head_sections.c.slug)
+                .where(t.head_sections.c.playbook_id == pid)
+                .order_by(t.head_sections.c.position)
+            ).all()
+            orders: dict[int, list[str]] = {}
+            for position, chunk in conn.execute(
+                select(t.head_order.c.position, t.head_order.c.ids)
+                .where(t.head_order.c.playbook_id == pid)
+                .order_by(t.head_order.c.position, t.head_order.c.chunk)
+            ):
+                if chunk:
+                    orders.setdefault(position, []).append(chunk)
+            rows = conn.execute(
+                select(t.head_bullets.c.bullet_id, t.head_bullets.c.section, t.head_bullets.c.data).where(
+                    t.head_bullets.c.playbook_id == pid
+                )
+            ).all()
+            data = json.loads("[" + ",".join(r.data for r in rows) + "]") if rows else []
+            if len(data) != len(rows):
+                raise ValueError("a row's data is not one JSON object")
+            by_id: dict[str, Bullet] = {}
+            for r, d in zip(rows, data, strict=True):
+                if not isinstance(d, dict) or d.get("id") != r.bullet_id:
+                    raise ValueError(f"the row of {r.bullet_id!r} holds another bullet")
+                d["section"] = r.section
+                by_id[r.bullet_id] = Bullet.from_dict(d)
+            sections: dict[str, Section] = {}
+            placed = 0
+            for s in secs:
+                ids = ORDER_SEP.join(orders.pop(s.position, [])).split(ORDER_SEP) if s.position in orders else []
+                if any(by_id.get(i) is None or by_id[i].section != s.name for i in ids):
+                    raise ValueError(f"section {s.name!r} orders a bullet it does not hold")
+                placed += len(ids)
+                sections[s.name] = Section(s.name, s.slug, ids)
+            if placed != len(by_id) or orders:
+                raise ValueError("a bullet is in no section's order")
+            pb = Playbook(sections, by_id, h.next_id)
+            recorded = conn.execute(
+                select(t.versions.c.digest).where(t.versions.c.playbook_id == pid, t.versions.c.version == version)
+            ).scalar_one_or_none()
+            if pb.digest() != recorded:
+                raise ValueError(f"its rows hash to {pb.digest()[:12]}, but {str(recorded)[:12]} was recorded")
+        except (ValueError, TypeError, KeyError) as e:
+            log.warning(
+                "playbook #%s: the materialized head is not version %s as recorded (%s); read from the log",
+                pid,
+                version,
+                str(e)[:160],
+            )
+            self._damaged.add(pid)
+            return None
+        return pb
+
+    def _snapshot_due(self, conn: Connection, pid: int, version: int, n_bullets: int) -> bool:
+        """Whether a periodic snapshot is due at ``version`` (a multiple of ``snapshot_every``): every
+        ``snapshot_every`` versions, or every n/10 for a playbook of n bullets: a snapshot's O(n) is shared by as
+        many commits, and rebuilding an old version replays at most n/10 deltas after one, which costs about what
+        reading the snapshot does (one small delta parses and applies in ~6 bullets' time)."""
+        span = max(self.snapshot_every, n_bullets // 10)
+        if span == self.snapshot_every:
+            return True
+        last = conn.execute(
+            select(func.max(t.snapshots.c.version)).where(
+                t.snapshots.c.playbook_id == pid, t.snapshots.c.version <= version
+            )
+        ).scalar_one()
+        return last is None or version - last >= span
 
     def tag(self, name: str, tag: str, version: int, *, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Point ``tag`` at ``version`` (moving it if it exists), e.g. the offline runner's ``best``."""
@@ -604,9 +959,24 @@ class PlaybookStore:
         return Playbook.from_dict(json.loads(state))
 
     def _state(self, conn: Connection, pid: int, version: int) -> Playbook:
-        """Version ``version``: from the cached state or the nearest snapshot, plus the deltas after it."""
+        """Version ``version``: the cached state, caught up by the deltas it missed when it is a few behind, the
+        materialized head's rows, or the nearest snapshot plus the deltas after it."""
         cached = self._cache.get(pid)
         if cached is not None and cached[0] == version:  # the common commit path: the cache is the head
+            return cached[1]
+        near = cached is not None and cached[0] < version <= cached[0] + 256
+        state = None if near else self._load_head(conn, pid, version)
+        if state is None:
+            state = self._rebuild(conn, pid, version)
+        if cached is None or version >= cached[0]:
+            self._remember(pid, version, state)
+        return state
+
+    def _rebuild(self, conn: Connection, pid: int, version: int) -> Playbook:
+        """Version ``version`` from the log: the cached state or the nearest snapshot, plus the deltas after it;
+        checked against the digest recorded for it (raises :class:`StoreIntegrityError`)."""
+        cached = self._cache.get(pid)
+        if cached is not None and cached[0] == version:
             return cached[1]
         snap_v = conn.execute(
             select(func.max(t.snapshots.c.version)).where(
@@ -653,8 +1023,6 @@ class PlaybookStore:
                 f"playbook {name!r} version {version} is corrupt: {corrupt}. Nothing is served or written on it; run "
                 f"`ace playbook verify {name}` to find the first bad version and `ace playbook rollback` to a good one"
             )
-        if cached is None or version >= cached[0]:
-            self._remember(pid, version, state)
         return state
 
     def _remember(self, pid: int, version: int, pb: Playbook) -> None:
@@ -687,6 +1055,85 @@ class PlaybookStore:
             )
             for r in rows
         ]
+
+
+def _agrees(head: _Head, pb: Playbook) -> bool:
+    """Whether the materialized head's row describes ``pb`` (the head this store holds), as far as it tells
+    without reading every bullet."""
+    memo = pb._memo
+    return (
+        head.next_id == pb.next_id
+        and head.n_bullets == len(pb)
+        and memo.get("content_sum", head.content_sum) == head.content_sum
+        and memo.get("order_hash", head.order_hash) == head.order_hash
+        and list(head.sections.items()) == [(s.name, s.slug) for s in pb.sections.values()]
+    )
+
+
+def _row_of(pid: int, b: Bullet) -> dict[str, Any]:
+    data = json.dumps(bullet_row(b), ensure_ascii=False, separators=(",", ":"))
+    return {"playbook_id": pid, "bullet_id": b.id, "section": b.section, "data": data, "digest": b.digest().hex()}
+
+
+def _bullet_from_row(bullet_id: str, section: str, data: str, digest: str) -> Bullet:
+    try:
+        d = json.loads(data)
+        if not isinstance(d, dict) or d.get("id") != bullet_id:
+            raise ValueError("it holds another bullet")
+        b = Bullet.from_dict({**d, "section": section})
+    except (ValueError, TypeError) as e:
+        raise _HeadDamaged(f"the row of bullet {bullet_id!r} does not parse ({str(e)[:80]})") from None
+    if b.digest().hex() != digest:
+        raise _HeadDamaged(f"the row of bullet {bullet_id!r} does not match its digest")
+    return b
+
+
+def _head_values(head: _Head) -> dict[str, Any]:
+    return {
+        "version": head.version,
+        "next_id": head.next_id,
+        "n_bullets": head.n_bullets,
+        "content_sum": f"{head.content_sum:064x}",
+        "order_hash": head.order_hash.hex(),
+    }
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """One stored chunk of a section's order while a patch is applied to it."""
+
+    number: int
+    ids: str
+    stored: bool = False
+    dirty: bool = False
+
+
+def _without(ids: str, bullet_id: str) -> str | None:
+    """``ids`` (joined by ORDER_SEP) without ``bullet_id``, or None if it is not there: one search in C, no split."""
+    padded = f"{ORDER_SEP}{ids}{ORDER_SEP}"
+    at = padded.find(f"{ORDER_SEP}{bullet_id}{ORDER_SEP}")
+    if at < 0:
+        return None
+    return (padded[:at] + padded[at + len(bullet_id) + 1 :])[1:-1]
+
+
+def _serialized(pb: Playbook, *, yielding: bool = False) -> str:
+    """The snapshot text of ``pb`` (its ``to_dict`` as compact JSON). ``yielding``: a few hundred bullets at a time,
+    giving up the interpreter between them, so that a background thread does not stall the commits beside it."""
+    if not yielding:
+        return json.dumps(pb.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    parts = []
+    by_id = pb.bullets_by_id
+    for sec in pb.sections.values():
+        ids = sec.ids
+        chunks = []
+        for start in range(0, len(ids), 256):
+            chunks.append(dumps([bullet_row(by_id[i]) for i in ids[start : start + 256]])[1:-1])
+            time.sleep(0)
+        body = ",".join(c for c in chunks if c)
+        parts.append(f'{{"name":{dumps(sec.name)},"slug":{dumps(sec.slug)},"bullets":[{body}]}}')
+    return f'{{"format":"ace.playbook/v1","next_id":{pb.next_id},"sections":[{",".join(parts)}]}}'
 
 
 def _op_source(delta: Delta, bullet_id: str) -> Source | None:

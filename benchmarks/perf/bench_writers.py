@@ -6,7 +6,8 @@
   ``--seconds``; prints commits/s in all and the latency percentiles of a commit. Each writer's cached head is
   stale whenever another one committed: it catches up from the deltas in between.
 - ``--cold K``: K commits in one process, each from a new ``PlaybookStore`` object on the same engine (nothing
-  cached: the head is rebuilt from the last snapshot and the deltas after it); prints the median and p99.
+  cached: the commit reads the rows of the materialized head its delta names); prints the median and p99, per
+  operation with ``--ops mixed`` (TAG, UPDATE, ADD, REMOVE in turn; ADD and REMOVE rewrite a section's order).
 - ``--warm K``: K consecutive commits from one store that holds the head: every 50th is due a snapshot, written
   after the commit by a background thread (``--inline-snapshots``: inside the commit, as before); prints the
   median, p99 and max (the snapshot spike).
@@ -20,6 +21,7 @@ The default database is a SQLite file in a temporary directory.
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
 import random
 import statistics
@@ -65,6 +67,9 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--cold", type=int, default=0, help="commits, each from a new store object")
+    ap.add_argument(
+        "--ops", choices=["tag", "mixed"], default="tag", help="--cold: TAGs, or TAG/UPDATE/ADD/REMOVE in turn"
+    )
     ap.add_argument("--warm", type=int, default=0, help="consecutive commits from one store holding the head")
     ap.add_argument("--inline-snapshots", action="store_true", help="snapshots inside the commit (as before)")
     args = ap.parse_args()
@@ -75,6 +80,10 @@ def main() -> None:
         store = PlaybookStore(url)
         store.create(NAME, pb, namespace=NS)
         ids = [b.id for b in pb]
+        del ops, pb  # the writers below hold no playbook (a new process would not): the collector has less to walk
+        store.close()
+        gc.collect()
+        store = PlaybookStore(url)
         if args.processes:
             out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
             procs = [mp.Process(target=_writer, args=(url, args.seconds, i, ids, out)) for i in range(args.processes)]
@@ -110,16 +119,38 @@ def main() -> None:
         if args.cold:
             engine = make_engine(url)
             rng = random.Random(0)
-            lat = []
-            for _ in range(args.cold):
-                delta = Delta.parse({"operations": [{"type": "TAG", "id": rng.choice(ids), "tag": "helpful"}]})
+            live = list(ids)
+            by_op: dict[str, list[float]] = {}
+            kinds = ["TAG", "UPDATE", "ADD", "REMOVE"] if args.ops == "mixed" else ["TAG"]
+            for k in range(args.cold):
+                kind = kinds[k % len(kinds)]
+                delta = Delta.parse({"operations": [_one_op(kind, rng, live, k)]})
                 t = time.perf_counter()
-                PlaybookStore(url, engine=engine).commit(NAME, delta, namespace=NS)
-                lat.append(time.perf_counter() - t)
+                info = PlaybookStore(url, engine=engine).commit(NAME, delta, namespace=NS)
+                by_op.setdefault(kind, []).append(time.perf_counter() - t)
+                if kind == "ADD":
+                    live.append(info.delta.operations[0].id)  # type: ignore[union-attr]
+            lat = [x for v in by_op.values() for x in v]
             print(
-                f"cold commits (a new store object each), {args.n:,} bullets: median {1e3 * statistics.median(lat):.1f}"
-                f" ms, p99 {1e3 * pct(lat, 0.99):.1f} ms, max {1e3 * max(lat):.1f} ms over {args.cold}"
+                f"cold commits (a new store object each), {args.n:,} bullets, {args.ops} one-op deltas: median "
+                f"{1e3 * statistics.median(lat):.2f} ms, p99 {1e3 * pct(lat, 0.99):.2f} ms, max {1e3 * max(lat):.1f} "
+                f"ms over {args.cold}"
             )
+            if len(by_op) > 1:
+                for kind, v in by_op.items():
+                    print(f"  {kind:<7} median {1e3 * statistics.median(v):.2f} ms, p99 {1e3 * pct(v, 0.99):.2f} ms")
+            check = PlaybookStore(url, engine=engine)
+            assert check.load(NAME, namespace=NS).digest() == check.head(NAME, namespace=NS).digest
+
+
+def _one_op(kind: str, rng: random.Random, live: list[str], k: int) -> dict[str, str]:
+    if kind == "ADD":
+        return {"type": "ADD", "section": "context", "content": content(10_000_000 + k)}
+    if kind == "REMOVE":
+        return {"type": "REMOVE", "id": live.pop(rng.randrange(len(live)))}
+    if kind == "UPDATE":
+        return {"type": "UPDATE", "id": rng.choice(live), "content": content(20_000_000 + k)}
+    return {"type": "TAG", "id": rng.choice(live), "tag": "helpful"}
 
 
 if __name__ == "__main__":
