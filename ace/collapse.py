@@ -146,10 +146,35 @@ def _tokens(pb: Playbook) -> int:
     return (chars + 3) // 4
 
 
-def _word_index(pb: Playbook) -> immutables.Map[str, immutables.Map[str, None]]:
+# The ids of the bullets holding a word: a tuple while they are few (most words: a number, a name), a persistent map
+# once they are many (common words), so that adding or removing one id is cheap either way.
+Posting = tuple[str, ...] | immutables.Map[str, None]
+_SMALL = 16
+_NO_IDS: tuple[str, ...] = ()
+
+
+def _posting(ids: list[str]) -> Posting:
+    return tuple(ids) if len(ids) <= _SMALL else immutables.Map(dict.fromkeys(ids))
+
+
+def _with_id(posting: Posting | None, i: str) -> Posting:
+    if posting is None:
+        return (i,)
+    if isinstance(posting, tuple):
+        return (*posting, i) if len(posting) < _SMALL else immutables.Map(dict.fromkeys(posting)).set(i, None)
+    return posting.set(i, None)
+
+
+def _without_id(posting: Posting, i: str) -> Posting:
+    if isinstance(posting, tuple):
+        return tuple(x for x in posting if x != i)
+    return posting.delete(i) if i in posting else posting
+
+
+def _word_index(pb: Playbook) -> immutables.Map[str, Posting]:
     """word -> the ids of the bullets whose content holds it: a persistent map carried from the parent's."""
 
-    def compute() -> immutables.Map[str, immutables.Map[str, None]]:
+    def compute() -> immutables.Map[str, Posting]:
         if (found := _carried_from(pb, "collapse-words")) is not None:
             parent, touched = found
             index = parent._memo["collapse-words"].mutate()
@@ -159,26 +184,26 @@ def _word_index(pb: Playbook) -> immutables.Map[str, immutables.Map[str, None]]:
                     continue
                 if old is not None:
                     for w in _features(old.content)[0]:
-                        ids = index[w].delete(i)
+                        ids = _without_id(index[w], i)
                         if len(ids):
                             index[w] = ids
                         else:
                             del index[w]
                 if new is not None:
                     for w in _features(new.content)[0]:
-                        index[w] = index.get(w, _NO_IDS).set(i, None)
-            new_index: immutables.Map[str, immutables.Map[str, None]] = index.finish()
+                        index[w] = _with_id(index.get(w), i)
+            new_index: immutables.Map[str, Posting] = index.finish()
             return new_index
-        plain: dict[str, dict[str, None]] = {}
+        plain: dict[str, list[str]] = {}
         for b in pb.bullets_by_id.values():
             for w in _features(b.content)[0]:
-                plain.setdefault(w, {})[b.id] = None
-        return immutables.Map({w: immutables.Map(ids) for w, ids in plain.items()})
+                if (holding := plain.get(w)) is None:
+                    plain[w] = [b.id]
+                else:
+                    holding.append(b.id)
+        return immutables.Map({w: _posting(ids) for w, ids in plain.items()})
 
     return pb.memo("collapse-words", compute)  # type: ignore[no-any-return]
-
-
-_NO_IDS: immutables.Map[str, None] = immutables.Map()
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -338,14 +363,22 @@ class Detectors:
         by_id = after.bullets_by_id
         for b in rest:
             w, need, _ = _features(b.content)
+            pool: Iterable[str]
             if not w or self.jaccard_match <= 0:  # no words (or no threshold): compare with everything
-                pool: Iterable[str] = by_id
+                pool = by_id
             else:
                 # a bullet with Jaccard >= t holds at least ceil(t |w|) of these words, so one of the rarest
-                # |w| - ceil(t |w|) + 1 of them
+                # |w| - ceil(t |w|) + 1 of them; and it states every number and code of b (``need``, which are
+                # words too), so it is among the bullets holding the rarest of those: the smaller pool is searched
                 rarest = sorted(w, key=lambda x: len(index.get(x, _NO_IDS)))
                 k = len(w) - math.ceil(self.jaccard_match * len(w) - 1e-9) + 1
-                pool = {i for x in rarest[:k] for i in index.get(x, _NO_IDS)}
+                must = min((index.get(x, _NO_IDS) for x in need), key=len, default=None)
+                if must is not None and len(must) <= sum(len(index.get(x, _NO_IDS)) for x in rarest[:k]):
+                    pool = must
+                else:
+                    pool = {i for x in rarest[:k] for i in index.get(x, _NO_IDS)}
+                if b.id in by_id:  # its own rewrite first: the common match
+                    pool = itertools.chain((b.id,), pool)
             for j in pool:
                 x, facts, _ = _features(by_id[j].content)
                 # a rewrite that drops or changes a number or code is not the same fact

@@ -165,3 +165,26 @@ def test_a_bullet_changed_in_place_of_dataclasses_replace_keeps_every_other_fiel
         fast, slow = b.changed(**change), replace(b, **change)
         assert all(getattr(fast, f.name) == getattr(slow, f.name) for f in fields(Bullet) if f.init)
         assert fast.digest() == slow.digest()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values, st.sampled_from([None, 1]), st.booleans())
+def test_the_nesting_read_off_a_json_text_is_the_nesting_of_its_value(
+    value: object, indent: int | None, ascii_only: bool
+) -> None:
+    """load_json's depth limit is checked on the text (brackets inside strings, escaped quotes and all): the same
+    depth as the walk over the parsed value."""
+    import json
+
+    from ace.playbook.jsonio import depth, text_depth
+
+    text = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
+    assert text_depth(text) == depth(value)
+    assert text_depth('{"a": ' + "[" * 70 + "]" * 70 + "}", stop=64) == 65

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_DEPTH = 64  # the deepest legitimate structure (a trajectory's playbook state) is about 10 levels
@@ -32,9 +33,30 @@ def load_json(
         raise JSONLimitError(f"{what} is nested deeper than {max_depth} levels") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise JSONLimitError(f"not valid JSON ({e})") from None
-    if depth(data, stop=max_depth) > max_depth:
+    deep = text_depth(text, stop=max_depth) if isinstance(text, str) else depth(data, stop=max_depth)
+    if deep > max_depth:
         raise JSONLimitError(f"{what} is nested deeper than {max_depth} levels")
     return data
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+def text_depth(text: str, *, stop: int = MAX_DEPTH) -> int:
+    """:func:`depth` of the value a *valid* JSON text holds, read off the text: strings and scalars dropped, then
+    the innermost pairs of brackets removed, one level per pass (each pass one regex substitution in C: a large
+    document costs a few passes over its brackets, not a Python step per value). Counts no further than
+    ``stop + 1``."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    deepest = 0
+    while brackets and deepest <= stop:
+        brackets, pairs = _INNERMOST.subn("", brackets)
+        if not pairs:  # not balanced: not valid JSON (json.loads said it was)
+            break
+        deepest += 1
+    return deepest
 
 
 def depth(value: Any, *, stop: int = MAX_DEPTH) -> int:
@@ -56,7 +78,16 @@ def depth(value: Any, *, stop: int = MAX_DEPTH) -> int:
     return deepest
 
 
-__all__ = ["MAX_DEPTH", "MAX_JSON_CHARS", "JSONLimitError", "depth", "json_line", "load_json", "split_lines"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_JSON_CHARS",
+    "JSONLimitError",
+    "depth",
+    "json_line",
+    "load_json",
+    "split_lines",
+    "text_depth",
+]
 
 
 def json_line(obj: Any) -> str:

@@ -42,6 +42,8 @@ KNOWN_SLUGS: Mapping[str, str] = MappingProxyType(
     }
 )
 CONTENT_MOD = 1 << 256
+# What joins a section's ids in the order hash (and in a store's materialized order): no id can hold it (ID_RE)
+ORDER_SEP = "\x1f"
 _STOPWORDS = frozenset({"and", "or", "to", "for", "of", "the", "a", "an", "in", "on", "with"})
 
 
@@ -197,7 +199,7 @@ class Section:
     the garbage collector walks a whole vector each time a new one is young: O(n) per operation.)
     """
 
-    __slots__ = ("_ids", "_next", "_order", "_pos", "name", "slug")
+    __slots__ = ("_ids", "_joined", "_next", "_order", "_pos", "name", "slug")
 
     def __init__(self, name: str, slug: str, ids: Iterable[str] = ()) -> None:
         self.name = name
@@ -207,20 +209,43 @@ class Section:
         self._pos: immutables.Map[str, int] = immutables.Map(zip(ids, range(len(ids)), strict=True))
         self._next = len(ids)
         self._ids: tuple[str, ...] | None = ids
+        self._joined: str | None = None
 
     @classmethod
     def _make(
-        cls, name: str, slug: str, order: immutables.Map[int, str], pos: immutables.Map[str, int], next_slot: int
+        cls,
+        name: str,
+        slug: str,
+        order: immutables.Map[int, str],
+        pos: immutables.Map[str, int],
+        next_slot: int,
+        joined: str | None = None,
     ) -> Section:
         sec = cls.__new__(cls)
         sec.name, sec.slug, sec._order, sec._pos, sec._next, sec._ids = name, slug, order, pos, next_slot, None
+        sec._joined = joined
         return sec
 
     @property
     def ids(self) -> tuple[str, ...]:
         if self._ids is None:
-            self._ids = tuple(filter(None, map(self._order.get, range(self._next))))
+            if self._joined is not None:  # one split in C beats a lookup per slot
+                self._ids = tuple(self._joined.split(ORDER_SEP)) if self._joined else ()
+            else:
+                self._ids = tuple(filter(None, map(self._order.get, range(self._next))))
         return self._ids
+
+    def joined(self) -> str:
+        """The ids in order joined by :data:`ORDER_SEP` (what the order hash hashes). A section made by
+        :meth:`appended` or :meth:`without` from one that had it gets it in one string operation (and takes it
+        over: a chain of versions keeps one copy, not one per version)."""
+        if self._joined is None:
+            self._joined = ORDER_SEP.join(self.ids)
+        return self._joined
+
+    def _take_joined(self) -> str | None:
+        joined, self._joined = self._joined, None
+        return joined
 
     def __len__(self) -> int:
         return len(self._pos)
@@ -235,8 +260,11 @@ class Section:
     def appended(self, bullet_id: str) -> Section:
         """This section with ``bullet_id`` added at the end (it must not be in it)."""
         slot = self._next
+        joined = self._take_joined()
+        if joined is not None:
+            joined = f"{joined}{ORDER_SEP}{bullet_id}" if joined else bullet_id
         return Section._make(
-            self.name, self.slug, self._order.set(slot, bullet_id), self._pos.set(bullet_id, slot), slot + 1
+            self.name, self.slug, self._order.set(slot, bullet_id), self._pos.set(bullet_id, slot), slot + 1, joined
         )
 
     def without(self, bullet_id: str) -> Section:
@@ -246,7 +274,10 @@ class Section:
         free = self._next - len(pos)
         if free > 16 and free > len(pos):  # amortized O(1): a renumbering pays for the removals before it
             return Section(self.name, self.slug, [i for i in self.ids if i != bullet_id])
-        return Section._make(self.name, self.slug, self._order.delete(slot), pos, self._next)
+        joined = self._take_joined()
+        if joined is not None:
+            joined = without_id(joined, bullet_id)
+        return Section._make(self.name, self.slug, self._order.delete(slot), pos, self._next, joined)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -439,7 +470,7 @@ class Playbook:
     def order_hash(self) -> bytes:
         return self.memo(  # type: ignore[no-any-return]
             "order_hash",
-            lambda: order_hash_of((s.name, s.slug, ORDER_SEP.join(s.ids)) for s in self._sections.values()),
+            lambda: order_hash_of((s.name, s.slug, s.joined()) for s in self._sections.values()),
         )
 
     def content_sum(self) -> int:
@@ -487,8 +518,13 @@ class Playbook:
         return cls(secs, bullets, data["next_id"])
 
 
-# What joins a section's ids in the order hash (and in a store's materialized order): no id can hold it (ID_RE)
-ORDER_SEP = "\x1f"
+def without_id(joined: str, bullet_id: str) -> str | None:
+    """``joined`` (ids joined by ORDER_SEP) without ``bullet_id``, or None if it is not there: one search in C."""
+    padded = f"{ORDER_SEP}{joined}{ORDER_SEP}"
+    at = padded.find(f"{ORDER_SEP}{bullet_id}{ORDER_SEP}")
+    if at < 0:
+        return None
+    return (padded[:at] + padded[at + len(bullet_id) + 1 :])[1:-1]
 
 
 def digest_of(next_id: int, order_hash: bytes, content_sum: int) -> str:

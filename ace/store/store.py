@@ -50,6 +50,7 @@ from ace.playbook.model import (
     bullet_row,
     digest_of,
     order_hash_of,
+    without_id,
 )
 from ace.store import schema as t
 from ace.store.errors import (
@@ -680,7 +681,7 @@ class PlaybookStore:
                     held.append(_Chunk(held[-1].number + 1 if held else 0, bullet_id, dirty=True))
                 continue
             for c in held:
-                if (rest := _without(c.ids, bullet_id)) is not None:
+                if (rest := without_id(c.ids, bullet_id)) is not None:
                     c.ids, c.dirty = rest, True
                     break
             else:
@@ -1106,15 +1107,6 @@ class _Chunk:
     ids: str
     stored: bool = False
     dirty: bool = False
-
-
-def _without(ids: str, bullet_id: str) -> str | None:
-    """``ids`` (joined by ORDER_SEP) without ``bullet_id``, or None if it is not there: one search in C, no split."""
-    padded = f"{ORDER_SEP}{ids}{ORDER_SEP}"
-    at = padded.find(f"{ORDER_SEP}{bullet_id}{ORDER_SEP}")
-    if at < 0:
-        return None
-    return (padded[:at] + padded[at + len(bullet_id) + 1 :])[1:-1]
 
 
 def _serialized(pb: Playbook, *, yielding: bool = False) -> str:
