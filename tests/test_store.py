@@ -407,3 +407,28 @@ def test_a_head_held_in_memory_and_the_rows_agree_after_cold_commits_and_rollbac
     fresh = PlaybookStore(db_url, cache=False)
     assert fresh.load("pb")["r-00002"].helpful == 2 and fresh.verify("pb") == 8
     warm.close()
+
+
+def test_verify_since_a_version_starts_at_its_snapshot_and_repairs_the_materialized_head(db_url: str) -> None:
+    """verify(since=V) checks only the versions from the nearest snapshot at or below V (an edited delta before it
+    goes unnoticed there, and is found by a whole verify); a head whose rows were edited is rewritten from the
+    verified log."""
+    store = PlaybookStore(db_url, snapshot_every=5, background_snapshots=False)
+    store.create("pb", parse_ace(START))
+    store.load("pb")
+    for _ in range(11):
+        store.commit("pb", tag("r-00001"))  # v2..v12, snapshots at 5 and 10
+    assert store.verify("pb") == 12 and store.verify("pb", since=11) == 3  # 10, 11, 12
+    with store.engine.begin() as conn:
+        conn.execute(t.versions.update().where(t.versions.c.version == 3).values(delta=tag("r-00002").to_json()))
+        conn.execute(t.head_bullets.update().values(data=t.head_bullets.c.data + " "))  # still the same JSON
+        conn.execute(t.head_bullets.update().where(t.head_bullets.c.bullet_id == "r-00002").values(digest="0" * 64))
+    fresh = PlaybookStore(db_url, cache=False)
+    assert fresh.verify("pb", since=7) == 8
+    with pytest.raises(StoreIntegrityError, match="version 3"):
+        fresh.verify("pb")
+    with store.engine.connect() as conn:  # the rows were rewritten: the digest of each matches again
+        digests = dict(conn.execute(select(t.head_bullets.c.bullet_id, t.head_bullets.c.digest)).all())
+    head = PlaybookStore(db_url, cache=False).load("pb")
+    assert digests == {b.id: b.digest().hex() for b in head} and head["r-00001"].helpful == 11
+    store.close()

@@ -197,9 +197,16 @@ def list_(db: DbOpt = None, namespace: Annotated[str | None, typer.Option("--nam
 
 
 @app.command()
-def verify(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+def verify(
+    name: str,
+    since: Annotated[
+        int, typer.Option(help="Start at the nearest snapshot at or below this version (what was not checked yet).")
+    ] = 1,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
     """Rebuild every version from the log and check each against its recorded digest."""
-    n = open_store(db).verify(name, namespace=namespace)
+    n = open_store(db).verify(name, namespace=namespace, since=since)
     out.print(line(("ok", "green"), f": {n} versions of {name!r} rebuild to their recorded digests"))
 
 

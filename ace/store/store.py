@@ -727,9 +727,9 @@ class PlaybookStore:
                 if chunk:
                     orders.setdefault(position, []).append(chunk)
             rows = conn.execute(
-                select(t.head_bullets.c.bullet_id, t.head_bullets.c.section, t.head_bullets.c.data).where(
-                    t.head_bullets.c.playbook_id == pid
-                )
+                select(
+                    t.head_bullets.c.bullet_id, t.head_bullets.c.section, t.head_bullets.c.data, t.head_bullets.c.digest
+                ).where(t.head_bullets.c.playbook_id == pid)
             ).all()
             data = json.loads("[" + ",".join(r.data for r in rows) + "]") if rows else []
             if len(data) != len(rows):
@@ -739,7 +739,9 @@ class PlaybookStore:
                 if not isinstance(d, dict) or d.get("id") != r.bullet_id:
                     raise ValueError(f"the row of {r.bullet_id!r} holds another bullet")
                 d["section"] = r.section
-                by_id[r.bullet_id] = Bullet.from_dict(d)
+                b = by_id[r.bullet_id] = Bullet.from_dict(d)
+                if b.digest().hex() != r.digest:  # what a commit that touches it would check
+                    raise ValueError(f"the row of {r.bullet_id!r} does not match its digest")
             sections: dict[str, Section] = {}
             placed = 0
             for s in secs:
@@ -895,32 +897,45 @@ class PlaybookStore:
         with self._read() as conn:
             return [PlaybookInfo(r.namespace, r.name, r.head, r.created_at) for r in conn.execute(q)]
 
-    def verify(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> int:
-        """Rebuild every version from the log and check it against its recorded digest; returns the count.
+    def verify(self, name: str, *, namespace: str = DEFAULT_NAMESPACE, since: int = 1) -> int:
+        """Rebuild every version from the log and check it against its recorded digest; returns how many were
+        checked. ``since``: start at the nearest snapshot at or below that version (checked against its own
+        digest) instead of version 1, so that a verify covers only what an earlier one did not. The materialized
+        head is compared with the head rebuilt from the log, and rewritten from it if it differs.
 
         Raises :class:`StoreIntegrityError` naming the first version that does not match.
         """
         with self._read() as conn:
             row = self._row(conn, namespace, name)
-            log = conn.execute(
-                select(t.versions.c.version, t.versions.c.digest, t.versions.c.delta).where(
-                    t.versions.c.playbook_id == row.id
-                )
-            ).all()
-            recorded = {r.version: r.digest for r in log}
-            deltas = {r.version: r.delta for r in log}
             snaps = set(
                 conn.execute(select(t.snapshots.c.version).where(t.snapshots.c.playbook_id == row.id)).scalars()
             )
+            start = max((v for v in snaps if v <= max(since, 1)), default=1)
+            rows = conn.execute(
+                select(t.versions.c.version, t.versions.c.digest, t.versions.c.delta).where(
+                    t.versions.c.playbook_id == row.id, t.versions.c.version >= start
+                )
+            ).all()
+            recorded = {r.version: r.digest for r in rows}
+            deltas = {r.version: r.delta for r in rows}
             state: Playbook | None = None
-            for v in range(1, row.head + 1):
+            for v in range(start, row.head + 1):
                 try:
-                    state = self._verified(conn, row, name, v, recorded, deltas, snaps, state)
+                    state = self._verified(conn, row, name, v, recorded, deltas, snaps, state, first=v == start)
                 except (ValueError, TypeError, KeyError) as e:
                     raise StoreIntegrityError(
                         f"playbook {name!r}: version {v} no longer rebuilds ({type(e).__name__}: {str(e)[:120]})"
                     ) from None
-            return int(row.head)
+            self._damaged.discard(row.id)
+            held = self._load_head(conn, row.id, row.head)
+        if held is None and state is not None:  # not materialized yet, or not what the log says: rewrite it
+            log.warning("playbook %s/%s: its materialized head is rewritten from the verified log", namespace, name)
+            with self._write() as conn:
+                locked = self._row(conn, namespace, name, lock=True)
+                if locked.head == row.head:
+                    self._materialize(conn, row.id, row.head, state)
+            self._damaged.discard(row.id)
+        return int(row.head) - start + 1
 
     def _verified(
         self,
@@ -932,12 +947,17 @@ class PlaybookStore:
         deltas: dict[int, str | None],
         snaps: set[int],
         state: Playbook | None,
+        *,
+        first: bool = False,
     ) -> Playbook:
-        """Version ``v`` rebuilt from ``state`` (version ``v - 1``), checked against its recorded digest."""
+        """Version ``v`` rebuilt from ``state`` (version ``v - 1``), checked against its recorded digest; the
+        ``first`` version checked is read from its snapshot."""
         if v not in recorded:
             raise StoreIntegrityError(f"playbook {name!r}: version {v} is missing from the log")
         text = deltas[v]
-        if text is not None and state is not None:
+        if first and v in snaps:
+            state = self._snapshot(conn, row.id, v)
+        elif text is not None and state is not None:
             state = apply(state, Delta.model_validate_json(text), policy=REPLAY_POLICY).playbook
             if v in snaps and self._snapshot(conn, row.id, v).digest() != recorded[v]:
                 raise StoreIntegrityError(f"playbook {name!r}: snapshot of version {v} does not match")
