@@ -174,3 +174,34 @@ def test_guess_format() -> None:
 def test_a_leading_byte_order_mark_is_not_content() -> None:
     pb = parse_ace("\ufeff## A\n[a-00001] x\n")
     assert list(pb.sections) == ["A"] and pb["a-00001"].content == "x"
+
+
+def test_a_bulk_build_pauses_the_collector_and_leaves_it_as_it_found_it() -> None:
+    """parse_json (and the store's loads) build with the cyclic collector paused: it is back on afterwards, even
+    after an error, and stays off if the caller had turned it off."""
+    import gc
+
+    from ace.playbook.bulk import builds_in_bulk
+
+    seen: list[bool] = []
+
+    @builds_in_bulk
+    def build(fail: bool) -> None:
+        seen.append(gc.isenabled())
+        if fail:
+            raise ValueError("bad input")
+
+    assert gc.isenabled()
+    build(False)
+    with pytest.raises(ValueError):
+        build(True)
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        build(False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(PlaybookFormatError):
+        parse_json('{"format": "ace.playbook/v1", "next_id": 1, "sections": [{"name": 3}]}')
+    assert gc.isenabled()

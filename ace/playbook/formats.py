@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ace.playbook.bulk import builds_in_bulk
 from ace.playbook.errors import PlaybookFormatError
 from ace.playbook.jsonio import JSONLimitError, load_json
 from ace.playbook.model import ID_RE, Bullet, Playbook
@@ -148,6 +149,7 @@ def _malformed(fmt: str, what: str) -> Iterator[None]:
         raise PlaybookFormatError(f"malformed {what} ({type(e).__name__}: {e})", fmt=fmt) from None
 
 
+@builds_in_bulk
 def parse_json(text: str) -> Playbook:
     with _malformed("json", "playbook JSON"):
         data = load_json(text, what="the playbook JSON")
@@ -172,6 +174,7 @@ def _skill_content(issue: str, insight: str | None) -> str:
     return issue if not insight else f"{issue}\n{insight}"
 
 
+@builds_in_bulk
 def parse_skillbook(text: str) -> Playbook:
     with _malformed("skillbook", "skillbook"):
         data = load_json(text, what="the skillbook")

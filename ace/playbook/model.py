@@ -20,6 +20,7 @@ from typing import Any
 
 import immutables
 
+from ace.playbook.bulk import builds_in_bulk
 from ace.playbook.errors import PlaybookFormatError
 from ace.playbook.text import IMPORT_MAX_CHARS, SECTION_MAX_CHARS, check_stored_text
 
@@ -173,12 +174,39 @@ class Bullet:
             extra=_typed(d, "extra", Mapping) or NO_EXTRA,
         )
 
+    def canonical(self) -> str:
+        """The canonical JSON of this bullet (sorted keys, no spaces, non-ASCII kept): what :meth:`digest` hashes,
+        and what a store keeps as the bullet's row."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
     def digest(self) -> bytes:
         """SHA-256 of the canonical JSON of this bullet, computed once per object."""
         if self._digest is None:
-            canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            object.__setattr__(self, "_digest", hashlib.sha256(canon.encode()).digest())
+            object.__setattr__(self, "_digest", hashlib.sha256(self.canonical().encode()).digest())
         return self._digest  # type: ignore[return-value]
+
+    @classmethod
+    def from_canonical(cls, d: Mapping[str, Any], text: str) -> Bullet:
+        """The bullet whose :meth:`canonical` form is ``text`` (parsed as ``d``), given the digest of ``text``
+        without serializing it again. Fields are taken as they are, not type-checked: for a store's own rows,
+        whose digests are then checked against the digest recorded for their version (a row that was edited does
+        not add up to it, and is not served)."""
+        sources = d.get("sources")
+        b = cls(
+            d["id"],
+            d["section"],
+            d["content"],
+            d.get("helpful", 0),
+            d.get("harmful", 0),
+            d.get("neutral", 0),
+            d.get("created_step"),
+            d.get("updated_step"),
+            tuple(Source(**s) for s in sources) if sources else (),
+            tuple(d["merged_from"]) if "merged_from" in d else (),
+            d.get("extra") or NO_EXTRA,
+        )
+        object.__setattr__(b, "_digest", hashlib.sha256(text.encode()).digest())
+        return b
 
 
 # Bullet.changed passes the fields by position: a field added to Bullet must be added there too
@@ -504,6 +532,7 @@ class Playbook:
         }
 
     @classmethod
+    @builds_in_bulk
     def from_dict(cls, data: Mapping[str, Any]) -> Playbook:
         secs: dict[str, Section] = {}
         bullets: dict[str, Bullet] = {}

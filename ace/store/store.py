@@ -19,6 +19,7 @@ it saw per playbook in memory and catches it up by applying only the deltas it m
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from sqlalchemy.pool import StaticPool
 
 from ace.errors import ConfigError
 from ace.names import check_name, check_optional
+from ace.playbook.bulk import collector_paused
 from ace.playbook.delta import REPLAY_POLICY, ApplyPolicy, Delta, HeadView, MergeOp, Patch, apply, apply_to_head
 from ace.playbook.diff import PlaybookDiff, diff
 from ace.playbook.errors import DeltaError
@@ -407,7 +409,7 @@ class PlaybookStore:
                     head = None
             if head is None:  # not materialized (a database from before revision 0005) or damaged: from the log
                 state = self._rebuild(conn, row.id, row.head)
-                head = self._materialize(conn, row.id, row.head, state)
+                head = self._materialize(conn, row.id, row.head, state)[0]
                 self._damaged.discard(row.id)
                 self._remember(row.id, row.head, state)
             applied = apply(self._state(conn, row.id, row.head), delta, policy=self.policy)
@@ -498,13 +500,13 @@ class PlaybookStore:
         self, conn: Connection, pid: int, namespace: str, name: str, version: int, parent: int | None, new: _NewVersion
     ) -> VersionInfo:
         check_optional(new.author, "author")
-        now = _now()
+        now, texts = _now(), {}
         if new.patch is not None and new.head is not None:
             digest, n_bullets = self._write_patch(conn, pid, version, new.head, new.patch, new.playbook)
         else:
             assert new.playbook is not None
+            texts = self._materialize(conn, pid, version, new.playbook)[1]
             digest, n_bullets = new.playbook.digest(), len(new.playbook)
-            self._materialize(conn, pid, version, new.playbook)
         conn.execute(
             insert(t.versions).values(
                 playbook_id=pid,
@@ -521,7 +523,9 @@ class PlaybookStore:
             )
         )
         pb = new.playbook
-        if pb is not None and (
+        if pb is not None and new.patch is None:  # an import or a rollback: its rows' texts make the snapshot
+            conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=_snapshot_of(pb, texts)))
+        elif pb is not None and (
             new.snapshot
             or (
                 not self.background_snapshots
@@ -571,8 +575,9 @@ class PlaybookStore:
                 found[r.bullet_id] = _bullet_from_row(r.bullet_id, r.section, r.data, r.digest)
         return found
 
-    def _materialize(self, conn: Connection, pid: int, version: int, pb: Playbook) -> _Head:
-        """Write ``pb`` as the materialized head of playbook ``pid`` at ``version`` (all rows replaced): O(n)."""
+    def _materialize(self, conn: Connection, pid: int, version: int, pb: Playbook) -> tuple[_Head, dict[str, str]]:
+        """Write ``pb`` as the materialized head of playbook ``pid`` at ``version`` (all rows replaced): O(n).
+        Returns the head and each bullet's row text (its canonical JSON)."""
         for table in (t.head_bullets, t.head_order, t.head_sections, t.heads):
             conn.execute(delete(table).where(table.c.playbook_id == pid))
         sections = list(pb.sections.values())
@@ -595,7 +600,7 @@ class PlaybookStore:
             version, pb.next_id, len(pb), pb.content_sum(), pb.order_hash(), {s.name: s.slug for s in sections}
         )
         conn.execute(insert(t.heads).values(playbook_id=pid, **_head_values(head)))
-        return head
+        return head, {r["bullet_id"]: r["data"] for r in rows}
 
     def _write_patch(
         self, conn: Connection, pid: int, version: int, head: _Head, patch: Patch, pb: Playbook | None
@@ -712,6 +717,10 @@ class PlaybookStore:
         h = conn.execute(select(t.heads).where(t.heads.c.playbook_id == pid)).one_or_none()
         if h is None or h.version != version or pid in self._damaged:
             return None
+        with collector_paused():
+            return self._read_head(conn, pid, version, h)
+
+    def _read_head(self, conn: Connection, pid: int, version: int, h: Any) -> Playbook | None:
         try:
             secs = conn.execute(
                 select(t.head_sections.c.position, t.head_sections.c.name, t.head_sections.c.slug)
@@ -736,10 +745,11 @@ class PlaybookStore:
                 raise ValueError("a row's data is not one JSON object")
             by_id: dict[str, Bullet] = {}
             for r, d in zip(rows, data, strict=True):
-                if not isinstance(d, dict) or d.get("id") != r.bullet_id:
+                if not isinstance(d, dict) or d.get("id") != r.bullet_id or d.get("section") != r.section:
                     raise ValueError(f"the row of {r.bullet_id!r} holds another bullet")
-                d["section"] = r.section
-                b = by_id[r.bullet_id] = Bullet.from_dict(d)
+                # each row's digest is the hash of its text; their sum must make the digest recorded for the version
+                # (checked below), so an edited row is found without serializing every bullet again
+                b = by_id[r.bullet_id] = Bullet.from_canonical(d, r.data)
                 if b.digest().hex() != r.digest:  # what a commit that touches it would check
                     raise ValueError(f"the row of {r.bullet_id!r} does not match its digest")
             sections: dict[str, Section] = {}
@@ -977,7 +987,8 @@ class PlaybookStore:
         state = conn.execute(
             select(t.snapshots.c.state).where(t.snapshots.c.playbook_id == pid, t.snapshots.c.version == version)
         ).scalar_one()
-        return Playbook.from_dict(json.loads(state))
+        with collector_paused():
+            return Playbook.from_dict(json.loads(state))
 
     def _state(self, conn: Connection, pid: int, version: int) -> Playbook:
         """Version ``version``: the cached state, caught up by the deltas it missed when it is a few behind, the
@@ -1092,19 +1103,24 @@ def _agrees(head: _Head, pb: Playbook) -> bool:
 
 
 def _row_of(pid: int, b: Bullet) -> dict[str, Any]:
-    data = json.dumps(bullet_row(b), ensure_ascii=False, separators=(",", ":"))
+    """The materialized head's row of ``b``: its canonical JSON (what its digest hashes) and that digest."""
+    data = b.canonical()
+    if b._digest is None:
+        object.__setattr__(b, "_digest", hashlib.sha256(data.encode()).digest())
     return {"playbook_id": pid, "bullet_id": b.id, "section": b.section, "data": data, "digest": b.digest().hex()}
 
 
 def _bullet_from_row(bullet_id: str, section: str, data: str, digest: str) -> Bullet:
+    """A row of the materialized head read back, checked: it parses, it is the bullet it is filed under, and its
+    text is the canonical form of the bullet it holds with the digest the row records."""
     try:
         d = json.loads(data)
-        if not isinstance(d, dict) or d.get("id") != bullet_id:
+        if not isinstance(d, dict) or d.get("id") != bullet_id or d.get("section") != section:
             raise ValueError("it holds another bullet")
-        b = Bullet.from_dict({**d, "section": section})
+        b = Bullet.from_dict(d)
     except (ValueError, TypeError) as e:
         raise _HeadDamaged(f"the row of bullet {bullet_id!r} does not parse ({str(e)[:80]})") from None
-    if b.digest().hex() != digest:
+    if b.canonical() != data or b.digest().hex() != digest:
         raise _HeadDamaged(f"the row of bullet {bullet_id!r} does not match its digest")
     return b
 
@@ -1127,6 +1143,16 @@ class _Chunk:
     ids: str
     stored: bool = False
     dirty: bool = False
+
+
+def _snapshot_of(pb: Playbook, texts: dict[str, str]) -> str:
+    """The snapshot text of ``pb`` from its bullets' canonical texts (a bullet row may hold its section too)."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    parts = [
+        f'{{"name":{dumps(s.name)},"slug":{dumps(s.slug)},"bullets":[{",".join(texts[i] for i in s.ids)}]}}'
+        for s in pb.sections.values()
+    ]
+    return f'{{"format":"ace.playbook/v1","next_id":{pb.next_id},"sections":[{",".join(parts)}]}}'
 
 
 def _serialized(pb: Playbook, *, yielding: bool = False) -> str:
