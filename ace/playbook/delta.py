@@ -17,6 +17,7 @@ surviving id), which is what a store logs so that replaying the log is exact. If
 
 from __future__ import annotations
 
+import operator
 import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -226,14 +227,14 @@ DEFAULT_POLICY = ApplyPolicy()
 REPLAY_POLICY = ApplyPolicy(max_content_chars=IMPORT_MAX_CHARS, max_section_chars=IMPORT_MAX_CHARS, quality=None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (one is made per apply, and a frozen one costs a setattr call per field)
 class Patch:
     """What a delta changed, in the terms a store keeps a materialized head in: the bullets it put or removed,
     the order events of the sections, the sections it created, and the new counters.
 
     ``before`` maps every id the delta put or removed to its bullet before (None: it is new); ``after`` looks up
     the bullets after (``after.get(i)`` is None for a removed id). ``order`` lists ``("+", section, id)`` (appended
-    at the end) and ``("-", section, id)`` (taken out) in the order they happened.
+    at the end) and ``("-", section, id)`` (taken out) in the order they happened. Read-only by convention.
     """
 
     before: Mapping[str, Bullet | None]
@@ -292,7 +293,8 @@ class _Draft:
 
     def __init__(self, pb: Playbook) -> None:
         self.parent = pb
-        self.sections: dict[str, Section] = dict(pb.sections)
+        self._own_sections = False  # the parent's section map until an operation changes a section
+        self.sections: dict[str, Section] = pb._sections  # type: ignore[assignment]
         self.bullets = pb.bullets_by_id.mutate()  # type: ignore[attr-defined]
         self.next_id = pb.next_id
         self.touched: dict[str, Bullet | None] = {}  # id -> the parent's bullet (None: new), for the content sum
@@ -317,9 +319,14 @@ class _Draft:
     def slug(self, name: str) -> str:
         return self.sections[name].slug
 
+    def _set_section(self, name: str, section: Section) -> None:
+        if not self._own_sections:
+            self.sections, self._own_sections = dict(self.sections), True
+        self.sections[name] = section
+
     def add_section(self, name: str) -> None:
         slug = derive_slug(name, {s.slug for s in self.sections.values()})
-        self.sections[name] = Section(name, slug)
+        self._set_section(name, Section(name, slug))
         self.new_sections.append((name, slug))
 
     def put(self, b: Bullet) -> None:
@@ -328,14 +335,14 @@ class _Draft:
         self.bullets[b.id] = b
 
     def append(self, name: str, bullet_id: str) -> None:
-        self.sections[name] = self.sections[name].appended(bullet_id)
+        self._set_section(name, self.sections[name].appended(bullet_id))
         self.order.append(("+", name, bullet_id))
 
     def remove(self, bullet_id: str) -> None:
         if bullet_id not in self.touched:
             self.touched[bullet_id] = self.parent.get(bullet_id)
         b = self.bullets.pop(bullet_id)
-        self.sections[b.section] = self.sections[b.section].without(bullet_id)
+        self._set_section(b.section, self.sections[b.section].without(bullet_id))
         self.order.append(("-", b.section, bullet_id))
 
     def finish(self) -> tuple[Playbook, Patch]:
@@ -462,9 +469,7 @@ def _apply_all(draft: _Draft | _HeadDraft, delta: Delta, policy: ApplyPolicy) ->
         except ValueError as e:
             raise DeltaError(str(e), op_index=index, op_type=op.type) from None
     # a delta whose operations were already resolved (no ADD or MERGE given its id here) is its own resolution
-    same = len(resolved) == len(delta.operations) and all(
-        r is o for r, o in zip(resolved, delta.operations, strict=True)
-    )
+    same = len(resolved) == len(delta.operations) and all(map(operator.is_, resolved, delta.operations))
     return delta if same else delta.model_copy(update={"operations": resolved})
 
 
