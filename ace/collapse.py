@@ -51,7 +51,7 @@ import immutables
 from ace.playbook import Bullet, Playbook, QualityRules, injection
 from ace.playbook.quality import content_problem, section_problem
 from ace.playbook.render import bullet_line
-from ace.playbook.text import specifics, words
+from ace.playbook.text import specifics_in, words
 
 Severity = Literal["info", "warning", "critical"]
 _SEVERITY = {"info": 0, "warning": 1, "critical": 2}
@@ -73,7 +73,8 @@ class Alert:
 @lru_cache(maxsize=1 << 14)  # bounded: a few tens of MB of word sets at most for typical bullets
 def _features(content: str) -> tuple[frozenset[str], frozenset[str], bool]:
     """Per-content features, computed once per distinct text: word set, specifics, carries a specific."""
-    return words(content), specifics(content), bool(_SPECIFIC.search(content))
+    w = words(content)
+    return w, specifics_in(w), bool(_SPECIFIC.search(content))
 
 
 @dataclass(frozen=True, slots=True)
