@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ace.playbook.model import Bullet, Playbook
@@ -30,14 +31,15 @@ class PlaybookDiff:
         return [b.id for b in self.added] + [b.id for b in self.removed] + [c.after.id for c in self.changed]
 
 
-def diff(old: Playbook, new: Playbook) -> PlaybookDiff:
+def diff(old: Playbook, new: Playbook, *, touched: Iterable[str] | None = None) -> PlaybookDiff:
     """What changed from ``old`` to ``new``, each list in the order the bullets render.
 
-    When ``new`` was applied from ``old`` (:meth:`Playbook.touched_since`), only the bullets the deltas touched are
-    compared: O(delta); otherwise every bullet is.
+    When ``new`` was applied from ``old`` (:meth:`Playbook.touched_since`), or the caller passes ``touched`` (every id
+    the deltas between them put or removed, e.g. from their :class:`~ace.playbook.delta.Patch` es), only those
+    bullets are compared: O(delta); otherwise every bullet is.
     """
     before, after = old.bullets_by_id, new.bullets_by_id
-    touched = new.touched_since(old)
+    touched = set(touched) if touched is not None else new.touched_since(old)
     if touched is not None:
         added = _in_order(new, [i for i in touched if i in after and i not in before])
         removed = _in_order(old, [i for i in touched if i in before and i not in after])

@@ -67,6 +67,7 @@ from ace.store.schema_version import prepare
 
 DEFAULT_NAMESPACE = "default"
 WAL_AUTOCHECKPOINT = 10_000  # pages (SQLite's default is 1,000)
+DIFF_REPLAY = 1_000  # versions apart up to which diff replays the deltas between instead of building both states
 CHECKPOINT_EVERY = 100  # commits of one store between its background WAL checkpoints (SQLite)
 
 log = logging.getLogger("ace.store")
@@ -865,7 +866,27 @@ class PlaybookStore:
             row = self._row(conn, namespace, name)
             _check_version(name, v1, row.head)
             _check_version(name, v2, row.head)
-            return diff(self._state(conn, row.id, v1), self._state(conn, row.id, v2))
+            lo, hi = min(v1, v2), max(v1, v2)
+            if hi - lo > DIFF_REPLAY:  # far apart: two states, every bullet compared
+                return diff(self._state(conn, row.id, v1), self._state(conn, row.id, v2))
+            # near: the later one is the earlier plus the deltas between, which also say what to compare
+            early = late = self._state(conn, row.id, lo)
+            touched: set[str] | None = set()
+            try:
+                for text in self._deltas(conn, row.id, lo, hi):
+                    if text is None:  # a rollback or an import between: no delta to replay
+                        raise ValueError("no delta")
+                    applied = apply(late, Delta.model_validate_json(text), policy=REPLAY_POLICY)
+                    late = applied.playbook
+                    touched.update(applied.patch.before if applied.patch is not None else ())  # type: ignore[union-attr]
+                recorded = conn.execute(
+                    select(t.versions.c.digest).where(t.versions.c.playbook_id == row.id, t.versions.c.version == hi)
+                ).scalar_one()
+                if late.digest() != recorded:
+                    raise ValueError("the replayed version does not match its digest")
+            except (ValueError, TypeError, KeyError):  # read it as any version is (raises if it is corrupt)
+                late, touched = self._state(conn, row.id, hi), None
+            return diff(early, late, touched=touched) if v1 <= v2 else diff(late, early, touched=touched)
 
     def blame(self, name: str, bullet_id: str, *, namespace: str = DEFAULT_NAMESPACE) -> list[BlameEntry]:
         """Every version that touched ``bullet_id``, oldest first, with its provenance."""
@@ -1024,22 +1045,8 @@ class PlaybookStore:
                 base_v, state = cached
             else:
                 base_v, state = snap_v, self._snapshot(conn, pid, snap_v)
-            if base_v < version:
-                rows = (
-                    conn.execute(
-                        select(t.versions.c.delta)
-                        .where(
-                            t.versions.c.playbook_id == pid,
-                            t.versions.c.version > base_v,
-                            t.versions.c.version <= version,
-                        )
-                        .order_by(t.versions.c.version)
-                    )
-                    .scalars()
-                    .all()
-                )
-                for text in rows:
-                    state = apply(state, Delta.model_validate_json(text or ""), policy=REPLAY_POLICY).playbook
+            for text in self._deltas(conn, pid, base_v, version):
+                state = apply(state, Delta.model_validate_json(text or ""), policy=REPLAY_POLICY).playbook
             corrupt = None
         except (ValueError, TypeError, KeyError) as e:  # a row that no longer parses or applies (edited, bit rot)
             state, corrupt = None, f"its stored log no longer rebuilds ({type(e).__name__}: {str(e)[:120]})"
@@ -1056,6 +1063,18 @@ class PlaybookStore:
                 f"`ace playbook verify {name}` to find the first bad version and `ace playbook rollback` to a good one"
             )
         return state
+
+    def _deltas(self, conn: Connection, pid: int, after: int, upto: int) -> builtins.list[str | None]:
+        """The stored deltas of versions ``after + 1 .. upto``, in order."""
+        if upto <= after:
+            return []
+        return builtins.list(
+            conn.execute(
+                select(t.versions.c.delta)
+                .where(t.versions.c.playbook_id == pid, t.versions.c.version > after, t.versions.c.version <= upto)
+                .order_by(t.versions.c.version)
+            ).scalars()
+        )
 
     def _remember(self, pid: int, version: int, pb: Playbook) -> None:
         if self._cache_enabled:
