@@ -79,6 +79,7 @@ class MergeOp(_Op):
     id: str | None = Field(default=None, description="The surviving id; the first of `ids` unless given.")
 
 
+_TYPES = frozenset({"ADD", "UPDATE", "TAG", "REMOVE", "MERGE"})  # already as the discriminator wants them
 Operation = Annotated[AddOp | UpdateOp | TagOp | RemoveOp | MergeOp, Field(discriminator="type")]
 
 
@@ -100,11 +101,12 @@ class Delta(BaseModel):
         if isinstance(data, dict) and isinstance(data.get("operations"), list):
             ops = [
                 {**op, "type": op["type"].strip().upper()}
-                if isinstance(op, dict) and isinstance(op.get("type"), str)
+                if isinstance(op, dict) and isinstance(op.get("type"), str) and op["type"] not in _TYPES
                 else op
                 for op in data["operations"]
             ]
-            data = {**data, "operations": ops}
+            if any(new is not old for new, old in zip(ops, data["operations"], strict=True)):
+                data = {**data, "operations": ops}
         return data
 
     @classmethod
@@ -143,24 +145,33 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _scan(value: Any) -> tuple[int, bool]:
     """How deeply lists and objects nest in ``value`` (counting no further than ``MAX_DEPTH + 1``) and whether a
-    string in it holds a lone surrogate, in one walk."""
-    deepest, surrogate, stack = 0, False, [(value, 0)]
+    string in it holds a lone surrogate, in one walk (strings are checked where they are met, not pushed)."""
+    if isinstance(value, str):
+        return 0, not value.isascii() and _SURROGATE.search(value) is not None
+    if not isinstance(value, dict | list | tuple):
+        return 0, False
+    deepest, surrogate, stack = 0, False, [(value, 1)]
     while stack:
         item, d = stack.pop()
-        if isinstance(item, str):
-            if not surrogate and not item.isascii() and _SURROGATE.search(item):
-                surrogate = True
-        elif isinstance(item, dict | list | tuple):
-            d += 1
-            if d > deepest:
-                deepest = d
-                if deepest > MAX_DEPTH:
-                    return deepest, surrogate
-            if isinstance(item, dict):
-                stack.extend((k, d) for k in item)
-                stack.extend((v, d) for v in item.values())
-            else:
-                stack.extend((v, d) for v in item)
+        if d > deepest:
+            deepest = d
+            if deepest > MAX_DEPTH:
+                return deepest, surrogate
+        if isinstance(item, dict):
+            if not surrogate:
+                for k in item:
+                    if isinstance(k, str) and not k.isascii() and _SURROGATE.search(k):
+                        surrogate = True
+                        break
+            children: Any = item.values()
+        else:
+            children = item
+        for child in children:
+            if isinstance(child, str):
+                if not surrogate and not child.isascii() and _SURROGATE.search(child):
+                    surrogate = True
+            elif isinstance(child, dict | list | tuple):
+                stack.append((child, d + 1))
     return deepest, surrogate
 
 
