@@ -465,3 +465,31 @@ def test_diff_between_near_versions_replays_the_deltas_between_and_agrees_with_a
         assert [b.id for b in got.removed] == [b.id for b in want.removed], (v1, v2)
         assert [(c.after.id, c.fields) for c in got.changed] == [(c.after.id, c.fields) for c in want.changed]
     store.close()
+
+
+def test_a_commit_landing_while_the_head_is_read_is_not_taken_for_damage(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reading the head takes several statements; on PostgreSQL (READ COMMITTED) a commit may land between them.
+    The reader then gets the version it asked for from the log, with no warning, and its next commit does not
+    rebuild the head (only rows that really disagree with their recorded digest are damage)."""
+    from sqlalchemy import event
+
+    writer = PlaybookStore(db_url)
+    writer.create("pb", parse_ace(START))
+    reader = PlaybookStore(db_url, cache=False)
+    fired: list[str] = []
+
+    @event.listens_for(reader.engine, "before_cursor_execute")
+    def _commit_meanwhile(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if "FROM ace_head_bullets" in statement and not fired:
+            fired.append(statement)
+            writer.commit("pb", tag("r-00001"))  # another process's commit, between the reader's statements
+
+    with caplog.at_level("WARNING", logger="ace.store"):
+        version, pb = reader.load_versioned("pb")
+    assert fired and version == 1 and pb["r-00001"].helpful == 0  # the version it asked for
+    assert not [r for r in caplog.records if "materialized head" in r.getMessage()]
+    assert not reader._damaged
+    assert PlaybookStore(db_url, cache=False).load("pb")["r-00001"].helpful == 1
+    writer.close()
