@@ -88,7 +88,8 @@ class _Stats:
 
     @staticmethod
     def of_bullet(b: Bullet) -> tuple[int, int, int]:
-        return len(bullet_line(b, counters=False)) + 1, len(b.content), int(_features(b.content)[2])
+        # the specific flag alone (one regex search): tokenizing every bullet is for the few a step touches
+        return len(bullet_line(b, counters=False)) + 1, len(b.content), int(_SPECIFIC.search(b.content) is not None)
 
     def plus(self, sign: int, b: Bullet) -> _Stats:
         line, chars, spec = self.of_bullet(b)
@@ -172,39 +173,58 @@ def _without_id(posting: Posting, i: str) -> Posting:
     return posting.delete(i) if i in posting else posting
 
 
+_WORDS, _SPECIFICS = 0, 1  # which of a content's features an index maps: every word, or its numbers and codes
+_INDEX_KEYS = {_WORDS: "collapse-words", _SPECIFICS: "collapse-specifics"}
+
+
 def _word_index(pb: Playbook) -> immutables.Map[str, Posting]:
     """word -> the ids of the bullets whose content holds it: a persistent map carried from the parent's."""
+    return _token_index(pb, _WORDS)
+
+
+def _specific_index(pb: Playbook) -> immutables.Map[str, Posting]:
+    """number or code -> the ids of the bullets that state it (a few per bullet: far smaller than the word index)."""
+    return _token_index(pb, _SPECIFICS)
+
+
+def _tokens_of(content: str, which: int) -> frozenset[str]:
+    words_, specifics_, _ = _features(content)
+    return specifics_ if which == _SPECIFICS else words_
+
+
+def _token_index(pb: Playbook, which: int) -> immutables.Map[str, Posting]:
+    key = _INDEX_KEYS[which]
 
     def compute() -> immutables.Map[str, Posting]:
-        if (found := _carried_from(pb, "collapse-words")) is not None:
+        if (found := _carried_from(pb, key)) is not None:
             parent, touched = found
-            index = parent._memo["collapse-words"].mutate()
+            index = parent._memo[key].mutate()
             for i in touched:
                 old, new = parent.get(i), pb.get(i)
                 if old is not None and new is not None and old.content == new.content:
                     continue
                 if old is not None:
-                    for w in _features(old.content)[0]:
+                    for w in _tokens_of(old.content, which):
                         ids = _without_id(index[w], i)
                         if len(ids):
                             index[w] = ids
                         else:
                             del index[w]
                 if new is not None:
-                    for w in _features(new.content)[0]:
+                    for w in _tokens_of(new.content, which):
                         index[w] = _with_id(index.get(w), i)
             new_index: immutables.Map[str, Posting] = index.finish()
             return new_index
         plain: dict[str, list[str]] = {}
         for b in pb.bullets_by_id.values():
-            for w in _features(b.content)[0]:
+            for w in _tokens_of(b.content, which):
                 if (holding := plain.get(w)) is None:
                     plain[w] = [b.id]
                 else:
                     holding.append(b.id)
         return immutables.Map({w: _posting(ids) for w, ids in plain.items()})
 
-    return pb.memo("collapse-words", compute)  # type: ignore[no-any-return]
+    return pb.memo(key, compute)  # type: ignore[no-any-return]
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -267,7 +287,11 @@ class Detectors:
     ) -> list[Alert]:
         alerts: list[Alert] = []
         if self.similar is None and after.touched_since(before) is not None:
-            _word_index(after)  # kept up to date every step (O(delta)), so the next step can carry it too
+            # an index built once (when a step first needed it) is kept up to date every step, in O(delta), so
+            # the next step can carry it too; one never needed is never built
+            for which, key in _INDEX_KEYS.items():
+                if key in before._memo:
+                    _token_index(after, which)
         for fn in (self._size, self._brevity, self._retention, self._churn, self._redundancy):
             alerts.extend(fn(before, after, versions))
         return alerts + self.content(before, after, versions=versions)
@@ -360,26 +384,31 @@ class Detectors:
                 if any(need <= f[1] and sims[n][j] >= self.cosine_match for j, f in enumerate(feats)):
                     kept.add(b.id)
             return kept
-        index = _word_index(after)
         by_id = after.bullets_by_id
         for b in rest:
             w, need, _ = _features(b.content)
             pool: Iterable[str]
             if not w or self.jaccard_match <= 0:  # no words (or no threshold): compare with everything
                 pool = by_id
+            elif need:
+                # a bullet that states b's fact states every number and code of it, so it is among the bullets
+                # holding the rarest of those (the small index of numbers and codes tells which)
+                specific = _specific_index(after)
+                smallest: Posting | None = None
+                for token in need:
+                    posting = specific.get(token, _NO_IDS)
+                    if smallest is None or len(posting) < len(smallest):
+                        smallest = posting
+                pool = smallest if smallest is not None else ()
             else:
                 # a bullet with Jaccard >= t holds at least ceil(t |w|) of these words, so one of the rarest
-                # |w| - ceil(t |w|) + 1 of them; and it states every number and code of b (``need``, which are
-                # words too), so it is among the bullets holding the rarest of those: the smaller pool is searched
+                # |w| - ceil(t |w|) + 1 of them (the word index, built the first time a step needs it)
+                index = _word_index(after)
                 rarest = sorted(w, key=lambda x: len(index.get(x, _NO_IDS)))
                 k = len(w) - math.ceil(self.jaccard_match * len(w) - 1e-9) + 1
-                must = min((index.get(x, _NO_IDS) for x in need), key=len, default=None)
-                if must is not None and len(must) <= sum(len(index.get(x, _NO_IDS)) for x in rarest[:k]):
-                    pool = must
-                else:
-                    pool = {i for x in rarest[:k] for i in index.get(x, _NO_IDS)}
-                if b.id in by_id:  # its own rewrite first: the common match
-                    pool = itertools.chain((b.id,), pool)
+                pool = {i for x in rarest[:k] for i in index.get(x, _NO_IDS)}
+            if w and b.id in by_id:  # its own rewrite first: the common match
+                pool = itertools.chain((b.id,), pool)
             for j in pool:
                 x, facts, _ = _features(by_id[j].content)
                 # a rewrite that drops or changes a number or code is not the same fact

@@ -231,3 +231,60 @@ def test_a_small_playbook_has_no_continued_block_and_a_large_one_keeps_adds_at_t
     added = apply(big, _ops({"type": "ADD", "section": "Other", "content": "another kind of rule"})).playbook
     after = render(added, layout="stable")
     assert after.startswith(text.rstrip("\n")) and after.rstrip().endswith("[othe-00021] another kind of rule")
+
+
+def _retained_by_brute_force(det: Detectors, before: Playbook, after: Playbook) -> tuple[float, list[str]]:
+    """What retention means, with no index: a bullet of ``before`` that changed or went is kept if some bullet of
+    ``after`` states all its numbers and codes and shares enough of its words."""
+    from ace.collapse import _features, _jaccard
+
+    lost = []
+    for b in before:
+        now = after.get(b.id)
+        if now is not None and now.content == b.content:
+            continue
+        w, need, _ = _features(b.content)
+        if not any(
+            need <= _features(o.content)[1] and _jaccard(w, _features(o.content)[0]) >= det.jaccard_match for o in after
+        ):
+            lost.append(b.id)
+    return (1 - len(lost) / len(before) if len(before) else 1.0), lost
+
+
+_fact = st.tuples(st.sampled_from(["Pay", "Check", "Round"]), st.integers(1, 4), st.sampled_from(["USD", "EUR"]))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_fact, min_size=3, max_size=12), st.data())
+def test_retention_through_the_indexes_is_retention_by_brute_force(facts: list, data: st.DataObject) -> None:
+    """The indexes only narrow where retention looks (numbers and codes, else the rarest words): the lost bullets are
+    exactly those a comparison with every bullet finds, for rewordings that keep, change or drop a number."""
+    det = Detectors()
+    ops = [
+        {"type": "ADD", "section": "RULES", "content": f"{v} the invoice of {n} {c} before noon"} for v, n, c in facts
+    ]
+    pb = apply(Playbook.empty(), Delta.parse({"operations": ops})).playbook
+    ids = [b.id for b in pb]
+    for step in range(4):
+        victim = data.draw(st.sampled_from(ids))
+        kind = data.draw(st.sampled_from(["reword", "renumber", "plain", "remove"]))
+        old = pb[victim].content
+        op = (
+            {"type": "REMOVE", "id": victim}
+            if kind == "remove"
+            else {
+                "type": "UPDATE",
+                "id": victim,
+                "content": {
+                    "reword": old.replace("before noon", "by noon today"),
+                    "renumber": old.replace("invoice of", "invoice of 9"),
+                    "plain": "Always double check the invoice totals by hand",
+                }[kind],
+            }
+        )
+        nxt = apply(pb, Delta.parse({"operations": [op], "source": {"step": step}})).playbook
+        assert det.retained(pb, nxt) == _retained_by_brute_force(det, pb, nxt)
+        pb = nxt
+        ids = [b.id for b in pb]
+        if len(ids) < 2:
+            break

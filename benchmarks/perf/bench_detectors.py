@@ -10,8 +10,8 @@ trajectory. Printed:
 - ``check`` per step, full: the same pairs rebuilt with no parent link (what any two unrelated playbooks cost);
 - ``ace replay`` of the trajectory (verify every digest), steps/s without and with the detectors: for the whole
   command, and after the start (the time to replay the same start with its first step only is subtracted: loading
-  the first state, and with detectors building the word index, happen once per replay). The detectors' feature
-  cache is cleared before each timing.
+  and digesting the first state happen once per replay). The detectors' feature cache is cleared before each
+  timing.
 
     python benchmarks/perf/bench_detectors.py --sizes 1300 10000 --steps 1000
 """
@@ -102,7 +102,7 @@ def bench(n: int, steps: int, tmp: Path) -> None:
         f"{n:>7} bullets: check/step incremental {incremental * 1e3:7.2f} ms, full {full * 1e3:8.2f} ms "
         f"({full / incremental:5.0f}x)\n"
         f"{'':>16}replay of {steps} steps, whole command: {steps / t_plain:7.0f} steps/s without detectors, "
-        f"{steps / t_det:7.0f} with;\n{'':>16}after the start (the first state loaded, the word index built: "
+        f"{steps / t_det:7.0f} with;\n{'':>16}after the start (the first state loaded and digested: "
         f"{s_plain:.2f} s / {s_det:.2f} s): {(steps - 1) / (t_plain - s_plain):7.0f} and "
         f"{(steps - 1) / (t_det - s_det):7.0f} steps/s"
     )
