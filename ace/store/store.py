@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -71,6 +72,23 @@ DIFF_REPLAY = 1_000  # versions apart up to which diff replays the deltas betwee
 CHECKPOINT_EVERY = 100  # commits of one store between its background WAL checkpoints (SQLite)
 
 log = logging.getLogger("ace.store")
+
+
+# Stores with a background thread. Before this process forks, each finishes what its thread is doing: a SQLite
+# connection that is inside a transaction when the process forks leaves the child believing a lock is held that
+# nobody in it will ever release (its commits then wait out the busy timeout and fail).
+_WITH_BACKGROUND: weakref.WeakSet[PlaybookStore] = weakref.WeakSet()
+
+
+def _finish_background_work() -> None:
+    for store in builtins.list(_WITH_BACKGROUND):
+        try:
+            store.flush()
+        except Exception as e:  # a snapshot or checkpoint that failed is only a lost speed-up
+            log.debug("background work before fork: %s", e)
+
+
+os.register_at_fork(before=_finish_background_work)
 
 
 def default_url() -> str:
@@ -215,6 +233,7 @@ class PlaybookStore:
             raise ConfigError("snapshot_every must be >= 1")
         self._snapshotter: ThreadPoolExecutor | None = None
         self._snapshotter_pid = 0  # a forked child does not inherit the thread: it starts its own
+        self._engine_pid = os.getpid()  # and it opens its own connections (_own_connections)
         self._pending: list[Future[None]] = []
         self._snapshot_lock = threading.Lock()
         self.url = url or default_url()
@@ -252,6 +271,7 @@ class PlaybookStore:
 
     def _later(self, job: Callable[..., None], *args: Any) -> None:
         """Run ``job`` on the store's background thread (a snapshot, a WAL checkpoint): after the commit."""
+        _WITH_BACKGROUND.add(self)
         with self._snapshot_lock:
             if self._snapshotter is None or self._snapshotter_pid != os.getpid():
                 self._snapshotter = ThreadPoolExecutor(1, thread_name_prefix="ace-snapshot")
@@ -263,6 +283,7 @@ class PlaybookStore:
         """A passive WAL checkpoint (SQLite): it copies what no reader needs back into the database without
         blocking readers or writers, so that no commit has to."""
         try:
+            self._own_connections()
             raw = self.engine.raw_connection()
             try:
                 raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
@@ -298,6 +319,7 @@ class PlaybookStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        self._own_connections()
         with self.engine.connect() as conn:
             conn.execution_options(ace_write=True)
             with conn.begin():
@@ -305,8 +327,17 @@ class PlaybookStore:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        self._own_connections()
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def _own_connections(self) -> None:
+        """In a process forked from the one that opened the store, drop the pooled connections it inherited
+        (SQLite's and the drivers' connections must not cross a fork: a lock the parent held would be the child's
+        too, or nobody's) without closing them under the parent; the child opens its own."""
+        if self._engine_pid != os.getpid():
+            self.engine.dispose(close=False)
+            self._engine_pid = os.getpid()
 
     def _row(self, conn: Connection, namespace: str, name: str, *, lock: bool = False) -> Any:
         q = select(t.playbooks).where(t.playbooks.c.namespace == namespace, t.playbooks.c.name == name)
