@@ -187,4 +187,9 @@ def test_the_nesting_read_off_a_json_text_is_the_nesting_of_its_value(
 
     text = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
     assert text_depth(text) == depth(value)
+
+
+def test_the_nesting_read_off_a_text_stops_counting_past_the_limit() -> None:
+    from ace.playbook.jsonio import text_depth
+
     assert text_depth('{"a": ' + "[" * 70 + "]" * 70 + "}", stop=64) == 65

@@ -570,11 +570,6 @@ def order_hash_of(sections: Iterable[tuple[str, str, str]]) -> bytes:
     return h.digest()
 
 
-def bullet_row(b: Bullet) -> dict[str, Any]:
-    """A bullet's fields without its section (implied by where it is stored)."""
-    return _bullet_row(b)
-
-
 def _bullet_row(b: Bullet) -> dict[str, Any]:
     d = b.to_dict()
     del d["section"]  # implied by the enclosing section

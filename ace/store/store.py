@@ -50,7 +50,6 @@ from ace.playbook.model import (
     Playbook,
     Section,
     Source,
-    bullet_row,
     digest_of,
     order_hash_of,
     without_id,
@@ -440,11 +439,13 @@ class PlaybookStore:
                     log.warning("playbook %s/%s: %s; its materialized head is rebuilt from the log", namespace, name, e)
                     head = None
             if head is None:  # not materialized (a database from before revision 0005) or damaged: from the log
-                state = self._rebuild(conn, row.id, row.head)
-                head = self._materialize(conn, row.id, row.head, state)[0]
+                base = self._rebuild(conn, row.id, row.head)
+                head = self._materialize(conn, row.id, row.head, base)[0]
                 self._damaged.discard(row.id)
-                self._remember(row.id, row.head, state)
-            applied = apply(self._state(conn, row.id, row.head), delta, policy=self.policy)
+                self._remember(row.id, row.head, base)
+            else:  # the head this store holds
+                base = self._state(conn, row.id, row.head)
+            applied = apply(base, delta, policy=self.policy)
             return _NewVersion(
                 "delta",
                 applied.delta,
@@ -668,11 +669,11 @@ class PlaybookStore:
                     for r in changed
                 ],
             )
-        order_hash = head.order_hash
+        order_hash, sections = head.order_hash, head.sections
         if patch.order_changed:
-            order_hash = self._reorder(conn, pid, head, patch)
+            order_hash, sections = self._reorder(conn, pid, head, patch)
         content_sum = patch.content_sum(head.content_sum)
-        new = _Head(version, patch.next_id, patch.n_bullets, content_sum, order_hash, head.sections)
+        new = _Head(version, patch.next_id, patch.n_bullets, content_sum, order_hash, sections)
         conn.execute(update(t.heads).where(t.heads.c.playbook_id == pid).values(**_head_values(new)))
         digest = digest_of(new.next_id, order_hash, content_sum)
         if pb is not None:  # the digest's parts, so that the held playbook need not rehash its order
@@ -680,9 +681,10 @@ class PlaybookStore:
             pb._memo.setdefault("content_sum", content_sum)
         return digest, new.n_bullets
 
-    def _reorder(self, conn: Connection, pid: int, head: _Head, patch: Patch) -> bytes:
+    def _reorder(self, conn: Connection, pid: int, head: _Head, patch: Patch) -> tuple[bytes, dict[str, str]]:
         """Apply the patch's order events to the sections' stored orders, rewriting only the chunks they change;
-        returns the new order hash (which hashes every section's order: O(n) bytes read and hashed, in C)."""
+        returns the new order hash (which hashes every section's order: O(n) bytes read and hashed, in C) and the
+        sections (name -> slug) with the ones the patch created."""
         positions = {name: k for k, name in enumerate(head.sections)}
         chunks: dict[int, list[_Chunk]] = {k: [] for k in positions.values()}
         for r in conn.execute(
@@ -704,7 +706,6 @@ class PlaybookStore:
                 positions[name] = len(sections)
                 sections[name] = slug
                 chunks[positions[name]] = []
-            head.sections = sections
         for kind, sec, bullet_id in patch.order:
             if sec not in positions:
                 raise _HeadDamaged(f"section {sec!r} is missing from the stored sections")
@@ -738,10 +739,11 @@ class PlaybookStore:
                     conn.execute(
                         insert(t.head_order).values(playbook_id=pid, position=position, chunk=c.number, ids=c.ids)
                     )
-        return order_hash_of(
+        order_hash = order_hash_of(
             (name, slug, ORDER_SEP.join(c.ids for c in chunks[positions[name]] if c.ids))
             for name, slug in sections.items()
         )
+        return order_hash, sections
 
     def _load_head(self, conn: Connection, pid: int, version: int) -> Playbook | None:
         """The head read from its materialized rows when they hold ``version`` and match the digest recorded for
@@ -907,14 +909,15 @@ class PlaybookStore:
                 return diff(self._state(conn, row.id, v1), self._state(conn, row.id, v2))
             # near: the later one is the earlier plus the deltas between, which also say what to compare
             early = late = self._state(conn, row.id, lo)
-            touched: set[str] | None = set()
+            replayed: set[str] = set()
+            touched: set[str] | None = replayed
             try:
                 for text in self._deltas(conn, row.id, lo, hi):
                     if text is None:  # a rollback or an import between: no delta to replay
                         raise ValueError("no delta")
                     applied = apply(late, Delta.model_validate_json(text), policy=REPLAY_POLICY)
                     late = applied.playbook
-                    touched.update(applied.patch.before if applied.patch is not None else ())  # type: ignore[union-attr]
+                    replayed.update(applied.patch.before if applied.patch is not None else ())
                 recorded = conn.execute(
                     select(t.versions.c.digest).where(t.versions.c.playbook_id == row.id, t.versions.c.version == hi)
                 ).scalar_one()
@@ -1211,22 +1214,14 @@ def _snapshot_of(pb: Playbook, texts: dict[str, str]) -> str:
 
 
 def _serialized(pb: Playbook, *, yielding: bool = False) -> str:
-    """The snapshot text of ``pb`` (its ``to_dict`` as compact JSON). ``yielding``: a few hundred bullets at a time,
-    giving up the interpreter between them, so that a background thread does not stall the commits beside it."""
-    if not yielding:
-        return json.dumps(pb.to_dict(), ensure_ascii=False, separators=(",", ":"))
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    parts = []
-    by_id = pb.bullets_by_id
-    for sec in pb.sections.values():
-        ids = sec.ids
-        chunks = []
-        for start in range(0, len(ids), 256):
-            chunks.append(dumps([bullet_row(by_id[i]) for i in ids[start : start + 256]])[1:-1])
+    """The snapshot text of ``pb``, from each bullet's canonical JSON. ``yielding``: giving up the interpreter every
+    few hundred bullets, so that a background thread does not stall the commits beside it."""
+    texts: dict[str, str] = {}
+    for n, b in enumerate(pb.bullets_by_id.values(), start=1):
+        texts[b.id] = b.canonical()
+        if yielding and n % 256 == 0:
             time.sleep(0)
-        body = ",".join(c for c in chunks if c)
-        parts.append(f'{{"name":{dumps(sec.name)},"slug":{dumps(sec.slug)},"bullets":[{body}]}}')
-    return f'{{"format":"ace.playbook/v1","next_id":{pb.next_id},"sections":[{",".join(parts)}]}}'
+    return _snapshot_of(pb, texts)
 
 
 def _op_source(delta: Delta, bullet_id: str) -> Source | None:
