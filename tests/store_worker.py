@@ -1,8 +1,10 @@
 """Child processes for the concurrency and crash tests: ``python -m tests.store_worker MODE URL ...``.
 
-``tag``   waits for a start file, then commits N one-TAG deltas; half the workers rebase
-          (``expected_version=None``), half are optimistic and retry on StaleVersionError from the version
-          they reload. Prints the count it committed per bullet.
+``tag``   connects, writes ``<go>.<worker>.ready``, waits for the start file ``<go>``, then commits N one-TAG
+          deltas with a short random pause between them (an agent's work between two lessons: a commit takes ~2 ms,
+          so without it the first writer could finish before the others get the lock); half the workers rebase
+          (``expected_version=None``), half are optimistic and retry on StaleVersionError from the version they
+          reload. Prints the count it committed per bullet.
 ``hang``  starts a commit and, just before the database COMMIT, writes a flag file and sleeps: the test then
           kills the process with SIGKILL, mid-transaction.
 """
@@ -25,8 +27,9 @@ from ace.store import PlaybookStore, StaleVersionError
 def tag_worker(url: str, worker: int, commits: int, ids: list[str], go: str) -> None:
     store = PlaybookStore(url)
     store.head("pb")  # connect before the start line, so that all workers begin together
+    Path(f"{go}.{worker}.ready").touch()
     while not Path(go).exists():
-        time.sleep(0.01)
+        time.sleep(0.005)
     rng = random.Random(worker)
     done: Counter[str] = Counter()
     retries = 0
@@ -47,6 +50,7 @@ def tag_worker(url: str, worker: int, commits: int, ids: list[str], go: str) -> 
             except StaleVersionError:
                 retries += 1
         done[bullet] += 1
+        time.sleep(rng.uniform(0.002, 0.01))
     print(json.dumps({"tags": done, "retries": retries}))
 
 

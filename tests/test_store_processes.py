@@ -45,7 +45,12 @@ def test_concurrent_writer_processes_lose_no_update(db_url: str, tmp_path: Path,
         store.create("pb", parse_ace(START))
     go = tmp_path / "go"
     procs = [_spawn("tag", db_url, str(w), str(commits), ",".join(IDS), str(go)) for w in range(workers)]
-    time.sleep(1.0)
+    deadline = time.monotonic() + 120
+    while not all(Path(f"{go}.{w}.ready").exists() for w in range(workers)):
+        for p in procs:
+            assert p.poll() is None, p.stderr.read() if p.stderr else ""
+        assert time.monotonic() < deadline, "workers never became ready"
+        time.sleep(0.02)
     go.touch()
     totals: Counter[str] = Counter()
     retries = 0
