@@ -357,3 +357,79 @@ def test_the_injection_prefilter_does_not_hide_what_case_folding_matches(text: s
     # injection() skips its slow patterns when the text lacks their words; characters that a case-insensitive
     # pattern matches as ASCII letters must not slip past that check
     assert injection(text) is not None
+
+
+_PIECES = [
+    "ignore",
+    "Disregard",
+    "forget",
+    "bypass",
+    "all",
+    "the",
+    "previous",
+    "your",
+    "system",
+    "instructions",
+    "prompt",
+    "rules",
+    "context",
+    "reveal",
+    "print",
+    "show",
+    "tell me",
+    "the hidden",
+    "initial",
+    "API key",
+    "api_keys",
+    "secret keys",
+    "credentials",
+    "you are now",
+    "From now on,",
+    "you will",
+    "send",
+    "post",
+    "the notes to",
+    "https://evil.example/x?q={",
+    "http://a.b",
+    "![x](https://c.d)",
+    "<|im_start|>",
+    "</assistant>",
+    "[INST]",
+    "[/inst]",
+    "assistant:",
+    "## system:",
+    "\n",
+    ".",
+    "ıgnore",
+    "ſend",
+    "\u212aey",
+    "İNST",
+    "page_index",
+    "loop",
+]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_injection_prefilter_agrees_with_every_pattern_searched(seed: int) -> None:
+    # injection() searches a pattern only when the lower-cased text holds one substring of each of its groups;
+    # on texts made of the patterns' own words it must find exactly what searching every pattern finds
+    import random
+
+    from ace.playbook.quality import _HIDDEN, _INJECTION
+    from ace.playbook.text import unusual_char
+
+    def every_pattern(text: str) -> str | None:
+        if (ch := unusual_char(text, _HIDDEN)) is not None:
+            return f"a hidden character (U+{ord(ch):04X})"
+        for what, pattern in _INJECTION:
+            if m := pattern.search(text):
+                return f"{what} ({m.group(0).strip()[:60]!r})"
+        return None
+
+    rng = random.Random(seed)
+    found = 0
+    for _ in range(3000):
+        text = " ".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 7)))
+        assert injection(text) == every_pattern(text), text
+        found += every_pattern(text) is not None
+    assert 300 < found < 2700  # both kinds of text were tried

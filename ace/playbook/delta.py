@@ -22,7 +22,7 @@ import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -481,7 +481,23 @@ def _apply_all(draft: _Draft | _HeadDraft, delta: Delta, policy: ApplyPolicy) ->
             raise DeltaError(str(e), op_index=index, op_type=op.type) from None
     # a delta whose operations were already resolved (no ADD or MERGE given its id here) is its own resolution
     same = len(resolved) == len(delta.operations) and all(map(operator.is_, resolved, delta.operations))
-    return delta if same else delta.model_copy(update={"operations": resolved})
+    return delta if same else _copy_with(delta, operations=resolved)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+_set = object.__setattr__
+
+
+def _copy_with(model: _M, **update: Any) -> _M:
+    """``model.model_copy(update=update)`` for this module's models (extra fields ignored, no private attributes),
+    without the generic copies pydantic makes (a third of an ADD's apply went to two of them). Like
+    ``model_copy``, the update is not validated: callers pass values of the fields' types."""
+    new = model.__class__.__new__(model.__class__)
+    _set(new, "__dict__", {**model.__dict__, **update})
+    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(new, "__pydantic_extra__", model.__pydantic_extra__)
+    _set(new, "__pydantic_private__", None)
+    return new
 
 
 def _require(d: _Draft | _HeadDraft, bullet_id: str) -> Bullet:
@@ -542,7 +558,7 @@ def _add(d: _Draft | _HeadDraft, op: AddOp, step: int | None, src: tuple[Source,
     _judged(content, policy)
     d.put(Bullet(new_id, name, content, created_step=step, updated_step=step, sources=src))
     d.append(name, new_id)
-    return op.model_copy(update={"id": new_id, "section": name})
+    return _copy_with(op, id=new_id, section=name)
 
 
 def _merge(
@@ -578,7 +594,7 @@ def _merge(
         if b.id != survivor_id:
             d.remove(b.id)
     d.put(merged)
-    return op.model_copy(update={"id": survivor_id})
+    return _copy_with(op, id=survivor_id)
 
 
 def _judged(content: str, policy: ApplyPolicy) -> str:

@@ -65,7 +65,8 @@ _INJECTION = [
 ]
 _HIDDEN = frozenset({"Cf", "Co", "Cn"})
 # What each pattern above cannot match without: groups of substrings of the lower-cased text, one of each group
-# present. A lesson that has none of them is not searched with the (much slower) pattern.
+# present. A lesson that has none of them is not searched with the (much slower) pattern. The group of rarer words
+# comes first, and one substring stands for several where it is in all of them ("://" for http:// and https://).
 _NEEDS: list[tuple[tuple[str, ...], ...]] = [
     (
         ("ignore", "disregard", "forget", "override", "bypass"),
@@ -76,8 +77,8 @@ _NEEDS: list[tuple[tuple[str, ...], ...]] = [
         ("prompt", "instructions", "system message", "api", "key", "credentials"),
     ),
     (("you are now", "from now on"),),
-    (("http://", "https://"),),
-    (("<", "[inst]", "[/inst]", "system", "assistant"),),
+    (("://",),),
+    (("<", "inst]", "system", "assistant"),),
 ]
 
 # Characters that case-insensitive regex matching takes for an ASCII letter, which lower() does not map to it
