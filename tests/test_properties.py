@@ -7,6 +7,7 @@ version exactly, in memory and through a real SQLite store.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ace.playbook import Bullet, Delta, DeltaError, Playbook, apply, render
+from ace.playbook import Bullet, Delta, DeltaError, Playbook, Source, apply, render
 from ace.playbook.delta import HeadView, apply_to_head
 from ace.playbook.formats import FORMATS, dumps, loads
 from ace.store import PlaybookStore
@@ -193,3 +194,47 @@ def test_the_nesting_read_off_a_text_stops_counting_past_the_limit() -> None:
     from ace.playbook.jsonio import text_depth
 
     assert text_depth('{"a": ' + "[" * 70 + "]" * 70 + "}", stop=64) == 65
+
+
+_json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=12)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_texts = st.text(st.characters(codec="utf-8") | st.sampled_from('"\\\n\t\u2028\x00\x7f\ud800'), max_size=40)
+_counts = st.integers(0, 10**20) | st.booleans()  # a bool only in a bullet built by hand
+_steps = st.none() | st.integers(-(10**20), 10**20)
+_sources = st.builds(
+    Source,
+    task_id=st.none() | _texts,
+    step=_steps | st.booleans(),
+    run_id=st.none() | _texts,
+    role=st.none() | _texts,
+    note=st.none() | _texts,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.builds(
+        Bullet,
+        id=_texts,
+        section=_texts,
+        content=_texts,
+        helpful=_counts,
+        harmful=_counts,
+        neutral=_counts,
+        created_step=_steps,
+        updated_step=_steps,
+        sources=st.lists(_sources, max_size=3).map(tuple),
+        merged_from=st.lists(_texts, max_size=3).map(tuple),
+        extra=st.dictionaries(st.text(max_size=6), _json_values, max_size=3),
+    )
+)
+def test_a_bullets_canonical_json_is_json_dumps_of_its_dict_with_sorted_keys(b: Bullet) -> None:
+    # canonical() writes the text itself (the digest every version is checked against hashes it): it must stay
+    # byte for byte what the JSON encoder writes, on any text (quotes, escapes, U+2028, NUL, a lone surrogate)
+    expected = json.dumps(b.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert b.canonical() == expected
+    assert json.loads(expected) == json.loads(b.canonical())

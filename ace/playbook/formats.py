@@ -152,18 +152,29 @@ def _malformed(fmt: str, what: str) -> Iterator[None]:
 @builds_in_bulk
 def parse_json(text: str) -> Playbook:
     with _malformed("json", "playbook JSON"):
-        data = load_json(text, what="the playbook JSON")
-        if data.get("format") != "ace.playbook/v1":
-            raise PlaybookFormatError(f"unknown format {data.get('format')!r}; expected 'ace.playbook/v1'", fmt="json")
-        sections = []
-        for s in data["sections"]:
-            bullets = []
-            for row in s["bullets"]:
-                b = Bullet.from_dict({**row, "section": s["name"]})
-                clean_text(b.content, limit=IMPORT_MAX_CHARS)
-                bullets.append(b)
-            sections.append((s["name"], bullets, s.get("slug")))
-        return Playbook.from_sections(sections, next_id=int(data["next_id"]))
+        return _from_json_data(load_json(text, what="the playbook JSON"))
+
+
+@builds_in_bulk
+def from_json_data(data: Any) -> Playbook:
+    """:func:`parse_json` of a value already decoded (with :func:`~ace.playbook.jsonio.load_json`'s limits, e.g.
+    a trajectory's starting state): the same checks, without writing it back to text and reading it again."""
+    with _malformed("json", "playbook JSON"):
+        return _from_json_data(data)
+
+
+def _from_json_data(data: Any) -> Playbook:
+    if not isinstance(data, dict):
+        raise PlaybookFormatError(f"expected a JSON object, got {type(data).__name__}", fmt="json")
+    if data.get("format") != "ace.playbook/v1":
+        raise PlaybookFormatError(f"unknown format {data.get('format')!r}; expected 'ace.playbook/v1'", fmt="json")
+    sections = []
+    for s in data["sections"]:
+        name = s["name"]
+        # the content is checked by from_sections (as stored text: what clean_text would make of it)
+        bullets = [Bullet.from_dict({**row, "section": name}) for row in s["bullets"]]
+        sections.append((name, bullets, s.get("slug")))
+    return Playbook.from_sections(sections, next_id=int(data["next_id"]))
 
 
 # -- kayba ace-framework skillbook v2 ---------------------------------------------------------------------

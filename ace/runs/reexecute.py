@@ -18,7 +18,6 @@ own trajectory, so it can itself be replayed and compared.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from ace.loop import Generator, Guard, LoopConfig, RunResult
 from ace.loop.refine import EmbeddingIndex, Refiner
 from ace.loop.registry import evaluator_from_spec, generator_from_spec
 from ace.playbook import ApplyPolicy
-from ace.playbook.formats import loads
+from ace.playbook.formats import from_json_data
 from ace.runs.factory import RunFiles, RunSetup, start
 from ace.runs.trajectory import read
 from ace.runs.workspace import file_stem
@@ -177,7 +176,7 @@ def rerun(
         while f"{header['playbook']}-rerun-{k}" in taken:
             k += 1
         name = f"{header['playbook']}-rerun-{k}"
-    store.create(name, loads(json.dumps(header["state"]), "json"), namespace=namespace, author="ace replay")
+    store.create(name, from_json_data(header["state"]), namespace=namespace, author="ace replay")
     workdir = _fresh_workdir(workdir, Path(path).parent / "replays", name)
     if info.get("sampling"):
         llm.sampling = Sampling(**{**info["sampling"], "stop": tuple(info["sampling"].get("stop") or ())})

@@ -21,7 +21,8 @@ from typing import Any
 
 from ace.errors import InputFileError
 from ace.llm import Usage
-from ace.playbook import REPLAY_POLICY, Delta, Playbook, apply, approx_tokens, loads, render
+from ace.playbook import REPLAY_POLICY, Delta, Playbook, apply, approx_tokens, render
+from ace.playbook.formats import from_json_data
 from ace.runs.trajectory import load, replay
 
 
@@ -49,7 +50,7 @@ def trace(path: Path) -> RunTrace:
     if not checked.ok:
         return empty
     t = load(path)
-    pb = loads(json.dumps(t.header["state"]), "json")
+    pb = from_json_data(t.header["state"])
     version = int(t.header["version"])
     tr = RunTrace(name, [], [version], [len(pb)], [_tokens(pb)], {}, pb, None, len(t.steps), t.notes)
     for step in t.steps:

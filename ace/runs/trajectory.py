@@ -50,7 +50,7 @@ from ace.llm.cassette import request_hash
 from ace.llm.types import Completion, Request
 from ace.loop import RunDescription, StepRecord
 from ace.playbook import REPLAY_POLICY, Delta, DeltaError, Playbook, apply
-from ace.playbook.formats import dumps, loads
+from ace.playbook.formats import dumps, from_json_data
 from ace.playbook.jsonio import JSONLimitError, json_line, load_json, split_lines
 from ace.store import PlaybookStore
 from ace.tasks import Task
@@ -349,7 +349,7 @@ def replay(path: str | Path, *, detectors: Detectors | None = None) -> ReplayRep
         return ReplayReport(None, problem=str(e))
     header, steps = t.header, t.steps
     try:
-        pb = loads(json.dumps(header["state"]), "json")
+        pb = from_json_data(header["state"])
     except Exception as e:  # any malformed state is a tampered file
         return ReplayReport(None, problem=f"line 1: the starting state does not load ({e})", notes=t.notes)
     report = ReplayReport(pb, steps=len(steps), notes=t.notes)
