@@ -15,17 +15,19 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from ace.errors import AceError
-from ace.loop import StepRecord
 from ace.playbook import ApplyPolicy
 from ace.playbook.diff import PlaybookDiff
 from ace.runs.console import line, make_console, safe
 from ace.store import PlaybookStore, VersionInfo
+
+if TYPE_CHECKING:
+    from ace.loop import StepRecord
 
 # soft_wrap: a long path or message is never broken across lines (tables still fit the terminal)
 out = make_console(soft_wrap=True)

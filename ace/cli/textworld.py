@@ -10,7 +10,6 @@ import typer
 from ace.cli.options import DbOpt, NsOpt
 from ace.cli.output import AceTyper, open_store, out, print_step
 from ace.names import check_name
-from ace.runs.factory import RunFiles
 from ace.runs.workspace import data_dir, runs_dir
 from ace.store import DEFAULT_NAMESPACE
 
@@ -84,6 +83,7 @@ def tw_play(
 
     from ace.envs.textworld import play_series
     from ace.llm import LLM, Sampling
+    from ace.runs.factory import RunFiles
 
     rid = check_name(run_id or time.strftime("textworld-%Y%m%d-%H%M%S"), "run id")
     check_name(playbook, "playbook name")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from itertools import filterfalse
 
 IMPORT_MAX_CHARS = 100_000  # a bullet's content on import (what a delta may add is ApplyPolicy.max_content_chars)
 SECTION_MAX_CHARS = 200  # a section name, on import as in a delta (ApplyPolicy.max_section_chars)
@@ -47,7 +48,7 @@ def specifics(text: str) -> frozenset[str]:
 def specifics_in(tokens: frozenset[str]) -> frozenset[str]:
     """:func:`specifics` from the :func:`words` of a text already split (most tokens are letters only: skipped by
     one C call each)."""
-    return frozenset(filter(_HAS_DIGIT, (w for w in tokens if not w.isalpha())))
+    return frozenset(filter(_HAS_DIGIT, filterfalse(str.isalpha, tokens)))
 
 
 _HAS_DIGIT = re.compile(r"\d").search

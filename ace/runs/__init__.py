@@ -1,20 +1,60 @@
 """Everything that drives the loop: the one run factory, the runners (eval-only, offline, online), experiments
-(``ace run``), the demo, learning from agents' chat logs, trajectories, re-execution and reports."""
+(``ace run``), the demo, learning from agents' chat logs, trajectories, re-execution and reports.
 
-from ace.runs.factory import RunFiles, RunSetup, build, start
-from ace.runs.runners import (
-    Evaluation,
-    Learner,
-    OfflineResult,
-    OnlineResult,
-    Prediction,
-    Spend,
-    Window,
-    evaluate,
-    offline,
-    online,
-)
-from ace.runs.workspace import bundled, data_dir, file_stem, runs_dir
+The names below are imported when first used (PEP 562), so that importing one submodule (the CLI's console
+helpers, a trajectory reader) does not load the loop, LangGraph and the memory tiers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ace.runs.factory import RunFiles, RunSetup, build, start
+    from ace.runs.runners import (
+        Evaluation,
+        Learner,
+        OfflineResult,
+        OnlineResult,
+        Prediction,
+        Spend,
+        Window,
+        evaluate,
+        offline,
+        online,
+    )
+    from ace.runs.workspace import bundled, data_dir, file_stem, runs_dir
+
+_WHERE = {
+    **dict.fromkeys(("RunFiles", "RunSetup", "build", "start"), "ace.runs.factory"),
+    **dict.fromkeys(
+        (
+            "Evaluation",
+            "Learner",
+            "OfflineResult",
+            "OnlineResult",
+            "Prediction",
+            "Spend",
+            "Window",
+            "evaluate",
+            "offline",
+            "online",
+        ),
+        "ace.runs.runners",
+    ),
+    **dict.fromkeys(("bundled", "data_dir", "file_stem", "runs_dir"), "ace.runs.workspace"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ace.runs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Evaluation",

@@ -41,19 +41,21 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ace.collapse import Alert, Detectors
 from ace.errors import ConfigError, InputFileError
-from ace.llm import LLM
 from ace.llm.cassette import request_hash
-from ace.llm.types import Completion, Request
-from ace.loop import RunDescription, StepRecord
 from ace.playbook import REPLAY_POLICY, Delta, DeltaError, Playbook, apply
 from ace.playbook.formats import dumps, from_json_data
 from ace.playbook.jsonio import JSONLimitError, json_line, load_json, split_lines
 from ace.store import PlaybookStore
-from ace.tasks import Task
+
+if TYPE_CHECKING:
+    from ace.llm import LLM
+    from ace.llm.types import Completion, Request
+    from ace.loop import RunDescription, StepRecord
+    from ace.tasks import Task
 
 FORMAT = "ace-trajectory/2"
 LEGACY_FORMATS = ("ace-trajectory/1",)

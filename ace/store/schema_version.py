@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, MetaData, inspect, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from ace.playbook import Playbook
 from ace.store import schema as t
 from ace.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported where it is used (opening a store, upgrading): loading it takes a quarter of a second, which
+# a command that only reads a file (``ace replay``) should not pay.
 
 VERSION_TABLE = "ace_schema_version"
 HEAD = "0005"
@@ -33,6 +37,8 @@ class SchemaOutdated(StoreError):
 
 
 def _config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -41,6 +47,8 @@ def _config(engine: Engine) -> Config:
 
 def recorded_revision(conn: Connection) -> str | None:
     """The revision the database says it is at, or None if it records none."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
@@ -102,6 +110,8 @@ def create_tables(engine: Engine, metadata: MetaData) -> None:
 
 def _create(engine: Engine) -> None:
     """Today's tables and the newest revision stamped; two processes doing it at once both succeed."""
+    from alembic import command
+
     create_tables(engine, t.metadata)
     try:
         command.stamp(_config(engine), HEAD)
@@ -120,6 +130,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     if before is None:
         _create(engine)
         return None, HEAD
+    from alembic import command
+
     cfg = _config(engine)
     if recorded is None:
         cfg.attributes["recognised"] = before  # stamped inside the upgrade's transaction (see migrations/env.py)
