@@ -148,3 +148,18 @@ def test_tour_runs_as_a_real_process(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "rejected: operation 1 (UPDATE): unknown bullet id 'calc-99999'" in r.stdout
     assert "same digest as v1: True" in r.stdout
+
+
+def test_the_cli_and_a_trajectory_replay_start_without_the_loop_langgraph_or_alembic() -> None:
+    # every `ace` call pays its imports: the loop (LangGraph, the memory tiers) and Alembic load only in the commands
+    # that use them (`ace --help` took 1.7 s when they loaded at start, 0.5 s now); ace.runs resolves its names lazily
+    code = (
+        "import sys, ace.cli, ace.runs.trajectory, ace.runs\n"
+        "heavy = ('ace.loop', 'langgraph', 'langchain_core', 'alembic', 'ace.memory')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
+        "print(heavy)\n"
+        "import ace.runs as r\n"
+        "print([n for n in r.__all__ if getattr(r, n, None) is None])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "[]"], out

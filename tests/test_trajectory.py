@@ -152,6 +152,16 @@ def test_truncation_reordering_insertion_and_duplication_are_rejected(
         (2, lambda o: o.update(index="one"), "line 3: the step's 'index' must be a int"),
         (2, lambda o: o.update(calls=5), "line 3: the step's 'calls' must be a list"),
         (0, lambda o: o.pop("version"), "line 1: the header's 'version' is missing"),
+        # a starting state that is not a playbook: read from the decoded header, checked as an import is
+        (0, lambda o: o.update(state=[1, 2]), "line 1: the header's 'state' is missing or not a dict"),
+        (0, lambda o: o["state"].update(format="nope"), "does not load (json playbook: unknown format 'nope'"),
+        (0, lambda o: o["state"].update(sections=3), "does not load (json playbook: malformed playbook JSON"),
+        (0, lambda o: o["state"]["sections"][0]["bullets"][0].update(helpful=True), "'helpful' must be int"),
+        (0, lambda o: o["state"]["sections"][0]["bullets"][0].update(helpful=-1), "must not be negative"),
+        (0, lambda o: o["state"]["sections"][0]["bullets"][0].update(sources="x"), "'sources' must be list"),
+        (0, lambda o: o["state"]["sections"][0]["bullets"][0].update(sources=[{"step": "2"}]), "'step' must be int"),
+        (0, lambda o: o["state"]["sections"][0]["bullets"][0].update(content="a\u0000b"), "control character"),
+        (0, lambda o: o["state"]["sections"][0]["bullets"][0].update(content=" padded "), "surrounding whitespace"),
     ],
 )
 def test_a_legacy_file_still_checks_deltas_against_digests_and_says_what_it_cannot(
