@@ -221,3 +221,32 @@ def test_resolved_delta_replays_to_the_same_state(pb: Playbook) -> None:
     again = apply(pb, Delta.model_validate_json(out.delta.to_json()))
     assert again.playbook.digest() == out.playbook.digest()
     assert json.loads(out.delta.to_json())["operations"][0]["id"] == "misc-00004"
+
+
+def test_a_resolved_operation_is_what_model_copy_would_make() -> None:
+    # apply() copies resolved ADD / MERGE ops and deltas without pydantic's generic copy: the copies must be the
+    # models model_copy makes (fields, which fields count as set, what they serialize to), the originals untouched
+    from ace.playbook.delta import _copy_with
+
+    delta = Delta.parse(
+        {
+            "reasoning": "r",
+            "source": {"task_id": "t", "step": 3},
+            "operations": [
+                {"type": "ADD", "section": "S", "content": "A lesson with words.", "reason": "why"},
+                {"type": "MERGE", "ids": ["a-1", "a-2"], "content": "Both lessons in one."},
+            ],
+        }
+    )
+    add, merge = delta.operations
+    pairs = [
+        (_copy_with(add, id="s-00001", section="S"), add.model_copy(update={"id": "s-00001", "section": "S"})),
+        (_copy_with(merge, id="a-1"), merge.model_copy(update={"id": "a-1"})),
+        (_copy_with(delta, operations=[add]), delta.model_copy(update={"operations": [add]})),
+    ]
+    for ours, theirs in pairs:
+        assert ours == theirs and type(ours) is type(theirs)
+        assert ours.model_fields_set == theirs.model_fields_set
+        assert ours.model_dump_json(exclude_unset=True) == theirs.model_dump_json(exclude_unset=True)
+        assert ours.model_dump_json(exclude_none=True) == theirs.model_dump_json(exclude_none=True)
+    assert add.id is None and merge.id is None and len(delta.operations) == 2

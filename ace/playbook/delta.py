@@ -490,7 +490,7 @@ _set = object.__setattr__
 
 def _copy_with(model: _M, **update: Any) -> _M:
     """``model.model_copy(update=update)`` for this module's models (extra fields ignored, no private attributes),
-    without the generic copies pydantic makes (a third of an ADD's apply went to two of them). Like
+    without the generic ``copy.copy`` calls pydantic makes (1.0 µs instead of 1.5; an ADD's apply makes two). Like
     ``model_copy``, the update is not validated: callers pass values of the fields' types."""
     new = model.__class__.__new__(model.__class__)
     _set(new, "__dict__", {**model.__dict__, **update})
