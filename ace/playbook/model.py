@@ -106,15 +106,9 @@ class Source:
     def from_dict(cls, data: Mapping[str, Any]) -> Source:
         """Strictly typed: strings are strings and the step an integer (raises ValueError naming the field)."""
         get = data.get
-        task_id, step, run_id, role, note = get("task_id"), get("step"), get("run_id"), get("role"), get("note")
-        if (  # the common record in one expression; anything else is checked field by field below
-            (task_id is None or type(task_id) is str)
-            and (step is None or type(step) is int)
-            and (run_id is None or type(run_id) is str)
-            and (role is None or type(role) is str)
-            and (note is None or type(note) is str)
-        ):
-            return cls(task_id, step, run_id, role, note)
+        made = cls(get("task_id"), get("step"), get("run_id"), get("role"), get("note"))
+        if made.plain():  # the common record; anything else is checked field by field, which names the bad one
+            return made
         return cls(
             task_id=_typed(data, "task_id", str),
             step=_typed(data, "step", int),
@@ -197,31 +191,28 @@ class Bullet:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Bullet:
         """Strictly typed (counters are non-negative integers, not ``"7"``); raises ValueError naming the field."""
-        get = d.get
-        bid, section, content = get("id"), get("section"), get("content")
-        helpful, harmful, neutral = get("helpful", 0), get("harmful", 0), get("neutral", 0)
-        created, updated = get("created_step"), get("updated_step")
-        if (  # the common row, checked in one expression (``type(x) is int``: not a bool); anything else below
-            type(bid) is str
-            and type(section) is str
-            and type(content) is str
-            and type(helpful) is int
-            and type(harmful) is int
-            and type(neutral) is int
-            and helpful >= 0
-            and harmful >= 0
-            and neutral >= 0
-            and (created is None or type(created) is int)
-            and (updated is None or type(updated) is int)
-            and get("merged_from") is None
+        get: Callable[..., Any] = d.get  # values of any type: checked once the bullet is built
+        sources, merged = get("sources"), get("merged_from")
+        if (
+            (sources is None or (type(sources) is list and all(type(x) is dict for x in sources)))
+            and (merged is None or type(merged) is list)
             and get("extra") is None
         ):
-            sources = get("sources")
-            if sources is None:
-                return cls(bid, section, content, helpful, harmful, neutral, created, updated)
-            if type(sources) is list and all(type(x) is dict for x in sources):
-                src = tuple(map(Source.from_dict, sources))
-                return cls(bid, section, content, helpful, harmful, neutral, created, updated, src)
+            made = cls(
+                get("id"),
+                get("section"),
+                get("content"),
+                get("helpful", 0),
+                get("harmful", 0),
+                get("neutral", 0),
+                get("created_step"),
+                get("updated_step"),
+                tuple(map(Source.from_dict, sources)) if sources else (),
+                tuple(merged) if merged else (),
+            )
+            # the common row, checked as built; anything else is checked field by field, which names the bad one
+            if made._plain() and made.helpful >= 0 and made.harmful >= 0 and made.neutral >= 0:
+                return made
         return cls._from_dict_checked(d)
 
     @classmethod
@@ -244,6 +235,22 @@ class Bullet:
             extra=_typed(d, "extra", Mapping) or NO_EXTRA,
         )
 
+    def _plain(self) -> bool:
+        """Whether every field holds exactly its type (``type(x) is int``: not a bool), ``extra`` aside: what
+        :meth:`canonical` writes itself and :meth:`from_dict` takes without naming a field."""
+        return (
+            type(self.id) is str
+            and type(self.section) is str
+            and type(self.content) is str
+            and type(self.helpful) is int
+            and type(self.harmful) is int
+            and type(self.neutral) is int
+            and (self.created_step is None or type(self.created_step) is int)
+            and (self.updated_step is None or type(self.updated_step) is int)
+            and all(type(s) is Source and s.plain() for s in self.sources)
+            and all(type(i) is str for i in self.merged_from)
+        )
+
     def canonical(self) -> str:
         """The canonical JSON of this bullet (sorted keys, no spaces, non-ASCII kept): what :meth:`digest` hashes,
         and what a store keeps as the bullet's row.
@@ -252,18 +259,7 @@ class Bullet:
         ``json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` (a test holds the
         two equal on arbitrary bullets), in 60 % of its time: a cold start digests every bullet. A bullet built by
         hand with other types (a bool for a count) is written by ``json.dumps``."""
-        if not (
-            type(self.content) is str
-            and type(self.id) is str
-            and type(self.section) is str
-            and type(self.helpful) is int
-            and type(self.harmful) is int
-            and type(self.neutral) is int
-            and (self.created_step is None or type(self.created_step) is int)
-            and (self.updated_step is None or type(self.updated_step) is int)
-            and all(type(s) is Source and s.plain() for s in self.sources)
-            and all(type(i) is str for i in self.merged_from)
-        ):
+        if not self._plain():
             return _CANONICAL.encode(self.to_dict())
         out = [f'{{"content":{_esc(self.content)}']
         if self.created_step is not None:
