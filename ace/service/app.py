@@ -1,9 +1,12 @@
 """The HTTP service over the store (``ace serve``): playbooks for agents that are not Python.
 
-Every route but ``/v1/health`` needs ``Authorization: Bearer TOKEN``; a token is bound to namespaces and a role
-(:mod:`ace.service.auth`): 401 without a valid token, 403 outside its namespaces or above its role. Errors are JSON
-``{"error": "..."}`` with a clear message, never a stack trace. Bodies over ``max_body_bytes`` are refused (413)
-before they are read whole. OpenAPI docs are at ``/docs``.
+Every route but ``/v1/health`` and the API's description (``/docs``, its assets, ``/openapi.json``: no data) needs
+``Authorization: Bearer TOKEN``; a token is bound to namespaces and a role (:mod:`ace.service.auth`): 401 without a
+valid token, 403 outside its namespaces or above its role. Errors are JSON ``{"error": "..."}`` with a clear
+message, never a stack trace. Bodies over ``max_body_bytes`` are refused (413) before they are read whole. The
+routes are thin adapters over :class:`~ace.service.core.Service`; its work runs in worker threads, never on the
+event loop, so a writer waiting for the database's lock does not hold up reads. OpenAPI docs are at ``/docs``,
+served from the installed package (no CDN).
 
 - ``GET  /v1/playbooks/{namespace}`` (read): the playbooks and their heads.
 - ``GET  /v1/playbooks/{namespace}/{name}?version=&budget=&layout=&format=text|json`` (read): the playbook rendered
@@ -15,7 +18,8 @@ before they are read whole. OpenAPI docs are at ``/docs``.
 - ``PUT  /v1/playbooks/{namespace}/{name}?format=`` (write), body a playbook file (ACE text, JSON, Markdown or a
   kayba skillbook; guessed if absent): imported as version 1 of a new playbook (409 if the name is taken).
 - ``GET  /v1/playbooks/{namespace}/{name}/history?since=``, ``/diff?from=&to=``, ``/blame/{bullet_id}`` and
-  ``/check?from=`` (the collapse detectors over the last :data:`CHECK_SPAN` versions at most) (read).
+  ``/check?from=`` (the collapse detectors over the last versions, as many as :class:`~ace.service.core.Limits`
+  allows one call; cached per head) (read).
 - ``POST /v1/playbooks/{namespace}/{name}/rollback?to=VERSION`` (write, ``If-Match`` as for deltas).
 - ``POST /v1/playbooks/{namespace}/{name}/episodes`` (write), body one episode in the format of ``ace learn``: queued
   for a worker (202; 200 with its status if it was sent before; 409 if its id was sent with another body).
@@ -34,15 +38,28 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ace.errors import AceError
-from ace.names import InvalidName, check_name
-from ace.playbook import Delta, DeltaError, render
+from ace.names import InvalidName
+from ace.playbook import Delta, DeltaError
 from ace.playbook.errors import PlaybookFormatError
-from ace.playbook.formats import dumps, loads, to_json
 from ace.playbook.render import Layout
-from ace.service.auth import Grant, Role, Tokens
+from ace.service.auth import Grant, Tokens
+from ace.service.core import (
+    MAX_NUMBER,
+    AccessDenied,
+    BadRequest,
+    Format,
+    Limits,
+    NoMemory,
+    QuotaExceeded,
+    Service,
+    TooMuchWork,
+    version_tag,
+)
 from ace.service.queue import EpisodeConflict, EpisodeError, EpisodeNotFound, EpisodeQueue, Status
 from ace.store import (
     PlaybookExists,
@@ -54,7 +71,6 @@ from ace.store import (
     VersionNotFound,
 )
 
-CHECK_SPAN = 200  # versions one /check rebuilds and compares (default: the last ones)
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a delta is small; a playbook import goes through the CLI
 
 Scope = MutableMapping[str, Any]
@@ -115,246 +131,264 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     queue: EpisodeQueue | None = None,
     episodes: Callable[[str], Any] | None = None,
+    limits: Limits | None = None,
 ) -> Any:
     """The ASGI application (FastAPI, wrapped in the body limit) over ``store``, guarded by ``tokens``.
 
     ``queue`` holds sent episodes (one is made on ``store`` if not given); ``episodes(namespace)`` opens the
     episodic memory tier of a namespace (an :class:`~ace.memory.EpisodicStore`) or returns None where there is
-    none; without it, episode search answers 404."""
-    api = FastAPI(title="ACE", version="1", description=__doc__)
-    queue = queue or EpisodeQueue(store)
+    none; without it, episode search answers 404. ``limits``: what one caller may ask (:class:`Limits`)."""
+    limits = dataclasses.replace(limits or Limits(), max_body_bytes=max_body_bytes)
+    svc = Service(store, queue=queue, episodes=episodes, limits=limits)
+    api = FastAPIOffline(
+        title="ACE",
+        version="1",
+        description=__doc__,
+        static_url="/docs/assets",
+        redoc_url=None,
+    )
+    bearer = HTTPBearer(auto_error=False, description="A token from the tokens file (ace serve --tokens).")
 
-    async def grant(authorization: Annotated[str | None, Header()] = None) -> Grant:
-        scheme, _, presented = (authorization or "").partition(" ")
-        found = tokens.grant(presented.strip()) if scheme.lower() == "bearer" and presented.strip() else None
+    async def grant(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> Grant:
+        presented = credentials.credentials.strip() if credentials is not None else ""
+        found = tokens.grant(presented) if presented and len(presented) <= MAX_TOKEN_CHARS else None
         if found is None:
             raise _HTTPError(401, "a valid bearer token is needed (Authorization: Bearer TOKEN)")
         return found
 
-    def allowed(g: Grant, namespace: str, role: Role) -> str:
-        try:
-            namespace = check_name(namespace, "namespace")
-        except InvalidName as e:
-            raise _HTTPError(422, str(e)) from None
-        if not g.allows(namespace, role):
-            raise _HTTPError(403, f"this token may not {role} in namespace {namespace!r}")
-        return namespace
-
     Auth = Annotated[Grant, Depends(grant)]
+    Version = Annotated[int | None, Query(ge=1, le=MAX_NUMBER)]
 
     @api.get("/v1/health")
-    def health() -> dict[str, bool]:
+    async def health() -> dict[str, bool]:
         return {"ok": True}
 
-    @api.get("/v1/playbooks/{namespace}")
-    def playbooks(namespace: str, g: Auth) -> list[dict[str, Any]]:
-        ns = allowed(g, namespace, "read")
-        return [{"name": p.name, "head": p.head, "created_at": p.created_at.isoformat()} for p in store.list(ns)]
+    @api.get("/v1/playbooks/{namespace}", responses=_ERRORS)
+    async def playbooks(namespace: str, g: Auth) -> list[dict[str, Any]]:
+        return await svc.run("read", svc.list_playbooks, g, namespace)
 
-    @api.get("/v1/playbooks/{namespace}/{name}")
+    @api.get(
+        "/v1/playbooks/{namespace}/{name}",
+        responses=_ERRORS,
+        response_class=PlainTextResponse,
+        summary="Read a playbook: prompt text under a budget, or an export",
+    )
     async def playbook(
         namespace: str,
         name: str,
         g: Auth,
-        version: int | None = None,
-        budget: Annotated[int | None, Query(ge=0)] = None,
+        version: Version = None,
+        budget: Annotated[int | None, Query(ge=0, le=MAX_NUMBER)] = None,
         layout: Layout = "sections",
-        format: Literal["text", "json", "ace", "md", "skillbook"] = "text",
+        format: Format = "text",
     ) -> Response:
-        ns = allowed(g, namespace, "read")
-        v, pb = store.load_versioned(name, version, namespace=ns)
-        headers = {"ETag": f'"{v}"'}
-        if format == "json":
-            return Response(to_json(pb, indent=None), media_type="application/json", headers=headers)
-        if format == "skillbook":
-            return Response(dumps(pb, format), media_type="application/json", headers=headers)
-        if format != "text":  # an export in the paper's text format or Markdown
-            return PlainTextResponse(dumps(pb, format), headers=headers)
-        return PlainTextResponse(render(pb, budget=budget, layout=layout), headers=headers)
+        got = await svc.run(
+            "read", svc.read, g, namespace, name, version=version, budget=budget, layout=layout, format=format
+        )
+        return Response(got.text, media_type=got.media_type, headers={"ETag": f'"{got.version}"'})
 
-    @api.put("/v1/playbooks/{namespace}/{name}", status_code=201)
+    @api.put(
+        "/v1/playbooks/{namespace}/{name}",
+        status_code=201,
+        responses=_ERRORS,
+        openapi_extra=_body("A playbook file: ACE text, JSON, Markdown or a kayba skillbook.", _PLAYBOOK_FILE),
+        summary="Import a playbook as version 1 of a new one",
+    )
     async def import_(
         namespace: str,
         name: str,
         request: Request,
         g: Auth,
         format: Literal["ace", "json", "md", "skillbook"] | None = None,
+        force: Annotated[bool, Query(description="Import past the quality gate (admin tokens; recorded).")] = False,
     ) -> dict[str, Any]:
-        ns = allowed(g, namespace, "write")
-        name = check_name(name, "playbook")
         try:
             text = (await request.body()).decode("utf-8")
         except UnicodeDecodeError:
             raise _HTTPError(422, "the playbook file is not UTF-8 text") from None
-        pb = loads(text, format)
-        info = store.create(name, pb, namespace=ns, author=f"token:{ns}", message="import over HTTP")
+        info = await svc.run(
+            "write",
+            svc.import_playbook,
+            g,
+            namespace,
+            name,
+            text,
+            format=format,
+            force=force,
+            message="import over HTTP",
+        )
         return _made(info)
 
-    @api.post("/v1/playbooks/{namespace}/{name}/deltas", status_code=201)
+    @api.post(
+        "/v1/playbooks/{namespace}/{name}/deltas",
+        status_code=201,
+        responses=_ERRORS,
+        openapi_extra=_body("A delta, as a curator writes it.", _DELTA_SCHEMA, json_body=True),
+        summary="Commit a delta (If-Match: the version it was made against)",
+    )
     async def commit(
         namespace: str, name: str, request: Request, g: Auth, if_match: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
-        ns = allowed(g, namespace, "write")
-        delta = Delta.parse(await request.body())
-        info = store.commit(name, delta, namespace=ns, expected_version=_if_match(if_match), author=f"token:{ns}")
+        expected = version_tag(if_match)
+        body = await request.body()
+        info = await svc.run("write", svc.commit, g, namespace, name, body, expected_version=expected)
         return _made(info)
 
-    @api.post("/v1/playbooks/{namespace}/{name}/rollback", status_code=201)
-    def rollback(
+    @api.post("/v1/playbooks/{namespace}/{name}/rollback", status_code=201, responses=_ERRORS)
+    async def rollback(
         namespace: str,
         name: str,
         g: Auth,
-        to: Annotated[int, Query(ge=1)],
+        to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],
         if_match: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        ns = allowed(g, namespace, "write")
-        info = store.rollback(name, to, namespace=ns, expected_version=_if_match(if_match), author=f"token:{ns}")
-        return _made(info)
+        expected = version_tag(if_match)
+        return _made(await svc.run("write", svc.rollback, g, namespace, name, to, expected_version=expected))
 
-    @api.get("/v1/playbooks/{namespace}/{name}/history")
-    def history(namespace: str, name: str, g: Auth, since: Annotated[int, Query(ge=1)] = 1) -> list[dict[str, Any]]:
-        ns = allowed(g, namespace, "read")
-        return [
-            {
-                "version": h.version,
-                "kind": h.kind,
-                "digest": h.digest,
-                "bullets": h.n_bullets,
-                "created_at": h.created_at.isoformat(),
-                "author": h.author,
-                "message": h.message,
-                "delta": json.loads(h.delta.to_json()) if h.delta else None,
-            }
-            for h in store.history(name, namespace=ns, since=since)
-        ]
+    @api.get("/v1/playbooks/{namespace}/{name}/history", responses=_ERRORS)
+    async def history(
+        namespace: str, name: str, g: Auth, since: Annotated[int, Query(ge=1, le=MAX_NUMBER)] = 1
+    ) -> list[dict[str, Any]]:
+        return await svc.run("read", svc.history, g, namespace, name, since=since)
 
-    @api.get("/v1/playbooks/{namespace}/{name}/diff")
-    def diff(
+    @api.get("/v1/playbooks/{namespace}/{name}/diff", responses=_ERRORS)
+    async def diff(
         namespace: str,
         name: str,
         g: Auth,
-        from_: Annotated[int, Query(alias="from", ge=1)],
-        to: Annotated[int, Query(ge=1)],
+        from_: Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)],
+        to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],
     ) -> dict[str, Any]:
-        ns = allowed(g, namespace, "read")
-        d = store.diff(name, from_, to, namespace=ns)
-        return {
-            "added": [b.to_dict() for b in d.added],
-            "removed": [b.to_dict() for b in d.removed],
-            "changed": [{"id": c.after.id, "fields": list(c.fields), "after": c.after.to_dict()} for c in d.changed],
-        }
+        return await svc.run("read", svc.diff, g, namespace, name, from_, to)
 
-    @api.get("/v1/playbooks/{namespace}/{name}/blame/{bullet_id}")
-    def blame(namespace: str, name: str, bullet_id: str, g: Auth) -> list[dict[str, Any]]:
-        ns = allowed(g, namespace, "read")
-        return [
-            {
-                "version": e.version,
-                "op": e.op,
-                "author": e.author,
-                "message": e.message,
-                "created_at": e.created_at.isoformat(),
-                "source": {k: v for k, v in dataclasses.asdict(e.source).items() if v is not None}
-                if e.source
-                else None,
-            }
-            for e in store.blame(name, bullet_id, namespace=ns)
-        ]
+    @api.get("/v1/playbooks/{namespace}/{name}/blame/{bullet_id}", responses=_ERRORS)
+    async def blame(namespace: str, name: str, bullet_id: str, g: Auth) -> list[dict[str, Any]]:
+        return await svc.run("read", svc.blame, g, namespace, name, bullet_id)
 
-    @api.get("/v1/playbooks/{namespace}/{name}/check")
-    def check(
-        namespace: str, name: str, g: Auth, from_: Annotated[int | None, Query(alias="from", ge=1)] = None
+    @api.get("/v1/playbooks/{namespace}/{name}/check", responses=_ERRORS)
+    async def check(
+        namespace: str,
+        name: str,
+        g: Auth,
+        from_: Annotated[int | None, Query(alias="from", ge=1, le=MAX_NUMBER)] = None,
     ) -> dict[str, Any]:
-        from ace.collapse import Detectors
+        return await svc.run("check", svc.check, g, namespace, name, first=from_)
 
-        ns = allowed(g, namespace, "read")
-        head = store.head_version(name, namespace=ns)
-        first = from_ if from_ is not None else max(1, head - CHECK_SPAN + 1)
-        if head - first + 1 > CHECK_SPAN:  # every version is rebuilt: a read token must not be able to ask for all
-            raise _HTTPError(
-                422, f"check at most {CHECK_SPAN} versions at a time: from={head - CHECK_SPAN + 1} or later"
-            )
-        history = store.history(name, namespace=ns, since=first)
-        alerts = Detectors().scan([(h.version, store.load(name, h.version, namespace=ns)) for h in history])
-        return {
-            "versions": [history[0].version, history[-1].version] if history else [],
-            "alerts": [
-                {"versions": list(a.versions), "detector": a.detector, "severity": a.severity, "message": a.message}
-                for a in alerts
-            ],
-        }
-
-    @api.post("/v1/playbooks/{namespace}/{name}/episodes", status_code=202)
+    @api.post(
+        "/v1/playbooks/{namespace}/{name}/episodes",
+        status_code=202,
+        responses=_ERRORS,
+        openapi_extra=_body("An episode, in the format of `ace learn`.", _EPISODE_SCHEMA, json_body=True),
+        summary="Queue an episode for a worker to learn from",
+    )
     async def send_episode(namespace: str, name: str, request: Request, g: Auth) -> Response:
-        ns = allowed(g, namespace, "write")
-        try:
-            log = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise _HTTPError(422, f"the body is not JSON: {e}") from None
-        episode, new = queue.submit(name, log, namespace=ns)
+        body = await request.body()
+        episode, new = await svc.run("write", svc.submit_episode, g, namespace, name, body)
         return JSONResponse(episode.to_dict(), status_code=202 if new else 200)
 
-    @api.get("/v1/playbooks/{namespace}/{name}/episodes")
-    def list_episodes(
+    @api.get("/v1/playbooks/{namespace}/{name}/episodes", responses=_ERRORS)
+    async def list_episodes(
         namespace: str,
         name: str,
         g: Auth,
         status: Status | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
-        ns = allowed(g, namespace, "read")
-        return [e.to_dict() for e in queue.list(namespace=ns, playbook=name, status=status, limit=limit)]
+        found = await svc.run("read", svc.episodes, g, namespace, name, status=status, limit=limit)
+        return [e.to_dict() for e in found]
 
-    @api.get("/v1/playbooks/{namespace}/{name}/episodes/{episode_id}")
-    def episode(namespace: str, name: str, episode_id: str, g: Auth) -> dict[str, Any]:
-        ns = allowed(g, namespace, "read")
-        return queue.get(name, episode_id, namespace=ns).to_dict()
+    @api.get("/v1/playbooks/{namespace}/{name}/episodes/{episode_id}", responses=_ERRORS)
+    async def episode(namespace: str, name: str, episode_id: str, g: Auth) -> dict[str, Any]:
+        return (await svc.run("read", svc.episode, g, namespace, name, episode_id)).to_dict()
 
-    @api.get("/v1/memory/{namespace}/episodes")
-    def search_episodes(
+    @api.get("/v1/memory/{namespace}/episodes", responses=_ERRORS)
+    async def search_episodes(
         namespace: str,
         g: Auth,
         q: Annotated[str | None, Query(max_length=2000)] = None,
         k: Annotated[int, Query(ge=1, le=100)] = 5,
         playbook: str | None = None,
     ) -> list[dict[str, Any]]:
-        ns = allowed(g, namespace, "read")
-        tier = episodes(ns) if episodes is not None else None
-        if tier is None:
-            raise _HTTPError(404, "this service has no episodic memory (start it with --memory)")
-        if q:
-            return [
-                {**dataclasses.asdict(h.episode), "similarity": round(h.similarity, 4)}
-                for h in tier.search(q, k, playbook=playbook)
-            ]
-        return [dataclasses.asdict(e) for e in tier.recent(k) if playbook is None or e.playbook == playbook]
+        return await svc.run("read", svc.search_episodes, g, namespace, q, k=k, playbook=playbook)
 
-    @api.get("/v1/memory/{namespace}/facts")
-    def facts(
+    @api.get("/v1/memory/{namespace}/facts", responses=_ERRORS)
+    async def facts(
         namespace: str,
         g: Auth,
         subject: str | None = None,
         relation: str | None = None,
         all: bool = False,
     ) -> list[dict[str, Any]]:
-        from ace.memory import KnowledgeGraph
-
-        ns = allowed(g, namespace, "read")
-        found = KnowledgeGraph(store, namespace=ns).query(subject, relation, history=all)
-        return [dataclasses.asdict(f) for f in found]
+        return await svc.run("read", svc.facts, g, namespace, subject=subject, relation=relation, history=all)
 
     _errors(api)
+    _document(api)
     return _BodyLimit(api, max_body_bytes)
 
 
-def _if_match(header: str | None) -> int | None:
-    """The version an ``If-Match`` header names (``7`` or the ETag ``"7"``), or None without one."""
-    if header is None:
-        return None
-    tag = header.strip().strip('"')
-    if not tag.isdigit():
-        raise _HTTPError(422, f"If-Match must be a version number, got {header!r}")
-    return int(tag)
+MAX_TOKEN_CHARS = 4096  # a presented token longer than this is no token of ours: refused before it is compared
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid bearer token", "content": _ERROR_BODY},
+    403: {"description": "The token does not allow this namespace or role", "content": _ERROR_BODY},
+    404: {"description": "No such playbook, version or episode", "content": _ERROR_BODY},
+    409: {
+        "description": "A stale If-Match (with the head), a taken name, a conflicting episode",
+        "content": _ERROR_BODY,
+    },
+    413: {"description": "The body is over the size limit", "content": _ERROR_BODY},
+    422: {"description": "A parameter or body that is not valid (the message says why)", "content": _ERROR_BODY},
+    429: {"description": "The namespace's queue of episodes is full", "content": _ERROR_BODY},
+}
+_PLAYBOOK_FILE: dict[str, Any] = {"type": "string"}
+_DELTA_SCHEMA = Delta.model_json_schema(ref_template="#/components/schemas/{model}")
+_EPISODE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["messages"],
+    "properties": {
+        "id": {"type": "string", "description": "The episode's id (sending it again does not queue it twice)"},
+        "task": {"type": "string"},
+        "target": {"type": "string", "description": "The expected answer, when known"},
+        "messages": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "Chat messages (OpenAI style, with tool_calls and tool results)",
+        },
+        "outcome": {
+            "description": "true/false, or {success, score, message}",
+            "anyOf": [{"type": "boolean"}, {"type": "object"}],
+        },
+    },
+}
+
+
+def _body(description: str, schema: dict[str, Any], *, json_body: bool = False) -> dict[str, Any]:
+    """An ``openapi_extra`` declaring the raw body a route reads itself (so that a generated client can send it);
+    nested definitions go to the document's components (:func:`_document`)."""
+    inline = {k: v for k, v in schema.items() if k != "$defs"}
+    media = "application/json" if json_body else "text/plain"
+    return {"requestBody": {"required": True, "description": description, "content": {media: {"schema": inline}}}}
+
+
+def _document(api: FastAPI) -> None:
+    """The OpenAPI document with what the routes' own signatures cannot tell FastAPI: the error body and the
+    delta's nested models (the bearer scheme comes from the HTTPBearer dependency)."""
+    make = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            doc = make()
+            components = doc.setdefault("components", {}).setdefault("schemas", {})
+            components["Error"] = {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}, "head": {"type": "integer"}},
+            }
+            components.update(_DELTA_SCHEMA.get("$defs", {}))
+            api.openapi_schema = doc
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
 
 def _made(info: VersionInfo) -> dict[str, Any]:
@@ -450,7 +484,13 @@ def _errors(api: FastAPI) -> None:
 
     @api.exception_handler(AceError)
     async def _ace(_: Request, e: AceError) -> JSONResponse:
-        if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound):
+        if isinstance(e, AccessDenied):
+            return reply(403, str(e))
+        if isinstance(e, QuotaExceeded):
+            return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": "30"})
+        if isinstance(e, BadRequest | TooMuchWork):
+            return reply(422, str(e))
+        if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound | NoMemory):
             return reply(404, str(e))
         if isinstance(e, PlaybookExists | EpisodeConflict):
             return reply(409, str(e))

@@ -24,9 +24,8 @@ and role. Errors are tool errors with a clear message.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -37,8 +36,8 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from ace.errors import AceError
 from ace.names import check_name
-from ace.playbook import render
-from ace.service.auth import Grant, Role, Tokens
+from ace.service.auth import Grant, Tokens
+from ace.service.core import AccessDenied, Limits, Service
 from ace.service.queue import EpisodeQueue
 from ace.store import PlaybookNotFound, PlaybookStore, VersionNotFound
 
@@ -49,11 +48,7 @@ INSTRUCTIONS = (
 )
 
 
-class AccessDenied(AceError):
-    """The caller's token does not allow this namespace or role."""
-
-
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def _tool(fn: F) -> F:
@@ -61,9 +56,9 @@ def _tool(fn: F) -> F:
     message; anything else stays the SDK's generic error, with the trace only in the server's log."""
 
     @functools.wraps(fn)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return await fn(*args, **kwargs)
         except (AceError, ValueError) as e:
             raise ToolError(str(e)) from None
 
@@ -72,9 +67,9 @@ def _tool(fn: F) -> F:
 
 def _resource(fn: F) -> F:
     @functools.wraps(fn)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return await fn(*args, **kwargs)
         except (PlaybookNotFound, VersionNotFound) as e:
             raise ResourceNotFoundError(str(e)) from None
         except (AceError, ValueError) as e:
@@ -90,10 +85,10 @@ class _Verifier:
         self.tokens = tokens
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        grant = self.tokens.grant(token)
+        grant = self.tokens.grant(token) if len(token) <= 4096 else None
         if grant is None:
             return None
-        return AccessToken(token=token, client_id=f"ace-{grant.role}", scopes=[grant.role])
+        return AccessToken(token=token, client_id=f"ace-{grant.name}", scopes=[grant.role])
 
 
 def create_server(
@@ -104,11 +99,13 @@ def create_server(
     url: str | None = None,
     queue: EpisodeQueue | None = None,
     episodes: Callable[[str], Any] | None = None,
+    limits: Limits | None = None,
 ) -> MCPServer:
     """The MCP server over ``store``. Without ``tokens`` (stdio) the caller may read and write ``namespace``; with
     them (HTTP at ``url``, e.g. ``http://127.0.0.1:8001``) each call needs a token that allows its namespace."""
-    local = Grant("write", frozenset({check_name(namespace, "namespace")}))
-    queue = queue or EpisodeQueue(store)
+    local_ns = check_name(namespace, "namespace")
+    local = Grant("write", frozenset({local_ns}), name="mcp-stdio")
+    svc = Service(store, queue=queue, episodes=episodes, limits=limits)
     auth: dict[str, Any] = {}
     if tokens is not None:
         base = (url or "http://127.0.0.1:8001").rstrip("/")
@@ -118,22 +115,18 @@ def create_server(
         }
     server = MCPServer("ace", instructions=INSTRUCTIONS, log_level="WARNING", **auth)
 
-    def allowed(ns: str | None, role: Role) -> str:
-        ns = check_name(ns or namespace, "namespace")
-        grant = local
-        if tokens is not None:
-            access = get_access_token()
-            found = tokens.grant(access.token) if access is not None else None
-            if found is None:
-                raise AccessDenied("a valid bearer token is needed")
-            grant = found
-        if not grant.allows(ns, role):
-            raise AccessDenied(f"this caller may not {role} in namespace {ns!r}")
-        return ns
+    def caller() -> Grant:
+        if tokens is None:
+            return local
+        access = get_access_token()
+        found = tokens.grant(access.token) if access is not None else None
+        if found is None:
+            raise AccessDenied("a valid bearer token is needed")
+        return found
 
     @server.tool()
     @_tool
-    def read_playbook(
+    async def read_playbook(
         playbook: str,
         budget: int | None = 2000,
         version: int | None = None,
@@ -142,15 +135,13 @@ def create_server(
     ) -> str:
         """The playbook as prompt text under a token budget (null: all of it). Follow its bullets and cite their
         ids when you use one. The first line names the version."""
-        ns = allowed(namespace, "read")
-        if budget is not None and budget < 0:
-            raise AceError("budget must be >= 0")
-        v, pb = store.load_versioned(playbook, version, namespace=ns)
-        return f"# playbook {ns}/{playbook} v{v} ({len(pb)} bullets)\n{render(pb, budget=budget, layout=layout)}"
+        ns = namespace or local_ns
+        got = await svc.run("read", svc.read, caller(), ns, playbook, version=version, budget=budget, layout=layout)
+        return f"# playbook {ns}/{playbook} v{got.version} ({got.n_bullets} bullets)\n{got.text}"
 
     @server.tool()
     @_tool
-    def record_episode(
+    async def record_episode(
         playbook: str,
         messages: list[dict[str, Any]],
         outcome: dict[str, Any] | bool,
@@ -162,72 +153,97 @@ def create_server(
         """Send a finished episode to learn from: the chat messages (OpenAI style, with tool_calls and tool
         results) and its outcome ({"success": bool, "score": float, "message": str}). Queued for a worker; the
         same episode_id sent again is not queued twice. Returns its status."""
-        ns = allowed(namespace, "write")
         log: dict[str, Any] = {"messages": messages, "outcome": outcome}
         for key, value in (("task", task), ("id", episode_id), ("target", target)):
             if value is not None:
                 log[key] = value
-        episode, new = queue.submit(playbook, log, namespace=ns)
+        episode, new = await svc.run("write", svc.submit_episode, caller(), namespace or local_ns, playbook, log)
         return {**episode.to_dict(), "queued_now": new}
 
     @server.tool()
     @_tool
-    def episode_status(playbook: str, episode_id: str, namespace: str | None = None) -> dict[str, Any]:
+    async def episode_status(playbook: str, episode_id: str, namespace: str | None = None) -> dict[str, Any]:
         """What became of a recorded episode: queued, running, done (with the playbook version after it) or
         failed (with the reason)."""
-        ns = allowed(namespace, "read")
-        return queue.get(playbook, episode_id, namespace=ns).to_dict()
+        found = await svc.run("read", svc.episode, caller(), namespace or local_ns, playbook, episode_id)
+        return found.to_dict()
 
     @server.tool()
     @_tool
-    def search_episodes(
+    async def search_episodes(
         query: str, k: int = 5, playbook: str | None = None, namespace: str | None = None
     ) -> list[dict[str, Any]]:
         """The past episodes most similar to the query, with their outcome and lesson."""
-        ns = allowed(namespace, "read")
-        tier = episodes(ns) if episodes is not None else None
-        if tier is None:
-            raise AceError("this server has no episodic memory (start it with --memory)")
-        return [
-            {**dataclasses.asdict(h.episode), "similarity": round(h.similarity, 4)}
-            for h in tier.search(query, max(1, min(k, 50)), playbook=playbook)
-        ]
+        k = max(1, min(k, 50))
+        return await svc.run(
+            "read", svc.search_episodes, caller(), namespace or local_ns, query, k=k, playbook=playbook
+        )
 
     @server.tool()
     @_tool
-    def query_facts(
+    async def query_facts(
         subject: str | None = None, relation: str | None = None, history: bool = False, namespace: str | None = None
     ) -> list[dict[str, Any]]:
         """Facts of the knowledge graph: current ones, or with history=true every fact with the versions it held
         for; optionally about one subject and relation."""
-        from ace.memory import KnowledgeGraph
-
-        ns = allowed(namespace, "read")
-        found = KnowledgeGraph(store, namespace=ns).query(subject, relation, history=history)
-        return [dataclasses.asdict(f) for f in found]
+        return await svc.run(
+            "read", svc.facts, caller(), namespace or local_ns, subject=subject, relation=relation, history=history
+        )
 
     @server.tool()
     @_tool
-    def list_playbooks(namespace: str | None = None) -> list[dict[str, Any]]:
+    async def list_playbooks(namespace: str | None = None) -> list[dict[str, Any]]:
         """The namespace's playbooks and their head versions."""
-        ns = allowed(namespace, "read")
-        return [{"name": p.name, "head": p.head} for p in store.list(ns)]
+        found = await svc.run("read", svc.list_playbooks, caller(), namespace or local_ns)
+        return [{"name": p["name"], "head": p["head"]} for p in found]
 
     @server.resource("ace://playbooks/{ns}/{name}", mime_type="text/plain")
     @_resource
-    def head(ns: str, name: str) -> str:
+    async def head(ns: str, name: str) -> str:
         """The head of a playbook, as prompt text."""
-        return render(store.load(name, namespace=allowed(ns, "read")))
+        return (await svc.run("read", svc.read, caller(), ns, name)).text
 
     @server.resource("ace://playbooks/{ns}/{name}/versions/{version}", mime_type="text/plain")
     @_resource
-    def at_version(ns: str, name: str, version: str) -> str:
+    async def at_version(ns: str, name: str, version: str) -> str:
         """One version of a playbook, as prompt text."""
-        if not version.isdigit():
-            raise AceError(f"a version is a number, not {version!r}")
-        return render(store.load(name, int(version), namespace=allowed(ns, "read")))
+        if not (version.isascii() and version.isdigit()) or len(version) > 10:
+            raise AceError(f"a version is a number, not {ascii(version)[:40]}")
+        return (await svc.run("read", svc.read, caller(), ns, name, version=int(version))).text
 
     return server
 
 
-__all__ = ["INSTRUCTIONS", "AccessDenied", "create_server"]
+MAX_SESSIONS = 1_000  # open MCP sessions over HTTP, all tokens together
+SESSIONS_PER_TOKEN = 16  # open sessions one token may hold: one client cannot take every session
+SESSION_IDLE_S = 300.0  # a session with no request for this long is closed
+
+
+def http_app(
+    server: MCPServer,
+    *,
+    host: str = "127.0.0.1",
+    max_sessions: int = MAX_SESSIONS,
+    per_token: int = SESSIONS_PER_TOKEN,
+    idle_s: float = SESSION_IDLE_S,
+) -> Any:
+    """The streamable-HTTP ASGI app of ``server`` with bounded sessions: at most ``max_sessions`` open, at most
+    ``per_token`` for one token (a new one beyond is refused with 503 until one closes), each closed after
+    ``idle_s`` seconds without a request."""
+    app = server.streamable_http_app(host=host, max_sessions=max_sessions, session_idle_timeout=idle_s)
+    manager = getattr(getattr(server, "_lowlevel_server", None), "_session_manager", None)
+    admit = getattr(manager, "_admit_session", None)
+    owners = getattr(manager, "_session_owners", None)
+    if admit is None or not isinstance(owners, dict):  # an SDK that manages sessions otherwise: say so, don't guess
+        raise RuntimeError("this version of the mcp SDK has no session manager to bound per token; pin mcp 2.3")
+
+    def admit_per_token(requestor: Any) -> Any:
+        if requestor is not None and sum(1 for o in owners.values() if o == requestor) >= per_token:
+            return None  # the SDK answers 503 "Too many open sessions"
+        return admit(requestor)
+
+    manager._admit_session = admit_per_token  # type: ignore[union-attr]
+    return app
+
+
+__all__ = ["INSTRUCTIONS", "MAX_SESSIONS", "SESSIONS_PER_TOKEN", "AccessDenied", "create_server", "http_app"]

@@ -1,0 +1,469 @@
+"""The operations every front end offers, in one place: the HTTP routes (:mod:`ace.service.app`) and the MCP tools
+(:mod:`ace.service.mcp`) are thin adapters over :class:`Service`.
+
+Each operation takes the caller's :class:`~ace.service.auth.Grant`, checks it once (namespace and role), applies
+the service's :class:`Limits` and calls the store or the episode queue. The operations are synchronous (the store
+is); an asynchronous front end calls them through :meth:`Service.run`, which runs them in worker threads, never on
+the event loop, with a separate bound per kind of work (reads, writes, checks): a writer that waits for SQLite's
+lock holds one writer's thread, while reads and ``/v1/health`` go on answering.
+
+Limits an exposed service needs: a body size (enforced by the front end before the body is read), a quota of
+queued episodes per namespace (count and bytes; :class:`QuotaExceeded`, HTTP 429), a bound on the work one
+``check`` may do (versions times bullets; :class:`TooMuchWork`) with its result cached per head, and bounds on
+every number a caller passes (versions, budgets, limits), so that ``since=1e30`` is a clear error, not an overflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import anyio
+from sqlalchemy import func, select
+
+from ace.errors import AceError
+from ace.names import InvalidName, check_name
+from ace.playbook import Delta, render
+from ace.playbook.formats import dumps, loads, to_json
+from ace.playbook.jsonio import JSONLimitError, load_json
+from ace.playbook.render import Layout
+from ace.service.auth import Grant, Role
+from ace.service.queue import Episode, EpisodeError, EpisodeQueue, Status
+from ace.service.queue import episodes as episodes_table
+from ace.store import PlaybookStore, VersionInfo
+
+T = TypeVar("T")
+Kind = Literal["read", "write", "check"]
+Format = Literal["text", "json", "ace", "md", "skillbook"]
+MAX_NUMBER = 2**31 - 1  # the largest version, budget or count a caller may name (an SQL INTEGER)
+MAX_EPISODE_DEPTH = 32  # nesting of an episode's JSON (a chat log with tool calls is about 6 levels deep)
+
+
+class AccessDenied(AceError):
+    """The caller's token does not allow this namespace or role (HTTP 403)."""
+
+
+class QuotaExceeded(AceError):
+    """A namespace holds as many queued episodes (or bytes of them) as its quota allows (HTTP 429)."""
+
+
+class TooMuchWork(AceError):
+    """A request would cost more than the service allows one call (HTTP 422); the message says how to narrow it."""
+
+
+class BadRequest(AceError):
+    """A parameter or body that is not what the operation takes (HTTP 422)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one caller may ask of the service."""
+
+    max_body_bytes: int = 1 << 20  # a delta or an episode is small; large playbooks are imported with the CLI
+    max_queued_episodes: int = 1_000  # per namespace, waiting or running
+    max_queued_bytes: int = 64 << 20  # per namespace, the queued episodes' logs together
+    check_span: int = 200  # versions one check compares at most
+    check_work: int = 400_000  # versions x bullets one check may compare (a 4.7k-bullet playbook: ~85 versions)
+    read_threads: int = 32
+    write_threads: int = 4  # writers serialize on the database anyway; more would only wait for its lock
+    check_threads: int = 1  # a check is CPU work: one at a time, so that it cannot take every core
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A playbook as a reader gets it: its version, the text and the media type of that text."""
+
+    version: int
+    text: str
+    media_type: str
+    n_bullets: int
+
+
+def bounded(value: int | None, what: str, *, low: int = 0, high: int = MAX_NUMBER) -> int | None:
+    """``value`` if it lies in ``[low, high]`` (or is None), else :class:`BadRequest` saying so."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{what} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def version_tag(header: str | None) -> int | None:
+    """The version an ``If-Match`` header names (``7`` or the ETag ``"7"``), or None without one."""
+    if header is None:
+        return None
+    tag = header.strip().strip('"')
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > 10 or int(tag) > MAX_NUMBER:
+        raise BadRequest(f"If-Match must be a version number, got {ascii(header)[:40]}")
+    return int(tag)
+
+
+def parse_episode(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """An episode's log from a request body: JSON, an object, nested no deeper than :data:`MAX_EPISODE_DEPTH`,
+    with no unpaired surrogate in any string (they cannot be stored as UTF-8)."""
+    if isinstance(body, dict):
+        data: Any = body
+        if _too_deep(data):
+            raise BadRequest(f"the episode is nested deeper than {MAX_EPISODE_DEPTH} levels")
+    else:
+        try:
+            text = body.decode("utf-8") if isinstance(body, bytes) else body
+        except UnicodeDecodeError:
+            raise BadRequest("the episode is not UTF-8 text") from None
+        try:
+            data = load_json(text, what="the episode", max_depth=MAX_EPISODE_DEPTH)
+        except JSONLimitError as e:
+            raise BadRequest(f"the body is not an episode: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"an episode is a JSON object, not {type(data).__name__}")
+    if (where := _surrogate(data)) is not None:
+        raise BadRequest(f"the episode holds an unpaired surrogate ({where}); send valid Unicode text")
+    return data
+
+
+def _too_deep(value: Any) -> bool:
+    from ace.playbook.jsonio import depth
+
+    return depth(value, stop=MAX_EPISODE_DEPTH) > MAX_EPISODE_DEPTH
+
+
+def _surrogate(value: Any) -> str | None:
+    """Where in ``value`` a string holds a lone surrogate (keys included), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return ascii(item[:30])
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def normal_name(value: str, what: str) -> str:
+    """A playbook name or namespace as the store keeps it (NFC), or :class:`~ace.names.InvalidName`."""
+    return check_name(unicodedata.normalize("NFC", value) if isinstance(value, str) else value, what)
+
+
+class Service:
+    """Read, commit, roll back, import and export playbooks; history, diff, blame and check; record episodes and
+    read their status; search the memory tiers: each with one permission check and one set of defaults."""
+
+    def __init__(
+        self,
+        store: PlaybookStore,
+        *,
+        queue: EpisodeQueue | None = None,
+        episodes: Callable[[str], Any] | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.store = store
+        self.queue = queue or EpisodeQueue(store)
+        self.episodic = episodes
+        self.limits = limits or Limits()
+        self._limiters: dict[Kind, anyio.CapacityLimiter] = {}
+        self._check_cache: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+        self._check_lock = threading.Lock()
+
+    # -- running off the event loop ---------------------------------------------------------------------
+    async def run(self, kind: Kind, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in a worker thread bounded by ``kind`` (reads, writes and checks wait for
+        threads of their own: a stuck writer never takes a reader's thread)."""
+        limiter = self._limiters.get(kind)
+        if limiter is None:
+            n = {"read": self.limits.read_threads, "write": self.limits.write_threads}.get(
+                kind, self.limits.check_threads
+            )
+            limiter = self._limiters[kind] = anyio.CapacityLimiter(n)
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=limiter)
+
+    # -- access -----------------------------------------------------------------------------------------
+    def allowed(self, grant: Grant, namespace: str, role: Role) -> str:
+        """``namespace`` as stored, if ``grant`` may ``role`` in it; :class:`AccessDenied` otherwise."""
+        ns = normal_name(namespace, "namespace")
+        if not grant.allows(ns, role):
+            raise AccessDenied(f"this token may not {role} in namespace {ns!r}")
+        return ns
+
+    @staticmethod
+    def author(grant: Grant) -> str:
+        """How a write by ``grant`` is recorded in the log: its token's name (never the token)."""
+        return f"token:{grant.name}"
+
+    # -- playbooks --------------------------------------------------------------------------------------
+    def list_playbooks(self, grant: Grant, namespace: str) -> list[dict[str, Any]]:
+        ns = self.allowed(grant, namespace, "read")
+        return [{"name": p.name, "head": p.head, "created_at": p.created_at.isoformat()} for p in self.store.list(ns)]
+
+    def read(
+        self,
+        grant: Grant,
+        namespace: str,
+        name: str,
+        *,
+        version: int | None = None,
+        budget: int | None = None,
+        layout: Layout = "sections",
+        format: Format = "text",
+    ) -> Read:
+        """The playbook (head, or ``version``) as prompt text under ``budget`` tokens, or exported in ``format``."""
+        ns = self.allowed(grant, namespace, "read")
+        bounded(version, "version", low=1)
+        bounded(budget, "budget")
+        v, pb = self.store.load_versioned(normal_name(name, "playbook"), version, namespace=ns)
+        if format == "json":
+            return Read(v, to_json(pb, indent=None), "application/json", len(pb))
+        if format == "skillbook":
+            return Read(v, dumps(pb, format), "application/json", len(pb))
+        if format != "text":  # an export in the paper's text format or Markdown
+            return Read(v, dumps(pb, format), "text/plain", len(pb))
+        return Read(v, render(pb, budget=budget, layout=layout), "text/plain", len(pb))
+
+    def import_playbook(
+        self,
+        grant: Grant,
+        namespace: str,
+        name: str,
+        text: str,
+        *,
+        format: Literal["ace", "json", "md", "skillbook"] | None = None,
+        force: bool = False,
+        message: str = "import",
+    ) -> VersionInfo:
+        """``text`` (a playbook file) as version 1 of a new playbook. Judged like a delta (the quality gate, the
+        injection check on content and section names) unless ``force``, which needs the admin role and is
+        recorded in the version's message."""
+        ns = self.allowed(grant, namespace, "admin" if force else "write")
+        pb = loads(text, format)
+        kwargs: dict[str, Any] = {"force": True} if force else {}
+        return self.store.create(
+            normal_name(name, "playbook"), pb, namespace=ns, author=self.author(grant), message=message, **kwargs
+        )
+
+    def commit(
+        self,
+        grant: Grant,
+        namespace: str,
+        name: str,
+        delta: Delta | str | bytes,
+        *,
+        expected_version: int | None = None,
+    ) -> VersionInfo:
+        """Apply a delta (parsed here if it is text) to the head; ``expected_version`` as for the store."""
+        ns = self.allowed(grant, namespace, "write")
+        bounded(expected_version, "the expected version", low=1)
+        parsed = delta if isinstance(delta, Delta) else Delta.parse(delta)
+        return self.store.commit(
+            normal_name(name, "playbook"),
+            parsed,
+            namespace=ns,
+            expected_version=expected_version,
+            author=self.author(grant),
+        )
+
+    def rollback(
+        self, grant: Grant, namespace: str, name: str, to: int, *, expected_version: int | None = None
+    ) -> VersionInfo:
+        ns = self.allowed(grant, namespace, "write")
+        bounded(to, "the version to roll back to", low=1)
+        bounded(expected_version, "the expected version", low=1)
+        return self.store.rollback(
+            normal_name(name, "playbook"),
+            to,
+            namespace=ns,
+            expected_version=expected_version,
+            author=self.author(grant),
+        )
+
+    def history(self, grant: Grant, namespace: str, name: str, *, since: int = 1) -> list[dict[str, Any]]:
+        ns = self.allowed(grant, namespace, "read")
+        bounded(since, "since", low=1)
+        return [
+            {
+                "version": h.version,
+                "kind": h.kind,
+                "digest": h.digest,
+                "bullets": h.n_bullets,
+                "created_at": h.created_at.isoformat(),
+                "author": h.author,
+                "message": h.message,
+                "delta": json.loads(h.delta.to_json()) if h.delta else None,
+            }
+            for h in self.store.history(normal_name(name, "playbook"), namespace=ns, since=since)
+        ]
+
+    def diff(self, grant: Grant, namespace: str, name: str, v1: int, v2: int) -> dict[str, Any]:
+        ns = self.allowed(grant, namespace, "read")
+        bounded(v1, "from", low=1)
+        bounded(v2, "to", low=1)
+        d = self.store.diff(normal_name(name, "playbook"), v1, v2, namespace=ns)
+        return {
+            "added": [b.to_dict() for b in d.added],
+            "removed": [b.to_dict() for b in d.removed],
+            "changed": [{"id": c.after.id, "fields": list(c.fields), "after": c.after.to_dict()} for c in d.changed],
+        }
+
+    def blame(self, grant: Grant, namespace: str, name: str, bullet_id: str) -> list[dict[str, Any]]:
+        ns = self.allowed(grant, namespace, "read")
+        return [
+            {
+                "version": e.version,
+                "op": e.op,
+                "author": e.author,
+                "message": e.message,
+                "created_at": e.created_at.isoformat(),
+                "source": {k: v for k, v in dataclasses.asdict(e.source).items() if v is not None}
+                if e.source
+                else None,
+            }
+            for e in self.store.blame(normal_name(name, "playbook"), bullet_id, namespace=ns)
+        ]
+
+    def check(self, grant: Grant, namespace: str, name: str, *, first: int | None = None) -> dict[str, Any]:
+        """The collapse detectors over versions ``first`` .. head (default: as many of the last ones as the work
+        bound allows, at most ``check_span``). The result is cached per head: asking again costs nothing."""
+        from ace.collapse import Detectors
+
+        ns = self.allowed(grant, namespace, "read")
+        name = normal_name(name, "playbook")
+        bounded(first, "from", low=1)
+        head = self.store.head(name, namespace=ns)
+        per_version = max(head.n_bullets, 1)
+        span = max(1, min(self.limits.check_span, self.limits.check_work // per_version))
+        start = first if first is not None else max(1, head.version - span + 1)
+        if start > head.version:
+            raise BadRequest(f"from={start} is past the head (version {head.version})")
+        if head.version - start + 1 > span:  # every version is rebuilt: a read token must not ask for all of them
+            raise TooMuchWork(
+                f"check at most {span} versions of this playbook at a time ({head.n_bullets} bullets; the bound is "
+                f"{self.limits.check_work:,} bullet-versions): from={head.version - span + 1} or later"
+            )
+        key = (ns, name, start, head.version)
+        with self._check_lock:
+            if (cached := self._check_cache.get(key)) is not None:
+                return cached
+        history = self.store.history(name, namespace=ns, since=start)
+        alerts = Detectors().scan([(h.version, self.store.load(name, h.version, namespace=ns)) for h in history])
+        result = {
+            "versions": [history[0].version, history[-1].version] if history else [],
+            "alerts": [
+                {"versions": list(a.versions), "detector": a.detector, "severity": a.severity, "message": a.message}
+                for a in alerts
+            ],
+        }
+        with self._check_lock:
+            if len(self._check_cache) >= 256:
+                self._check_cache.pop(next(iter(self._check_cache)))
+            self._check_cache[key] = result
+        return result
+
+    # -- episodes ---------------------------------------------------------------------------------------
+    def submit_episode(
+        self, grant: Grant, namespace: str, name: str, body: bytes | str | dict[str, Any]
+    ) -> tuple[Episode, bool]:
+        """Queue an episode (its log, as ``ace learn`` reads it) for a worker; ``(episode, queued_now)``. The same
+        episode sent again is not queued twice. Refused with :class:`QuotaExceeded` when the namespace's queue is
+        full."""
+        ns = self.allowed(grant, namespace, "write")
+        name = normal_name(name, "playbook")
+        log = parse_episode(body)
+        size = len(json.dumps(log, ensure_ascii=False).encode("utf-8"))
+        self._quota(ns, size)
+        try:
+            return self.queue.submit(name, log, namespace=ns)
+        except (ValueError, TypeError, RecursionError) as e:  # a log the task reader cannot take
+            raise EpisodeError(f"the episode is not valid: {type(e).__name__}: {e}") from None
+
+    def _quota(self, namespace: str, size: int) -> None:
+        t = episodes_table
+        with self.store.transaction() as conn:
+            count, total = conn.execute(
+                select(func.count(), func.coalesce(func.sum(func.length(t.c.body)), 0)).where(
+                    t.c.namespace == namespace, t.c.status.in_(("queued", "running"))
+                )
+            ).one()
+        if count >= self.limits.max_queued_episodes:
+            raise QuotaExceeded(
+                f"namespace {namespace!r} has {count} episodes waiting, its quota is "
+                f"{self.limits.max_queued_episodes}: retry when workers have taken some"
+            )
+        if total + size > self.limits.max_queued_bytes:
+            raise QuotaExceeded(
+                f"namespace {namespace!r} has {total:,} bytes of episodes waiting; this one ({size:,} bytes) would "
+                f"pass its quota of {self.limits.max_queued_bytes:,}: retry when workers have taken some"
+            )
+
+    def episode(self, grant: Grant, namespace: str, name: str, episode_id: str) -> Episode:
+        ns = self.allowed(grant, namespace, "read")
+        return self.queue.get(normal_name(name, "playbook"), episode_id, namespace=ns)
+
+    def episodes(
+        self, grant: Grant, namespace: str, name: str, *, status: Status | None = None, limit: int = 100
+    ) -> list[Episode]:
+        ns = self.allowed(grant, namespace, "read")
+        bounded(limit, "limit", low=1, high=1000)
+        return self.queue.list(namespace=ns, playbook=normal_name(name, "playbook"), status=status, limit=limit)
+
+    # -- memory -----------------------------------------------------------------------------------------
+    def search_episodes(
+        self, grant: Grant, namespace: str, query: str | None, *, k: int = 5, playbook: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The episodic tier's most similar episodes to ``query`` (the newest without one)."""
+        ns = self.allowed(grant, namespace, "read")
+        bounded(k, "k", low=1, high=100)
+        tier = self.episodic(ns) if self.episodic is not None else None
+        if tier is None:
+            raise NoMemory("this service has no episodic memory (start it with --memory)")
+        if query:
+            return [
+                {**dataclasses.asdict(h.episode), "similarity": round(h.similarity, 4)}
+                for h in tier.search(query, k, playbook=playbook)
+            ]
+        return [dataclasses.asdict(e) for e in tier.recent(k) if playbook is None or e.playbook == playbook]
+
+    def facts(
+        self,
+        grant: Grant,
+        namespace: str,
+        *,
+        subject: str | None = None,
+        relation: str | None = None,
+        history: bool = False,
+    ) -> list[dict[str, Any]]:
+        from ace.memory import KnowledgeGraph
+
+        ns = self.allowed(grant, namespace, "read")
+        found = KnowledgeGraph(self.store, namespace=ns).query(subject, relation, history=history)
+        return [dataclasses.asdict(f) for f in found]
+
+
+class NoMemory(AceError):
+    """The service was started without the memory tier asked for (HTTP 404)."""
+
+
+__all__ = [
+    "MAX_NUMBER",
+    "AccessDenied",
+    "BadRequest",
+    "InvalidName",
+    "Limits",
+    "NoMemory",
+    "QuotaExceeded",
+    "Read",
+    "Service",
+    "TooMuchWork",
+    "bounded",
+    "normal_name",
+    "parse_episode",
+    "version_tag",
+]
