@@ -1,23 +1,36 @@
-"""Bearer tokens for the HTTP service: each bound to namespaces and a role (read < write < admin).
+"""Bearer tokens for the HTTP service: each bound to namespaces and a role (read < write < admin), with a name.
 
-A tokens file is JSON (or TOML) mapping a token to what it may do::
+A tokens file is JSON (or TOML) mapping a token to who holds it and what it may do::
 
-    {"tokens": {"s3cret-writer": {"namespaces": ["team-a"], "role": "write"},
-                "ops-admin":     {"namespaces": ["*"], "role": "admin"}}}
+    {"tokens": {"s3cret-writer-token": {"name": "ci-bot", "namespaces": ["team-a"], "role": "write"},
+                "ops-admin-token-42": {"name": "ops", "namespaces": ["*"], "role": "admin"}}}
+
+- ``role``: ``read``, ``write`` or ``admin``; ``namespaces``: a non-empty list of namespace names (``*``: all);
+- ``name`` (optional): who holds the token, recorded as the author of what it writes (``token:<name>``), so two
+  tokens of one namespace can be told apart. A name follows :func:`ace.names.check_name` and is unique in the
+  file; without one, a token is named ``token-`` + the first 8 hex digits of its SHA-256 (stable across restarts;
+  the token itself is never logged, printed or recorded);
+- any other field, or a field of the wrong type, is a :class:`~ace.errors.ConfigError` naming the token by its
+  last 4 characters and the field.
 
 ``$ACE_TOKENS`` may hold the same JSON instead of a file. Tokens are compared in constant time; a token that is
-shorter than 16 characters is refused when the file is read (a guessable token is a configuration error).
+shorter than 16 characters is refused when the file is read (a guessable token is a configuration error). As ssh
+does with loose key files, a tokens file that its group or other users can write is refused (anyone who can write
+it can grant themselves admin: ``chmod 600 FILE``), and one that other users can read loads with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import logging
 import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from ace.errors import ConfigError
 from ace.names import check_name
@@ -26,17 +39,27 @@ Role = Literal["read", "write", "admin"]
 ROLES: dict[str, int] = {"read": 0, "write": 1, "admin": 2}
 TOKEN_ENV = "ACE_TOKENS"
 MIN_TOKEN_CHARS = 16
+FIELDS = ("name", "namespaces", "role")
+SHAPE = "{'tokens': {TOKEN: {'name': NAME, 'namespaces': [...], 'role': 'read' | 'write' | 'admin'}}}"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What one token may do: its role, in these namespaces (``*``: all)."""
+    """What one token may do: its role, in these namespaces (``*``: all); ``name`` says who holds it."""
 
     role: Role
     namespaces: frozenset[str]
+    name: str = "unnamed"
 
     def allows(self, namespace: str, role: Role) -> bool:
         return ROLES[self.role] >= ROLES[role] and ("*" in self.namespaces or namespace in self.namespaces)
+
+
+def default_name(token: str) -> str:
+    """The name of a token that has none: ``token-`` + 8 hex digits of its SHA-256 (it reveals nothing usable)."""
+    return "token-" + hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
 class Tokens:
@@ -59,37 +82,104 @@ class Tokens:
     def parse(cls, data: object, *, where: str) -> Tokens:
         table = data.get("tokens") if isinstance(data, dict) else None
         if not isinstance(table, dict) or not table:
-            raise ConfigError(f"{where}: expected {{'tokens': {{TOKEN: {{'namespaces': [...], 'role': ...}}}}}}")
-        grants = {}
+            raise ConfigError(f"{where}: expected {SHAPE}")
+        grants: dict[str, Grant] = {}
+        holders: dict[str, str] = {}  # name -> the token's last 4 characters
         for token, spec in table.items():
             if not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS:
                 raise ConfigError(f"{where}: every token must be a string of at least {MIN_TOKEN_CHARS} characters")
-            if not isinstance(spec, dict) or spec.get("role") not in ROLES:
-                raise ConfigError(f"{where}: token …{token[-4:]} needs a role: read, write or admin")
-            namespaces = spec.get("namespaces")
-            if not isinstance(namespaces, list) or not namespaces or not all(isinstance(n, str) for n in namespaces):
-                raise ConfigError(f"{where}: token …{token[-4:]} needs a non-empty list of namespaces ('*' for all)")
-            for n in namespaces:
-                if n != "*":
-                    check_name(n, "namespace")
-            grants[token] = Grant(spec["role"], frozenset(namespaces))
+            grant = _grant(token, spec, where)
+            if grant.name in holders:
+                raise ConfigError(
+                    f"{where}: tokens …{holders[grant.name]} and …{token[-4:]} are both named {grant.name!r}; "
+                    "each token needs its own name"
+                )
+            holders[grant.name] = token[-4:]
+            grants[token] = grant
         return cls(grants)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Tokens:
-        """From ``path`` (JSON or TOML), else from ``$ACE_TOKENS`` (JSON); raises ConfigError if neither is set."""
+        """From ``path`` (JSON or TOML), else from ``$ACE_TOKENS`` (JSON); raises ConfigError if neither is set, and
+        if the file is writable by its group or others (see the module doc)."""
         if path is not None:
             p = Path(path)
             try:
-                text = p.read_text(encoding="utf-8")
+                with p.open("rb") as f:  # the mode checked is that of the file read, not of a path swapped later
+                    _check_mode(p, os.fstat(f.fileno()).st_mode)
+                    text = f.read().decode("utf-8")
                 data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
             except (OSError, ValueError) as e:
+                if isinstance(e, ConfigError):
+                    raise
                 raise ConfigError(f"{p}: cannot read the tokens file ({e})") from None
             return cls.parse(data, where=str(p))
         raw = os.environ.get(TOKEN_ENV)
         if not raw:
             raise ConfigError(f"no tokens: pass --tokens FILE or set ${TOKEN_ENV} (the service never runs open)")
         try:
-            return cls.parse(json.loads(raw), where=f"${TOKEN_ENV}")
+            data = json.loads(raw)
         except ValueError as e:
             raise ConfigError(f"${TOKEN_ENV} is not JSON ({e})") from None
+        return cls.parse(data, where=f"${TOKEN_ENV}")
+
+
+def _grant(token: str, spec: object, where: str) -> Grant:
+    """One entry's grant; every malformed field is a ConfigError naming the token (last 4 characters) and field."""
+    who = f"{where}: token …{token[-4:]}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{who} must map to an object like {{'namespaces': [...], 'role': ...}}, not {_kind(spec)}")
+    unknown = sorted(str(k) for k in spec if k not in FIELDS)
+    if unknown:
+        raise ConfigError(f"{who} has unknown field(s) {', '.join(map(repr, unknown))}; fields: {', '.join(FIELDS)}")
+    role = spec.get("role")
+    if not isinstance(role, str) or role not in ROLES:
+        shown = repr(role) if isinstance(role, str) else _kind(role)
+        raise ConfigError(f"{who}: field 'role' must be 'read', 'write' or 'admin', not {shown}")
+    namespaces = spec.get("namespaces")
+    if not isinstance(namespaces, list) or not namespaces:
+        raise ConfigError(f"{who}: field 'namespaces' must be a non-empty list of names ('*' for all)")
+    allowed = set()
+    for n in namespaces:
+        if not isinstance(n, str):
+            raise ConfigError(f"{who}: field 'namespaces' holds {_kind(n)}; every namespace is a name ('*' for all)")
+        allowed.add(n if n == "*" else _checked(n, who, "namespaces"))
+    name = spec.get("name")
+    if name is None:
+        name = default_name(token)
+    elif not isinstance(name, str):
+        raise ConfigError(f"{who}: field 'name' must be a name, not {_kind(name)}")
+    else:
+        name = _checked(name, who, "name")
+    return Grant(cast(Role, role), frozenset(allowed), name)
+
+
+def _checked(value: str, who: str, field: str) -> str:
+    """``value`` NFC-normalized, or :class:`~ace.names.InvalidName` (a ConfigError) naming the token and field."""
+    return check_name(value, f"{who}: field {field!r}:")
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    kind = type(value).__name__
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def _check_mode(path: Path, mode: int) -> None:
+    """Refuse a tokens file its group or others can write; warn when others can read it (as ssh does)."""
+    if os.name == "nt" or not stat.S_ISREG(mode):
+        return
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "other users" if mode & stat.S_IWOTH else "its group"
+        raise ConfigError(
+            f"{path}: the tokens file is writable by {who} (mode {stat.S_IMODE(mode):04o}), so they could grant "
+            f"themselves any role; refused. Run: chmod 600 {path}"
+        )
+    if mode & stat.S_IROTH:
+        log.warning(
+            "%s: the tokens file is readable by other users (mode %04o): they can use its tokens; run: chmod 600 %s",
+            path,
+            stat.S_IMODE(mode),
+            path,
+        )
