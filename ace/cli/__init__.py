@@ -10,10 +10,15 @@
 - :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`), ``ace worker`` and ``ace mcp``.
 
 Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
-``--namespace``. Errors are one line on stderr and exit status 1 (:mod:`~ace.cli.output`).
+``--namespace``; ``ace --version`` prints the installed package's version. Errors are one line on stderr and exit
+status 1; an option out of its range is a usage error, exit status 2 (:mod:`~ace.cli.output`).
 """
 
 from __future__ import annotations
+
+from typing import Annotated
+
+import typer
 
 from ace.cli import db, memory, playbook, runs, serve, textworld, tour
 from ace.cli.output import AceTyper
@@ -24,6 +29,28 @@ app = AceTyper(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"ace {version('ace')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("ace (version unknown: the package is not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """ACE: playbooks that evolve by small, versioned deltas."""
+
+
 app.add_typer(playbook.app, name="playbook")
 app.add_typer(textworld.app, name="textworld")
 app.add_typer(db.app, name="db")

@@ -1,7 +1,8 @@
 """``ace memory episodes|facts``: what the memory tiers hold, per namespace.
 
 - ``episodes``: the episodic tier (ChromaDB): the most recent episodes, or with a QUERY the most similar ones
-  (embedded with the offline MiniLM model), with their outcome and lesson.
+  (embedded with the offline MiniLM model), with their outcome and lesson. A read: it makes no directory,
+  database or collection; a server that cannot be reached is one line, exit status 1.
 - ``facts``: the knowledge graph (in the store's database): current facts, or every fact with its validity
   (``--all``), optionally for one subject and relation.
 """
@@ -9,16 +10,20 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ace.cli.options import DbOpt, NsOpt
 from ace.cli.output import AceTyper, open_store, out
+from ace.errors import AceError, ConfigError
 from ace.runs.console import add_row, table
 from ace.runs.workspace import data_dir
 from ace.store import DEFAULT_NAMESPACE
+
+if TYPE_CHECKING:
+    from ace.memory.episodic import EpisodicStore
 
 app = AceTyper(help="What the memory tiers hold: episodes (Chroma) and knowledge-graph facts.", no_args_is_help=True)
 
@@ -39,13 +44,17 @@ def episodes(
 ) -> None:
     """List the namespace's episodes, newest first, or those most similar to QUERY."""
     from ace.llm.embeddings import MiniLMEmbedder
-    from ace.memory import EpisodicStore
+    from ace.memory.episodic import EpisodicStore, NoEpisodicMemory
 
     location = chroma or str(data_dir() / "chroma")
-    if not chroma and not Path(location).is_dir():
-        out.print(f"no episodic memory at {location} (ace demo --memory writes one)")
+    embedder = MiniLMEmbedder()
+    try:
+        store = _open_episodes(location, lambda: EpisodicStore(location, embedder, namespace=namespace, create=False))
+    except NoEpisodicMemory as missing:
+        if chroma:  # a location the user named: a mistake
+            raise
+        out.print(str(missing))  # the default one: nothing recorded yet
         return
-    store = EpisodicStore(location, MiniLMEmbedder(), namespace=namespace)
     t = table("episode", "when (UTC)", "outcome", "task", "lesson", *(["similarity"] if query else []))
     if query:
         for hit in store.search(query, k=limit):
@@ -76,6 +85,22 @@ def facts(
         add_row(t, f.subject, f.relation, f.object, valid, f.episode or "")
     out.print(t)
     out.print(f"{len(found)} fact(s) in namespace {namespace!r}")
+
+
+def _open_episodes(location: str, open_: Callable[[], EpisodicStore]) -> EpisodicStore:
+    """``open_()``; a Chroma server that cannot be reached (or is no Chroma server) says so in one line."""
+    if not location.startswith(("http://", "https://")):
+        return open_()
+    import httpx
+    from chromadb.errors import ChromaError
+
+    try:
+        return open_()
+    except AceError:
+        raise
+    except (ValueError, OSError, httpx.HTTPError, ChromaError) as e:  # refused, unknown host, bad port, not Chroma
+        detail = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:160]
+        raise ConfigError(f"the Chroma server at {location} cannot be reached ({detail})") from None
 
 
 def _when(ts: float) -> str:

@@ -3,8 +3,9 @@ the printers the command groups share.
 
 Nothing printed here is read as markup (:mod:`ace.runs.console`): names, bullets, messages and errors come from
 users, files and models. Every command runs under :func:`errors`, installed by :class:`AceTyper`: an
-:class:`~ace.errors.AceError`, a file or database error is one line on stderr and exit status 1; anything else is a
-bug, reported in one line too, with its traceback when ``ACE_DEBUG=1``.
+:class:`~ace.errors.AceError`, a file or database error is one line on stderr and exit status 1; a usage error
+(an option out of its range, :class:`typer.BadParameter` raised by a command) is typer's, exit status 2; anything
+else is a bug, reported in one line too, with its traceback when ``ACE_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ out = make_console(soft_wrap=True)
 err = make_console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+# typer.BadParameter's bases: ClickException, from typer's vendored click (recent typer) or from click (older)
+_USAGE_ERRORS: tuple[type[Exception], ...] = tuple(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException" or c is typer.TyperException
+)
 
 
 def fail(message: object, *, label: str = "error") -> None:
@@ -47,6 +52,8 @@ def errors() -> Iterator[None]:
     try:
         yield
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except _USAGE_ERRORS:  # typer.BadParameter from a command: typer shows it as any usage error, exit status 2
         raise
     except AceError as e:
         fail(e)

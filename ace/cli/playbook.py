@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from ace.cli.options import AuthorOpt, DbOpt, MessageOpt, NsOpt
+from ace.cli.options import MAX_INT, AuthorOpt, BudgetOpt, DbOpt, MessageOpt, NsOpt, VersionOpt
 from ace.cli.output import AceTyper, err, fail, open_store, ops_summary, out, print_diff, print_text
 from ace.errors import AceError
 from ace.playbook import ApplyPolicy, Delta, apply, render
 from ace.playbook.formats import FORMATS, dumps, loads, to_ace
 from ace.runs.console import add_row, line, table
 from ace.runs.workspace import sqlite_file, write_atomically
-from ace.store import DEFAULT_NAMESPACE, StaleVersionError
+from ace.store import DEFAULT_NAMESPACE, PlaybookStore, StaleVersionError, VersionNotFound
 
 app = AceTyper(help="Import, inspect, change and version playbooks.", no_args_is_help=True)
 
@@ -47,8 +47,8 @@ def import_(
 @app.command()
 def show(
     name: str,
-    version: Annotated[int | None, typer.Option("--version", "-v", help="Version to show (default: head).")] = None,
-    budget: Annotated[int | None, typer.Option("--budget", help="Token budget: keep the most useful bullets.")] = None,
+    version: VersionOpt = None,
+    budget: BudgetOpt = None,
     counters: Annotated[bool, typer.Option(help="Print helpful/harmful counters.")] = True,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
@@ -70,7 +70,13 @@ def history(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -
 
 
 @app.command("diff")
-def diff_(name: str, v1: int, v2: int, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+def diff_(
+    name: str,
+    v1: Annotated[int, typer.Argument(min=1, max=MAX_INT)],
+    v2: Annotated[int, typer.Argument(min=1, max=MAX_INT)],
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
     """Show bullets added, removed and changed from version V1 to V2."""
     print_diff(open_store(db).diff(name, v1, v2, namespace=namespace))
 
@@ -134,7 +140,7 @@ def apply_(
 @app.command()
 def rollback(
     name: str,
-    version: int,
+    version: Annotated[int, typer.Argument(min=1, max=MAX_INT)],
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
     author: AuthorOpt = None,
@@ -151,7 +157,7 @@ def rollback(
 def export(
     name: str,
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "ace",
-    version: Annotated[int | None, typer.Option("--version", "-v", help="Version to export (default: head).")] = None,
+    version: VersionOpt = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout ('-': stdout).")
     ] = None,
@@ -200,7 +206,12 @@ def list_(db: DbOpt = None, namespace: Annotated[str | None, typer.Option("--nam
 def verify(
     name: str,
     since: Annotated[
-        int, typer.Option(help="Start at the nearest snapshot at or below this version (what was not checked yet).")
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_INT,
+            help="Start at the nearest snapshot at or below this version (what was not checked yet).",
+        ),
     ] = 1,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
@@ -213,9 +224,12 @@ def verify(
 @app.command()
 def dedup(
     name: str,
-    threshold: Annotated[float, typer.Option(help="Cosine similarity at or above which bullets are duplicates.")] = 0.9,
+    threshold: Annotated[
+        float,
+        typer.Option(min=-1.0, max=1.0, help="Cosine similarity at or above which bullets are duplicates."),
+    ] = 0.9,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the pairs and groups; write nothing.")] = False,
-    show: Annotated[int, typer.Option(help="How many of the most similar pairs to list.")] = 20,
+    show: Annotated[int, typer.Option(min=0, help="How many of the most similar pairs to list.")] = 20,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
     author: AuthorOpt = None,
@@ -254,7 +268,7 @@ def dedup(
 @app.command()
 def check(
     name: str,
-    since: Annotated[int, typer.Option("--from", help="First version to check from.")] = 1,
+    since: Annotated[int, typer.Option("--from", min=1, max=MAX_INT, help="First version to check from.")] = 1,
     probes: Annotated[
         Path | None, typer.Option(help="A text file of probe facts, one per line, that must stay known.")
     ] = None,
@@ -267,7 +281,7 @@ def check(
     from ace.collapse import Detectors
 
     st = open_store(db)
-    history = st.history(name, namespace=namespace, since=since)
+    history = st.history(name, namespace=namespace, since=_at_most_head(st, name, since, namespace))
     detectors = Detectors(probes=[p.strip() for p in probes.read_text().splitlines() if p.strip()] if probes else [])
     if embeddings:
         from ace.llm.embeddings import MiniLMEmbedder
@@ -291,12 +305,23 @@ def check(
 def trajectory(
     name: str,
     output: Annotated[Path, typer.Option("--output", "-o", help="The trajectory file to write.")],
-    since: Annotated[int, typer.Option(help="First version (the trajectory's starting state).")] = 1,
+    since: Annotated[
+        int, typer.Option(min=1, max=MAX_INT, help="First version (the trajectory's starting state).")
+    ] = 1,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Write a stored history as a trajectory file (ace-trajectory/2) that `ace replay` verifies."""
     from ace.runs.trajectory import export
 
-    n = export(open_store(db), name, output, namespace=namespace, since=since)
+    st = open_store(db)
+    n = export(st, name, output, namespace=namespace, since=_at_most_head(st, name, since, namespace))
     out.print(f"wrote {n} steps to {output}")
+
+
+def _at_most_head(store: PlaybookStore, name: str, version: int, namespace: str) -> int:
+    """``version``, if the playbook has it (a range that starts past the head is empty: say so, by name)."""
+    head = store.head_version(name, namespace=namespace)
+    if version > head:
+        raise VersionNotFound(name, version, head)
+    return version

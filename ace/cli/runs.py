@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ace.cli.options import DbOpt, NsOpt
+from ace.cli.options import MAX_REPLY_TOKENS, DbOpt, NsOpt, ReplyTokensOpt
 from ace.cli.output import AceTyper, fail, open_store, out, print_step
 from ace.names import check_name
 from ace.runs.console import line
@@ -36,7 +36,9 @@ def demo(
         int | None,
         typer.Option(help="Answer attempts per task (default 1 for conventions, 2 for finance).", min=1, max=5),
     ] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Token limit of each LLM reply.", min=16)] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Token limit of each LLM reply.", min=16, max=MAX_REPLY_TOKENS)
+    ] = None,
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: a new one).")] = None,
     memory: Annotated[
         bool, typer.Option("--memory", help="Switch on the memory tiers: short-term, episodic (Chroma), graph.")
@@ -138,9 +140,11 @@ def learn(
     playbook: Annotated[str | None, typer.Option("--playbook", "-p", help="Playbook to learn into.")] = None,
     provider: Annotated[str, typer.Option(help="'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")] = "local",
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: named after the file).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Learn from the first N conversations only.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Conversations curated against one version and merged.")] = 1,
-    max_tokens: Annotated[int, typer.Option(help="Token limit of each LLM reply.")] = 512,
+    limit: Annotated[int | None, typer.Option(min=1, help="Learn from the first N conversations only.")] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Conversations curated against one version and merged.")
+    ] = 1,
+    max_tokens: ReplyTokensOpt = 512,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
@@ -204,7 +208,7 @@ def run_(
     provider: Annotated[str | None, typer.Option(help="Override the config's provider.")] = None,
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: a new one).")] = None,
     db: DbOpt = None,
-    limit: Annotated[int | None, typer.Option(help="Cap every split at N tasks (a quick try).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Cap every split at N tasks (a quick try).")] = None,
 ) -> None:
     """Run a config's protocols (base / icl / offline / online) and print the results table."""
     from ace.runs.experiments import RunConfig, run_config

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ace.cli.options import DbOpt
+from ace.cli.options import MAX_REPLY_TOKENS, DbOpt
 from ace.cli.output import out
 from ace.service.auth import TOKEN_ENV, Tokens
 from ace.store import PlaybookStore
@@ -18,6 +18,7 @@ from ace.store import PlaybookStore
 if TYPE_CHECKING:
     from ace.service.worker import Worker
 
+MAX_THREADS = 1024  # workers, processes or model threads per command: more is a typo (each one costs memory)
 ProviderOpt = Annotated[str, typer.Option(help="LLM of the workers: 'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")]
 MemoryOpt = Annotated[
     str | None,
@@ -28,13 +29,21 @@ MemoryOpt = Annotated[
     ),
 ]
 LeaseOpt = Annotated[
-    float, typer.Option(min=2.0, help="Seconds an episode stays a worker's without a renewal (renewed every third).")
+    float,
+    typer.Option(
+        min=2.0,
+        max=7 * 86400.0,
+        help="Seconds an episode stays a worker's without a renewal (renewed every third).",
+    ),
 ]
-MaxTokensOpt = Annotated[int, typer.Option(help="Token limit of each LLM reply of the workers.")]
+MaxTokensOpt = Annotated[
+    int, typer.Option(min=16, max=MAX_REPLY_TOKENS, help="Token limit of each LLM reply of the workers.")
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
         min=1,
+        max=MAX_THREADS,
         help="CPU threads of each worker's local model (default: $ACE_LOCAL_THREADS, else up to 4). Give several "
         "workers on one machine a share of the cores each: oversubscribed llama.cpp threads run many times slower.",
     ),
@@ -135,7 +144,10 @@ def serve(
     ] = None,
     max_body: Annotated[int, typer.Option(min=1024, help="Largest request body accepted, in bytes.")] = 1 << 20,
     workers: Annotated[
-        int, typer.Option(min=0, help="Worker threads learning from sent episodes (0: leave it to `ace worker`).")
+        int,
+        typer.Option(
+            min=0, max=MAX_THREADS, help="Worker threads learning from sent episodes (0: leave it to `ace worker`)."
+        ),
     ] = 1,
     provider: ProviderOpt = "local",
     memory: MemoryOpt = None,
@@ -144,7 +156,10 @@ def serve(
     curation: CurationOpt = "free",
     threads: ThreadsOpt = None,
     processes: Annotated[
-        int, typer.Option(min=1, help="Processes answering requests (uvicorn workers; the workers stay in this one).")
+        int,
+        typer.Option(
+            min=1, max=MAX_THREADS, help="Processes answering requests (uvicorn workers; the workers stay in this one)."
+        ),
     ] = 1,
 ) -> None:
     """Serve playbooks over HTTP: read (rendered under a budget, as JSON or exported), apply deltas with If-Match,
@@ -229,7 +244,9 @@ def mcp(
         Path | None,
         typer.Option(help=f"Tokens file for HTTP (JSON or TOML); default: ${TOKEN_ENV}.", dir_okay=False),
     ] = None,
-    workers: Annotated[int, typer.Option(min=0, help="Worker threads learning from recorded episodes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=0, max=MAX_THREADS, help="Worker threads learning from recorded episodes.")
+    ] = 1,
     provider: ProviderOpt = "local",
     memory: MemoryOpt = None,
     lease: LeaseOpt = 120.0,

@@ -19,9 +19,12 @@ app = AceTyper(
 )
 SeedsOpt = Annotated[str, typer.Option("--seeds", help="Game seeds: '1-5' or '1,4,9'.")]
 GoOpt = Annotated[int, typer.Option("--go", help="Rooms: 1, 6, 9 or 12.")]
-RecipeOpt = Annotated[int, typer.Option(help="Ingredients in the recipe.")]
-TakeOpt = Annotated[int, typer.Option(help="Ingredients to find.")]
+RecipeOpt = Annotated[int, typer.Option(min=1, max=5, help="Ingredients in the recipe (tw-cooking: 1-5).")]
+TakeOpt = Annotated[int, typer.Option(min=0, max=5, help="Ingredients to find.")]
 GamesDirOpt = Annotated[Path | None, typer.Option("--dir", help="Where games are (made) (default: the data dir).")]
+
+
+MAX_SEEDS = 10_000  # games per command: a range like 1-99999999999 is a typo, not a plan
 
 
 def _seeds(spec: str) -> list[int]:
@@ -29,9 +32,12 @@ def _seeds(spec: str) -> list[int]:
     for part in spec.split(","):
         lo, _, hi = part.strip().partition("-")
         try:
-            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+            first, last = int(lo), int(hi) if hi else int(lo)
         except ValueError:
             raise typer.BadParameter(f"seeds must look like '1-5' or '1,4,9', not {spec!r}") from None
+        if last - first + 1 + len(seeds) > MAX_SEEDS:
+            raise typer.BadParameter(f"at most {MAX_SEEDS} seeds, not {spec!r}")
+        seeds += range(first, last + 1)
     return seeds
 
 
@@ -72,7 +78,9 @@ def tw_play(
         "textworld"
     ),
     provider: Annotated[str, typer.Option(help="'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")] = "local",
-    max_moves: Annotated[int, typer.Option(help="Moves per game before it counts as unfinished.")] = 30,
+    max_moves: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Moves per game before it counts as unfinished.")
+    ] = 30,
     learn: Annotated[bool, typer.Option(help="Reflect and curate after each game (--no-learn: a baseline).")] = True,
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: a new one).")] = None,
     db: DbOpt = None,
@@ -113,7 +121,7 @@ def tw_export(
     take: TakeOpt = 1,
     go: GoOpt = 1,
     games_dir: GamesDirOpt = None,
-    perturbed: Annotated[int, typer.Option(help="Failing perturbed runs per game.")] = 1,
+    perturbed: Annotated[int, typer.Option(min=0, max=1000, help="Failing perturbed runs per game.")] = 1,
     gold_only: Annotated[bool, typer.Option("--gold-only", help="Only the walkthroughs.")] = False,
 ) -> None:
     """Export the games' gold walkthroughs and perturbed failing runs as chat logs (for ace learn)."""

@@ -8,10 +8,15 @@ Storage: a persistent local directory by default (one process), or a ``chroma ru
 (``http://127.0.0.1:8000``): several processes must share a server, since a persistent directory is not safe across
 processes. Each namespace has its own collection, so no read crosses namespaces. Writes are upserts keyed by
 episode id, so a step repeated after a crash does not duplicate its episode.
+
+Opened with ``create=False`` (a reader: ``ace memory episodes``), a store never writes: a directory that holds no
+Chroma database is :class:`NoEpisodicMemory` (nothing is made there), and a namespace without a collection reads
+as empty (none is made).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -23,10 +28,19 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ace.errors import ConfigError
 from ace.llm.embeddings import Embedder
 
 Outcome = Literal["success", "failure", "unknown"]
 COLLECTION = "ace-episodes"
+CHROMA_FILE = "chroma.sqlite3"  # what a Chroma directory holds once a client has opened it
+
+
+class NoEpisodicMemory(ConfigError):
+    """A reader was pointed at a directory that holds no episodic memory."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"no episodic memory at {location} (ace demo --memory or ace serve --memory writes one)")
 
 
 @dataclass(frozen=True)
@@ -56,7 +70,7 @@ class Hit:
     similarity: float  # cosine similarity, 1 = identical
 
 
-def _client(location: str | Path) -> Any:
+def _client(location: str | Path, *, create: bool = True) -> Any:
     import chromadb
     from chromadb.config import Settings
 
@@ -67,7 +81,10 @@ def _client(location: str | Path) -> Any:
         return chromadb.HttpClient(
             host=u.hostname or "127.0.0.1", port=u.port or 8000, ssl=u.scheme == "https", settings=settings
         )
-    Path(loc).mkdir(parents=True, exist_ok=True)
+    if create:
+        Path(loc).mkdir(parents=True, exist_ok=True)
+    elif not (Path(loc) / CHROMA_FILE).is_file():  # a reader makes no directory, and no database in one
+        raise NoEpisodicMemory(loc)
     return chromadb.PersistentClient(path=loc, settings=settings)
 
 
@@ -79,28 +96,43 @@ def collection_name(prefix: str, namespace: str) -> str:
 
 
 class EpisodicStore:
-    """Episodes of one namespace in its own Chroma collection (local directory or server URL)."""
+    """Episodes of one namespace in its own Chroma collection (local directory or server URL); with
+    ``create=False``, read only: nothing is made (see the module doc)."""
 
     def __init__(
-        self, location: str | Path, embedder: Embedder, *, namespace: str = "default", collection: str = COLLECTION
+        self,
+        location: str | Path,
+        embedder: Embedder,
+        *,
+        namespace: str = "default",
+        collection: str = COLLECTION,
+        create: bool = True,
     ) -> None:
         if not namespace:
             raise ValueError("namespace must not be empty")
         self.namespace = namespace
         self.embedder = embedder
-        self.client = _client(location)
+        self.client = _client(location, create=create)
         # One collection per namespace: isolation needs no query filter (a metadata filter on every query would
         # also make Chroma scan instead of using its index: ~30 ms instead of ~1.5 ms at 10k episodes).
-        self.collection = self.client.get_or_create_collection(
-            collection_name(collection, namespace),
-            embedding_function=None,
-            metadata={"hnsw:space": "cosine", "ace_namespace": namespace},
-        )
+        name = collection_name(collection, namespace)
+        self.collection: Any = None  # None: a reader's namespace that has no collection (no episodes)
+        if create:
+            self.collection = self.client.get_or_create_collection(
+                name, embedding_function=None, metadata={"hnsw:space": "cosine", "ace_namespace": namespace}
+            )
+        else:
+            from chromadb.errors import NotFoundError
+
+            with contextlib.suppress(NotFoundError):
+                self.collection = self.client.get_collection(name, embedding_function=None)
 
     def add(self, episodes: Sequence[Episode], vectors: np.ndarray | None = None) -> None:
         """Store (upsert) episodes; ``vectors`` may be given (precomputed), else they are embedded here."""
         if not episodes:
             return
+        if self.collection is None:
+            raise ConfigError("this episodic store was opened read-only (create=False)")
         docs = [e.document() for e in episodes]
         vecs = self.embedder.embed(docs) if vectors is None else vectors
         self.collection.upsert(
@@ -148,6 +180,8 @@ class EpisodicStore:
         if until is not None:
             conds.append({"created_at": {"$lte": float(until)}})
         where = None if not conds else conds[0] if len(conds) == 1 else {"$and": conds}
+        if self.collection is None:
+            return []
         vec = self.embedder.embed([query])[0] if isinstance(query, str) else query
         res = self.collection.query(
             query_embeddings=[np.asarray(vec, dtype=np.float32).tolist()],
@@ -161,14 +195,20 @@ class EpisodicStore:
         ]
 
     def get(self, episode_id: str) -> Episode | None:
+        if self.collection is None:
+            return None
         res = self.collection.get(ids=[episode_id], include=["metadatas"])
         return _episode(res["metadatas"][0]) if res["ids"] else None
 
     def count(self) -> int:
+        if self.collection is None:
+            return 0
         return int(self.collection.count())
 
     def recent(self, limit: int = 10) -> list[Episode]:
         """The ``limit`` most recent episodes, newest first."""
+        if self.collection is None:
+            return []
         res = self.collection.get(include=["metadatas"])
         episodes = [_episode(m) for m in res["metadatas"] or []]
         return sorted(episodes, key=lambda e: e.created_at, reverse=True)[:limit]
