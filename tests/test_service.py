@@ -233,7 +233,9 @@ def test_import_export_rollback_blame_and_check_over_http(client: TestClient) ->
     assert alerts and all(a["versions"] == [1, 2] for a in alerts) and {a["severity"] for a in alerts} >= {"critical"}
     too_many = client.get("/v1/playbooks/team-a/big/check?from=1", headers=_auth(READER))
     assert too_many.status_code == 200  # 2 versions: within the span
-    from ace.service.app import CHECK_SPAN
+    from ace.service.core import Limits
+
+    CHECK_SPAN = Limits().check_span
 
     tag = {"operations": [{"type": "TAG", "id": "r-00029", "tag": "helpful"}]}
     for _ in range(CHECK_SPAN):

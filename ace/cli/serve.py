@@ -168,8 +168,7 @@ def serve(
     import json
     import os
 
-    import uvicorn
-
+    from ace.service import server as uv
     from ace.service.app import SERVE_ENV, create_app, episodic_tiers  # FastAPI loads only when serving
     from ace.service.worker import WorkerPool
 
@@ -184,13 +183,13 @@ def serve(
     try:
         if processes == 1:
             app = create_app(store, table, max_body_bytes=max_body, episodes=episodic_tiers(location))
-            uvicorn.run(app, host=host, port=port, log_level="warning")
+            uv.run(app, host=host, port=port, log_level="warning")
         else:  # each process builds the same application from $ACE_SERVE (ace.service.app.from_environment)
             settings = {"db": store.url, "tokens": None if tokens is None else str(tokens.resolve()),
                         "max_body": max_body, "memory": location}  # fmt: skip
             os.environ[SERVE_ENV] = json.dumps(settings)
-            uvicorn.run("ace.service.app:from_environment", factory=True, workers=processes, host=host, port=port,
-                        log_level="warning")  # fmt: skip
+            uv.run("ace.service.app:from_environment", factory=True, processes=processes, host=host, port=port,
+                   log_level="warning")  # fmt: skip
     finally:
         pool.stop(timeout=5)
 
@@ -278,8 +277,9 @@ def mcp(
         if transport == "stdio":
             server.run("stdio")
         else:
-            import uvicorn
+            from ace.service import server as uv
+            from ace.service.mcp import http_app
 
-            uvicorn.run(server.streamable_http_app(host=host), host=host, port=port, log_level="warning")
+            uv.run(http_app(server, host=host), host=host, port=port, log_level="warning")
     finally:
         pool.stop(timeout=5)

@@ -272,7 +272,7 @@ def create_app(
         g: Auth,
         from_: Annotated[int | None, Query(alias="from", ge=1, le=MAX_NUMBER)] = None,
     ) -> dict[str, Any]:
-        return await svc.run("check", svc.check, g, namespace, name, first=from_)
+        return await svc.run("heavy", svc.check, g, namespace, name, first=from_)
 
     @api.post(
         "/v1/playbooks/{namespace}/{name}/episodes",
@@ -309,7 +309,7 @@ def create_app(
         k: Annotated[int, Query(ge=1, le=100)] = 5,
         playbook: str | None = None,
     ) -> list[dict[str, Any]]:
-        return await svc.run("read", svc.search_episodes, g, namespace, q, k=k, playbook=playbook)
+        return await svc.run("heavy", svc.search_episodes, g, namespace, q, k=k, playbook=playbook)
 
     @api.get("/v1/memory/{namespace}/facts", responses=_ERRORS)
     async def facts(

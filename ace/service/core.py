@@ -4,8 +4,8 @@
 Each operation takes the caller's :class:`~ace.service.auth.Grant`, checks it once (namespace and role), applies
 the service's :class:`Limits` and calls the store or the episode queue. The operations are synchronous (the store
 is); an asynchronous front end calls them through :meth:`Service.run`, which runs them in worker threads, never on
-the event loop, with a separate bound per kind of work (reads, writes, checks): a writer that waits for SQLite's
-lock holds one writer's thread, while reads and ``/v1/health`` go on answering.
+the event loop, with a separate bound per kind of work (reads, writes, heavy work: checks and memory searches): a
+writer that waits for SQLite's lock holds one writer's thread, while reads and ``/v1/health`` go on answering.
 
 Limits an exposed service needs: a body size (enforced by the front end before the body is read), a quota of
 queued episodes per namespace (count and bytes; :class:`QuotaExceeded`, HTTP 429), a bound on the work one
@@ -38,7 +38,7 @@ from ace.service.queue import episodes as episodes_table
 from ace.store import PlaybookStore, VersionInfo
 
 T = TypeVar("T")
-Kind = Literal["read", "write", "check"]
+Kind = Literal["read", "write", "heavy"]
 Format = Literal["text", "json", "ace", "md", "skillbook"]
 MAX_NUMBER = 2**31 - 1  # the largest version, budget or count a caller may name (an SQL INTEGER)
 MAX_EPISODE_DEPTH = 32  # nesting of an episode's JSON (a chat log with tool calls is about 6 levels deep)
@@ -69,9 +69,9 @@ class Limits:
     max_queued_bytes: int = 64 << 20  # per namespace, the queued episodes' logs together
     check_span: int = 200  # versions one check compares at most
     check_work: int = 400_000  # versions x bullets one check may compare (a 4.7k-bullet playbook: ~85 versions)
-    read_threads: int = 32
+    read_threads: int = 8  # reads are short; more threads only add contention (p99)
     write_threads: int = 4  # writers serialize on the database anyway; more would only wait for its lock
-    check_threads: int = 1  # a check is CPU work: one at a time, so that it cannot take every core
+    heavy_threads: int = 2  # checks and memory searches (CPU work, a model to load): never every core
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +117,9 @@ def parse_episode(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
             raise BadRequest("the episode is not UTF-8 text") from None
         try:
             data = load_json(text, what="the episode", max_depth=MAX_EPISODE_DEPTH)
-        except JSONLimitError as e:
-            raise BadRequest(f"the body is not an episode: {e}") from None
+        except JSONLimitError as e:  # not JSON, or too large or deep
+            what = "the body is not JSON" if str(e).startswith("not valid JSON") else "the body is not an episode"
+            raise BadRequest(f"{what}: {e}") from None
     if not isinstance(data, dict):
         raise BadRequest(f"an episode is a JSON object, not {type(data).__name__}")
     if (where := _surrogate(data)) is not None:
@@ -177,12 +178,12 @@ class Service:
 
     # -- running off the event loop ---------------------------------------------------------------------
     async def run(self, kind: Kind, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` in a worker thread bounded by ``kind`` (reads, writes and checks wait for
+        """``fn(*args, **kwargs)`` in a worker thread bounded by ``kind`` (reads, writes and heavy work wait for
         threads of their own: a stuck writer never takes a reader's thread)."""
         limiter = self._limiters.get(kind)
         if limiter is None:
             n = {"read": self.limits.read_threads, "write": self.limits.write_threads}.get(
-                kind, self.limits.check_threads
+                kind, self.limits.heavy_threads
             )
             limiter = self._limiters[kind] = anyio.CapacityLimiter(n)
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=limiter)

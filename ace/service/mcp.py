@@ -111,7 +111,10 @@ def create_server(
         base = (url or "http://127.0.0.1:8001").rstrip("/")
         auth = {
             "token_verifier": _Verifier(tokens),
-            "auth": AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp"),
+            # our tokens are opaque keys from a file, issued for no particular resource: no audience to check
+            "auth": AuthSettings(
+                issuer_url=base, resource_server_url=f"{base}/mcp", validate_token_resource=False
+            ),
         }
     server = MCPServer("ace", instructions=INSTRUCTIONS, log_level="WARNING", **auth)
 
@@ -176,7 +179,7 @@ def create_server(
         """The past episodes most similar to the query, with their outcome and lesson."""
         k = max(1, min(k, 50))
         return await svc.run(
-            "read", svc.search_episodes, caller(), namespace or local_ns, query, k=k, playbook=playbook
+            "heavy", svc.search_episodes, caller(), namespace or local_ns, query, k=k, playbook=playbook
         )
 
     @server.tool()
