@@ -34,8 +34,8 @@ import binascii
 import html
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
-from itertools import pairwise
+from collections.abc import Iterator
+from itertools import pairwise, repeat
 from urllib.parse import unquote
 
 # -- views ------------------------------------------------------------------------------------------------------------
@@ -79,6 +79,8 @@ _LEET_WORD = re.compile(r"(?<![\w@$!|€+])(?=[\w@$!|€+]*[a-z])(?=[\w@$!|€+]
 # four or more single letters separated by spaces, dots, dashes, stars...: ``i g n o r e``, ``s.y.s.t.e.m``
 _SPACED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .\-_*·/|,]{1,3}){3,}[^\W\d_](?![^\W\d_])")
 _SPACED_SEP = re.compile(r"[ .\-_*·/|,]{1,3}")
+# what any spaced run holds (two inner letters between separators), a cheaper search than the run itself
+_SPACED_HINT = re.compile(r"[ .\-_*·/|,][^\W\d_][ .\-_*·/|,]{1,3}[^\W\d_][ .\-_*·/|,]")
 
 
 _LEET_HINT = re.compile(r"[a-z][0-9@$!|€+]|[0-9@$!|€+][a-z]")
@@ -123,7 +125,7 @@ def views(text: str) -> list[str]:
         latin = base.translate(_LATIN_LOOKALIKES)
     if _LEET_HINT.search(latin) and (leet := _LEET_WORD.sub(_unleet, latin)) != latin:
         latin = leet
-    if _SPACED.search(latin):
+    if _SPACED_HINT.search(latin) and _SPACED.search(latin):
         latin = _SPACED.sub(_spaced, latin)
     if latin != base:
         out.append(latin)
@@ -185,22 +187,28 @@ def _hex(s: str) -> str | None:
         return None
 
 
-# what any decoder below needs: a long run of base64/hex/base32 characters, binary or decimal codes, an escape
+# what any decoder below needs besides a long word (base64/hex/base32): binary or decimal codes, an escape, Morse
 _ENCODED = re.compile(
-    r"[A-Za-z0-9+/_\-]{16}|(?:[01]{8}[\s,]*){4}|%[0-9a-fA-F]{2}|&#?\w+;|\\[uUx]|(?:[0-9a-fA-F]{2}[\s,:;-]+){7}|(?:\d{2,3}[\s,;]+){5}|"
+    r"(?:[01]{8}[\s,]*){4}|%[0-9a-fA-F]{2}|&#?\w+;|\\[uUx]|(?:[0-9a-fA-F]{2}[\s,:;-]+){7}|(?:\d{2,3}[\s,;]+){5}|"
     r"[.\-·_−–]{1,7}\s*[ /|]\s*[.\-·_−–]{1,7}\s*[ /|]\s*[.\-·_−–]{1,7}\s*[ /|]"
 )
 
 
 _DIGIT_OR_UPPER = re.compile(r"[0-9A-Z]")
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+_MORSE_HINT = re.compile(r"[.\-·_−–]\s*[ /|]\s*[.\-·_−–]{1,7}\s*[ /|]\s*[.\-·_−–]")
 
 
 def decoded(text: str) -> Iterator[str]:
     """Texts hidden in ``text`` by an encoding (each decoded once; :func:`detect` decodes again, two levels)."""
-    if _ENCODED.search(text) is None:
-        return
     # runs of base64, base32 or hex sit in chunks of 16 characters or more that hold a digit or an upper-case letter
     long = " ".join(w for w in text.split() if len(w) >= 16 and _DIGIT_OR_UPPER.search(w))
+    digits = len(text) - len(text.translate(_NO_DIGITS))
+    if not long and not (
+        (digits >= 8 or "%" in text or "&" in text or "\\" in text or _MORSE_HINT.search(text))
+        and _ENCODED.search(text)
+    ):
+        return
     if long:
         for m in _B64.finditer(long):
             if (s := _b64(m.group(0))) is not None:
@@ -219,6 +227,7 @@ def decoded(text: str) -> Iterator[str]:
         compact = re.sub(r"\s+", "", text) if " " in text.strip() else ""
         if re.fullmatch(r"[A-Za-z0-9+/=]{16,}", compact) and (s := _b64(compact)) is not None:
             yield s
+    if len(text) >= 16 and digits >= 8:  # hex bytes of text start with a digit; binary and decimal codes are digits
         for m in _HEXSEP.finditer(text):
             if (s := _hex(m.group(0))) is not None:
                 yield s
@@ -236,7 +245,7 @@ def decoded(text: str) -> Iterator[str]:
         yield html.unescape(text)
     if "\\" in text and _UESC.search(text):
         yield _UESC.sub(lambda m: chr(int(m.group(0)[2:], 16)), text)
-    if ("-" in text or "." in text) and (morse := _MORSE.search(text)):
+    if _MORSE_HINT.search(text) and (morse := _MORSE.search(text)):
         letters = []
         for word in re.split(r"\s*[/|]\s*|\s{2,}", morse.group(0)):
             letters.append("".join(_MORSE_CODE.get(c.translate(_MORSE_DASH), "") for c in word.split()))
@@ -257,9 +266,13 @@ _ATBASH = str.maketrans("abcdefghijklmnopqrstuvwxyz", "zyxwvutsrqponmlkjihgfedcb
 def _ciphered(view: str, every_shift: bool) -> Iterator[str]:
     """Readings of a view that bring up an injection's words: ROT13 and reversed text always, and with
     ``every_shift`` (a view whose words are no language's) Atbash and every Caesar shift."""
-    candidates = [_shift(view, 13), view[::-1]]
     if every_shift:
-        candidates += [view.translate(_ATBASH)] + [_shift(view, k) for k in range(1, 26) if k != 13]
+        candidates = [_shift(view, 13), view[::-1], view.translate(_ATBASH)]
+        candidates += [_shift(view, k) for k in range(1, 26) if k != 13]
+    elif not any(w in view for w in _CIPHER_FORMS):  # no probe word in ROT13 or backwards: no reading has one
+        return
+    else:
+        candidates = [_shift(view, 13), view[::-1]]
     for c in candidates:
         for w in _CIPHER_PROBES:
             if w in c:
@@ -269,6 +282,8 @@ def _ciphered(view: str, every_shift: bool) -> Iterator[str]:
 
 _CIPHER_PROBES = ("ignor", "instruct", "prompt", "disregard", "previous", "jailbreak", "system", "reveal",
                   "password", "secret", "forget", "override", "you are now")  # fmt: skip
+# a probe word as ROT13 or reversed text would show it: ``w in _shift(view, 13)`` iff ``_shift(w, 13) in view``
+_CIPHER_FORMS = tuple(p for w in _CIPHER_PROBES for p in (_shift(w, 13), w[::-1]))
 
 
 # -- lexicon ----------------------------------------------------------------------------------------------------------
@@ -549,6 +564,8 @@ class _Lexicon:
         self.lengths = tuple(sorted(lengths))
         # the first three letters of every stem: a word that starts otherwise has no stem to look up
         self.heads = frozenset(stem[:3] for stem in self.stems)
+        self.phrase_heads = frozenset(self.phrases)
+        self._cache: dict[str, tuple[str, ...]] = {}
 
     def known(self, word: str) -> bool:
         """Whether ``word`` (or a word of it, split at non-letters) is in the lexicon."""
@@ -557,32 +574,48 @@ class _Lexicon:
             for t in _TOKEN.findall(word)
         )
 
+    def _lookup(self, t: str) -> tuple[str, ...]:
+        """The concepts of one token: as a word, and as every stem it starts with."""
+        found = list(self.words.get(t, ()))
+        if t[:3] in self.heads:
+            for n in self.lengths:
+                if n > len(t):
+                    break
+                if (c := self.stems.get(t[:n])) is not None:
+                    found += c
+        return tuple(found)
+
     def concepts(self, tokens: list[str], sentence: str) -> dict[str, list[int]]:
         """Where each concept occurs in a sentence's tokens (-1: somewhere, for a substring match)."""
         found: dict[str, list[int]] = {}
-        words, stems, phrases, lengths, heads = self.words, self.stems, self.phrases, self.lengths, self.heads
-        for i, t in enumerate(tokens):
-            if (c := words.get(t)) is not None:
-                for name in c:
-                    found.setdefault(name, []).append(i)
-            if t[:3] in heads:
-                for n in lengths:
-                    if n > len(t):
-                        break
-                    if (c := stems.get(t[:n])) is not None:
-                        for name in c:
-                            found.setdefault(name, []).append(i)
-            if (ps := phrases.get(t)) is not None:
-                for parts, stem, concept in ps:
-                    k = len(parts)
-                    window = tokens[i : i + k]
-                    if len(window) == k and (
-                        window[1:] == list(parts[1:])
-                        if not stem
-                        else window[1:-1] == list(parts[1:-1]) and window[-1].startswith(parts[-1])
-                    ):
-                        found.setdefault(concept, []).append(i)
-        if not sentence.isascii() and _CJK.search(sentence):
+        cache = self._cache
+        hits: set[str] = set()
+        for t in set(tokens):  # each distinct token looked up once (and remembered: lessons reuse their words)
+            c = cache.get(t)
+            if c is None:
+                c = self._lookup(t)
+                if len(cache) < 200_000:
+                    cache[t] = c
+            if c:
+                hits.add(t)
+        heads = self.phrase_heads.intersection(tokens)
+        if hits or heads:
+            phrases = self.phrases
+            for i, t in enumerate(tokens):
+                if t in hits:
+                    for name in cache[t]:
+                        found.setdefault(name, []).append(i)
+                if t in heads:
+                    for parts, stem, concept in phrases[t]:
+                        k = len(parts)
+                        window = tokens[i : i + k]
+                        if len(window) == k and (
+                            window[1:] == list(parts[1:])
+                            if not stem
+                            else window[1:-1] == list(parts[1:-1]) and window[-1].startswith(parts[-1])
+                        ):
+                            found.setdefault(concept, []).append(i)
+        if sentence and not sentence.isascii() and _CJK.search(sentence):
             for s, concept in self.substrings:
                 if s in sentence:
                     found.setdefault(concept, []).append(-1)
@@ -685,6 +718,7 @@ _DIRECT_NEEDS = [
 ]
 
 _SENTENCE = re.compile(r"[.!?;\n。！？；]+(?:\s|$)|[。！？；\n]")
+_LINK_NEEDS = ("http", "www.", "@", "webhook", "ftp:", "ngrok")
 _URL_OR_EMAIL = re.compile(r"https?://|www\.|\b[\w.+-]+@[\w-]+\.[\w.]+|\bwebhook\b|\bftp://|\bngrok\b")
 _WORDISH = frozenset(("the", "a", "an", "to", "and", "of", "in", "is", "for", "on", "with", "it", "be", "use", "as",
     "le", "la", "les", "de", "et", "un", "une", "der", "die", "das", "und", "ein", "el", "los", "y", "en", "il",
@@ -717,22 +751,19 @@ def _override(at: dict[str, list[int]], breaks: list[int]) -> bool:
     return False
 
 
-def _rules(view: str) -> tuple[str | None, set[str], list[str]]:
-    """The lexicon's verdict on one view: (what fired or None, the concepts of the whole view, its words)."""
+def _rules(view: str) -> tuple[str | None, dict[str, list[int]], list[str]]:
+    """The lexicon's verdict on one view: (what fired or None, where each concept occurs in its tokens, its tokens)."""
     for (what, pattern), needs in zip(_DIRECT, _DIRECT_NEEDS, strict=True):
         for s in needs:
             if s in view:
                 if m := pattern.search(view):
-                    return f"{what} ({m.group(0).strip()[:60]!r})", set(), []
+                    return f"{what} ({m.group(0).strip()[:60]!r})", {}, []
                 break
     tokens = _TOKEN.findall(view)
-    words = [t for t in tokens if t not in _PUNCT] if _PUNCT_HINT.search(view) else tokens
-    concepts: set[str] = set()
     pieces = _SENTENCE.split(view) if not view.isascii() and _CJK.search(view) else None
     at_all = _LEX.concepts(tokens, view if pieces is None else "")
     if not at_all and pieces is None:
-        return None, concepts, words
-    concepts.update(at_all)
+        return None, at_all, tokens
     # sentences: runs of tokens between sentence marks (for scripts without spaces, the text's own sentences)
     bounds = [i for i, t in enumerate(tokens) if t in _STOPS]
     starts = [0, *(i + 1 for i in bounds)]
@@ -745,7 +776,7 @@ def _rules(view: str) -> tuple[str | None, set[str], list[str]]:
         if pieces is not None and k == 0:
             for piece in pieces:  # substring matches, sentence by sentence
                 for c, v in _LEX.concepts([], piece).items():
-                    concepts.add(c)
+                    at_all.setdefault(c, []).extend(v)
                     at.setdefault(c, []).extend(v)
         if not at:
             continue
@@ -774,15 +805,15 @@ def _rules(view: str) -> tuple[str | None, set[str], list[str]]:
             hit = "a role change"
         if hit is None and "SEND" in at and "SENSITIVE" in at:
             if has_link is None:
-                has_link = _URL_OR_EMAIL.search(view) is not None
+                has_link = any(s in view for s in _LINK_NEEDS) and _URL_OR_EMAIL.search(view) is not None
             if has_link and not (defense or _negated(sub)) and near("SEND", "SENSITIVE", 8, 4):
                 hit = "data sent to a URL or address"
         if hit is None and "HIJACK" in at and not _ACTIONS.isdisjoint(at):
             hit = "an action hidden from the user"
         if hit:
             where = " ".join(t for t in sub if t not in _PUNCT) or view
-            return f"{hit} ({where.strip()[:60]!r})", concepts, words
-    return None, concepts, words
+            return f"{hit} ({where.strip()[:60]!r})", at_all, tokens
+    return None, at_all, tokens
 
 
 _STOPS = frozenset(".!?;。！？；\n")
@@ -810,45 +841,56 @@ def _negated(tokens: list[str]) -> bool:
 # -- the classifier ---------------------------------------------------------------------------------------------------
 
 
-def features(tokens: list[str], concepts: Iterable[str]) -> set[str]:
-    """The classifier's features of a view: its words, word pairs, 5-letter stems of longer words, concepts."""
-    feats = set(tokens)
-    feats.update([a + " " + b for a, b in pairwise(tokens)])
-    feats.update(["~" + t[:5] for t in tokens if len(t) > 5])
-    feats.update(["#" + c for c in concepts])
-    return feats
+def windows(view: str, tokens: list[str], at: dict[str, list[int]]) -> list[set[str]]:
+    """The classifier's features of a view (one window: the whole text): its words, word pairs, 5-letter stems of
+    longer words, the lexicon's concepts, and in scripts written without spaces (CJK, Thai, Hangul) character
+    pairs."""
+    words = [t for t in tokens if t not in _PUNCT] if _PUNCT_HINT.search(view) else tokens
+    feats = set(words)
+    feats.update([a + " " + b for a, b in pairwise(words)], ["~" + t[:5] for t in words if len(t) > 5])
+    feats.update(["#" + c for c in at])
+    if not view.isascii() and _CJK.search(view):
+        feats.update(_cjk_tokens(view))
+    return [feats]
 
 
 def _cjk_tokens(view: str) -> list[str]:
     """Character pairs of the text's CJK, Thai and Hangul runs (written without spaces between words)."""
     out: list[str] = []
-    for run in re.findall("[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u1100-\u11ff\uac00-\ud7af]+", view):
+    for run in _CJK_RUN.findall(view):
         out += [run[i : i + 2] for i in range(max(1, len(run) - 1))]
     return out
 
 
+_CJK_RUN = re.compile("[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u1100-\u11ff\uac00-\ud7af]+")
+_MODEL: tuple[float, float, dict[str, float]] | None = None
+
+
+def _model() -> tuple[float, float, dict[str, float]]:
+    """(bias, threshold, weights), loaded on first use (the weights are a generated module)."""
+    global _MODEL
+    if _MODEL is None:
+        from ace.playbook._injection_weights import BIAS, THRESHOLD, WEIGHTS
+
+        _MODEL = (BIAS, THRESHOLD, WEIGHTS)
+    return _MODEL
+
+
 def score(view: str) -> float:
-    """The classifier's score of a view (a log-odds; :data:`THRESHOLD` and above reads as an injection)."""
-    _, concepts, tokens = _rules(view)
-    return _score(view, tokens, concepts)
+    """The classifier's score of a view (a log-odds, the highest of its windows'; :func:`threshold` and above
+    reads as an injection)."""
+    _, at, tokens = _rules(view)
+    return _score(view, tokens, at)
 
 
-def _score(view: str, tokens: list[str], concepts: set[str]) -> float:
-    from ace.playbook._injection_weights import BIAS, WEIGHTS
-
-    if not view.isascii() and _CJK.search(view):
-        tokens = tokens + _cjk_tokens(view)
-    s = BIAS
-    get = WEIGHTS.get
-    for f in features(tokens, concepts):
-        s += get(f, 0.0)
-    return s
+def _score(view: str, tokens: list[str], at: dict[str, list[int]]) -> float:
+    bias, _, weights = _model()
+    get = weights.get
+    return bias + sum(map(get, windows(view, tokens, at)[0], repeat(0.0)))
 
 
 def threshold() -> float:
-    from ace.playbook._injection_weights import THRESHOLD
-
-    return THRESHOLD
+    return _model()[1]
 
 
 # -- the verdict ------------------------------------------------------------------------------------------------------
@@ -856,11 +898,12 @@ def threshold() -> float:
 
 def detect(text: str, *, classifier: bool = True, _depth: int = 0) -> str | None:
     """What in ``text`` reads as a prompt injection (a short description and the words that fired), or None."""
+    limit = _model()[1]
     for view in views(text):
-        found, concepts, tokens = _rules(view)
+        found, at, tokens = _rules(view)
         if found:
             return found if _depth == 0 else f"{found} [decoded]"
-        if classifier and tokens and (s := _score(view, tokens, concepts)) >= threshold():
+        if classifier and tokens and (s := _score(view, tokens, at)) >= limit:
             what = f"text the classifier reads as an injection (score {s:.1f}: {view.strip()[:60]!r})"
             return what if _depth == 0 else f"{what} [decoded]"
         if _depth < 2 and tokens:
@@ -875,4 +918,4 @@ def detect(text: str, *, classifier: bool = True, _depth: int = 0) -> str | None
     return None
 
 
-__all__ = ["decoded", "detect", "features", "fold", "score", "threshold", "views"]
+__all__ = ["decoded", "detect", "fold", "score", "threshold", "views", "windows"]
