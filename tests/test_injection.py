@@ -204,3 +204,47 @@ def test_the_held_out_split_keeps_its_measured_figures() -> None:
     fp = [e.text for e in benign if injection(e.text) is not None]
     assert len(fp) / len(benign) <= 0.01, fp
     assert recall >= 0.65, recall
+
+
+def test_the_external_corpus_keeps_its_measured_figures() -> None:
+    # bastioncorpus 0.6.0 (MIT; installed by `pip install -r benchmarks/injection/requirements.txt`): injections
+    # and benign texts written by someone else, never trained or tuned on; figures of
+    # `python benchmarks/injection/bench_injection.py --external`
+    corpus = pytest.importorskip("bastioncorpus")
+    rows = corpus.load_corpus()
+    bad = [r.text.replace("{canary}", "BC-7F3A9C2E") for r in rows if r.label == "malicious"]
+    good = [r.text for r in rows if r.label != "malicious"]
+    assert len(bad) >= 100 and len(good) >= 50
+    recall = sum(injection(t) is not None for t in bad) / len(bad)
+    fp = [t for t in good if injection(t) is not None]
+    assert len(fp) <= 1, fp
+    assert recall >= 0.70, recall
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_cheap_checks_before_the_costly_searches_agree_with_them(seed: int) -> None:
+    # ROT13 / reversed readings are tried only when a probe word's ROT13 or reversed form is in the text, links are
+    # searched only when a piece of one is there, spaced letters only when two inner letters stand between
+    # separators: on random texts built from those pieces the cheap check never says no where the search says yes
+    import random
+
+    from ace.playbook.injection_gate import (
+        _CIPHER_FORMS,
+        _CIPHER_PROBES,
+        _LINK_NEEDS,
+        _SPACED,
+        _SPACED_HINT,
+        _URL_OR_EMAIL,
+        _shift,
+    )
+
+    pieces = [*_CIPHER_PROBES, *(_shift(w, 13) for w in _CIPHER_PROBES), *(w[::-1] for w in _CIPHER_PROBES),
+              "http://x.example/a", "www.a.b", "a@b.co", "webhook", "ngrok", "i g n o r e", "s.y.s.t.e.m", "a b",
+              "x", "the", "report", ".", "-", " ", "ftp://h", "v1", "n-o-w"]  # fmt: skip
+    rng = random.Random(seed)
+    for _ in range(3000):
+        view = "".join(rng.choice(pieces) + rng.choice(["", " ", ". ", "-"]) for _ in range(rng.randint(1, 6)))
+        readings = [_shift(view, 13), view[::-1]]
+        assert any(w in r for r in readings for w in _CIPHER_PROBES) <= any(w in view for w in _CIPHER_FORMS), view
+        assert (_URL_OR_EMAIL.search(view) is not None) <= any(s in view for s in _LINK_NEEDS), view
+        assert (_SPACED.search(view) is not None) <= (_SPACED_HINT.search(view) is not None), view

@@ -5,10 +5,18 @@ For each split of the generated corpus (``corpus.py``: train and dev were used t
 template families, languages and encodings neither saw): recall on injections and false-positive rate on benign
 lessons, for the lexicon alone and for the whole gate (lexicon + classifier), then per category. Also: every
 bullet of the released AppWorld playbooks (``../shared/data/playbooks``), the repo's playbooks and their section
-names (none may fire), and the gate's cost in µs per text (benign lessons: the common case; injections).
+names (none may fire), and the gate's cost in µs per text (median and 99th percentile of each text's best of
+three runs; benign lessons: the common case; injections).
+
+With ``--external`` (after ``pip install -r benchmarks/injection/requirements.txt``), the same figures on an
+external corpus written by someone else: bastioncorpus 0.6.0 (MIT; 118 injections and 63 benign texts in
+English, German, French, Spanish and Italian, with obfuscations), never trained or tuned on; its ``{canary}`` slot
+is filled with a token, as its probe runner does.
 
     python benchmarks/injection/bench_injection.py
+    python benchmarks/injection/bench_injection.py --external
     python benchmarks/injection/bench_injection.py --misses test   # print what the gate lets through / flags
+    python benchmarks/injection/bench_injection.py --misses external
 """
 
 from __future__ import annotations
@@ -52,25 +60,50 @@ def released() -> list[tuple[str, str]]:
     return out
 
 
-def timing(texts: list[str], repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for t in texts:
+def external() -> list[Example]:
+    """bastioncorpus's rows as examples (split "external"; the category is the corpus's own, with its language)."""
+    from bastioncorpus import load_corpus
+
+    return [
+        Example(r.text.replace("{canary}", "BC-7F3A9C2E"), r.label == "malicious", f"{r.category}", r.lang, "external")
+        for r in load_corpus()
+    ]
+
+
+def timing(texts: list[str], repeat: int = 3) -> tuple[float, float, float]:
+    """(median, 99th percentile, mean) µs per text, each text timed as the best of ``repeat`` runs."""
+    per = []
+    clock = time.perf_counter_ns
+    for t in texts:
+        best = 1 << 62
+        for _ in range(repeat):
+            t0 = clock()
             injection(t)
-        best = min(best, time.perf_counter() - t0)
-    return best / len(texts) * 1e6
+            best = min(best, clock() - t0)
+        per.append(best / 1000)
+    per.sort()
+    return per[len(per) // 2], per[min(len(per) - 1, int(0.99 * len(per)))], sum(per) / len(per)
+
+
+def cost(name: str, texts: list[str]) -> str:
+    med, p99, mean = timing(texts)
+    return f"{name} ({len(texts)}): median {med:.1f} µs, p99 {p99:.1f} µs, mean {mean:.1f} µs"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--misses", choices=SPLITS, help="print the misses and false positives of a split")
+    ap.add_argument("--misses", choices=(*SPLITS, "external"), help="print the misses and false positives of a split")
+    ap.add_argument("--external", action="store_true", help="also measure on bastioncorpus (never trained on)")
     args = ap.parse_args()
     corpus = build()
+    splits: tuple[str, ...] = SPLITS
+    if args.external or args.misses == "external":
+        corpus += external()
+        splits = (*SPLITS, "external")
     print(f"{'split':6} {'injections':>10} {'benign':>7} | {'lexicon recall':>14} {'FP':>6} | {'gate recall':>11} "
           f"{'FP':>6}")  # fmt: skip
     per_cat: dict[str, dict[str, list[bool]]] = {}
-    for s in SPLITS:
+    for s in splits:
         ex = split(corpus, s)
         lex = [detect(e.text, classifier=False) is not None for e in ex]
         gate = [injection(e.text) is not None for e in ex]
@@ -84,18 +117,18 @@ def main() -> None:
         if args.misses == s:
             for e, f in zip(ex, gate, strict=True):
                 if f != e.injection:
-                    print(f"   {'MISS' if e.injection else 'FP  '} {e.family:20} {e.text[:110]!r}")
+                    print(f"   {'MISS' if e.injection else 'FP  '} {e.category:20} {e.text[:110]!r}")
                     if not e.injection:
                         print("        ", injection(e.text))
     print("\nper category (flagged: recall for injections, false-positive rate for benign lessons)")
     names = sorted({c for cats in per_cat.values() for c in cats})
-    print(f"  {'category':28}" + "".join(f"{s:>16}" for s in SPLITS))
+    print(f"  {'category':34}" + "".join(f"{s:>16}" for s in splits))
     for c in names:
         cells = []
-        for s in SPLITS:
+        for s in splits:
             v = per_cat[s].get(c)
             cells.append(f"{sum(v) / len(v):>9.1%} of {len(v):<4}" if v else f"{'-':>16}")
-        print(f"  {c:28}" + "".join(f"{x:>16}" for x in cells))
+        print(f"  {c:34}" + "".join(f"{x:>16}" for x in cells))
     texts = released()
     fired = [(w, t, injection(t)) for w, t in texts if not w.endswith("section")]
     fired = [(w, t, r) for w, t, r in fired if r]
@@ -105,12 +138,15 @@ def main() -> None:
     print(f"\nreleased and repo playbooks: {len(texts)} bullets and section names, {flagged} flagged")
     for w, t, r in fired + sections:
         print(f"   {w}: {t[:80]!r} -> {r}")
-    benign = [e.text for e in corpus if not e.injection]
-    bad = [e.text for e in corpus if e.injection]
-    real = [t for _, t in texts]
-    injection("warm up")
-    print(f"\ncost: {timing(real):.1f} µs per released bullet ({len(real)}), {timing(benign):.1f} µs per benign "
-          f"lesson ({len(benign)}), {timing(bad):.1f} µs per injection ({len(bad)})")  # fmt: skip
+    benign = [e.text for e in corpus if not e.injection and e.split != "external"]
+    bad = [e.text for e in corpus if e.injection and e.split != "external"]
+    real = [t for w, t in texts if not w.endswith("section")]
+    for t in real + benign:  # warm up (the lexicon remembers the words it has seen, as a running gate does)
+        injection(t)
+    print("\ncost per text:")
+    print("  " + cost("released and repo playbook bullets", real))
+    print("  " + cost("generated benign lessons", benign))
+    print("  " + cost("generated injections", bad))
 
 
 if __name__ == "__main__":

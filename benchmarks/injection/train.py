@@ -2,8 +2,11 @@
 """Fit the injection gate's classifier on the corpus's train split and write its weights as a Python module.
 
 The classifier is a logistic regression (L2, fitted with L-BFGS) over the features
-:func:`ace.playbook.injection.features` gives a text's normalized view: words, word pairs, 5-letter stems and the
-lexicon's concepts. Encoded injections are left out of training (the gate decodes them first and judges the
+:func:`ace.playbook.injection_gate.windows` gives a text's normalized view (words, word pairs, 5-letter stems and the
+lexicon's concepts) over the whole text. Training texts: the generated corpus's train split, and
+when installed (``pip install -r benchmarks/injection/requirements.txt``) the injections shipped by two
+MIT-licensed packages, nullsec-promptinject and jailbreak-corpus-mini-py; bastioncorpus, the external test set, is
+never read here. Encoded injections are left out of training (the gate decodes them first and judges the
 decoded text). The threshold is chosen on the dev split: the lowest score that keeps the false positives on dev's
 benign lessons at or under ``--max-fp`` *of the whole gate* (lexicon included); the test split is never read.
 Weights smaller than ``--prune`` are dropped. Numpy and scipy are needed here only, not at run time.
@@ -33,31 +36,61 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "ace" / "playbook" / "_injection_weights.py"
 
 
-def feats(text: str) -> set[str]:
-    out: set[str] = set()
+def rows(text: str, injection: bool, category: str = "") -> list[set[str]]:
+    """The feature sets the classifier is fitted on for one text: those of each of its views (the gate scores the
+    whole text; a sentence-by-sentence variant was tried and not kept, see the README). An injection hidden in an
+    ordinary lesson is not used: most of its words are the lesson's, and labelling them an injection's teaches the
+    classifier to flag long lessons (tried: 21 released AppWorld bullets flagged)."""
+    if injection and category == "embedded":
+        return []
+    out: list[set[str]] = []
     for view in inj.views(text):
-        _, concepts, tokens = inj._rules(view)
-        if not view.isascii() and inj._CJK.search(view):
-            tokens = tokens + inj._cjk_tokens(view)
-        out |= inj.features(tokens, concepts)
+        _, at, tokens = inj._rules(view)
+        if tokens:
+            out += inj.windows(view, tokens, at)
+    return out
+
+
+def external_training() -> list[Example]:
+    """Injections from other authors' packages (MIT), used for training only, when installed
+    (``pip install -r benchmarks/injection/requirements.txt``): nullsec-promptinject's payloads and
+    jailbreak-corpus-mini's fixtures. bastioncorpus is the external *test* set and is never read here."""
+    out: list[Example] = []
+    try:
+        from nullsec_promptinject.payloads import PAYLOADS
+
+        out += [Example(p.text, True, "external", f"nullsec/{p.category}", "train") for p in PAYLOADS]
+    except ImportError:
+        print("nullsec-promptinject not installed: not used")
+    try:
+        from jailbreak_corpus_mini import fixture_texts
+
+        out += [Example(t, True, "external", "jailbreak-corpus-mini", "train") for t in fixture_texts()]
+    except ImportError:
+        print("jailbreak-corpus-mini-py not installed: not used")
     return out
 
 
 def fit(examples: list[Example], l2: float, min_count: int) -> tuple[float, dict[str, float]]:
-    rows = [feats(e.text) for e in examples]
+    table: list[set[str]] = []
+    labels: list[float] = []
+    for e in examples:
+        for r in rows(e.text, e.injection, e.category):
+            table.append(r)
+            labels.append(1.0 if e.injection else 0.0)
     counts: dict[str, int] = {}
-    for r in rows:
+    for r in table:
         for f in r:
             counts[f] = counts.get(f, 0) + 1
     vocab = {f: i for i, f in enumerate(sorted(f for f, c in counts.items() if c >= min_count))}
     data, ind, ptr = [], [], [0]
-    for r in rows:
-        cols = sorted(vocab[f] for f in r if f in vocab)
+    for r in table:  # a feature counts once in a window, as the gate sums it
+        cols = sorted({vocab[f] for f in r if f in vocab})
         ind += cols
         data += [1.0] * len(cols)
         ptr.append(len(ind))
-    x = csr_matrix((data, ind, ptr), shape=(len(rows), len(vocab)))
-    y = np.array([1.0 if e.injection else 0.0 for e in examples])
+    x = csr_matrix((data, ind, ptr), shape=(len(table), len(vocab)))
+    y = np.array(labels)
     # balance the classes
     w_pos = 0.5 / y.mean()
     w_neg = 0.5 / (1 - y.mean())
@@ -88,7 +121,9 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=0.1, help="added to the threshold dev allows")
     args = ap.parse_args()
     corpus = build()
-    train = [e for e in split(corpus, "train") if e.category != "encoding"]
+    ext = external_training()
+    n_ext = len(ext)
+    train = [e for e in split(corpus, "train") if e.category != "encoding"] + ext
     bias, weights = fit(train, args.l2, args.min_count)
     weights = {f: round(w, 3) for f, w in weights.items() if abs(w) >= args.prune}
     # the threshold: dev's benign lessons that the lexicon lets through, scored
@@ -97,7 +132,7 @@ def main() -> None:
     for e in dev:
         if e.injection or inj.detect(e.text, classifier=False) is not None:
             continue
-        best = max((bias + sum(weights.get(f, 0.0) for f in feats(v))) for v in inj.views(e.text))
+        best = max(bias + sum(weights.get(f, 0.0) for f in ws) for ws in rows(e.text, False))
         scores.append(best)
     scores.sort(reverse=True)
     allowed = int(args.max_fp * len(scores))
@@ -105,9 +140,10 @@ def main() -> None:
     body = ",\n".join(f"    {json.dumps(f, ensure_ascii=False)}: {w!r}" for f, w in sorted(weights.items()))
     OUT.write_text(
         '"""Weights of the injection gate\'s classifier (generated by benchmarks/injection/train.py: do not edit).\n\n'
-        f"A logistic regression over {len(weights)} features (words, word pairs, stems, lexicon concepts), fitted on\n"
-        f"the generated corpus's train split (l2={args.l2}); the threshold ({threshold:.2f}) was chosen on its dev\n"
-        'split."""\n\n'
+        f"A logistic regression over {len(weights)} features (words, word pairs, stems, lexicon concepts) of the\n"
+        f"whole text, fitted on the generated corpus's train split and {n_ext} injections of MIT-licensed packages\n"
+        f"(nullsec-promptinject, jailbreak-corpus-mini-py; l2={args.l2}); the threshold ({threshold:.2f}) was chosen\n"
+        'on the generated dev split."""\n\n'
         f"BIAS: float = {bias!r}\nTHRESHOLD: float = {threshold!r}\nWEIGHTS: dict[str, float] = {{\n{body},\n}}\n"
     )
     top = sorted(weights.items(), key=lambda kv: -kv[1])[:25]
