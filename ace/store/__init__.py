@@ -1,6 +1,7 @@
 """Persistence of versioned playbooks on SQLAlchemy (SQLite by default, PostgreSQL at scale)."""
 
 from ace.store.errors import (
+    ImportRefused,
     PlaybookExists,
     PlaybookNotFound,
     StaleVersionError,
@@ -17,6 +18,7 @@ from ace.store.store import (
     PlaybookStore,
     VersionInfo,
     default_url,
+    import_problems,
     make_engine,
 )
 
@@ -24,6 +26,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "SCHEMA_REVISION",
     "BlameEntry",
+    "ImportRefused",
     "PlaybookExists",
     "PlaybookInfo",
     "PlaybookNotFound",
@@ -36,6 +39,7 @@ __all__ = [
     "VersionNotFound",
     "create_tables",
     "default_url",
+    "import_problems",
     "make_engine",
     "upgrade",
 ]

@@ -45,3 +45,22 @@ class StaleVersionError(StoreError):
 
 class StoreIntegrityError(StoreError):
     """A rebuilt version does not match the digest recorded when it was committed."""
+
+
+class ImportRefused(StoreError):
+    """A playbook offered for import fails the quality gate every delta meets (:mod:`ace.playbook.quality`): an
+    injected instruction in a bullet or a section name, hidden characters, junk. Nothing was written. ``problems``
+    lists ``(where, why)``: ``where`` is ``bullet <id>`` or ``section <name>``."""
+
+    SHOWN = 3
+
+    def __init__(self, namespace: str, name: str, problems: list[tuple[str, str]]) -> None:
+        self.namespace, self.name, self.problems = namespace, name, problems
+        shown = "; ".join(f"{where}: {why}" for where, why in problems[: self.SHOWN])
+        more = f" (and {len(problems) - self.SHOWN} more)" if len(problems) > self.SHOWN else ""
+        n = len(problems)
+        super().__init__(
+            f"playbook {name!r} was not imported into namespace {namespace!r}: {n} problem{'s' * (n != 1)} with "
+            f"the quality gate every delta meets: {shown}{more}. Fix the playbook, or pass force "
+            "(`ace playbook import --force`) to import it anyway; the version records who forced it"
+        )

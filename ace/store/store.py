@@ -25,11 +25,12 @@ import logging
 import os
 import threading
 import time
+import unicodedata
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,10 @@ from ace.playbook.model import (
     order_hash_of,
     without_id,
 )
+from ace.playbook.quality import QualityRules, content_problem, injection, section_problem
 from ace.store import schema as t
 from ace.store.errors import (
+    ImportRefused,
     PlaybookExists,
     PlaybookNotFound,
     StaleVersionError,
@@ -184,6 +187,10 @@ class _Head:
     content_sum: int
     order_hash: bytes
     sections: dict[str, str]
+
+
+class _NoSnapshot(Exception):
+    """A version the log cannot rebuild: it has no delta and no snapshot, or its row is missing."""
 
 
 class _HeadDamaged(Exception):
@@ -339,6 +346,9 @@ class PlaybookStore:
             self._engine_pid = os.getpid()
 
     def _row(self, conn: Connection, namespace: str, name: str, *, lock: bool = False) -> Any:
+        """The playbook's row, looked up by its names as stored: NFC-normalized, as :func:`check_name` stores them
+        (a name typed in NFD, as macOS file names and some keyboards give it, finds the playbook it created)."""
+        namespace, name = _nfc(namespace), _nfc(name)
         q = select(t.playbooks).where(t.playbooks.c.namespace == namespace, t.playbooks.c.name == name)
         if lock:
             q = q.with_for_update()
@@ -356,11 +366,29 @@ class PlaybookStore:
         namespace: str = DEFAULT_NAMESPACE,
         author: str | None = None,
         message: str | None = None,
+        force: bool = False,
     ) -> VersionInfo:
         """Store ``playbook`` (default: empty) as version 1 of a new playbook. ``name`` and ``namespace`` follow
-        :func:`ace.names.check_name` (raises :class:`~ace.names.InvalidName`)."""
+        :func:`ace.names.check_name` (raises :class:`~ace.names.InvalidName`).
+
+        An import meets the quality gate a delta meets (the store policy's ``quality`` rules, None = off; see
+        :func:`import_problems`): a bullet or a section name that fails it raises :class:`ImportRefused` and nothing
+        is written. ``force=True`` stores it anyway, and the version's message records that it was forced, by whom
+        (``author``) and past how many problems."""
         name, namespace = check_name(name, "playbook name"), check_name(namespace, "namespace")
+        author = check_optional(author, "author")
         pb = playbook if playbook is not None else Playbook.empty()
+        problems = import_problems(pb, self.policy.quality)
+        if problems and not force:
+            raise ImportRefused(namespace, name, problems)
+        if problems:
+            n = len(problems)
+            forced = (
+                f"import forced past the quality gate by {author or 'an unnamed author'}: {n} problem{'s' * (n != 1)}"
+                f" (first: {problems[0][0]}: {problems[0][1]})"
+            )
+            log.warning("playbook %s/%s: %s", namespace, name, forced)
+            message = f"{message}; {forced}" if message else forced
         new = _NewVersion("import", None, pb, [(b.id, "IMPORT") for b in pb], author, message, snapshot=True)
         try:
             with self._write() as conn:
@@ -381,13 +409,20 @@ class PlaybookStore:
         namespace: str = DEFAULT_NAMESPACE,
         author: str | None = None,
         message: str | None = None,
+        force: bool = False,
     ) -> VersionInfo:
         """The head of ``name``, creating it from ``playbook`` (default: empty) first if it does not exist; two
-        callers at once both get the one that was created."""
+        callers at once both get the one that was created. A playbook that would be created meets the quality gate
+        as in :meth:`create` (``force`` as there); one that exists already is returned whatever ``playbook`` holds."""
         try:
-            return self.create(name, playbook, namespace=namespace, author=author, message=message)
+            return self.create(name, playbook, namespace=namespace, author=author, message=message, force=force)
         except PlaybookExists:
             return self.head(name, namespace=namespace)
+        except ImportRefused as refused:  # refused before looking: it may exist already
+            try:
+                return self.head(name, namespace=namespace)
+            except PlaybookNotFound:
+                raise refused from None
 
     def commit(
         self,
@@ -856,7 +891,7 @@ class PlaybookStore:
             return self.head(name, namespace=namespace).version
         if isinstance(ref, int) or ref.isdigit():
             return int(ref)
-        found = self.tags(name, namespace=namespace).get(ref)
+        found = self.tags(name, namespace=namespace).get(_nfc(ref))
         if found is None:
             raise StoreError(f"playbook {namespace}/{name} has no version or tag {ref!r}")
         return found
@@ -912,7 +947,7 @@ class PlaybookStore:
             replayed: set[str] = set()
             touched: set[str] | None = replayed
             try:
-                for text in self._deltas(conn, row.id, lo, hi):
+                for _v, text in self._deltas(conn, row.id, lo, hi):
                     if text is None:  # a rollback or an import between: no delta to replay
                         raise ValueError("no delta")
                     applied = apply(late, Delta.model_validate_json(text), policy=REPLAY_POLICY)
@@ -923,7 +958,7 @@ class PlaybookStore:
                 ).scalar_one()
                 if late.digest() != recorded:
                     raise ValueError("the replayed version does not match its digest")
-            except (ValueError, TypeError, KeyError):  # read it as any version is (raises if it is corrupt)
+            except (ValueError, TypeError, KeyError, _NoSnapshot):  # read it as any version is (raises if corrupt)
                 late, touched = self._state(conn, row.id, hi), None
             return diff(early, late, touched=touched) if v1 <= v2 else diff(late, early, touched=touched)
 
@@ -963,7 +998,7 @@ class PlaybookStore:
     def list(self, namespace: str | None = None) -> list[PlaybookInfo]:
         q = select(t.playbooks).order_by(t.playbooks.c.namespace, t.playbooks.c.name)
         if namespace is not None:
-            q = q.where(t.playbooks.c.namespace == namespace)
+            q = q.where(t.playbooks.c.namespace == _nfc(namespace))
         with self._read() as conn:
             return [PlaybookInfo(r.namespace, r.name, r.head, r.created_at) for r in conn.execute(q)]
 
@@ -1084,9 +1119,14 @@ class PlaybookStore:
                 base_v, state = cached
             else:
                 base_v, state = snap_v, self._snapshot(conn, pid, snap_v)
-            for text in self._deltas(conn, pid, base_v, version):
-                state = apply(state, Delta.model_validate_json(text or ""), policy=REPLAY_POLICY).playbook
+            for v, text in self._deltas(conn, pid, base_v, version):
+                if text is None:  # an import or a rollback: no delta, its state is its own snapshot
+                    state = self._own_snapshot(conn, pid, v)
+                else:
+                    state = apply(state, Delta.model_validate_json(text), policy=REPLAY_POLICY).playbook
             corrupt = None
+        except _NoSnapshot as e:
+            state, corrupt = None, str(e)
         except (ValueError, TypeError, KeyError) as e:  # a row that no longer parses or applies (edited, bit rot)
             state, corrupt = None, f"its stored log no longer rebuilds ({type(e).__name__}: {str(e)[:120]})"
         # integrity on open: the rebuilt state must have the digest recorded when the version was committed
@@ -1103,17 +1143,35 @@ class PlaybookStore:
             )
         return state
 
-    def _deltas(self, conn: Connection, pid: int, after: int, upto: int) -> builtins.list[str | None]:
-        """The stored deltas of versions ``after + 1 .. upto``, in order."""
+    def _own_snapshot(self, conn: Connection, pid: int, version: int) -> Playbook:
+        """The state of a version that has no delta (an import or a rollback): the snapshot written in its own
+        transaction. Raises :class:`_NoSnapshot` if it is missing (deleted by hand: nothing else can rebuild it)."""
+        state = conn.execute(
+            select(t.snapshots.c.state).where(t.snapshots.c.playbook_id == pid, t.snapshots.c.version == version)
+        ).scalar_one_or_none()
+        if state is None:
+            raise _NoSnapshot(
+                f"version {version} has neither a delta nor a snapshot (an import or a rollback stores its state as "
+                "a snapshot; that row is missing)"
+            )
+        with collector_paused():
+            return Playbook.from_dict(json.loads(state))
+
+    def _deltas(self, conn: Connection, pid: int, after: int, upto: int) -> builtins.list[tuple[int, str | None]]:
+        """``(version, stored delta)`` of versions ``after + 1 .. upto``, in order; the delta is None for an import
+        or a rollback (its state is its snapshot)."""
         if upto <= after:
             return []
-        return builtins.list(
-            conn.execute(
-                select(t.versions.c.delta)
-                .where(t.versions.c.playbook_id == pid, t.versions.c.version > after, t.versions.c.version <= upto)
-                .order_by(t.versions.c.version)
-            ).scalars()
-        )
+        rows = conn.execute(
+            select(t.versions.c.version, t.versions.c.delta)
+            .where(t.versions.c.playbook_id == pid, t.versions.c.version > after, t.versions.c.version <= upto)
+            .order_by(t.versions.c.version)
+        ).all()
+        expected = builtins.list(range(after + 1, upto + 1))
+        if [int(r.version) for r in rows] != expected:
+            missing = sorted(set(expected) - {int(r.version) for r in rows})
+            raise _NoSnapshot(f"version {missing[0] if missing else upto} is missing from the log")
+        return [(int(r.version), r.delta) for r in rows]
 
     def _remember(self, pid: int, version: int, pb: Playbook) -> None:
         if self._cache_enabled:
@@ -1230,6 +1288,41 @@ def _op_source(delta: Delta, bullet_id: str) -> Source | None:
         if bullet_id in (op.ids if isinstance(op, MergeOp) else [op.id]) and op.source is not None:
             return op.source
     return delta.source
+
+
+def import_problems(playbook: Playbook, rules: QualityRules | None) -> builtins.list[tuple[str, str]]:
+    """What keeps ``playbook`` from being imported under ``rules`` (None: nothing): ``(where, why)`` for every
+    section name and bullet content that fails the checks a delta's would (:func:`~ace.playbook.quality.
+    section_problem`, :func:`~ace.playbook.quality.content_problem`), a section name also checked for an injection
+    (:func:`~ace.playbook.quality.injection`: a section's name is printed into every prompt as a bullet is).
+    ``where`` is ``section '<name>'`` or ``bullet <id>``.
+
+    The trust checks apply in full: an injected instruction or a hidden character in content or a section name, a
+    section named after an operation. The length rules (``min_words``, ``min_section_letters``) do not: they keep a
+    small curator's fragments out of a delta, but a playbook written by hand states terse rules ("Check units.",
+    "rule 1"): none of the released or starter playbooks trips them, but the fixtures of 26 of the suite's tests do."""
+    if rules is None:
+        return []
+    rules = replace(rules, min_words=0, min_section_letters=0)
+    problems: builtins.list[tuple[str, str]] = []
+    for section in playbook.sections:
+        why = section_problem(section, rules)
+        if why is None and rules.reject_injection and (found := injection(section)):
+            why = f"section name reads as a prompt injection: {found}"
+        if why is not None:
+            problems.append((f"section {section[:60]!r}", why))
+    for b in playbook:
+        if (why := content_problem(b.content, rules)) is not None:
+            problems.append((f"bullet {b.id}", why))
+    return problems
+
+
+def _nfc(value: str) -> str:
+    """A name or namespace as the store keys it: NFC (what :func:`ace.names.check_name` stores); anything that is
+    not text is left for the query to find nothing."""
+    if isinstance(value, str) and not value.isascii():
+        return unicodedata.normalize("NFC", value)
+    return value
 
 
 def _check_version(name: str, version: int, head: int) -> None:
