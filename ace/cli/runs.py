@@ -153,6 +153,7 @@ def learn(
     from ace.runs.factory import RunFiles
     from ace.runs.from_logs import learn as learn_logs
     from ace.runs.from_logs import load_logs
+    from ace.runs.runners import learning_summary
     from ace.runs.workspace import runs_dir
 
     tasks = load_logs(logs, limit=limit)  # a malformed log is reported before any model is loaded
@@ -172,6 +173,15 @@ def learn(
         f"{name} is at v{head.version} ({head.n_bullets} bullets); {len(result.failed)} of {len(tasks)} steps "
         f"failed; trajectory {RunFiles(runs_dir(), rid).trajectory}",
     )
+    # steps that could not reflect or curate (the provider away, say) did not learn: say how many and why; the same
+    # command again tries only them
+    missed = learning_summary(result.results)
+    if missed:
+        again = f"; run the same command again (run {rid}) to retry them"
+        out.print(line(("not learned", "bold yellow"), f": {missed}{again}"))
+        if all(r.could_not_learn for r in result.results):
+            fail("nothing was learned: no step could reflect and curate", label="failed")
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ace.llm import LLMError
+from ace.llm import LLMError, ProviderError
 from ace.loop.context import LoopContext
 from ace.loop.roles import (
     FactReflection,
@@ -24,7 +24,7 @@ from ace.loop.roles import (
     reflect_facts,
     tag_delta,
 )
-from ace.loop.state import Candidate, LoopState, StepRecord
+from ace.loop.state import Candidate, Failure, LoopState, StepRecord
 from ace.memory import Episode
 from ace.memory.episodic import Outcome
 from ace.playbook import Delta, DeltaError, Playbook, Source, merge_deltas
@@ -62,11 +62,11 @@ def generate_node(state: LoopState, ctx: LoopContext) -> LoopState:
         else:
             out = ctx.generator(task, pb, hint)
     except LLMError as e:
-        return {"error": f"generator: {e}", "base_version": base}
+        return {"error": f"generator: {e}", "failure": _kind(e), "base_version": base}
     except Exception as e:  # a wrapped agent is user code: its failure fails the step, not the run
         if ctx.generator is None:
             raise
-        return {"error": f"generator (agent): {type(e).__name__}: {e}", "base_version": base}
+        return {"error": f"generator (agent): {type(e).__name__}: {e}", "failure": "agent", "base_version": base}
     # the plain class (not the id-constrained one the call validated with): the checkpointer imports it by name
     answer = GeneratorOutput.model_validate(out.model_dump() if isinstance(out, GeneratorOutput) else out)
     return {"answer": answer, "round": state.get("round", 0) + 1, "base_version": base}
@@ -93,7 +93,7 @@ def reflect_node(state: LoopState, ctx: LoopContext) -> LoopState:
         else:
             r = reflect(ctx.llm, task, _base(state, ctx), answer, fb)
     except LLMError as e:
-        return {"error": f"reflector: {e}"}
+        return {"error": f"reflector: {e}", "failure": _kind(e)}
     assert r.parsed is not None
     # the plain class (not the constrained one the call validated with): the checkpointer imports it by name
     return {"reflection": plain.model_validate(r.parsed.model_dump())}
@@ -113,13 +113,13 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
             assert proposal is not None
             ops, reasoning = list(proposal.to_delta(source).operations), proposal.reasoning
     except LLMError as e:
-        return {"error": f"curator: {e}"}
+        return {"error": f"curator: {e}", "failure": _kind(e)}
     tags = tag_delta(pb, _answer(state), refl, source)
     delta = Delta(operations=[*tags.operations, *ops], reasoning=reasoning, source=source)
     try:
         return {"candidate": Candidate.build(pb, _base_version(state), delta, ctx.store.policy)}
-    except DeltaError as e:
-        return {"error": f"curator: {e}"}
+    except DeltaError as e:  # the quality gate (or the playbook's rules) refused the delta
+        return {"error": f"curator: {e}", "failure": "gate"}
 
 
 def refine_node(state: LoopState, ctx: LoopContext) -> LoopState:
@@ -133,14 +133,14 @@ def refine_node(state: LoopState, ctx: LoopContext) -> LoopState:
     try:
         return {"candidate": candidate.extend(extra, ctx.store.policy)}
     except DeltaError as e:
-        return {"error": f"refine: {e}"}
+        return {"error": f"refine: {e}", "failure": "gate"}
 
 
 def guard_node(state: LoopState, ctx: LoopContext) -> LoopState:
     if ctx.guard is None:
         return {}
     reason = ctx.guard(_base(state, ctx), _candidate(state, ctx).playbook)
-    return {"error": f"guard: {reason}"} if reason else {}
+    return {"error": f"guard: {reason}", "failure": "guard"} if reason else {}
 
 
 def commit_node(state: LoopState, ctx: LoopContext) -> LoopState:
@@ -171,12 +171,15 @@ def commit_node(state: LoopState, ctx: LoopContext) -> LoopState:
     if dropped:
         reason = "batch: " + "; ".join(f"delta {i + 1} of {len(pending)} dropped ({why})" for i, why in dropped)
         update["error"] = _also(state, reason)
+        update["failure"] = state.get("failure") or "gate"  # the merge refused them, as the gate would
     if not delta.operations:  # every delta of the batch was dropped: nothing to commit
         return update
     try:
         _commit(ctx, delta, base, key=f"{ctx.run_id}:{index - index % size}")
     except (DeltaError, _Vetoed, StaleVersionError) as e:  # the head moved under us and the delta no longer fits
-        return {**update, "error": _also({**state, **update}, f"commit: {e}")}
+        kind: Failure = "guard" if isinstance(e, _Vetoed) else "commit"
+        failure = update.get("failure") or state.get("failure") or kind
+        return {**update, "error": _also({**state, **update}, f"commit: {e}"), "failure": failure}
     update["committed"] = step_ok and len(pending) - 1 not in {i for i, _ in dropped}  # this step's is the last
     return update
 
@@ -227,6 +230,7 @@ def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
         feedback=fb.message if fb else None,
         rounds=state.get("round", 0),
         error=error,
+        failure=state.get("failure") if error else None,
         version=ctx.head_version(),
         committed=bool(state.get("committed")),
         pending=bool(state.get("pending")),
@@ -253,6 +257,7 @@ def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
         "candidate": None,
         "committed": None,
         "error": None,
+        "failure": None,
     }
 
 
@@ -310,6 +315,12 @@ def _candidate(state: LoopState, ctx: LoopContext) -> Candidate:
     candidate = state.get("candidate")
     assert candidate is not None, "this node runs after curate"
     return candidate.on(_base(state, ctx), ctx.store.policy)
+
+
+def _kind(e: LLMError) -> Failure:
+    """``"provider"`` for a provider that failed (unreachable, timed out, 5xx, 429, refused the request), ``"llm"``
+    for the rest of the LLM layer's failures (replies that never validated, a spent budget, a cassette miss)."""
+    return "provider" if isinstance(e, ProviderError) else "llm"
 
 
 def _also(state: LoopState, reason: str) -> str:

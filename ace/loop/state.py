@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Annotated, Any, Protocol, TypedDict
+from typing import Annotated, Any, Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -23,6 +23,19 @@ Guard = Callable[[Playbook, Playbook], str | None]
 # (task, playbook, hint from a failed round) -> the answer with the bullets it cites. The default calls the LLM
 # with the generator prompt; ``ace.loop.agents`` wraps an existing agent (a callable or a compiled LangGraph graph).
 Generator = Callable[[Task, Playbook, str | None], GeneratorOutput]
+
+# Why a step failed, by kind, so that callers can tell an outage from a decision:
+#   "provider": the LLM provider could not be reached or answered with an error (connection, timeout, 5xx, 429,
+#               a refused request): the step could not learn, and trying again later may;
+#   "llm":      the model's replies never validated, or the run's budget was spent, or a cassette had no reply:
+#               the step could not learn;
+#   "agent":    the wrapped agent (the generator) failed;
+#   "commit":   the delta could not be committed (the head moved and it no longer fits);
+#   "gate":     the quality gate refused the delta, or a batch's merge dropped it (a decision: nothing to retry);
+#   "guard":    the guard (collapse detectors) refused the version (a deliberate decision).
+Failure = Literal["provider", "llm", "agent", "commit", "gate", "guard"]
+# the kinds of failure that are decisions about what was learned, not a failure to learn
+DECIDED: frozenset[str] = frozenset({"gate", "guard"})
 
 
 class Candidate(BaseModel):
@@ -90,11 +103,19 @@ class StepRecord(BaseModel):
     feedback: str | None = None  # and what the environment said
     rounds: int = 0
     error: str | None = None
+    failure: Failure | None = None  # what kind of failure ``error`` is (see :data:`Failure`); None: no failure
     version: int  # the head after the step
     committed: bool = False  # whether this step's delta is in the store now
     pending: bool = False  # held for the rest of its batch
     delta: Delta | None = None  # the delta the step proposed (None when it failed or changed nothing)
     memory: list[str] | None = None  # problems met writing the memory tiers (None: memory off)
+
+    @property
+    def could_not_learn(self) -> bool:
+        """True when the step failed short of a decision (the provider, the model, the agent or the commit failed:
+        see :data:`Failure`); False when it learned, or deliberately did not (nothing to learn, the quality gate
+        or the guard refused the delta)."""
+        return self.error is not None and self.failure not in DECIDED and not self.committed
 
 
 class RunDescription(BaseModel):
@@ -136,6 +157,7 @@ class LoopState(TypedDict, total=False):
     committed: bool | None  # whether this step's delta is in the store now
     buffer: list[dict[str, Any]]  # the short-term memory tier, checkpointed with the run
     error: str | None
+    failure: Failure | None  # the kind of ``error`` (see :data:`Failure`)
     results: Annotated[list[StepRecord], operator.add]
 
 
@@ -151,7 +173,9 @@ CHECKPOINT_TYPES: tuple[type[BaseModel], ...] = (
 
 __all__ = [
     "CHECKPOINT_TYPES",
+    "DECIDED",
     "Candidate",
+    "Failure",
     "Generator",
     "Guard",
     "LoopState",

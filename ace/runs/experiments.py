@@ -299,6 +299,7 @@ class Experiment:
         run = self.cfg.run
         self._say(f"ACE offline{'' if labels else ' (no labels)'}", f"{run.epochs} epoch(s) over {len(self.train)}")
         res = offline(lr, self.train, self.val, epochs=run.epochs, eval_every=run.eval_every)
+        self._not_learned(res.not_learned)
         ev = lr.evaluate(self.test, res.best_version, f"offline-{_gt(labels)}-test-v{res.best_version}")
         self._row("ACE offline", labels, ev.accuracy, res.spend, ev.spend, playbook=lr.setup.playbook,
                   best_version=res.best_version, train_accuracy=res.train_accuracy,
@@ -309,6 +310,7 @@ class Experiment:
         window = self.cfg.run.window
         self._say(f"ACE online{'' if labels else ' (no labels)'}", f"window {window} over {len(self.test)}")
         res = online(lr, self.test, window=window)
+        self._not_learned(res.not_learned)
         # the adaptation and the predictions are one pass here: its time and tokens are both
         self._row("ACE online", labels, res.accuracy, res.spend, Spend(), playbook=lr.setup.playbook,
                   versions=lr.head(), outcomes=[p.correct for p in res.predictions])  # fmt: skip
@@ -340,6 +342,11 @@ class Experiment:
     # -- pieces ----------------------------------------------------------------------------------------------
     def _say(self, label: str, what: str) -> None:
         self.console.print(line((label, "bold"), f": {what}"))
+
+    def _not_learned(self, summary: str | None) -> None:
+        """Steps that could not reflect or curate (the provider away, say): how many and why."""
+        if summary:
+            self.console.print(line(("not learned", "bold yellow"), f": {summary}"))
 
     def _fixed(self, label: str, pb: Playbook, piece: str) -> Evaluation:
         self._say(label, f"evaluating {len(self.test)} tasks")

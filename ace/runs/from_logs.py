@@ -239,7 +239,13 @@ def learn(
     on_step: Callable[[StepRecord], None] | None = None,
 ) -> RunResult:
     """Reflect on and curate from logged conversations (:func:`load_logs`) into ``playbook`` (created empty if it
-    does not exist). Resumable by ``run_id``; the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``."""
+    does not exist). Resumable by ``run_id``; the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``.
+
+    A step that could not learn (the provider failed: see :attr:`StepRecord.could_not_learn`) says so in its
+    record (``error``, ``failure``); :func:`ace.runs.runners.learning_summary` sums them up for the run. Calling
+    again with the same ``run_id`` after the run finished tries those steps once more, as a follow-up run
+    ``<run_id>.retry-<n>`` over their conversations only (the steps that learned are not learned twice); the
+    result has every conversation's latest record."""
     store.ensure(playbook, namespace=namespace, author=f"ace learn {run_id}")
     setup = RunSetup(
         llm=llm,
@@ -254,7 +260,17 @@ def learn(
         memory=memory,
         on_step=on_step,
     )
-    return start(setup, tasks, run_id=run_id, workdir=workdir)
+    result = start(setup, tasks, run_id=run_id, workdir=workdir)
+    records, resumed, n = list(result.results), result.resumed, 0
+    # a finished run called again: its steps that could not learn are tried again, in a run of their own (n),
+    # and the runs after it until one that ran now (not resumed) or nothing is left to learn
+    while resumed and (todo := [k for k, r in enumerate(records) if r.could_not_learn]):
+        n += 1
+        again = start(setup, [tasks[records[k].index] for k in todo], run_id=f"{run_id}.retry-{n}", workdir=workdir)
+        for k, r in zip(todo, again.results, strict=False):
+            records[k] = r.model_copy(update={"index": records[k].index})
+        resumed = again.resumed
+    return RunResult(result.run_id, records, result.resumed)
 
 
 def register() -> None:

@@ -170,6 +170,39 @@ def evaluate(
     return Evaluation([by_id[t.id] for t in tasks], spend)
 
 
+_CAUSES = {
+    "provider": "the provider failed",
+    "llm": "the model's replies were unusable",
+    "agent": "the agent failed",
+    "commit": "the commit failed",
+}
+
+
+def could_not_learn(steps: Sequence[StepRecord | Prediction]) -> list[StepRecord]:
+    """The loop steps among ``steps`` that could not learn (see :attr:`StepRecord.could_not_learn`)."""
+    return [s for s in steps if isinstance(s, StepRecord) and s.could_not_learn]
+
+
+def learning_summary(steps: Sequence[StepRecord | Prediction]) -> str | None:
+    """One sentence for a run's summary when some of its steps could not learn, saying how many and why, e.g.
+    ``"3 of 10 steps could not learn: the provider failed (reflector: openai: APIConnectionError: Connection
+    error.)"``; None when every step learned or decided not to."""
+    records = [s for s in steps if isinstance(s, StepRecord)]
+    failed = could_not_learn(records)
+    if not failed:
+        return None
+    by_cause: dict[str, list[StepRecord]] = {}
+    for r in failed:
+        by_cause.setdefault(r.failure or "unknown", []).append(r)
+    parts = []
+    for cause, rs in sorted(by_cause.items(), key=lambda kv: -len(kv[1])):
+        what = _CAUSES.get(cause, "they failed")
+        first = (rs[0].error or "")[:160]
+        parts.append(f"{what} ({first})" if len(by_cause) == 1 else f"{len(rs)}: {what} ({first})")
+    every = " (every step)" if len(failed) == len(records) else ""
+    return f"{len(failed)} of {len(records)} steps could not learn{every}: {'; '.join(parts)}"
+
+
 @dataclass
 class Learner:
     """A learning runner's state: the setup its loop runs share and where their files and results go. Each piece
@@ -222,6 +255,11 @@ class OfflineResult:
     @property
     def train_accuracy(self) -> float | None:
         return share_correct(self.steps)
+
+    @property
+    def not_learned(self) -> str | None:
+        """How many training steps could not learn, and why (:func:`learning_summary`); None if none."""
+        return learning_summary(self.steps)
 
 
 def offline(
@@ -279,10 +317,16 @@ class OnlineResult:
     windows: list[Window]
     predictions: list[StepRecord | Prediction]  # one per task: the answer made before adapting on it
     spend: Spend
+    steps: list[StepRecord] = field(default_factory=list)  # the loop's records (adapting on each window)
 
     @property
     def accuracy(self) -> float | None:
         return share_correct(self.predictions)
+
+    @property
+    def not_learned(self) -> str | None:
+        """How many steps could not learn, and why (:func:`learning_summary`); None if none."""
+        return learning_summary(self.steps)
 
 
 def _window(w: int, start: int, preds: Sequence[StepRecord | Prediction], before: int, after: int) -> Window:
@@ -295,11 +339,12 @@ def online(learner: Learner, tasks: Sequence[Task], *, window: int = 1) -> Onlin
         raise ConfigError("window must be at least 1")
     windows: list[Window] = []
     predictions: list[StepRecord | Prediction] = []
+    steps: list[StepRecord] = []
     with _Meter(learner.setup.llm) as spend:
         if window == 1:  # one loop over the stream: each first answer is made before its step adapts
             before = learner.head()
             res = learner.loop(tasks, "stream")
-            predictions = list(res.results)
+            predictions, steps = list(res.results), list(res.results)
             for w, r in enumerate(res.results):
                 windows.append(_window(w, w, [r], before if w == 0 else res.results[w - 1].version, r.version))
         else:
@@ -307,10 +352,10 @@ def online(learner: Learner, tasks: Sequence[Task], *, window: int = 1) -> Onlin
                 chunk = tasks[start : start + window]
                 before = learner.head()
                 preds = learner.evaluate(chunk, before, f"online-w{w}").records
-                learner.loop(chunk, f"w{w}")
+                steps.extend(learner.loop(chunk, f"w{w}").results)
                 predictions.extend(preds)
                 windows.append(_window(w, start, preds, before, learner.head()))
-    return OnlineResult(windows, predictions, spend)
+    return OnlineResult(windows, predictions, spend, steps)
 
 
 __all__ = [
@@ -322,7 +367,9 @@ __all__ = [
     "Prediction",
     "Spend",
     "Window",
+    "could_not_learn",
     "evaluate",
+    "learning_summary",
     "offline",
     "online",
 ]
