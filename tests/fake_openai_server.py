@@ -32,7 +32,7 @@ def chat_body(text: str, prompt_tokens: int = 11, completion_tokens: int = 7, mo
 
 
 class FakeOpenAIServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:  # port 0: any free port
         self.script: list[tuple[Any, ...]] = [("ok", "hello")]
         self.requests: list[dict[str, Any]] = []
         self.usage = (11, 7)
@@ -89,7 +89,7 @@ class FakeOpenAIServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

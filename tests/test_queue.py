@@ -29,7 +29,7 @@ def log(i: int | None, answer: str = "42", *, success: bool = True) -> dict[str,
 @pytest.fixture
 def queue(db_url: str) -> Any:
     store = PlaybookStore(db_url)
-    yield EpisodeQueue(store, lease_s=60)
+    yield EpisodeQueue(store, lease_s=60, backoff_s=0)  # a failed try may be claimed again at once
     store.close()
 
 

@@ -136,7 +136,7 @@ def test_a_passing_failure_requeues_the_episode_and_a_lasting_one_fails_it(tmp_p
     from ace.llm import ProviderError
 
     store = PlaybookStore(sqlite_url)
-    queue = EpisodeQueue(store)
+    queue = EpisodeQueue(store, backoff_s=0)  # the requeued episode may be claimed again at once
     queue.submit("agent", episode(0), namespace="team-a")
 
     def timed_out() -> LLM:

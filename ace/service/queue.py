@@ -9,6 +9,11 @@ A worker *claims* the oldest queued episode under a lease (``SELECT … FOR UPDA
 that workers never wait on each other's rows; SQLite serializes writers anyway), renews the lease while it works,
 and finishes it with the version it committed. A worker that dies leaves its lease to expire; the next claim
 takes the episode again (``attempts`` counts the tries; after ``max_attempts`` it is failed with the reason).
+A try that fails for a passing reason (the LLM provider is away, the database is busy) puts the episode back in
+the queue with a not-before time (``retry_at``: exponential backoff with jitter, ``backoff_s`` doubling up to
+``backoff_max_s``), showing the last error until the next try; after ``max_attempts`` tries it is ``failed``
+with the reason. Only learning, or a decision not to learn (nothing to learn, the gate or guard refused), ends
+``done``.
 Learning commits with an idempotency key derived from the row (see :mod:`ace.service.worker`), so an episode
 taken again after its worker committed finds that version instead of applying a second one: every episode's
 lessons land exactly once.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,13 +41,15 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     func,
+    inspect,
     or_,
     select,
+    text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from ace.errors import AceError
+from ace.errors import AceError, ConfigError
 from ace.names import check_name
 from ace.runs.from_logs import to_task
 from ace.store import PlaybookStore, create_tables
@@ -50,6 +58,8 @@ Status = Literal["queued", "running", "done", "failed"]
 MAX_EPISODE_ID = 200
 DEFAULT_LEASE_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_BACKOFF_S = 5.0  # the wait after a passing failure: 5 s, 10 s, 20 s ... (plus up to a quarter of jitter)
+DEFAULT_BACKOFF_MAX_S = 300.0
 
 metadata = MetaData()
 
@@ -68,6 +78,8 @@ episodes = Table(
     Column("version", Integer, nullable=True),  # the head after learning (the committed version, if any)
     Column("committed", Integer, nullable=True),  # 1 if the episode's lessons made a version, 0 if none
     Column("error", Text, nullable=True),
+    # a queued episode whose last try failed for a passing reason is not claimed before this time (backoff)
+    Column("retry_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("namespace", "playbook", "episode_id", name="uq_ace_episodes_key"),
@@ -104,6 +116,7 @@ class Episode:
     created_at: datetime
     updated_at: datetime
     body: str
+    retry_at: datetime | None = None  # queued after a passing failure: not tried again before this time
 
     @property
     def log(self) -> dict[str, Any]:
@@ -121,6 +134,8 @@ class Episode:
             # a finished episode's note ("nothing to learn", a guard's veto) vs a failure's reason
             "note": self.error if self.status == "done" else None,
             "error": None if self.status == "done" else self.error,
+            # waiting after a passing failure (the provider away): when it will be tried again
+            "retry_at": self.retry_at.isoformat() if self.status == "queued" and self.retry_at else None,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
@@ -149,12 +164,20 @@ class EpisodeQueue:
         *,
         lease_s: float = DEFAULT_LEASE_S,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+        backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
     ) -> None:
+        if max_attempts < 1:
+            raise ConfigError("max_attempts must be at least 1")
+        if not 0 <= backoff_s <= backoff_max_s:
+            raise ConfigError("the backoff must be 0 <= backoff_s <= backoff_max_s")
         self.store = store
         self.lease_s = lease_s
         self.max_attempts = max_attempts
+        self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
         self._pg = store.engine.dialect.name == "postgresql"
         create_tables(store.engine, metadata)
+        _add_missing_columns(store)
 
     # -- clients ------------------------------------------------------------------------------------------
     def submit(self, playbook: str, log: Mapping[str, Any], *, namespace: str) -> tuple[Episode, bool]:
@@ -248,7 +271,7 @@ class EpisodeQueue:
         None when there is nothing to do. An expired episode that has used up its attempts is failed instead."""
         now = _now()
         ready = or_(
-            episodes.c.status == "queued",
+            and_(episodes.c.status == "queued", or_(episodes.c.retry_at.is_(None), episodes.c.retry_at <= now)),
             and_(episodes.c.status == "running", episodes.c.lease_until < now),
         )
         q = select(episodes).where(ready).order_by(episodes.c.id).limit(1)
@@ -281,6 +304,7 @@ class EpisodeQueue:
                         worker=worker[:128],
                         attempts=row.attempts + 1,
                         lease_until=now + timedelta(seconds=self.lease_s),
+                        retry_at=None,
                         updated_at=now,
                     )
                 )
@@ -302,14 +326,30 @@ class EpisodeQueue:
         """Mark ``episode`` done with the head after it; False if ``worker`` no longer held it."""
         return self._close(episode, worker, status="done", version=version, committed=int(committed), error=note)
 
-    def fail(self, episode: Episode, worker: str, error: str, *, retry: bool) -> bool:
-        """Record a failed try: back in the queue if ``retry`` and attempts are left, else failed for good."""
-        again = retry and episode.attempts < self.max_attempts
-        return self._close(
-            episode, worker, status="queued" if again else "failed", version=None, committed=None, error=error
-        )
+    def fail(
+        self, episode: Episode, worker: str, error: str, *, retry: bool, retry_after_s: float | None = None
+    ) -> bool:
+        """Record a failed try. A passing failure (``retry``) puts the episode back in the queue, not to be tried
+        before the backoff (:meth:`backoff`; at least ``retry_after_s`` when the provider said, within the cap),
+        until ``max_attempts`` tries are used: then it is failed with the reason. A lasting one fails it now."""
+        if retry and episode.attempts < self.max_attempts:
+            wait = max(self.backoff(episode.attempts), min(retry_after_s or 0.0, self.backoff_max_s))
+            return self._close(
+                episode, worker, status="queued", version=None, committed=None, error=error,
+                retry_at=_now() + timedelta(seconds=wait),
+            )  # fmt: skip
+        if retry:
+            error = f"gave up after {episode.attempts} attempt(s): {error}"
+        return self._close(episode, worker, status="failed", version=None, committed=None, error=error)
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait before the try after ``attempts`` failed ones: ``backoff_s`` doubled per try, plus up
+        to a quarter of jitter (so that workers do not come back all at once), never over ``backoff_max_s``."""
+        base = self.backoff_s * 2.0 ** min(max(attempts - 1, 0), 32)
+        return min(self.backoff_max_s, base * (1 + random.random() / 4))
 
     def _close(self, episode: Episode, worker: str, **values: Any) -> bool:
+        values.setdefault("retry_at", None)
         with self.store.transaction(write=True) as conn:
             done = conn.execute(
                 update(episodes)
@@ -317,6 +357,29 @@ class EpisodeQueue:
                 .values(worker=None, lease_until=None, updated_at=_now(), **values)
             )
         return done.rowcount == 1
+
+
+def _add_missing_columns(store: PlaybookStore) -> None:
+    """Add the columns this code's ``ace_episodes`` has and an older table lacks (``retry_at``): the table is made
+    by ``create_all``, not by a migration, so a database queued into by an older release has the old layout. Two
+    processes opening it at once both succeed (the second one's ALTER fails and finds the column there)."""
+
+    def present() -> set[str]:
+        with store.transaction() as conn:
+            return {c["name"] for c in inspect(conn).get_columns(episodes.name)}
+
+    have = present()
+    for col in episodes.columns:
+        if col.name in have:
+            continue
+        assert col.nullable, f"{col.name}: only nullable columns can be added to a table in use"
+        kind = col.type.compile(dialect=store.engine.dialect)
+        try:
+            with store.transaction(write=True) as conn:
+                conn.execute(text(f"ALTER TABLE {episodes.name} ADD COLUMN {col.name} {kind}"))
+        except (OperationalError, ProgrammingError):
+            if col.name not in present():
+                raise
 
 
 def _episode(r: Any) -> Episode:
@@ -334,6 +397,7 @@ def _episode(r: Any) -> Episode:
         created_at=_aware(r.created_at),
         updated_at=_aware(r.updated_at),
         body=r.body,
+        retry_at=None if r.retry_at is None else _aware(r.retry_at),
     )
 
 
@@ -346,6 +410,8 @@ def _aware(dt: datetime) -> datetime:
 
 
 __all__ = [
+    "DEFAULT_BACKOFF_MAX_S",
+    "DEFAULT_BACKOFF_S",
     "DEFAULT_LEASE_S",
     "DEFAULT_MAX_ATTEMPTS",
     "Episode",

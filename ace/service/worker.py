@@ -8,6 +8,12 @@ run id is ``episode-<row>``, so the commit's idempotency key is fixed by the epi
 episode whose first worker died after committing gets that version back instead of committing again, and one
 that died before committing simply does the work. Then the episode is marked done with the head after it.
 
+``done`` means the episode was learned from, or deliberately not (nothing to learn; the quality gate or the guard
+refused the delta). A try that could not learn fails instead: a passing failure (:data:`PASSING`: the provider
+unreachable, timing out, answering 5xx or 429, writers racing past the rebase limit, the database away) puts the
+episode back in the queue with backoff, to be ``failed`` with the reason once its attempts are used; anything
+else (the model's replies never validated, a configuration error, a bug) fails it at once, with the reason.
+
 Several workers, in one process or many (or on many hosts, on PostgreSQL), share a queue safely; each loads its
 own LLM lazily, on its first episode.
 """
@@ -23,9 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 from ace.collapse import CollapseGuard
-from ace.errors import AceError
 from ace.llm import LLM, ProviderError
+from ace.loop import StepRecord
 from ace.memory import Memory
 from ace.runs.factory import RunFiles
 from ace.runs.from_logs import learn, to_task
@@ -33,6 +42,15 @@ from ace.service.queue import Episode, EpisodeQueue
 from ace.store import PlaybookStore, StaleVersionError
 
 log = logging.getLogger("ace.worker")
+
+# The failures that pass: the episode goes back to the queue (with backoff) and is tried again. The LLM provider
+# failing (ProviderError: unreachable, timed out, HTTP 5xx, 429, and the rest of what a provider raises), writers
+# racing past the rebase limit (StaleVersionError), the database away or busy (SQLAlchemy's OperationalError, its
+# pool's timeout). Anything else fails the episode at once with its reason: trying again would fail again (a bad
+# configuration) or hide a bug (an AttributeError).
+PASSING: tuple[type[Exception], ...] = (ProviderError, StaleVersionError, OperationalError, PoolTimeout)
+# the kinds of step failure (see ace.loop.state.Failure) that pass the same way
+PASSING_STEPS = frozenset({"provider", "commit"})
 
 
 def worker_name(suffix: str = "") -> str:
@@ -99,6 +117,7 @@ class Worker:
 
     def _learn(self, episode: Episode) -> Episode:
         run_id = f"episode-{episode.row}"
+        files = RunFiles(self.workdir, run_id)
         try:
             task = to_task(episode.log, episode.episode_id)
             if self._llm is None:
@@ -117,20 +136,42 @@ class Worker:
                 curation=self.curation,
             )
         except Exception as e:
-            # a passing failure (a provider's timeout, writers racing past the rebase limit, the database away)
-            # puts the episode back in the queue; one that would fail again (not an episode, a configuration
-            # error) fails it now, with the reason
-            passing = isinstance(e, ProviderError | StaleVersionError) or not isinstance(e, AceError | ValueError)
+            # raised out of the run (the run's checkpoint is kept: the next try resumes where this one stopped)
+            passing = isinstance(e, PASSING)
             if passing:
-                log.exception("episode %s failed; it goes back to the queue", episode.episode_id)
-            self.queue.fail(episode, self.name, f"{type(e).__name__}: {e}", retry=passing)
+                log.warning("episode %s: try %d failed (%s: %s); it goes back to the queue",
+                            episode.episode_id, episode.attempts, type(e).__name__, e)  # fmt: skip
+            else:
+                log.exception("episode %s failed", episode.episode_id)
+            retry_after = e.retry_after if isinstance(e, ProviderError) else None
+            self.queue.fail(episode, self.name, f"{type(e).__name__}: {e}", retry=passing, retry_after_s=retry_after)
         else:
             step = result.results[-1]
-            note = step.error or (None if step.committed or step.delta else "nothing to learn: the delta was empty")
-            self.queue.finish(episode, self.name, version=step.version, committed=step.committed, note=note)
-            if not self.keep_checkpoints:
-                RunFiles(self.workdir, run_id).checkpoints.unlink(missing_ok=True)
+            if step.could_not_learn:
+                self._failed(episode, step, files)
+            else:
+                note = step.error or (None if step.committed or step.delta else "nothing to learn: the delta was empty")
+                self.queue.finish(episode, self.name, version=step.version, committed=step.committed, note=note)
+                if not self.keep_checkpoints:
+                    files.checkpoints.unlink(missing_ok=True)
         return self.queue.get(episode.playbook, episode.episode_id, namespace=episode.namespace)
+
+    def _failed(self, episode: Episode, step: StepRecord, files: RunFiles) -> None:
+        """The run ended but its step could not learn (the provider failed, say): the episode fails this try.
+        The finished run is set aside, so that the next try runs it again instead of resuming to the same end:
+        its checkpoints are dropped and its trajectory kept as ``<run id>.try-<n>.trajectory.jsonl``."""
+        passing = step.failure in PASSING_STEPS
+        error = f"could not learn: {step.error}"
+        if passing:
+            log.warning("episode %s: try %d %s; it goes back to the queue", episode.episode_id, episode.attempts, error)
+        else:
+            log.error("episode %s %s", episode.episode_id, error)
+        files.checkpoints.unlink(missing_ok=True)
+        if files.trajectory.exists():
+            files.trajectory.replace(files.trajectory.with_name(
+                files.trajectory.name.replace(".trajectory.", f".try-{episode.attempts}.trajectory.")
+            ))  # fmt: skip
+        self.queue.fail(episode, self.name, error, retry=passing)
 
 
 class WorkerPool:
