@@ -62,6 +62,7 @@ from ace.service.core import (
 )
 from ace.service.queue import EpisodeConflict, EpisodeError, EpisodeNotFound, EpisodeQueue, Status
 from ace.store import (
+    ImportRefused,
     PlaybookExists,
     PlaybookNotFound,
     PlaybookStore,
@@ -488,7 +489,7 @@ def _errors(api: FastAPI) -> None:
             return reply(403, str(e))
         if isinstance(e, QuotaExceeded):
             return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": "30"})
-        if isinstance(e, BadRequest | TooMuchWork):
+        if isinstance(e, BadRequest | TooMuchWork | ImportRefused):
             return reply(422, str(e))
         if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound | NoMemory):
             return reply(404, str(e))
