@@ -203,7 +203,10 @@ def worker(
     curation: CurationOpt = "free",
     threads: ThreadsOpt = None,
     max_episodes: Annotated[int | None, typer.Option(min=1, help="Stop after this many episodes.")] = None,
-    drain: Annotated[bool, typer.Option("--drain", help="Stop when the queue is empty.")] = False,
+    drain: Annotated[
+        bool,
+        typer.Option("--drain", help="Stop when no episode is queued (those waiting out a retry's backoff count)."),
+    ] = False,
 ) -> None:
     """Learn from the episodes sent to `ace serve` (the same --db): claim one under a lease, reflect, curate,
     guard and commit through the loop, mark it done; run several on PostgreSQL to share the work."""
@@ -217,7 +220,7 @@ def worker(
         while not stop.is_set() and (max_episodes is None or handled < max_episodes):
             episode = w.run_once()
             if episode is None:
-                if drain:
+                if drain and w.queue.counts()["queued"] == 0:
                     break
                 stop.wait(w.poll_s)
                 continue
