@@ -1119,11 +1119,13 @@ class PlaybookStore:
                 base_v, state = cached
             else:
                 base_v, state = snap_v, self._snapshot(conn, pid, snap_v)
-            for v, text in self._deltas(conn, pid, base_v, version):
-                if text is None:  # an import or a rollback: no delta, its state is its own snapshot
-                    state = self._own_snapshot(conn, pid, v)
-                else:
-                    state = apply(state, Delta.model_validate_json(text), policy=REPLAY_POLICY).playbook
+            steps = self._deltas(conn, pid, base_v, version)
+            # an import or a rollback has no delta: its state is its own snapshot, and what came before it is moot
+            restart = [k for k, (_v, text) in enumerate(steps) if text is None]
+            if restart:
+                state, steps = self._own_snapshot(conn, pid, steps[restart[-1]][0]), steps[restart[-1] + 1 :]
+            for text in [text for _v, text in steps if text is not None]:  # all of them, after the restart
+                state = apply(state, Delta.model_validate_json(text), policy=REPLAY_POLICY).playbook
             corrupt = None
         except _NoSnapshot as e:
             state, corrupt = None, str(e)
