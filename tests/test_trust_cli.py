@@ -295,3 +295,34 @@ def test_names_and_namespaces_are_stored_normalized(tmp_path: Path) -> None:
     toml.write_text(f'[tokens."{TOKEN}"]\nname = "ops"\nnamespaces = ["*"]\nrole = "admin"\n')
     os.chmod(toml, 0o600)
     assert Tokens.load(toml).grant(TOKEN) == Grant("admin", frozenset({"*"}), "ops")
+
+
+# -- found from outside: inputs with no end, numbers too long to read, a tokens file nested without end ------------
+
+
+@pytest.mark.parametrize(
+    "command", [["playbook", "import", "/dev/zero", "--name", "z"], ["playbook", "apply", "p", "/dev/zero"]]
+)
+def test_a_file_with_no_end_is_refused_at_the_limit(db: str, command: list[str]) -> None:
+    """Before: the whole file was read before its size was checked (/dev/zero: 11 GB in 10 s)."""
+    user_error(ace(*command, db=db), 1, "over the limit")
+
+
+def test_a_number_too_long_to_read_in_a_delta_file_is_a_user_error(db: str, tmp_path: Path) -> None:
+    f = tmp_path / "big.json"
+    f.write_text('{"operations": [{"type": "TAG", "id": "calc-00002", "tag": "helpful"}], "source": {"step": '
+                 + "9" * 5000 + "}}")  # fmt: skip
+    user_error(ace("playbook", "apply", "p", str(f), db=db), 1, "too large")
+
+
+def test_a_tokens_file_nested_without_end_is_a_config_error(tmp_path: Path) -> None:
+    f = tmp_path / "deep.json"
+    f.write_text("[" * 100_000 + "]" * 100_000)
+    f.chmod(0o600)
+    with pytest.raises(ConfigError, match="nested deeper"):
+        Tokens.load(f)
+    toml = tmp_path / "deep.toml"
+    toml.write_text("a = " + "[" * 100_000 + "]" * 100_000)
+    toml.chmod(0o600)
+    with pytest.raises(ConfigError, match="tokens file"):
+        Tokens.load(toml)

@@ -249,11 +249,11 @@ def test_episode_quota_per_namespace_answers_429(store: PlaybookStore) -> None:
         assert again.status_code in (200, 429)
         over = c.post("/v1/playbooks/team-a/agent/episodes", headers=_auth(WRITER), json={**EPISODE, "id": "e9"})
         assert over.status_code == 429 and "quota" in over.json()["error"] and over.headers["retry-after"]
-    by_bytes = create_app(store, Tokens.parse(TOKENS, where="test"), limits=Limits(max_queued_bytes=2000))
+    by_bytes = create_app(store, Tokens.parse(TOKENS, where="test"), limits=Limits(max_queued_chars=2000))
     with TestClient(by_bytes) as c:
-        big = {**EPISODE, "id": "big", "messages": [{"role": "user", "content": "x" * 3000}]}
+        big = {**EPISODE, "id": "big", "messages": [{"role": "user", "content": "x" * 3000}, EPISODE["messages"][1]]}
         r = c.post("/v1/playbooks/team-a/agent/episodes", headers=_auth(WRITER), json=big)
-        assert r.status_code == 429 and "bytes" in r.json()["error"]
+        assert r.status_code == 429 and "characters" in r.json()["error"]
 
 
 def test_check_bounds_its_work_by_playbook_size_and_caches_per_head(store: PlaybookStore) -> None:
@@ -450,3 +450,111 @@ def test_one_token_cannot_take_every_mcp_session(store: PlaybookStore) -> None:
     finally:
         runner.should_exit = True
         thread.join(10)
+
+
+# -- found from outside (a second round of the trial) ---------------------------------------------------------------
+def _raw(url: str, request: bytes, *, then: bytes = b"", wait_s: float = 5) -> bytes:
+    """Send ``request`` on a fresh connection (then ``then``), and read what comes back until it closes."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
+        sock.sendall(request)
+        if then:
+            sock.sendall(then)
+        got = b""
+        with suppress(OSError):
+            while chunk := sock.recv(65536):
+                got += chunk
+        return got
+
+
+def test_a_reader_cannot_hold_a_connection_by_trickling_a_body(store: PlaybookStore) -> None:
+    """Before: the write routes read the body before checking the role, so a read token could keep thousands of
+    connections open with bodies sent a byte at a time (every other client then got 503)."""
+    with serving(create_app(store, Tokens.parse(TOKENS, where="test"))) as url:
+        head = (
+            f"POST /v1/playbooks/team-a/agent/deltas HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READER}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        ).encode()
+        t0 = time.perf_counter()
+        got = _raw(url, head, then=b"{")
+        assert got.startswith(b"HTTP/1.1 403") and b"may not write" in got
+        assert time.perf_counter() - t0 < 4  # answered at once, without waiting for the 100,000 bytes
+
+
+def test_a_trickled_body_is_cut_off_with_408(store: PlaybookStore) -> None:
+    app = create_app(store, Tokens.parse(TOKENS, where="test"), limits=Limits(body_timeout_s=1.0))
+    with serving(app) as url:
+        head = (
+            f"POST /v1/playbooks/team-a/agent/deltas HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITER}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        ).encode()
+        got = _raw(url, head, then=b'{"operations": [', wait_s=6)
+        assert got.startswith(b"HTTP/1.1 408") and b"did not arrive" in got
+        assert store.head_version("agent", namespace="team-a") == 1
+
+
+def test_a_refused_body_closes_its_connection(store: PlaybookStore) -> None:
+    """Before: after a 413 the rest of the body was parsed as the next request's head (an unasked-for 431)."""
+    with serving(create_app(store, Tokens.parse(TOKENS, where="test"), max_body_bytes=2048)) as url:
+        body = b"x" * 70_000
+        head = (
+            f"POST /v1/playbooks/team-a/agent/deltas HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITER}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        got = _raw(url, head + body)
+        assert got.startswith(b"HTTP/1.1 413") and got.count(b"HTTP/1.1") == 1
+
+
+def test_a_request_head_refused_by_the_server_is_json_too(store: PlaybookStore) -> None:
+    with serving(create_app(store, Tokens.parse(TOKENS, where="test"))) as url:
+        got = _raw(url, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)))
+        status, _, body = got.partition(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 431") and "headers" in json.loads(body)["error"]
+
+
+def test_numbers_too_long_to_read_are_422(client: TestClient) -> None:
+    big = "9" * 5000
+    delta = '{"operations": [{"type": "TAG", "id": "shr-00001", "tag": "helpful"}], "source": {"step": ' + big + "}}"
+    r = client.post("/v1/playbooks/team-a/agent/deltas", headers=_auth(WRITER), content=delta)
+    assert r.status_code == 422 and "too large" in r.json()["error"]
+    episode = json.dumps(EPISODE).replace('"outcome": false', f'"outcome": {{"success": false, "score": {big}}}')
+    r = client.post("/v1/playbooks/team-a/agent/episodes", headers=_auth(WRITER), content=episode)
+    assert r.status_code == 422 and "too large" in r.json()["error"]
+
+
+def test_the_quota_holds_against_concurrent_senders(store: PlaybookStore) -> None:
+    """Before: the count and the insert were two transactions, so 8 senders at once passed a quota of 1,000."""
+    app = create_app(store, Tokens.parse(TOKENS, where="test"), limits=Limits(max_queued_episodes=5))
+    with serving(app) as url:
+
+        def send(i: int) -> int:
+            req = urllib.request.Request(
+                f"{url}/v1/playbooks/team-a/agent/episodes",
+                data=json.dumps({**EPISODE, "id": f"c{i}"}).encode(),
+                headers=_auth(WRITER) | {"Content-Type": "application/json"},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(send, range(40)))
+    assert statuses.count(202) == 5 and statuses.count(429) == 35, statuses
+    from ace.service.queue import EpisodeQueue
+
+    assert EpisodeQueue(store).counts(namespace="team-a")["queued"] == 5
+
+
+def test_history_is_paged_and_delta_operations_declare_their_type(client: TestClient) -> None:
+    for _ in range(4):
+        tag = {"operations": [{"type": "TAG", "id": "shr-00001", "tag": "helpful"}]}
+        assert client.post("/v1/playbooks/team-a/agent/deltas", headers=_auth(WRITER), json=tag).status_code == 201
+    page = client.get("/v1/playbooks/team-a/agent/history?since=2&limit=2", headers=_auth(READER)).json()
+    assert [h["version"] for h in page] == [2, 3]
+    assert client.get("/v1/playbooks/team-a/agent/history?limit=0", headers=_auth(READER)).status_code == 422
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for op in ("AddOp", "UpdateOp", "TagOp", "RemoveOp", "MergeOp"):
+        assert "type" in schemas[op]["required"], op  # a client built from the document sends the discriminator

@@ -16,6 +16,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -87,6 +88,23 @@ class AceTyper(typer.Typer):
             return fn
 
         return decorator
+
+
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # a playbook, delta or probe file read whole: the bound load_json applies
+
+
+def read_input(path: Path, *, what: str = "file", limit: int = MAX_INPUT_BYTES) -> str:
+    """The text of ``path``, read no further than ``limit`` bytes (``/dev/zero`` or a huge file is an error, not an
+    exhausted memory), decoded as UTF-8."""
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise InputTooLarge(f"{path}: the {what} is over the limit of {limit:,} bytes")
+    return data.decode("utf-8")
+
+
+class InputTooLarge(AceError):
+    """An input file larger than ACE reads whole."""
 
 
 def open_store(db: str | None, *, policy: ApplyPolicy | None = None) -> PlaybookStore:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ace.cli.options import MAX_INT, AuthorOpt, BudgetOpt, DbOpt, MessageOpt, NsOpt, VersionOpt
-from ace.cli.output import AceTyper, err, fail, open_store, ops_summary, out, print_diff, print_text
+from ace.cli.output import AceTyper, err, fail, open_store, ops_summary, out, print_diff, print_text, read_input
 from ace.errors import AceError
 from ace.playbook import ApplyPolicy, Delta, apply, render
 from ace.playbook.formats import FORMATS, dumps, loads, to_ace
@@ -41,7 +41,7 @@ def import_(
 ) -> None:
     """Import a playbook file as version 1 of a new playbook. It is judged like a delta: a bullet or a section name
     that fails the quality gate refuses the import, unless --force."""
-    pb = loads(file.read_text(encoding="utf-8"), fmt, filename=file.name)
+    pb = loads(read_input(file, what="playbook file"), fmt, filename=file.name)
     msg = message or f"import {file.name}"
     if force and author is None:
         author = f"user:{_user()}"
@@ -117,7 +117,7 @@ def apply_(
     critical alert (a collapse, erased meaning, an injection) refuses it unless --force."""
     from ace.collapse import Detectors
 
-    delta = Delta.parse(delta_file.read_text(encoding="utf-8"))
+    delta = Delta.parse(read_input(delta_file, what="delta file"))
     store = open_store(db, policy=ApplyPolicy(quality=None) if no_quality else None)
     base = store.head_version(name, namespace=namespace)
     if expected_version is not None and expected_version != base:
@@ -293,7 +293,8 @@ def check(
 
     st = open_store(db)
     history = st.history(name, namespace=namespace, since=_at_most_head(st, name, since, namespace))
-    detectors = Detectors(probes=[p.strip() for p in probes.read_text().splitlines() if p.strip()] if probes else [])
+    lines = read_input(probes, what="probes file").splitlines() if probes else []
+    detectors = Detectors(probes=[p.strip() for p in lines if p.strip()])
     if embeddings:
         from ace.llm.embeddings import MiniLMEmbedder
         from ace.loop.refine import EmbeddingIndex

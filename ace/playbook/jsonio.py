@@ -33,6 +33,8 @@ def load_json(
         raise JSONLimitError(f"{what} is nested deeper than {max_depth} levels") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise JSONLimitError(f"not valid JSON ({e})") from None
+    except ValueError as e:  # an integer of more than 4,300 digits (Python's limit on converting one)
+        raise JSONLimitError(f"{what} holds a number too large to read ({str(e)[:80]})") from None
     deep = text_depth(text, stop=max_depth) if isinstance(text, str) else depth(data, stop=max_depth)
     if deep > max_depth:
         raise JSONLimitError(f"{what} is nested deeper than {max_depth} levels")

@@ -35,12 +35,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ace.errors import AceError
 from ace.names import InvalidName
@@ -73,6 +75,7 @@ from ace.store import (
 )
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a delta is small; a playbook import goes through the CLI
+BODY_TIMEOUT_S = 30.0  # from the first read of a request's body to its last byte
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -80,10 +83,13 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class _BodyLimit:
-    """ASGI middleware: a request whose declared or streamed body exceeds ``limit`` bytes gets 413, unread."""
+    """ASGI middleware: a request whose declared or streamed body exceeds ``limit`` bytes gets 413, unread; one whose
+    body has not arrived whole ``timeout_s`` seconds after the route started reading it gets 408 (a body trickled a
+    byte at a time would otherwise hold its connection for ever). Both close the connection: the rest of the body
+    is never taken for a next request."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> None:
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,10 +100,17 @@ class _BodyLimit:
             await _too_large(self.limit)(scope, receive, send)
             return
         seen = 0
+        deadline: float | None = None
 
         async def limited() -> MutableMapping[str, Any]:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, deadline
+            if deadline is None:
+                deadline = anyio.current_time() + self.timeout_s
+            try:
+                with anyio.fail_after(max(deadline - anyio.current_time(), 0)):
+                    message = await receive()
+            except TimeoutError:
+                raise _TooSlow from None
             seen += len(message.get("body", b""))
             if seen > self.limit:
                 raise _TooLarge
@@ -115,14 +128,32 @@ class _BodyLimit:
         except _TooLarge:  # raised while a route read the body; the route's handler normally answers it
             if not started:
                 await _too_large(self.limit)(scope, receive, send)
+        except _TooSlow:
+            if not started:
+                await _too_slow(self.timeout_s)(scope, receive, send)
 
 
 class _TooLarge(Exception):
     """A streamed body passed the limit while being read."""
 
 
+class _TooSlow(Exception):
+    """A body that did not arrive within the time allowed."""
+
+
+_CLOSE = {"Connection": "close"}
+
+
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse({"error": f"the request body is over the limit of {limit} bytes"}, status_code=413)
+    return JSONResponse(
+        {"error": f"the request body is over the limit of {limit} bytes"}, status_code=413, headers=_CLOSE
+    )
+
+
+def _too_slow(timeout_s: float) -> JSONResponse:
+    return JSONResponse(
+        {"error": f"the request body did not arrive within {timeout_s:g} s"}, status_code=408, headers=_CLOSE
+    )
 
 
 def create_app(
@@ -203,6 +234,7 @@ def create_app(
         format: Literal["ace", "json", "md", "skillbook"] | None = None,
         force: Annotated[bool, Query(description="Import past the quality gate (admin tokens; recorded).")] = False,
     ) -> dict[str, Any]:
+        svc.allowed(g, namespace, "admin" if force else "write")  # before the body is read: no body from a reader
         try:
             text = (await request.body()).decode("utf-8")
         except UnicodeDecodeError:
@@ -231,6 +263,7 @@ def create_app(
         namespace: str, name: str, request: Request, g: Auth, if_match: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
         expected = version_tag(if_match)
+        svc.allowed(g, namespace, "write")  # before the body is read: a reader cannot hold a connection with one
         body = await request.body()
         info = await svc.run("write", svc.commit, g, namespace, name, body, expected_version=expected)
         return _made(info)
@@ -248,9 +281,13 @@ def create_app(
 
     @api.get("/v1/playbooks/{namespace}/{name}/history", responses=_ERRORS)
     async def history(
-        namespace: str, name: str, g: Auth, since: Annotated[int, Query(ge=1, le=MAX_NUMBER)] = 1
+        namespace: str,
+        name: str,
+        g: Auth,
+        since: Annotated[int, Query(ge=1, le=MAX_NUMBER)] = 1,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many versions, from since")] = 1000,
     ) -> list[dict[str, Any]]:
-        return await svc.run("read", svc.history, g, namespace, name, since=since)
+        return await svc.run("read", svc.history, g, namespace, name, since=since, limit=limit)
 
     @api.get("/v1/playbooks/{namespace}/{name}/diff", responses=_ERRORS)
     async def diff(
@@ -283,6 +320,7 @@ def create_app(
         summary="Queue an episode for a worker to learn from",
     )
     async def send_episode(namespace: str, name: str, request: Request, g: Auth) -> Response:
+        svc.allowed(g, namespace, "write")  # before the body is read
         body = await request.body()
         episode, new = await svc.run("write", svc.submit_episode, g, namespace, name, body)
         return JSONResponse(episode.to_dict(), status_code=202 if new else 200)
@@ -322,9 +360,9 @@ def create_app(
     ) -> list[dict[str, Any]]:
         return await svc.run("read", svc.facts, g, namespace, subject=subject, relation=relation, history=all)
 
-    _errors(api)
+    _errors(api, limits.body_timeout_s)
     _document(api)
-    return _BodyLimit(api, max_body_bytes)
+    return _BodyLimit(api, max_body_bytes, limits.body_timeout_s)
 
 
 MAX_TOKEN_CHARS = 4096  # a presented token longer than this is no token of ours: refused before it is compared
@@ -343,6 +381,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _PLAYBOOK_FILE: dict[str, Any] = {"type": "string"}
 _DELTA_SCHEMA = Delta.model_json_schema(ref_template="#/components/schemas/{model}")
+for _op in _DELTA_SCHEMA.get("$defs", {}).values():  # the discriminator: a client must send it (the model defaults it)
+    if "const" in _op.get("properties", {}).get("type", {}):
+        _op["required"] = ["type", *[r for r in _op.get("required", []) if r != "type"]]
 _EPISODE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["messages"],
@@ -450,57 +491,67 @@ class _HTTPError(Exception):
         self.status = status
 
 
-def _errors(api: FastAPI) -> None:
+def _errors(api: FastAPI, body_timeout_s: float = BODY_TIMEOUT_S) -> None:
     """Every error is JSON with a message; nothing else (no trace) leaves the service."""
 
-    def reply(status: int, message: str, **extra: Any) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    def reply(status: int, message: str, request: Request | None = None, **extra: Any) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        if request is not None and request.method in ("POST", "PUT", "PATCH") and status >= 400:
+            headers |= _CLOSE  # refused before its body was read (or part way): the rest must not be parsed as a head
         return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
     @api.exception_handler(_HTTPError)
-    async def _http(_: Request, e: _HTTPError) -> JSONResponse:
-        return reply(e.status, str(e))
+    async def _http(request: Request, e: _HTTPError) -> JSONResponse:
+        return reply(e.status, str(e), request)
 
     @api.exception_handler(StarletteHTTPException)
-    async def _route(_: Request, e: StarletteHTTPException) -> JSONResponse:  # no such route, wrong method
-        return reply(e.status_code, str(e.detail))
+    async def _route(request: Request, e: StarletteHTTPException) -> JSONResponse:  # no such route, wrong method
+        return reply(e.status_code, str(e.detail), request)
 
     @api.exception_handler(_TooLarge)
     async def _large(_: Request, e: _TooLarge) -> JSONResponse:
-        return reply(413, "the request body is over the size limit")
+        return JSONResponse({"error": "the request body is over the size limit"}, status_code=413, headers=_CLOSE)
+
+    @api.exception_handler(_TooSlow)
+    async def _slow(_: Request, e: _TooSlow) -> JSONResponse:
+        return _too_slow(body_timeout_s)
+
+    @api.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, e: ClientDisconnect) -> Response:  # nobody to answer, nothing to log as a bug
+        return Response(status_code=400, headers=_CLOSE)
 
     @api.exception_handler(StaleVersionError)
-    async def _stale(_: Request, e: StaleVersionError) -> JSONResponse:
-        return reply(409, str(e), head=e.actual)
+    async def _stale(request: Request, e: StaleVersionError) -> JSONResponse:
+        return reply(409, str(e), request, head=e.actual)
 
     @api.exception_handler(DeltaError)
-    async def _delta(_: Request, e: DeltaError) -> JSONResponse:
-        return reply(422, f"the delta was not applied: {e}")
+    async def _delta(request: Request, e: DeltaError) -> JSONResponse:
+        return reply(422, f"the delta was not applied: {e}", request)
 
     @api.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0] if e.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()))
-        return reply(422, f"{where}: {first.get('msg', 'invalid request')}")
+        return reply(422, f"{where}: {first.get('msg', 'invalid request')}", request)
 
     @api.exception_handler(AceError)
-    async def _ace(_: Request, e: AceError) -> JSONResponse:
+    async def _ace(request: Request, e: AceError) -> JSONResponse:
         if isinstance(e, AccessDenied):
-            return reply(403, str(e))
+            return reply(403, str(e), request)
         if isinstance(e, QuotaExceeded):
-            return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": "30"})
+            return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": "30", **_CLOSE})
         if isinstance(e, BadRequest | TooMuchWork | ImportRefused):
-            return reply(422, str(e))
+            return reply(422, str(e), request)
         if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound | NoMemory):
-            return reply(404, str(e))
+            return reply(404, str(e), request)
         if isinstance(e, PlaybookExists | EpisodeConflict):
-            return reply(409, str(e))
+            return reply(409, str(e), request)
         if isinstance(e, EpisodeError):
-            return reply(422, str(e))
+            return reply(422, str(e), request)
         if isinstance(e, StoreIntegrityError):
-            return reply(500, str(e))
-        return reply(422 if isinstance(e, InvalidName | PlaybookFormatError) else 400, str(e))
+            return reply(500, str(e), request)
+        return reply(422 if isinstance(e, InvalidName | PlaybookFormatError) else 400, str(e), request)
 
     @api.exception_handler(Exception)
-    async def _any(_: Request, e: Exception) -> JSONResponse:
-        return reply(500, f"internal error ({type(e).__name__}); the server log has the details")
+    async def _any(request: Request, e: Exception) -> JSONResponse:
+        return reply(500, f"internal error ({type(e).__name__}); the server log has the details", request)

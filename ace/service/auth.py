@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import os
 import stat
@@ -34,11 +33,13 @@ from typing import Literal, cast
 
 from ace.errors import ConfigError
 from ace.names import check_name
+from ace.playbook.jsonio import load_json
 
 Role = Literal["read", "write", "admin"]
 ROLES: dict[str, int] = {"read": 0, "write": 1, "admin": 2}
 TOKEN_ENV = "ACE_TOKENS"
 MIN_TOKEN_CHARS = 16
+MAX_TOKENS_FILE = 1 << 20  # bytes: a tokens file holds a few hundred entries, not megabytes
 FIELDS = ("name", "namespaces", "role")
 SHAPE = "{'tokens': {TOKEN: {'name': NAME, 'namespaces': [...], 'role': 'read' | 'write' | 'admin'}}}"
 
@@ -107,8 +108,13 @@ class Tokens:
             try:
                 with p.open("rb") as f:  # the mode checked is that of the file read, not of a path swapped later
                     _check_mode(p, os.fstat(f.fileno()).st_mode)
-                    text = f.read().decode("utf-8")
-                data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+                    raw_bytes = f.read(MAX_TOKENS_FILE + 1)
+                if len(raw_bytes) > MAX_TOKENS_FILE:
+                    raise ConfigError(f"{p}: the tokens file is over {MAX_TOKENS_FILE:,} bytes")
+                text = raw_bytes.decode("utf-8")
+                data = tomllib.loads(text) if p.suffix == ".toml" else load_json(text, what="the tokens file")
+            except RecursionError:  # TOML nested beyond Python's recursion limit
+                raise ConfigError(f"{p}: cannot read the tokens file (nested too deeply)") from None
             except (OSError, ValueError) as e:
                 if isinstance(e, ConfigError):
                     raise
@@ -118,7 +124,7 @@ class Tokens:
         if not raw:
             raise ConfigError(f"no tokens: pass --tokens FILE or set ${TOKEN_ENV} (the service never runs open)")
         try:
-            data = json.loads(raw)
+            data = load_json(raw, what=f"${TOKEN_ENV}", max_chars=MAX_TOKENS_FILE)
         except ValueError as e:
             raise ConfigError(f"${TOKEN_ENV} is not JSON ({e})") from None
         return cls.parse(data, where=f"${TOKEN_ENV}")

@@ -8,9 +8,10 @@ the event loop, with a separate bound per kind of work (reads, writes, heavy wor
 writer that waits for SQLite's lock holds one writer's thread, while reads and ``/v1/health`` go on answering.
 
 Limits an exposed service needs: a body size (enforced by the front end before the body is read), a quota of
-queued episodes per namespace (count and bytes; :class:`QuotaExceeded`, HTTP 429), a bound on the work one
-``check`` may do (versions times bullets; :class:`TooMuchWork`) with its result cached per head, and bounds on
-every number a caller passes (versions, budgets, limits), so that ``since=1e30`` is a clear error, not an overflow.
+waiting episodes per namespace (count and size; :class:`~ace.service.queue.QuotaExceeded`, HTTP 429), a bound on
+the work one ``check`` may do (versions times bullets; :class:`TooMuchWork`) with its result cached per head, and
+bounds on every number a caller passes (versions, budgets, limits), so that ``since=1e30`` is a clear error, not
+an overflow.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import anyio
-from sqlalchemy import func, select
 
 from ace.errors import AceError
 from ace.names import InvalidName, check_name
@@ -33,8 +33,7 @@ from ace.playbook.formats import dumps, loads, to_json
 from ace.playbook.jsonio import JSONLimitError, load_json
 from ace.playbook.render import Layout
 from ace.service.auth import Grant, Role
-from ace.service.queue import Episode, EpisodeError, EpisodeQueue, Status
-from ace.service.queue import episodes as episodes_table
+from ace.service.queue import Episode, EpisodeError, EpisodeQueue, Quota, QuotaExceeded, Status
 from ace.store import PlaybookStore, VersionInfo
 
 T = TypeVar("T")
@@ -46,10 +45,6 @@ MAX_EPISODE_DEPTH = 32  # nesting of an episode's JSON (a chat log with tool cal
 
 class AccessDenied(AceError):
     """The caller's token does not allow this namespace or role (HTTP 403)."""
-
-
-class QuotaExceeded(AceError):
-    """A namespace holds as many queued episodes (or bytes of them) as its quota allows (HTTP 429)."""
 
 
 class TooMuchWork(AceError):
@@ -65,10 +60,11 @@ class Limits:
     """What one caller may ask of the service."""
 
     max_body_bytes: int = 1 << 20  # a delta or an episode is small; large playbooks are imported with the CLI
+    body_timeout_s: float = 30.0  # a request body not whole this long after it started is refused (408)
     max_queued_episodes: int = 1_000  # per namespace, waiting or running
-    max_queued_bytes: int = 64 << 20  # per namespace, the queued episodes' logs together
+    max_queued_chars: int = 64 << 20  # per namespace, the waiting episodes' JSON together
     check_span: int = 200  # versions one check compares at most
-    check_work: int = 400_000  # versions x bullets one check may compare (a 4.7k-bullet playbook: ~85 versions)
+    check_work: int = 100_000  # versions x bullets one check may compare (a 4.7k-bullet playbook: 21 versions, ~2 s)
     read_threads: int = 8  # reads are short; more threads only add contention (p99)
     write_threads: int = 4  # writers serialize on the database anyway; more would only wait for its lock
     heavy_threads: int = 2  # checks and memory searches (CPU work, a model to load): never every core
@@ -286,9 +282,13 @@ class Service:
             author=self.author(grant),
         )
 
-    def history(self, grant: Grant, namespace: str, name: str, *, since: int = 1) -> list[dict[str, Any]]:
+    def history(
+        self, grant: Grant, namespace: str, name: str, *, since: int = 1, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Versions from ``since``, oldest first, at most ``limit`` of them (ask again from the last one + 1)."""
         ns = self.allowed(grant, namespace, "read")
         bounded(since, "since", low=1)
+        bounded(limit, "limit", low=1, high=10_000)
         return [
             {
                 "version": h.version,
@@ -300,7 +300,7 @@ class Service:
                 "message": h.message,
                 "delta": json.loads(h.delta.to_json()) if h.delta else None,
             }
-            for h in self.store.history(normal_name(name, "playbook"), namespace=ns, since=since)
+            for h in self.store.history(normal_name(name, "playbook"), namespace=ns, since=since, limit=limit)
         ]
 
     def diff(self, grant: Grant, namespace: str, name: str, v1: int, v2: int) -> dict[str, Any]:
@@ -378,31 +378,11 @@ class Service:
         ns = self.allowed(grant, namespace, "write")
         name = normal_name(name, "playbook")
         log = parse_episode(body)
-        size = len(json.dumps(log, ensure_ascii=False).encode("utf-8"))
-        self._quota(ns, size)
+        quota = Quota(self.limits.max_queued_episodes, self.limits.max_queued_chars)
         try:
-            return self.queue.submit(name, log, namespace=ns)
+            return self.queue.submit(name, log, namespace=ns, quota=quota)
         except (ValueError, TypeError, RecursionError) as e:  # a log the task reader cannot take
             raise EpisodeError(f"the episode is not valid: {type(e).__name__}: {e}") from None
-
-    def _quota(self, namespace: str, size: int) -> None:
-        t = episodes_table
-        with self.store.transaction() as conn:
-            count, total = conn.execute(
-                select(func.count(), func.coalesce(func.sum(func.length(t.c.body)), 0)).where(
-                    t.c.namespace == namespace, t.c.status.in_(("queued", "running"))
-                )
-            ).one()
-        if count >= self.limits.max_queued_episodes:
-            raise QuotaExceeded(
-                f"namespace {namespace!r} has {count} episodes waiting, its quota is "
-                f"{self.limits.max_queued_episodes}: retry when workers have taken some"
-            )
-        if total + size > self.limits.max_queued_bytes:
-            raise QuotaExceeded(
-                f"namespace {namespace!r} has {total:,} bytes of episodes waiting; this one ({size:,} bytes) would "
-                f"pass its quota of {self.limits.max_queued_bytes:,}: retry when workers have taken some"
-            )
 
     def episode(self, grant: Grant, namespace: str, name: str, episode_id: str) -> Episode:
         ns = self.allowed(grant, namespace, "read")

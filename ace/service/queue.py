@@ -95,6 +95,46 @@ class EpisodeConflict(EpisodeError):
     """An episode id that is already queued with a different body."""
 
 
+class QuotaExceeded(EpisodeError):
+    """A namespace holds as many waiting episodes (or bytes of them) as its quota allows (HTTP 429)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """What one namespace may have waiting (queued or running) at once."""
+
+    episodes: int = 1_000
+    chars: int = 64 << 20  # the waiting episodes' JSON together, in characters (as the database measures them)
+
+
+def _admit(conn: Any, namespace: str, playbook: str, episode_id: str, size: int, quota: Quota) -> None:
+    """Raise :class:`QuotaExceeded` if a new episode of ``size`` characters would pass ``quota`` (an episode already
+    queued under this key passes: sending it again queues nothing). Run in the inserting transaction: SQLite's
+    writers are serialized already; on PostgreSQL a transaction lock per namespace serializes the count."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"ace_episodes:{namespace}"})
+    t = episodes
+    if conn.execute(
+        select(t.c.id).where(t.c.namespace == namespace, t.c.playbook == playbook, t.c.episode_id == episode_id)
+    ).first():
+        return
+    count, total = conn.execute(
+        select(func.count(), func.coalesce(func.sum(func.length(t.c.body)), 0)).where(
+            t.c.namespace == namespace, t.c.status.in_(("queued", "running"))
+        )
+    ).one()
+    if count >= quota.episodes:
+        raise QuotaExceeded(
+            f"namespace {namespace!r} has {count} episodes waiting, its quota is {quota.episodes}: retry when "
+            "workers have taken some"
+        )
+    if total + size > quota.chars:
+        raise QuotaExceeded(
+            f"namespace {namespace!r} has {total:,} characters of episodes waiting; this one ({size:,}) would pass "
+            f"its quota of {quota.chars:,}: retry when workers have taken some"
+        )
+
+
 class EpisodeNotFound(EpisodeError):
     """No episode with this id in this playbook."""
 
@@ -180,11 +220,16 @@ class EpisodeQueue:
         _add_missing_columns(store)
 
     # -- clients ------------------------------------------------------------------------------------------
-    def submit(self, playbook: str, log: Mapping[str, Any], *, namespace: str) -> tuple[Episode, bool]:
+    def submit(
+        self, playbook: str, log: Mapping[str, Any], *, namespace: str, quota: Quota | None = None
+    ) -> tuple[Episode, bool]:
         """Queue ``log`` (an ``ace learn`` log item) for ``playbook``; returns the episode and whether it is new.
 
         The log is checked first (:func:`ace.runs.from_logs.to_task`): a bad one is an :class:`EpisodeError`
-        and nothing is queued. Sending the same episode again returns the row already queued (or done)."""
+        and nothing is queued. Sending the same episode again returns the row already queued (or done). With a
+        ``quota``, a new episode that would take the namespace's waiting episodes past it raises
+        :class:`QuotaExceeded`; the count and the insert are one transaction, serialized per namespace, so writers
+        racing each other cannot pass it together."""
         namespace, playbook = check_name(namespace, "namespace"), check_name(playbook, "playbook")
         if not isinstance(log, Mapping):
             raise EpisodeError("an episode is a JSON object with 'messages' (see ace learn)")
@@ -196,6 +241,8 @@ class EpisodeQueue:
         now = _now()
         try:
             with self.store.transaction(write=True) as conn:
+                if quota is not None:
+                    _admit(conn, namespace, playbook, episode_id, len(body), quota)
                 conn.execute(
                     episodes.insert().values(
                         namespace=namespace,

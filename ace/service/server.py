@@ -17,6 +17,7 @@ Without httptools uvicorn's h11 parser is used, with the same head limit (``h11_
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -35,9 +36,10 @@ except ImportError:  # pragma: no cover - httptools not installed: h11 with its 
 
 
 def _status_response(status: int, reason: str, message: str) -> bytes:
-    body = message.encode("ascii", "replace")
+    """A whole HTTP response that closes the connection, its body JSON ``{"error": ...}`` like every other error."""
+    body = json.dumps({"error": message}).encode("ascii")
     return (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode("ascii") + body
 

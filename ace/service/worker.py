@@ -139,8 +139,8 @@ class Worker:
             # raised out of the run (the run's checkpoint is kept: the next try resumes where this one stopped)
             passing = isinstance(e, PASSING)
             if passing:
-                log.warning("episode %s: try %d failed (%s: %s); it goes back to the queue",
-                            episode.episode_id, episode.attempts, type(e).__name__, e)  # fmt: skip
+                log.warning("episode %s: try %d failed (%s: %s); %s", episode.episode_id, episode.attempts,
+                            type(e).__name__, e, self._next(episode))  # fmt: skip
             else:
                 log.exception("episode %s failed", episode.episode_id)
             retry_after = e.retry_after if isinstance(e, ProviderError) else None
@@ -156,6 +156,12 @@ class Worker:
                     files.checkpoints.unlink(missing_ok=True)
         return self.queue.get(episode.playbook, episode.episode_id, namespace=episode.namespace)
 
+    def _next(self, episode: Episode) -> str:
+        """What becomes of an episode whose try failed with a passing failure (for the log)."""
+        if episode.attempts < self.queue.max_attempts:
+            return "it goes back to the queue"
+        return f"that was the last of {self.queue.max_attempts} tries: it fails"
+
     def _failed(self, episode: Episode, step: StepRecord, files: RunFiles) -> None:
         """The run ended but its step could not learn (the provider failed, say): the episode fails this try.
         The finished run is set aside, so that the next try runs it again instead of resuming to the same end:
@@ -163,7 +169,7 @@ class Worker:
         passing = step.failure in PASSING_STEPS
         error = f"could not learn: {step.error}"
         if passing:
-            log.warning("episode %s: try %d %s; it goes back to the queue", episode.episode_id, episode.attempts, error)
+            log.warning("episode %s: try %d %s; %s", episode.episode_id, episode.attempts, error, self._next(episode))
         else:
             log.error("episode %s %s", episode.episode_id, error)
         files.checkpoints.unlink(missing_ok=True)

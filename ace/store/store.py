@@ -921,11 +921,14 @@ class PlaybookStore:
             row = self._row(conn, namespace, name)
             return self._infos(conn, row, row.head, row.head)[0]
 
-    def history(self, name: str, *, namespace: str = DEFAULT_NAMESPACE, since: int = 1) -> list[VersionInfo]:
-        """Every version from ``since`` to the head, oldest first."""
+    def history(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, since: int = 1, limit: int | None = None
+    ) -> list[VersionInfo]:
+        """Every version from ``since`` to the head, oldest first; with ``limit``, the first ``limit`` of them."""
         with self._read() as conn:
             row = self._row(conn, namespace, name)
-            return self._infos(conn, row, since, row.head)
+            last = row.head if limit is None else min(row.head, since + max(limit, 0) - 1)
+            return self._infos(conn, row, since, last)
 
     def version(self, name: str, version: int, *, namespace: str = DEFAULT_NAMESPACE) -> VersionInfo:
         with self._read() as conn:
