@@ -650,7 +650,11 @@ _DIRECT = [
     (
         "a role change",
         re.compile(
-            r"\b(you are now|you're now|henceforth,? you (are|will|must))\b|"
+            # "you are now" takes on a role or a freedom ("You are now DAN", "... an unrestricted assistant"), not a
+            # stage of a task ("You are now in the reconciliation phase", "... expected to round to one decimal")
+            r"\b(you are now|you're now)\s+(an?|my|the|your|no longer|free|unrestricted|unfiltered|uncensored|"
+            r"jailbroken|dan|in\s+\w+\s+mode|allowed|able|permitted|authorized|authorised)\b|"
+            r"\bhenceforth,? you (are|will|must)\b|"
             r"\bfrom now on\b[^.\n]{0,30}\b(obey|you (are|will|must|shall))\b|"
             r"\byou('re| are)\b[^.\n]{0,60}\b(from (now|this (message|point|moment)|here) on|"
             r"for the rest of (this|the) (conversation|session|chat))\b|\bdo anything now\b|\bdan mode\b|"
