@@ -558,3 +558,27 @@ def test_history_is_paged_and_delta_operations_declare_their_type(client: TestCl
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     for op in ("AddOp", "UpdateOp", "TagOp", "RemoveOp", "MergeOp"):
         assert "type" in schemas[op]["required"], op  # a client built from the document sends the discriminator
+
+
+def test_the_loop_answers_only_from_a_held_head_that_is_still_the_head(store: PlaybookStore, tmp_path: Path) -> None:
+    """The read route answers on the event loop only from the state the store holds at the current head; a head
+    moved by another writer, a version not held, or no free connection sends it to a thread (never a stale text)."""
+    from ace.playbook import Delta
+
+    v, pb = store.load_versioned("agent", namespace="team-a")
+    held = store.load_held("agent", namespace="team-a")
+    assert held is not None and held[0] == v == 1 and held[1] is pb
+    other = PlaybookStore(f"sqlite:///{tmp_path / 'svc.db'}")
+    other.commit("agent", Delta.parse(ADD), namespace="team-a")
+    assert store.load_held("agent", namespace="team-a") is None  # moved elsewhere: not served from memory
+    assert store.load_held("agent", 1, namespace="team-a") is not None
+    with TestClient(create_app(store, Tokens.parse(TOKENS, where="test"))) as c:
+        r = c.get("/v1/playbooks/team-a/agent", headers=_auth(READER))
+        assert r.headers["etag"] == '"2"' and "Page through every result" in r.text
+    held_conns = [store.engine.connect() for _ in range(store.engine.pool.size() + 10)]  # type: ignore[attr-defined]
+    try:
+        assert store.load_held("agent", namespace="team-a") is None  # no free connection: never wait for one
+    finally:
+        for conn in held_conns:
+            conn.close()
+    other.close()

@@ -214,9 +214,10 @@ def create_app(
         layout: Layout = "sections",
         format: Format = "text",
     ) -> Response:
-        got = await svc.run(
-            "read", svc.read, g, namespace, name, version=version, budget=budget, layout=layout, format=format
-        )
+        options: dict[str, Any] = {"version": version, "budget": budget, "layout": layout, "format": format}
+        got = svc.read_now(g, namespace, name, **options)  # the held head: on the loop, no thread hop, never waits
+        if got is None:
+            got = await svc.run("read", svc.read, g, namespace, name, **options)
         return Response(got.text, media_type=got.media_type, headers={"ETag": f'"{got.version}"'})
 
     @api.put(

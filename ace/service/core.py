@@ -40,6 +40,7 @@ T = TypeVar("T")
 Kind = Literal["read", "write", "heavy"]
 Format = Literal["text", "json", "ace", "md", "skillbook"]
 MAX_NUMBER = 2**31 - 1  # the largest version, budget or count a caller may name (an SQL INTEGER)
+READ_NOW_BULLETS = 5_000  # a held playbook up to this size renders on the event loop (a few ms at most, memoized)
 MAX_EPISODE_DEPTH = 32  # nesting of an episode's JSON (a chat log with tool calls is about 6 levels deep)
 
 
@@ -65,7 +66,7 @@ class Limits:
     max_queued_chars: int = 64 << 20  # per namespace, the waiting episodes' JSON together
     check_span: int = 200  # versions one check compares at most
     check_work: int = 100_000  # versions x bullets one check may compare (a 4.7k-bullet playbook: 21 versions, ~2 s)
-    read_threads: int = 8  # reads are short; more threads only add contention (p99)
+    read_threads: int = 8  # reads the event loop cannot answer at once (a rebuild, an export, a history)
     write_threads: int = 4  # writers serialize on the database anyway; more would only wait for its lock
     heavy_threads: int = 2  # checks and memory searches (CPU work, a model to load): never every core
 
@@ -224,6 +225,32 @@ class Service:
             return Read(v, dumps(pb, format), "application/json", len(pb))
         if format != "text":  # an export in the paper's text format or Markdown
             return Read(v, dumps(pb, format), "text/plain", len(pb))
+        return Read(v, render(pb, budget=budget, layout=layout), "text/plain", len(pb))
+
+    def read_now(
+        self,
+        grant: Grant,
+        namespace: str,
+        name: str,
+        *,
+        version: int | None = None,
+        budget: int | None = None,
+        layout: Layout = "sections",
+        format: Format = "text",
+    ) -> Read | None:
+        """:meth:`read`, if it can be answered at once from the state the store holds (prompt text of a playbook of
+        at most :data:`READ_NOW_BULLETS` bullets, the version held, a connection free: see
+        :meth:`~ace.store.PlaybookStore.load_held`); None when it cannot (then :meth:`read`, in a thread). This is
+        what lets the read route answer on the event loop without a thread hop, and never wait there."""
+        ns = self.allowed(grant, namespace, "read")
+        bounded(version, "version", low=1)
+        bounded(budget, "budget")
+        if format != "text":
+            return None
+        held = self.store.load_held(normal_name(name, "playbook"), version, namespace=ns)
+        if held is None or len(held[1]) > READ_NOW_BULLETS:
+            return None
+        v, pb = held
         return Read(v, render(pb, budget=budget, layout=layout), "text/plain", len(pb))
 
     def import_playbook(

@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from ace.errors import ConfigError
 from ace.names import check_name, check_optional
@@ -910,6 +910,24 @@ class PlaybookStore:
             v = row.head if version is None else version
             _check_version(name, v, row.head)
             return int(v), self._state(conn, row.id, v)
+
+    def load_held(
+        self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> tuple[int, Playbook] | None:
+        """``(version, playbook)`` at ``version`` (default: the head) if this store holds that state in memory: one
+        indexed read, nothing rebuilt. None when it does not, or when this is not a SQLite file or no pooled
+        connection is free right now (then :meth:`load_versioned` reads it). For a caller that must never wait,
+        such as a server's event loop: in WAL mode a SQLite read does not wait for a writer's lock, and no
+        connection is waited for."""
+        pool = self.engine.pool
+        if not self._sqlite or not isinstance(pool, QueuePool) or pool.checkedout() >= pool.size() + pool._max_overflow:
+            return None
+        with self._read() as conn:
+            row = self._row(conn, namespace, name)
+            v = row.head if version is None else version
+            _check_version(name, v, row.head)
+            held = self._cache.get(row.id)
+        return (int(v), held[1]) if held is not None and held[0] == v else None
 
     def head_version(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> int:
         """The head's version number alone: one indexed read, nothing parsed."""
