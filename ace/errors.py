@@ -8,6 +8,8 @@ input also derive from ``ValueError``, as a caller that validates input would ex
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class AceError(Exception):
     """Base class of every error ACE raises on purpose; its message says what to do next."""
@@ -22,4 +24,20 @@ class InputFileError(AceError, ValueError):
     the line."""
 
 
-__all__ = ["AceError", "ConfigError", "InputFileError"]
+MAX_INPUT_BYTES = 256 * 1024 * 1024  # the most ACE reads whole from one input file (a task file, logs, a trajectory)
+
+
+def read_input(path: str | Path, *, what: str = "file", limit: int = MAX_INPUT_BYTES) -> str:
+    """The text of ``path``, read no further than ``limit`` bytes and decoded as UTF-8: a file with no end
+    (``/dev/zero``) or a huge one is an :class:`InputFileError`, not an exhausted memory."""
+    with Path(path).open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise InputFileError(f"{path}: the {what} is over the limit of {limit:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputFileError(f"{path}: the {what} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+__all__ = ["MAX_INPUT_BYTES", "AceError", "ConfigError", "InputFileError", "read_input"]

@@ -326,3 +326,17 @@ def test_a_tokens_file_nested_without_end_is_a_config_error(tmp_path: Path) -> N
     toml.chmod(0o600)
     with pytest.raises(ConfigError, match="tokens file"):
         Tokens.load(toml)
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        (["replay", "/dev/zero"], "trajectory"),
+        (["report", "/dev/zero"], "report source"),
+        (["learn", "/dev/zero", "--provider", "recorded", "--playbook", "z"], "log file"),
+        (["run", "/dev/zero"], "run config"),
+    ],
+)
+def test_run_inputs_with_no_end_are_refused_at_their_limit(command: list[str], what: str) -> None:
+    """Found from outside: replay and learn read /dev/zero until the kernel killed them (24 GB)."""
+    user_error(ace(*command), 1, f"the {what} is over the limit")

@@ -582,3 +582,40 @@ def test_the_loop_answers_only_from_a_held_head_that_is_still_the_head(store: Pl
         for conn in held_conns:
             conn.close()
     other.close()
+
+
+def test_silent_connections_cannot_lock_every_client_out(store: PlaybookStore) -> None:
+    """Found from outside: with no token, 2,100 connections opened and left silent filled uvicorn's connection bound,
+    and every other request (health included) got 503 until they timed out. Near the bound, each new connection now
+    closes the ones that have waited longest for a request head. Scaled down: a bound of 40, shedding from 30."""
+    from ace.service.server import GuardedHttpTools
+
+    class Small(GuardedHttpTools):  # type: ignore[misc,valid-type]
+        shed_at, shed_after_s = 30, 0.2
+
+    with serving(create_app(store, Tokens.parse(TOKENS, where="test")), http=Small, limit_concurrency=40) as url:
+        port = int(url.rsplit(":", 1)[1])
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+        try:
+            time.sleep(0.5)
+            answers = [_get(url + "/v1/health")[0] for _ in range(10)]
+            time.sleep(0.3)
+            answers += [_get(url + "/v1/playbooks/team-a/agent", READER)[0] for _ in range(10)]
+            assert answers == [200] * 20, answers
+        finally:
+            for s in silent:
+                s.close()
+
+
+def test_one_large_header_sent_at_once_is_refused(store: PlaybookStore) -> None:
+    """Found from outside: a 100 KB header that arrived in one piece ended the head in the same chunk, so the size
+    was never checked."""
+    with serving(create_app(store, Tokens.parse(TOKENS, where="test"))) as url:
+        got = _raw(url, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 431"), got[:80]
+        assert (
+            _raw(
+                url, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * 8_000 + b"\r\nConnection: close\r\n\r\n"
+            )[:12]
+            == b"HTTP/1.1 200"
+        )

@@ -23,6 +23,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from ace.errors import AceError
+from ace.errors import read_input as errors_read_input
 from ace.playbook import ApplyPolicy
 from ace.playbook.diff import PlaybookDiff
 from ace.runs.console import line, make_console, safe
@@ -94,17 +95,8 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024  # a playbook, delta or probe file read whole
 
 
 def read_input(path: Path, *, what: str = "file", limit: int = MAX_INPUT_BYTES) -> str:
-    """The text of ``path``, read no further than ``limit`` bytes (``/dev/zero`` or a huge file is an error, not an
-    exhausted memory), decoded as UTF-8."""
-    with path.open("rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise InputTooLarge(f"{path}: the {what} is over the limit of {limit:,} bytes")
-    return data.decode("utf-8")
-
-
-class InputTooLarge(AceError):
-    """An input file larger than ACE reads whole."""
+    """:func:`ace.errors.read_input` with the bound of a playbook, delta or probe file (64 MiB)."""
+    return errors_read_input(path, what=what, limit=limit)
 
 
 def open_store(db: str | None, *, policy: ApplyPolicy | None = None) -> PlaybookStore:

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rich.console import Console
 from rich.table import Table
 
-from ace.errors import ConfigError
+from ace.errors import ConfigError, read_input
 from ace.llm import LLM, Sampling, get_provider
 from ace.llm.cassette import Cassette
 from ace.loop import Generator, LoopConfig, StepRecord
@@ -132,7 +132,7 @@ class RunConfig(_Strict):
     def load(cls, path: str | Path) -> RunConfig:
         p = Path(path)
         try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+            raw = tomllib.loads(read_input(p, what="run config", limit=16 << 20))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML ({e})") from None
         try:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ace.errors import InputFileError
+from ace.errors import InputFileError, read_input
 from ace.llm import LLM
 from ace.loop import Guard, LoopConfig, RunResult, StepRecord
 from ace.loop.agents import citations
@@ -163,7 +163,7 @@ def to_task(log: Mapping[str, Any], default_id: str, *, max_chars: int = MAX_CHA
 def load_logs(path: str | Path, *, limit: int | None = None, max_chars: int = MAX_CHARS) -> list[Task]:
     """The conversations of a log file (see the module doc) as tasks; a bad one is a :class:`LogError` naming it."""
     p = Path(path)
-    raw = p.read_text(encoding="utf-8")
+    raw = read_input(p, what="log file")
     if raw.lstrip().startswith("["):
         try:
             items = list(enumerate(json.loads(raw), start=1))

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ace.errors import InputFileError
+from ace.errors import InputFileError, read_input
 
 
 def _fmt(x: float | None, pct: bool = False) -> str:
@@ -25,7 +25,7 @@ def write_report(run: str | Path, out_dir: str | Path | None = None) -> Path:
 
     src = Path(run)
     try:
-        data: dict[str, Any] = json.loads(src.read_text(encoding="utf-8"))
+        data: dict[str, Any] = json.loads(read_input(src, what="report source"))
         traces = data["traces"]
         scores = data["scores"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:

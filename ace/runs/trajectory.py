@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ace.collapse import Alert, Detectors
-from ace.errors import ConfigError, InputFileError
+from ace.errors import ConfigError, InputFileError, read_input
 from ace.llm.cassette import request_hash
 from ace.playbook import REPLAY_POLICY, Delta, DeltaError, Playbook, apply
 from ace.playbook.formats import dumps, from_json_data
@@ -149,7 +149,7 @@ class TrajectoryWriter:
             )
 
     def _continue(self) -> None:
-        text = self.path.read_text(encoding="utf-8")
+        text = read_input(self.path, what="trajectory")
         lines = split_lines(text)
         try:
             last = load_json(lines[-1])
@@ -232,7 +232,7 @@ def load(path: str | Path) -> Trajectory:
     """Read ``path`` and verify it line by line (see the module doc); raises :class:`TrajectoryError` naming the
     first line that does not verify."""
     where = str(path)
-    lines = split_lines(Path(path).read_text(encoding="utf-8"))
+    lines = split_lines(read_input(path, what="trajectory"))
     if not any(line.strip() for line in lines):
         raise TrajectoryError(f"{where}: empty trajectory")
     objs: list[tuple[int, dict[str, Any]]] = []

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ace.errors import InputFileError
+from ace.errors import InputFileError, read_input
 from ace.tasks.evaluators import FinanceKind
 from ace.tasks.model import Task
 
@@ -34,7 +34,7 @@ def load_finance(path: str | Path, kind: FinanceKind | None = None, *, limit: in
 
 def _rows(p: Path, expected: str) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) for each non-blank line of a JSONL file."""
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_input(p, what="task file").splitlines(), start=1):
         if line.strip():
             try:
                 yield n, json.loads(line)
