@@ -3,7 +3,8 @@
 A playbook's bullets and section names are printed into every agent's prompt, so text that tells the model to
 drop its instructions, reveal its prompt or secrets, change role, send data away, run a hijacked tool, or that
 carries a chat template's role tags must not become one. :func:`detect` returns what it found, or None. Three
-layers, run on every ADD, UPDATE and MERGE (tens to a few hundred µs a text, growing with its length):
+layers, run on every ADD, UPDATE and MERGE (some tens of µs for a lesson, a few hundred for a text read in every
+cipher, growing with its length):
 
 1. **Views of the text.** NFKD compatibility folding (full-width and mathematical letters, ligatures), accents and
    combining marks stripped (Zalgo text), case folded; Cyrillic and Greek look-alikes, small capitals and
@@ -22,9 +23,18 @@ layers, run on every ADD, UPDATE and MERGE (tens to a few hundred µs a text, gr
 3. **A small classifier as a second opinion** for what the rules let through: a logistic regression over the
    view's words, word pairs, word stems and the concepts above, trained offline (``benchmarks/injection/train.py``)
    on generated lessons and injections and shipped as weights in :mod:`ace.playbook._injection_weights`; no I/O,
-   about 5 µs.
+   a few µs.
 
 What still gets through, and the figures, are in the README ("Prompt-injection gate").
+
+Speed without other verdicts: an ASCII view is tokenized with ``bytes.translate``/``replace`` and ``str.split``, and
+the character-class hints (leetspeak, spaced letters, Morse, encodings) are searched in a text mapped to classes;
+what each distinct token brings (the words the direct patterns need, concepts, weights, stems) is worked out once
+per process and combined with set operations; a sentence is walked only where one intent's concepts all occur in the
+text; the word pairs are summed only where a bound on what they can add leaves the threshold within reach. Each of
+these answers what the plain code answers (``tests/test_injection_speed_equivalence.py``). The score is summed in
+integer thousandths, the grid the weights and the threshold are trained on, so a text scoring the threshold exactly
+gets the same verdict in every process (a float sum in a set's order did not).
 """
 
 from __future__ import annotations
@@ -32,10 +42,14 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import math
 import re
 import unicodedata
-from collections.abc import Iterator
-from itertools import pairwise, repeat
+from bisect import bisect_left
+from collections.abc import Collection, Iterator, Sequence
+from functools import reduce
+from itertools import compress, filterfalse, pairwise, repeat
+from operator import or_
 from urllib.parse import unquote
 
 # -- views ------------------------------------------------------------------------------------------------------------
@@ -86,6 +100,40 @@ _SPACED_HINT = re.compile(r"[ .\-_*·/|,][^\W\d_][ .\-_*·/|,]{1,3}[^\W\d_][ .\-
 _LEET_HINT = re.compile(r"[a-z][0-9@$!|€+]|[0-9@$!|€+][a-z]")
 
 
+def _classes(members: dict[str, str], default: str = " ") -> bytes:
+    """A ``bytes.translate`` table giving each ASCII character the class its pattern gives it (``members``: a
+    class letter -> the characters of that class, each matched against a one-character regex), others ``default``.
+    A text mapped to classes answers a character-class pattern with C-level substring tests instead of a regex."""
+    table = bytearray(default.encode() * 256)
+    for cls, chars in members.items():
+        pattern = re.compile(chars)
+        for c in range(128):
+            if pattern.fullmatch(chr(c)):
+                table[c] = ord(cls)
+    return bytes(table)
+
+
+# the classes _LEET_HINT and _SPACED_HINT see in an ASCII text (derived from the same character classes)
+_LEET_CLASSES = _classes({"a": "[a-z]", "1": "[0-9@$!|€+]"})
+_SPACED_CLASSES = _classes({"a": r"[^\W\d_]", "s": "[ .\\-_*·/|,]"}, "x")
+
+
+# searched in the classes: patterns that start with a rare literal are found with a fast scan for it
+_LEET_CLASS_HINT = re.compile(rb"1(?:(?<=a1)|(?=a))")
+_SPACED_CLASS_HINT = re.compile(rb"sas{1,3}as")
+
+
+def _leet_hint_ascii(text: str) -> bool:
+    """``_LEET_HINT.search(text) is not None`` for an ASCII text: a letter beside a leetspeak digit or sign."""
+    return _LEET_CLASS_HINT.search(text.encode("ascii").translate(_LEET_CLASSES)) is not None
+
+
+def _spaced_hint_ascii(text: str) -> bool:
+    """``_SPACED_HINT.search(text) is not None`` for an ASCII text: separator, letter, 1-3 separators, letter,
+    separator."""
+    return _SPACED_CLASS_HINT.search(text.encode("ascii").translate(_SPACED_CLASSES)) is not None
+
+
 def _unleet(m: re.Match[str]) -> str:
     """A leetspeak word read as letters, where that makes a word of the lexicon (``v1`` and ``utf8`` stay)."""
     word = m.group(0)
@@ -123,9 +171,11 @@ def views(text: str) -> list[str]:
         if not _UPSIDE_DOWN.isdisjoint(base):  # upside-down text: turned letters, and n/u, p/d, b/q swapped
             out.append(base.translate(_TURNED)[::-1])
         latin = base.translate(_LATIN_LOOKALIKES)
-    if _LEET_HINT.search(latin) and (leet := _LEET_WORD.sub(_unleet, latin)) != latin:
+    if (_leet_hint_ascii(latin) if latin.isascii() else _LEET_HINT.search(latin)) and (
+        leet := _LEET_WORD.sub(_unleet, latin)
+    ) != latin:
         latin = leet
-    if _SPACED_HINT.search(latin) and _SPACED.search(latin):
+    if (_spaced_hint_ascii(latin) if latin.isascii() else _SPACED_HINT.search(latin)) and _SPACED.search(latin):
         latin = _SPACED.sub(_spaced, latin)
     if latin != base:
         out.append(latin)
@@ -188,25 +238,86 @@ def _hex(s: str) -> str | None:
 
 
 # what any decoder below needs besides a long word (base64/hex/base32): binary or decimal codes, an escape, Morse
-_ENCODED = re.compile(
-    r"(?:[01]{8}[\s,]*){4}|%[0-9a-fA-F]{2}|&#?\w+;|\\[uUx]|(?:[0-9a-fA-F]{2}[\s,:;-]+){7}|(?:\d{2,3}[\s,;]+){5}|"
-    r"[.\-·_−–]{1,7}\s*[ /|]\s*[.\-·_−–]{1,7}\s*[ /|]\s*[.\-·_−–]{1,7}\s*[ /|]"
-)
+
+
+# _ENCODED's branches one by one, each searched only where a C-level test finds what it needs (:func:`_encoded`)
+_ENC_BIN = re.compile(r"(?:[01]{8}[\s,]*){4}")
+_ENC_PCT = re.compile(r"%[0-9a-fA-F]{2}")
+_ENC_ENTITY = re.compile(r"&#?\w+;")
+_ENC_ESCAPE = re.compile(r"\\[uUx]")
+_ENC_HEX = re.compile(r"(?:[0-9a-fA-F]{2}[\s,:;-]+){7}")
+_ENC_DEC = re.compile(r"(?:\d{2,3}[\s,;]+){5}")
+_ENC_MORSE = re.compile(r"[.\-·_−–]{1,7}\s*[ /|]\s*[.\-·_−–]{1,7}\s*[ /|]\s*[.\-·_−–]{1,7}\s*[ /|]")
+_ENCODED = re.compile("|".join(p.pattern for p in (_ENC_BIN, _ENC_PCT, _ENC_ENTITY, _ENC_ESCAPE, _ENC_HEX, _ENC_DEC,
+                                               _ENC_MORSE)))  # fmt: skip
+# hex digits and the separators _ENC_HEX allows; decimal digits and the separators _ENC_DEC allows
+_HEX_WORDS = _classes({"h": "[0-9a-fA-F]", " ": r"[\s,:;-]"}, "x")
+_DEC_WORDS = _classes({"d": r"\d", " ": r"[\s,;]"}, "x")
+
+
+def _encoded(text: str) -> bool:
+    """``_ENCODED.search(text) is not None``, answered branch by branch: in an ASCII text a branch is searched only
+    where what every match of it holds is there (32 binary digits; a ``%``, ``&`` or backslash; six hex pairs
+    between separators, the 2nd to 7th pairs of a hex match; four numbers of 2 or 3 digits between separators;
+    what :data:`_MORSE_HINT` finds inside any Morse match)."""
+    if not text.isascii():
+        return _ENCODED.search(text) is not None
+    if ("%" in text and _ENC_PCT.search(text)) or ("&" in text and _ENC_ENTITY.search(text)):
+        return True
+    if "\\" in text and _ENC_ESCAPE.search(text):
+        return True
+    raw = text.encode("ascii")
+    if raw.count(b"0") + raw.count(b"1") >= 32 and _ENC_BIN.search(text):
+        return True
+    # the 2nd to 7th pairs of a hex match, and the 2nd to 5th numbers of a decimal one, stand between separators
+    # (each separator doubled, so that neighbours do not share one)
+    if raw.translate(_HEX_WORDS).replace(b" ", b"  ").count(b" hh ") >= 6 and _ENC_HEX.search(text):
+        return True
+    dec = raw.translate(_DEC_WORDS).replace(b" ", b"  ")
+    if dec.count(b" dd ") + dec.count(b" ddd ") >= 4 and _ENC_DEC.search(text):
+        return True
+    return _morse_hint(text) and _ENC_MORSE.search(text) is not None
 
 
 _DIGIT_OR_UPPER = re.compile(r"[0-9A-Z]")
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 _MORSE_HINT = re.compile(r"[.\-·_−–]\s*[ /|]\s*[.\-·_−–]{1,7}\s*[ /|]\s*[.\-·_−–]")
+# Morse signs, the separators between them and other white space (a space is a separator)
+_MORSE_CLASSES = _classes({"m": "[.\\-·_−–]", "s": "[ /|]", "w": r"(?! )\s"}, "x")
+# white space, for str.split's words
+_SPACE_CLASSES = _classes({" ": r"\s"}, "x")
+_MORSE_BEFORE = re.compile(rb"m(?=[sw])")  # a sign before a separator or white space
+_MORSE_AFTER = re.compile(rb"m(?<=[sw]m)")  # a sign after one
+
+
+def _morse_hint(text: str) -> bool:
+    """``_MORSE_HINT.search(text) is not None``; in an ASCII text searched only where a Morse sign follows a
+    separator or white space and one is followed by one (as in every match)."""
+    if text.isascii():
+        c = text.encode("ascii").translate(_MORSE_CLASSES)
+        if not (_MORSE_BEFORE.search(c) and _MORSE_AFTER.search(c)):
+            return False
+    return _MORSE_HINT.search(text) is not None
+
+
+def _long_chunk(text: str) -> bool:
+    """Whether ``text.split()`` has a chunk of 16 characters or more."""
+    if text.isascii():
+        return b"x" * 16 in text.encode("ascii").translate(_SPACE_CLASSES)
+    return max(map(len, text.split()), default=0) >= 16
 
 
 def decoded(text: str) -> Iterator[str]:
     """Texts hidden in ``text`` by an encoding (each decoded once; :func:`detect` decodes again, two levels)."""
     # runs of base64, base32 or hex sit in chunks of 16 characters or more that hold a digit or an upper-case letter
-    long = " ".join(w for w in text.split() if len(w) >= 16 and _DIGIT_OR_UPPER.search(w))
-    digits = len(text) - len(text.translate(_NO_DIGITS))
+    long = " ".join(w for w in text.split() if len(w) >= 16 and _DIGIT_OR_UPPER.search(w)) if _long_chunk(text) else ""
+    if text.isascii():
+        raw = text.encode("ascii")
+        digits = len(raw) - len(raw.translate(None, b"0123456789"))
+    else:
+        digits = len(text) - len(text.translate(_NO_DIGITS))
     if not long and not (
-        (digits >= 8 or "%" in text or "&" in text or "\\" in text or _MORSE_HINT.search(text))
-        and _ENCODED.search(text)
+        (digits >= 8 or "%" in text or "&" in text or "\\" in text or _morse_hint(text)) and _encoded(text)
     ):
         return
     if long:
@@ -245,7 +356,7 @@ def decoded(text: str) -> Iterator[str]:
         yield html.unescape(text)
     if "\\" in text and _UESC.search(text):
         yield _UESC.sub(lambda m: chr(int(m.group(0)[2:], 16)), text)
-    if _MORSE_HINT.search(text) and (morse := _MORSE.search(text)):
+    if _morse_hint(text) and (morse := _MORSE.search(text)):
         letters = []
         for word in re.split(r"\s*[/|]\s*|\s{2,}", morse.group(0)):
             letters.append("".join(_MORSE_CODE.get(c.translate(_MORSE_DASH), "") for c in word.split()))
@@ -263,13 +374,18 @@ def _shift(text: str, k: int) -> str:
 _ATBASH = str.maketrans("abcdefghijklmnopqrstuvwxyz", "zyxwvutsrqponmlkjihgfedcba")
 
 
-def _ciphered(view: str, every_shift: bool) -> Iterator[str]:
+def _ciphered(view: str, every_shift: bool, mask: int | None = None) -> Iterator[str]:
     """Readings of a view that bring up an injection's words: ROT13 and reversed text always, and with
-    ``every_shift`` (a view whose words are no language's) Atbash and every Caesar shift."""
+    ``every_shift`` (a view whose words are no language's) Atbash and every Caesar shift. ``mask``: the view's
+    mask (:func:`_token_infos`), when the caller has it."""
     if every_shift:
         candidates = [_shift(view, 13), view[::-1], view.translate(_ATBASH)]
         candidates += [_shift(view, k) for k in range(1, 26) if k != 13]
-    elif not any(w in view for w in _CIPHER_FORMS):  # no probe word in ROT13 or backwards: no reading has one
+    elif not (  # no probe word in ROT13 or backwards: no reading has one
+        any(w in view for w in _CIPHER_FORMS)
+        if mask is None
+        else mask & _CIPHER_BIT or any(w in view for w in _CIPHER_PHRASE_FORMS)
+    ):
         return
     else:
         candidates = [_shift(view, 13), view[::-1]]
@@ -284,8 +400,6 @@ _CIPHER_PROBES = ("ignor", "instruct", "prompt", "disregard", "previous", "jailb
                   "password", "secret", "forget", "override", "you are now")  # fmt: skip
 # a probe word as ROT13 or reversed text would show it: ``w in _shift(view, 13)`` iff ``_shift(w, 13) in view``
 _CIPHER_FORMS = tuple(p for w in _CIPHER_PROBES for p in (_shift(w, 13), w[::-1]))
-
-
 # -- lexicon ----------------------------------------------------------------------------------------------------------
 
 # Concepts; each entry is a word, a stem ending in "*", or a phrase of words (matched on word boundaries).
@@ -534,6 +648,9 @@ _CJK = re.compile("[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u1100-\
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[,，、:]|[.!?;](?=\s|$)|[。！？；\n]")
 
 
+_Scan = tuple[set[str], list[tuple[str, tuple[str, ...]]], list[tuple[str, int]]]
+
+
 class _Lexicon:
     """The lexicon compiled for lookups: words, stems (by length), phrases (by first word), substrings."""
 
@@ -566,6 +683,12 @@ class _Lexicon:
         self.heads = frozenset(stem[:3] for stem in self.stems)
         self.phrase_heads = frozenset(self.phrases)
         self._cache: dict[str, tuple[str, ...]] = {}
+        # each phrase with the words it needs besides its first (all of them but a stem's last): where one is not
+        # among a text's tokens, the phrase is not in the text
+        self.phrase_needs = {
+            head: [(parts, stem, concept, frozenset(parts[1:-1] if stem else parts[1:])) for parts, stem, concept in ps]
+            for head, ps in self.phrases.items()
+        }
 
     def known(self, word: str) -> bool:
         """Whether ``word`` (or a word of it, split at non-letters) is in the lexicon."""
@@ -585,41 +708,73 @@ class _Lexicon:
                     found += c
         return tuple(found)
 
-    def concepts(self, tokens: list[str], sentence: str) -> dict[str, list[int]]:
-        """Where each concept occurs in a sentence's tokens (-1: somewhere, for a substring match)."""
+    def lookup(self, t: str) -> tuple[str, ...]:
+        """The concepts of one token (remembered)."""
+        if (c := self._cache.get(t)) is None:
+            c = self._lookup(t)
+            if len(self._cache) < 200_000:
+                self._cache[t] = c
+        return c
+
+    def scan(
+        self, tokens: list[str], distinct: set[str], hits: list[tuple[str, tuple[str, ...]]] | None = None
+    ) -> _Scan:
+        """The concepts that occur in ``tokens`` (``distinct``: their set; ``hits``: the tokens that carry concepts,
+        with them, when the caller has them): the concepts' names, the tokens that carry concepts, and each phrase
+        found (its concept, where)."""
+        if hits is None:
+            hits = [(t, c) for t in distinct if (c := self.lookup(t))]
+        names: set[str] = set()
+        for _, c in hits:
+            names.update(c)
+        phrased: list[tuple[str, int]] = []
+        for head in self.phrase_heads.intersection(distinct):
+            for parts, stem, concept, needs in self.phrase_needs[head]:
+                if not needs <= distinct:
+                    continue
+                k = len(parts)
+                for i in _positions(tokens, head):
+                    window = tokens[i : i + k]
+                    if len(window) == k and (
+                        window[1:] == list(parts[1:])
+                        if not stem
+                        else window[1:-1] == list(parts[1:-1]) and window[-1].startswith(parts[-1])
+                    ):
+                        phrased.append((concept, i))
+                        names.add(concept)
+        return names, hits, phrased
+
+    def concepts(
+        self, tokens: list[str], sentence: str, distinct: set[str] | None = None, scan: _Scan | None = None
+    ) -> dict[str, list[int]]:
+        """Where each concept occurs in a sentence's tokens (-1: somewhere, for a substring match); ``distinct``:
+        ``set(tokens)``, and ``scan``: :meth:`scan`'s, when the caller has them. Positions are listed token by token
+        for each word or phrase, so a concept found by several words is not in order."""
         found: dict[str, list[int]] = {}
-        cache = self._cache
-        hits: set[str] = set()
-        for t in set(tokens):  # each distinct token looked up once (and remembered: lessons reuse their words)
-            c = cache.get(t)
-            if c is None:
-                c = self._lookup(t)
-                if len(cache) < 200_000:
-                    cache[t] = c
-            if c:
-                hits.add(t)
-        heads = self.phrase_heads.intersection(tokens)
-        if hits or heads:
-            phrases = self.phrases
-            for i, t in enumerate(tokens):
-                if t in hits:
-                    for name in cache[t]:
-                        found.setdefault(name, []).append(i)
-                if t in heads:
-                    for parts, stem, concept in phrases[t]:
-                        k = len(parts)
-                        window = tokens[i : i + k]
-                        if len(window) == k and (
-                            window[1:] == list(parts[1:])
-                            if not stem
-                            else window[1:-1] == list(parts[1:-1]) and window[-1].startswith(parts[-1])
-                        ):
-                            found.setdefault(concept, []).append(i)
+        if scan is None:
+            scan = self.scan(tokens, set(tokens) if distinct is None else distinct)
+        _, hits, phrased = scan
+        for t, c in hits:
+            at = _positions(tokens, t)
+            for name in c:
+                found.setdefault(name, []).extend(at)
+        for concept, i in phrased:
+            found.setdefault(concept, []).append(i)
         if sentence and not sentence.isascii() and _CJK.search(sentence):
             for s, concept in self.substrings:
                 if s in sentence:
                     found.setdefault(concept, []).append(-1)
         return found
+
+
+def _positions(tokens: list[str], t: str) -> list[int]:
+    """Where ``t`` occurs in ``tokens`` (C-level searches, one per occurrence)."""
+    out: list[int] = []
+    i = -1
+    for _ in range(tokens.count(t)):
+        i = tokens.index(t, i + 1)
+        out.append(i)
+    return out
 
 
 _LEX = _Lexicon(_LEXICON)
@@ -757,23 +912,247 @@ def _override(at: dict[str, list[int]], breaks: list[int]) -> bool:
 
 def _rules(view: str) -> tuple[str | None, dict[str, list[int]], list[str]]:
     """The lexicon's verdict on one view: (what fired or None, where each concept occurs in its tokens, its tokens)."""
-    for (what, pattern), needs in zip(_DIRECT, _DIRECT_NEEDS, strict=True):
-        for s in needs:
-            if s in view:
-                if m := pattern.search(view):
-                    return f"{what} ({m.group(0).strip()[:60]!r})", {}, []
-                break
-    tokens = _TOKEN.findall(view)
-    pieces = _SENTENCE.split(view) if not view.isascii() and _CJK.search(view) else None
-    at_all = _LEX.concepts(tokens, view if pieces is None else "")
-    if not at_all and pieces is None:
-        return None, at_all, tokens
-    # sentences: runs of tokens between sentence marks (for scripts without spaces, the text's own sentences)
-    bounds = [i for i, t in enumerate(tokens) if t in _STOPS]
-    starts = [0, *(i + 1 for i in bounds)]
+    found, at_all, tokens, *_ = _analyse(view, positions=True)
+    assert isinstance(at_all, dict)
+    return found, at_all, tokens
+
+
+# Fragments: words of letters and digits that a text holds only inside one of its tokens (a token holds the whole
+# run of letters and digits it starts on). Whether a view holds one is a bit of the view's mask, the union of its
+# distinct tokens' masks (:func:`_token_infos`): the words the direct patterns need (or, for a
+# need of several words, its longest word), and, as one bit, the probe words of a cipher reading.
+_RUN = re.compile(r"[^\W_]+")
+_RARE = "<[#{:/"
+
+
+def _fragment(need: str) -> str:
+    """The longest run of letters and digits in ``need`` (the last of equals); the need itself if it is one run;
+    "" if it has none."""
+    return max(reversed(_RUN.findall(need)), key=len, default="")
+
+
+_FRAGMENTS: dict[str, int] = {}
+for _needs in _DIRECT_NEEDS:
+    for _need in _needs:
+        if _RUN.search(_need):
+            _FRAGMENTS.setdefault(_fragment(_need), 1 << len(_FRAGMENTS))
+_CIPHER_WORD_FORMS = tuple(w for w in _CIPHER_FORMS if _RUN.fullmatch(w))
+_CIPHER_PHRASE_FORMS = tuple(w for w in _CIPHER_FORMS if not _RUN.fullmatch(w))
+_CIPHER_BIT = 1 << len(_FRAGMENTS)
+
+
+def _token_mask(t: str) -> int:
+    mask = _CIPHER_BIT if any(w in t for w in _CIPHER_WORD_FORMS) else 0
+    for f, bit in _FRAGMENTS.items():
+        if f in t:
+            mask |= bit
+    return mask
+
+
+# what the tokens seen bring, worked out once per process (up to 200,000 tokens): the fragments, the concepts, the
+# stem with a weight, of the tokens that have some
+_SEEN: set[str] = set()
+_MASK_OF: dict[str, int] = {}
+_CONCEPTS_OF: dict[str, tuple[str, ...]] = {}
+_STEM_OF: dict[str, str] = {}
+
+
+def _token_infos(distinct: set[str]) -> tuple[int, list[tuple[str, tuple[str, ...]]], int, set[str]]:
+    """What the tokens of a view bring (``distinct``: their set): the view's mask (the fragments it holds), the
+    tokens that carry concepts (with them), the sum of their weights as words (in thousandths), the stems they have
+    with a weight. Most tokens bring none of the first, second and fourth: those are found with set operations."""
+    m = _compiled()
+    mask_of, concepts_of, stem_of = _MASK_OF, _CONCEPTS_OF, _STEM_OF
+    if missing := distinct.difference(_SEEN):
+        if len(_SEEN) > 200_000:
+            mask_of, concepts_of, stem_of, missing = {}, {}, {}, distinct
+        for t in missing:
+            if not t.isdigit() and (k := _token_mask(t)):
+                mask_of[t] = k
+            if c := _LEX.lookup(t):
+                concepts_of[t] = c
+            if len(t) > 5 and t[:5] in m.stems:
+                stem_of[t] = t[:5]
+        if mask_of is _MASK_OF:
+            _SEEN.update(missing)
+    mask = 0
+    for t in mask_of.keys() & distinct:  # (a dict's keys with a set: the smaller one is walked)
+        mask |= mask_of[t]
+    hits = [(t, concepts_of[t]) for t in concepts_of.keys() & distinct]
+    stems = {stem_of[t] for t in stem_of.keys() & distinct}
+    return mask, hits, sum(map(m.all.get, distinct, repeat(0))), stems
+
+
+_Gates = tuple[int, tuple[tuple[int, tuple[str, ...]], ...], tuple[tuple[str, int, tuple[str, ...]], ...]]
+
+
+def _gated(needs: tuple[str, ...]) -> _Gates:
+    """``needs`` laid out for :func:`_needs_met`: a need that holds another need is dropped (the other is found
+    wherever it is); a need of letters and digits is a bit of the view's mask; a need of several words is looked for
+    where the mask has its longest word; the needs that hold a rare character (``<``, ``[``, ``#``...) are looked
+    for where that character is (and the mask has their longest word, if they have one)."""
+    kept = list(dict.fromkeys(n for n in needs if not any(m != n and m in n for m in needs)))
+    exact = 0
+    by_fragment: dict[int, list[str]] = {}
+    by_char: dict[tuple[str, int], list[str]] = {}
+    for n in kept:
+        if rare := next((c for c in _RARE if c in n), None):
+            by_char.setdefault((rare, _FRAGMENTS[f] if (f := _fragment(n)) else 0), []).append(n)
+        elif _fragment(n) == n:
+            exact |= _FRAGMENTS[n]
+        else:
+            by_fragment.setdefault(_FRAGMENTS[_fragment(n)], []).append(n)
+    return (
+        exact,
+        tuple((bit, tuple(ns)) for bit, ns in by_fragment.items()),
+        tuple((c, bit, () if ns == [c] else tuple(ns)) for (c, bit), ns in by_char.items()),
+    )
+
+
+def _needs_met(view: str, mask: int, gates: _Gates) -> bool:
+    """``any(s in view for s in needs)`` for the needs :func:`_gated` laid out as ``gates`` (``mask``: the view's
+    :func:`_token_infos`)."""
+    exact, by_fragment, by_char = gates
+    if mask & exact:
+        return True
+    for bit, members in by_fragment:
+        if mask & bit and any(s in view for s in members):
+            return True
+    for c, bit, members in by_char:
+        if (not bit or mask & bit) and c in view and (not members or any(s in view for s in members)):
+            return True
+    return False
+
+
+_DIRECT_GATES = tuple(_gated(needs) for needs in _DIRECT_NEEDS)
+# what any gate needs: a bit of the mask (a word), or a rare character (with, for each, the bits of the words its
+# needs also hold; -1 where one of them has no word)
+_DIRECT_BITS = reduce(or_, (exact | bit for exact, by_fragment, _ in _DIRECT_GATES for bit in [0, *dict(by_fragment)]))
+_DIRECT_CHARS: dict[str, int] = {}
+for _gates in _DIRECT_GATES:
+    for _c, _bit, _members in _gates[2]:
+        _DIRECT_CHARS[_c] = -1 if not _bit or _DIRECT_CHARS.get(_c) == -1 else _DIRECT_CHARS.get(_c, 0) | _bit
+# a view's tokens, for an ASCII view (the same tokens as _TOKEN, whose letters and marks are all ASCII there)
+_TOKEN_ASCII = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z0-9]+)?|[,:]|[.!?;](?=\s|$)|\n")
+# for _tokens_ascii: letters, digits, the apostrophe, the marks and the newline kept; other white space a space;
+# anything else "#" (a separator, but not white space: a mark before it is no token)
+_TOKEN_CLASSES = bytes(
+    c if re.fullmatch(r"[A-Za-z0-9',:.!?;\n]", chr(c)) else 32 if chr(c).isspace() else 35 for c in range(256)
+)
+_LOOSE_APOSTROPHE = re.compile(r"'(?:(?<![A-Za-z0-9]')|(?![A-Za-z0-9]))")
+_APOSTROPHE_CHAIN = re.compile(r"'[A-Za-z0-9]+'")
+
+
+def _tokens_ascii(view: str) -> list[str]:
+    """``_TOKEN.findall(view)`` for an ASCII view, with C-level string operations: separators made spaces, the
+    marks that are tokens spaced apart, then split."""
+    b = view.encode("ascii").translate(_TOKEN_CLASSES)
+    marks = []
+    for p, held in ((b".", b"\x01"), (b"!", b"\x02"), (b"?", b"\x03"), (b";", b"\x04")):
+        if p in b:  # a token where white space or the end follows ("\s|$"); a separator elsewhere
+            b = b.replace(p + b" ", held + b" ").replace(p + b"\n", held + b"\n")
+            if b.endswith(p):
+                b = b[:-1] + held
+            b = b.replace(p, b"#")
+            marks.append((held, b" " + p + b" "))
+    for held, token in marks:
+        b = b.replace(held, token)
+    for p in (b",", b":", b"\n"):
+        if p in b:
+            b = b.replace(p, b" " + p + b" ")
+    s = b.replace(b"#", b" ").decode("ascii")
+    if "'" in s:  # an apostrophe joins two runs of letters and digits, once per token
+        s = _LOOSE_APOSTROPHE.sub(" ", s)
+        if _APOSTROPHE_CHAIN.search(s):
+            return _TOKEN_ASCII.findall(view)
+    return list(filter(None, s.split(" ")))
+
+
+# the concepts each intent :func:`_analyse` looks for in a sentence needs there, all of them (one tuple each way)
+_INTENTS: tuple[tuple[str, ...], ...] = (
+    ("IGN", "INSTR", "PRIOR"),  # an instruction to ignore earlier instructions
+    ("NEW", "IGN"),  # new instructions
+    ("NEW", "ADDRESS"),
+    ("REVEAL", "SECRET"),  # a request to reveal the prompt or secrets
+    ("REVEALS", "SECRETW"),
+    ("ROLE", "FREE"),  # a role change
+    ("ROLE", "FREEW"),
+    ("ROLEW", "FREE"),
+    ("SEND", "SENSITIVE"),  # data sent away
+    *(("HIJACK", a) for a in ("SEND", "SENDW", "HIJACKW", "IGN", "SENSITIVE", "SENSITIVEW", "REVEAL", "REVEALS")),
+)
+
+
+_INTENT_SETS = tuple(frozenset(needs) for needs in _INTENTS)
+
+
+def _may_fire(at: Collection[str]) -> bool:
+    """Whether the concepts of one of the intents all occur in the text (a sentence's concepts are some of the
+    text's)."""
+    return any(map((at if isinstance(at, (set, frozenset)) else set(at)).issuperset, _INTENT_SETS))
+
+
+def _sentences(tokens: list[str], distinct: set[str], scan: _Scan) -> tuple[list[int], list[int]]:
+    """(the sentences holding every concept of an intent, in order; where the sentences end): sentence k is the
+    run of tokens before the token ``bounds[k]`` (the last one runs to the end). One C-level walk finds the tokens
+    that carry a concept or end a sentence."""
+    _, hits, phrased = scan
+    look: dict[str, tuple[str, ...]] = dict(hits)
+    look.update(dict.fromkeys(_STOPS.intersection(distinct), _STOP))
+    marks = list(map(look.get, tokens))
+    bounds: list[int] = []
+    keys: dict[int, set[str]] = {}
+    for i in compress(range(len(marks)), marks):
+        m = marks[i]
+        if m is _STOP:
+            bounds.append(i)
+        elif (k := len(bounds)) in keys:
+            keys[k].update(m)  # type: ignore[arg-type]
+        else:
+            keys[k] = set(m)  # type: ignore[arg-type]
+    for concept, i in phrased:
+        keys.setdefault(bisect_left(bounds, i), set()).add(concept)
+    return sorted(k for k, ks in keys.items() if any(map(ks.issuperset, _INTENT_SETS))), bounds
+
+
+_STOP: tuple[str, ...] = ("",)  # what ends a sentence, among the tokens' marks
+# (what fired, the concepts, the tokens, their set, the view's mask, the classifier's sum for words and their stems)
+_Analysis = tuple[str | None, Collection[str], list[str], set[str], int, tuple[int, set[str]]]
+
+
+def _analyse(view: str, *, positions: bool = False) -> _Analysis:
+    """:func:`_rules`, and what :func:`_token_infos` found: the set of the view's tokens, its mask, and the
+    classifier's sum for its words and stems; without ``positions``, the concepts of a text where no rule can fire come
+    as a set (their names), not where they occur (as with ``positions``)."""
+    ascii = view.isascii()
+    tokens = _tokens_ascii(view) if ascii else _TOKEN.findall(view)
+    distinct = set(tokens)
+    mask, hits, weight, stems = _token_infos(distinct)
+    if mask & _DIRECT_BITS or any((bits < 0 or mask & bits) and c in view for c, bits in _DIRECT_CHARS.items()):
+        for (what, pattern), gates in zip(_DIRECT, _DIRECT_GATES, strict=True):
+            if _needs_met(view, mask, gates) and (m := pattern.search(view)):
+                return f"{what} ({m.group(0).strip()[:60]!r})", {}, [], set(), 0, (weight, stems)
+    pieces = _SENTENCE.split(view) if not ascii and _CJK.search(view) else None
+    scan = _LEX.scan(tokens, distinct, hits)
+    names = scan[0]
+    # sentences: runs of tokens between sentence marks (for scripts without spaces, the text's own sentences); the
+    # sentences where the concepts of an intent all occur, in order (the others cannot fire), or every sentence
+    # where substring matches come in
+    if pieces is not None:
+        marks = _STOPS.intersection(distinct)
+        bounds = sorted([i for t in marks for i in _positions(tokens, t)]) if marks else []
+        order: Sequence[int] = range(len(bounds) + 1)
+    elif not _may_fire(names) or not (order_bounds := _sentences(tokens, distinct, scan))[0]:
+        at = _LEX.concepts(tokens, view, distinct, scan) if positions else names
+        return None, at, tokens, distinct, mask, (weight, stems)
+    else:
+        order, bounds = order_bounds
+    at_all = _LEX.concepts(tokens, view if pieces is None else "", distinct, scan)
+    starts = [0, *[i + 1 for i in bounds]]
     ends = [*bounds, len(tokens)]
     has_link: bool | None = None
-    for k, (lo, hi) in enumerate(zip(starts, ends, strict=True)):
+    for k in order:
+        lo, hi = starts[k], ends[k]
         sub = tokens[lo:hi]
         at = {c: [i - lo for i in v if lo <= i < hi] for c, v in at_all.items()}
         at = {c: v for c, v in at.items() if v}
@@ -816,8 +1195,8 @@ def _rules(view: str) -> tuple[str | None, dict[str, list[int]], list[str]]:
             hit = "an action hidden from the user"
         if hit:
             where = " ".join(t for t in sub if t not in _PUNCT) or view
-            return f"{hit} ({where.strip()[:60]!r})", at_all, tokens
-    return None, at_all, tokens
+            return f"{hit} ({where.strip()[:60]!r})", at_all, tokens, distinct, mask, (weight, stems)
+    return None, at_all, tokens, distinct, mask, (weight, stems)
 
 
 _STOPS = frozenset(".!?;。！？；\n")
@@ -829,6 +1208,7 @@ _BREAKS = _COMMAS | frozenset(("because", "since", "when", "if", "after", "while
                                "where", "which", "that", "until", "although", "though", "parce", "weil", "porque",
                                "perche", "omdat", "потому"))  # fmt: skip
 _ACTIONS = frozenset(("SEND", "SENDW", "HIJACKW", "IGN", "SENSITIVE", "SENSITIVEW", "REVEAL", "REVEALS"))
+assert {a for needs in _INTENTS if needs[0] == "HIJACK" for a in needs[1:]} == _ACTIONS
 _VERBS = frozenset(w for w, c in _LEX.words.items() if not c.isdisjoint(("REVEAL", "REVEALS", "SEND")))
 _NEG_WORDS = frozenset(("never", "not", "don't", "dont", "avoid", "mustn't", "cannot", "can't", "jamais", "nie",
     "niemals", "nunca", "non", "mai", "nooit", "niet", "aldrig", "inte", "никогда", "не"))  # fmt: skip
@@ -845,7 +1225,7 @@ def _negated(tokens: list[str]) -> bool:
 # -- the classifier ---------------------------------------------------------------------------------------------------
 
 
-def windows(view: str, tokens: list[str], at: dict[str, list[int]]) -> list[set[str]]:
+def windows(view: str, tokens: list[str], at: Collection[str]) -> list[set[str]]:
     """The classifier's features of a view (one window: the whole text): its words, word pairs, 5-letter stems of
     longer words, the lexicon's concepts, and in scripts written without spaces (CJK, Thai, Hangul) character
     pairs."""
@@ -887,10 +1267,83 @@ def score(view: str) -> float:
     return _score(view, tokens, at)
 
 
-def _score(view: str, tokens: list[str], at: dict[str, list[int]]) -> float:
-    bias, _, weights = _model()
-    get = weights.get
-    return bias + sum(map(get, windows(view, tokens, at)[0], repeat(0.0)))
+def _score(view: str, tokens: list[str], at: Collection[str]) -> float:
+    return _scored(view, tokens, at)[0]
+
+
+class _Compiled:
+    """The weights laid out for :func:`_scored`. The trainer rounds every weight to thousandths and sets the
+    threshold at the bias plus a number of thousandths, so a score is added up exactly as an integer number of
+    thousandths (in any order: a float sum's last bit depended on the order a set of features was walked in, which
+    hash randomization changes from one process to the next, and a text scoring exactly the threshold was flagged or
+    not by chance). Weights off that grid are summed as floats, as before."""
+
+    def __init__(self, bias: float, threshold: float, weights: dict[str, float]) -> None:
+        self.bias, self.threshold, self.weights = bias, threshold, weights
+        milli = {f: round(w * 1000) for f, w in weights.items()}
+        limit = round((threshold - bias) * 1000)
+        exact = all(abs(w * 1000 - milli[f]) < 1e-6 for f, w in weights.items())
+        self.limit: int | None = limit if exact and abs((threshold - bias) * 1000 - limit) < 1e-6 else None
+        self.all = milli  # words (and CJK character pairs) are looked up here: no word holds " ", "~" or "#"
+        self.stems = {f[1:]: w for f, w in milli.items() if f.startswith("~")}
+        self.pairs = {(a, b): w for f, w in milli.items() if f.count(" ") == 1 for a, b in [f.split(" ")]}
+        self.concepts = {f[1:]: w for f, w in milli.items() if f.startswith("#")}
+        # the most a word pair can add, by its first word and by its second: a text's distinct pairs are at distinct
+        # positions, so the sum over its tokens of either bounds what its pairs add
+        self.pair_first: dict[str, int] = {}
+        self.pair_second: dict[str, int] = {}
+        for (a, b), w in self.pairs.items():
+            if w > 0:
+                self.pair_first[a] = max(self.pair_first.get(a, 0), w)
+                self.pair_second[b] = max(self.pair_second.get(b, 0), w)
+
+
+_COMPILED: _Compiled | None = None
+
+
+def _compiled() -> _Compiled:
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = _Compiled(*_model())
+    return _COMPILED
+
+
+def _scored(
+    view: str,
+    tokens: list[str],
+    at: Collection[str],
+    distinct: set[str] | None = None,
+    words_and_stems: tuple[int, set[str]] | None = None,
+    *,
+    exact: bool = True,
+) -> tuple[float, bool]:
+    """(the classifier's score of a view, whether it reaches the threshold); ``distinct``: ``set(tokens)``, and
+    ``words_and_stems``: :func:`_token_infos`'s sum for the words and its stems, when the caller has them. Not
+    ``exact``: where a bound on what the word pairs add shows the threshold out of reach, the score is NaN."""
+    m = _compiled()
+    if m.limit is None:
+        s = m.bias + sum(map(m.weights.get, windows(view, tokens, at)[0], repeat(0.0)))
+        return s, s >= m.threshold
+    if not view.isascii() and _CJK.search(view):  # character pairs may be words too: one set of features
+        total = sum(map(m.all.get, windows(view, tokens, at)[0], repeat(0)))
+    else:  # words, stems, word pairs and concepts never share a feature: summed kind by kind
+        if distinct is None:
+            distinct = set(tokens)
+        if words_and_stems is not None:  # (no mark has a weight or a stem)
+            total, stems = words_and_stems
+        else:
+            total = sum(map(m.all.get, distinct, repeat(0)))
+            stems = {t[:5] for t in distinct if len(t) > 5}
+        total += sum(map(m.stems.get, stems, repeat(0)))
+        total += sum(map(m.concepts.get, at, repeat(0)))
+        if not exact and (
+            total + sum(map(m.pair_first.get, tokens, repeat(0))) < m.limit
+            or total + sum(map(m.pair_second.get, tokens, repeat(0))) < m.limit
+        ):
+            return math.nan, False
+        words = tokens if _PUNCT.isdisjoint(distinct) else list(filterfalse(_PUNCT.__contains__, tokens))
+        total += sum(map(m.pairs.__getitem__, set(filter(m.pairs.__contains__, pairwise(words)))))
+    return m.bias + total / 1000, total >= m.limit
 
 
 def threshold() -> float:
@@ -902,17 +1355,18 @@ def threshold() -> float:
 
 def detect(text: str, *, classifier: bool = True, _depth: int = 0) -> str | None:
     """What in ``text`` reads as a prompt injection (a short description and the words that fired), or None."""
-    limit = _model()[1]
     for view in views(text):
-        found, at, tokens = _rules(view)
+        found, at, tokens, distinct, mask, words = _analyse(view)
         if found:
             return found if _depth == 0 else f"{found} [decoded]"
-        if classifier and tokens and (s := _score(view, tokens, at)) >= limit:
-            what = f"text the classifier reads as an injection (score {s:.1f}: {view.strip()[:60]!r})"
-            return what if _depth == 0 else f"{what} [decoded]"
+        if classifier and tokens:
+            s, flagged = _scored(view, tokens, at, distinct, words, exact=False)
+            if flagged:
+                what = f"text the classifier reads as an injection (score {s:.1f}: {view.strip()[:60]!r})"
+                return what if _depth == 0 else f"{what} [decoded]"
         if _depth < 2 and tokens:
-            gibberish = len(tokens) >= 3 and view.isascii() and _WORDISH.isdisjoint(tokens)
-            for reading in _ciphered(view, gibberish):
+            gibberish = len(tokens) >= 3 and view.isascii() and _WORDISH.isdisjoint(distinct)
+            for reading in _ciphered(view, gibberish, mask):
                 if (found := detect(reading, classifier=classifier, _depth=_depth + 1)) is not None:
                     return found if found.endswith("[decoded]") else f"{found} [decoded]"
     if _depth < 2:
