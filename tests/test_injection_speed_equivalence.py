@@ -28,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOKS = ROOT.parent / "shared" / "data" / "playbooks"
 
 # sha256 of the verdicts (``injection(text)`` and ``detect(text, classifier=False)``, one line each) recorded with
-# the gate before the fast paths (commit aa28bfd's injection_gate.py; the same under PYTHONHASHSEED 0 to 3)
-GENERATED_DIGEST = "7a8636566565f141dc2df61cad90437217e12fd432f2a807dcc02298f933ff75"
+# the gate before the fast paths (commit aa28bfd's injection_gate.py; the same under PYTHONHASHSEED 0 to 3), then
+# recorded again when "you are now" stopped matching a duty ("You are now the approver for invoices ...", found
+# from outside): the held-out and external recall and false-positive figures did not move, one train text did
+GENERATED_DIGEST = "9d51c342b1c41544f5454e215a1f4ca09b6f19c70a4ade1f0b557d52f6f22634"
 RELEASED_DIGEST = "21e7e0f61e5f388065e0eceba4442e76543a542df1028be8b630044f2158db31"
 
 # characters that change how a text is read: marks, separators, digits, look-alikes, escapes

@@ -805,10 +805,13 @@ _DIRECT = [
     (
         "a role change",
         re.compile(
-            # "you are now" takes on a role or a freedom ("You are now DAN", "... an unrestricted assistant"), not a
-            # stage of a task ("You are now in the reconciliation phase", "... expected to round to one decimal")
-            r"\b(you are now|you're now)\s+(an?|my|the|your|no longer|free|unrestricted|unfiltered|uncensored|"
-            r"jailbroken|dan|in\s+\w+\s+mode|allowed|able|permitted|authorized|authorised)\b|"
+            # "you are now" takes on another identity or a freedom ("You are now DAN", "... an unrestricted AI"), not
+            # a stage or a duty of a task ("You are now in the reconciliation phase", "You are now the approver for
+            # invoices under 500 euros", "... expected to round to one decimal")
+            r"\b(you are now|you're now)\s+((an?|my|the|your)\s+(\w+\s+){0,2}?(ai|assistant|model|chatbot|bot|llm|"
+            r"persona|character|hacker|pirate|villain|unrestricted|unfiltered|uncensored|jailbroken|evil|dan|new ai)|"
+            r"no longer|free|unrestricted|unfiltered|uncensored|jailbroken|dan|in\s+\w+\s+mode|allowed|able|"
+            r"permitted|authorized|authorised)\b|"
             r"\bhenceforth,? you (are|will|must)\b|"
             r"\bfrom now on\b[^.\n]{0,30}\b(obey|you (are|will|must|shall))\b|"
             r"\byou('re| are)\b[^.\n]{0,60}\b(from (now|this (message|point|moment)|here) on|"
