@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -149,8 +148,8 @@ def _surrogate(value: Any) -> str | None:
 
 
 def normal_name(value: str, what: str) -> str:
-    """A playbook name or namespace as the store keeps it (NFC), or :class:`~ace.names.InvalidName`."""
-    return check_name(unicodedata.normalize("NFC", value) if isinstance(value, str) else value, what)
+    """A playbook name or namespace as the store keeps it (checked, NFC), or :class:`~ace.names.InvalidName`."""
+    return check_name(value, what)
 
 
 class Service:
@@ -215,17 +214,9 @@ class Service:
         format: Format = "text",
     ) -> Read:
         """The playbook (head, or ``version``) as prompt text under ``budget`` tokens, or exported in ``format``."""
-        ns = self.allowed(grant, namespace, "read")
-        bounded(version, "version", low=1)
-        bounded(budget, "budget")
-        v, pb = self.store.load_versioned(normal_name(name, "playbook"), version, namespace=ns)
-        if format == "json":
-            return Read(v, to_json(pb, indent=None), "application/json", len(pb))
-        if format == "skillbook":
-            return Read(v, dumps(pb, format), "application/json", len(pb))
-        if format != "text":  # an export in the paper's text format or Markdown
-            return Read(v, dumps(pb, format), "text/plain", len(pb))
-        return Read(v, render(pb, budget=budget, layout=layout), "text/plain", len(pb))
+        got = self._read(grant, namespace, name, version, budget, layout, format, held_only=False)
+        assert got is not None  # only a held-only read may find nothing
+        return got
 
     def read_now(
         self,
@@ -242,15 +233,37 @@ class Service:
         at most :data:`READ_NOW_BULLETS` bullets, the version held, a connection free: see
         :meth:`~ace.store.PlaybookStore.load_held`); None when it cannot (then :meth:`read`, in a thread). This is
         what lets the read route answer on the event loop without a thread hop, and never wait there."""
+        return self._read(grant, namespace, name, version, budget, layout, format, held_only=True)
+
+    def _read(
+        self,
+        grant: Grant,
+        namespace: str,
+        name: str,
+        version: int | None,
+        budget: int | None,
+        layout: Layout,
+        format: Format,
+        *,
+        held_only: bool,
+    ) -> Read | None:
         ns = self.allowed(grant, namespace, "read")
         bounded(version, "version", low=1)
         bounded(budget, "budget")
-        if format != "text":
-            return None
-        held = self.store.load_held(normal_name(name, "playbook"), version, namespace=ns)
-        if held is None or len(held[1]) > READ_NOW_BULLETS:
-            return None
-        v, pb = held
+        name = normal_name(name, "playbook")
+        if held_only:
+            held = self.store.load_held(name, version, namespace=ns) if format == "text" else None
+            if held is None or len(held[1]) > READ_NOW_BULLETS:
+                return None
+            v, pb = held
+        else:
+            v, pb = self.store.load_versioned(name, version, namespace=ns)
+        if format == "json":
+            return Read(v, to_json(pb, indent=None), "application/json", len(pb))
+        if format == "skillbook":
+            return Read(v, dumps(pb, format), "application/json", len(pb))
+        if format != "text":  # an export in the paper's text format or Markdown
+            return Read(v, dumps(pb, format), "text/plain", len(pb))
         return Read(v, render(pb, budget=budget, layout=layout), "text/plain", len(pb))
 
     def import_playbook(
