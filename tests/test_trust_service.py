@@ -619,3 +619,16 @@ def test_one_large_header_sent_at_once_is_refused(store: PlaybookStore) -> None:
             )[:12]
             == b"HTTP/1.1 200"
         )
+
+
+def test_a_rollback_sent_again_answers_200_with_the_head_and_makes_no_version(client: TestClient) -> None:
+    assert client.post("/v1/playbooks/team-a/agent/deltas", headers=_auth(WRITER), json=ADD).status_code == 201
+    first = client.post("/v1/playbooks/team-a/agent/rollback?to=1", headers=_auth(WRITER))
+    assert first.status_code == 201 and first.json()["version"] == 3
+    again = client.post("/v1/playbooks/team-a/agent/rollback?to=1", headers=_auth(WRITER))
+    assert again.status_code == 200 and again.json() == first.json()
+    assert [h["version"] for h in client.get("/v1/playbooks/team-a/agent/history", headers=_auth(READER)).json()] == [
+        1,
+        2,
+        3,
+    ]

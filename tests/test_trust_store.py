@@ -228,7 +228,8 @@ def test_random_histories_with_rollbacks_load_everywhere(data: st.DataObject) ->
                 elif action == "rollback":
                     target = data.draw(st.integers(1, len(history)))
                     info = store.rollback(name, target)
-                    history.append(history[target - 1])
+                    if history[target - 1].digest() != history[-1].digest():  # else nothing to roll back: no version
+                        history.append(history[target - 1])
                 elif action == "read":
                     v = data.draw(st.integers(1, len(history)))
                     assert store.load(name, v).digest() == history[v - 1].digest()
@@ -413,3 +414,20 @@ def test_a_name_typed_in_nfd_finds_the_playbook_everywhere(db_url: str) -> None:
         assert back.digest == info.digest and store.load(NFC, namespace=NS_NFC).digest() == info.digest
         assert store.ensure(NFD, namespace=NS_NFD).version == back.version
         assert [(p.namespace, p.name) for p in store.list()] == [(NS_NFC, NFC)]
+
+
+def test_a_rollback_to_the_state_the_head_has_writes_nothing(sqlite_url: str) -> None:
+    """Found from outside: `rollback?to=1` sent 100 times made 100 identical versions. Like an empty delta, a rollback
+    that changes nothing is not committed: the head is returned."""
+    with PlaybookStore(sqlite_url) as store:
+        store.create("p", parse_ace("## RULES\n[r-1] Read the API documentation before every call.\n"))
+        store.commit("p", Delta.parse({"operations": [{"type": "TAG", "id": "r-1", "tag": "helpful"}]}))
+        first = store.rollback("p", 1)
+        assert first.version == 3 and first.kind == "rollback"
+        for _ in range(3):
+            again = store.rollback("p", 1)
+            assert (again.version, again.digest) == (3, first.digest)
+        assert store.rollback("p", 3).version == 3  # to the head itself
+        assert [h.version for h in store.history("p")] == [1, 2, 3]
+        assert store.rollback("p", 2).version == 4  # a real change still makes a version
+        assert store.verify("p") == 4

@@ -158,7 +158,12 @@ def rollback(
     message: MessageOpt = None,
 ) -> None:
     """Make an old version the head again, as a new version (history is kept)."""
-    info = open_store(db).rollback(name, version, namespace=namespace, author=author, message=message)
+    store = open_store(db)
+    before = store.head_version(name, namespace=namespace)
+    info = store.rollback(name, version, namespace=namespace, author=author, message=message)
+    if info.version == before:
+        out.print(line((name, "bold"), f" v{info.version} has the state of v{version} already: nothing to roll back"))
+        return
     out.print(
         line((name, "bold"), f" v{info.version}: rolled back to the state of v{version} ({info.n_bullets} bullets)")
     )

@@ -270,15 +270,16 @@ def create_app(
         return _made(info)
 
     @api.post("/v1/playbooks/{namespace}/{name}/rollback", status_code=201, responses=_ERRORS)
-    async def rollback(
+    async def rollback(  # 200 with the head when it has the state asked for already
         namespace: str,
         name: str,
         g: Auth,
         to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],
         if_match: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         expected = version_tag(if_match)
-        return _made(await svc.run("write", svc.rollback, g, namespace, name, to, expected_version=expected))
+        info, made = await svc.run("write", svc.rollback, g, namespace, name, to, expected_version=expected)
+        return JSONResponse(_made(info), status_code=201 if made else 200)
 
     @api.get("/v1/playbooks/{namespace}/{name}/history", responses=_ERRORS)
     async def history(

@@ -310,17 +310,16 @@ class Service:
 
     def rollback(
         self, grant: Grant, namespace: str, name: str, to: int, *, expected_version: int | None = None
-    ) -> VersionInfo:
+    ) -> tuple[VersionInfo, bool]:
+        """The state of version ``to`` as a new head: ``(head, made)``; ``made`` is False when the head had that state
+        already (nothing was written)."""
         ns = self.allowed(grant, namespace, "write")
         bounded(to, "the version to roll back to", low=1)
         bounded(expected_version, "the expected version", low=1)
-        return self.store.rollback(
-            normal_name(name, "playbook"),
-            to,
-            namespace=ns,
-            expected_version=expected_version,
-            author=self.author(grant),
-        )
+        name = normal_name(name, "playbook")
+        before = self.store.head_version(name, namespace=ns)
+        info = self.store.rollback(name, to, namespace=ns, expected_version=expected_version, author=self.author(grant))
+        return info, info.version != before
 
     def history(
         self, grant: Grant, namespace: str, name: str, *, since: int = 1, limit: int = 1000

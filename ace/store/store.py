@@ -193,6 +193,14 @@ class _NoSnapshot(Exception):
     """A version the log cannot rebuild: it has no delta and no snapshot, or its row is missing."""
 
 
+class _Unchanged(Exception):
+    """A write that would not change the head (a rollback to the state it has): ``head`` is returned instead."""
+
+    def __init__(self, head: VersionInfo) -> None:
+        super().__init__("unchanged")
+        self.head = head
+
+
 class _HeadDamaged(Exception):
     """A row of the materialized head does not hold what its digest says (edited by hand): rebuild it."""
 
@@ -505,10 +513,21 @@ class PlaybookStore:
         author: str | None = None,
         message: str | None = None,
     ) -> VersionInfo:
-        """Make the state of ``version`` the new head, as a new version: history is kept, nothing is erased."""
+        """Make the state of ``version`` the new head, as a new version: history is kept, nothing is erased. When
+        the head already has that state (its recorded digest), nothing is written and the head is returned, as an
+        empty delta is never committed: a rollback sent twice makes one version."""
 
         def make(conn: Connection, row: Any) -> _NewVersion:
             _check_version(name, version, row.head)
+            digests = dict(
+                conn.execute(
+                    select(t.versions.c.version, t.versions.c.digest).where(
+                        t.versions.c.playbook_id == row.id, t.versions.c.version.in_((version, row.head))
+                    )
+                ).all()
+            )
+            if digests.get(version) is not None and digests.get(version) == digests.get(row.head):
+                raise _Unchanged(self._infos(conn, row, row.head, row.head)[0])
             target = self._state(conn, row.id, version)
             try:
                 touched = diff(self._state(conn, row.id, row.head), target).touched_ids()
@@ -524,7 +543,10 @@ class PlaybookStore:
                 snapshot=True,
             )
 
-        return self._append_version(namespace, name, expected_version, make)
+        try:
+            return self._append_version(namespace, name, expected_version, make)
+        except _Unchanged as same:  # raised inside the write transaction: nothing was written
+            return same.head
 
     def _append_version(
         self,
