@@ -242,8 +242,7 @@ def _hex(s: str) -> str | None:
 
 # _ENCODED's branches one by one, each searched only where a C-level test finds what it needs (:func:`_encoded`)
 _ENC_BIN = re.compile(r"(?:[01]{8}[\s,]*){4}")
-_ENC_PCT = re.compile(r"%[0-9a-fA-F]{2}")
-_ENC_ENTITY = re.compile(r"&#?\w+;")
+_ENC_PCT, _ENC_ENTITY = _PCT, _ENTITY  # the decoders' own patterns
 _ENC_ESCAPE = re.compile(r"\\[uUx]")
 _ENC_HEX = re.compile(r"(?:[0-9a-fA-F]{2}[\s,:;-]+){7}")
 _ENC_DEC = re.compile(r"(?:\d{2,3}[\s,;]+){5}")

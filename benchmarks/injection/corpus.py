@@ -1182,6 +1182,26 @@ def split(corpus: list[Example], name: str) -> list[Example]:
     return [e for e in corpus if e.split == name]
 
 
+def external_training() -> list[Example]:
+    """Injections from other authors' packages (MIT), used for training only, when installed
+    (``pip install -r benchmarks/injection/requirements.txt``): nullsec-promptinject's payloads and
+    jailbreak-corpus-mini's fixtures. bastioncorpus is the external *test* set and is never read here."""
+    out: list[Example] = []
+    try:
+        from nullsec_promptinject.payloads import PAYLOADS
+
+        out += [Example(p.text, True, "external", f"nullsec/{p.category}", "train") for p in PAYLOADS]
+    except ImportError:
+        print("nullsec-promptinject not installed: not used")
+    try:
+        from jailbreak_corpus_mini import fixture_texts
+
+        out += [Example(t, True, "external", "jailbreak-corpus-mini", "train") for t in fixture_texts()]
+    except ImportError:
+        print("jailbreak-corpus-mini-py not installed: not used")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stats", action="store_true")

@@ -28,7 +28,7 @@ from scipy.sparse import csr_matrix
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from corpus import Example, build, split
+from corpus import Example, build, external_training, split
 
 from ace.playbook import injection_gate as inj
 
@@ -48,26 +48,6 @@ def rows(text: str, injection: bool, category: str = "") -> list[set[str]]:
         _, at, tokens = inj._rules(view)
         if tokens:
             out += inj.windows(view, tokens, at)
-    return out
-
-
-def external_training() -> list[Example]:
-    """Injections from other authors' packages (MIT), used for training only, when installed
-    (``pip install -r benchmarks/injection/requirements.txt``): nullsec-promptinject's payloads and
-    jailbreak-corpus-mini's fixtures. bastioncorpus is the external *test* set and is never read here."""
-    out: list[Example] = []
-    try:
-        from nullsec_promptinject.payloads import PAYLOADS
-
-        out += [Example(p.text, True, "external", f"nullsec/{p.category}", "train") for p in PAYLOADS]
-    except ImportError:
-        print("nullsec-promptinject not installed: not used")
-    try:
-        from jailbreak_corpus_mini import fixture_texts
-
-        out += [Example(t, True, "external", "jailbreak-corpus-mini", "train") for t in fixture_texts()]
-    except ImportError:
-        print("jailbreak-corpus-mini-py not installed: not used")
     return out
 
 

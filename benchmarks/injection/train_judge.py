@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from corpus import Example, build, split
+from corpus import Example, build, external_training, split
 from judge import Network, units
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,24 +87,6 @@ class CachedEmbeddings:
             keys = list(self.vec)
             np.savez(self.path, keys=np.array(keys), vecs=np.stack([self.vec[k] for k in keys]))
             self.dirty = False
-
-
-def external_training() -> list[Example]:
-    """Injections of nullsec-promptinject and jailbreak-corpus-mini-py (MIT), training only."""
-    out: list[Example] = []
-    try:
-        from nullsec_promptinject.payloads import PAYLOADS
-
-        out += [Example(p.text, True, "external", f"nullsec/{p.category}", "train") for p in PAYLOADS]
-    except ImportError:
-        print("nullsec-promptinject not installed: not used")
-    try:
-        from jailbreak_corpus_mini import fixture_texts
-
-        out += [Example(t, True, "external", "jailbreak-corpus-mini", "train") for t in fixture_texts()]
-    except ImportError:
-        print("jailbreak-corpus-mini-py not installed: not used")
-    return out
 
 
 class Bags:
