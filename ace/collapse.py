@@ -69,6 +69,11 @@ class Alert:
     def at_least(self, severity: Severity) -> bool:
         return _SEVERITY[self.severity] >= _SEVERITY[severity]
 
+    def to_dict(self) -> dict[str, Any]:
+        """The alert as JSON-ready data (the evidence is left out: it may hold whole bullets)."""
+        return {"versions": list(self.versions), "detector": self.detector, "severity": self.severity,
+                "message": self.message}  # fmt: skip
+
 
 @lru_cache(maxsize=1 << 14)  # bounded: a few tens of MB of word sets at most for typical bullets
 def _features(content: str) -> tuple[frozenset[str], frozenset[str], bool]:

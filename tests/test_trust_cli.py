@@ -70,8 +70,8 @@ def test_trajectory_since_a_version_past_the_head_names_it(db: str, tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "option"),
     [
-        (["playbook", "check", "p", "--from", "0"], "--from"),
-        (["playbook", "check", "p", "--from", HUGE], "--from"),
+        (["playbook", "check", "p", "--since", "0"], "--since"),
+        (["playbook", "check", "p", "--from", HUGE], "--since"),
         (["playbook", "trajectory", "p", "-o", "t.jsonl", "--since", HUGE], "--since"),
         (["playbook", "trajectory", "p", "-o", "t.jsonl", "--since", "0"], "--since"),
         (["playbook", "verify", "p", "--since", "0"], "--since"),

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ace.cli.options import DbOpt, NsOpt
-from ace.cli.output import AceTyper, open_store, out
+from ace.cli.options import DbOpt, JsonOpt, NsOpt
+from ace.cli.output import AceTyper, open_store, out, print_json
 from ace.errors import AceError, ConfigError
 from ace.runs.console import add_row, table
 from ace.runs.workspace import data_dir
@@ -41,6 +42,7 @@ def episodes(
     namespace: NsOpt = DEFAULT_NAMESPACE,
     chroma: ChromaOpt = None,
     limit: Annotated[int, typer.Option("--limit", "-k", min=1, max=1000, help="How many episodes.")] = 10,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the namespace's episodes, newest first, or those most similar to QUERY."""
     from ace.llm.embeddings import MiniLMEmbedder
@@ -53,7 +55,17 @@ def episodes(
     except NoEpisodicMemory as missing:
         if chroma:  # a location the user named: a mistake
             raise
-        out.print(str(missing))  # the default one: nothing recorded yet
+        if as_json:
+            print_json([])
+        else:
+            out.print(str(missing))  # the default one: nothing recorded yet
+        return
+    if as_json:
+        if query:
+            hits = store.search(query, k=limit)
+            print_json([{**asdict(h.episode), "similarity": round(h.similarity, 4)} for h in hits])
+        else:
+            print_json([asdict(e) for e in store.recent(limit)])
         return
     t = table("episode", "when (UTC)", "outcome", "task", "lesson", *(["similarity"] if query else []))
     if query:
@@ -72,6 +84,7 @@ def facts(
     subject: Annotated[str | None, typer.Option(help="Only facts about this subject.")] = None,
     relation: Annotated[str | None, typer.Option(help="Only this relation (with --subject: its history).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Superseded facts too, with their validity.")] = False,
+    as_json: JsonOpt = False,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
@@ -79,6 +92,9 @@ def facts(
     from ace.memory import KnowledgeGraph
 
     found = KnowledgeGraph(open_store(db), namespace=namespace).query(subject, relation, history=all_)
+    if as_json:
+        print_json([asdict(f) for f in found])
+        return
     t = table("subject", "relation", "object", "valid (versions)", "episode")
     for f in found:
         valid = f"v{f.valid_from}–" + (f"v{f.valid_to}" if f.valid_to is not None else "now")

@@ -37,3 +37,5 @@ BudgetOpt = Annotated[
 ReplyTokensOpt = Annotated[
     int, typer.Option("--max-tokens", min=16, max=MAX_REPLY_TOKENS, help="Token limit of each LLM reply.")
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (one document on stdout) instead of a table.")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, max=MAX_INT, help="Print at most this many.")]

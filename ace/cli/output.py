@@ -11,6 +11,7 @@ else is a bug, reported in one line too, with its traceback when ``ACE_DEBUG=1``
 from __future__ import annotations
 
 import functools
+import json
 import os
 import traceback
 from collections import Counter
@@ -117,6 +118,11 @@ def ops_summary(info: VersionInfo) -> str:
         return info.kind
     counts = Counter(op.type for op in info.delta.operations)
     return " ".join(f"{k}×{v}" for k, v in counts.items()) or "(empty)"
+
+
+def print_json(data: object) -> None:
+    """One JSON document on stdout (``--json``): plain ``print``, never Rich, so no markup, colour or wrapping."""
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def print_text(text: str) -> None:

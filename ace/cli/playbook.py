@@ -7,8 +7,19 @@ from typing import Annotated
 
 import typer
 
-from ace.cli.options import MAX_INT, AuthorOpt, BudgetOpt, DbOpt, MessageOpt, NsOpt, VersionOpt
-from ace.cli.output import AceTyper, err, fail, open_store, ops_summary, out, print_diff, print_text, read_input
+from ace.cli.options import MAX_INT, AuthorOpt, BudgetOpt, DbOpt, JsonOpt, LimitOpt, MessageOpt, NsOpt, VersionOpt
+from ace.cli.output import (
+    AceTyper,
+    err,
+    fail,
+    open_store,
+    ops_summary,
+    out,
+    print_diff,
+    print_json,
+    print_text,
+    read_input,
+)
 from ace.errors import AceError
 from ace.playbook import ApplyPolicy, Delta, apply, render
 from ace.playbook.formats import FORMATS, dumps, loads, to_ace
@@ -70,10 +81,21 @@ def show(
 
 
 @app.command()
-def history(name: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
-    """List every version, oldest first."""
+def history(
+    name: str,
+    since: Annotated[int, typer.Option("--since", min=1, max=MAX_INT, help="First version to list.")] = 1,
+    limit: LimitOpt = None,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """List the versions, oldest first (from --since, at most --limit of them)."""
+    versions = open_store(db).history(name, namespace=namespace, since=since, limit=limit)
+    if as_json:
+        print_json([h.to_dict() for h in versions])
+        return
     t = table("v", "change", "bullets", "author", "message", "when (UTC)", "digest")
-    for h in open_store(db).history(name, namespace=namespace):
+    for h in versions:
         change = ops_summary(h) if h.kind == "delta" else h.kind
         when = h.created_at.strftime("%Y-%m-%d %H:%M")
         add_row(t, h.version, change, h.n_bullets, h.author or "", h.message or "", when, h.digest[:8])
@@ -86,10 +108,15 @@ def diff_(
     v1: Annotated[int, typer.Argument(min=1, max=MAX_INT)],
     v2: Annotated[int, typer.Argument(min=1, max=MAX_INT)],
     db: DbOpt = None,
+    as_json: JsonOpt = False,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Show bullets added, removed and changed from version V1 to V2."""
-    print_diff(open_store(db).diff(name, v1, v2, namespace=namespace))
+    d = open_store(db).diff(name, v1, v2, namespace=namespace)
+    if as_json:
+        print_json(d.to_dict())
+    else:
+        print_diff(d)
 
 
 @app.command("apply")
@@ -193,11 +220,16 @@ def export(
 
 
 @app.command()
-def blame(name: str, bullet_id: str, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+def blame(
+    name: str, bullet_id: str, as_json: JsonOpt = False, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE
+) -> None:
     """List the versions that touched a bullet, with their provenance."""
     entries = open_store(db).blame(name, bullet_id, namespace=namespace)
     if not entries:
         raise AceError(f"no version of {name!r} touched a bullet with id {bullet_id!r}")
+    if as_json:
+        print_json([e.to_dict() for e in entries])
+        return
     t = table("v", "op", "provenance", "author", "message", "when (UTC)")
     for e in entries:
         s = e.source
@@ -210,10 +242,18 @@ def blame(name: str, bullet_id: str, db: DbOpt = None, namespace: NsOpt = DEFAUL
 
 
 @app.command("list")
-def list_(db: DbOpt = None, namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None) -> None:
+def list_(
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+) -> None:
     """List stored playbooks."""
+    found = open_store(db).list(namespace)
+    if as_json:
+        print_json([p.to_dict() for p in found])
+        return
     t = table("namespace", "name", "head", "created (UTC)")
-    for p in open_store(db).list(namespace):
+    for p in found:
         add_row(t, p.namespace, p.name, str(p.head), p.created_at.strftime("%Y-%m-%d %H:%M:%S"))
     out.print(t)
 
@@ -229,11 +269,15 @@ def verify(
             help="Start at the nearest snapshot at or below this version (what was not checked yet).",
         ),
     ] = 1,
+    as_json: JsonOpt = False,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Rebuild every version from the log and check each against its recorded digest."""
     n = open_store(db).verify(name, namespace=namespace, since=since)
+    if as_json:
+        print_json({"ok": True, "versions": n})
+        return
     out.print(line(("ok", "green"), f": {n} versions of {name!r} rebuild to their recorded digests"))
 
 
@@ -284,12 +328,15 @@ def dedup(
 @app.command()
 def check(
     name: str,
-    since: Annotated[int, typer.Option("--from", min=1, max=MAX_INT, help="First version to check from.")] = 1,
+    since: Annotated[
+        int, typer.Option("--since", "--from", min=1, max=MAX_INT, help="First version to check (--from: old name).")
+    ] = 1,
     probes: Annotated[
         Path | None, typer.Option(help="A text file of probe facts, one per line, that must stay known.")
     ] = None,
     embeddings: Annotated[bool, typer.Option(help="Match rewritten bullets by embedding (slower).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with status 2 if any alert is critical.")] = False,
+    as_json: JsonOpt = False,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
@@ -306,6 +353,12 @@ def check(
 
         detectors.similar = EmbeddingIndex(MiniLMEmbedder()).similarity
     alerts = detectors.scan([(h.version, st.load(name, h.version, namespace=namespace)) for h in history])
+    critical = any(a.severity == "critical" for a in alerts)
+    if as_json:
+        print_json({"versions": [history[0].version, history[-1].version], "alerts": [a.to_dict() for a in alerts]})
+        if strict and critical:
+            raise typer.Exit(2)
+        return
     if not alerts:
         out.print(line(("ok", "green"), f": no alerts over versions {since}..{history[-1].version} of {name!r}"))
         return

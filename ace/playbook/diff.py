@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ace.playbook.model import Bullet, Playbook
 
@@ -29,6 +30,14 @@ class PlaybookDiff:
 
     def touched_ids(self) -> list[str]:
         return [b.id for b in self.added] + [b.id for b in self.removed] + [c.after.id for c in self.changed]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The diff as JSON-ready data (what ``GET .../diff`` and ``ace playbook diff --json`` print)."""
+        return {
+            "added": [b.to_dict() for b in self.added],
+            "removed": [b.to_dict() for b in self.removed],
+            "changed": [{"id": c.after.id, "fields": list(c.fields), "after": c.after.to_dict()} for c in self.changed],
+        }
 
 
 def diff(old: Playbook, new: Playbook, *, touched: Iterable[str] | None = None) -> PlaybookDiff:

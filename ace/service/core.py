@@ -17,7 +17,6 @@ an overflow.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -329,16 +328,7 @@ class Service:
         bounded(since, "since", low=1)
         bounded(limit, "limit", low=1, high=10_000)
         return [
-            {
-                "version": h.version,
-                "kind": h.kind,
-                "digest": h.digest,
-                "bullets": h.n_bullets,
-                "created_at": h.created_at.isoformat(),
-                "author": h.author,
-                "message": h.message,
-                "delta": json.loads(h.delta.to_json()) if h.delta else None,
-            }
+            h.to_dict()
             for h in self.store.history(normal_name(name, "playbook"), namespace=ns, since=since, limit=limit)
         ]
 
@@ -346,28 +336,11 @@ class Service:
         ns = self.allowed(grant, namespace, "read")
         bounded(v1, "from", low=1)
         bounded(v2, "to", low=1)
-        d = self.store.diff(normal_name(name, "playbook"), v1, v2, namespace=ns)
-        return {
-            "added": [b.to_dict() for b in d.added],
-            "removed": [b.to_dict() for b in d.removed],
-            "changed": [{"id": c.after.id, "fields": list(c.fields), "after": c.after.to_dict()} for c in d.changed],
-        }
+        return self.store.diff(normal_name(name, "playbook"), v1, v2, namespace=ns).to_dict()
 
     def blame(self, grant: Grant, namespace: str, name: str, bullet_id: str) -> list[dict[str, Any]]:
         ns = self.allowed(grant, namespace, "read")
-        return [
-            {
-                "version": e.version,
-                "op": e.op,
-                "author": e.author,
-                "message": e.message,
-                "created_at": e.created_at.isoformat(),
-                "source": {k: v for k, v in dataclasses.asdict(e.source).items() if v is not None}
-                if e.source
-                else None,
-            }
-            for e in self.store.blame(normal_name(name, "playbook"), bullet_id, namespace=ns)
-        ]
+        return [e.to_dict() for e in self.store.blame(normal_name(name, "playbook"), bullet_id, namespace=ns)]
 
     def check(self, grant: Grant, namespace: str, name: str, *, first: int | None = None) -> dict[str, Any]:
         """The collapse detectors over versions ``first`` .. head (default: as many of the last ones as the work
@@ -396,10 +369,7 @@ class Service:
         alerts = Detectors().scan([(h.version, self.store.load(name, h.version, namespace=ns)) for h in history])
         result = {
             "versions": [history[0].version, history[-1].version] if history else [],
-            "alerts": [
-                {"versions": list(a.versions), "detector": a.detector, "severity": a.severity, "message": a.message}
-                for a in alerts
-            ],
+            "alerts": [a.to_dict() for a in alerts],
         }
         with self._check_lock:
             if len(self._check_cache) >= 256:

@@ -112,9 +112,7 @@ def create_server(
         auth = {
             "token_verifier": _Verifier(tokens),
             # our tokens are opaque keys from a file, issued for no particular resource: no audience to check
-            "auth": AuthSettings(
-                issuer_url=base, resource_server_url=f"{base}/mcp", validate_token_resource=False
-            ),
+            "auth": AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp", validate_token_resource=False),
         }
     server = MCPServer("ace", instructions=INSTRUCTIONS, log_level="WARNING", **auth)
 

@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,19 @@ class VersionInfo:
     def source(self) -> Source | None:
         return self.delta.source if self.delta else None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as JSON-ready data (what ``GET .../history`` and ``ace playbook history --json`` print)."""
+        return {
+            "version": self.version,
+            "kind": self.kind,
+            "digest": self.digest,
+            "bullets": self.n_bullets,
+            "created_at": self.created_at.isoformat(),
+            "author": self.author,
+            "message": self.message,
+            "delta": json.loads(self.delta.to_json()) if self.delta else None,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class _NewVersion:
@@ -212,6 +225,14 @@ class PlaybookInfo:
     head: int
     created_at: datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "head": self.head,
+            "created_at": self.created_at.isoformat(),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class BlameEntry:
@@ -223,6 +244,17 @@ class BlameEntry:
     author: str | None
     message: str | None
     source: Source | None
+
+    def to_dict(self) -> dict[str, Any]:
+        source = None if self.source is None else {k: v for k, v in asdict(self.source).items() if v is not None}
+        return {
+            "version": self.version,
+            "op": self.op,
+            "author": self.author,
+            "message": self.message,
+            "created_at": self.created_at.isoformat(),
+            "source": source,
+        }
 
 
 class PlaybookStore:
