@@ -71,7 +71,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each store test runs on a real SQLite file and on a real PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ace.db'}"
-    return request.getfixturevalue("pg_url")
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 def free_port() -> int:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-def chat_body(text: str, prompt_tokens: int = 11, completion_tokens: int = 7, model: str = "fake-model") -> dict:
+def chat_body(
+    text: str, prompt_tokens: int = 11, completion_tokens: int = 7, model: str = "fake-model"
+) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -36,7 +39,7 @@ class FakeOpenAIServer:
         self.script: list[tuple[Any, ...]] = [("ok", "hello")]
         self.requests: list[dict[str, Any]] = []
         self.usage = (11, 7)
-        self.responder: Any = None
+        self.responder: Callable[[dict[str, Any]], str] | None = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,7 +79,7 @@ class FakeOpenAIServer:
                     return self._send(200, chat_body(step[2], *server.usage))
                 return self._send(200, chat_body(step[1], *server.usage))
 
-            def _send(self, code: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+            def _send(self, code: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(code)

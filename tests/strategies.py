@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import strategies as st
 
 from ace.playbook import Delta, Playbook
@@ -12,10 +14,10 @@ GHOST = "ghost-99999"
 # Mostly valid content (three to six words of letters from any script, so the quality gate lets it in); one draw
 # in ten is odd or invalid: any Unicode text, empty, oversize, markup-looking lines, control characters (invalid
 # content must be rejected without changing anything).
-_word = st.text(st.characters(whitelist_categories=("L",)), min_size=2, max_size=8)
+_word = st.text(st.characters(categories=["L"]), min_size=2, max_size=8)
 _valid = st.lists(_word, min_size=3, max_size=6).map(" ".join)
 _odd = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=30),
     st.sampled_from(
         [
             "",
@@ -39,7 +41,7 @@ def _id(ids: list[str]) -> st.SearchStrategy[str]:
     return st.integers(0, 9).flatmap(lambda k: st.sampled_from(ids) if ids and k < 9 else st.just(GHOST))
 
 
-def op_for(pb: Playbook) -> st.SearchStrategy[dict]:
+def op_for(pb: Playbook) -> st.SearchStrategy[dict[str, Any]]:
     ids = [b.id for b in pb]
     some_id = _id(ids)
     add = st.fixed_dictionaries(

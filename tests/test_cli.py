@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from ace.cli import app
 from ace.playbook.formats import parse_ace, parse_json, parse_markdown, parse_skillbook
@@ -21,7 +21,7 @@ def db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'cli.db'}"
 
 
-def ace(*args: str, db: str | None = None) -> object:
+def ace(*args: str, db: str | None = None) -> Result:
     extra = ["--db", db] if db else []
     return runner.invoke(app, [*args, *extra])
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -22,7 +24,7 @@ def agent_pb() -> Playbook:
     return parse_ace((ROOT / "playbooks" / "agent.txt").read_text())
 
 
-def _apply(pb: Playbook, ops: list[dict[str, object]]) -> Playbook:
+def _apply(pb: Playbook, ops: Sequence[Mapping[str, object]]) -> Playbook:
     # the quality gate is off: these tests build the junk a collapsing context produces, for the detectors to catch
     return apply(pb, Delta.parse({"operations": ops}), policy=ApplyPolicy(quality=None)).playbook
 
@@ -192,7 +194,8 @@ def test_the_collapse_benchmark_scores_the_detectors_and_ace_report_writes_it(tm
     assert "| ace | 100.0 % |" in md and (tmp_path / "rep" / "retention.png").stat().st_size > 1000
 
 
-def json_load(path: Path) -> dict:
+def json_load(path: Path) -> dict[str, Any]:
     import json
 
-    return json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

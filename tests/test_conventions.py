@@ -63,14 +63,16 @@ def test_an_impossible_stream_is_refused(bad: dict[str, int]) -> None:
 
 def test_the_evaluator_gives_the_rule_with_ground_truth_and_without_it() -> None:
     task = conventions_stream(0, facts=5, questions=10)[0]
-    right = conventions(task, f' "{task.target.lower()}". ')
+    target = task.target
+    assert target is not None
+    right = conventions(task, f' "{target.lower()}". ')
     assert right.correct and right.message == "correct"
     wrong = conventions(task, "LC-0000")
-    assert wrong.correct is False and wrong.target == task.target and task.metadata["rule"] in wrong.message
+    assert wrong.correct is False and wrong.target == target and task.metadata["rule"] in wrong.message
     hidden = task.model_copy(update={"target": None})
-    exec_right, exec_wrong = conventions(hidden, task.target), conventions(hidden, "LC-0000")
+    exec_right, exec_wrong = conventions(hidden, target), conventions(hidden, "LC-0000")
     assert exec_right.correct and exec_wrong.correct is False
-    assert exec_wrong.target is None and task.target in exec_wrong.message  # the fact is in the message only
+    assert exec_wrong.target is None and target in exec_wrong.message  # the fact is in the message only
     assert conventions(Task(id="x", input="q"), "a").correct is None
 
 
@@ -144,6 +146,7 @@ def _setup(tmp: Path, server: FakeOpenAIServer) -> tuple[PlaybookStore, RunSetup
 def test_a_fact_learned_from_feedback_answers_the_same_question_in_other_words(tmp_path: Path) -> None:
     first, again = _two_askings()
     rule = first.metadata["rule"]
+    assert first.target is not None
     with FakeOpenAIServer() as server:
         server.script = [
             # task 1: nothing to copy from, so no generator call; the reflector copies the rule and the value
@@ -193,7 +196,8 @@ def test_the_curator_may_only_choose_among_its_actions(tmp_path: Path) -> None:
         ]
         store, setup = _setup(tmp_path, server)
         result = start(setup, [first], run_id="conv-3", workdir=tmp_path / "run")
-    assert result.results[0].error.startswith("curator: FactCuration: no valid reply")
+    (record,) = result.results
+    assert record.error and record.error.startswith("curator: FactCuration: no valid reply")
     assert len(store.load("conv")) == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def pb() -> Playbook:
 RULE = "A rule worth keeping."
 
 
-def ops(*operations: dict, **extra: object) -> Delta:
+def ops(*operations: dict[str, Any], **extra: object) -> Delta:
     return Delta.parse({"operations": list(operations), **extra})
 
 
@@ -161,7 +162,7 @@ def test_lowercase_types_and_extra_fields_are_accepted(pb: Playbook) -> None:
         ),
     ],
 )
-def test_invalid_operations_are_rejected_whole(pb: Playbook, delta: dict, message: str) -> None:
+def test_invalid_operations_are_rejected_whole(pb: Playbook, delta: dict[str, Any], message: str) -> None:
     before = render(pb)
     with pytest.raises(DeltaError) as exc:
         apply(pb, Delta.parse(delta))

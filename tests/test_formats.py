@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,7 +102,7 @@ def test_markdown_and_json_formats(tmp_path: Path) -> None:
         parse_json('{"format": "ace.playbook/v1", "sections": 3}')
 
 
-KAYBA = {
+KAYBA: dict[str, Any] = {
     "schema_version": "2",
     "skills": {
         "context-00001": {

@@ -76,7 +76,8 @@ def _op(rng: random.Random, ids: list[str]) -> Any:
     if rng.random() < 0.1:
         op["reason"] = _text(rng)
     if rng.random() < 0.05:
-        op = rng.choice([[op], "ADD", 7, None, {"type": {"nested": op}}])
+        malformed: list[Any] = [[op], "ADD", 7, None, {"type": {"nested": op}}]
+        return rng.choice(malformed)
     return op
 
 

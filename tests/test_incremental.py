@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,7 +27,7 @@ def _fresh(pb: Playbook) -> Playbook:
     return Playbook.from_dict(pb.to_dict())
 
 
-def _ops(*ops: dict) -> Delta:
+def _ops(*ops: dict[str, Any]) -> Delta:
     return Delta.parse({"operations": list(ops)})
 
 
@@ -65,8 +66,8 @@ def test_apply_leaves_a_parent_link_that_names_what_it_touched() -> None:
         p1,
         _ops({"type": "REMOVE", "id": "rule-00002"}, {"type": "ADD", "section": "Rules", "content": "one more rule"}),
     ).playbook
-    assert p1.touched_since(p0) == {"rule-00001"}
-    assert p2.touched_since(p0) == {"rule-00001", "rule-00002", "rule-00005"}
+    assert p1.touched_since(p0) == frozenset({"rule-00001"})
+    assert p2.touched_since(p0) == frozenset({"rule-00001", "rule-00002", "rule-00005"})
     assert p2.touched_since(p2) == frozenset()
     assert p0.touched_since(p2) is None and _fresh(p2).touched_since(p0) is None  # no link: a full comparison
     # the input is never touched and the new one is a complete, valid playbook
@@ -256,7 +257,9 @@ _fact = st.tuples(st.sampled_from(["Pay", "Check", "Round"]), st.integers(1, 4),
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_fact, min_size=3, max_size=12), st.data())
-def test_retention_through_the_indexes_is_retention_by_brute_force(facts: list, data: st.DataObject) -> None:
+def test_retention_through_the_indexes_is_retention_by_brute_force(
+    facts: list[tuple[str, int, str]], data: st.DataObject
+) -> None:
     """The indexes only narrow where retention looks (numbers and codes, else the rarest words): the lost bullets are
     exactly those a comparison with every bullet finds, for rewordings that keep, change or drop a number."""
     det = Detectors()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import operator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -122,7 +122,7 @@ def test_the_hook_and_the_node_put_the_playbook_first(store: PlaybookStore) -> N
 
 class AgentState(MessagesState):
     target: str
-    outcome: dict[str, Any]
+    outcome: NotRequired[dict[str, Any]]  # set by the judge node
     steps: Annotated[list[str], operator.add]
 
 
@@ -147,7 +147,8 @@ def test_a_langgraph_agent_on_the_local_model_learns_through_the_store(store: Pl
         return {"steps": ["report"]}
 
     graph = StateGraph(AgentState)
-    graph.add_node("playbook", playbook_node(store, "agent", namespace="team-a"))
+    # playbook_node is typed for any Mapping state; langgraph's stubs want the graph's own state type
+    graph.add_node("playbook", playbook_node(store, "agent", namespace="team-a"))  # type: ignore[call-overload]
     graph.add_node("agent", agent)
     graph.add_node("judge", judge)
     graph.add_node("report", report)
@@ -159,7 +160,8 @@ def test_a_langgraph_agent_on_the_local_model_learns_through_the_store(store: Pl
     lg = AceStore(store)
     app = graph.compile(store=lg)
     question = "Which day are invoices sent at the co-op? Answer with one word."
-    final = app.invoke({"messages": [HumanMessage(question)], "target": "Thursday", "steps": []})
+    start: AgentState = {"messages": [HumanMessage(question)], "target": "Thursday", "steps": []}
+    final = app.invoke(start)
     assert final["steps"] == ["agent", "judge", "report"]
     assert final["messages"][0].id == PLAYBOOK_MESSAGE_ID and "[shr-00001]" in final["messages"][0].content
     sent = lg.get(("team-a", "episodes"), "lg-run-1")

@@ -7,12 +7,13 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx  # the HTTP client the anthropic SDK (2.x) is built on
 import pytest
 from pydantic import BaseModel
 
-from ace.llm import LLM, Message, ProviderError, Sampling
+from ace.llm import LLM, LLMResult, Message, ProviderError, Sampling
 from ace.llm.anthropic import AnthropicProvider
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
@@ -24,9 +25,11 @@ class Cited(BaseModel):
     final_answer: str
 
 
-def replies(*script: tuple[int, str, dict[str, str]]) -> tuple[Callable[[httpx.Request], httpx.Response], list[dict]]:
+def replies(
+    *script: tuple[int, str, dict[str, str]],
+) -> tuple[Callable[[httpx.Request], httpx.Response], list[dict[str, Any]]]:
     """A handler answering each request with the next (status, fixture, headers); and the requests it saw."""
-    seen: list[dict] = []
+    seen: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append({"url": str(request.url), "headers": dict(request.headers), "body": json.loads(request.content)})
@@ -90,7 +93,7 @@ def test_prompt_mode_puts_the_schema_in_the_system_prompt() -> None:
 
 def test_text_blocks_are_joined_and_cache_writes_count_as_input() -> None:
     handler, _ = replies((200, "message_text.json", {}))
-    result = LLM(provider(handler)).call("Say hello")
+    result: LLMResult[BaseModel] = LLM(provider(handler)).call("Say hello")
     assert result.text == "Hello, world."
     assert (result.usage.input_tokens, result.usage.cached_tokens) == (1210, 0)
 
@@ -102,7 +105,8 @@ def test_overloaded_and_rate_limited_are_retried_with_retry_after() -> None:
         (200, "message_text.json", {}),
     )
     sleeps: list[float] = []
-    result = LLM(provider(handler), sleep=sleeps.append, backoff_initial_s=0.01, backoff_max_s=0.05).call("hi")
+    llm = LLM(provider(handler), sleep=sleeps.append, backoff_initial_s=0.01, backoff_max_s=0.05)
+    result: LLMResult[BaseModel] = llm.call("hi")
     assert result.text == "Hello, world." and len(seen) == 3
     assert sleeps[0] <= 0.05 and sleeps[1] >= 3.0
 

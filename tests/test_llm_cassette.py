@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from ace.llm import LLM, CassetteMiss, LLMError, Message, Sampling
+from ace.llm import LLM, CassetteMiss, LLMError, LLMResult, Message, Sampling
 from ace.llm.cassette import Cassette, request_hash
 from ace.llm.local import LocalProvider
-from ace.llm.types import Request
+from ace.llm.types import Request, Usage
 
 pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
 
@@ -30,8 +30,8 @@ CALLS: list[tuple[list[Message], type[BaseModel] | None]] = [
 ]
 
 
-def run(llm: LLM) -> list[tuple[str, object, object]]:
-    out = []
+def run(llm: LLM) -> list[tuple[str, str | None, Usage]]:
+    out: list[tuple[str, str | None, Usage]] = []
     for messages, output in CALLS:
         r = llm.call(messages, output=output, sampling=Sampling(max_tokens=64))
         out.append((r.text, r.parsed.model_dump_json() if r.parsed else None, r.usage))
@@ -48,7 +48,7 @@ def test_record_then_replay_without_a_model(tmp_path: Path) -> None:
 
     replay_llm = LLM(Cassette(tape, mode="replay"))  # no provider at all
     assert run(replay_llm) == recorded
-    assert replay_llm.ledger.usage == sum((u for _, _, u in recorded), start=type(recorded[0][2])())
+    assert replay_llm.ledger.usage == sum((u for _, _, u in recorded), start=Usage())
 
 
 def test_replay_miss_fails_loudly_naming_the_call(tmp_path: Path) -> None:
@@ -67,7 +67,9 @@ def test_replay_miss_fails_loudly_naming_the_call(tmp_path: Path) -> None:
 
 def test_auto_mode_records_only_what_is_missing(tmp_path: Path) -> None:
     tape = tmp_path / "run.jsonl"
-    first = LLM(Cassette(tape, LocalProvider(), mode="record")).call("Name a colour.", sampling=Sampling(max_tokens=8))
+    first: LLMResult[BaseModel] = LLM(Cassette(tape, LocalProvider(), mode="record")).call(
+        "Name a colour.", sampling=Sampling(max_tokens=8)
+    )
     auto = LLM(Cassette(tape, LocalProvider(), mode="auto"))
     assert auto.call("Name a colour.", sampling=Sampling(max_tokens=8)).text == first.text
     auto.call("Name a fruit.", sampling=Sampling(max_tokens=8))

@@ -4,6 +4,8 @@ remote OpenAI-compatible API). Nothing half-parsed escapes: every outcome is a v
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from typing import TypedDict, Unpack
 
 import pytest
 from pydantic import BaseModel
@@ -13,6 +15,7 @@ from ace.llm import (
     Budget,
     BudgetExceeded,
     Ledger,
+    LLMResult,
     Message,
     Price,
     ProviderError,
@@ -30,20 +33,27 @@ class Verdict(BaseModel):
 
 
 @pytest.fixture
-def server() -> FakeOpenAIServer:
+def server() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as s:
         yield s
 
 
-def make_llm(server: FakeOpenAIServer, sleeps: list[float], **kw: object) -> LLM:
-    provider = OpenAIProvider("fake-model", base_url=server.base_url, timeout_s=kw.pop("timeout_s", 5.0))
+class _Policies(TypedDict, total=False):
+    ledger: Ledger
+    retries: int
+    repair_attempts: int
+    prices: dict[str, Price]
+
+
+def make_llm(server: FakeOpenAIServer, sleeps: list[float], *, timeout_s: float = 5.0, **kw: Unpack[_Policies]) -> LLM:
+    provider = OpenAIProvider("fake-model", base_url=server.base_url, timeout_s=timeout_s)
     return LLM(provider, sleep=sleeps.append, backoff_initial_s=0.01, backoff_max_s=0.05, **kw)
 
 
 def test_429_and_500_are_retried_and_retry_after_is_honoured(server: FakeOpenAIServer) -> None:
     server.script = [("status", 429, 2), ("status", 500), ("status", 503), ("ok", "fine")]
     sleeps: list[float] = []
-    result = make_llm(server, sleeps, retries=4).call("hi")
+    result: LLMResult[BaseModel] = make_llm(server, sleeps, retries=4).call("hi")
     assert result.text == "fine"
     assert len(server.requests) == 4
     assert sleeps[0] >= 2.0  # the server's Retry-After wins over the short backoff
@@ -68,7 +78,7 @@ def test_client_errors_are_not_retried(server: FakeOpenAIServer) -> None:
 
 def test_a_slow_server_times_out_and_is_retried(server: FakeOpenAIServer) -> None:
     server.script = [("slow", 2.0, "late"), ("ok", "on time")]
-    result = make_llm(server, [], retries=2, timeout_s=0.5).call("hi")
+    result: LLMResult[BaseModel] = make_llm(server, [], retries=2, timeout_s=0.5).call("hi")
     assert result.text == "on time"
     assert len(server.requests) == 2
 
@@ -115,7 +125,7 @@ def test_cost_budget_and_accounting_per_role(server: FakeOpenAIServer) -> None:
     server.usage = (1_000_000, 0)
     ledger = Ledger(budget=Budget(max_cost_usd=1.5))
     llm = make_llm(server, [], ledger=ledger, prices={"fake-model": Price(1.0, 2.0)})
-    first = llm.call("a", role="generator")
+    first: LLMResult[BaseModel] = llm.call("a", role="generator")
     assert first.cost_usd == pytest.approx(1.0)
     llm.call("b", role="curator")
     assert ledger.cost_by_role == {"generator": pytest.approx(1.0), "curator": pytest.approx(1.0)}

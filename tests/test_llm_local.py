@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
 
-from ace.llm import LLM, LLMError, Message, ProviderError, Sampling, get_provider
+from ace.llm import LLM, LLMError, LLMResult, Message, ProviderError, Sampling, get_provider
 from ace.llm.local import LocalProvider, default_model_path
 from ace.llm.openai import OpenAIProvider
 from ace.llm.structured import bound_schema
@@ -66,12 +67,13 @@ def test_nested_schema_with_a_pattern_validates(llm: LLM) -> None:
         output=Tagging,
         role="reflector",
     )
+    assert result.parsed is not None
     assert all(t.tag in ("helpful", "harmful", "neutral") for t in result.parsed.bullet_tags)
 
 
 def test_greedy_decoding_is_deterministic_and_text_calls_work(llm: LLM) -> None:
-    a = llm.call("Name one prime number.", sampling=Sampling(max_tokens=12))
-    b = llm.call("Name one prime number.", sampling=Sampling(max_tokens=12))
+    a: LLMResult[BaseModel] = llm.call("Name one prime number.", sampling=Sampling(max_tokens=12))
+    b: LLMResult[BaseModel] = llm.call("Name one prime number.", sampling=Sampling(max_tokens=12))
     assert a.text == b.text and a.usage == b.usage
     assert a.parsed is None and 0 < a.usage.output_tokens <= 12
 
@@ -81,7 +83,7 @@ def test_async_call(llm: LLM) -> None:
     assert isinstance(result.parsed, Cited)
 
 
-def _largest(schema: dict, node: dict) -> object:
+def _largest(schema: dict[str, Any], node: dict[str, Any]) -> object:
     """The largest value a bounded schema allows: strings at maxLength, arrays at maxItems."""
     if "$ref" in node:
         node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
@@ -131,7 +133,7 @@ def test_openai_provider_against_a_real_llama_cpp_server(llama_server: str) -> N
     result = llm.call(PROMPT, output=Cited, role="generator")
     assert isinstance(result.parsed, Cited)
     assert result.provider == "openai" and result.usage.input_tokens > 20 and result.usage.output_tokens > 0
-    text = llm.call("Say hello.", sampling=Sampling(max_tokens=8))
+    text: LLMResult[BaseModel] = llm.call("Say hello.", sampling=Sampling(max_tokens=8))
     assert isinstance(text.text, str) and text.usage.input_tokens > 0
     assert asyncio.run(llm.acall(PROMPT, output=Cited)).parsed is not None
 
@@ -159,5 +161,5 @@ def test_smollm2_answers_under_its_chat_template_with_a_valid_structure() -> Non
     assert result.usage.input_tokens > 20 and result.usage.output_tokens > 0
     again = smol.call(messages, output=Cited, role="generator")
     assert again.parsed == result.parsed  # temperature 0, fixed seed: the same answer
-    plain = smol.call([*messages, Message("user", "Reply with the code only.")])
+    plain: LLMResult[BaseModel] = smol.call([*messages, Message("user", "Reply with the code only.")])
     assert "User:" not in plain.text and "<|im_end|>" not in plain.text  # the template's end of turn ends it

@@ -47,7 +47,14 @@ def _store(tmp: Path, name: str) -> PlaybookStore:
     return store
 
 
-def _ctx(store: PlaybookStore, llm: LLM, tasks: list[Task], run_id: str = "run-1", **config: object) -> LoopContext:
+def _head_ops(store: PlaybookStore) -> list[str]:
+    """The operation types of the delta that made the head of "fin"."""
+    delta = store.head("fin").delta
+    assert delta is not None
+    return [op.type for op in delta.operations]
+
+
+def _ctx(store: PlaybookStore, llm: LLM, tasks: list[Task], run_id: str = "run-1", max_rounds: int = 2) -> LoopContext:
     return LoopContext(
         tasks=tasks,
         llm=llm,
@@ -55,7 +62,7 @@ def _ctx(store: PlaybookStore, llm: LLM, tasks: list[Task], run_id: str = "run-1
         playbook="fin",
         evaluator=EVALUATORS["formula"],
         run_id=run_id,
-        config=LoopConfig(**{"max_rounds": 2, "playbook_budget": 300, **config}),
+        config=LoopConfig(max_rounds=max_rounds, playbook_budget=300),
     )
 
 
@@ -114,7 +121,7 @@ def test_invalid_role_output_fails_the_step_and_leaves_the_playbook_untouched(
         server.script = script
         result = run(_ctx(store, _fake_llm(server), ONE_TASK, max_rounds=1), tmp_path / "ck.db")
     (record,) = result.results
-    assert record.error.startswith(error) and not record.committed
+    assert record.error is not None and record.error.startswith(error) and not record.committed
     assert (store.head("fin").version, store.head("fin").digest) == (before.version, before.digest)
 
 
@@ -126,6 +133,7 @@ def test_a_scripted_step_commits_tags_and_the_curators_delta(tmp_path: Path) -> 
     (record,) = result.results
     assert (record.correct, record.rounds, record.committed, record.error) == (True, 1, True, None)
     head = store.head("fin")
+    assert head.delta is not None
     assert [op.type for op in head.delta.operations] == ["TAG", "ADD"]
     pb = store.load("fin")
     assert pb["calc-00002"].helpful == 1 and pb["calc-00009"].sources[0].task_id == "cr-1"
@@ -186,8 +194,7 @@ def test_the_refiner_merges_a_duplicate_the_curator_added(tmp_path: Path) -> Non
         ctx.refiner = Refiner(EmbeddingIndex(MiniLMEmbedder()), threshold=0.9)
         (record,) = run(ctx, tmp_path / "ck.db").results
     assert record.committed, record.error
-    ops = [op.type for op in store.head("fin").delta.operations]
-    assert ops == ["TAG", "ADD", "MERGE"]
+    assert _head_ops(store) == ["TAG", "ADD", "MERGE"]
     pb = store.load("fin")
     assert "calc-00009" not in pb and pb["calc-00002"].merged_from == ("calc-00009",)
     assert pb["calc-00002"].helpful == 1  # the tag on the survivor is kept through the merge
@@ -285,7 +292,7 @@ def test_one_step_with_refine_and_guard_applies_its_delta_twice_and_never_parses
         (record,) = run(ctx, tmp_path / "ck.db").results
     parsed = list(parses)  # before this test reads the stored delta back
     assert record.committed and record.error is None
-    assert [op.type for op in store.head("fin").delta.operations] == ["TAG", "ADD", "REMOVE"]
+    assert _head_ops(store) == ["TAG", "ADD", "REMOVE"]
     # the step's delta (tags + the curator's ADD) is applied by curate and by the store's commit, nowhere else;
     # the refiner's prune is applied once, to the candidate, not by re-applying what was already applied
     assert applies == [("loop", ["TAG", "ADD"]), ("loop", ["REMOVE"]), ("store", ["TAG", "ADD", "REMOVE"])]
@@ -317,7 +324,8 @@ def test_the_typed_state_goes_through_the_checkpointer_and_a_step_resumes_after_
         conn.close()
         candidate = values["candidate"]
         assert isinstance(candidate, Candidate) and not candidate.applied  # the applied result is not stored
-        assert isinstance(candidate.delta.operations[1], AddOp) and candidate.delta.source.task_id == "cr-1"
+        source = candidate.delta.source
+        assert isinstance(candidate.delta.operations[1], AddOp) and source is not None and source.task_id == "cr-1"
         assert isinstance(values["answer"], GeneratorOutput) and isinstance(values["reflection"], Reflection)
         assert isinstance(values["feedback"], Feedback) and store.head("fin").version == 1
 

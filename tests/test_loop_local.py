@@ -42,11 +42,13 @@ def test_loop_commits_with_provenance_and_replays_exactly_without_a_model(tmp_pa
     assert len(history) == 1 + len(committed)
     for record, version in zip(committed, history[1:], strict=True):
         delta = version.delta
+        assert delta is not None and delta.source is not None
         assert delta.source.task_id == record.task_id and delta.source.step == record.index + 1
         assert delta.source.run_id == "run-1" and version.author == "ace run run-1"
     # counters only ever change through TAG ops, and TAG ops only name bullets the generator cited
     for version in history[1:]:
         before, after = store.load("fin", version.version - 1), store.load("fin", version.version)
+        assert version.delta is not None
         tagged = {op.id for op in version.delta.operations if op.type == "TAG"}
         for b in after:
             old = before.get(b.id)

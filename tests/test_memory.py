@@ -292,5 +292,6 @@ def test_the_loop_uses_all_three_tiers_and_a_resumed_run_has_its_buffer_back(tmp
     assert "current ratio defined as assets / liabilities" in p  # graph: extracted from the reflection on task a
     assert "SIMILAR PAST EPISODES" in p and "Current assets 200" in p  # episodic: task a
     assert "RECENT STEPS" in p and "step 1 task" in p  # short-term: came back from the checkpoint
-    assert memory.episodic is not None and memory.episodic.get("m1:0") is not None
-    assert memory.episodic.get("m1:0").outcome == "success"  # "2.0" is right for task a (target 2)
+    assert memory.episodic is not None
+    episode = memory.episodic.get("m1:0")
+    assert episode is not None and episode.outcome == "success"  # "2.0" is right for task a (target 2)

@@ -18,7 +18,7 @@ from ace.loop.refine import (
     prune_delta,
     similar_pairs,
 )
-from ace.playbook import Bullet, Playbook, apply
+from ace.playbook import Bullet, MergeOp, Playbook, apply
 from ace.playbook.formats import parse_ace
 from ace.store import PlaybookStore
 
@@ -82,7 +82,7 @@ def test_refiner_prunes_then_merges_and_reuses_embeddings(index: EmbeddingIndex)
         Bullet("s-00003", "S", "Guess when the data is missing.", harmful=5),
     )
     delta = Refiner(index, threshold=0.9, prune_margin=3).refine(pb)
-    assert [(op.type, getattr(op, "id", None) or op.ids) for op in delta.operations] == [
+    assert [(op.type, op.ids if isinstance(op, MergeOp) else getattr(op, "id", None)) for op in delta.operations] == [
         ("REMOVE", "s-00003"),
         ("MERGE", ["s-00002", "s-00001"]),
     ]
@@ -118,5 +118,6 @@ def test_cli_dedup_dry_run_changes_nothing_and_the_real_run_commits(tmp_path: Pa
     store = PlaybookStore(db)
     head = store.head("aw")
     assert head.version == 2 and head.n_bullets < before.n_bullets
-    assert {op.type for op in head.delta.operations} == {"MERGE"} and head.author == "ace dedup"
+    assert head.delta is not None and head.author == "ace dedup"
+    assert {op.type for op in head.delta.operations} == {"MERGE"}
     assert store.verify("aw") == 2

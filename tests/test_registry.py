@@ -58,10 +58,11 @@ def test_an_unknown_name_says_what_is_registered_and_a_new_one_can_be_registered
 
     class Judge:
         def __init__(self, threshold: int) -> None:
+            self.threshold = threshold
             self.spec = {"name": "length-judge", "threshold": threshold}
 
         def __call__(self, task: Task, answer: str) -> Feedback:
-            return Feedback(correct=len(answer) >= self.spec["threshold"])
+            return Feedback(correct=len(answer) >= self.threshold)
 
     register_evaluator("length-judge", Judge)
     assert evaluator_from_spec({"name": "length-judge", "threshold": 3})(Task(id="t", input="q"), "abcd").correct
@@ -126,4 +127,4 @@ class _NoModel:
 
 
 def _no_model() -> LLM:
-    return LLM(_NoModel())  # type: ignore[arg-type]
+    return LLM(_NoModel())

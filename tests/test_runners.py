@@ -13,7 +13,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def knows_the_rule(question: str, playbook_text: str) -> dict[str, Any]:
     return {"final_answer": f"{assets + 100:g}", "reasoning": "added them"}
 
 
-def roles(curator_ops: Iterator[list[dict[str, Any]]]) -> Any:
+def roles(curator_ops: Iterator[list[dict[str, Any]]]) -> Callable[[dict[str, Any]], str]:
     """Replies by role: the reflector tags nothing; the curator proposes the next ops of ``curator_ops``."""
 
     def respond(body: dict[str, Any]) -> str:
@@ -224,7 +224,8 @@ def test_a_batch_of_deltas_is_merged_into_one_version_keeping_each_steps_provena
     pb = learner.setup.store.load("fin")
     by_content = {b.content: b for b in pb}
     assert [by_content[f"Learned rule number {i}."].sources[0].task_id for i in range(3)] == ["t0", "t1", "t2"]
-    assert learner.setup.store.blame("fin", by_content["Learned rule number 1."].id)[0].source.task_id == "t1"
+    source = learner.setup.store.blame("fin", by_content["Learned rule number 1."].id)[0].source
+    assert source is not None and source.task_id == "t1"
 
 
 def test_a_batch_delta_that_conflicts_is_dropped_whole_and_recorded(tmp_path: Path, server: FakeOpenAIServer) -> None:
@@ -237,6 +238,7 @@ def test_a_batch_delta_that_conflicts_is_dropped_whole_and_recorded(tmp_path: Pa
     server.responder = roles(ops)
     learner = _learner(tmp_path, server, batch_size=2)
     _, second = learner.loop(ratio_tasks(2), "b").results
+    assert second.error is not None
     assert second.error.startswith("batch: delta 2 of 2 dropped") and "calc-00002" in second.error
     pb = learner.setup.store.load("fin")
     assert "calc-00002" not in pb and learner.setup.store.head("fin").version == 2
@@ -275,12 +277,14 @@ def test_citations_are_the_playbook_ids_the_agent_mentions() -> None:
 def test_a_compiled_langgraph_agent_runs_as_the_generator_and_only_its_citations_are_tagged(
     tmp_path: Path, server: FakeOpenAIServer
 ) -> None:
-    def agent_node(state: dict[str, Any]) -> dict[str, Any]:
+    def agent_node(state: Any) -> dict[str, Any]:  # a plain dict (langgraph's stubs admit no dict[str, Any] input)
         system = state["messages"][0][1]
         assert "[calc-00002]" in system  # the playbook arrived as the system message
         return {"messages": [("assistant", "By [calc-00002]: (120 - 100) / 100 * 100"), ("assistant", "20")]}
 
-    g = StateGraph(dict)  # a graph over a plain dict state, as an agent written without ACE might be
+    # a graph over a plain dict state, as an agent written without ACE might be: langgraph runs it, but its stubs
+    # only admit a TypedDict, dataclass or pydantic state
+    g = StateGraph(dict)  # type: ignore[type-var]
     g.add_node("agent", agent_node)
     g.add_edge(START, "agent")
     g.add_edge("agent", END)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def tag(bullet_id: str, kind: str = "helpful", **source: object) -> Delta:
 
 
 @pytest.fixture
-def store(db_url: str) -> PlaybookStore:
+def store(db_url: str) -> Iterator[PlaybookStore]:
     s = PlaybookStore(db_url, snapshot_every=3)
     s.create("pb", parse_ace(START))
     yield s
@@ -107,7 +108,9 @@ def test_diff_history_blame_and_provenance(store: PlaybookStore) -> None:
 
     blame = store.blame("pb", "r-00001")
     assert [(e.version, e.op) for e in blame] == [(1, "IMPORT"), (2, "TAG"), (3, "REMOVE")]
-    assert blame[1].author == "ann" and blame[1].source.task_id == "task-7" and blame[1].source.role == "reflector"
+    source = blame[1].source
+    assert blame[1].author == "ann" and source is not None
+    assert source.task_id == "task-7" and source.role == "reflector"
     assert [(e.version, e.op, e.message) for e in store.blame("pb", "r-00003")] == [(3, "ADD", "lesson from task-8")]
     b = store.load("pb")["r-00003"]
     assert (b.created_step, b.sources[0].task_id) == (8, "task-8")
@@ -196,7 +199,8 @@ def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
     s = PlaybookStore(sqlite_url)
     with s.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        assert busy_timeout is not None and busy_timeout >= 1000
     s.close()
 
 

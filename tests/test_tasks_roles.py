@@ -21,7 +21,7 @@ from ace.loop.roles import (
     reflect,
     tag_delta,
 )
-from ace.playbook import DeltaError, Source, apply
+from ace.playbook import DeltaError, Source, TagOp, apply
 from ace.playbook.formats import parse_ace
 from ace.tasks import EVALUATORS, Feedback, Task, accuracy, exact, load_finance, numeric, parse_number, tags
 
@@ -64,9 +64,12 @@ def test_finance_loaders_read_the_papers_files(shared_data: Path) -> None:
     assert len(train) == 500 and train[0].target == "2.0" and train[0].metadata["kind"] == "formula"
     assert len(load_finance(finance / "formula_val_subset_300.jsonl")) == 300
     finer = load_finance(finance / "finer_val_batched_500_samples.jsonl", limit=30)
-    assert len(finer) == 30 and finer[0].metadata["kind"] == "finer" and len(finer[0].target.split(",")) == 4
-    assert EVALUATORS["finer"](finer[0], finer[0].target).correct
-    assert all(EVALUATORS["formula"](t, t.target).correct for t in train)  # every target scores as correct
+    target = finer[0].target
+    assert len(finer) == 30 and finer[0].metadata["kind"] == "finer" and target is not None
+    assert len(target.split(",")) == 4
+    assert EVALUATORS["finer"](finer[0], target).correct
+    # every target scores as correct
+    assert all(t.target is not None and EVALUATORS["formula"](t, t.target).correct for t in train)
 
 
 def test_a_malformed_task_file_names_the_line(tmp_path: Path) -> None:
@@ -96,7 +99,9 @@ def test_only_cited_bullets_get_tags() -> None:
         ],
     )
     delta = tag_delta(pb, out, refl, Source(task_id="t-1", step=4))
-    assert [(op.id, op.tag) for op in delta.operations] == [("calc-00002", "helpful"), ("mis-00005", "neutral")]
+    assert all(isinstance(op, TagOp) for op in delta.operations)
+    tag_ops = [op for op in delta.operations if isinstance(op, TagOp)]
+    assert [(op.id, op.tag) for op in tag_ops] == [("calc-00002", "helpful"), ("mis-00005", "neutral")]
     after = apply(pb, delta).playbook
     changed = {b.id for b in after if b != pb[b.id]}
     assert changed == {"calc-00002", "mis-00005"} and after["calc-00002"].helpful == 1

@@ -4,6 +4,7 @@ verified; tampering is reported, not accepted; stored histories export to the sa
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 START_PB = parse_ace((ROOT / "playbooks" / "finance.txt").read_text())
 
 
-def _ops() -> Any:
+def _ops() -> Iterator[list[dict[str, Any]]]:
     for i in range(10):
         yield [{"type": "ADD", "section": "FORMULAS AND CALCULATIONS", "content": f"Learned rule number {i}."}]
 
@@ -51,7 +52,7 @@ def recorded(tmp_path: Path) -> tuple[PlaybookStore, Path, int]:
     return store, path, calls
 
 
-def _gen_then_roles(rest: Any) -> Any:
+def _gen_then_roles(rest: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
     def respond(body: dict[str, Any]) -> str:
         system = "\n".join(m["content"] for m in body["messages"] if m["role"] == "system")
         if "You are an expert problem solver" in system:
@@ -73,6 +74,13 @@ def test_a_recorded_run_replays_with_every_version_verified(recorded: tuple[Play
     assert report.alerts == []  # three small ADDs: healthy
     result = CliRunner().invoke(app, ["replay", str(path)])
     assert result.exit_code == 0 and "every version hash matches" in result.output
+
+
+def _replay_problem(path: Path) -> str:
+    """What replay rejects ``path`` for (it must reject it)."""
+    problem = replay(path).problem
+    assert problem is not None, f"{path} replayed without a problem"
+    return problem
 
 
 def _tamper(path: Path, line: int, edit: Any, *, legacy: bool = False) -> Path:
@@ -115,7 +123,8 @@ def test_any_edited_field_is_rejected_with_its_line(
     _, path, _ = recorded
     bad = _tamper(path, line, edit)
     report = replay(bad)
-    assert not report.ok and f"line {line + 1}: its content was edited" in report.problem, what
+    assert not report.ok and report.problem is not None, what
+    assert f"line {line + 1}: its content was edited" in report.problem, what
     result = CliRunner().invoke(app, ["replay", str(bad)])
     assert result.exit_code == 1 and "rejected" in result.output and f"line {line + 1}" in result.output
 
@@ -138,7 +147,7 @@ def test_truncation_reordering_insertion_and_duplication_are_rejected(
 ) -> None:
     _, path, _ = recorded
     report = replay(_lines(path, transform))
-    assert not report.ok and problem in report.problem, (what, report.problem)
+    assert not report.ok and report.problem is not None and problem in report.problem, (what, report.problem)
 
 
 @pytest.mark.parametrize(
@@ -170,7 +179,7 @@ def test_a_legacy_file_still_checks_deltas_against_digests_and_says_what_it_cann
     _, path, _ = recorded
     assert replay(_tamper(path, 0, lambda o: None, legacy=True)).notes  # an untampered v1 file: ok, with a note
     report = replay(_tamper(path, line, edit, legacy=True))
-    assert not report.ok and problem in report.problem
+    assert not report.ok and report.problem is not None and problem in report.problem
 
 
 def test_a_run_resumed_after_a_crash_continues_the_chain_and_counts_a_repeated_step_once(
@@ -180,7 +189,7 @@ def test_a_run_resumed_after_a_crash_continues_the_chain_and_counts_a_repeated_s
     lines = path.read_text().splitlines()
     # the process died while writing: no end line, and the last line cut in the middle
     path.write_text("\n".join(lines[:-1]) + '\n{"type": "step", "ind')
-    assert "line 6: not valid JSON" in replay(path).problem
+    assert "line 6: not valid JSON" in _replay_problem(path)
     writer = TrajectoryWriter(path, store, "fin")  # the resumed run: the cut line is dropped, the chain goes on
     repeated = {k: v for k, v in json.loads(lines[4]).items() if k not in ("prev", "chain")}
     writer.line({**repeated, "calls": []})  # record_node ran again for the last step before its checkpoint
@@ -189,7 +198,7 @@ def test_a_run_resumed_after_a_crash_continues_the_chain_and_counts_a_repeated_s
     changed = {**repeated, "calls": [], "digest": "f" * 64}
     writer.line(changed)
     writer.finish()
-    assert "step 2 was recorded on line 5 with another outcome" in replay(path).problem
+    assert "step 2 was recorded on line 5 with another outcome" in _replay_problem(path)
 
 
 def test_a_key_signs_the_chain_so_a_rechained_edit_is_still_caught(
@@ -202,7 +211,7 @@ def test_a_key_signs_the_chain_so_a_rechained_edit_is_still_caught(
     export(store, "fin", path)
     assert replay(path).ok and json.loads(path.read_text().splitlines()[0])["keyed"]
     monkeypatch.delenv("ACE_TRAJECTORY_KEY")
-    assert "signed with a key; set ACE_TRAJECTORY_KEY" in replay(path).problem
+    assert "signed with a key; set ACE_TRAJECTORY_KEY" in _replay_problem(path)
     # an attacker without the key re-chains an edited file with plain hashes: rejected with the key
     objs = [json.loads(x) for x in path.read_text().splitlines()]
     objs[0]["state"]["sections"][0]["bullets"][0]["content"] = "An edited rule here."
@@ -212,7 +221,7 @@ def test_a_key_signs_the_chain_so_a_rechained_edit_is_still_caught(
         o["chain"] = prev = chain_of(o, None)
     path.write_text("\n".join(json.dumps(o) for o in objs) + "\n")
     monkeypatch.setenv("ACE_TRAJECTORY_KEY", "s3cret")
-    assert "line 1: its content was edited or signed with another key" in replay(path).problem
+    assert "line 1: its content was edited or signed with another key" in _replay_problem(path)
 
 
 def test_any_content_survives_the_line_format(tmp_path: Path) -> None:
@@ -279,7 +288,7 @@ def test_a_recorded_response_changed_is_caught_by_re_execution_even_in_a_legacy_
     assert replay(bad).ok
     report = rerun(bad, LLM(RecordedProvider(bad)), store, workdir=tmp_path / "again")
     assert [s.same_digest for s in report.steps] == [True, False, False]
-    assert "its content was edited" in replay(_tamper(path, 3, edit)).problem
+    assert "its content was edited" in _replay_problem(_tamper(path, 3, edit))
 
 
 def test_a_run_re_executed_live_is_compared_step_by_step(

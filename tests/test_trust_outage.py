@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def episode(n: int) -> dict[str, Any]:
     }
 
 
-def roles() -> Any:
+def roles() -> Callable[[dict[str, Any]], str]:
     """The remote model's answers: the reflector names the game's lesson, the curator adds it as a bullet."""
     game = {"n": -1}
 

@@ -31,7 +31,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from ace.playbook import parse_ace
+from ace.playbook import Playbook, parse_ace
 from ace.playbook.formats import dumps
 from ace.service.app import create_app
 from ace.service.auth import Tokens
@@ -51,7 +51,7 @@ TOKENS = {
 }
 START = parse_ace("## STRATEGIES AND HARD RULES\n[shr-00001] Always read the API doc before calling an API.\n")
 ADD = {"operations": [{"type": "ADD", "section": "STRATEGIES AND HARD RULES", "content": "Page through every result."}]}
-EPISODE = {
+EPISODE: dict[str, Any] = {
     "task": "What is 2+2?",
     "messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}],
     "outcome": False,
@@ -210,7 +210,7 @@ def test_too_many_headers_are_refused_with_431(store: PlaybookStore) -> None:
 def test_trickled_request_heads_are_dropped_after_the_head_timeout(store: PlaybookStore) -> None:
     from ace.service.server import GuardedHttpTools
 
-    class Quick(GuardedHttpTools):  # type: ignore[misc,valid-type]
+    class Quick(GuardedHttpTools):
         head_timeout_s = 1.0
 
     with serving(create_app(store, Tokens.parse(TOKENS, where="test")), http=Quick) as url:
@@ -256,7 +256,9 @@ def test_episode_quota_per_namespace_answers_429(store: PlaybookStore) -> None:
         assert r.status_code == 429 and "characters" in r.json()["error"]
 
 
-def test_check_bounds_its_work_by_playbook_size_and_caches_per_head(store: PlaybookStore) -> None:
+def test_check_bounds_its_work_by_playbook_size_and_caches_per_head(
+    store: PlaybookStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ace.playbook import Delta
 
     for i in range(6):
@@ -276,13 +278,16 @@ def test_check_bounds_its_work_by_playbook_size_and_caches_per_head(store: Playb
         assert wide.status_code == 422 and "from=6" in wide.json()["error"]
         past = c.get("/v1/playbooks/team-a/agent/check?from=99", headers=_auth(READER))
         assert past.status_code == 422 and "past the head" in past.json()["error"]
-        loads = []
+        loads: list[tuple[Any, ...]] = []
         original = store.load
-        store.load = lambda *a, **k: loads.append(a) or original(*a, **k)  # type: ignore[method-assign]
-        try:
+
+        def counted_load(*a: Any, **k: Any) -> Playbook:
+            loads.append(a)
+            return original(*a, **k)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(store, "load", counted_load)
             assert c.get("/v1/playbooks/team-a/agent/check", headers=_auth(READER)).json() == first.json()
-        finally:
-            store.load = original  # type: ignore[method-assign]
         assert loads == []  # answered from the cache: no version rebuilt
 
 
@@ -307,7 +312,7 @@ def test_hostile_if_match_and_episodes_are_4xx(client: TestClient) -> None:
     for tag in ("\u00b2", "\u0661", "99999999999999999999", "-1", "1.5", '"W/1"'):
         r = client.post(
             "/v1/playbooks/team-a/agent/deltas",
-            headers={"Authorization": f"Bearer {WRITER}".encode(), "If-Match": tag.encode("utf-8")},
+            headers={b"Authorization": f"Bearer {WRITER}".encode(), b"If-Match": tag.encode("utf-8")},
             json=ADD,
         )
         assert r.status_code == 422 and "If-Match" in r.json()["error"], (tag, r.text)
@@ -423,7 +428,8 @@ def _open_session(url: str, token: str) -> int:
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             r.read(1)
-            return r.status
+            status: int = r.status
+            return status
     except urllib.error.HTTPError as e:
         return e.code
 
@@ -536,7 +542,8 @@ def test_the_quota_holds_against_concurrent_senders(store: PlaybookStore) -> Non
             )
             try:
                 with urllib.request.urlopen(req, timeout=30) as r:
-                    return r.status
+                    status: int = r.status
+                    return status
             except urllib.error.HTTPError as e:
                 return e.code
 
@@ -590,7 +597,7 @@ def test_silent_connections_cannot_lock_every_client_out(store: PlaybookStore) -
     closes the ones that have waited longest for a request head. Scaled down: a bound of 40, shedding from 30."""
     from ace.service.server import GuardedHttpTools
 
-    class Small(GuardedHttpTools):  # type: ignore[misc,valid-type]
+    class Small(GuardedHttpTools):
         shed_at, shed_after_s = 30, 0.2
 
     with serving(create_app(store, Tokens.parse(TOKENS, where="test")), http=Small, limit_concurrency=40) as url:
