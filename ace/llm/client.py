@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic
+from typing import Any, Generic, overload
 
 from pydantic import BaseModel, ValidationError
 from tenacity import (
@@ -113,6 +113,26 @@ class LLM:
         self.observers: list[Callable[[str, Request, Completion], None]] = []
 
     # -- public -------------------------------------------------------------------------------------------
+    @overload
+    def call(
+        self,
+        messages: Sequence[Message] | str,
+        output: None = None,
+        *,
+        role: str = "default",
+        sampling: Sampling | None = None,
+    ) -> LLMResult[Any]: ...
+
+    @overload
+    def call(
+        self,
+        messages: Sequence[Message] | str,
+        output: type[T],
+        *,
+        role: str = "default",
+        sampling: Sampling | None = None,
+    ) -> LLMResult[T]: ...
+
     def call(
         self,
         messages: Sequence[Message] | str,
@@ -131,6 +151,26 @@ class LLM:
             done, parsed = attempts.take(completion)
             if done:
                 return self._result(attempts, completion, parsed, started)
+
+    @overload
+    async def acall(
+        self,
+        messages: Sequence[Message] | str,
+        output: None = None,
+        *,
+        role: str = "default",
+        sampling: Sampling | None = None,
+    ) -> LLMResult[Any]: ...
+
+    @overload
+    async def acall(
+        self,
+        messages: Sequence[Message] | str,
+        output: type[T],
+        *,
+        role: str = "default",
+        sampling: Sampling | None = None,
+    ) -> LLMResult[T]: ...
 
     async def acall(
         self,
