@@ -101,7 +101,11 @@ def read_input(path: Path, *, what: str = "file", limit: int = MAX_INPUT_BYTES) 
 
 
 def open_store(db: str | None, *, policy: ApplyPolicy | None = None) -> PlaybookStore:
-    return PlaybookStore(db, policy=policy)
+    """The store a command works on; what it commits is judged by the injection probe too when the local model is
+    installed (:func:`ace.llm.injection_probe.with_probe`; ``ACE_INJECTION_PROBE=off`` switches it off)."""
+    from ace.llm.injection_probe import with_probe
+
+    return PlaybookStore(db, policy=with_probe(policy))
 
 
 def print_step(r: StepRecord, *, rounds: bool = False, feedback: bool = False) -> None:

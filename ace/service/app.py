@@ -454,8 +454,10 @@ def from_environment() -> Any:
 
     settings = json.loads(os.environ[SERVE_ENV])
     tokens = settings.get("tokens")
+    from ace.llm.injection_probe import with_probe
+
     return create_app(
-        PlaybookStore(settings.get("db")),
+        PlaybookStore(settings.get("db"), policy=with_probe()),
         Tokens.load(None if tokens is None else Path(tokens)),
         max_body_bytes=int(settings.get("max_body") or MAX_BODY_BYTES),
         episodes=episodic_tiers(settings.get("memory")),

@@ -464,6 +464,18 @@ class PlaybookStore:
             except PlaybookNotFound:
                 raise refused from None
 
+    def _ask_second_opinion(self, delta: Delta) -> None:
+        """Ask the quality rules' second opinion (a model: tens of milliseconds a text) about the delta's texts
+        *before* the write lock is taken: ``apply`` asks again under the lock and finds the verdicts in the judge's
+        cache, so a slow judge never holds the database's write lock. Verdicts are not acted on here."""
+        rules = self.policy.quality
+        if rules is None or not rules.reject_injection or rules.second_opinion is None:
+            return
+        for op in delta.operations:
+            for text in (getattr(op, "content", None), getattr(op, "section", None)):
+                if isinstance(text, str) and text.strip() and injection(text) is None:
+                    rules.second_opinion(text)
+
     def commit(
         self,
         name: str,
@@ -485,6 +497,7 @@ class PlaybookStore:
 
         if not delta.operations:
             raise DeltaError("it has no operations: there is nothing to commit")
+        self._ask_second_opinion(delta)
 
         def make(conn: Connection, row: Any) -> _NewVersion:
             head = None if row.id in self._damaged else self._head(conn, row)

@@ -17,6 +17,12 @@ is filled with a token, as its probe runner does.
     python benchmarks/injection/bench_injection.py --external
     python benchmarks/injection/bench_injection.py --misses test   # print what the gate lets through / flags
     python benchmarks/injection/bench_injection.py --misses external
+    python benchmarks/injection/bench_injection.py --external --probe   # with the embedded model's probe
+
+With ``--probe``, a third column: the gate and the injection probe (:mod:`ace.llm.injection_probe`, the local
+model's embeddings of each unit scored by a linear probe) together, as a commit checks a lesson, and the probe's cost
+per lesson. Embeddings are cached by unit in ``results/probe_cache.db`` (shared with ``train_probe.py``); the cost
+is measured on texts the cache does not hold.
 """
 
 from __future__ import annotations
@@ -94,14 +100,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--misses", choices=(*SPLITS, "external"), help="print the misses and false positives of a split")
     ap.add_argument("--external", action="store_true", help="also measure on bastioncorpus (never trained on)")
+    ap.add_argument("--probe", action="store_true", help="also the gate with the local model's probe (slower)")
     args = ap.parse_args()
+    probe = None
+    if args.probe:
+        from train_probe import CachedModel
+
+        from ace.llm.injection_probe import InjectionProbe
+
+        probe = InjectionProbe(model=CachedModel())
+
+    def both(text: str) -> bool:
+        return injection(text) is not None or (probe is not None and probe(text) is not None)
+
     corpus = build()
     splits: tuple[str, ...] = SPLITS
     if args.external or args.misses == "external":
         corpus += external()
         splits = (*SPLITS, "external")
-    print(f"{'split':6} {'injections':>10} {'benign':>7} | {'lexicon recall':>14} {'FP':>6} | {'gate recall':>11} "
-          f"{'FP':>6}")  # fmt: skip
+    print(f"{'split':8} {'injections':>10} {'benign':>7} | {'lexicon recall':>14} {'FP':>6} | {'gate recall':>11} "
+          f"{'FP':>6}" + (f" | {'gate+probe recall':>17} {'FP':>6}" if probe else ""))  # fmt: skip
     per_cat: dict[str, dict[str, list[bool]]] = {}
     for s in splits:
         ex = split(corpus, s)
@@ -109,7 +127,12 @@ def main() -> None:
         gate = [injection(e.text) is not None for e in ex]
         lr, lf, ni, nb = rates(ex, lex)
         gr, gf, _, _ = rates(ex, gate)
-        print(f"{s:6} {ni:>10} {nb:>7} | {lr:>14.1%} {lf:>6.1%} | {gr:>11.1%} {gf:>6.1%}")
+        row = f"{s:8} {ni:>10} {nb:>7} | {lr:>14.1%} {lf:>6.1%} | {gr:>11.1%} {gf:>6.1%}"
+        if probe is not None:
+            gate = [g or probe(e.text) is not None for g, e in zip(gate, ex, strict=True)]
+            pr, pf, _, _ = rates(ex, gate)
+            row += f" | {pr:>17.1%} {pf:>6.1%}"
+        print(row)
         cats: dict[str, list[bool]] = defaultdict(list)
         for e, f in zip(ex, gate, strict=True):
             cats[("injection: " if e.injection else "benign: ") + e.category].append(f)
@@ -119,7 +142,7 @@ def main() -> None:
                 if f != e.injection:
                     print(f"   {'MISS' if e.injection else 'FP  '} {e.category:20} {e.text[:110]!r}")
                     if not e.injection:
-                        print("        ", injection(e.text))
+                        print("        ", injection(e.text) or (probe(e.text) if probe else None))
     print("\nper category (flagged: recall for injections, false-positive rate for benign lessons)")
     names = sorted({c for cats in per_cat.values() for c in cats})
     print(f"  {'category':34}" + "".join(f"{s:>16}" for s in splits))
@@ -130,9 +153,13 @@ def main() -> None:
             cells.append(f"{sum(v) / len(v):>9.1%} of {len(v):<4}" if v else f"{'-':>16}")
         print(f"  {c:34}" + "".join(f"{x:>16}" for x in cells))
     texts = released()
-    fired = [(w, t, injection(t)) for w, t in texts if not w.endswith("section")]
+    fired = [(w, t, injection(t) or (probe(t) if probe else None)) for w, t in texts if not w.endswith("section")]
     fired = [(w, t, r) for w, t, r in fired if r]
-    sections = [(w, t, section_problem(t, QualityRules())) for w, t in texts if w.endswith("section")]
+    sections = [
+        (w, t, section_problem(t, QualityRules()) or (probe(t) if probe else None))
+        for w, t in texts
+        if w.endswith("section")
+    ]
     sections = [(w, t, r) for w, t, r in sections if r]
     flagged = len(fired) + len(sections)
     print(f"\nreleased and repo playbooks: {len(texts)} bullets and section names, {flagged} flagged")
@@ -147,6 +174,20 @@ def main() -> None:
     print("  " + cost("released and repo playbook bullets", real))
     print("  " + cost("generated benign lessons", benign))
     print("  " + cost("generated injections", bad))
+    if probe is not None:
+        from ace.llm.injection_probe import InjectionProbe, units
+
+        live = InjectionProbe()  # no cache: the model embeds every unit
+        sample = benign[::20][:40]
+        live("warm up the model")
+        t0 = time.perf_counter()
+        n_units = 0
+        for t in sample:
+            live(t)
+            n_units += len(units(t))
+        spent = time.perf_counter() - t0
+        print(f"  the probe on {len(sample)} generated benign lessons ({n_units} units, not cached): "
+              f"{spent / len(sample) * 1000:.0f} ms per lesson, {spent / n_units * 1000:.0f} ms per unit")  # fmt: skip
 
 
 if __name__ == "__main__":

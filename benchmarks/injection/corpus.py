@@ -1221,3 +1221,56 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+_DOC_MODULES = (
+    "os", "pathlib", "json", "re", "collections", "itertools", "functools", "subprocess", "threading", "asyncio",
+    "logging", "argparse", "unittest", "sqlite3", "http.client", "urllib.request", "email.message", "csv",
+    "datetime", "decimal", "shutil", "tempfile", "typing", "dataclasses", "enum", "socket", "ssl", "hashlib",
+    "zipfile", "tarfile", "concurrent.futures", "io", "pickle", "random", "statistics", "string", "textwrap",
+    "sqlalchemy", "pydantic", "httpx", "typer", "click", "rich.console", "tenacity", "networkx", "alembic",
+)  # fmt: skip
+
+
+def benign_docs(limit: int = 2400) -> list[Example]:
+    """Benign texts from installed software's own documentation (train and dev only, split by a hash): sentences of
+    the docstrings of standard-library and installed modules (technical instructions that say "ignore", "override",
+    "token", "secret", "system" in ordinary senses) and the headings of installed packages' descriptions (short
+    labels, like a playbook's section names, upper-cased half the time). Read from this machine, never copied into
+    the repository; deterministic for a given set of installed packages."""
+    import hashlib
+    import importlib
+    import importlib.metadata
+    import inspect
+
+    sentences: set[str] = set()
+    for name in _DOC_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except Exception:  # a module that does not import here gives nothing
+            continue
+        for _, obj in inspect.getmembers(mod):
+            doc = inspect.getdoc(obj) if (inspect.isfunction(obj) or inspect.isclass(obj)) else None
+            if not doc:
+                continue
+            for para in doc.split("\n\n")[:3]:
+                flat = " ".join(para.split())
+                for s in re.split(r"(?<=[.!?])\s+", flat):
+                    if 5 <= len(s.split()) <= 40 and s[:1].isupper() and not re.search(r"[>]{3}|::|\{|\}|`", s):
+                        sentences.add(s)
+    headings: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        desc = dist.metadata.get_payload() if hasattr(dist.metadata, "get_payload") else ""  # type: ignore[union-attr]
+        for line in str(desc or "").splitlines():
+            m = re.match(r"#{1,4}\s+(.{3,60})$", line.strip())
+            if m and not re.search(r"[\[\]()<>`|*]", m.group(1)):
+                headings.add(m.group(1).strip())
+    out = []
+    for text, cat in [(s, "docs") for s in sorted(sentences)] + [(h, "heading") for h in sorted(headings)]:
+        h = int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
+        if cat == "heading" and h % 2:
+            text = text.upper()
+        out.append(Example(text, False, cat, f"docs/{cat}", "dev" if h % 5 == 0 else "train"))
+    rng = random.Random(0)
+    rng.shuffle(out)
+    return out[:limit]
