@@ -20,6 +20,32 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("ACE_SHARED_DIR", ROOT.parent / "shared"))
 
+# The injection probe (the embedded model judging what a commit adds) is off for tests of logic it has nothing to do
+# with, here and in the processes they start; tests/test_injection_probe.py switches it on where it is the point.
+os.environ["ACE_INJECTION_PROBE"] = "off"
+# pytest-xdist's workers run with COLUMNS=80, which Rich reads once when the CLI's consoles are made (at import):
+# the CLI's tables would then be 80 wide in every test, whatever COLUMNS a test gives the command it runs
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+
+
+@pytest.fixture(autouse=True)
+def _model_tier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test that loads the local model in this process must be marked ``model`` (so ``scripts/test --fast``, which
+    skips that tier, never loads it): loading it unmarked fails the test."""
+    if request.node.get_closest_marker("model") is not None:
+        yield
+        return
+    import ace.llm.injection_probe as probe
+    import ace.llm.local as local
+
+    def refuse(*_a: object, **_k: object) -> object:
+        pytest.fail("this test loads the local model: mark it @pytest.mark.model (or script the LLM: ace.llm.testing)")
+
+    monkeypatch.setattr(local.LocalProvider, "llama", refuse)
+    monkeypatch.setattr(probe.ProbeModel, "_model", refuse)
+    yield
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

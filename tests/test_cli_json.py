@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -34,7 +35,7 @@ def db(tmp_path: Path) -> str:
     return url
 
 
-def run_json(*args: str, db: str) -> object:
+def run_json(*args: str, db: str) -> Any:
     r = runner.invoke(app, [*args, "--json", "--db", db])
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout)

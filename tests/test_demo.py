@@ -11,6 +11,8 @@ import pytest
 
 from ace.store import PlaybookStore
 
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
 pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
 
 

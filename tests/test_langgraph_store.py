@@ -127,6 +127,7 @@ class AgentState(MessagesState):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_a_langgraph_agent_on_the_local_model_learns_through_the_store(store: PlaybookStore, tmp_path: Path) -> None:
     llm = LLM("local", sampling=Sampling(max_tokens=64))
 

@@ -38,6 +38,7 @@ def run(llm: LLM) -> list[tuple[str, str | None, Usage]]:
     return out
 
 
+@pytest.mark.model
 def test_record_then_replay_without_a_model(tmp_path: Path) -> None:
     tape = tmp_path / "run.jsonl"
     recorded = run(LLM(Cassette(tape, LocalProvider(), mode="record")))
@@ -51,6 +52,7 @@ def test_record_then_replay_without_a_model(tmp_path: Path) -> None:
     assert replay_llm.ledger.usage == sum((u for _, _, u in recorded), start=Usage())
 
 
+@pytest.mark.model
 def test_replay_miss_fails_loudly_naming_the_call(tmp_path: Path) -> None:
     tape = tmp_path / "run.jsonl"
     run(LLM(Cassette(tape, LocalProvider(), mode="record")))
@@ -65,6 +67,7 @@ def test_replay_miss_fails_loudly_naming_the_call(tmp_path: Path) -> None:
         replay.call([Message("user", "Name a colour.")], sampling=Sampling(max_tokens=64))
 
 
+@pytest.mark.model
 def test_auto_mode_records_only_what_is_missing(tmp_path: Path) -> None:
     tape = tmp_path / "run.jsonl"
     first: LLMResult[BaseModel] = LLM(Cassette(tape, LocalProvider(), mode="record")).call(

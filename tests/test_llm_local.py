@@ -19,6 +19,8 @@ from ace.llm.openai import OpenAIProvider
 from ace.llm.structured import bound_schema
 from tests.conftest import llama_server as start_llama_server
 
+pytestmark = pytest.mark.model
+
 pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
 
 

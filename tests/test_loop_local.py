@@ -19,6 +19,8 @@ from ace.store import PlaybookStore
 from ace.tasks import Task, load_finance
 from tests.test_loop import START, _ctx, _store
 
+pytestmark = pytest.mark.model
+
 pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
 
 ROOT = Path(__file__).resolve().parent.parent

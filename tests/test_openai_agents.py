@@ -56,6 +56,7 @@ def test_responses_items_become_an_ace_learn_episode() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_an_agents_sdk_run_carries_the_playbook_and_leaves_a_new_version(server: str, tmp_path: Path) -> None:
     store = PlaybookStore(f"sqlite:///{tmp_path / 'agents.db'}")
     store.create("support", START, namespace="team-a")

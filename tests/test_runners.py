@@ -396,6 +396,7 @@ def test_ace_run_rejects_a_bad_config_with_one_line(tmp_path: Path) -> None:
 
 # -- the example agents on the real local model -----------------------------------------------------------------------
 @pytest.mark.parametrize("example", ["tool_agent", "langgraph_agent"])
+@pytest.mark.model
 def test_example_agents_run_under_ace_run_with_the_local_model(
     tmp_path: Path, example: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -135,6 +135,7 @@ def test_curator_output_becomes_a_delta_and_bad_ids_are_rejected_whole() -> None
 
 
 # -- roles with the real local model --------------------------------------------------------------------------
+@pytest.mark.model
 def test_one_step_through_the_three_roles_with_the_real_model(tmp_path: Path, shared_data: Path) -> None:
     pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
     tape = tmp_path / "step.jsonl"

@@ -114,6 +114,7 @@ def local_llm():  # type: ignore[no-untyped-def]
     return LLM("local", sampling=Sampling(max_tokens=256))
 
 
+@pytest.mark.model
 def test_the_ace_loop_plays_a_game_to_its_end_with_the_local_model(
     games: list[Path], tmp_path: Path, local_llm: object
 ) -> None:
@@ -135,6 +136,7 @@ def test_the_ace_loop_plays_a_game_to_its_end_with_the_local_model(
     assert again.reproduced == 1 and again.steps[0].live_correct == game.won
 
 
+@pytest.mark.model
 def test_gold_logs_are_learned_into_a_playbook_with_the_local_model(
     games: list[Path], tmp_path: Path, local_llm: object
 ) -> None:

@@ -167,6 +167,7 @@ def test_with_the_provider_back_before_the_limit_every_episode_is_learned(tmp_pa
     store.close()
 
 
+@pytest.mark.slow
 def test_ace_learn_with_an_unreachable_provider_says_no_step_could_learn_and_why_and_exits_non_zero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

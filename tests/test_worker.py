@@ -21,7 +21,7 @@ from ace.service.worker import Worker
 from ace.store import PlaybookStore
 from ace.store import schema as t
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 FACTS = [
     ("Which day are invoices sent at the co-op?", "Thursday"),
