@@ -111,12 +111,12 @@ def _carried_from(pb: Playbook, key: Any, max_steps: int = 64) -> tuple[Playbook
     memoized, with the ids touched since; None if there is none within ``max_steps``."""
     node, touched = pb, frozenset[str]()
     for _ in range(max_steps):
-        link = node._parent
-        parent = link[0]() if link is not None else None
-        if link is None or parent is None:
+        link = node.lineage
+        if link is None:
             return None
+        parent = link[0]
         touched |= link[1]
-        if key in parent._memo:
+        if parent.has_derived(key):
             return parent, touched
         node = parent
     return None
@@ -128,7 +128,7 @@ def _stats(pb: Playbook) -> _Stats:
     def compute() -> _Stats:
         if (found := _carried_from(pb, "collapse-stats")) is not None:
             parent, touched = found
-            st: _Stats = parent._memo["collapse-stats"]
+            st: _Stats = parent.peek_derived("collapse-stats")
             for i in touched:
                 if (old := parent.get(i)) is not None:
                     st = st.plus(-1, old)
@@ -141,7 +141,7 @@ def _stats(pb: Playbook) -> _Stats:
             line, chars, spec = line + a, chars + c, spec + sp
         return _Stats(len(pb), line, chars, spec)
 
-    return pb.memo("collapse-stats", compute)  # type: ignore[no-any-return]
+    return pb.derived("collapse-stats", compute)  # type: ignore[no-any-return]
 
 
 def _tokens(pb: Playbook) -> int:
@@ -203,7 +203,7 @@ def _token_index(pb: Playbook, which: int) -> immutables.Map[str, Posting]:
     def compute() -> immutables.Map[str, Posting]:
         if (found := _carried_from(pb, key)) is not None:
             parent, touched = found
-            index = parent._memo[key].mutate()
+            index = parent.peek_derived(key).mutate()
             for i in touched:
                 old, new = parent.get(i), pb.get(i)
                 if old is not None and new is not None and old.content == new.content:
@@ -229,7 +229,7 @@ def _token_index(pb: Playbook, which: int) -> immutables.Map[str, Posting]:
                     holding.append(b.id)
         return immutables.Map({w: _posting(ids) for w, ids in plain.items()})
 
-    return pb.memo(key, compute)  # type: ignore[no-any-return]
+    return pb.derived(key, compute)  # type: ignore[no-any-return]
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -252,7 +252,7 @@ def _probe_count(pb: Playbook, needle: str) -> int:
     def compute() -> int:
         if (found := _carried_from(pb, ("collapse-probe", needle))) is not None:
             parent, touched = found
-            n: int = parent._memo[("collapse-probe", needle)]
+            n: int = parent.peek_derived(("collapse-probe", needle))
             for i in touched:
                 old, new = parent.get(i), pb.get(i)
                 n += (new is not None and needle in new.content.casefold()) - (
@@ -261,7 +261,7 @@ def _probe_count(pb: Playbook, needle: str) -> int:
             return n
         return sum(needle in b.content.casefold() for b in pb.bullets_by_id.values())
 
-    return pb.memo(("collapse-probe", needle), compute)  # type: ignore[no-any-return]
+    return pb.derived(("collapse-probe", needle), compute)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -295,7 +295,7 @@ class Detectors:
             # an index built once (when a step first needed it) is kept up to date every step, in O(delta), so
             # the next step can carry it too; one never needed is never built
             for which, key in _INDEX_KEYS.items():
-                if key in before._memo:
+                if before.has_derived(key):
                     _token_index(after, which)
         for fn in (self._size, self._brevity, self._retention, self._churn, self._redundancy):
             alerts.extend(fn(before, after, versions))

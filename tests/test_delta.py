@@ -251,3 +251,23 @@ def test_a_resolved_operation_is_what_model_copy_would_make() -> None:
         assert ours.model_dump_json(exclude_unset=True) == theirs.model_dump_json(exclude_unset=True)
         assert ours.model_dump_json(exclude_none=True) == theirs.model_dump_json(exclude_none=True)
     assert add.id is None and merge.id is None and len(delta.operations) == 2
+
+
+def test_apply_links_the_new_playbook_to_its_parent_and_carries_the_digest_parts(pb: Playbook) -> None:
+    """The public derived-values API: ``lineage`` names the parent and the ids the delta touched; the digest's
+    parts the parent had are carried (and agree with a fresh computation); ``derived`` computes once."""
+    assert pb.lineage is None and not pb.has_derived("content_sum")
+    pb.digest()
+    assert pb.has_derived("content_sum") and pb.has_derived("order_hash")
+    new = apply(pb, ops({"type": "TAG", "id": "shr-00001", "tag": "helpful"})).playbook
+    assert new.lineage == (pb, frozenset({"shr-00001"}))
+    assert new.peek_derived("order_hash") == pb.order_hash()  # the order did not change
+    carried = new.peek_derived("content_sum")
+    assert carried is not None and carried == Playbook.from_dict(new.to_dict()).content_sum()
+    calls: list[int] = []
+    assert new.derived("k", lambda: len(calls.append(1) or calls) * 7) == 7 and new.derived("k", lambda: 8) == 7 and calls == [1]
+    assert new.set_derived("k", 9, keep=True) == 7 and new.set_derived("k", 9) == 9 and new.peek_derived("k") == 9
+    assert new.peek_derived("missing", "default") == "default"
+    b = new["shr-00002"]
+    text, digest = b.canonical_with_digest()
+    assert text == b.canonical() and digest == b.digest()

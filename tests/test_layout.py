@@ -4,6 +4,7 @@ included: a package imports only from the layers below it (and from itself)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ACE = Path(__file__).resolve().parent.parent / "ace"
@@ -68,3 +69,19 @@ def test_the_pure_core_imports_nothing_but_the_error_root() -> None:
     for path in sorted((ACE / "playbook").rglob("*.py")):
         outside = [m for _, m in _imports(path) if _top(m) not in ("playbook", "errors")]
         assert not outside, f"{path}: {outside}"
+
+
+def test_only_the_model_touches_a_playbooks_private_derived_state() -> None:
+    """Derived values, the parent link and a bullet's digest are reached through the model's public API
+    (``Playbook.derived`` / ``peek_derived`` / ``set_derived`` / ``lineage`` / ``link_parent``,
+    ``Bullet.digest`` / ``canonical_with_digest``), never through ``_memo``, ``_parent`` or ``_digest``."""
+    private = re.compile(r"\._(memo|parent|digest)\b")
+    model = ACE / "playbook" / "model.py"
+    found = [
+        f"{path.relative_to(ACE.parent)}:{n}: {line.strip()}"
+        for path in sorted(ACE.rglob("*.py"))
+        if path != model
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if private.search(line)
+    ]
+    assert not found, "\n".join(found)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import operator
 import re
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, TypeVar
@@ -358,14 +357,14 @@ class _Draft:
 
     def finish(self) -> tuple[Playbook, Patch]:
         new = Playbook(self.sections, self.bullets.finish(), self.next_id)
-        new._parent = (weakref.ref(self.parent), frozenset(self.touched))
+        new.link_parent(self.parent, self.touched)
         patch = Patch(self.touched, new.bullets_by_id, self.order, self.new_sections, self.next_id, len(new))
         # the digest's parts, carried from the parent's in O(delta) when it has them
-        parent_memo = self.parent._memo
-        if "content_sum" in parent_memo:
-            new._memo["content_sum"] = patch.content_sum(parent_memo["content_sum"])
-        if not patch.order_changed and "order_hash" in parent_memo:
-            new._memo["order_hash"] = parent_memo["order_hash"]
+        parent = self.parent
+        if parent.has_derived("content_sum"):
+            new.set_derived("content_sum", patch.content_sum(parent.peek_derived("content_sum")))
+        if not patch.order_changed and parent.has_derived("order_hash"):
+            new.set_derived("order_hash", parent.peek_derived("order_hash"))
         return new, patch
 
 

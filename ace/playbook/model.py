@@ -279,6 +279,14 @@ class Bullet:
         out.append("}")
         return "".join(out)
 
+    def canonical_with_digest(self) -> tuple[str, bytes]:
+        """``(canonical(), digest())`` with the canonical text serialized once: the digest, when this object has
+        not computed it yet, is taken from that text (what a store writes as a bullet's row and its digest)."""
+        text = self.canonical()
+        if self._digest is None:
+            object.__setattr__(self, "_digest", hashlib.sha256(text.encode()).digest())
+        return text, self._digest  # type: ignore[return-value]
+
     def digest(self) -> bytes:
         """SHA-256 of the canonical JSON of this bullet, computed once per object."""
         if self._digest is None:
@@ -575,13 +583,52 @@ class Playbook:
                 return frozenset(touched)
         return None
 
-    def memo(self, key: Any, compute: Any) -> Any:
-        """Cache a derived value (a render, a digest) on this immutable object."""
+    # -- derived values ---------------------------------------------------------------------------------
+    # A playbook is immutable, so whatever is computed from it (a render, the digest's parts, a detector's index)
+    # can be kept on it. Keys are any hashable value; a module keeps its own keys apart by a prefix or a tuple
+    # (``"collapse-stats"``, ``("render", counters)``). ``"order_hash"`` and ``"content_sum"`` are the digest's
+    # parts: whoever sets them must set the values :meth:`order_hash` and :meth:`content_sum` would compute.
+    def derived(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """The value derived under ``key``, computed by ``compute()`` the first time and kept on this object."""
         try:
             return self._memo[key]
         except KeyError:
             value = self._memo[key] = compute()
             return value
+
+    memo = derived  # the older name
+
+    def has_derived(self, key: Any) -> bool:
+        """Whether a value is kept under ``key`` (nothing is computed)."""
+        return key in self._memo
+
+    def peek_derived(self, key: Any, default: Any = None) -> Any:
+        """The value kept under ``key``, or ``default`` when none is (nothing is computed)."""
+        return self._memo.get(key, default)
+
+    def set_derived(self, key: Any, value: Any, *, keep: bool = False) -> Any:
+        """Keep ``value`` under ``key`` (a value carried from elsewhere, e.g. from the parent in O(delta)); with
+        ``keep``, a value already kept stays. Returns the value now kept."""
+        if keep:
+            return self._memo.setdefault(key, value)
+        self._memo[key] = value
+        return value
+
+    @property
+    def lineage(self) -> tuple[Playbook, frozenset[str]] | None:
+        """``(parent, touched)`` when this playbook was made from ``parent`` by ``apply`` and the parent is still
+        in memory: ``touched`` holds the ids the delta put or removed (a superset of those that differ). What lets a
+        consumer update what it derived from the parent in O(delta). None otherwise."""
+        link = self._parent
+        if link is None:
+            return None
+        parent = link[0]()
+        return None if parent is None else (parent, link[1])
+
+    def link_parent(self, parent: Playbook, touched: Iterable[str]) -> None:
+        """Record that this playbook was made from ``parent`` by changing ``touched`` (what ``apply`` does for
+        the playbook it returns). The link is weak: it does not keep the parent alive."""
+        self._parent = (weakref.ref(parent), frozenset(touched))
 
     def digest(self) -> str:
         """Hex SHA-256 identifying the whole state (order, slugs, counters, every bullet field): the version hash.

@@ -80,14 +80,14 @@ def render(
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if budget is None:
         if layout == "stable":
-            return playbook.memo(  # type: ignore[no-any-return]
+            return playbook.derived(  # type: ignore[no-any-return]
                 ("render-stable", counters), lambda: _render_stable(playbook, None, counters)
             )
-        return playbook.memo(("render", counters), lambda: _render_all(playbook, counters))  # type: ignore[no-any-return]
+        return playbook.derived(("render", counters), lambda: _render_all(playbook, counters))  # type: ignore[no-any-return]
     if budget < 0:
         raise ValueError("budget must be >= 0 tokens")
     if count_tokens is approx_tokens:  # the default counter: a function of the playbook, kept for a few budgets
-        kept: dict[tuple[bool, int, str], str] = playbook.memo("render-budgets", dict)
+        kept: dict[tuple[bool, int, str], str] = playbook.derived("render-budgets", dict)
         key = (counters, budget, layout)
         text = kept.get(key)
         if text is None:

@@ -19,7 +19,6 @@ it saw per playbook in memory and catches it up by applying only the deltas it m
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import logging
 import os
@@ -779,8 +778,8 @@ class PlaybookStore:
         conn.execute(update(t.heads).where(t.heads.c.playbook_id == pid).values(**_head_values(new)))
         digest = digest_of(new.next_id, order_hash, content_sum)
         if pb is not None:  # the digest's parts, so that the held playbook need not rehash its order
-            pb._memo.setdefault("order_hash", order_hash)
-            pb._memo.setdefault("content_sum", content_sum)
+            pb.set_derived("order_hash", order_hash, keep=True)
+            pb.set_derived("content_sum", content_sum, keep=True)
         return digest, new.n_bullets
 
     def _reorder(self, conn: Connection, pid: int, head: _Head, patch: Patch) -> tuple[bytes, dict[str, str]]:
@@ -1298,22 +1297,19 @@ class PlaybookStore:
 def _agrees(head: _Head, pb: Playbook) -> bool:
     """Whether the materialized head's row describes ``pb`` (the head this store holds), as far as it tells
     without reading every bullet."""
-    memo = pb._memo
     return (
         head.next_id == pb.next_id
         and head.n_bullets == len(pb)
-        and memo.get("content_sum", head.content_sum) == head.content_sum
-        and memo.get("order_hash", head.order_hash) == head.order_hash
+        and pb.peek_derived("content_sum", head.content_sum) == head.content_sum
+        and pb.peek_derived("order_hash", head.order_hash) == head.order_hash
         and list(head.sections.items()) == [(s.name, s.slug) for s in pb.sections.values()]
     )
 
 
 def _row_of(pid: int, b: Bullet) -> dict[str, Any]:
     """The materialized head's row of ``b``: its canonical JSON (what its digest hashes) and that digest."""
-    data = b.canonical()
-    if b._digest is None:
-        object.__setattr__(b, "_digest", hashlib.sha256(data.encode()).digest())
-    return {"playbook_id": pid, "bullet_id": b.id, "section": b.section, "data": data, "digest": b.digest().hex()}
+    data, digest = b.canonical_with_digest()
+    return {"playbook_id": pid, "bullet_id": b.id, "section": b.section, "data": data, "digest": digest.hex()}
 
 
 def _bullet_from_row(bullet_id: str, section: str, data: str, digest: str) -> Bullet:
