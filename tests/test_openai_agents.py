@@ -78,7 +78,7 @@ def test_an_agents_sdk_run_carries_the_playbook_and_leaves_a_new_version(server:
     agent = Agent(name="support", instructions=spy, model=model, model_settings=ModelSettings(max_tokens=48))
     result = asyncio.run(Runner.run(agent, "Can I get a refund after six weeks?", hooks=hooks))
     assert isinstance(result.final_output, str) and result.final_output
-    assert "Playbook support v1" in seen[0] and "[br-00001]" in seen[0]  # the playbook was in the instructions
+    assert "# playbook team-a/support v1" in seen[0] and "[br-00001]" in seen[0]  # the playbook was in the instructions
     sent = hooks.last_episode
     assert sent is not None and sent.status == "queued" and sent.log["playbook_version"] == 1
     roles = [m["role"] for m in sent.log["messages"]]

@@ -63,11 +63,12 @@ from langgraph.store.base import (
 
 from ace.errors import AceError
 from ace.names import check_name
-from ace.playbook import Delta, Playbook, render
+from ace.playbook import Delta, render
 from ace.playbook.delta import AddOp, RemoveOp, UpdateOp
 from ace.playbook.focus import relevant
-from ace.playbook.formats import loads
 from ace.playbook.render import Layout
+from ace.service.auth import Grant
+from ace.service.core import PROMPT_BUDGET, PROMPT_LAYOUT, Service, service_of
 from ace.service.queue import Episode, EpisodeQueue
 from ace.store import PlaybookStore, VersionInfo
 
@@ -86,20 +87,20 @@ class AceStore(BaseStore):
 
     def __init__(
         self,
-        store: PlaybookStore,
+        store: PlaybookStore | Service,
         *,
         namespaces: Iterable[str] | None = None,
-        budget: int | None = 2000,
-        layout: Layout = "stable",
+        budget: int | None = PROMPT_BUDGET,
+        layout: Layout = PROMPT_LAYOUT,
         queue: EpisodeQueue | None = None,
         episodes: Callable[[str], Any] | None = None,
         author: str = "langgraph",
     ) -> None:
-        self.store = store
-        self.allowed = None if namespaces is None else frozenset(check_name(n, "namespace") for n in namespaces)
-        self.budget, self.layout, self.author = budget, layout, author
-        self.queue = queue or EpisodeQueue(store)
-        self.episodes = episodes
+        self.service = service_of(store, queue=queue, episodes=episodes)
+        self.store = self.service.store
+        names = None if namespaces is None else [check_name(n, "namespace") for n in namespaces]
+        self.grant = Grant.local(author, names)
+        self.budget, self.layout = budget, layout
 
     # -- the BaseStore interface --------------------------------------------------------------------------
     def batch(self, ops: Iterable[Op]) -> list[Result]:
@@ -137,7 +138,7 @@ class AceStore(BaseStore):
                 "and (ns, 'facts')"
             )
         ns = check_name(namespace[0], "namespace")
-        if self.allowed is not None and ns not in self.allowed:
+        if not self.grant.allows(ns, "read"):
             raise StoreUsageError(f"namespace {ns!r} is not one this store may use")
         match namespace[1:]:
             case ("playbooks",):
@@ -153,9 +154,10 @@ class AceStore(BaseStore):
     def _all_namespaces(self) -> list[tuple[str, ...]]:
         found: list[tuple[str, ...]] = []
         names: dict[str, list[str]] = {}
-        for p in self.store.list():
+        for p in self.service.catalog(self.grant):
             names.setdefault(p.namespace, []).append(p.name)
-        for ns in sorted(names if self.allowed is None else self.allowed):
+        listed = self.grant.namespaces
+        for ns in sorted(names if "*" in listed else listed):
             found.append((ns, "playbooks"))
             found += [(ns, "playbooks", name) for name in sorted(names.get(ns, []))]
             found += [(ns, "episodes"), (ns, "facts")]
@@ -171,20 +173,23 @@ class AceStore(BaseStore):
     def _get(self, op: GetOp) -> Item | None:
         ns, kind, name = self._where(op.namespace)
         if kind == "playbooks":
-            if not any(p.name == op.key for p in self.store.list(ns)):
+            if not self._exists(ns, op.key):
                 return None
             return self._playbook_item(ns, op.key)
         if kind == "bullets":
-            if not any(p.name == name for p in self.store.list(ns)):
+            if not self._exists(ns, name):
                 return None
-            info, pb = self._head(ns, name)
+            info, pb = self.service.playbook(self.grant, ns, name)
             bullet = pb.get(op.key)
             return None if bullet is None else _bullet_item(op.namespace, bullet, info)
         if kind == "episodes":
-            found = self.queue.find(op.key, namespace=ns)
+            found = self.service.find_episode(self.grant, ns, op.key)
             return None if found is None else _episode_item(op.namespace, found)
-        facts = [f for f in self._facts(ns) if str(f.id) == op.key]
+        facts = [f for f in self._facts(ns) if str(f["id"]) == op.key]
         return _fact_item(op.namespace, facts[0]) if facts else None
+
+    def _exists(self, ns: str, name: str) -> bool:
+        return any(p["name"] == name for p in self.service.list_playbooks(self.grant, ns))
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
         prefix = op.namespace_prefix
@@ -198,9 +203,10 @@ class AceStore(BaseStore):
         ns, kind, name = self._where(prefix)
         items: list[SearchItem]
         if kind == "playbooks":
-            items = [_scored(self._playbook_item(ns, p.name), None) for p in self.store.list(ns)]
+            listed = self.service.list_playbooks(self.grant, ns)
+            items = [_scored(self._playbook_item(ns, p["name"]), None) for p in listed]
         elif kind == "bullets":
-            info, pb = self._head(ns, name)
+            info, pb = self.service.playbook(self.grant, ns, name)
             if op.query:  # bullets sharing informative words with the query first, scored by rank; then the rest
                 ranked = relevant(pb, op.query, len(pb))
                 seen = {b.id for b in ranked}
@@ -210,24 +216,21 @@ class AceStore(BaseStore):
             else:
                 items = [_scored(_bullet_item(prefix, b, info), None) for b in pb]
         elif kind == "episodes":
-            tier = self.episodes(ns) if self.episodes is not None else None
-            if op.query and tier is not None:
-                hits_ = tier.search(op.query, op.offset + op.limit)
-                items = [_scored(_memory_item(prefix, h.episode), h.similarity) for h in hits_]
+            if op.query and self.service.episodic is not None:
+                k = min(op.offset + op.limit, 100)
+                similar = self.service.search_episodes(self.grant, ns, op.query, k=k)
+                items = [_scored(_memory_item(prefix, h), h.pop("similarity")) for h in similar]
             else:
-                items = [_scored(_episode_item(prefix, e), None) for e in self.queue.list(namespace=ns, limit=1000)]
+                queued = self.service.episodes(self.grant, ns, limit=1000)
+                items = [_scored(_episode_item(prefix, e), None) for e in queued]
         else:
             items = [_scored(_fact_item(prefix, f), None) for f in self._facts(ns)]
         if op.filter:
             items = [it for it in items if _filtered(it.value, op.filter)]
         return items[op.offset : op.offset + op.limit]
 
-    def _head(self, ns: str, name: str) -> tuple[VersionInfo, Playbook]:
-        version, pb = self.store.load_versioned(name, None, namespace=ns)
-        return self.store.version(name, version, namespace=ns), pb
-
     def _playbook_item(self, ns: str, name: str) -> Item:
-        info, pb = self._head(ns, name)
+        info, pb = self.service.playbook(self.grant, ns, name)
         value = {
             "name": name,
             "version": info.version,
@@ -237,10 +240,8 @@ class AceStore(BaseStore):
         return Item(value=value, key=name, namespace=(ns, "playbooks"), created_at=info.created_at,
                     updated_at=info.created_at)  # fmt: skip
 
-    def _facts(self, ns: str) -> list[Any]:
-        from ace.memory import KnowledgeGraph
-
-        return KnowledgeGraph(self.store, namespace=ns).facts()
+    def _facts(self, ns: str) -> list[dict[str, Any]]:
+        return self.service.facts(self.grant, ns)
 
     # -- writes -------------------------------------------------------------------------------------------
     def _put(self, op: PutOp) -> None:
@@ -251,11 +252,11 @@ class AceStore(BaseStore):
                 raise StoreUsageError(f"playbook {ns}/{name} is not erased: history is kept (roll back instead)")
             if "operations" in op.value:
                 delta = Delta.model_validate({k: v for k, v in op.value.items() if k != "expected_version"})
-                self.store.commit(name, delta, namespace=ns, expected_version=op.value.get("expected_version"),
-                                  author=self.author)  # fmt: skip
+                expected = op.value.get("expected_version")
+                self.service.commit(self.grant, ns, name, delta, expected_version=expected)
             elif "text" in op.value:
-                self.store.create(name, loads(str(op.value["text"]), op.value.get("format")), namespace=ns,
-                                  author=self.author, message="import through the LangGraph store")  # fmt: skip
+                self.service.import_playbook(self.grant, ns, name, str(op.value["text"]), format=op.value.get("format"),
+                                             message="import through the LangGraph store")  # fmt: skip
             else:
                 raise StoreUsageError("a playbook item is {'text': <playbook file>} or a delta {'operations': [...]}")
         elif kind == "episodes":
@@ -265,13 +266,13 @@ class AceStore(BaseStore):
             playbook = value.pop("playbook", None)
             if not isinstance(playbook, str):
                 raise StoreUsageError("an episode item names the playbook to learn into: {'playbook': name, ...}")
-            self.queue.submit(playbook, {**value, "id": value.get("id", op.key)}, namespace=ns)
+            self.service.submit_episode(self.grant, ns, playbook, {**value, "id": value.get("id", op.key)})
         else:
             raise StoreUsageError("facts are written by the learner (the memory tiers), not through the store")
 
     def _write_bullets(self, ns: str, name: str, puts: Sequence[PutOp]) -> None:
-        self.store.ensure(name, namespace=ns, author=self.author)
-        pb = self.store.load(name, namespace=ns)
+        self.service.ensure(self.grant, ns, name)
+        _, pb = self.service.playbook(self.grant, ns, name)
         ops: list[Any] = []
         for op in puts:
             if op.value is None:
@@ -285,8 +286,8 @@ class AceStore(BaseStore):
             else:
                 section = op.value.get("section") or next(iter(pb.sections), DEFAULT_SECTION)
                 ops.append(AddOp(section=str(section), content=content))
-        self.store.commit(name, Delta(operations=ops, reasoning="written through the LangGraph store"),
-                          namespace=ns, author=self.author)  # fmt: skip
+        delta = Delta(operations=ops, reasoning="written through the LangGraph store")
+        self.service.commit(self.grant, ns, name, delta)
 
 
 # -- items ----------------------------------------------------------------------------------------------------
@@ -310,19 +311,16 @@ def _episode_item(namespace: tuple[str, ...], e: Episode) -> Item:
                 updated_at=e.updated_at)  # fmt: skip
 
 
-def _fact_item(namespace: tuple[str, ...], f: Any) -> Item:
-    from dataclasses import asdict
+def _fact_item(namespace: tuple[str, ...], f: dict[str, Any]) -> Item:
     from datetime import UTC
 
     now = datetime.now(UTC)
-    return Item(value=asdict(f), key=str(f.id), namespace=namespace, created_at=now, updated_at=now)
+    return Item(value=f, key=str(f["id"]), namespace=namespace, created_at=now, updated_at=now)
 
 
-def _memory_item(namespace: tuple[str, ...], e: Any) -> Item:
-    from dataclasses import asdict
-
-    when = _ts(e.created_at)
-    return Item(value=asdict(e), key=e.id, namespace=namespace, created_at=when, updated_at=when)
+def _memory_item(namespace: tuple[str, ...], e: dict[str, Any]) -> Item:
+    when = _ts(e["created_at"])
+    return Item(value=e, key=e["id"], namespace=namespace, created_at=when, updated_at=when)
 
 
 def _matches(condition: MatchCondition, namespace: tuple[str, ...]) -> bool:
@@ -362,15 +360,13 @@ def _filtered(value: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
 
 # -- the playbook in a graph's messages -------------------------------------------------------------------------
 def playbook_text(
-    store: PlaybookStore, playbook: str, *, namespace: str = "default", budget: int | None = 2000,
-    layout: Layout = "stable",
+    store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET,
+    layout: Layout = PROMPT_LAYOUT,
 ) -> str:  # fmt: skip
-    """The system prompt that carries the playbook: how to use it, then its bullets under ``budget``."""
-    version, pb = store.load_versioned(playbook, None, namespace=namespace)
-    return (
-        f"Playbook {playbook} v{version}: lessons learned from earlier episodes. Follow the bullets that apply and "
-        "cite their ids (e.g. [shr-00001]) when you use one.\n\n" + render(pb, budget=budget, layout=layout)
-    )
+    """The system prompt that carries the playbook (:meth:`~ace.service.core.Service.prompt`: a line naming it, its
+    version and how to use it, then its bullets under ``budget``)."""
+    grant = Grant.local("langgraph", [namespace], role="read")
+    return service_of(store).prompt(grant, namespace, playbook, budget=budget, layout=layout).text
 
 
 def with_playbook(messages: Sequence[AnyMessage], text: str) -> list[AnyMessage]:
@@ -380,24 +376,26 @@ def with_playbook(messages: Sequence[AnyMessage], text: str) -> list[AnyMessage]
 
 
 def playbook_node(
-    store: PlaybookStore, playbook: str, *, namespace: str = "default", budget: int | None = 2000
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET
+) -> Callable[[Any], dict[str, Any]]:
     """A node for a graph with ``messages`` (``MessagesState``): puts the current playbook first in them."""
+    service = service_of(store)
 
-    def node(state: Mapping[str, Any]) -> dict[str, Any]:
-        text = playbook_text(store, playbook, namespace=namespace, budget=budget)
+    def node(state: Any) -> dict[str, Any]:
+        text = playbook_text(service, playbook, namespace=namespace, budget=budget)
         return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *with_playbook(state["messages"], text)]}
 
     return node
 
 
 def playbook_hook(
-    store: PlaybookStore, playbook: str, *, namespace: str = "default", budget: int | None = 2000
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET
+) -> Callable[[Any], dict[str, Any]]:
     """A ``pre_model_hook`` for ``create_react_agent``: the model sees the playbook first; the state is unchanged."""
+    service = service_of(store)
 
-    def hook(state: Mapping[str, Any]) -> dict[str, Any]:
-        text = playbook_text(store, playbook, namespace=namespace, budget=budget)
+    def hook(state: Any) -> dict[str, Any]:
+        text = playbook_text(service, playbook, namespace=namespace, budget=budget)
         return {"llm_input_messages": with_playbook(state["messages"], text)}
 
     return hook
@@ -418,21 +416,22 @@ def episode_log(
 
 
 def report_outcome(
-    queue: EpisodeQueue, playbook: str, messages: Sequence[BaseMessage], outcome: Mapping[str, Any] | bool, *,
-    namespace: str = "default", episode_id: str | None = None, task: str | None = None, target: str | None = None,
+    queue: EpisodeQueue | Service, playbook: str, messages: Sequence[BaseMessage], outcome: Mapping[str, Any] | bool,
+    *, namespace: str = "default", episode_id: str | None = None, task: str | None = None, target: str | None = None,
 ) -> Episode:  # fmt: skip
     """Send a finished conversation and its outcome to be learned from (a worker reflects and curates)."""
+    service = queue if isinstance(queue, Service) else Service(queue.store, queue=queue)
     log = episode_log(messages, outcome, episode_id=episode_id, task=task, target=target)
-    return queue.submit(playbook, log, namespace=namespace)[0]
+    return service.submit_episode(Grant.local("langgraph", [namespace]), namespace, playbook, log)[0]
 
 
 def report_node(
-    queue: EpisodeQueue, playbook: str, *, namespace: str = "default"
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    queue: EpisodeQueue | Service, playbook: str, *, namespace: str = "default"
+) -> Callable[[Any], dict[str, Any]]:
     """A node that sends ``state["messages"]`` with ``state["outcome"]`` (and ``episode_id``, ``task``,
     ``target`` when the state has them) as an episode; it adds ``episode`` (its status) to the state."""
 
-    def node(state: Mapping[str, Any]) -> dict[str, Any]:
+    def node(state: Any) -> dict[str, Any]:
         episode = report_outcome(
             queue, playbook, state["messages"], state.get("outcome") or {"success": None}, namespace=namespace,
             episode_id=state.get("episode_id"), task=state.get("task"), target=state.get("target"),

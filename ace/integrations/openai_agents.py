@@ -29,8 +29,10 @@ from typing import Any
 
 from agents import Agent, RunContextWrapper, RunHooks
 
-from ace.playbook import render
+from ace.errors import UsageError
 from ace.playbook.render import Layout
+from ace.service.auth import Grant
+from ace.service.core import PROMPT_BUDGET, PROMPT_LAYOUT, Service, service_of
 from ace.service.queue import Episode, EpisodeQueue
 from ace.store import PlaybookStore
 
@@ -50,19 +52,21 @@ class AceHooks(RunHooks[Any]):
 
     def __init__(
         self,
-        store: PlaybookStore,
+        store: PlaybookStore | Service,
         playbook: str,
         *,
         namespace: str = "default",
-        budget: int | None = 2000,
-        layout: Layout = "stable",
+        budget: int | None = PROMPT_BUDGET,
+        layout: Layout = PROMPT_LAYOUT,
         queue: EpisodeQueue | None = None,
         outcome: Callable[[Any], Outcome] | None = None,
         task: str | None = None,
+        author: str = "openai-agents",
     ) -> None:
-        self.store, self.playbook, self.namespace = store, playbook, namespace
+        self.service = service_of(store, queue=queue)
+        self.store, self.playbook, self.namespace = self.service.store, playbook, namespace
+        self.grant = Grant.local(author, [namespace])
         self.budget, self.layout = budget, layout
-        self.queue = queue or EpisodeQueue(store)
         self.outcome, self.task = outcome, task
         self._runs: dict[int, _Run] = {}
         self.last_run: dict[str, Any] | None = None  # the last finished run's episode log, sent or not
@@ -73,13 +77,10 @@ class AceHooks(RunHooks[Any]):
         """Dynamic instructions for ``Agent(instructions=...)``: ``base``, then the current playbook."""
 
         def build(context: RunContextWrapper[Any], agent: Agent[Any]) -> str:
-            version, pb = self.store.load_versioned(self.playbook, None, namespace=self.namespace)
-            self._run(context).version = version
+            got = self.service.prompt(self.grant, self.namespace, self.playbook, budget=self.budget, layout=self.layout)
+            self._run(context).version = got.version
             head = f"{base.rstrip()}\n\n" if base.strip() else ""
-            return (
-                f"{head}Playbook {self.playbook} v{version} (lessons from earlier runs; cite a bullet's id when you "
-                f"use it):\n{render(pb, budget=self.budget, layout=self.layout)}"
-            )
+            return head + got.text
 
         return build
 
@@ -115,12 +116,12 @@ class AceHooks(RunHooks[Any]):
     def report(self, outcome: Outcome, *, episode_id: str | None = None, target: str | None = None) -> Episode:
         """Send the last finished run with ``outcome`` (``{"success", "score", "message"}`` or a bool)."""
         if self.last_run is None:
-            raise RuntimeError("no finished run to report: pass hooks=this to Runner.run first")
+            raise UsageError("no finished run to report: pass hooks=this to Runner.run first")
         log = {**self.last_run, "outcome": outcome}
         for key, value in (("id", episode_id), ("target", target)):
             if value is not None:
                 log[key] = value
-        self.last_episode = self.queue.submit(self.playbook, log, namespace=self.namespace)[0]
+        self.last_episode = self.service.submit_episode(self.grant, self.namespace, self.playbook, log)[0]
         return self.last_episode
 
 

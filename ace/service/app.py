@@ -58,6 +58,7 @@ from ace.service.core import (
     Limits,
     NoMemory,
     QuotaExceeded,
+    ReadOptions,
     Service,
     TooMuchWork,
     version_tag,
@@ -214,7 +215,7 @@ def create_app(
         layout: Layout = "sections",
         format: Format = "text",
     ) -> Response:
-        options: dict[str, Any] = {"version": version, "budget": budget, "layout": layout, "format": format}
+        options: ReadOptions = {"version": version, "budget": budget, "layout": layout, "format": format}
         got = svc.read_now(g, namespace, name, **options)  # the held head: on the loop, no thread hop, never waits
         if got is None:
             got = await svc.run("read", svc.read, g, namespace, name, **options)

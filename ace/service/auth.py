@@ -27,6 +27,7 @@ import logging
 import os
 import stat
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -53,9 +54,17 @@ class Grant:
     role: Role
     namespaces: frozenset[str]
     name: str = "unnamed"
+    in_process: bool = False  # held by code in this process (a library adapter), not presented as a token
 
     def allows(self, namespace: str, role: Role) -> bool:
         return ROLES[self.role] >= ROLES[role] and ("*" in self.namespaces or namespace in self.namespaces)
+
+    @classmethod
+    def local(cls, name: str, namespaces: Iterable[str] | None = None, *, role: Role = "write") -> Grant:
+        """The grant of in-process code (the LangGraph store, the Agents SDK hooks, ``ace mcp`` over stdio):
+        ``role`` in ``namespaces`` (None: all); its writes are recorded under ``name`` as it is."""
+        allowed = frozenset({"*"}) if namespaces is None else frozenset(namespaces)
+        return cls(role, allowed, name=name, in_process=True)
 
 
 def default_name(token: str) -> str:

@@ -20,19 +20,19 @@ import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import anyio
 
 from ace.errors import AceError
 from ace.names import InvalidName, check_name
-from ace.playbook import Delta, render
+from ace.playbook import Delta, Playbook, render
 from ace.playbook.formats import dumps, loads, to_json
 from ace.playbook.jsonio import JSONLimitError, load_json
 from ace.playbook.render import Layout
 from ace.service.auth import Grant, Role
 from ace.service.queue import Episode, EpisodeError, EpisodeQueue, Quota, QuotaExceeded, Status
-from ace.store import PlaybookStore, VersionInfo
+from ace.store import PlaybookInfo, PlaybookStore, VersionInfo
 
 T = TypeVar("T")
 Kind = Literal["read", "write", "heavy"]
@@ -40,6 +40,8 @@ Format = Literal["text", "json", "ace", "md", "skillbook"]
 MAX_NUMBER = 2**31 - 1  # the largest version, budget or count a caller may name (an SQL INTEGER)
 READ_NOW_BULLETS = 5_000  # a held playbook up to this size renders on the event loop (a few ms at most, memoized)
 MAX_EPISODE_DEPTH = 32  # nesting of an episode's JSON (a chat log with tool calls is about 6 levels deep)
+PROMPT_BUDGET = 2000  # tokens of playbook an agent reads by default (every agent-facing front end: one default)
+PROMPT_LAYOUT: Layout = "stable"  # the layout that keeps a provider's prompt cache warm from version to version
 
 
 class AccessDenied(AceError):
@@ -67,6 +69,15 @@ class Limits:
     read_threads: int = 8  # reads the event loop cannot answer at once (a rebuild, an export, a history)
     write_threads: int = 4  # writers serialize on the database anyway; more would only wait for its lock
     heavy_threads: int = 2  # checks and memory searches (CPU work, a model to load): never every core
+
+
+class ReadOptions(TypedDict, total=False):
+    """How :meth:`Service.read` gives a playbook; a missing key takes the default shown."""
+
+    version: int | None  # None: the head
+    budget: int | None  # tokens of prompt text (None: the whole playbook)
+    layout: Layout  # "sections" (the paper's text, what export writes) or "stable" (the cache-friendly prompt)
+    format: Format  # "text" (prompt text) or an export: "json", "ace", "md", "skillbook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +175,21 @@ class Service:
         limits: Limits | None = None,
     ) -> None:
         self.store = store
-        self.queue = queue or EpisodeQueue(store)
+        self._queue = queue
         self.episodic = episodes
         self.limits = limits or Limits()
         self._limiters: dict[Kind, anyio.CapacityLimiter] = {}
         self._check_cache: dict[tuple[str, str, int, int], dict[str, Any]] = {}
         self._check_lock = threading.Lock()
+
+    @property
+    def queue(self) -> EpisodeQueue:
+        """The episode queue in the store's database (made on first use: a reader never creates its tables)."""
+        if self._queue is None:
+            with self._check_lock:
+                if self._queue is None:
+                    self._queue = EpisodeQueue(self.store)
+        return self._queue
 
     # -- running off the event loop ---------------------------------------------------------------------
     async def run(self, kind: Kind, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -193,60 +213,75 @@ class Service:
 
     @staticmethod
     def author(grant: Grant) -> str:
-        """How a write by ``grant`` is recorded in the log: its token's name (never the token)."""
-        return f"token:{grant.name}"
+        """How a write by ``grant`` is recorded in the log: its token's name (never the token), or the name of an
+        in-process grant (:meth:`Grant.local`) as it is."""
+        return grant.name if grant.in_process else f"token:{grant.name}"
 
     # -- playbooks --------------------------------------------------------------------------------------
     def list_playbooks(self, grant: Grant, namespace: str) -> list[dict[str, Any]]:
         ns = self.allowed(grant, namespace, "read")
         return [{"name": p.name, "head": p.head, "created_at": p.created_at.isoformat()} for p in self.store.list(ns)]
 
-    def read(
-        self,
-        grant: Grant,
-        namespace: str,
-        name: str,
-        *,
-        version: int | None = None,
-        budget: int | None = None,
-        layout: Layout = "sections",
-        format: Format = "text",
-    ) -> Read:
-        """The playbook (head, or ``version``) as prompt text under ``budget`` tokens, or exported in ``format``."""
-        got = self._read(grant, namespace, name, version, budget, layout, format, held_only=False)
+    def read(self, grant: Grant, namespace: str, name: str, **options: Unpack[ReadOptions]) -> Read:
+        """The playbook (head, or ``version``) as prompt text under ``budget`` tokens, or exported in ``format``
+        (:class:`ReadOptions`: the defaults are the whole playbook, ``layout="sections"``, ``format="text"``)."""
+        got = self._read(grant, namespace, name, options, held_only=False)
         assert got is not None  # only a held-only read may find nothing
         return got
 
-    def read_now(
-        self,
-        grant: Grant,
-        namespace: str,
-        name: str,
-        *,
-        version: int | None = None,
-        budget: int | None = None,
-        layout: Layout = "sections",
-        format: Format = "text",
-    ) -> Read | None:
+    def read_now(self, grant: Grant, namespace: str, name: str, **options: Unpack[ReadOptions]) -> Read | None:
         """:meth:`read`, if it can be answered at once from the state the store holds (prompt text of a playbook of
         at most :data:`READ_NOW_BULLETS` bullets, the version held, a connection free: see
         :meth:`~ace.store.PlaybookStore.load_held`); None when it cannot (then :meth:`read`, in a thread). This is
         what lets the read route answer on the event loop without a thread hop, and never wait there."""
-        return self._read(grant, namespace, name, version, budget, layout, format, held_only=True)
+        return self._read(grant, namespace, name, options, held_only=True)
 
-    def _read(
+    def prompt(
         self,
         grant: Grant,
         namespace: str,
         name: str,
-        version: int | None,
-        budget: int | None,
-        layout: Layout,
-        format: Format,
         *,
-        held_only: bool,
-    ) -> Read | None:
+        version: int | None = None,
+        budget: int | None = PROMPT_BUDGET,
+        layout: Layout = PROMPT_LAYOUT,
+    ) -> Read:
+        """What an agent reads: one line naming the playbook, its version and how to use it, then its bullets under
+        ``budget`` tokens (None: all of them). The MCP tool, the LangGraph node and hook and the Agents SDK
+        instructions all give this text; :meth:`read` is the playbook itself (the HTTP resource, an export)."""
+        got = self.read(grant, namespace, name, version=version, budget=budget, layout=layout)
+        ns = normal_name(namespace, "namespace")
+        header = (
+            f"# playbook {ns}/{normal_name(name, 'playbook')} v{got.version} ({got.n_bullets} bullets): lessons "
+            "learned from earlier episodes. Follow the bullets that apply and cite their ids (e.g. [shr-00001]) "
+            "when you use one.\n\n"
+        )
+        return dataclasses.replace(got, text=header + got.text)
+
+    def playbook(
+        self, grant: Grant, namespace: str, name: str, *, version: int | None = None
+    ) -> tuple[VersionInfo, Playbook]:
+        """The playbook object itself (head, or ``version``) with its version's record, for adapters that hand out
+        bullets one by one."""
         ns = self.allowed(grant, namespace, "read")
+        bounded(version, "version", low=1)
+        name = normal_name(name, "playbook")
+        v, pb = self.store.load_versioned(name, version, namespace=ns)
+        return self.store.version(name, v, namespace=ns), pb
+
+    def catalog(self, grant: Grant) -> list[PlaybookInfo]:
+        """Every playbook ``grant`` may read, in every namespace it may read."""
+        return [p for p in self.store.list() if grant.allows(p.namespace, "read")]
+
+    def ensure(self, grant: Grant, namespace: str, name: str) -> None:
+        """Make an empty playbook ``name`` if there is none (a no-op when it exists)."""
+        ns = self.allowed(grant, namespace, "write")
+        self.store.ensure(normal_name(name, "playbook"), namespace=ns, author=self.author(grant))
+
+    def _read(self, grant: Grant, namespace: str, name: str, options: ReadOptions, *, held_only: bool) -> Read | None:
+        ns = self.allowed(grant, namespace, "read")
+        version, budget = options.get("version"), options.get("budget")
+        layout, format = options.get("layout", "sections"), options.get("format", "text")
         bounded(version, "version", low=1)
         bounded(budget, "budget")
         name = normal_name(name, "playbook")
@@ -397,12 +432,19 @@ class Service:
         ns = self.allowed(grant, namespace, "read")
         return self.queue.get(normal_name(name, "playbook"), episode_id, namespace=ns)
 
+    def find_episode(self, grant: Grant, namespace: str, episode_id: str) -> Episode | None:
+        """An episode of any playbook of the namespace by its id, or None."""
+        ns = self.allowed(grant, namespace, "read")
+        return self.queue.find(episode_id, namespace=ns)
+
     def episodes(
-        self, grant: Grant, namespace: str, name: str, *, status: Status | None = None, limit: int = 100
+        self, grant: Grant, namespace: str, name: str | None = None, *, status: Status | None = None, limit: int = 100
     ) -> list[Episode]:
+        """The namespace's episodes (of playbook ``name`` only, when given), newest first."""
         ns = self.allowed(grant, namespace, "read")
         bounded(limit, "limit", low=1, high=1000)
-        return self.queue.list(namespace=ns, playbook=normal_name(name, "playbook"), status=status, limit=limit)
+        playbook = None if name is None else normal_name(name, "playbook")
+        return self.queue.list(namespace=ns, playbook=playbook, status=status, limit=limit)
 
     # -- memory -----------------------------------------------------------------------------------------
     def search_episodes(
@@ -441,8 +483,23 @@ class NoMemory(AceError):
     """The service was started without the memory tier asked for (HTTP 404)."""
 
 
+def service_of(
+    target: PlaybookStore | Service,
+    *,
+    queue: EpisodeQueue | None = None,
+    episodes: Callable[[str], Any] | None = None,
+) -> Service:
+    """``target`` if it is a :class:`Service`, else a service over the store ``target`` (how the library adapters,
+    which take either, reach the one set of operations)."""
+    if isinstance(target, Service):
+        return target
+    return Service(target, queue=queue, episodes=episodes)
+
+
 __all__ = [
     "MAX_NUMBER",
+    "PROMPT_BUDGET",
+    "PROMPT_LAYOUT",
     "AccessDenied",
     "BadRequest",
     "InvalidName",
@@ -450,10 +507,12 @@ __all__ = [
     "NoMemory",
     "QuotaExceeded",
     "Read",
+    "ReadOptions",
     "Service",
     "TooMuchWork",
     "bounded",
     "normal_name",
     "parse_episode",
+    "service_of",
     "version_tag",
 ]

@@ -4,7 +4,8 @@ desktop client starts it) or streamable HTTP.
 Tools:
 
 - ``read_playbook(playbook, budget=2000, version=None, layout="stable")``: the playbook as prompt text, under a
-  token budget (the text an agent puts in its prompt; its version is on the first line).
+  token budget (:meth:`~ace.service.core.Service.prompt`: the text an agent puts in its prompt, the same the
+  LangGraph node and the Agents SDK hooks give; its version is on the first line).
 - ``record_episode(playbook, messages, outcome, task=None, episode_id=None, target=None)``: an episode to learn
   from, in the format of ``ace learn`` (chat messages with tool calls, and an outcome); queued for a worker
   (``ace mcp`` runs one in-process unless ``--workers 0``); returns its status.
@@ -34,10 +35,10 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
-from ace.errors import AceError
+from ace.errors import AceError, UsageError
 from ace.names import check_name
 from ace.service.auth import Grant, Tokens
-from ace.service.core import AccessDenied, Limits, Service
+from ace.service.core import PROMPT_BUDGET, PROMPT_LAYOUT, AccessDenied, Limits, Service
 from ace.service.queue import EpisodeQueue
 from ace.store import PlaybookNotFound, PlaybookStore, VersionNotFound
 
@@ -104,7 +105,7 @@ def create_server(
     """The MCP server over ``store``. Without ``tokens`` (stdio) the caller may read and write ``namespace``; with
     them (HTTP at ``url``, e.g. ``http://127.0.0.1:8001``) each call needs a token that allows its namespace."""
     local_ns = check_name(namespace, "namespace")
-    local = Grant("write", frozenset({local_ns}), name="mcp-stdio")
+    local = Grant.local("mcp-stdio", [local_ns])
     svc = Service(store, queue=queue, episodes=episodes, limits=limits)
     auth: dict[str, Any] = {}
     if tokens is not None:
@@ -129,16 +130,16 @@ def create_server(
     @_tool
     async def read_playbook(
         playbook: str,
-        budget: int | None = 2000,
+        budget: int | None = PROMPT_BUDGET,
         version: int | None = None,
-        layout: Literal["stable", "sections"] = "stable",
+        layout: Literal["stable", "sections"] = PROMPT_LAYOUT,
         namespace: str | None = None,
     ) -> str:
         """The playbook as prompt text under a token budget (null: all of it). Follow its bullets and cite their
         ids when you use one. The first line names the version."""
         ns = namespace or local_ns
-        got = await svc.run("read", svc.read, caller(), ns, playbook, version=version, budget=budget, layout=layout)
-        return f"# playbook {ns}/{playbook} v{got.version} ({got.n_bullets} bullets)\n{got.text}"
+        got = await svc.run("read", svc.prompt, caller(), ns, playbook, version=version, budget=budget, layout=layout)
+        return got.text
 
     @server.tool()
     @_tool
@@ -236,7 +237,7 @@ def http_app(
     admit = getattr(manager, "_admit_session", None)
     owners = getattr(manager, "_session_owners", None)
     if admit is None or not isinstance(owners, dict):  # an SDK that manages sessions otherwise: say so, don't guess
-        raise RuntimeError("this version of the mcp SDK has no session manager to bound per token; pin mcp 2.3")
+        raise UsageError("this version of the mcp SDK has no session manager to bound per token; pin mcp 2.3")
 
     def admit_per_token(requestor: Any) -> Any:
         if requestor is not None and sum(1 for o in owners.values() if o == requestor) >= per_token:
