@@ -98,3 +98,23 @@ def test_a_corrupt_or_missing_cassette_is_a_clear_error(tmp_path: Path) -> None:
         Cassette(bad, mode="replay")
     with pytest.raises(LLMError, match="needs a provider to record from"):
         Cassette(bad, mode="record")
+
+
+def test_an_older_cassette_without_checks_replays_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ace.llm.testing import ScriptedProvider
+
+    tape = tmp_path / "old.jsonl"
+    LLM(Cassette(tape, ScriptedProvider(["red", "blue"]), mode="record")).call([Message("user", "Name a colour.")])
+    entries = [json.loads(line) for line in tape.read_text().splitlines()]
+    tape.write_text("".join(json.dumps({k: v for k, v in e.items() if k != "check"}) + "\n" for e in entries))
+    with caplog.at_level("WARNING", logger="ace.llm.cassette"):
+        llm = LLM(Cassette(tape, mode="replay"))
+    assert [r.message for r in caplog.records] == [f"cassette {tape}: 1 entries have no check (an older cassette): "
+                                                   "not verified"]  # fmt: skip
+    assert llm.call([Message("user", "Name a colour.")]).text == "red"
+    entries[0]["response"]["text"] = "green"  # with its check kept: an edit is refused
+    tape.write_text(json.dumps(entries[0]) + "\n")
+    with pytest.raises(LLMError, match="the response was edited"):
+        Cassette(tape, mode="replay")

@@ -31,8 +31,9 @@ Detectors and their default thresholds (all configurable):
 (rendered size, mean length, share of specific bullets, probe counts) are carried from the parent and updated for
 the bullets the delta touched, per-bullet features are cached by content, and a changed or removed bullet is
 matched for retention only against the bullets that share one of its rarest words (prefix filtering: a bullet
-with Jaccard >= t must hold at least one of them), from a word index carried the same way. Playbooks with no such
-link are compared in full, with the same results. The embedding-based checks (``similar``: redundancy, cosine
+with Jaccard >= t must hold at least one of them), from a word index carried the same way (the index and the
+aggregates are :mod:`ace.collapse.index`; this module is the detectors' policy). Playbooks with no such link are
+compared in full, with the same results. The embedding-based checks (``similar``: redundancy, cosine
 retention) stay O(n) per step.
 """
 
@@ -40,22 +41,26 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Literal
 
-import immutables
-
+from ace.collapse.index import (
+    NO_IDS,
+    Posting,
+    carry_indexes,
+    features,
+    probe_count,
+    specific_index,
+    stats,
+    tokens,
+    word_index,
+)
 from ace.playbook import Bullet, Playbook, QualityRules, injection
 from ace.playbook.quality import content_problem, section_problem
-from ace.playbook.render import bullet_line
-from ace.playbook.text import specifics_in, words
 
 Severity = Literal["info", "warning", "critical"]
 _SEVERITY = {"info": 0, "warning": 1, "critical": 2}
-_SPECIFIC = re.compile(r"\d|[=+*/^%$]|`|\"[^\"]+\"|\b[A-Z]{2,}\b")
 
 
 @dataclass(frozen=True)
@@ -75,163 +80,6 @@ class Alert:
                 "message": self.message}  # fmt: skip
 
 
-@lru_cache(maxsize=1 << 14)  # bounded: a few tens of MB of word sets at most for typical bullets
-def _features(content: str) -> tuple[frozenset[str], frozenset[str], bool]:
-    """Per-content features, computed once per distinct text: word set, specifics, carries a specific."""
-    w = words(content)
-    return w, specifics_in(w), bool(_SPECIFIC.search(content))
-
-
-@dataclass(frozen=True, slots=True)
-class _Stats:
-    """Aggregates of one version that the detectors compare, carried from version to version in O(delta)."""
-
-    bullets: int
-    line_chars: int  # sum over bullets of len(bullet line without counters) + 1
-    content_chars: int
-    specific: int  # bullets carrying a number, formula, code or quoted name
-
-    @staticmethod
-    def of_bullet(b: Bullet) -> tuple[int, int, int]:
-        # the specific flag alone (one regex search): tokenizing every bullet is for the few a step touches
-        return len(bullet_line(b, counters=False)) + 1, len(b.content), int(_SPECIFIC.search(b.content) is not None)
-
-    def plus(self, sign: int, b: Bullet) -> _Stats:
-        line, chars, spec = self.of_bullet(b)
-        return _Stats(
-            self.bullets + sign,
-            self.line_chars + sign * line,
-            self.content_chars + sign * chars,
-            self.specific + sign * spec,
-        )
-
-
-def _carried_from(pb: Playbook, key: Any, max_steps: int = 64) -> tuple[Playbook, frozenset[str]] | None:
-    """The nearest ancestor of ``pb`` (through ``apply``'s parent links, still in memory) that has ``key``
-    memoized, with the ids touched since; None if there is none within ``max_steps``."""
-    node, touched = pb, frozenset[str]()
-    for _ in range(max_steps):
-        link = node.lineage
-        if link is None:
-            return None
-        parent = link[0]
-        touched |= link[1]
-        if parent.has_derived(key):
-            return parent, touched
-        node = parent
-    return None
-
-
-def _stats(pb: Playbook) -> _Stats:
-    """The playbook's aggregates: from its parent's and the ids the delta touched when that is known, else all."""
-
-    def compute() -> _Stats:
-        if (found := _carried_from(pb, "collapse-stats")) is not None:
-            parent, touched = found
-            st: _Stats = parent.peek_derived("collapse-stats")
-            for i in touched:
-                if (old := parent.get(i)) is not None:
-                    st = st.plus(-1, old)
-                if (new := pb.get(i)) is not None:
-                    st = st.plus(+1, new)
-            return st
-        line = chars = spec = 0
-        for b in pb.bullets_by_id.values():
-            a, c, sp = _Stats.of_bullet(b)
-            line, chars, spec = line + a, chars + c, spec + sp
-        return _Stats(len(pb), line, chars, spec)
-
-    return pb.derived("collapse-stats", compute)  # type: ignore[no-any-return]
-
-
-def _tokens(pb: Playbook) -> int:
-    """``approx_tokens(render(pb, counters=False))``, from the carried aggregates (no render)."""
-    if not len(pb.sections):
-        return 0
-    headers = sum(len(name) + 3 for name in pb.sections)  # "## NAME"
-    chars = headers + _stats(pb).line_chars + 2 * len(pb.sections) - 1
-    return (chars + 3) // 4
-
-
-# The ids of the bullets holding a word: a tuple while they are few (most words: a number, a name), a persistent map
-# once they are many (common words), so that adding or removing one id is cheap either way.
-Posting = tuple[str, ...] | immutables.Map[str, None]
-_SMALL = 16
-_NO_IDS: tuple[str, ...] = ()
-
-
-def _posting(ids: list[str]) -> Posting:
-    return tuple(ids) if len(ids) <= _SMALL else immutables.Map(dict.fromkeys(ids))
-
-
-def _with_id(posting: Posting | None, i: str) -> Posting:
-    if posting is None:
-        return (i,)
-    if isinstance(posting, tuple):
-        return (*posting, i) if len(posting) < _SMALL else immutables.Map(dict.fromkeys(posting)).set(i, None)
-    return posting.set(i, None)
-
-
-def _without_id(posting: Posting, i: str) -> Posting:
-    if isinstance(posting, tuple):
-        return tuple(x for x in posting if x != i)
-    return posting.delete(i) if i in posting else posting
-
-
-_WORDS, _SPECIFICS = 0, 1  # which of a content's features an index maps: every word, or its numbers and codes
-_INDEX_KEYS = {_WORDS: "collapse-words", _SPECIFICS: "collapse-specifics"}
-
-
-def _word_index(pb: Playbook) -> immutables.Map[str, Posting]:
-    """word -> the ids of the bullets whose content holds it: a persistent map carried from the parent's."""
-    return _token_index(pb, _WORDS)
-
-
-def _specific_index(pb: Playbook) -> immutables.Map[str, Posting]:
-    """number or code -> the ids of the bullets that state it (a few per bullet: far smaller than the word index)."""
-    return _token_index(pb, _SPECIFICS)
-
-
-def _tokens_of(content: str, which: int) -> frozenset[str]:
-    words_, specifics_, _ = _features(content)
-    return specifics_ if which == _SPECIFICS else words_
-
-
-def _token_index(pb: Playbook, which: int) -> immutables.Map[str, Posting]:
-    key = _INDEX_KEYS[which]
-
-    def compute() -> immutables.Map[str, Posting]:
-        if (found := _carried_from(pb, key)) is not None:
-            parent, touched = found
-            index = parent.peek_derived(key).mutate()
-            for i in touched:
-                old, new = parent.get(i), pb.get(i)
-                if old is not None and new is not None and old.content == new.content:
-                    continue
-                if old is not None:
-                    for w in _tokens_of(old.content, which):
-                        ids = _without_id(index[w], i)
-                        if len(ids):
-                            index[w] = ids
-                        else:
-                            del index[w]
-                if new is not None:
-                    for w in _tokens_of(new.content, which):
-                        index[w] = _with_id(index.get(w), i)
-            new_index: immutables.Map[str, Posting] = index.finish()
-            return new_index
-        plain: dict[str, list[str]] = {}
-        for b in pb.bullets_by_id.values():
-            for w in _tokens_of(b.content, which):
-                if (holding := plain.get(w)) is None:
-                    plain[w] = [b.id]
-                else:
-                    holding.append(b.id)
-        return immutables.Map({w: _posting(ids) for w, ids in plain.items()})
-
-    return pb.derived(key, compute)  # type: ignore[no-any-return]
-
-
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
@@ -244,24 +92,6 @@ def _position(pb: Playbook) -> Callable[[Bullet], tuple[int, int]]:
         return sections[b.section], pb.sections[b.section].position(b.id)
 
     return key
-
-
-def _probe_count(pb: Playbook, needle: str) -> int:
-    """How many bullets state ``needle`` (case-folded substring), carried from the parent's count in O(delta)."""
-
-    def compute() -> int:
-        if (found := _carried_from(pb, ("collapse-probe", needle))) is not None:
-            parent, touched = found
-            n: int = parent.peek_derived(("collapse-probe", needle))
-            for i in touched:
-                old, new = parent.get(i), pb.get(i)
-                n += (new is not None and needle in new.content.casefold()) - (
-                    old is not None and needle in old.content.casefold()
-                )
-            return n
-        return sum(needle in b.content.casefold() for b in pb.bullets_by_id.values())
-
-    return pb.derived(("collapse-probe", needle), compute)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -291,12 +121,8 @@ class Detectors:
         self, before: Playbook, after: Playbook, *, versions: tuple[int | None, int | None] = (None, None)
     ) -> list[Alert]:
         alerts: list[Alert] = []
-        if self.similar is None and after.touched_since(before) is not None:
-            # an index built once (when a step first needed it) is kept up to date every step, in O(delta), so
-            # the next step can carry it too; one never needed is never built
-            for which, key in _INDEX_KEYS.items():
-                if before.has_derived(key):
-                    _token_index(after, which)
+        if self.similar is None:
+            carry_indexes(before, after)
         for fn in (self._size, self._brevity, self._retention, self._churn, self._redundancy):
             alerts.extend(fn(before, after, versions))
         return alerts + self.content(before, after, versions=versions)
@@ -326,7 +152,7 @@ class Detectors:
         return alerts
 
     def _size(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
-        t0, t1 = _tokens(before), _tokens(after)
+        t0, t1 = tokens(before), tokens(after)
         if t0 < self.min_tokens:
             return []
         tok_drop = 1 - t1 / t0
@@ -344,7 +170,7 @@ class Detectors:
     def _brevity(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
         if len(before) < 5 or not len(after):
             return []
-        s0, s1 = _stats(before), _stats(after)
+        s0, s1 = stats(before), stats(after)
         mean0, mean1 = s0.content_chars / s0.bullets, s1.content_chars / s1.bullets
         spec0, spec1 = s0.specific / s0.bullets, s1.specific / s1.bullets
         shrink = 1 - mean1 / mean0 if mean0 else 0.0
@@ -383,39 +209,39 @@ class Detectors:
         if self.similar is not None:
             texts = [b.content for b in after]
             sims = self.similar([b.content for b in rest], texts)
-            feats = [_features(t) for t in texts]
+            feats = [features(t) for t in texts]
             for n, b in enumerate(rest):
-                need = _features(b.content)[1]
+                need = features(b.content)[1]
                 if any(need <= f[1] and sims[n][j] >= self.cosine_match for j, f in enumerate(feats)):
                     kept.add(b.id)
             return kept
         by_id = after.bullets_by_id
         for b in rest:
-            w, need, _ = _features(b.content)
+            w, need, _ = features(b.content)
             pool: Iterable[str]
             if not w or self.jaccard_match <= 0:  # no words (or no threshold): compare with everything
                 pool = by_id
             elif need:
                 # a bullet that states b's fact states every number and code of it, so it is among the bullets
                 # holding the rarest of those (the small index of numbers and codes tells which)
-                specific = _specific_index(after)
+                specific = specific_index(after)
                 smallest: Posting | None = None
                 for token in need:
-                    posting = specific.get(token, _NO_IDS)
+                    posting = specific.get(token, NO_IDS)
                     if smallest is None or len(posting) < len(smallest):
                         smallest = posting
                 pool = smallest if smallest is not None else ()
             else:
                 # a bullet with Jaccard >= t holds at least ceil(t |w|) of these words, so one of the rarest
                 # |w| - ceil(t |w|) + 1 of them (the word index, built the first time a step needs it)
-                index = _word_index(after)
-                rarest = sorted(w, key=lambda x: len(index.get(x, _NO_IDS)))
+                index = word_index(after)
+                rarest = sorted(w, key=lambda x: len(index.get(x, NO_IDS)))
                 k = len(w) - math.ceil(self.jaccard_match * len(w) - 1e-9) + 1
-                pool = {i for x in rarest[:k] for i in index.get(x, _NO_IDS)}
+                pool = {i for x in rarest[:k] for i in index.get(x, NO_IDS)}
             if w and b.id in by_id:  # its own rewrite first: the common match
                 pool = itertools.chain((b.id,), pool)
             for j in pool:
-                x, facts, _ = _features(by_id[j].content)
+                x, facts, _ = features(by_id[j].content)
                 # a rewrite that drops or changes a number or code is not the same fact
                 if need <= facts and _jaccard(w, x) >= self.jaccard_match:
                     kept.add(b.id)
@@ -440,7 +266,7 @@ class Detectors:
 
     def knows(self, pb: Playbook, probe: str) -> bool:
         """Whether ``probe`` is stated in the playbook: as a substring (case-insensitive), else by similarity."""
-        if _probe_count(pb, probe.casefold()):
+        if probe_count(pb, probe.casefold()):
             return True
         if self.similar is not None and len(pb):
             return bool(max(self.similar([probe], [b.content for b in pb])[0]) >= self.cosine_match)
@@ -526,4 +352,4 @@ class CollapseGuard:
         return "; ".join(f"{a.detector} ({a.severity}): {a.message}" for a in blocking)
 
 
-__all__ = ["Alert", "CollapseGuard", "Detectors", "regression"]
+__all__ = ["Alert", "CollapseGuard", "Detectors", "Severity", "regression"]

@@ -8,9 +8,9 @@ A cassette is a JSONL file, one line per call::
 The hash covers the messages, sampling options and output schema (JSON with sorted keys), so the same request
 replays the same response. Every entry is validated when the cassette is loaded: its ``hash`` must be the hash of
 its ``request``, and its ``check`` the hash of that and its ``response``, so an edited request or response is an
-error naming the line, never replayed. (Entries written before ``check`` existed load with
-:attr:`Cassette.unchecked` counting them: their responses cannot be verified.) Identical requests made several
-times replay their recorded responses in order.
+error naming the line, never replayed. (Entries written before ``check`` existed still load, with one warning per
+cassette: their responses cannot be verified.) Identical requests made several times replay their recorded
+responses in order.
 Modes: ``record`` (call the wrapped provider and append), ``replay`` (strict: a request not on the cassette raises
 :class:`CassetteMiss` naming the call), ``auto`` (replay what is there, record what is not).
 """
@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any, Literal
 
+from ace.errors import InvalidInput
 from ace.llm.provider import Provider
 from ace.llm.types import CassetteMiss, Completion, LLMError, Request, Usage
 from ace.playbook.jsonio import JSONLimitError, json_line, load_json, split_lines
@@ -51,6 +53,9 @@ def _describe(request: Request) -> str:
     return f"call{schema} ending {last[-80:]!r}"
 
 
+log = logging.getLogger(__name__)
+
+
 class Cassette:
     """A provider that records to, or replays from, a JSONL file."""
 
@@ -64,7 +69,6 @@ class Cassette:
         self.model = provider.model if provider else "replay"
         self._lock = threading.Lock()
         self._tape: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
-        self.unchecked = 0  # entries without a check (older cassettes): their responses cannot be verified
         if mode != "record" and self.path.exists():
             self._load()
         elif mode == "replay":
@@ -74,33 +78,37 @@ class Cassette:
             self.path.write_text("")
 
     def _load(self) -> None:
+        unchecked = 0  # entries written before "check" existed: their responses cannot be verified
         for n, line in enumerate(split_lines(self.path.read_text(encoding="utf-8")), start=1):
             if line.strip():
                 try:
-                    hash_, response = self._entry(load_json(line, what="the entry"))
+                    entry = load_json(line, what="the entry")
+                    hash_, response = self._entry(entry)
                 except (JSONLimitError, KeyError, TypeError, ValueError) as e:
                     raise LLMError(f"cassette {self.path}, line {n}: not a valid recorded call ({e})") from None
+                unchecked += "check" not in entry
                 self._tape[hash_].append(response)
+        if unchecked:
+            log.warning("cassette %s: %d entries have no check (an older cassette): not verified", self.path, unchecked)
 
     def _entry(self, entry: Any) -> tuple[str, dict[str, Any]]:
-        """``(hash, response)`` of a cassette line, validated (raises ValueError saying what is wrong)."""
+        """``(hash, response)`` of a cassette line, validated (raises :class:`~ace.errors.InvalidInput` saying what
+        is wrong)."""
         if not isinstance(entry, dict):
-            raise ValueError("expected an object")
+            raise InvalidInput("expected an object")
         hash_, request, response = entry["hash"], entry["request"], entry["response"]
         if not isinstance(response, dict) or not isinstance(response.get("text"), str):
-            raise ValueError("its response has no text")
+            raise InvalidInput("its response has no text")
         usage = response.get("usage")
         if not isinstance(usage, dict) or not all(
             isinstance(usage.get(k), int) and not isinstance(usage.get(k), bool)
             for k in ("input_tokens", "output_tokens")
         ):
-            raise ValueError("its response has no usage (input_tokens and output_tokens)")
+            raise InvalidInput("its response has no usage (input_tokens and output_tokens)")
         if _digest(request) != hash_:
-            raise ValueError("its hash is not the hash of its request (the request was edited)")
-        if "check" not in entry:
-            self.unchecked += 1
-        elif entry["check"] != entry_check(hash_, response):
-            raise ValueError("its check does not match its response (the response was edited)")
+            raise InvalidInput("its hash is not the hash of its request (the request was edited)")
+        if "check" in entry and entry["check"] != entry_check(hash_, response):
+            raise InvalidInput("its check does not match its response (the response was edited)")
         return hash_, response
 
     def _replayed(self, request: Request) -> Completion | None:

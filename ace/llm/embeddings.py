@@ -82,7 +82,9 @@ class MiniLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of texts; wrap a single text in a list")
+            raise TypeError(  # builtin-ok: a programming error
+                "embed() takes a sequence of texts; wrap a single text in a list"
+            )
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
@@ -142,7 +144,3 @@ class OpenAIEmbedder:
         self.dim = arr.shape[1] if len(texts) else self.dim
         unit: np.ndarray = arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
         return unit
-
-
-def default_embedder() -> Embedder:
-    return MiniLMEmbedder()

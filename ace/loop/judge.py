@@ -171,10 +171,6 @@ class Agreement:
         return self.agree / self.n if self.n else 0.0
 
 
-def _pf(verdict: bool) -> str:
-    return "pass" if verdict else "fail"
-
-
 def agreement(pairs: Sequence[tuple[bool, bool]]) -> Agreement:
     """Agreement of (judge verdict, ground-truth verdict) pairs, and Cohen's kappa."""
     n = len(pairs)
