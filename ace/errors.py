@@ -19,6 +19,21 @@ class ConfigError(AceError, ValueError):
     """A setting, argument or configuration file is invalid, or names something that is not known."""
 
 
+class InvalidInput(AceError, ValueError):
+    """A value handed to ACE breaks a rule: a logged conversation without messages, an agent's answer without a
+    final answer, a cassette line that was edited, text a playbook cannot hold. The message says which rule."""
+
+
+class WrongType(InvalidInput, TypeError):
+    """A value handed to ACE is of the wrong type (a message's content neither text nor blocks, an agent's answer
+    neither text nor a mapping); also a ``TypeError``, as it was before it was an :class:`AceError`."""
+
+
+class UsageError(AceError, RuntimeError):
+    """An object was used in a state that does not allow it (a game already over, a candidate restored from a
+    checkpoint, a report asked for before the run) or with a dependency that lacks what it needs."""
+
+
 class InputFileError(AceError, ValueError):
     """A file given to ACE (tasks, logs, a trajectory, a report source) cannot be read; the message names it and
     the line."""
@@ -40,4 +55,13 @@ def read_input(path: str | Path, *, what: str = "file", limit: int = MAX_INPUT_B
         raise InputFileError(f"{path}: the {what} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-__all__ = ["MAX_INPUT_BYTES", "AceError", "ConfigError", "InputFileError", "read_input"]
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "AceError",
+    "ConfigError",
+    "InputFileError",
+    "InvalidInput",
+    "UsageError",
+    "WrongType",
+    "read_input",
+]

@@ -23,15 +23,18 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from typer.testing import CliRunner
 
 from ace.cli import app
-from ace.llm import LLM
+from ace.llm import LLM, ProviderError
+from ace.llm.testing import ScriptedProvider
 from ace.runs.from_logs import learn, load_logs
 from ace.runs.runners import learning_summary
 from ace.service.queue import EpisodeQueue
-from ace.service.worker import Worker
-from ace.store import PlaybookStore
+from ace.service.worker import PASSING_FAILURES, Worker
+from ace.store import PlaybookStore, StaleVersionError
 from tests.conftest import free_port
 from tests.fake_openai_server import FakeOpenAIServer
 
@@ -240,6 +243,25 @@ def test_a_bug_in_the_worker_path_fails_the_episode_at_once_with_its_reason(tmp_
     assert e is not None and e.status == "failed" and e.attempts == 1, e.to_dict() if e else None
     assert (e.error or "").startswith("AttributeError: ") and "Broken" in (e.error or ""), e.error
     assert e.to_dict()["error"] == e.error and e.retry_at is None
+    store.close()
+
+
+def test_the_passing_failures_are_a_stated_list() -> None:
+    stated = (ProviderError, StaleVersionError, OperationalError, PoolTimeout)
+    assert stated == PASSING_FAILURES
+    assert not any(issubclass(AttributeError, kind) for kind in PASSING_FAILURES)
+
+
+def test_an_attribute_error_in_the_learning_step_fails_the_episode_on_its_first_try(tmp_path: Path) -> None:
+    # the reflector's call meets a bug (the public scripted provider raises it); a retryable outage would requeue
+    store = PlaybookStore(f"sqlite:///{tmp_path / 'ace.db'}")
+    queue = EpisodeQueue(store, max_attempts=3, backoff_s=0.0)
+    queue.submit("cook", episode(0), namespace="team-a")
+    provider = ScriptedProvider([AttributeError("'NoneType' object has no attribute 'text'")])
+    e = Worker(store, queue, llm=lambda: LLM(provider, retries=0), workdir=tmp_path / "runs").run_once()
+    assert e is not None and e.status == "failed" and e.attempts == 1, e.to_dict() if e else None
+    assert (e.error or "").startswith("AttributeError: ") and e.retry_at is None, e.error
+    assert len(provider.calls) == 1 and queue.claim("w") is None  # tried once, not back in the queue
     store.close()
 
 

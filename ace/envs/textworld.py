@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from ace.errors import AceError, InputFileError
+from ace.errors import AceError, InputFileError, UsageError
 from ace.llm import LLM, Message
 from ace.loop import LoopConfig, RunResult, StepRecord
 from ace.loop.registry import register_evaluator, register_generator
@@ -157,7 +157,7 @@ class Game:
         if self._state is None:
             self.reset()
         if self.done:
-            raise RuntimeError(f"{self.path.name}: the game is over")
+            raise UsageError(f"{self.path.name}: the game is over")
         self._state, score, done = self._env.step(command)
         step = Step(command, clean(self._state.feedback), int(score), bool(done))
         self.steps.append(step)

@@ -27,6 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ace.errors import ConfigError
 from ace.llm.accounting import Ledger, Price, cost_usd
 from ace.llm.provider import Provider, get_provider
 from ace.llm.structured import parse_output, validation_summary
@@ -197,9 +198,9 @@ class LLM:
     ) -> _Attempts[T]:
         msgs = [Message("user", messages)] if isinstance(messages, str) else list(messages)
         if not msgs:
-            raise ValueError("an LLM call needs at least one message")
+            raise ConfigError("an LLM call needs at least one message")
         if output is not None and not (isinstance(output, type) and issubclass(output, BaseModel)):
-            raise TypeError("output must be a pydantic model class")
+            raise TypeError("output must be a pydantic model class")  # builtin-ok: a programming error
         return _Attempts(msgs, output, sampling or self.sampling, self.repair_attempts)
 
     def _retry_kwargs(self) -> dict[str, Any]:

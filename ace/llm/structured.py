@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ace.errors import InvalidInput
 from ace.llm.types import T
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
@@ -25,13 +26,13 @@ def extract_json(text: str) -> str:
 
 
 def parse_output(text: str, output: type[T]) -> T:
-    """Validate a reply as ``output``; raises ValidationError or ValueError."""
+    """Validate a reply as ``output``; raises ValidationError or InvalidInput (a ValueError)."""
     candidate = extract_json(text)
     try:
         # strict=False: grammar-constrained decoders (llama.cpp's among them) let raw newlines into strings
         data = json.loads(candidate, strict=False)
     except json.JSONDecodeError as e:
-        raise ValueError(f"not valid JSON ({e.msg} at position {e.pos})") from None
+        raise InvalidInput(f"not valid JSON ({e.msg} at position {e.pos})") from None
     return output.model_validate(data)
 
 

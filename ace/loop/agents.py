@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ace.errors import InvalidInput, WrongType
 from ace.loop.roles import GeneratorOutput
 from ace.playbook import Playbook, render
 from ace.tasks import Task
@@ -49,11 +50,11 @@ def to_output(playbook: Playbook, answer: Any) -> GeneratorOutput:
         final, reasoning = str(answer.get("final_answer", "")), str(answer.get("reasoning", ""))
         ids = answer.get("bullet_ids")
         if not final:
-            raise ValueError(f"the agent's answer has no 'final_answer' (keys: {sorted(answer)})")
+            raise InvalidInput(f"the agent's answer has no 'final_answer' (keys: {sorted(answer)})")
     elif isinstance(answer, str):
         final, reasoning, ids = answer, "", None
     else:
-        raise TypeError(f"an agent must answer with a string, a mapping or a GeneratorOutput, not {type(answer)}")
+        raise WrongType(f"an agent must answer with a string, a mapping or a GeneratorOutput, not {type(answer)}")
     cited = [i for i in ids if i in playbook] if ids is not None else citations(playbook, reasoning, final)
     return GeneratorOutput(reasoning=reasoning, bullet_ids=cited, final_answer=final)
 
@@ -110,7 +111,7 @@ def _last_message(state: Any) -> Any:
         return state
     messages = state.get("messages") if isinstance(state, Mapping) else None
     if not messages:
-        raise ValueError("the graph's final state has neither 'final_answer' nor 'messages'")
+        raise InvalidInput("the graph's final state has neither 'final_answer' nor 'messages'")
     said = [_content(m) for m in messages[:-1] if _role(m) in ("assistant", "ai", "tool")]
     return {"final_answer": _content(messages[-1]), "reasoning": "\n".join(said)}
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from ace.errors import UsageError
 from ace.llm import LLM
 from ace.loop.roles import FactReflection, GeneratorOutput, Reflection
 from ace.playbook import Applied, ApplyPolicy, Delta, Playbook, apply
@@ -66,14 +67,14 @@ class Candidate(BaseModel):
     def playbook(self) -> Playbook:
         """The playbook this candidate produces."""
         if self._applied is None:
-            raise RuntimeError("candidate restored from a checkpoint: rebuild it with Candidate.on(base, policy)")
+            raise UsageError("candidate restored from a checkpoint: rebuild it with Candidate.on(base, policy)")
         return self._applied.playbook
 
     @property
     def resolved(self) -> Delta:
         """The delta as ``apply`` resolved it (ADD ops carry their assigned ids)."""
         if self._applied is None:
-            raise RuntimeError("candidate restored from a checkpoint: rebuild it with Candidate.on(base, policy)")
+            raise UsageError("candidate restored from a checkpoint: rebuild it with Candidate.on(base, policy)")
         return self._applied.delta
 
     def on(self, base: Playbook, policy: ApplyPolicy) -> Candidate:

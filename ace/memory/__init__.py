@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ace.errors import ConfigError
 from ace.llm import LLM, LLMError
 from ace.llm.embeddings import Embedder
 from ace.memory.buffer import Entry, ShortTermBuffer
@@ -49,7 +50,7 @@ class Memory:
         self.graph = graph if self.config.graph else None
         for tier in (self.episodic, self.graph):
             if tier is not None and tier.namespace != namespace:
-                raise ValueError(f"a memory tier of namespace {tier.namespace!r} given to namespace {namespace!r}")
+                raise ConfigError(f"a memory tier of namespace {tier.namespace!r} given to namespace {namespace!r}")
 
     @classmethod
     def local(

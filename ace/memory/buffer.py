@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ace.errors import ConfigError
 from ace.playbook import approx_tokens
 
 
@@ -32,7 +33,7 @@ class Entry:
 class ShortTermBuffer:
     def __init__(self, budget: int = 500, entries: list[Entry] | None = None) -> None:
         if budget < 1:
-            raise ValueError("budget must be at least 1 token")
+            raise ConfigError("budget must be at least 1 token")
         self.budget = budget
         self._entries: deque[Entry] = deque()
         self._tokens = 0

@@ -109,7 +109,7 @@ class EpisodicStore:
         create: bool = True,
     ) -> None:
         if not namespace:
-            raise ValueError("namespace must not be empty")
+            raise ConfigError("namespace must not be empty")
         self.namespace = namespace
         self.embedder = embedder
         self.client = _client(location, create=create)

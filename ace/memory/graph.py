@@ -31,6 +31,7 @@ import networkx as nx
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 
+from ace.errors import ConfigError, InvalidInput
 from ace.llm import LLM, Message
 from ace.memory import schema as t
 from ace.store import PlaybookStore, create_tables
@@ -92,14 +93,14 @@ def extract_facts(llm: LLM, text: str) -> list[FactIn]:
 def _relation(name: str) -> str:
     rel = re.sub(r"[^a-z0-9]+", "_", name.strip().casefold()).strip("_")
     if not rel:
-        raise ValueError(f"relation {name!r} has no letters or digits")
+        raise InvalidInput(f"relation {name!r} has no letters or digits")
     return rel
 
 
 class KnowledgeGraph:
     def __init__(self, store: PlaybookStore, *, namespace: str = "default") -> None:
         if not namespace:
-            raise ValueError("namespace must not be empty")
+            raise ConfigError("namespace must not be empty")
         self.store = store
         self.namespace = namespace
         create_tables(store.engine, t.metadata)
@@ -124,7 +125,7 @@ class KnowledgeGraph:
         (or the existing identical one)."""
         subject, obj = " ".join(subject.split()), " ".join(obj.split())
         if not subject or not obj:
-            raise ValueError("a fact needs a non-empty subject and object")
+            raise InvalidInput("a fact needs a non-empty subject and object")
         rel, skey, okey = _relation(relation), entity_key(subject), entity_key(obj)
         f = t.kg_facts.c
         changed: list[Fact] = []

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from ace.errors import InvalidInput
 from ace.playbook.errors import DeltaError
 from ace.playbook.jsonio import MAX_DEPTH, JSONLimitError, load_json
 from ace.playbook.model import CONTENT_MOD, ID_RE, Bullet, Playbook, Section, Source, derive_slug, numeric_suffix
@@ -502,7 +503,7 @@ def _copy_with(model: _M, **update: Any) -> _M:
 def _require(d: _Draft | _HeadDraft, bullet_id: str) -> Bullet:
     b = d.get(bullet_id)
     if b is None:
-        raise ValueError(f"unknown bullet id {bullet_id!r}")
+        raise InvalidInput(f"unknown bullet id {bullet_id!r}")
     return b
 
 
@@ -525,20 +526,20 @@ def _apply_op(d: _Draft | _HeadDraft, op: Any, step: int | None, src: tuple[Sour
         return op
     if isinstance(op, MergeOp):
         return _merge(d, op, step, src, policy)
-    raise ValueError(f"unsupported operation {op!r}")  # pragma: no cover - the union is closed
+    raise InvalidInput(f"unsupported operation {op!r}")  # pragma: no cover - the union is closed
 
 
 def _add(d: _Draft | _HeadDraft, op: AddOp, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy) -> AddOp:
     name = clean_text(op.section, limit=policy.max_section_chars, what="section", single_line=True)
     content = clean_text(op.content, limit=policy.max_content_chars)
     if policy.max_bullets is not None and d.count() >= policy.max_bullets:
-        raise ValueError(f"the playbook holds its maximum of {policy.max_bullets} bullets; remove or merge first")
+        raise InvalidInput(f"the playbook holds its maximum of {policy.max_bullets} bullets; remove or merge first")
     if not d.has_section(name):
         if policy.new_sections == "reject":
             known = ", ".join(repr(s) for s in d.section_names()) or "none"
-            raise ValueError(f"unknown section {name!r} (policy rejects new sections; known: {known})")
+            raise InvalidInput(f"unknown section {name!r} (policy rejects new sections; known: {known})")
         if policy.quality is not None and (why := section_problem(name, policy.quality)):
-            raise ValueError(why)
+            raise InvalidInput(why)
         d.add_section(name)
     slug = d.slug(name)
     if op.id is None:
@@ -550,9 +551,9 @@ def _add(d: _Draft | _HeadDraft, op: AddOp, step: int | None, src: tuple[Source,
     else:
         new_id = op.id
         if not ID_RE.fullmatch(new_id):
-            raise ValueError(f"invalid bullet id {new_id!r}")
+            raise InvalidInput(f"invalid bullet id {new_id!r}")
         if d.exists(new_id):
-            raise ValueError(f"bullet id {new_id!r} already exists")
+            raise InvalidInput(f"bullet id {new_id!r} already exists")
         d.next_id = max(d.next_id, (numeric_suffix(new_id) or 0) + 1)
     _judged(content, policy)
     d.put(Bullet(new_id, name, content, created_step=step, updated_step=step, sources=src))
@@ -564,11 +565,11 @@ def _merge(
     d: _Draft | _HeadDraft, op: MergeOp, step: int | None, src: tuple[Source, ...], policy: ApplyPolicy
 ) -> MergeOp:
     if len(set(op.ids)) != len(op.ids):
-        raise ValueError("MERGE lists the same id twice")
+        raise InvalidInput("MERGE lists the same id twice")
     parts = [_require(d, i) for i in op.ids]
     survivor_id = op.id or op.ids[0]
     if survivor_id not in op.ids:
-        raise ValueError(f"surviving id {survivor_id!r} is not among the merged ids")
+        raise InvalidInput(f"surviving id {survivor_id!r} is not among the merged ids")
     content = _judged(clean_text(op.content, limit=policy.max_content_chars), policy)
     survivor = _require(d, survivor_id)
     sources: list[Source] = []
@@ -599,7 +600,7 @@ def _merge(
 def _judged(content: str, policy: ApplyPolicy) -> str:
     """``content`` if the policy's quality rules let it in (checked after the operation's own errors)."""
     if policy.quality is not None and (why := content_problem(content, policy.quality)):
-        raise ValueError(why)
+        raise InvalidInput(why)
     return content
 
 

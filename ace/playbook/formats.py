@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ace.errors import AceError
 from ace.playbook.bulk import builds_in_bulk
 from ace.playbook.errors import PlaybookFormatError
 from ace.playbook.jsonio import JSONLimitError, load_json
@@ -146,7 +147,8 @@ def _malformed(fmt: str, what: str) -> Iterator[None]:
     except JSONLimitError as e:
         raise PlaybookFormatError(str(e), fmt=fmt) from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise PlaybookFormatError(f"malformed {what} ({type(e).__name__}: {e})", fmt=fmt) from None
+        why = str(e) if isinstance(e, AceError) else f"{type(e).__name__}: {e}"  # ours say what is wrong
+        raise PlaybookFormatError(f"malformed {what} ({why})", fmt=fmt) from None
 
 
 @builds_in_bulk

@@ -13,11 +13,13 @@ import json
 import re
 from typing import Any
 
+from ace.errors import AceError
+
 MAX_DEPTH = 64  # the deepest legitimate structure (a trajectory's playbook state) is about 10 levels
 MAX_JSON_CHARS = 64 * 1024 * 1024
 
 
-class JSONLimitError(ValueError):
+class JSONLimitError(AceError, ValueError):
     """JSON that is too large, too deeply nested, or not JSON at all."""
 
 

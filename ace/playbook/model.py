@@ -20,6 +20,7 @@ from typing import Any
 
 import immutables
 
+from ace.errors import InvalidInput
 from ace.playbook.bulk import builds_in_bulk
 from ace.playbook.errors import PlaybookFormatError
 from ace.playbook.text import IMPORT_MAX_CHARS, SECTION_MAX_CHARS, check_stored_text
@@ -220,7 +221,7 @@ class Bullet:
         sources = _typed(d, "sources", list) or []
         merged = _typed(d, "merged_from", list) or []
         if not all(isinstance(s, Mapping) for s in sources) or not all(isinstance(i, str) for i in merged):
-            raise ValueError(f"bullet {d.get('id')!r}: 'sources' must be objects and 'merged_from' ids")
+            raise InvalidInput(f"bullet {d.get('id')!r}: 'sources' must be objects and 'merged_from' ids")
         return cls(
             id=_required(d, "id", str),
             section=_required(d, "section", str),
@@ -322,7 +323,7 @@ if [f.name for f in fields(Bullet) if f.init] != [
     "id", "section", "content", "helpful", "harmful", "neutral", "created_step", "updated_step", "sources",
     "merged_from", "extra",
 ]:  # fmt: skip
-    raise RuntimeError("Bullet's fields changed: update Bullet.changed")
+    raise RuntimeError("Bullet's fields changed: update Bullet.changed")  # builtin-ok: a bug, checked at import
 
 
 class Section:
@@ -742,18 +743,18 @@ def _typed(d: Mapping[str, Any], key: str, kind: type) -> Any:
     if value is None:
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"field {key!r} must be {kind.__name__}, not {type(value).__name__} ({value!r:.40})")
+        raise InvalidInput(f"field {key!r} must be {kind.__name__}, not {type(value).__name__} ({value!r:.40})")
     return value
 
 
 def _required(d: Mapping[str, Any], key: str, kind: type) -> Any:
     if d.get(key) is None:
-        raise ValueError(f"field {key!r} is missing")
+        raise InvalidInput(f"field {key!r} is missing")
     return _typed(d, key, kind)
 
 
 def _count(d: Mapping[str, Any], key: str) -> int:
     value = _typed(d, key, int) or 0
     if value < 0:
-        raise ValueError(f"field {key!r} must not be negative, got {value}")
+        raise InvalidInput(f"field {key!r} must not be negative, got {value}")
     return int(value)

@@ -42,6 +42,7 @@ import re
 from collections.abc import Callable, Collection
 from typing import Literal
 
+from ace.errors import ConfigError
 from ace.playbook.model import Bullet, Playbook
 
 TokenCounter = Callable[[str], int]
@@ -77,7 +78,7 @@ def render(
     """The playbook as ACE text; with ``budget``, only the most useful bullets that fit; ``layout="stable"`` for
     the cache-friendly prompt layout (see module doc; ``counters`` then says whether the scores block is shown)."""
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if budget is None:
         if layout == "stable":
             return playbook.derived(  # type: ignore[no-any-return]
@@ -85,7 +86,7 @@ def render(
             )
         return playbook.derived(("render", counters), lambda: _render_all(playbook, counters))  # type: ignore[no-any-return]
     if budget < 0:
-        raise ValueError("budget must be >= 0 tokens")
+        raise ConfigError("budget must be >= 0 tokens")
     if count_tokens is approx_tokens:  # the default counter: a function of the playbook, kept for a few budgets
         kept: dict[tuple[bool, int, str], str] = playbook.derived("render-budgets", dict)
         key = (counters, budget, layout)

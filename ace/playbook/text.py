@@ -7,6 +7,8 @@ import re
 import unicodedata
 from itertools import filterfalse
 
+from ace.errors import InvalidInput
+
 IMPORT_MAX_CHARS = 100_000  # a bullet's content on import (what a delta may add is ApplyPolicy.max_content_chars)
 SECTION_MAX_CHARS = 200  # a section name, on import as in a delta (ApplyPolicy.max_section_chars)
 
@@ -55,29 +57,30 @@ _HAS_DIGIT = re.compile(r"\d").search
 
 
 def clean_text(text: str, *, limit: int, what: str = "content", single_line: bool = False) -> str:
-    """Normalize and check text that goes into a playbook; raises ValueError saying what is wrong."""
+    """Normalize and check text that goes into a playbook; raises :class:`~ace.errors.InvalidInput` (a
+    ``ValueError``) saying what is wrong."""
     if not isinstance(text, str):
-        raise ValueError(f"{what} must be a string")
+        raise InvalidInput(f"{what} must be a string")
     # line endings (and the Unicode line and paragraph separators, which split lines in some readers) become \n
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n").strip()
     if not text:
-        raise ValueError(f"{what} is empty")
+        raise InvalidInput(f"{what} is empty")
     if len(text) > limit:
-        raise ValueError(f"{what} is {len(text)} characters, over the limit of {limit}")
+        raise InvalidInput(f"{what} is {len(text)} characters, over the limit of {limit}")
     # Control characters (NUL, escapes, bidi overrides) corrupt prompts and terminals; \n and \t are fine.
     if (ch := unusual_char(text, _CONTROL)) is not None:
-        raise ValueError(f"{what} contains the control character U+{ord(ch):04X}")
+        raise InvalidInput(f"{what} contains the control character U+{ord(ch):04X}")
     if single_line and "\n" in text:
-        raise ValueError(f"{what} must be a single line")
+        raise InvalidInput(f"{what} must be a single line")
     return text
 
 
 def check_stored_text(text: object, *, limit: int, what: str, single_line: bool = False) -> str:
     """``text`` if it already is what :func:`clean_text` makes of it (imports keep text byte for byte, so they
-    check rather than normalize); raises ValueError saying what is wrong."""
+    check rather than normalize); raises :class:`~ace.errors.InvalidInput` (a ``ValueError``) saying what is wrong."""
     if not isinstance(text, str):
-        raise ValueError(f"{what} must be a string, not {type(text).__name__}")
+        raise InvalidInput(f"{what} must be a string, not {type(text).__name__}")
     cleaned = clean_text(text, limit=limit, what=what, single_line=single_line)
     if cleaned != text:
-        raise ValueError(f"{what} {text[:40]!r} has surrounding whitespace or stray line separators")
+        raise InvalidInput(f"{what} {text[:40]!r} has surrounding whitespace or stray line separators")
     return text

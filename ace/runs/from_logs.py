@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ace.errors import InputFileError, read_input
+from ace.errors import InputFileError, InvalidInput, WrongType, read_input
 from ace.llm import LLM
 from ace.loop import Guard, LoopConfig, RunResult, StepRecord
 from ace.loop.agents import citations
@@ -68,14 +68,14 @@ def _text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "".join(b.get("text", "") if isinstance(b, Mapping) else str(b) for b in content)
-    raise TypeError(f"content must be a string or a list of blocks, not {type(content).__name__}")
+    raise WrongType(f"content must be a string or a list of blocks, not {type(content).__name__}")
 
 
 def _call(call: Mapping[str, Any]) -> str:
     fn = call.get("function", call)  # {"function": {"name", "arguments"}} or legacy {"name", "arguments"}
     name, args = fn.get("name"), fn.get("arguments", "")
     if not isinstance(name, str) or not name:
-        raise ValueError("a tool call without a function name")
+        raise InvalidInput("a tool call without a function name")
     if isinstance(args, str):
         try:
             args = json.loads(args) if args.strip() else {}
@@ -91,7 +91,7 @@ def turns(messages: list[Any]) -> list[Turn]:
     out: list[Turn] = []
     for m in messages:
         if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
-            raise ValueError(f"a message must be an object with a 'role', got {str(m)[:80]!r}")
+            raise InvalidInput(f"a message must be an object with a 'role', got {str(m)[:80]!r}")
         role = m["role"]
         if text := _text(m.get("content")).strip():
             out.append(Turn(role, text))
@@ -120,10 +120,10 @@ def _outcome(raw: Any) -> Feedback:
     if isinstance(raw, bool):
         return Feedback(correct=raw, score=float(raw))
     if not isinstance(raw, Mapping):
-        raise ValueError(f"'outcome' must be an object or a boolean, not {type(raw).__name__}")
+        raise InvalidInput(f"'outcome' must be an object or a boolean, not {type(raw).__name__}")
     correct = next((raw[k] for k in ("success", "correct", "won") if k in raw), None)
     if correct is not None and not isinstance(correct, bool):
-        raise ValueError(f"the outcome's success must be true or false, not {correct!r}")
+        raise InvalidInput(f"the outcome's success must be true or false, not {correct!r}")
     score = raw.get("score")
     return Feedback(
         correct=correct,
@@ -136,14 +136,14 @@ def to_task(log: Mapping[str, Any], default_id: str, *, max_chars: int = MAX_CHA
     """A log as a task whose metadata carries what the loop needs (transcript, answer, outcome)."""
     messages = log.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise ValueError("no 'messages' list")
+        raise InvalidInput("no 'messages' list")
     ts = turns(messages)
     question = log.get("task") or next((t.text for t in ts if t.role == "user"), None)
     if not question:
-        raise ValueError("no 'task' and no user message to take it from")
+        raise InvalidInput("no 'task' and no user message to take it from")
     agent = [t for t in ts if t.role == "assistant"]
     if not agent:
-        raise ValueError("the agent never spoke (no assistant message or tool call)")
+        raise InvalidInput("the agent never spoke (no assistant message or tool call)")
     final = agent[-1].text.removeprefix("→ ")
     fb = _outcome(log.get("outcome"))
     target = log.get("target")
@@ -183,7 +183,7 @@ def load_logs(path: str | Path, *, limit: int | None = None, max_chars: int = MA
     for n, item in items:
         try:
             if not isinstance(item, Mapping):
-                raise ValueError("expected an object with 'messages'")
+                raise InvalidInput("expected an object with 'messages'")
             tasks.append(to_task(item, f"{p.stem}:{n}", max_chars=max_chars))
         except (ValueError, TypeError) as e:
             raise LogError(f"{p}, {where} {n}: {e}") from None
@@ -201,7 +201,7 @@ class LoggedAgent:
 
     def __call__(self, task: Task, playbook: Playbook, hint: str | None) -> GeneratorOutput:
         if "transcript" not in task.metadata:
-            raise ValueError(f"task {task.id} is not a logged conversation (see ace.runs.from_logs.load_logs)")
+            raise InvalidInput(f"task {task.id} is not a logged conversation (see ace.runs.from_logs.load_logs)")
         reasoning, final = task.metadata["transcript"], task.metadata["final"]
         return GeneratorOutput(
             reasoning=reasoning, bullet_ids=citations(playbook, reasoning, final), final_answer=final

@@ -25,6 +25,8 @@ import logging
 import time
 from typing import Any
 
+from ace.errors import InvalidInput
+
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together; a browser sends a few KiB at most
 MAX_HEADERS = 100
 HEAD_TIMEOUT_S = 10.0  # from a connection's first byte (or its opening) to the end of the request's head
@@ -162,7 +164,7 @@ if HttpToolsProtocol is not None:
             self._parsed_head += len(url)
             if self._parsed_head > self.max_head_bytes:
                 self._too_big = True
-                raise ValueError("head too large")
+                raise InvalidInput("head too large")
             super().on_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
@@ -171,7 +173,7 @@ if HttpToolsProtocol is not None:
             if self._parsed_head > self.max_head_bytes:
                 self._too_big = True
             if self._too_big or self._n_headers > self.max_headers:  # the parser stops on an error raised here
-                raise ValueError("head too large")
+                raise InvalidInput("head too large")
             super().on_header(name, value)
 
         def send_400_response(self, msg: str) -> None:

@@ -9,10 +9,12 @@ episode whose first worker died after committing gets that version back instead 
 that died before committing simply does the work. Then the episode is marked done with the head after it.
 
 ``done`` means the episode was learned from, or deliberately not (nothing to learn; the quality gate or the guard
-refused the delta). A try that could not learn fails instead: a passing failure (:data:`PASSING`: the provider
-unreachable, timing out, answering 5xx or 429, writers racing past the rebase limit, the database away) puts the
-episode back in the queue with backoff, to be ``failed`` with the reason once its attempts are used; anything
-else (the model's replies never validated, a configuration error, a bug) fails it at once, with the reason.
+refused the delta). A try that could not learn fails instead: a passing failure (:data:`PASSING_FAILURES`: the
+provider
+unreachable, timing out, answering 5xx or 429, writers racing past the rebase limit, the database away) puts
+the episode back in the queue with backoff, to be ``failed`` with the reason once its attempts are used; anything
+else (the model's replies never validated, a configuration error, a bug such as an ``AttributeError``) fails it at
+once, with the reason. The list is stated, never inferred: a new kind of passing failure is added to it.
 
 Several workers, in one process or many (or on many hosts, on PostgreSQL), share a queue safely; each loads its
 own LLM lazily, on its first episode.
@@ -48,7 +50,8 @@ log = logging.getLogger("ace.worker")
 # racing past the rebase limit (StaleVersionError), the database away or busy (SQLAlchemy's OperationalError, its
 # pool's timeout). Anything else fails the episode at once with its reason: trying again would fail again (a bad
 # configuration) or hide a bug (an AttributeError).
-PASSING: tuple[type[Exception], ...] = (ProviderError, StaleVersionError, OperationalError, PoolTimeout)
+PASSING_FAILURES: tuple[type[Exception], ...] = (ProviderError, StaleVersionError, OperationalError, PoolTimeout)
+PASSING = PASSING_FAILURES  # the earlier name
 # the kinds of step failure (see ace.loop.state.Failure) that pass the same way
 PASSING_STEPS = frozenset({"provider", "commit"})
 
@@ -137,7 +140,7 @@ class Worker:
             )
         except Exception as e:
             # raised out of the run (the run's checkpoint is kept: the next try resumes where this one stopped)
-            passing = isinstance(e, PASSING)
+            passing = isinstance(e, PASSING_FAILURES)
             if passing:
                 log.warning("episode %s: try %d failed (%s: %s); %s", episode.episode_id, episode.attempts,
                             type(e).__name__, e, self._next(episode))  # fmt: skip
@@ -202,4 +205,4 @@ class WorkerPool:
             t.join(timeout)
 
 
-__all__ = ["Worker", "WorkerPool", "worker_name"]
+__all__ = ["PASSING_FAILURES", "PASSING_STEPS", "Worker", "WorkerPool", "worker_name"]

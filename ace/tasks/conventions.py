@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ace.errors import ConfigError
 from ace.tasks.model import Feedback, Task
 
 ORG = "Harbourline Freight Cooperative"
@@ -185,11 +186,11 @@ def conventions_stream(seed: int = 0, *, facts: int = 30, questions: int = 120, 
     """
     spec = StreamSpec(seed, facts, questions, intro)
     if spec.facts < 1 or spec.questions < spec.facts:
-        raise ValueError("a stream needs at least one fact and at least as many questions as facts")
+        raise ConfigError("a stream needs at least one fact and at least as many questions as facts")
     rng = random.Random(f"harbourline-stream-{seed}-{facts}-{questions}")
     pool = conventions_facts(seed)
     if spec.facts > len(pool):
-        raise ValueError(f"at most {len(pool)} facts per seed")
+        raise ConfigError(f"at most {len(pool)} facts per seed")
     chosen = rng.sample(pool, spec.facts)
     intro_end = max(spec.facts, round(spec.questions * spec.intro))
     # where each fact first appears: spread over the intro part, in random order
