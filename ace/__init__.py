@@ -37,8 +37,8 @@ from ace.playbook import (
 
 if TYPE_CHECKING:
     from ace.collapse import CollapseGuard, Detectors
+    from ace.config import LoopConfig
     from ace.llm import LLM, Budget, Ledger, Sampling
-    from ace.loop import LoopConfig
     from ace.memory import Memory
     from ace.runs import RunSetup, start
     from ace.store import PlaybookStore, StaleVersionError
@@ -53,7 +53,7 @@ _LAZY: dict[str, str] = {
     "Budget": "ace.llm",
     "Ledger": "ace.llm",
     "Sampling": "ace.llm",
-    "LoopConfig": "ace.loop",
+    "LoopConfig": "ace.config",
     "Memory": "ace.memory",
     "RunSetup": "ace.runs",
     "start": "ace.runs",

@@ -13,7 +13,7 @@ from pathlib import Path
 from ace.llm import LLM, Sampling
 from ace.llm.cassette import Cassette
 from ace.llm.local import LocalProvider
-from ace.loop import LoopConfig, LoopContext, StepRecord, run
+from ace.loop import LoopConfig, LoopContext, RunSetup, StepRecord, run
 from ace.store import PlaybookStore
 from ace.tasks import EVALUATORS, load_finance
 
@@ -27,16 +27,15 @@ def main() -> None:
             Path(checkpoints + ".died").write_text(str(record.version))
             os._exit(9)
 
-    ctx = LoopContext(
-        tasks=load_finance(data, limit=int(n)),
+    setup = RunSetup(
         llm=LLM(Cassette(tape, LocalProvider(), mode="auto"), sampling=Sampling(max_tokens=256)),
         store=store,
         playbook="fin",
         evaluator=EVALUATORS["formula"],
-        run_id="resume-run",
         config=LoopConfig(max_rounds=1, playbook_budget=300),
         on_step=die_after_first,
     )
+    ctx = LoopContext(setup, load_finance(data, limit=int(n)), "resume-run")
     run(ctx, checkpoints)
 
 

@@ -14,7 +14,7 @@ LAYERS: list[set[str]] = [
     {"errors"},
     {"names"},
     {"playbook"},
-    {"store", "llm", "tasks", "collapse"},
+    {"store", "llm", "tasks", "collapse", "config"},
     {"memory"},
     {"loop"},
     {"runs"},

@@ -19,6 +19,7 @@ from ace.loop import (
     LoopConfig,
     LoopContext,
     LoopState,
+    RunSetup,
     StepRecord,
     commit_node,
     curate_node,
@@ -55,15 +56,8 @@ def _head_ops(store: PlaybookStore) -> list[str]:
 
 
 def _ctx(store: PlaybookStore, llm: LLM, tasks: list[Task], run_id: str = "run-1", max_rounds: int = 2) -> LoopContext:
-    return LoopContext(
-        tasks=tasks,
-        llm=llm,
-        store=store,
-        playbook="fin",
-        evaluator=EVALUATORS["formula"],
-        run_id=run_id,
-        config=LoopConfig(max_rounds=max_rounds, playbook_budget=300),
-    )
+    config = LoopConfig(max_rounds=max_rounds, playbook_budget=300)
+    return LoopContext(RunSetup(llm, store, "fin", EVALUATORS["formula"], config=config), tasks, run_id)
 
 
 GEN = json.dumps({"reasoning": "assets over liabilities", "bullet_ids": ["calc-00002"], "final_answer": "2.0"})

@@ -20,7 +20,7 @@ import pytest
 from ace.llm import LLM
 from ace.llm.embeddings import MiniLMEmbedder
 from ace.llm.openai import OpenAIProvider
-from ace.loop import LoopConfig, LoopContext, run
+from ace.loop import LoopConfig, LoopContext, RunSetup, run
 from ace.memory import Episode, EpisodicStore, KnowledgeGraph, Memory, MemoryConfig, ShortTermBuffer, assemble
 from ace.playbook import approx_tokens
 from ace.playbook.formats import parse_ace
@@ -277,10 +277,11 @@ def test_the_loop_uses_all_three_tiers_and_a_resumed_run_has_its_buffer_back(tmp
         llm = LLM(OpenAIProvider("fake", base_url=server.base_url, structured="prompt"), sleep=lambda _s: None)
 
         def ctx(n: int) -> LoopContext:
-            return LoopContext(
-                tasks=tasks[:n], llm=llm, store=store, playbook="fin", namespace="agent-1",
-                evaluator=EVALUATORS["formula"], run_id="m1", config=LoopConfig(max_rounds=1), memory=memory,
+            setup = RunSetup(
+                llm, store, "fin", EVALUATORS["formula"], namespace="agent-1", config=LoopConfig(max_rounds=1),
+                memory=memory,
             )  # fmt: skip
+            return LoopContext(setup, tasks[:n], "m1")
 
         first = run(ctx(1), tmp_path / "ck.db")
         second = run(ctx(2), tmp_path / "ck.db")  # the same run, resumed with one more task

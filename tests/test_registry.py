@@ -10,7 +10,7 @@ import pytest
 
 from ace.errors import ConfigError
 from ace.llm import LLM
-from ace.loop import LoopContext
+from ace.loop import LoopContext, RunSetup
 from ace.loop.registry import evaluator_from_spec, generator_from_spec, register_evaluator, registered
 from ace.runs.factory import RunFiles
 from ace.runs.reexecute import RecordedProvider, rerun
@@ -74,7 +74,7 @@ def test_a_run_description_names_rebuildable_parts_and_leaves_your_own_out(tmp_p
     def mine(task: Task, answer: str) -> Feedback:
         return Feedback(correct=None)
 
-    ctx = LoopContext(tasks=[], llm=_no_model(), store=store, playbook="p", evaluator=numeric(), run_id="r")
+    ctx = LoopContext(RunSetup(_no_model(), store, "p", numeric()), [], "r")
     described = ctx.describe()
     assert described.evaluator == {"name": "numeric", "abs_tol": 0.01, "rel_tol": 0.0}
     assert described.generator == {"name": "llm"}

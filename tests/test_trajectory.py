@@ -15,7 +15,7 @@ from ace.cli import app
 from ace.collapse import Detectors
 from ace.llm import LLM
 from ace.llm.openai import OpenAIProvider
-from ace.loop import LoopConfig, LoopContext, run
+from ace.loop import LoopConfig, LoopContext, RunSetup, run
 from ace.playbook import Delta
 from ace.playbook.formats import parse_ace
 from ace.runs.reexecute import RecordedProvider, rerun
@@ -43,10 +43,8 @@ def recorded(tmp_path: Path) -> tuple[PlaybookStore, Path, int]:
     with FakeOpenAIServer() as server:
         server.responder = _gen_then_roles(roles(_ops()))
         llm = LLM(OpenAIProvider("fake", base_url=server.base_url, structured="prompt"), sleep=lambda _s: None)
-        ctx = LoopContext(
-            tasks=tasks, llm=llm, store=store, playbook="fin", evaluator=EVALUATORS["formula"], run_id="tr",
-            config=LoopConfig(max_rounds=1), trajectory=TrajectoryWriter(path, store, "fin"),
-        )  # fmt: skip
+        setup = RunSetup(llm, store, "fin", EVALUATORS["formula"], config=LoopConfig(max_rounds=1))
+        ctx = LoopContext(setup, tasks, "tr", trajectory=TrajectoryWriter(path, store, "fin"))
         run(ctx, tmp_path / "ck.db")
         calls = len(server.requests)
     return store, path, calls

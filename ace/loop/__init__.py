@@ -3,7 +3,7 @@ wired by LangGraph (:mod:`~ace.loop.graph`), the three roles (:mod:`~ace.loop.ro
 (:mod:`~ace.loop.refine`), wrapped agents (:mod:`~ace.loop.agents`) and the registry of rebuildable evaluators and
 generators (:mod:`~ace.loop.registry`)."""
 
-from ace.loop.context import LoopConfig, LoopContext
+from ace.loop.context import LoopConfig, LoopContext, RunSetup
 from ace.loop.graph import RunResult, build_graph, run
 from ace.loop.nodes import (
     commit_node,
@@ -26,6 +26,7 @@ __all__ = [
     "LoopState",
     "RunDescription",
     "RunResult",
+    "RunSetup",
     "StepRecord",
     "StepSink",
     "build_graph",

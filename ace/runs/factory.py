@@ -1,5 +1,6 @@
-"""The one place a loop run is built: :class:`RunSetup` holds what runs learn with, :func:`build` turns it and a
-list of tasks into a :class:`~ace.loop.LoopContext` with the run's files named, and :func:`start` runs it.
+"""The one place a loop run is built: :class:`RunSetup` (defined in :mod:`ace.loop.context`) holds what runs learn
+with, :func:`build` turns it and a list of tasks into a :class:`~ace.loop.LoopContext` (which holds the setup)
+with the run's files named, and :func:`start` runs it.
 
 Every run built here leaves, under its work directory, ``<run id>.checkpoints.db`` (LangGraph's checkpoints, for
 resuming) and ``<run id>.trajectory.jsonl`` (every step, its LLM calls and resulting version, which
@@ -8,40 +9,16 @@ resuming) and ``<run id>.trajectory.jsonl`` (every step, its LLM calls and resul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ace.llm import LLM
-from ace.loop import Generator, Guard, LoopConfig, LoopContext, RunResult, StepRecord, run
-from ace.loop.refine import Refiner
-from ace.memory import Memory
+from ace.loop import LoopContext, RunResult, RunSetup, run
 from ace.names import check_name
 from ace.runs.trajectory import TrajectoryWriter
 from ace.runs.workspace import file_stem
-from ace.store import PlaybookStore
-from ace.tasks import Evaluator, Task
-
-
-@dataclass
-class RunSetup:
-    """What runs learn with: the loop's collaborators, shared by every run built from it."""
-
-    llm: LLM
-    store: PlaybookStore
-    playbook: str
-    evaluator: Evaluator
-    namespace: str = "default"
-    config: LoopConfig = field(default_factory=LoopConfig)
-    refiner: Refiner | None = None
-    guard: Guard | None = None
-    generator: Generator | None = None
-    memory: Memory | None = None
-    on_step: Callable[[StepRecord], None] | None = None
-
-    def head(self) -> int:
-        return self.store.head_version(self.playbook, namespace=self.namespace)
+from ace.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -71,22 +48,10 @@ def build(
     """The loop context of run ``run_id`` over ``tasks`` (``config`` overrides fields of ``setup.config``), with
     its trajectory opened (the header is written when the file is new)."""
     files = RunFiles(Path(workdir), check_name(run_id, "run id"))
-    ctx = LoopContext(
-        tasks=list(tasks),
-        llm=setup.llm,
-        store=setup.store,
-        playbook=setup.playbook,
-        evaluator=setup.evaluator,
-        run_id=run_id,
-        namespace=setup.namespace,
-        config=replace(setup.config, **config),
-        refiner=setup.refiner,
-        guard=setup.guard,
-        generator=setup.generator,
-        memory=setup.memory,
-        trajectory=TrajectoryWriter(files.trajectory, setup.store, setup.playbook, namespace=setup.namespace),
-        on_step=setup.on_step,
-    )
+    if config:  # this run's options differ: a setup of its own, with the same collaborators
+        setup = replace(setup, config=replace(setup.config, **config))
+    trajectory = TrajectoryWriter(files.trajectory, setup.store, setup.playbook, namespace=setup.namespace)
+    ctx = LoopContext(setup, list(tasks), run_id, trajectory=trajectory)
     return ctx, files
 
 

@@ -1,0 +1,131 @@
+"""The loop's options as one object: :class:`LoopConfig` is the one definition of every loop option (its name,
+type, default, bounds and doc). The TOML ``[loop]`` section (:mod:`ace.runs.experiments`), the CLI's options
+(:func:`ace.cli.options.loop_options`) and the entry points (``evaluate``, ``learn``, ``Worker``, ``play_series``,
+which take a ``config``) all derive from it, so adding a loop option touches this class and the code that uses it,
+nothing else. This module imports nothing heavy: the CLI reads it to build its options.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields, replace
+from typing import Any, Literal, get_type_hints
+
+from ace.errors import ConfigError
+from ace.playbook.render import LAYOUTS, Layout
+
+
+def option(default: Any, doc: str, *, min: int | None = None) -> Any:
+    """A loop option: its default, its doc (the CLI's help, the docs) and, for a number, its lower bound."""
+    return field(default=default, metadata={"doc": doc, "min": min})
+
+
+@dataclass
+class LoopConfig:
+    """The loop's options: one definition, read by the TOML loader, the CLI and every entry point."""
+
+    max_rounds: int = option(3, "Generation attempts per task: a wrong answer is reflected on and retried.", min=1)
+    playbook_budget: int | None = option(
+        2000, "Tokens of playbook shown to the generator and the curator (none: the whole playbook).", min=0
+    )
+    learn: bool = option(True, "Reflect, curate and commit after each task (off: eval-only, nothing is committed).")
+    ground_truth: bool = option(True, "Show the reflector the target (off: execution feedback only, never the target).")
+    batch_size: int = option(
+        1, "Tasks whose deltas are proposed against one version and merged (1: one task per step).", min=1
+    )
+    focus: int = option(
+        0, "The bullets most relevant to the question, shown again right before it (0: off; see roles.generate).",
+        min=0,
+    )  # fmt: skip
+    answers: Literal["free", "copy"] = option(
+        "free", "'copy': the answer is chosen among spans of the focused bullets (needs focus >= 1); 'free': written."
+    )
+    curation: Literal["free", "facts"] = option(
+        "free",
+        "'facts': copy-friendly curation (the lesson as spans copied from question and feedback, an ADD / UPDATE / "
+        "NONE choice, bullet text written by code); 'free': the paper's free-text reflection and curator delta.",
+    )
+    layout: Layout = option(  # noqa: RUF009 (option() is dataclasses.field with a doc)
+        "stable",
+        "How the playbook is laid out in the roles' prompts: 'stable' keeps the prompt before the first real edit "
+        "byte-identical from step to step (a provider's prompt cache reuses it); 'sections' is the paper's text with "
+        "counters inline (what runs recorded before the stable layout existed used).",
+    )
+
+    def __post_init__(self) -> None:
+        for f in options():
+            bound, value = f.metadata["min"], getattr(self, f.name)
+            if bound is not None and value is not None and value < bound:
+                raise ConfigError(f"{f.name} must be at least {bound}, not {value}")
+        if self.answers == "copy" and self.focus < 1:
+            raise ConfigError("answers = 'copy' copies from the focused bullets: set focus >= 1")
+        if self.answers not in ("free", "copy") or self.curation not in ("free", "facts"):
+            raise ConfigError("answers is 'free' or 'copy'; curation is 'free' or 'facts'")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout is one of {', '.join(LAYOUTS)}, not {self.layout!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option by name (what a run records: its trajectory's ``run`` line)."""
+        return {f.name: getattr(self, f.name) for f in options()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoopConfig:
+        """The options of ``data`` (a recorded run's, say), the defaults for the rest; an unknown one is refused."""
+        unknown = set(data) - set(option_names())
+        if unknown:
+            known = ", ".join(option_names())
+            raise ConfigError(f"unknown loop option(s) {', '.join(sorted(unknown))}; the options are {known}")
+        return cls(**data)
+
+
+def options() -> tuple[Field[Any], ...]:
+    """The fields of :class:`LoopConfig`: name, default, ``metadata["doc"]`` and ``metadata["min"]``."""
+    return fields(LoopConfig)
+
+
+def option_names() -> tuple[str, ...]:
+    return tuple(f.name for f in options())
+
+
+def option_types() -> dict[str, Any]:
+    """Each option's type, resolved (``Layout``, ``int | None``, ...)."""
+    hints = get_type_hints(LoopConfig)
+    return {name: hints[name] for name in option_names()}
+
+
+# the old keyword names of loop options, kept working (deprecated) for one release
+_RENAMED = {"budget": "playbook_budget", "copy": "answers"}
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()  # the default of a deprecated keyword: not given
+
+
+def legacy_config(config: LoopConfig | None, where: str, default: LoopConfig | None = None, **old: Any) -> LoopConfig:
+    """``config`` (else ``default``, else :class:`LoopConfig`'s defaults) with the loop options that ``where`` was
+    given one keyword each, the old way: each warns (:class:`DeprecationWarning`); ``budget=`` is
+    ``playbook_budget``, ``copy=True`` is ``answers="copy"``. Options left at :data:`UNSET` were not given."""
+    given = {k: v for k, v in old.items() if v is not UNSET}
+    base = config or default or LoopConfig()
+    if not given:
+        return base
+    warnings.warn(
+        f"{where}({', '.join(f'{k}=' for k in given)}) is deprecated: pass config=LoopConfig(...)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    changes: dict[str, Any] = {}
+    for name, value in given.items():
+        new = _RENAMED.get(name, name)
+        if new not in option_names():
+            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")  # builtin-ok: as Python says
+        changes[new] = ("copy" if value else "free") if name == "copy" else value
+    return replace(base, **changes)
+
+
+__all__ = ["UNSET", "LoopConfig", "legacy_config", "option", "option_names", "option_types", "options"]
