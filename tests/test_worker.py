@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from ace.config import LoopConfig
 from ace.llm import LLM, Sampling
 from ace.runs.from_logs import learn, to_task
 from ace.service.queue import EpisodeQueue
@@ -23,6 +24,7 @@ from ace.store import schema as t
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
+COPY_FRIENDLY = LoopConfig(curation="facts")  # suits the small local model
 FACTS = [
     ("Which day are invoices sent at the co-op?", "Thursday"),
     ("Which colour are the member cards?", "green"),
@@ -56,7 +58,7 @@ def test_a_worker_learns_each_episode_through_the_loop(tmp_path: Path, llm: LLM,
     queue = EpisodeQueue(store, lease_s=30)
     for i in range(2):
         queue.submit("agent", episode(i), namespace="team-a")
-    worker = Worker(store, queue, llm=lambda: llm, workdir=tmp_path / "runs", curation="facts")
+    worker = Worker(store, queue, llm=lambda: llm, workdir=tmp_path / "runs", config=COPY_FRIENDLY)
     assert worker.run(max_episodes=2) == 2
     done = [queue.get("agent", f"agent-{i}", namespace="team-a") for i in range(2)]
     assert all(e.status == "done" and e.attempts == 1 for e in done)
@@ -86,11 +88,11 @@ def test_an_episode_taken_over_after_its_worker_committed_is_not_applied_twice(
     assert dying is not None
     # the dying worker does all the work a worker does, commits, and dies before marking the episode done
     learn([to_task(dying.log, dying.episode_id)], llm, store, "agent", run_id=f"episode-{dying.row}",
-          workdir=tmp_path / "a", namespace="team-a", curation="facts")  # fmt: skip
+          workdir=tmp_path / "a", namespace="team-a", config=COPY_FRIENDLY)  # fmt: skip
     committed = store.head_version("agent", namespace="team-a")
     assert committed == 2, "the local model learned nothing from a plain fact: this test needs a commit"
     time.sleep(1.2)
-    survivor = Worker(store, queue, llm=lambda: llm, workdir=tmp_path / "b", curation="facts", name="survivor")
+    survivor = Worker(store, queue, llm=lambda: llm, workdir=tmp_path / "b", config=COPY_FRIENDLY, name="survivor")
     e = survivor.run_once()
     assert e is not None and e.status == "done" and e.attempts == 2 and e.version == committed
     assert store.head_version("agent", namespace="team-a") == committed  # the same key: no second version

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from ace.config import UNSET, legacy_config
 from ace.errors import AceError, InputFileError, UsageError
 from ace.llm import LLM, Message
 from ace.loop import LoopConfig, RunResult, StepRecord
@@ -381,14 +382,17 @@ def play_series(
     workdir: str | Path,
     namespace: str = "default",
     max_moves: int = 30,
-    learn: bool = True,
-    max_rounds: int = 1,
+    config: LoopConfig | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
+    learn: bool = UNSET,
+    max_rounds: int = UNSET,
 ) -> SeriesResult:
     """The ACE loop as the agent across ``games`` in order: each game is played to its end (won, lost, or
     ``max_moves``), scored by replaying its commands, reflected on and curated into ``playbook`` (created empty if
-    missing) before the next. ``learn=False`` plays with the playbook fixed (a baseline). Resumable by ``run_id``;
-    the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``."""
+    missing) before the next, with the loop's options ``config`` (default: one round per game).
+    ``LoopConfig(learn=False)`` plays with the playbook fixed (a baseline). Resumable by ``run_id``; the trajectory
+    is ``<workdir>/<run_id>.trajectory.jsonl``. ``learn`` and ``max_rounds`` are the deprecated way to pass them."""
+    cfg = legacy_config(config, "play_series", LoopConfig(max_rounds=1), learn=learn, max_rounds=max_rounds)
     store.ensure(playbook, namespace=namespace, author=f"textworld {run_id}")
     setup = RunSetup(
         llm=llm,
@@ -396,7 +400,7 @@ def play_series(
         playbook=playbook,
         namespace=namespace,
         evaluator=TextWorldEvaluator(max_moves=max_moves),
-        config=LoopConfig(max_rounds=max_rounds, learn=learn),
+        config=cfg,
         generator=TextWorldPlayer(llm, max_moves=max_moves),
         on_step=on_step,
     )

@@ -27,10 +27,11 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from rich.console import Console
 from rich.table import Table
 
@@ -43,7 +44,6 @@ from ace.names import check_name
 from ace.playbook import AddOp, Delta, Playbook, apply
 from ace.playbook.focus import fact
 from ace.playbook.formats import loads
-from ace.playbook.render import Layout
 from ace.runs.console import add_row, line
 from ace.runs.factory import RunSetup
 from ace.runs.runners import Evaluation, Learner, Spend, evaluate, offline, online
@@ -82,17 +82,21 @@ class DataConfig(_Strict):
     offset_test: int = 0
 
 
-class LoopSection(_Strict):
-    max_rounds: int = 3
-    playbook_budget: int | None = 2000
-    batch_size: int = 1
+@dataclass
+class LoopSection(LoopConfig):
+    """The ``[loop]`` table: every :class:`~ace.config.LoopConfig` option under its own name (validated straight
+    into it: this class lists none of them), and the experiment's settings that sit beside them. ``ground_truth``
+    is set per learning run by ``run.labels``."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # an unknown key is an error naming it
+
     max_tokens: int = 512  # per LLM call
     refine: bool = False  # embedding dedup + pruning after each delta
     dedup_threshold: float = 0.9
-    focus: int = 0  # bullets most relevant to the question, shown again next to it (LoopConfig.focus)
-    answers: Literal["free", "copy"] = "free"  # "copy": answers chosen among spans of the focused bullets
-    curation: Literal["free", "facts"] = "free"  # "facts": copy-friendly reflection and curation
-    layout: Layout = "stable"  # the playbook's layout in prompts (LoopConfig.layout)
+
+    def config(self) -> LoopConfig:
+        """The loop's options alone."""
+        return LoopConfig(**{f.name: getattr(self, f.name) for f in fields(LoopConfig)})
 
 
 class RunSection(_Strict):
@@ -117,7 +121,7 @@ class RunConfig(_Strict):
     evaluator: Literal["formula", "finer", "exact", "numeric", "conventions"] | None = None
     agent: str | None = None  # "path/to/agent.py:build" -> build(llm, budget) returns a Generator
     data: DataConfig = Field(default_factory=DataConfig)
-    loop: LoopSection = Field(default_factory=LoopSection)
+    loop: LoopSection = Field(default_factory=LoopSection)  # pydantic validates the dataclass (types, bounds)
     run: RunSection = Field(default_factory=RunSection)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -127,6 +131,12 @@ class RunConfig(_Strict):
         if " " in v:
             raise ValueError("name must be without spaces")
         return check_name(v, "name")
+
+    @model_validator(mode="after")
+    def _labels(self) -> RunConfig:
+        if not self.loop.ground_truth and True in self.run.labels:
+            raise ValueError("loop.ground_truth = false: set run.labels = [false] (the labels pick it per run)")
+        return self
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -140,8 +150,16 @@ class RunConfig(_Strict):
         except ValidationError as e:
             raise ConfigError(f"{p}: {e}") from None
 
-    def overridden(self, *, provider: str | None = None, db: str | None = None, limit: int | None = None) -> RunConfig:
-        """A copy with another provider or database, and every split capped at ``limit`` tasks (a quick try)."""
+    def overridden(
+        self,
+        *,
+        provider: str | None = None,
+        db: str | None = None,
+        limit: int | None = None,
+        loop: LoopSection | None = None,
+    ) -> RunConfig:
+        """A copy with another provider or database, every split capped at ``limit`` tasks (a quick try), and
+        other loop options."""
         data = self.data
         if limit is not None:
             caps = {
@@ -149,7 +167,8 @@ class RunConfig(_Strict):
                 for split in ("train", "val", "test")
             }
             data = data.model_copy(update=caps)
-        return self.model_copy(update={"provider": provider or self.provider, "db": db or self.db, "data": data})
+        update = {"provider": provider or self.provider, "db": db or self.db, "data": data, "loop": loop or self.loop}
+        return self.model_copy(update=update)
 
     def path(self, value: str) -> Path:
         p = Path(os.path.expanduser(os.path.expandvars(value)))
@@ -358,13 +377,10 @@ class Experiment:
             llm=self.llm,
             playbook=pb,
             evaluator=self.evaluator,
-            budget=self.cfg.loop.playbook_budget,
+            config=self.cfg.loop.config(),
             generator=self.generator,
             concurrency=self.cfg.run.concurrency,
             results=self.workdir / f"{piece}.jsonl",
-            focus=self.cfg.loop.focus,
-            copy=self.cfg.loop.answers == "copy",
-            layout=self.cfg.loop.layout,
         )
 
     def _learner(self, protocol: str, labels: bool) -> Learner:
@@ -374,23 +390,13 @@ class Experiment:
         self.store.ensure(
             name, self.start, namespace=cfg.namespace, author=f"ace run {self.run_id}", message="starting playbook"
         )
-        loop = LoopConfig(
-            max_rounds=cfg.loop.max_rounds,
-            playbook_budget=cfg.loop.playbook_budget,
-            batch_size=cfg.loop.batch_size,
-            ground_truth=labels,
-            focus=cfg.loop.focus,
-            answers=cfg.loop.answers,
-            curation=cfg.loop.curation,
-            layout=cfg.loop.layout,
-        )
         setup = RunSetup(
             llm=self.llm,
             store=self.store,
             playbook=name,
             evaluator=self.evaluator,
             namespace=cfg.namespace,
-            config=loop,
+            config=replace(cfg.loop.config(), ground_truth=labels),
             refiner=self.refiner,
             generator=self.generator,
             on_step=self.on_step,

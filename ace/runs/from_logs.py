@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from ace.config import UNSET, legacy_config
 from ace.errors import InputFileError, InvalidInput, WrongType, read_input
 from ace.llm import LLM
 from ace.loop import Guard, LoopConfig, RunResult, StepRecord
@@ -230,22 +231,26 @@ def learn(
     run_id: str,
     workdir: str | Path,
     namespace: str = "default",
-    batch_size: int = 1,
-    playbook_budget: int | None = 2000,
+    config: LoopConfig | None = None,
     refiner: Refiner | None = None,
     guard: Guard | None = None,
     memory: Memory | None = None,
-    curation: Literal["free", "facts"] = "free",
     on_step: Callable[[StepRecord], None] | None = None,
+    batch_size: int = UNSET,
+    playbook_budget: int | None = UNSET,
+    curation: Literal["free", "facts"] = UNSET,
 ) -> RunResult:
     """Reflect on and curate from logged conversations (:func:`load_logs`) into ``playbook`` (created empty if it
-    does not exist). Resumable by ``run_id``; the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``.
+    does not exist), with the loop's options ``config`` (``max_rounds`` is 1: a logged answer is not retried).
+    Resumable by ``run_id``; the trajectory is ``<workdir>/<run_id>.trajectory.jsonl``. ``batch_size``,
+    ``playbook_budget`` and ``curation`` are the deprecated way to pass those options.
 
     A step that could not learn (the provider failed: see :attr:`StepRecord.could_not_learn`) says so in its
     record (``error``, ``failure``); :func:`ace.runs.runners.learning_summary` sums them up for the run. Calling
     again with the same ``run_id`` after the run finished tries those steps once more, as a follow-up run
     ``<run_id>.retry-<n>`` over their conversations only (the steps that learned are not learned twice); the
     result has every conversation's latest record."""
+    cfg = legacy_config(config, "learn", batch_size=batch_size, playbook_budget=playbook_budget, curation=curation)
     store.ensure(playbook, namespace=namespace, author=f"ace learn {run_id}")
     setup = RunSetup(
         llm=llm,
@@ -253,7 +258,7 @@ def learn(
         playbook=playbook,
         namespace=namespace,
         evaluator=logged_outcome,
-        config=LoopConfig(max_rounds=1, batch_size=batch_size, playbook_budget=playbook_budget, curation=curation),
+        config=replace(cfg, max_rounds=1),
         refiner=refiner,
         guard=guard,
         generator=LoggedAgent(),

@@ -24,9 +24,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ace.config import UNSET, legacy_config
 from ace.errors import ConfigError
 from ace.llm import LLM, LLMError, Usage
-from ace.loop import Generator, RunResult, StepRecord
+from ace.loop import Generator, LoopConfig, RunResult, StepRecord
 from ace.loop.roles import generate
 from ace.playbook import Playbook
 from ace.playbook.render import Layout
@@ -103,20 +104,24 @@ def evaluate(
     llm: LLM,
     playbook: Playbook,
     evaluator: Evaluator,
-    budget: int | None = 2000,
+    config: LoopConfig | None = None,
     generator: Generator | None = None,
     concurrency: int = 1,
     results: str | Path | None = None,
     on_result: Callable[[Prediction], None] | None = None,
-    focus: int = 0,
-    copy: bool = False,
-    layout: Layout = "stable",
+    budget: int | None = UNSET,
+    focus: int = UNSET,
+    copy: bool = UNSET,
+    layout: Layout = UNSET,
 ) -> Evaluation:
-    """Answer every task with ``playbook`` (no learning) using at most ``concurrency`` calls at once.
+    """Answer every task with ``playbook`` (no learning) using at most ``concurrency`` calls at once; the built-in
+    generator answers as the loop would with ``config`` (its ``playbook_budget``, ``focus``, ``answers`` and
+    ``layout``). ``budget``, ``focus``, ``copy`` and ``layout`` are the deprecated way to pass them.
 
     ``results``: a JSONL file of per-task records; tasks already in it are not answered again (resume). A failed
     call is a record with ``error`` set and ``correct`` False (a wrong answer for the accuracy, as in a benchmark).
     """
+    cfg = legacy_config(config, "evaluate", budget=budget, focus=focus, copy=copy, layout=layout)
     if concurrency < 1:
         raise ConfigError("concurrency must be at least 1")
     path = Path(results) if results else None
@@ -134,7 +139,10 @@ def evaluate(
     def one(task: Task) -> Prediction:
         try:
             if generator is None:
-                out = generate(llm, task, playbook, budget=budget, focus=focus, copy=copy, layout=layout).parsed
+                out = generate(
+                    llm, task, playbook, budget=cfg.playbook_budget, focus=cfg.focus, copy=cfg.answers == "copy",
+                    layout=cfg.layout,
+                ).parsed  # fmt: skip
             else:
                 out = generator(task, playbook, None)
             assert out is not None
@@ -224,13 +232,10 @@ class Learner:
             llm=s.llm,
             playbook=s.store.load(s.playbook, version, namespace=s.namespace),
             evaluator=s.evaluator,
-            budget=s.config.playbook_budget,
+            config=s.config,
             generator=s.generator,
             concurrency=self.concurrency,
             results=self.workdir / f"{piece}.jsonl",
-            focus=s.config.focus,
-            copy=s.config.answers == "copy",
-            layout=s.config.layout,
         )
 
     def head(self) -> int:

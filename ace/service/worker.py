@@ -27,7 +27,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -35,8 +35,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ace.collapse import CollapseGuard
+from ace.config import UNSET, legacy_config
 from ace.llm import LLM, ProviderError
-from ace.loop import StepRecord
+from ace.loop import LoopConfig, StepRecord
 from ace.memory import Memory
 from ace.runs.factory import RunFiles
 from ace.runs.from_logs import learn, to_task
@@ -72,11 +73,16 @@ class Worker:
     name: str = field(default_factory=worker_name)
     poll_s: float = 0.5
     guard: bool = True
-    playbook_budget: int | None = 2000
     keep_checkpoints: bool = False
-    curation: Literal["free", "facts"] = "free"  # see LoopConfig.curation ("facts" suits small models)
+    config: LoopConfig = field(default_factory=LoopConfig)  # the loop's options (curation "facts" suits small models)
     memory: Callable[[str], Memory] | None = None  # the memory tiers of a namespace, written after each episode
+    # deprecated: the loop options one by one (use config)
+    playbook_budget: InitVar[int | None] = UNSET
+    curation: InitVar[Literal["free", "facts"]] = UNSET
     _llm: LLM | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self, playbook_budget: int | None, curation: Literal["free", "facts"]) -> None:
+        self.config = legacy_config(self.config, "Worker", playbook_budget=playbook_budget, curation=curation)
 
     def run(self, stop: threading.Event | None = None, *, max_episodes: int | None = None) -> int:
         """Work until ``stop`` is set (or ``max_episodes`` are done); returns how many episodes it handled."""
@@ -133,10 +139,9 @@ class Worker:
                 run_id=run_id,
                 workdir=self.workdir,
                 namespace=episode.namespace,
-                playbook_budget=self.playbook_budget,
+                config=self.config,
                 guard=CollapseGuard() if self.guard else None,
                 memory=self.memory(episode.namespace) if self.memory is not None else None,
-                curation=self.curation,
             )
         except Exception as e:
             # raised out of the run (the run's checkpoint is kept: the next try resumes where this one stopped)
