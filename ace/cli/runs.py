@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ace.cli.options import MAX_REPLY_TOKENS, DbOpt, NsOpt, ReplyTokensOpt
+from ace.cli.options import MAX_REPLY_TOKENS, DbOpt, LoopOptions, NsOpt, ReplyTokensOpt, loop_options
 from ace.cli.output import AceTyper, fail, open_store, out, print_step
 from ace.names import check_name
 from ace.runs.console import line
@@ -135,18 +135,18 @@ def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
 
 
 @app.command()
+@loop_options("batch_size", "playbook_budget", "curation", "layout", "ground_truth")
 def learn(
     logs: Annotated[Path, typer.Argument(help="Agent logs: JSONL of OpenAI-style chat messages with tool calls.")],
     playbook: Annotated[str | None, typer.Option("--playbook", "-p", help="Playbook to learn into.")] = None,
     provider: Annotated[str, typer.Option(help="'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")] = "local",
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: named after the file).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Learn from the first N conversations only.")] = None,
-    batch_size: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Conversations curated against one version and merged.")
-    ] = 1,
     max_tokens: ReplyTokensOpt = 512,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
+    *,
+    loop: LoopOptions,
 ) -> None:
     """Learn a playbook offline from logs you already have: reflect on each logged episode and curate a delta."""
     from ace.llm import LLM, Sampling
@@ -156,6 +156,7 @@ def learn(
     from ace.runs.runners import learning_summary
     from ace.runs.workspace import runs_dir
 
+    config = loop.config()
     tasks = load_logs(logs, limit=limit)  # a malformed log is reported before any model is loaded
     name = check_name(playbook or logs.stem, "playbook name")
     # the same file into the same playbook resumes
@@ -165,7 +166,7 @@ def learn(
     out.rule(f"learning {name!r} from {len(tasks)} logged episodes · run {rid} · provider {provider}")
 
     result = learn_logs(
-        tasks, llm, store, name, run_id=rid, workdir=runs_dir(), namespace=namespace, batch_size=batch_size,
+        tasks, llm, store, name, run_id=rid, workdir=runs_dir(), namespace=namespace, config=config,
         on_step=print_step,
     )  # fmt: skip
     head = store.head(name, namespace=namespace)
@@ -213,15 +214,20 @@ def report(
 
 
 @app.command("run")
+@loop_options(override="config")
 def run_(
     config: Annotated[Path, typer.Argument(help="A run config (TOML); see examples/*/ace.toml.")],
     provider: Annotated[str | None, typer.Option(help="Override the config's provider.")] = None,
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: a new one).")] = None,
     db: DbOpt = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Cap every split at N tasks (a quick try).")] = None,
+    *,
+    loop: LoopOptions,
 ) -> None:
-    """Run a config's protocols (base / icl / offline / online) and print the results table."""
+    """Run a config's protocols (base / icl / offline / online) and print the results table; the loop options
+    override those of the config's loop section."""
     from ace.runs.experiments import RunConfig, run_config
 
-    cfg = RunConfig.load(config).overridden(provider=provider, db=db, limit=limit)
+    cfg = RunConfig.load(config)
+    cfg = cfg.overridden(provider=provider, db=db, limit=limit, loop=loop.config(cfg.loop))
     run_config(cfg, out, run_id=run_id, on_step=lambda r: print_step(r, rounds=True))

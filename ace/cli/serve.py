@@ -78,6 +78,7 @@ def _workers(
     curation: str,
     threads: int | None = None,
 ) -> list[Worker]:
+    from ace.config import LoopConfig
     from ace.llm import LLM, Sampling
     from ace.runs.workspace import runs_dir
     from ace.service.queue import EpisodeQueue
@@ -95,7 +96,7 @@ def _workers(
             workdir=runs_dir() / "episodes",
             name=worker_name(str(i)),
             memory=tiers,
-            curation="facts" if curation == "facts" else "free",
+            config=LoopConfig(curation="facts" if curation == "facts" else "free"),
         )
         for i in range(n)
     ]

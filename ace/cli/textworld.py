@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ace.cli.options import DbOpt, NsOpt
+from ace.cli.options import DbOpt, LoopOptions, NsOpt, loop_options
 from ace.cli.output import AceTyper, open_store, out, print_step
+from ace.config import LoopConfig
 from ace.names import check_name
 from ace.runs.workspace import data_dir, runs_dir
 from ace.store import DEFAULT_NAMESPACE
@@ -68,6 +69,7 @@ def tw_make(
 
 
 @app.command("play")
+@loop_options("learn", "max_rounds", "playbook_budget", "curation", "layout", base=LoopConfig(max_rounds=1))
 def tw_play(
     seeds: SeedsOpt = "1-5",
     recipe: RecipeOpt = 1,
@@ -81,10 +83,11 @@ def tw_play(
     max_moves: Annotated[
         int, typer.Option(min=1, max=100_000, help="Moves per game before it counts as unfinished.")
     ] = 30,
-    learn: Annotated[bool, typer.Option(help="Reflect and curate after each game (--no-learn: a baseline).")] = True,
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: a new one).")] = None,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
+    *,
+    loop: LoopOptions,
 ) -> None:
     """Play games with the ACE loop as the agent, learning from each game before the next."""
     import time
@@ -93,16 +96,18 @@ def tw_play(
     from ace.llm import LLM, Sampling
     from ace.runs.factory import RunFiles
 
+    config = loop.config()  # --no-learn: the playbook stays fixed (a baseline)
     rid = check_name(run_id or time.strftime("textworld-%Y%m%d-%H%M%S"), "run id")
     check_name(playbook, "playbook name")
     games = _games(seeds, recipe, take, go, games_dir)
     store = open_store(db)
     llm = LLM(provider, sampling=Sampling(max_tokens=256))
-    out.rule(f"{len(games)} games · run {rid} · provider {provider} · {'learning' if learn else 'fixed playbook'}")
+    mode = "learning" if config.learn else "fixed playbook"
+    out.rule(f"{len(games)} games · run {rid} · provider {provider} · {mode}")
 
     res = play_series(
         games, llm, store, playbook, run_id=rid, workdir=runs_dir(), namespace=namespace, max_moves=max_moves,
-        learn=learn, on_step=lambda r: print_step(r, feedback=True),
+        config=config, on_step=lambda r: print_step(r, feedback=True),
     )  # fmt: skip
     scores = [g.score for g in res.games if g.score is not None]
     mean = sum(scores) / len(scores) if scores else 0.0
