@@ -187,6 +187,12 @@ def test_the_cli_builds_one_config_and_checks_it_before_loading_anything(tmp_pat
     assert r.exit_code == 2 and "--curation" in r.output
     r = CliRunner().invoke(app, ["learn", str(logs), "--batch-size", "0"])
     assert r.exit_code == 2 and "--batch-size" in r.output
+    config = tmp_path / "ace.toml"
+    config.write_text('name = "t"\n')
+    r = CliRunner().invoke(app, ["run", str(config), "--answers", "copy"])  # over the config's focus = 0
+    assert r.exit_code == 2 and "focus" in r.output
+    r = CliRunner().invoke(app, ["run", str(config), "--no-ground-truth"])  # the config's labels are [true]
+    assert r.exit_code == 1 and "run.labels" in r.output
 
 
 # -- (d) TOML -> LoopConfig -> the config a run records -> the same LoopConfig ----------------------------------------

@@ -134,8 +134,7 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _labels(self) -> RunConfig:
-        if not self.loop.ground_truth and True in self.run.labels:
-            raise ValueError("loop.ground_truth = false: set run.labels = [false] (the labels pick it per run)")
+        _check_labels(self.loop, self.run)
         return self
 
     @classmethod
@@ -167,12 +166,20 @@ class RunConfig(_Strict):
                 for split in ("train", "val", "test")
             }
             data = data.model_copy(update=caps)
+        if loop is not None:
+            _check_labels(loop, self.run)
         update = {"provider": provider or self.provider, "db": db or self.db, "data": data, "loop": loop or self.loop}
         return self.model_copy(update=update)
 
     def path(self, value: str) -> Path:
         p = Path(os.path.expanduser(os.path.expandvars(value)))
         return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+
+def _check_labels(loop: LoopSection, run: RunSection) -> None:
+    """The learning runs' ground truth is ``run.labels``: a loop without it cannot run with labels."""
+    if not loop.ground_truth and True in run.labels:
+        raise ConfigError("loop.ground_truth = false: set run.labels = [false] (the labels pick it per run)")
 
 
 def load_split(cfg: RunConfig, which: Literal["train", "val", "test"]) -> list[Task]:
