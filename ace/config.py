@@ -1,5 +1,5 @@
 """The loop's options as one object: :class:`LoopConfig` is the one definition of every loop option (its name,
-type, default, bounds and doc). The TOML ``[loop]`` section (:mod:`ace.runs.experiments`), the CLI's options
+type, default, bounds and doc). The TOML ``[loop]`` section (:mod:`ace.app.experiments`), the CLI's options
 (:func:`ace.cli.options.loop_options`) and the entry points (``evaluate``, ``learn``, ``Worker``, ``play_series``,
 which take a ``config``) all derive from it, so adding a loop option touches this class and the code that uses it,
 nothing else. This module imports nothing heavy: the CLI reads it to build its options.
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, Literal, get_type_hints
 
-from ace.errors import ConfigError
+from ace.errors import ConfigError, WrongType
 from ace.playbook.render import LAYOUTS, Layout
 
 
@@ -123,7 +123,7 @@ def legacy_config(config: LoopConfig | None, where: str, default: LoopConfig | N
     for name, value in given.items():
         new = _RENAMED.get(name, name)
         if new not in option_names():
-            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")  # builtin-ok: as Python says
+            raise WrongType(f"{where}() got an unexpected keyword argument {name!r}")
         changes[new] = ("copy" if value else "free") if name == "copy" else value
     return replace(base, **changes)
 
