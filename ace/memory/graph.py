@@ -34,7 +34,7 @@ from sqlalchemy import insert, select, update
 from ace.errors import ConfigError, InvalidInput
 from ace.llm import LLM, Message
 from ace.memory import schema as t
-from ace.store import PlaybookStore, create_tables
+from ace.store import PlaybookStore
 
 EXTRACTOR_PROMPT = Path(__file__).parent / "prompts" / "extractor.txt"
 
@@ -103,7 +103,7 @@ class KnowledgeGraph:
             raise ConfigError("namespace must not be empty")
         self.store = store
         self.namespace = namespace
-        create_tables(store.engine, t.metadata)
+        t.SCHEMA.ensure(store.engine)
         self._g: nx.MultiDiGraph | None = None
         self._facts: dict[int, Fact] = {}
         self._view: nx.Graph | None = None  # undirected current facts, for paths; rebuilt after a write

@@ -1,12 +1,19 @@
 """Tables of the knowledge-graph tier (:mod:`ace.memory.graph`), in the store's database beside the playbooks.
 
 They are defined here, by the tier that owns them, in a ``MetaData`` of their own; the store does not know them.
-:class:`~ace.memory.graph.KnowledgeGraph` creates them (if missing) on the store's engine when it opens.
+They are under Alembic with a history of their own (``graph_migrations/``, recorded in ``ace_kg_version``; see
+:mod:`ace.store.components`): :class:`~ace.memory.graph.KnowledgeGraph` brings them to the newest revision on the
+store's engine when it opens, tables made by ``create_all`` before the history included. A new column is a new
+revision there (and a ``Column`` below).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table
+from pathlib import Path
+
+from sqlalchemy import Boolean, Column, Connection, DateTime, Index, Integer, MetaData, String, Table
+
+from ace.store.components import ComponentSchema, columns
 
 metadata = MetaData()
 
@@ -41,3 +48,11 @@ kg_bullet_links = Table(
     Column("playbook", String(256), primary_key=True),
     Column("bullet_id", String(64), primary_key=True),
 )
+
+
+def _recognise(conn: Connection) -> str | None:
+    """The revision of the graph's tables made by ``create_all`` before the graph had a history."""
+    return None if columns(conn, kg_facts.name) is None else "0001"
+
+
+SCHEMA = ComponentSchema("knowledge graph", "ace_kg_version", Path(__file__).parent / "graph_migrations", _recognise)

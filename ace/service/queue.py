@@ -1,9 +1,11 @@
 """The episode queue: episodes sent to the service wait here until a worker learns from them.
 
-One ``ace_episodes`` row per episode, in the store's database (created beside the store's tables, like the memory
-tiers'). An episode is identified within its playbook by its ``episode_id`` (the log's ``id``, or the hash of its
-body): sending it again returns the row already there, so a client that retries after a timeout does not queue
-it twice; the same id with a different body is refused (:class:`EpisodeConflict`).
+One ``ace_episodes`` row per episode, in the store's database beside the store's tables. The table is under
+Alembic with a history of its own (``queue_migrations/``, recorded in ``ace_queue_version``; see
+:mod:`ace.store.components`): opening the queue brings it to the newest revision, a table from before the history
+(any release's ``create_all``) included. An episode is identified within its playbook by its ``episode_id`` (the
+log's ``id``, or the hash of its body): sending it again returns the row already there, so a client that retries
+after a timeout does not queue it twice; the same id with a different body is refused (:class:`EpisodeConflict`).
 
 A worker *claims* the oldest queued episode under a lease (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 that workers never wait on each other's rows; SQLite serializes writers anyway), renews the lease while it works,
@@ -27,10 +29,12 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -41,18 +45,18 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     func,
-    inspect,
     or_,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
 
 from ace.errors import AceError, ConfigError
 from ace.names import check_name
 from ace.runs.from_logs import to_task
-from ace.store import PlaybookStore, create_tables
+from ace.store import PlaybookStore
+from ace.store.components import ComponentSchema, columns
 
 Status = Literal["queued", "running", "done", "failed"]
 MAX_EPISODE_ID = 200
@@ -85,6 +89,18 @@ episodes = Table(
     UniqueConstraint("namespace", "playbook", "episode_id", name="uq_ace_episodes_key"),
     Index("ix_ace_episodes_status", "status", "id"),
 )
+
+
+def _recognise(conn: Connection) -> str | None:
+    """The revision of an ``ace_episodes`` table made by ``create_all`` before the queue had a history."""
+    have = columns(conn, episodes.name)
+    if have is None:
+        return None
+    return "0002" if "retry_at" in have else "0001"
+
+
+# The queue's schema: a new column is a new revision in queue_migrations/versions (and a Column above).
+SCHEMA = ComponentSchema("episode queue", "ace_queue_version", Path(__file__).parent / "queue_migrations", _recognise)
 
 
 class EpisodeError(AceError):
@@ -216,8 +232,7 @@ class EpisodeQueue:
         self.max_attempts = max_attempts
         self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
         self._pg = store.engine.dialect.name == "postgresql"
-        create_tables(store.engine, metadata)
-        _add_missing_columns(store)
+        SCHEMA.ensure(store.engine)
 
     # -- clients ------------------------------------------------------------------------------------------
     def submit(
@@ -404,29 +419,6 @@ class EpisodeQueue:
                 .values(worker=None, lease_until=None, updated_at=_now(), **values)
             )
         return done.rowcount == 1
-
-
-def _add_missing_columns(store: PlaybookStore) -> None:
-    """Add the columns this code's ``ace_episodes`` has and an older table lacks (``retry_at``): the table is made
-    by ``create_all``, not by a migration, so a database queued into by an older release has the old layout. Two
-    processes opening it at once both succeed (the second one's ALTER fails and finds the column there)."""
-
-    def present() -> set[str]:
-        with store.transaction() as conn:
-            return {c["name"] for c in inspect(conn).get_columns(episodes.name)}
-
-    have = present()
-    for col in episodes.columns:
-        if col.name in have:
-            continue
-        assert col.nullable, f"{col.name}: only nullable columns can be added to a table in use"
-        kind = col.type.compile(dialect=store.engine.dialect)
-        try:
-            with store.transaction(write=True) as conn:
-                conn.execute(text(f"ALTER TABLE {episodes.name} ADD COLUMN {col.name} {kind}"))
-        except (OperationalError, ProgrammingError):
-            if col.name not in present():
-                raise
 
 
 def _episode(r: Any) -> Episode:
