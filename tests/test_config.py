@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 import pytest
 from typer.testing import CliRunner
 
+from ace.app.experiments import Experiment, LoopSection, RunConfig
 from ace.cli import app
 from ace.config import UNSET, LoopConfig, legacy_config, option_names, option_types, options
 from ace.errors import ConfigError
@@ -22,7 +23,6 @@ from ace.llm.testing import ScriptedProvider
 from ace.loop import RunResult, RunSetup
 from ace.playbook import Playbook
 from ace.runs import runners
-from ace.runs.experiments import Experiment, LoopSection, RunConfig
 from ace.runs.trajectory import load
 from ace.store import PlaybookStore
 from ace.tasks import Task, exact

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ace.app.demo import halves, verdict_line
+from ace.app.run_report import rolling, write_run_report
 from ace.errors import ConfigError
 from ace.llm import LLM
 from ace.llm.openai import OpenAIProvider
@@ -18,9 +20,7 @@ from ace.loop import LoopConfig, StepRecord
 from ace.loop.roles.outputs import FactReflection
 from ace.playbook import AddOp, Delta, Playbook, apply
 from ace.playbook.focus import answer_options, fact, fact_value, looks_like_value, relevant, spans
-from ace.runs.demo import halves, verdict_line
 from ace.runs.factory import RunSetup, start
-from ace.runs.run_report import rolling, write_run_report
 from ace.store import PlaybookStore
 from ace.tasks import Task
 from ace.tasks.conventions import conventions, conventions_facts, conventions_stream

@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.store.base import BaseStore, ListNamespacesOp, MatchCondition
 
+from ace.config import LoopConfig
 from ace.integrations.langgraph import (
     PLAYBOOK_MESSAGE_ID,
     AceStore,
@@ -169,7 +170,7 @@ def test_a_langgraph_agent_on_the_local_model_learns_through_the_store(store: Pl
     assert sent is not None and sent.value["status"] == "queued"
     # a worker learns from the reported run: the playbook gets a new version
     queue = EpisodeQueue(store)
-    worker = Worker(store, queue, llm=lambda: llm, workdir=tmp_path / "runs", curation="facts")
+    worker = Worker(store, queue, llm=lambda: llm, workdir=tmp_path / "runs", config=LoopConfig(curation="facts"))
     done = worker.run_once()
     assert done is not None and done.status == "done", done
     if final["outcome"]["success"]:

@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"envs"},
     {"service"},
     {"integrations"},
+    {"app"},
     {"cli"},
 ]
 LAYER = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

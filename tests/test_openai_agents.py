@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ace.config import LoopConfig
 from ace.llm import LLM, Sampling
 from ace.playbook import parse_ace
 from ace.service.queue import EpisodeQueue
@@ -86,7 +87,8 @@ def test_an_agents_sdk_run_carries_the_playbook_and_leaves_a_new_version(server:
     if "30" in result.final_output:
         pytest.skip("the local model answered right: nothing new to learn, so no version is expected")
     llm = LLM("local", sampling=Sampling(max_tokens=512))
-    done = Worker(store, EpisodeQueue(store), llm=lambda: llm, workdir=tmp_path / "runs", curation="facts").run_once()
+    facts = LoopConfig(curation="facts")
+    done = Worker(store, EpisodeQueue(store), llm=lambda: llm, workdir=tmp_path / "runs", config=facts).run_once()
     assert done is not None and done.status == "done" and done.committed, done
     assert store.head_version("support", namespace="team-a") == 2
     assert "30" in " ".join(b.content for b in store.load("support", namespace="team-a"))

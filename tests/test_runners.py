@@ -21,6 +21,7 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 from typer.testing import CliRunner
 
+from ace.app.experiments import RunConfig, icl_playbook, load_agent, run_config
 from ace.cli import app
 from ace.llm import LLM
 from ace.llm.openai import OpenAIProvider
@@ -28,7 +29,6 @@ from ace.loop import LoopConfig
 from ace.loop.agents import citations, wrap_callable, wrap_graph
 from ace.playbook import Delta, Playbook, Source, apply, merge_deltas, render
 from ace.playbook.formats import parse_ace
-from ace.runs.experiments import RunConfig, icl_playbook, load_agent, run_config
 from ace.runs.factory import RunSetup
 from ace.runs.reexecute import RecordedProvider, rerun
 from ace.runs.runners import Learner, evaluate, offline, online

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ace.app.console import line
 from ace.cli.options import DbOpt
 from ace.cli.output import AceTyper, out
-from ace.runs.console import line
 from ace.store import SCHEMA_REVISION, default_url, make_engine, upgrade
 from ace.store.schema_version import recorded_revision, revision
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ace.app.console import add_row, table
 from ace.cli.options import DbOpt, JsonOpt, NsOpt
 from ace.cli.output import AceTyper, open_store, out, print_json
 from ace.errors import AceError, ConfigError
-from ace.runs.console import add_row, table
 from ace.runs.workspace import data_dir
 from ace.store import DEFAULT_NAMESPACE
 

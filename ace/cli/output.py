@@ -1,7 +1,7 @@
 """The CLI's one output layer: the consoles, the handler that turns every expected failure into one line, and
 the printers the command groups share.
 
-Nothing printed here is read as markup (:mod:`ace.runs.console`): names, bullets, messages and errors come from
+Nothing printed here is read as markup (:mod:`ace.app.console`): names, bullets, messages and errors come from
 users, files and models. Every command runs under :func:`errors`, installed by :class:`AceTyper`: an
 :class:`~ace.errors.AceError`, a file or database error is one line on stderr and exit status 1; a usage error
 (an option out of its range, :class:`typer.BadParameter` raised by a command) is typer's, exit status 2; anything
@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from ace.app.console import line, make_console, safe
 from ace.errors import AceError
 from ace.errors import read_input as errors_read_input
 from ace.playbook import ApplyPolicy
 from ace.playbook.diff import PlaybookDiff
-from ace.runs.console import line, make_console, safe
 from ace.store import PlaybookStore, VersionInfo
 
 if TYPE_CHECKING:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ace.app.console import add_row, line, table
 from ace.cli.options import MAX_INT, AuthorOpt, BudgetOpt, DbOpt, JsonOpt, LimitOpt, MessageOpt, NsOpt, VersionOpt
 from ace.cli.output import (
     AceTyper,
@@ -23,7 +24,6 @@ from ace.cli.output import (
 from ace.errors import AceError
 from ace.playbook import ApplyPolicy, Delta, apply, render
 from ace.playbook.formats import FORMATS, dumps, loads, to_ace
-from ace.runs.console import add_row, line, table
 from ace.runs.workspace import sqlite_file, write_atomically
 from ace.store import DEFAULT_NAMESPACE, PlaybookStore, StaleVersionError, VersionNotFound
 

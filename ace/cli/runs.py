@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from ace.app.console import line
 from ace.cli.options import MAX_REPLY_TOKENS, DbOpt, LoopOptions, NsOpt, ReplyTokensOpt, loop_options
 from ace.cli.output import AceTyper, fail, open_store, out, print_step
 from ace.names import check_name
-from ace.runs.console import line
 from ace.store import DEFAULT_NAMESPACE
 
 app = AceTyper()
@@ -46,7 +46,7 @@ def demo(
     db: DbOpt = None,
 ) -> None:
     """Run the ACE loop end to end on the embedded default: local model, SQLite, no API key."""
-    from ace.runs.demo import DemoOptions, run_demo
+    from ace.app.demo import DemoOptions, run_demo
 
     run_demo(
         DemoOptions(
@@ -201,13 +201,13 @@ def report(
     """Write a Markdown report, an HTML page and PNG plots for a run (accuracy over steps, playbook size per
     version, tokens per role, bullet counters) or a collapse-benchmark result."""
     if run.is_dir() or run.name.endswith(".trajectory.jsonl"):
-        from ace.runs.run_report import write_run_report
+        from ace.app.run_report import write_run_report
 
         _, files = write_run_report(run, out_dir)
         for f in files:
             out.print(f"wrote {f}")
         return
-    from ace.runs.report import write_report
+    from ace.app.collapse_report import write_report
 
     where = write_report(run, out_dir)
     out.print(f"wrote {where / 'report.md'}, {where / 'retention.png'}, {where / 'context_size.png'}")
@@ -226,7 +226,7 @@ def run_(
 ) -> None:
     """Run a config's protocols (base / icl / offline / online) and print the results table; the loop options
     override those of the config's loop section."""
-    from ace.runs.experiments import RunConfig, run_config
+    from ace.app.experiments import RunConfig, run_config
 
     cfg = RunConfig.load(config)
     cfg = cfg.overridden(provider=provider, db=db, limit=limit, loop=loop.config(cfg.loop))

@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
+from ace.app.console import line
 from ace.cli.output import ops_summary, out, print_diff, print_text
 from ace.cli.playbook import history
 from ace.playbook import Delta, DeltaError, render
 from ace.playbook.formats import loads
-from ace.runs.console import line
 from ace.runs.workspace import bundled
 from ace.store import DEFAULT_NAMESPACE, PlaybookStore, StaleVersionError
 

@@ -1,8 +1,9 @@
-"""Everything that drives the loop: the one run factory, the runners (eval-only, offline, online), experiments
-(``ace run``), the demo, learning from agents' chat logs, trajectories, re-execution and reports.
+"""Everything that drives the loop: the one run factory, the runners (eval-only, offline, online), learning from
+agents' chat logs, trajectories and re-execution. (The demo, experiments from a TOML config and the reports are the
+application's: :mod:`ace.app`.)
 
-The names below are imported when first used (PEP 562), so that importing one submodule (the CLI's console
-helpers, a trajectory reader) does not load the loop, LangGraph and the memory tiers.
+The names below are imported when first used (PEP 562), so that importing one submodule (a trajectory reader)
+does not load the loop, LangGraph and the memory tiers.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rich.console import Console
 from rich.table import Table
 
+from ace.app.console import add_row, line
 from ace.errors import ConfigError, read_input
 from ace.llm import LLM, Sampling, get_provider
 from ace.llm.cassette import Cassette
@@ -44,7 +45,6 @@ from ace.names import check_name
 from ace.playbook import AddOp, Delta, Playbook, apply
 from ace.playbook.focus import fact
 from ace.playbook.formats import loads
-from ace.runs.console import add_row, line
 from ace.runs.factory import RunSetup
 from ace.runs.runners import Evaluation, Learner, Spend, evaluate, offline, online
 from ace.runs.workspace import runs_dir

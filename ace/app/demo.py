@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ace.app.console import add_row, line
 from ace.collapse import CollapseGuard
 from ace.errors import ConfigError
 from ace.llm import LLM, Completion, Request, Sampling, get_provider
@@ -32,7 +33,6 @@ from ace.loop import LoopConfig, RunResult, StepRecord
 from ace.names import check_name
 from ace.playbook import Delta, Playbook
 from ace.playbook.formats import loads
-from ace.runs.console import add_row, line
 from ace.runs.factory import RunFiles, RunSetup, start
 from ace.runs.workspace import bundled, data_dir, runs_dir
 from ace.store import PlaybookStore, default_url
