@@ -265,7 +265,12 @@ def test_apply_links_the_new_playbook_to_its_parent_and_carries_the_digest_parts
     carried = new.peek_derived("content_sum")
     assert carried is not None and carried == Playbook.from_dict(new.to_dict()).content_sum()
     calls: list[int] = []
-    assert new.derived("k", lambda: len(calls.append(1) or calls) * 7) == 7 and new.derived("k", lambda: 8) == 7 and calls == [1]
+
+    def seven() -> int:
+        calls.append(1)
+        return 7
+
+    assert new.derived("k", seven) == 7 and new.derived("k", lambda: 8) == 7 and calls == [1]
     assert new.set_derived("k", 9, keep=True) == 7 and new.set_derived("k", 9) == 9 and new.peek_derived("k") == 9
     assert new.peek_derived("missing", "default") == "default"
     b = new["shr-00002"]

@@ -229,6 +229,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[str, list[str
     """Record every ``apply`` (who called it, the op types it applied) and every parse of a delta from JSON."""
     import ace.loop.state
     import ace.playbook.delta
+    import ace.store.log
     import ace.store.store
     from ace.playbook import Delta
 
@@ -245,6 +246,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[str, list[str
 
     monkeypatch.setattr(ace.loop.state, "apply", counted("loop"))
     monkeypatch.setattr(ace.store.store, "apply", counted("store"))
+    monkeypatch.setattr(ace.store.log, "apply", counted("store"))  # a replay of the log
     monkeypatch.setattr(ace.playbook.delta, "apply", counted("merge"))
     real_parse, real_json = Delta.parse.__func__, Delta.model_validate_json.__func__  # type: ignore[attr-defined]
 

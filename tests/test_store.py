@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+import ace.store.log
 from ace.playbook import Delta, DeltaError, Playbook, render
 from ace.playbook.formats import parse_ace
 from ace.store import (
@@ -240,7 +241,9 @@ def test_ensure_creates_once_and_then_returns_the_head(store: PlaybookStore) -> 
         store.create("e")
 
 
-def test_a_store_behind_another_writer_catches_up_from_its_cache_past_a_snapshot(db_url: str) -> None:
+def test_a_store_behind_another_writer_catches_up_from_its_cache_past_a_snapshot(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another writer moved the head past a snapshot: a few deltas on the cached state beat reading the snapshot
     (8 writers on PostgreSQL at 10k bullets: 28 -> 144 commits/s, benchmarks/perf/bench_writers.py)."""
     pb = parse_ace("## RULES\n" + "".join(f"[r-{i:05d}] Rule number {i} of the house.\n" for i in range(20)))
@@ -254,8 +257,9 @@ def test_a_store_behind_another_writer_catches_up_from_its_cache_past_a_snapshot
     def no_snapshot(*_: object) -> None:
         raise AssertionError("read a snapshot instead of catching up from the cache")
 
-    a._snapshot = no_snapshot  # type: ignore[method-assign,assignment]
-    info = a.commit("p", tag)
+    with monkeypatch.context() as m:
+        m.setattr(ace.store.log, "read_snapshot", no_snapshot)
+        info = a.commit("p", tag)
     assert info.version == 13 and a.load("p")["r-00003"].helpful == 12
     assert b.load("p", 13).digest() == a.load("p").digest() and b.verify("p") == 13
 
@@ -497,3 +501,48 @@ def test_a_commit_landing_while_the_head_is_read_is_not_taken_for_damage(
     assert not reader._damaged
     assert PlaybookStore(db_url, cache=False).load("pb")["r-00001"].helpful == 1
     writer.close()
+
+
+@pytest.mark.parametrize("bug", [AttributeError, TypeError, KeyError, ValueError])
+def test_a_bug_while_replaying_the_log_is_not_reported_as_corruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bug: type[Exception]
+) -> None:
+    """Only a stored row that does not decode or apply is corruption: an exception of the code that replays the log
+    (here ``apply`` itself failing) propagates as itself from load, diff and verify, while a row edited by hand is
+    still reported as :class:`StoreIntegrityError` (a delta that is not JSON, one that no longer applies, a snapshot
+    that does not decode)."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    with PlaybookStore(url, cache=False) as store:
+        store.create("p", parse_ace(START))
+        for _ in range(3):
+            store.commit("p", tag("r-00001"))  # v2..v4
+
+    def broken(*_: object, **__: object) -> None:
+        raise bug("a bug in apply")
+
+    with monkeypatch.context() as m, PlaybookStore(url, cache=False) as fresh:
+        m.setattr(ace.store.log, "apply", broken)
+        with pytest.raises(bug, match="a bug in apply"):
+            fresh.load("p", 3)  # the snapshot of v1 and two deltas
+        with pytest.raises(bug, match="a bug in apply"):
+            fresh.diff("p", 1, 3)
+        with pytest.raises(bug, match="a bug in apply"):
+            fresh.verify("p")
+        assert fresh.load("p")["r-00001"].helpful == 3  # the head is read from its rows: nothing to replay
+
+    def edit(table: str, version: int, column: str, value: str) -> None:
+        with PlaybookStore(url).engine.begin() as conn:
+            conn.execute(text(f"UPDATE {table} SET {column} = :value WHERE version = {version}"), {"value": value})
+
+    edit("ace_versions", 3, "delta", "{not json")
+    with pytest.raises(StoreIntegrityError, match=r"version 3 is corrupt: its stored log no longer rebuilds \(Val"):
+        PlaybookStore(url, cache=False).load("p", 3)
+    with pytest.raises(StoreIntegrityError, match="version 3 no longer rebuilds"):
+        PlaybookStore(url, cache=False).verify("p")
+    unknown = Delta.parse({"operations": [{"type": "TAG", "id": "r-09999", "tag": "helpful"}]}).to_json()
+    edit("ace_versions", 3, "delta", unknown)
+    with pytest.raises(StoreIntegrityError, match=r"no longer rebuilds \(DeltaError: .*r-09999"):
+        PlaybookStore(url, cache=False).load("p", 3)
+    edit("ace_snapshots", 1, "state", '{"format":"ace.playbook/v1","next_id":3}')
+    with pytest.raises(StoreIntegrityError, match=r"version 2 is corrupt: its stored log no longer rebuilds \(KeyErr"):
+        PlaybookStore(url, cache=False).load("p", 2)

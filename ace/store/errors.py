@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from ace.errors import AceError
+
+_T = TypeVar("_T")
 
 
 class StoreError(AceError):
@@ -45,6 +50,27 @@ class StaleVersionError(StoreError):
 
 class StoreIntegrityError(StoreError):
     """A rebuilt version does not match the digest recorded when it was committed."""
+
+
+class CorruptRow(StoreIntegrityError):
+    """Internal: a stored row (a snapshot, a delta of the log, a row of the materialized head) does not decode, does
+    not apply, or does not hold what was recorded for it (edited by hand, bit rot). The store reports it as
+    :class:`StoreIntegrityError` (or reads the version another way); any other exception raised while reading is a
+    bug, and propagates as itself. ``kind`` names what was raised while decoding (``JSONDecodeError``,
+    ``DeltaError``, ...)."""
+
+    def __init__(self, reason: str | BaseException) -> None:
+        super().__init__(str(reason))
+        self.kind = type(reason).__name__ if isinstance(reason, BaseException) else "CorruptRow"
+
+    @staticmethod
+    def decoding(parse: Callable[[], _T]) -> _T:
+        """``parse()`` (a decoder of stored text: ``json.loads``, a model's ``from_dict``, a delta's parser), what
+        it raises on bad data (ValueError, TypeError, KeyError) raised as :class:`CorruptRow`."""
+        try:
+            return parse()
+        except (ValueError, TypeError, KeyError) as e:
+            raise CorruptRow(e) from e
 
 
 class ImportRefused(StoreError):

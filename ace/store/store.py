@@ -14,49 +14,43 @@ nearest snapshot and the deltas after it. Snapshots are written after a commit b
 (``background_snapshots``; :meth:`flush` waits) every ``snapshot_every`` versions, or more rarely for a large
 playbook (every n/10 versions: a snapshot costs O(n)), so no commit pays for one. The store keeps the last state
 it saw per playbook in memory and catches it up by applying only the deltas it missed.
+
+This module is the façade: :class:`PlaybookStore` runs each write and read on the modules that do one job each,
+:mod:`ace.store.engine` (the database, its transactions, forks), :mod:`ace.store.log` (the version log and its
+replay), :mod:`ace.store.head` (the materialized head's rows), :mod:`ace.store.snapshots` (when a snapshot is due,
+its text, the background thread) and :mod:`ace.store.cache` (the states held in memory).
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import logging
-import os
-import threading
-import time
 import unicodedata
-import weakref
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from ace.errors import ConfigError
 from ace.names import check_name, check_optional
 from ace.playbook.bulk import collector_paused
-from ace.playbook.delta import REPLAY_POLICY, ApplyPolicy, Delta, HeadView, MergeOp, Patch, apply, apply_to_head
+from ace.playbook.delta import ApplyPolicy, Delta, HeadView, Patch, apply, apply_to_head
 from ace.playbook.diff import PlaybookDiff, diff
 from ace.playbook.errors import DeltaError
-from ace.playbook.model import (
-    ORDER_SEP,
-    Bullet,
-    Playbook,
-    Section,
-    Source,
-    digest_of,
-    order_hash_of,
-    without_id,
-)
+from ace.playbook.model import Playbook, Source
 from ace.playbook.quality import QualityRules, content_problem, injection, section_problem
+from ace.store import head as heads
+from ace.store import log as vlog
 from ace.store import schema as t
+from ace.store.cache import StateCache
+from ace.store.engine import WAL_AUTOCHECKPOINT, Connections, default_url, make_engine
 from ace.store.errors import (
+    CorruptRow,
     ImportRefused,
     PlaybookExists,
     PlaybookNotFound,
@@ -65,112 +59,16 @@ from ace.store.errors import (
     StoreIntegrityError,
     VersionNotFound,
 )
+from ace.store.head import Head, HeadDamaged
+from ace.store.log import VersionInfo
 from ace.store.schema_version import prepare
+from ace.store.snapshots import Background, serialized, snapshot_due, snapshot_of, write_periodic
 
 DEFAULT_NAMESPACE = "default"
-WAL_AUTOCHECKPOINT = 10_000  # pages (SQLite's default is 1,000)
 DIFF_REPLAY = 1_000  # versions apart up to which diff replays the deltas between instead of building both states
 CHECKPOINT_EVERY = 100  # commits of one store between its background WAL checkpoints (SQLite)
 
 log = logging.getLogger("ace.store")
-
-
-# Stores with a background thread. Before this process forks, each finishes what its thread is doing: a SQLite
-# connection that is inside a transaction when the process forks leaves the child believing a lock is held that
-# nobody in it will ever release (its commits then wait out the busy timeout and fail).
-_WITH_BACKGROUND: weakref.WeakSet[PlaybookStore] = weakref.WeakSet()
-
-
-def _finish_background_work() -> None:
-    for store in builtins.list(_WITH_BACKGROUND):
-        try:
-            store.flush()
-        except Exception as e:  # a snapshot or checkpoint that failed is only a lost speed-up
-            log.debug("background work before fork: %s", e)
-
-
-os.register_at_fork(before=_finish_background_work)
-
-
-def default_url() -> str:
-    """``$ACE_DB`` if set, else SQLite at ``$XDG_DATA_HOME/ace/ace.db`` (``~/.local/share/ace/ace.db``)."""
-    if url := os.environ.get("ACE_DB"):
-        return url
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return f"sqlite:///{base / 'ace' / 'ace.db'}"
-
-
-def make_engine(url: str, *, busy_timeout_s: float = 60.0, create_dirs: bool = False) -> Engine:
-    """An engine set up for the store: SQLite in WAL mode with a busy timeout and explicit BEGINs. A SQLite file's
-    directory must exist (a mistyped path is an error, not a new directory tree) unless ``create_dirs``."""
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    if path and path != ":memory:":
-        parent = Path(path).expanduser().parent
-        if create_dirs:
-            parent.mkdir(parents=True, exist_ok=True)
-        elif not parent.is_dir():
-            raise StoreError(f"{url}: the directory {parent} does not exist; create it first or fix the path")
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout_s, "check_same_thread": False}}
-    if not path or path == ":memory:":
-        kwargs["poolclass"] = StaticPool
-    engine = create_engine(url, **kwargs)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # let us issue BEGIN ourselves (pysqlite's own is deferred and late)
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        # the checkpoint (copying the WAL back into the database, with an fsync) runs in whichever commit crosses
-        # this many pages; a store that writes runs them earlier from its background thread (PlaybookStore), so this
-        # is the backstop for processes that never do (one CLI call), at 40 MB of WAL instead of SQLite's 4 MB
-        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
-        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers take the write lock up front, so two of them cannot both read the same head.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("ace_write") else "BEGIN")
-
-    return engine
-
-
-@dataclass(frozen=True, slots=True)
-class VersionInfo:
-    """One entry of a playbook's history."""
-
-    namespace: str
-    name: str
-    version: int
-    parent: int | None
-    kind: str
-    digest: str
-    n_bullets: int
-    created_at: datetime
-    author: str | None
-    message: str | None
-    delta: Delta | None
-
-    @property
-    def source(self) -> Source | None:
-        return self.delta.source if self.delta else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The entry as JSON-ready data (what ``GET .../history`` and ``ace playbook history --json`` print)."""
-        return {
-            "version": self.version,
-            "kind": self.kind,
-            "digest": self.digest,
-            "bullets": self.n_bullets,
-            "created_at": self.created_at.isoformat(),
-            "author": self.author,
-            "message": self.message,
-            "delta": json.loads(self.delta.to_json()) if self.delta else None,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,23 +84,7 @@ class _NewVersion:
     snapshot: bool = False  # force a snapshot (imports and rollbacks have no delta to replay)
     key: str | None = None  # idempotency key of the write
     patch: Patch | None = None  # what a delta changed, written to the materialized head ``head``
-    head: _Head | None = None
-
-
-@dataclass(slots=True)
-class _Head:
-    """The materialized head's own row and its sections (name -> slug, in order), without the bullets."""
-
-    version: int
-    next_id: int
-    n_bullets: int
-    content_sum: int
-    order_hash: bytes
-    sections: dict[str, str]
-
-
-class _NoSnapshot(Exception):
-    """A version the log cannot rebuild: it has no delta and no snapshot, or its row is missing."""
+    head: Head | None = None
 
 
 class _Unchanged(Exception):
@@ -211,10 +93,6 @@ class _Unchanged(Exception):
     def __init__(self, head: VersionInfo) -> None:
         super().__init__("unchanged")
         self.head = head
-
-
-class _HeadDamaged(Exception):
-    """A row of the materialized head does not hold what its digest says (edited by hand): rebuild it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,79 +154,34 @@ class PlaybookStore:
     ) -> None:
         if snapshot_every < 1:
             raise ConfigError("snapshot_every must be >= 1")
-        self._snapshotter: ThreadPoolExecutor | None = None
-        self._snapshotter_pid = 0  # a forked child does not inherit the thread: it starts its own
-        self._engine_pid = os.getpid()  # and it opens its own connections (_own_connections)
-        self._pending: list[Future[None]] = []
-        self._snapshot_lock = threading.Lock()
+        self._background = Background()  # periodic snapshots and WAL checkpoints, after the commit
         self.url = url or default_url()
         # the default location (the data directory) is made on first use; a path given by hand must exist
         self.engine = engine or make_engine(self.url, create_dirs=url is None or url == default_url())
+        self._db = Connections(self.engine)  # and a forked child opens its own connections
         # periodic snapshots are written after the commit, by one background thread, so that no commit pays for
         # serializing the whole playbook; imports and rollbacks (no delta to replay) snapshot in their transaction.
         # An in-memory SQLite database is one shared connection: no second thread may write on it.
         self.background_snapshots = background_snapshots and not isinstance(self.engine.pool, StaticPool)
         self.snapshot_every = snapshot_every
         self.policy = policy or ApplyPolicy()
-        self._cache_enabled = cache
-        self._cache: dict[int, tuple[int, Playbook]] = {}  # playbook id -> (version, state)
+        self._cache = StateCache(cache)  # the last state seen per playbook
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._commits = 0
         self._damaged: set[int] = set()  # playbooks whose materialized head a read found wrong: rebuilt on write
         prepare(self.engine, self.url)
 
     def close(self) -> None:
-        self.flush()
-        if self._snapshotter is not None and self._snapshotter_pid == os.getpid():
-            self._snapshotter.shutdown(wait=True)
-            self._snapshotter = None
+        self._background.close()
         self.engine.dispose()
 
     def flush(self) -> None:
         """Wait until the periodic snapshots scheduled so far are written (or given up: a snapshot only speeds
         up loading; every version rebuilds from an earlier one and the deltas after it)."""
-        with self._snapshot_lock:
-            if self._snapshotter_pid != os.getpid():  # forked: the parent's thread and futures are not ours
-                self._snapshotter, self._pending = None, []
-            pending, self._pending = self._pending, []
-        for f in pending:
-            f.result()
-
-    def _later(self, job: Callable[..., None], *args: Any) -> None:
-        """Run ``job`` on the store's background thread (a snapshot, a WAL checkpoint): after the commit."""
-        _WITH_BACKGROUND.add(self)
-        with self._snapshot_lock:
-            if self._snapshotter is None or self._snapshotter_pid != os.getpid():
-                self._snapshotter = ThreadPoolExecutor(1, thread_name_prefix="ace-snapshot")
-                self._snapshotter_pid, self._pending = os.getpid(), []
-            self._pending = [f for f in self._pending if not f.done()]
-            self._pending.append(self._snapshotter.submit(job, *args))
-
-    def _checkpoint(self) -> None:
-        """A passive WAL checkpoint (SQLite): it copies what no reader needs back into the database without
-        blocking readers or writers, so that no commit has to."""
-        try:
-            self._own_connections()
-            raw = self.engine.raw_connection()
-            try:
-                raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
-            finally:
-                raw.close()
-        except Exception as e:  # a busy or closed database: the next one, or SQLite's own, will do it
-            log.debug("WAL checkpoint skipped: %s", e)
+        self._background.flush()
 
     def _write_snapshot(self, pid: int, version: int, pb: Playbook) -> None:
-        try:
-            with self._read() as conn:
-                if not self._snapshot_due(conn, pid, version, len(pb)):
-                    return
-            state = _serialized(pb, yielding=True)
-            with self._write() as conn:
-                conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=state))
-        except IntegrityError:  # written already (another process), or the playbook is gone
-            pass
-        except Exception as e:  # the database is away: this snapshot is skipped, nothing depends on it
-            log.warning("snapshot of playbook #%s v%s not written: %s", pid, version, e)
+        write_periodic(self._db, self.snapshot_every, pid, version, pb)
 
     def __enter__(self) -> PlaybookStore:
         return self
@@ -362,27 +195,11 @@ class PlaybookStore:
         transaction takes the same writer lock as a commit."""
         return self._write() if write else self._read()
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        self._own_connections()
-        with self.engine.connect() as conn:
-            conn.execution_options(ace_write=True)
-            with conn.begin():
-                yield conn
+    def _write(self) -> AbstractContextManager[Connection]:
+        return self._db.write()
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        self._own_connections()
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
-
-    def _own_connections(self) -> None:
-        """In a process forked from the one that opened the store, drop the pooled connections it inherited
-        (SQLite's and the drivers' connections must not cross a fork: a lock the parent held would be the child's
-        too, or nobody's) without closing them under the parent; the child opens its own."""
-        if self._engine_pid != os.getpid():
-            self.engine.dispose(close=False)
-            self._engine_pid = os.getpid()
+    def _read(self) -> AbstractContextManager[Connection]:
+        return self._db.read()
 
     def _row(self, conn: Connection, namespace: str, name: str, *, lock: bool = False) -> Any:
         """The playbook's row, looked up by its names as stored: NFC-normalized, as :func:`check_name` stores them
@@ -432,12 +249,12 @@ class PlaybookStore:
         try:
             with self._write() as conn:
                 pid: int = conn.execute(
-                    insert(t.playbooks).values(namespace=namespace, name=name, head=1, created_at=_now())
+                    insert(t.playbooks).values(namespace=namespace, name=name, head=1, created_at=vlog.now())
                 ).inserted_primary_key[0]  # type: ignore[index]
                 info = self._insert_version(conn, pid, namespace, name, 1, None, new)
         except IntegrityError:
             raise PlaybookExists(namespace, name) from None
-        self._remember(pid, 1, pb)
+        self._cache.remember(pid, 1, pb)
         return info
 
     def ensure(
@@ -499,16 +316,16 @@ class PlaybookStore:
         self._ask_second_opinion(delta)
 
         def make(conn: Connection, row: Any) -> _NewVersion:
-            head = None if row.id in self._damaged else self._head(conn, row)
+            head = None if row.id in self._damaged else heads.current(conn, row)
             cached = self._cache.get(row.id)
             warm = cached is not None and cached[0] == row.head
-            if head is not None and warm and cached is not None and not _agrees(head, cached[1]):
+            if head is not None and warm and cached is not None and not heads.agrees(head, cached[1]):
                 log.warning(
                     "playbook %s/%s: its materialized head is rebuilt (it disagrees with the log)", namespace, name
                 )
                 head = None
             if head is not None and not warm:
-                view = HeadView(head.sections, head.next_id, head.n_bullets, lambda ids: self._fetch(conn, row.id, ids))
+                view = HeadView(head.sections, head.next_id, head.n_bullets, lambda ids: heads.fetch(conn, row.id, ids))
                 try:  # O(delta): only the bullets the delta names are read
                     patch, resolved = apply_to_head(view, delta, policy=self.policy)
                     return _NewVersion(
@@ -522,14 +339,14 @@ class PlaybookStore:
                         patch=patch,
                         head=head,
                     )
-                except _HeadDamaged as e:
+                except HeadDamaged as e:
                     log.warning("playbook %s/%s: %s; its materialized head is rebuilt from the log", namespace, name, e)
                     head = None
             if head is None:  # not materialized (a database from before revision 0005) or damaged: from the log
                 base = self._rebuild(conn, row.id, row.head)
-                head = self._materialize(conn, row.id, row.head, base)[0]
+                head = heads.materialize(conn, row.id, row.head, base)[0]
                 self._damaged.discard(row.id)
-                self._remember(row.id, row.head, base)
+                self._cache.remember(row.id, row.head, base)
             else:  # the head this store holds
                 base = self._state(conn, row.id, row.head)
             applied = apply(base, delta, policy=self.policy)
@@ -571,7 +388,7 @@ class PlaybookStore:
                 ).all()
             )
             if digests.get(version) is not None and digests.get(version) == digests.get(row.head):
-                raise _Unchanged(self._infos(conn, row, row.head, row.head)[0])
+                raise _Unchanged(vlog.infos(conn, row, row.head, row.head)[0])
             target = self._state(conn, row.id, version)
             try:
                 touched = diff(self._state(conn, row.id, row.head), target).touched_ids()
@@ -608,7 +425,7 @@ class PlaybookStore:
                     select(t.versions.c.version).where(t.versions.c.playbook_id == row.id, t.versions.c.key == key)
                 ).scalar_one_or_none()
                 if done is not None:
-                    return self._infos(conn, row, done, done)[0]
+                    return vlog.infos(conn, row, done, done)[0]
             if expected_version is not None and expected_version != row.head:
                 raise StaleVersionError(name, expected_version, row.head)
             new = make(conn, row)
@@ -622,24 +439,26 @@ class PlaybookStore:
             if res.rowcount != 1:  # pragma: no cover - the row lock makes this unreachable; kept as a last guard
                 raise StaleVersionError(name, row.head, -1)
         if new.playbook is not None:
-            self._remember(row.id, version, new.playbook)
+            self._cache.remember(row.id, version, new.playbook)
             if self.background_snapshots and not new.snapshot and version % self.snapshot_every == 0:
-                self._later(self._write_snapshot, row.id, version, new.playbook)  # after the commit: it is visible
+                self._background.later(
+                    self._write_snapshot, row.id, version, new.playbook
+                )  # after the commit: it is visible
         self._commits += 1
         if self.background_snapshots and self._sqlite and self._commits % CHECKPOINT_EVERY == 0:
-            self._later(self._checkpoint)
+            self._background.later(self._db.checkpoint)
         return info
 
     def _insert_version(
         self, conn: Connection, pid: int, namespace: str, name: str, version: int, parent: int | None, new: _NewVersion
     ) -> VersionInfo:
         check_optional(new.author, "author")
-        now, texts = _now(), {}
+        now, texts = vlog.now(), {}
         if new.patch is not None and new.head is not None:
-            digest, n_bullets = self._write_patch(conn, pid, version, new.head, new.patch, new.playbook)
+            digest, n_bullets = heads.write_patch(conn, pid, version, new.head, new.patch, new.playbook)
         else:
             assert new.playbook is not None
-            texts = self._materialize(conn, pid, version, new.playbook)[1]
+            texts = heads.materialize(conn, pid, version, new.playbook)[1]
             digest, n_bullets = new.playbook.digest(), len(new.playbook)
         conn.execute(
             insert(t.versions).values(
@@ -658,16 +477,16 @@ class PlaybookStore:
         )
         pb = new.playbook
         if pb is not None and new.patch is None:  # an import or a rollback: its rows' texts make the snapshot
-            conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=_snapshot_of(pb, texts)))
+            conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=snapshot_of(pb, texts)))
         elif pb is not None and (
             new.snapshot
             or (
                 not self.background_snapshots
                 and version % self.snapshot_every == 0
-                and self._snapshot_due(conn, pid, version, len(pb))
+                and snapshot_due(conn, pid, version, len(pb), self.snapshot_every)
             )
         ):
-            conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=_serialized(pb)))
+            conn.execute(insert(t.snapshots).values(playbook_id=pid, version=version, state=serialized(pb)))
         if new.touched:
             conn.execute(
                 insert(t.bullet_events),
@@ -678,261 +497,29 @@ class PlaybookStore:
         )
 
     # -- the materialized head ----------------------------------------------------------------------------
-    def _head(self, conn: Connection, row: Any) -> _Head | None:
-        """The materialized head of playbook ``row`` if it holds the head version, else None (rebuild it)."""
-        h = conn.execute(select(t.heads).where(t.heads.c.playbook_id == row.id)).one_or_none()
-        if h is None or h.version != row.head:
-            return None
-        secs = conn.execute(
-            select(t.head_sections.c.name, t.head_sections.c.slug)
-            .where(t.head_sections.c.playbook_id == row.id)
-            .order_by(t.head_sections.c.position)
-        ).all()
-        try:
-            return _Head(
-                h.version, h.next_id, h.n_bullets, int(h.content_sum, 16), bytes.fromhex(h.order_hash), dict(secs)
-            )
-        except ValueError:  # a digest part edited into something that is not hex
-            return None
-
-    def _fetch(self, conn: Connection, pid: int, ids: Any) -> dict[str, Bullet]:
-        """The head's bullets among ``ids``, each checked against its row's digest (raises :class:`_HeadDamaged`)."""
-        found: dict[str, Bullet] = {}
-        ids = list(ids)
-        for start in range(0, len(ids), 500):
-            rows = conn.execute(
-                select(
-                    t.head_bullets.c.bullet_id, t.head_bullets.c.section, t.head_bullets.c.data, t.head_bullets.c.digest
-                ).where(t.head_bullets.c.playbook_id == pid, t.head_bullets.c.bullet_id.in_(ids[start : start + 500]))
-            ).all()
-            for r in rows:
-                found[r.bullet_id] = _bullet_from_row(r.bullet_id, r.section, r.data, r.digest)
-        return found
-
-    def _materialize(self, conn: Connection, pid: int, version: int, pb: Playbook) -> tuple[_Head, dict[str, str]]:
-        """Write ``pb`` as the materialized head of playbook ``pid`` at ``version`` (all rows replaced): O(n).
-        Returns the head and each bullet's row text (its canonical JSON)."""
-        for table in (t.head_bullets, t.head_order, t.head_sections, t.heads):
-            conn.execute(delete(table).where(table.c.playbook_id == pid))
-        sections = list(pb.sections.values())
-        if sections:
-            conn.execute(
-                insert(t.head_sections),
-                [{"playbook_id": pid, "position": k, "name": s.name, "slug": s.slug} for k, s in enumerate(sections)],
-            )
-        chunks = [
-            {"playbook_id": pid, "position": k, "chunk": c, "ids": ORDER_SEP.join(s.ids[start : start + t.HEAD_CHUNK])}
-            for k, s in enumerate(sections)
-            for c, start in enumerate(range(0, len(s), t.HEAD_CHUNK))
-        ]
-        if chunks:
-            conn.execute(insert(t.head_order), chunks)
-        rows = [_row_of(pid, b) for b in pb]
-        for start in range(0, len(rows), 5000):
-            conn.execute(insert(t.head_bullets), rows[start : start + 5000])
-        head = _Head(
-            version, pb.next_id, len(pb), pb.content_sum(), pb.order_hash(), {s.name: s.slug for s in sections}
-        )
-        conn.execute(insert(t.heads).values(playbook_id=pid, **_head_values(head)))
-        return head, {r["bullet_id"]: r["data"] for r in rows}
-
-    def _write_patch(
-        self, conn: Connection, pid: int, version: int, head: _Head, patch: Patch, pb: Playbook | None
-    ) -> tuple[str, int]:
-        """Bring the materialized head from ``head`` to ``version`` by ``patch``: the rows the delta changed, the
-        orders of the sections it reordered, the head's row. Returns the new version's digest and size."""
-        added: list[dict[str, Any]] = []
-        changed: list[dict[str, Any]] = []
-        gone: list[str] = []
-        for i, old in patch.before.items():
-            cur = patch.after.get(i)
-            if cur is None:
-                if old is not None:
-                    gone.append(i)
-            else:
-                (added if old is None else changed).append(_row_of(pid, cur))
-        if gone:
-            for start in range(0, len(gone), 500):
-                conn.execute(
-                    delete(t.head_bullets).where(
-                        t.head_bullets.c.playbook_id == pid, t.head_bullets.c.bullet_id.in_(gone[start : start + 500])
-                    )
-                )
-        if added:
-            conn.execute(insert(t.head_bullets), added)
-        if changed:
-            conn.execute(
-                update(t.head_bullets)
-                .where(t.head_bullets.c.playbook_id == pid, t.head_bullets.c.bullet_id == bindparam("b_id"))
-                .values(section=bindparam("b_section"), data=bindparam("b_data"), digest=bindparam("b_digest")),
-                [
-                    {"b_id": r["bullet_id"], "b_section": r["section"], "b_data": r["data"], "b_digest": r["digest"]}
-                    for r in changed
-                ],
-            )
-        order_hash, sections = head.order_hash, head.sections
-        if patch.order_changed:
-            order_hash, sections = self._reorder(conn, pid, head, patch)
-        content_sum = patch.content_sum(head.content_sum)
-        new = _Head(version, patch.next_id, patch.n_bullets, content_sum, order_hash, sections)
-        conn.execute(update(t.heads).where(t.heads.c.playbook_id == pid).values(**_head_values(new)))
-        digest = digest_of(new.next_id, order_hash, content_sum)
-        if pb is not None:  # the digest's parts, so that the held playbook need not rehash its order
-            pb.set_derived("order_hash", order_hash, keep=True)
-            pb.set_derived("content_sum", content_sum, keep=True)
-        return digest, new.n_bullets
-
-    def _reorder(self, conn: Connection, pid: int, head: _Head, patch: Patch) -> tuple[bytes, dict[str, str]]:
-        """Apply the patch's order events to the sections' stored orders, rewriting only the chunks they change;
-        returns the new order hash (which hashes every section's order: O(n) bytes read and hashed, in C) and the
-        sections (name -> slug) with the ones the patch created."""
-        positions = {name: k for k, name in enumerate(head.sections)}
-        chunks: dict[int, list[_Chunk]] = {k: [] for k in positions.values()}
-        for r in conn.execute(
-            select(t.head_order.c.position, t.head_order.c.chunk, t.head_order.c.ids)
-            .where(t.head_order.c.playbook_id == pid)
-            .order_by(t.head_order.c.position, t.head_order.c.chunk)
-        ):
-            chunks.setdefault(r.position, []).append(_Chunk(r.chunk, r.ids, stored=True))
-        sections = dict(head.sections)
-        if patch.new_sections:
-            conn.execute(
-                insert(t.head_sections),
-                [
-                    {"playbook_id": pid, "position": len(sections) + k, "name": name, "slug": slug}
-                    for k, (name, slug) in enumerate(patch.new_sections)
-                ],
-            )
-            for name, slug in patch.new_sections:
-                positions[name] = len(sections)
-                sections[name] = slug
-                chunks[positions[name]] = []
-        for kind, sec, bullet_id in patch.order:
-            if sec not in positions:
-                raise _HeadDamaged(f"section {sec!r} is missing from the stored sections")
-            held = chunks[positions[sec]]
-            if kind == "+":
-                if held and held[-1].ids and held[-1].ids.count(ORDER_SEP) + 1 < t.HEAD_CHUNK:
-                    held[-1].ids, held[-1].dirty = f"{held[-1].ids}{ORDER_SEP}{bullet_id}", True
-                elif held and not held[-1].ids:
-                    held[-1].ids, held[-1].dirty = bullet_id, True
-                else:
-                    held.append(_Chunk(held[-1].number + 1 if held else 0, bullet_id, dirty=True))
-                continue
-            for c in held:
-                if (rest := without_id(c.ids, bullet_id)) is not None:
-                    c.ids, c.dirty = rest, True
-                    break
-            else:
-                raise _HeadDamaged(f"bullet {bullet_id!r} is missing from its section's stored order")
-        for position, held in chunks.items():
-            for c in held:
-                if not c.dirty:
-                    continue
-                key = (t.head_order.c.playbook_id == pid) & (t.head_order.c.position == position)
-                key &= t.head_order.c.chunk == c.number
-                if not c.ids and c is not held[-1]:  # an emptied chunk goes (the last one stays, to append to)
-                    if c.stored:
-                        conn.execute(delete(t.head_order).where(key))
-                elif c.stored:
-                    conn.execute(update(t.head_order).where(key).values(ids=c.ids))
-                else:
-                    conn.execute(
-                        insert(t.head_order).values(playbook_id=pid, position=position, chunk=c.number, ids=c.ids)
-                    )
-        order_hash = order_hash_of(
-            (name, slug, ORDER_SEP.join(c.ids for c in chunks[positions[name]] if c.ids))
-            for name, slug in sections.items()
-        )
-        return order_hash, sections
-
     def _load_head(self, conn: Connection, pid: int, version: int) -> Playbook | None:
         """The head read from its materialized rows when they hold ``version`` and match the digest recorded for
         it; None otherwise (then it is rebuilt from the log, and the rows on this store's next write)."""
-        h = conn.execute(select(t.heads).where(t.heads.c.playbook_id == pid)).one_or_none()
+        h = heads.head_row(conn, pid)
         if h is None or h.version != version or pid in self._damaged:
             return None
         with collector_paused():
-            return self._read_head(conn, pid, version, h)
-
-    def _read_head(self, conn: Connection, pid: int, version: int, h: Any) -> Playbook | None:
-        try:
-            secs = conn.execute(
-                select(t.head_sections.c.position, t.head_sections.c.name, t.head_sections.c.slug)
-                .where(t.head_sections.c.playbook_id == pid)
-                .order_by(t.head_sections.c.position)
-            ).all()
-            orders: dict[int, list[str]] = {}
-            for position, chunk in conn.execute(
-                select(t.head_order.c.position, t.head_order.c.ids)
-                .where(t.head_order.c.playbook_id == pid)
-                .order_by(t.head_order.c.position, t.head_order.c.chunk)
-            ):
-                if chunk:
-                    orders.setdefault(position, []).append(chunk)
-            rows = conn.execute(
-                select(
-                    t.head_bullets.c.bullet_id, t.head_bullets.c.section, t.head_bullets.c.data, t.head_bullets.c.digest
-                ).where(t.head_bullets.c.playbook_id == pid)
-            ).all()
-            data = json.loads("[" + ",".join(r.data for r in rows) + "]") if rows else []
-            if len(data) != len(rows):
-                raise ValueError("a row's data is not one JSON object")
-            by_id: dict[str, Bullet] = {}
-            for r, d in zip(rows, data, strict=True):
-                if not isinstance(d, dict) or d.get("id") != r.bullet_id or d.get("section") != r.section:
-                    raise ValueError(f"the row of {r.bullet_id!r} holds another bullet")
-                # each row's digest is the hash of its text; their sum must make the digest recorded for the version
-                # (checked below), so an edited row is found without serializing every bullet again
-                b = by_id[r.bullet_id] = Bullet.from_canonical(d, r.data)
-                if b.digest().hex() != r.digest:  # what a commit that touches it would check
-                    raise ValueError(f"the row of {r.bullet_id!r} does not match its digest")
-            sections: dict[str, Section] = {}
-            placed = 0
-            for s in secs:
-                ids = ORDER_SEP.join(orders.pop(s.position, [])).split(ORDER_SEP) if s.position in orders else []
-                if any(by_id.get(i) is None or by_id[i].section != s.name for i in ids):
-                    raise ValueError(f"section {s.name!r} orders a bullet it does not hold")
-                placed += len(ids)
-                sections[s.name] = Section(s.name, s.slug, ids)
-            if placed != len(by_id) or orders:
-                raise ValueError("a bullet is in no section's order")
-            pb = Playbook(sections, by_id, h.next_id)
-            recorded = conn.execute(
-                select(t.versions.c.digest).where(t.versions.c.playbook_id == pid, t.versions.c.version == version)
-            ).scalar_one_or_none()
-            if pb.digest() != recorded:
-                raise ValueError(f"its rows hash to {pb.digest()[:12]}, but {str(recorded)[:12]} was recorded")
-        except (ValueError, TypeError, KeyError) as e:
-            # A database whose reads see each statement's latest commit (PostgreSQL's READ COMMITTED) may have shown
-            # rows of two versions if a commit landed between these statements: then the head row says so now, and
-            # nothing is wrong with the rows (the version asked for is read from the log)
-            now = conn.execute(select(t.heads.c.version).where(t.heads.c.playbook_id == pid)).scalar_one_or_none()
-            if now == h.version:
-                log.warning(
-                    "playbook #%s: the materialized head is not version %s as recorded (%s); read from the log",
-                    pid,
-                    version,
-                    str(e)[:160],
-                )
-                self._damaged.add(pid)
-            return None
-        return pb
-
-    def _snapshot_due(self, conn: Connection, pid: int, version: int, n_bullets: int) -> bool:
-        """Whether a periodic snapshot is due at ``version`` (a multiple of ``snapshot_every``): every
-        ``snapshot_every`` versions, or every n/10 for a playbook of n bullets: a snapshot's O(n) is shared by as
-        many commits, and rebuilding an old version replays at most n/10 deltas after one, which costs about what
-        reading the snapshot does (one small delta parses and applies in ~6 bullets' time)."""
-        span = max(self.snapshot_every, n_bullets // 10)
-        if span == self.snapshot_every:
-            return True
-        last = conn.execute(
-            select(func.max(t.snapshots.c.version)).where(
-                t.snapshots.c.playbook_id == pid, t.snapshots.c.version <= version
-            )
-        ).scalar_one()
-        return last is None or version - last >= span
+            try:
+                return heads.read(conn, pid, version, h)
+            except CorruptRow as e:
+                # A database whose reads see each statement's latest commit (PostgreSQL's READ COMMITTED) may have
+                # shown rows of two versions if a commit landed between these statements: then the head row says so
+                # now, and nothing is wrong with the rows (the version asked for is read from the log)
+                now = conn.execute(select(t.heads.c.version).where(t.heads.c.playbook_id == pid)).scalar_one_or_none()
+                if now == h.version:
+                    log.warning(
+                        "playbook #%s: the materialized head is not version %s as recorded (%s); read from the log",
+                        pid,
+                        version,
+                        str(e)[:160],
+                    )
+                    self._damaged.add(pid)
+                return None
 
     def tag(self, name: str, tag: str, version: int, *, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Point ``tag`` at ``version`` (moving it if it exists), e.g. the offline runner's ``best``."""
@@ -943,7 +530,7 @@ class PlaybookStore:
             row = self._row(conn, namespace, name, lock=True)
             _check_version(name, version, row.head)
             conn.execute(delete(t.tags).where(t.tags.c.playbook_id == row.id, t.tags.c.tag == tag))
-            conn.execute(insert(t.tags).values(playbook_id=row.id, tag=tag, version=version, created_at=_now()))
+            conn.execute(insert(t.tags).values(playbook_id=row.id, tag=tag, version=version, created_at=vlog.now()))
 
     def tags(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> dict[str, int]:
         with self._read() as conn:
@@ -1003,7 +590,7 @@ class PlaybookStore:
     def head(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> VersionInfo:
         with self._read() as conn:
             row = self._row(conn, namespace, name)
-            return self._infos(conn, row, row.head, row.head)[0]
+            return vlog.infos(conn, row, row.head, row.head)[0]
 
     def history(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE, since: int = 1, limit: int | None = None
@@ -1012,13 +599,13 @@ class PlaybookStore:
         with self._read() as conn:
             row = self._row(conn, namespace, name)
             last = row.head if limit is None else min(row.head, since + max(limit, 0) - 1)
-            return self._infos(conn, row, since, last)
+            return vlog.infos(conn, row, since, last)
 
     def version(self, name: str, version: int, *, namespace: str = DEFAULT_NAMESPACE) -> VersionInfo:
         with self._read() as conn:
             row = self._row(conn, namespace, name)
             _check_version(name, version, row.head)
-            return self._infos(conn, row, version, version)[0]
+            return vlog.infos(conn, row, version, version)[0]
 
     def diff(self, name: str, v1: int, v2: int, *, namespace: str = DEFAULT_NAMESPACE) -> PlaybookDiff:
         """Bullets added, removed and changed going from version ``v1`` to ``v2``."""
@@ -1030,23 +617,13 @@ class PlaybookStore:
             if hi - lo > DIFF_REPLAY:  # far apart: two states, every bullet compared
                 return diff(self._state(conn, row.id, v1), self._state(conn, row.id, v2))
             # near: the later one is the earlier plus the deltas between, which also say what to compare
-            early = late = self._state(conn, row.id, lo)
-            replayed: set[str] = set()
-            touched: set[str] | None = replayed
-            try:
-                for _v, text in self._deltas(conn, row.id, lo, hi):
-                    if text is None:  # a rollback or an import between: no delta to replay
-                        raise ValueError("no delta")
-                    applied = apply(late, Delta.model_validate_json(text), policy=REPLAY_POLICY)
-                    late = applied.playbook
-                    replayed.update(applied.patch.before if applied.patch is not None else ())
-                recorded = conn.execute(
-                    select(t.versions.c.digest).where(t.versions.c.playbook_id == row.id, t.versions.c.version == hi)
-                ).scalar_one()
-                if late.digest() != recorded:
-                    raise ValueError("the replayed version does not match its digest")
-            except (ValueError, TypeError, KeyError, _NoSnapshot):  # read it as any version is (raises if corrupt)
+            early = self._state(conn, row.id, lo)
+            replayed = vlog.replay_between(conn, row.id, early, lo, hi)
+            touched: set[str] | None
+            if replayed is None:  # read it as any version is (raises if corrupt)
                 late, touched = self._state(conn, row.id, hi), None
+            else:
+                late, touched = replayed
             return diff(early, late, touched=touched) if v1 <= v2 else diff(late, early, touched=touched)
 
     def blame(self, name: str, bullet_id: str, *, namespace: str = DEFAULT_NAMESPACE) -> list[BlameEntry]:
@@ -1074,10 +651,10 @@ class PlaybookStore:
             BlameEntry(
                 r.version,
                 r.op,
-                _aware(r.created_at),
+                vlog.aware(r.created_at),
                 r.author,
                 r.message,
-                _op_source(Delta.model_validate_json(r.delta), bullet_id) if r.delta else None,
+                vlog.op_source(Delta.model_validate_json(r.delta), bullet_id) if r.delta else None,
             )
             for r in rows
         ]
@@ -1113,10 +690,10 @@ class PlaybookStore:
             state: Playbook | None = None
             for v in range(start, row.head + 1):
                 try:
-                    state = self._verified(conn, row, name, v, recorded, deltas, snaps, state, first=v == start)
-                except (ValueError, TypeError, KeyError) as e:
+                    state = vlog.verified(conn, row.id, name, v, recorded, deltas, snaps, state, first=v == start)
+                except CorruptRow as e:  # a row that no longer decodes or applies
                     raise StoreIntegrityError(
-                        f"playbook {name!r}: version {v} no longer rebuilds ({type(e).__name__}: {str(e)[:120]})"
+                        f"playbook {name!r}: version {v} no longer rebuilds ({e.kind}: {str(e)[:120]})"
                     ) from None
             self._damaged.discard(row.id)
             held = self._load_head(conn, row.id, row.head)
@@ -1125,255 +702,29 @@ class PlaybookStore:
             with self._write() as conn:
                 locked = self._row(conn, namespace, name, lock=True)
                 if locked.head == row.head:
-                    self._materialize(conn, row.id, row.head, state)
+                    heads.materialize(conn, row.id, row.head, state)
             self._damaged.discard(row.id)
         return int(row.head) - start + 1
 
-    def _verified(
-        self,
-        conn: Connection,
-        row: Any,
-        name: str,
-        v: int,
-        recorded: dict[int, str],
-        deltas: dict[int, str | None],
-        snaps: set[int],
-        state: Playbook | None,
-        *,
-        first: bool = False,
-    ) -> Playbook:
-        """Version ``v`` rebuilt from ``state`` (version ``v - 1``), checked against its recorded digest; the
-        ``first`` version checked is read from its snapshot."""
-        if v not in recorded:
-            raise StoreIntegrityError(f"playbook {name!r}: version {v} is missing from the log")
-        text = deltas[v]
-        if first and v in snaps:
-            state = self._snapshot(conn, row.id, v)
-        elif text is not None and state is not None:
-            state = apply(state, Delta.model_validate_json(text), policy=REPLAY_POLICY).playbook
-            if v in snaps and self._snapshot(conn, row.id, v).digest() != recorded[v]:
-                raise StoreIntegrityError(f"playbook {name!r}: snapshot of version {v} does not match")
-        elif v in snaps:
-            state = self._snapshot(conn, row.id, v)
-        else:
-            raise StoreIntegrityError(f"playbook {name!r}: version {v} has neither a delta nor a snapshot")
-        if state.digest() != recorded[v]:
-            raise StoreIntegrityError(
-                f"playbook {name!r}: version {v} rebuilds to digest {state.digest()[:12]}, "
-                f"but {recorded[v][:12]} was recorded"
-            )
-        return state
-
     # -- rebuilding ---------------------------------------------------------------------------------------
-    def _snapshot(self, conn: Connection, pid: int, version: int) -> Playbook:
-        state = conn.execute(
-            select(t.snapshots.c.state).where(t.snapshots.c.playbook_id == pid, t.snapshots.c.version == version)
-        ).scalar_one()
-        with collector_paused():
-            return Playbook.from_dict(json.loads(state))
-
     def _state(self, conn: Connection, pid: int, version: int) -> Playbook:
         """Version ``version``: the cached state, caught up by the deltas it missed when it is a few behind, the
         materialized head's rows, or the nearest snapshot plus the deltas after it."""
         cached = self._cache.get(pid)
         if cached is not None and cached[0] == version:  # the common commit path: the cache is the head
             return cached[1]
-        near = cached is not None and cached[0] < version <= cached[0] + 256
+        near = cached is not None and cached[0] < version <= cached[0] + vlog.CATCH_UP
         state = None if near else self._load_head(conn, pid, version)
         if state is None:
             state = self._rebuild(conn, pid, version)
         if cached is None or version >= cached[0]:
-            self._remember(pid, version, state)
+            self._cache.remember(pid, version, state)
         return state
 
     def _rebuild(self, conn: Connection, pid: int, version: int) -> Playbook:
         """Version ``version`` from the log: the cached state or the nearest snapshot, plus the deltas after it;
         checked against the digest recorded for it (raises :class:`StoreIntegrityError`)."""
-        cached = self._cache.get(pid)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        snap_v = conn.execute(
-            select(func.max(t.snapshots.c.version)).where(
-                t.snapshots.c.playbook_id == pid, t.snapshots.c.version <= version
-            )
-        ).scalar_one()
-        if snap_v is None:
-            raise StoreIntegrityError(f"playbook #{pid} has no snapshot at or below version {version}")
-        try:
-            # from the cached state when it is at or below the version and not far behind (another writer moved
-            # the head): a few deltas are cheaper than a snapshot, even one written since the cached version
-            if cached is not None and cached[0] <= version and (snap_v <= cached[0] or version - cached[0] <= 256):
-                base_v, state = cached
-            else:
-                base_v, state = snap_v, self._snapshot(conn, pid, snap_v)
-            steps = self._deltas(conn, pid, base_v, version)
-            # an import or a rollback has no delta: its state is its own snapshot, and what came before it is moot
-            restart = [k for k, (_v, text) in enumerate(steps) if text is None]
-            if restart:
-                state, steps = self._own_snapshot(conn, pid, steps[restart[-1]][0]), steps[restart[-1] + 1 :]
-            for text in [text for _v, text in steps if text is not None]:  # all of them, after the restart
-                state = apply(state, Delta.model_validate_json(text), policy=REPLAY_POLICY).playbook
-            corrupt = None
-        except _NoSnapshot as e:
-            state, corrupt = None, str(e)
-        except (ValueError, TypeError, KeyError) as e:  # a row that no longer parses or applies (edited, bit rot)
-            state, corrupt = None, f"its stored log no longer rebuilds ({type(e).__name__}: {str(e)[:120]})"
-        # integrity on open: the rebuilt state must have the digest recorded when the version was committed
-        recorded = conn.execute(
-            select(t.versions.c.digest).where(t.versions.c.playbook_id == pid, t.versions.c.version == version)
-        ).scalar_one_or_none()
-        if state is not None and state.digest() != recorded:
-            corrupt = f"it rebuilds to digest {state.digest()[:12]}, but {str(recorded)[:12]} was recorded"
-        if corrupt or state is None:
-            name = conn.execute(select(t.playbooks.c.name).where(t.playbooks.c.id == pid)).scalar_one_or_none()
-            raise StoreIntegrityError(
-                f"playbook {name!r} version {version} is corrupt: {corrupt}. Nothing is served or written on it; run "
-                f"`ace playbook verify {name}` to find the first bad version and `ace playbook rollback` to a good one"
-            )
-        return state
-
-    def _own_snapshot(self, conn: Connection, pid: int, version: int) -> Playbook:
-        """The state of a version that has no delta (an import or a rollback): the snapshot written in its own
-        transaction. Raises :class:`_NoSnapshot` if it is missing (deleted by hand: nothing else can rebuild it)."""
-        state = conn.execute(
-            select(t.snapshots.c.state).where(t.snapshots.c.playbook_id == pid, t.snapshots.c.version == version)
-        ).scalar_one_or_none()
-        if state is None:
-            raise _NoSnapshot(
-                f"version {version} has neither a delta nor a snapshot (an import or a rollback stores its state as "
-                "a snapshot; that row is missing)"
-            )
-        with collector_paused():
-            return Playbook.from_dict(json.loads(state))
-
-    def _deltas(self, conn: Connection, pid: int, after: int, upto: int) -> builtins.list[tuple[int, str | None]]:
-        """``(version, stored delta)`` of versions ``after + 1 .. upto``, in order; the delta is None for an import
-        or a rollback (its state is its snapshot)."""
-        if upto <= after:
-            return []
-        rows = conn.execute(
-            select(t.versions.c.version, t.versions.c.delta)
-            .where(t.versions.c.playbook_id == pid, t.versions.c.version > after, t.versions.c.version <= upto)
-            .order_by(t.versions.c.version)
-        ).all()
-        expected = builtins.list(range(after + 1, upto + 1))
-        if [int(r.version) for r in rows] != expected:
-            missing = sorted(set(expected) - {int(r.version) for r in rows})
-            raise _NoSnapshot(f"version {missing[0] if missing else upto} is missing from the log")
-        return [(int(r.version), r.delta) for r in rows]
-
-    def _remember(self, pid: int, version: int, pb: Playbook) -> None:
-        if self._cache_enabled:
-            self._cache[pid] = (version, pb)
-
-    def _infos(self, conn: Connection, row: Any, first: int, last: int) -> builtins.list[VersionInfo]:
-        rows = conn.execute(
-            select(t.versions)
-            .where(
-                t.versions.c.playbook_id == row.id,
-                t.versions.c.version >= first,
-                t.versions.c.version <= last,
-            )
-            .order_by(t.versions.c.version)
-        ).all()
-        return [
-            VersionInfo(
-                row.namespace,
-                row.name,
-                r.version,
-                r.parent,
-                r.kind,
-                r.digest,
-                r.n_bullets,
-                _aware(r.created_at),
-                r.author,
-                r.message,
-                Delta.model_validate_json(r.delta) if r.delta else None,
-            )
-            for r in rows
-        ]
-
-
-def _agrees(head: _Head, pb: Playbook) -> bool:
-    """Whether the materialized head's row describes ``pb`` (the head this store holds), as far as it tells
-    without reading every bullet."""
-    return (
-        head.next_id == pb.next_id
-        and head.n_bullets == len(pb)
-        and pb.peek_derived("content_sum", head.content_sum) == head.content_sum
-        and pb.peek_derived("order_hash", head.order_hash) == head.order_hash
-        and list(head.sections.items()) == [(s.name, s.slug) for s in pb.sections.values()]
-    )
-
-
-def _row_of(pid: int, b: Bullet) -> dict[str, Any]:
-    """The materialized head's row of ``b``: its canonical JSON (what its digest hashes) and that digest."""
-    data, digest = b.canonical_with_digest()
-    return {"playbook_id": pid, "bullet_id": b.id, "section": b.section, "data": data, "digest": digest.hex()}
-
-
-def _bullet_from_row(bullet_id: str, section: str, data: str, digest: str) -> Bullet:
-    """A row of the materialized head read back, checked: it parses, it is the bullet it is filed under, and its
-    text is the canonical form of the bullet it holds with the digest the row records."""
-    try:
-        d = json.loads(data)
-        if not isinstance(d, dict) or d.get("id") != bullet_id or d.get("section") != section:
-            raise ValueError("it holds another bullet")
-        b = Bullet.from_dict(d)
-    except (ValueError, TypeError) as e:
-        raise _HeadDamaged(f"the row of bullet {bullet_id!r} does not parse ({str(e)[:80]})") from None
-    if b.canonical() != data or b.digest().hex() != digest:
-        raise _HeadDamaged(f"the row of bullet {bullet_id!r} does not match its digest")
-    return b
-
-
-def _head_values(head: _Head) -> dict[str, Any]:
-    return {
-        "version": head.version,
-        "next_id": head.next_id,
-        "n_bullets": head.n_bullets,
-        "content_sum": f"{head.content_sum:064x}",
-        "order_hash": head.order_hash.hex(),
-    }
-
-
-@dataclass(slots=True)
-class _Chunk:
-    """One stored chunk of a section's order while a patch is applied to it."""
-
-    number: int
-    ids: str
-    stored: bool = False
-    dirty: bool = False
-
-
-def _snapshot_of(pb: Playbook, texts: dict[str, str]) -> str:
-    """The snapshot text of ``pb`` from its bullets' canonical texts (a bullet row may hold its section too)."""
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    parts = [
-        f'{{"name":{dumps(s.name)},"slug":{dumps(s.slug)},"bullets":[{",".join(texts[i] for i in s.ids)}]}}'
-        for s in pb.sections.values()
-    ]
-    return f'{{"format":"ace.playbook/v1","next_id":{pb.next_id},"sections":[{",".join(parts)}]}}'
-
-
-def _serialized(pb: Playbook, *, yielding: bool = False) -> str:
-    """The snapshot text of ``pb``, from each bullet's canonical JSON. ``yielding``: giving up the interpreter every
-    few hundred bullets, so that a background thread does not stall the commits beside it."""
-    texts: dict[str, str] = {}
-    for n, b in enumerate(pb.bullets_by_id.values(), start=1):
-        texts[b.id] = b.canonical()
-        if yielding and n % 256 == 0:
-            time.sleep(0)
-    return _snapshot_of(pb, texts)
-
-
-def _op_source(delta: Delta, bullet_id: str) -> Source | None:
-    """The provenance of the operation that touched ``bullet_id`` (its own, in a merged batch, else the delta's)."""
-    for op in delta.operations:
-        if bullet_id in (op.ids if isinstance(op, MergeOp) else [op.id]) and op.source is not None:
-            return op.source
-    return delta.source
+        return vlog.rebuild(conn, pid, version, self._cache.get(pid))
 
 
 def import_problems(playbook: Playbook, rules: QualityRules | None) -> builtins.list[tuple[str, str]]:
@@ -1416,9 +767,16 @@ def _check_version(name: str, version: int, head: int) -> None:
         raise VersionNotFound(name, version, head)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "DEFAULT_NAMESPACE",
+    "DIFF_REPLAY",
+    "WAL_AUTOCHECKPOINT",
+    "BlameEntry",
+    "PlaybookInfo",
+    "PlaybookStore",
+    "VersionInfo",
+    "default_url",
+    "import_problems",
+    "make_engine",
+]
