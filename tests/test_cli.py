@@ -14,6 +14,7 @@ from ace.cli import app
 from ace.playbook.formats import parse_ace, parse_json, parse_markdown, parse_skillbook
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -163,3 +164,17 @@ def test_the_cli_and_a_trajectory_replay_start_without_the_loop_langgraph_or_ale
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == ["[]", "[]"], out
+
+
+def test_import_takes_the_name_first_like_every_playbook_command_and_the_old_form_still(db: str) -> None:
+    book = str(ROOT / "playbooks" / "finance.txt")
+    assert ace("playbook", "import", "first", book, db=db).exit_code == 0
+    assert ace("playbook", "import", book, "--name", "older", db=db).exit_code == 0  # FILE --name NAME, as before
+    listed = ace("playbook", "list", "--json", db=db)
+    assert sorted(p["name"] for p in json.loads(listed.stdout)) == ["first", "older"]
+    alone = ace("playbook", "import", "third", db=db)  # no file
+    assert alone.exit_code == 2 and "give the name and the file" in alone.output
+    twice = ace("playbook", "import", "a", book, "--name", "b", db=db)  # the name twice
+    assert twice.exit_code == 2 and "give the name once" in twice.output
+    short = ace("playbook", "show", "first", "-v", "1", db=db)  # -v is no longer the version: no short flag
+    assert short.exit_code == 2 and "No such option" in short.output

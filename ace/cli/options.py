@@ -39,7 +39,7 @@ NsOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace (agent 
 AuthorOpt = Annotated[str | None, typer.Option("--author", help="Who makes this change (recorded in history).")]
 MessageOpt = Annotated[str | None, typer.Option("--message", "-m", help="Why (recorded in history).")]
 VersionOpt = Annotated[
-    int | None, typer.Option("--version", "-v", min=1, max=MAX_INT, help="Version to read (default: head).")
+    int | None, typer.Option("--version", min=1, max=MAX_INT, help="Version to read (default: head).")
 ]
 BudgetOpt = Annotated[
     int | None, typer.Option("--budget", min=0, max=MAX_INT, help="Token budget: keep the most useful bullets.")

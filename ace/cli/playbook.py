@@ -32,8 +32,19 @@ app = AceTyper(help="Import, inspect, change and version playbooks.", no_args_is
 
 @app.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(help="Playbook file (ACE text, JSON, Markdown or kayba skillbook).")],
-    name: Annotated[str, typer.Option("--name", help="Name to store it under.")],
+    first: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="The name to store it under (the file, in the old FILE --name NAME)."),
+    ],
+    second: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="FILE", help="Playbook file (ACE text, JSON, Markdown or kayba skillbook).", show_default=False
+        ),
+    ] = None,
+    name_opt: Annotated[
+        str | None, typer.Option("--name", help="The name, as earlier releases took it: FILE --name NAME.")
+    ] = None,
     fmt: Annotated[
         str | None, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}; guessed if absent.")
     ] = None,
@@ -50,8 +61,10 @@ def import_(
         ),
     ] = False,
 ) -> None:
-    """Import a playbook file as version 1 of a new playbook. It is judged like a delta: a bullet or a section name
-    that fails the quality gate refuses the import, unless --force."""
+    """Import a playbook file as version 1 of a new playbook: `ace playbook import NAME FILE`, NAME first like every
+    playbook command. It is judged like a delta: a bullet or a section name that fails the quality gate refuses the
+    import, unless --force."""
+    name, file = _name_and_file(first, second, name_opt)
     pb = loads(read_input(file, what="playbook file"), fmt, filename=file.name)
     msg = message or f"import {file.name}"
     if force and author is None:
@@ -64,6 +77,18 @@ def import_(
             f" v{info.version}: {len(pb)} bullets in {len(pb.sections)} sections (digest {info.digest[:12]})",
         )
     )
+
+
+def _name_and_file(first: str, second: Path | None, name_opt: str | None) -> tuple[str, Path]:
+    """``NAME FILE``, or ``FILE --name NAME`` (the form of earlier releases, still taken)."""
+    if second is not None and name_opt is None:
+        return first, second
+    if second is None and name_opt is not None:
+        return name_opt, Path(first)
+    if second is None:
+        raise typer.BadParameter("give the name and the file: ace playbook import NAME FILE", param_hint="NAME FILE")
+    raise typer.BadParameter("give the name once: ace playbook import NAME FILE (or FILE --name NAME)",
+                             param_hint="--name")  # fmt: skip
 
 
 @app.command()
