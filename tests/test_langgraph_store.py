@@ -149,7 +149,7 @@ def test_a_langgraph_agent_on_the_local_model_learns_through_the_store(store: Pl
         return {"steps": ["report"]}
 
     graph = StateGraph(AgentState)
-    # playbook_node is typed for any Mapping state; langgraph's stubs want the graph's own state type
+    # langgraph's stubs want a node typed for the graph's own state; playbook_node takes any state with messages
     graph.add_node("playbook", playbook_node(store, "agent", namespace="team-a"))  # type: ignore[call-overload]
     graph.add_node("agent", agent)
     graph.add_node("judge", judge)

@@ -14,8 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 from ace.llm import LLM, LLMError, ProviderError, get_provider
-from ace.llm.testing import ScriptedProvider, ScriptExhausted
-from ace.llm.types import Request
+from ace.llm.testing import TEXT_REPLY, ScriptedProvider, ScriptExhausted, valid_reply
+from ace.llm.types import Message, Request
 
 
 class Answer(BaseModel):
@@ -108,3 +108,25 @@ def test_a_script_from_a_file_for_another_process(tmp_path: Path) -> None:
     (tmp_path / "obj.json").write_text('{"x": 1}')
     with pytest.raises(LLMError, match="a script is a JSON list"):
         get_provider(f"scripted:{tmp_path / 'obj.json'}")
+
+
+def test_valid_reply_answers_every_role_of_the_loop_without_a_script() -> None:
+    """The roles' real output models (ids and spans constrained to enums, discriminated unions, nested models,
+    bounded lists) each get a reply that validates; a text request gets a sentence."""
+    from ace.loop.roles.outputs import curator_output, fact_curation, fact_reflection, generator_output, reflection
+
+    models = [
+        generator_output(("shr-00001", "shr-00002")),
+        reflection(("shr-00001",)),
+        curator_output(("shr-00001", "shr-00002")),
+        fact_reflection(("shr-00001",), ("refunds from Oslo use",), ("LC-4471", "LC-9")),
+        fact_curation(("ADD", "UPDATE shr-00001", "NONE")),
+    ]
+    llm = LLM(ScriptedProvider(valid_reply))
+    for model in models:
+        parsed = llm.call("answer", output=model).parsed
+        assert isinstance(parsed, model)
+    fact = llm.call("x", output=models[3]).parsed
+    assert fact.value == "LC-4471" and fact.subject == "refunds from Oslo use"  # the first option of each enum
+    assert llm.call("hello").text == TEXT_REPLY
+    assert get_provider("scripted:valid").complete(Request((Message("user", "hi"),))).text == TEXT_REPLY

@@ -379,26 +379,32 @@ def playbook_node(
     store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET
 ) -> Callable[[Any], dict[str, Any]]:
     """A node for a graph with ``messages`` (``MessagesState``): puts the current playbook first in them."""
-    service = service_of(store)
-
-    def node(state: Any) -> dict[str, Any]:
-        text = playbook_text(service, playbook, namespace=namespace, budget=budget)
-        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *with_playbook(state["messages"], text)]}
-
-    return node
+    replace_all = RemoveMessage(id=REMOVE_ALL_MESSAGES)
+    return _with_playbook_as(store, playbook, namespace, budget, lambda m: {"messages": [replace_all, *m]})
 
 
 def playbook_hook(
     store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET
 ) -> Callable[[Any], dict[str, Any]]:
     """A ``pre_model_hook`` for ``create_react_agent``: the model sees the playbook first; the state is unchanged."""
+    return _with_playbook_as(store, playbook, namespace, budget, lambda m: {"llm_input_messages": m})
+
+
+def _with_playbook_as(
+    store: PlaybookStore | Service,
+    playbook: str,
+    namespace: str,
+    budget: int | None,
+    update: Callable[[list[AnyMessage]], dict[str, Any]],
+) -> Callable[[Any], dict[str, Any]]:
+    """A node: the state's messages with the current playbook first, as the state update ``update`` makes."""
     service = service_of(store)
 
-    def hook(state: Any) -> dict[str, Any]:
+    def node(state: Any) -> dict[str, Any]:  # any state with "messages"
         text = playbook_text(service, playbook, namespace=namespace, budget=budget)
-        return {"llm_input_messages": with_playbook(state["messages"], text)}
+        return update(with_playbook(state["messages"], text))
 
-    return hook
+    return node
 
 
 def episode_log(

@@ -28,8 +28,9 @@ def get_provider(spec: str | Provider) -> Provider:
     ``"local"`` (the embedded default, SmolLM2-135M-Instruct on llama.cpp), ``"local:NAME"`` (a packaged model:
     ``smollm2-135m``, ``gemma3-270m``), ``"local:/path/model.gguf"`` (any GGUF file, run as a base model),
     ``"anthropic:claude-sonnet-4-5"``, ``"openai:gpt-4o-mini"``, ``"openai:MODEL@http://host:port/v1"`` (any
-    OpenAI-compatible server), ``"scripted:FILE.json"`` (replies from a file, for tests: :mod:`ace.llm.testing`),
-    or a provider object, returned as it is.
+    OpenAI-compatible server), ``"scripted:FILE.json"`` (replies from a file, for tests: :mod:`ace.llm.testing`;
+    ``"scripted:valid"`` answers every request with a valid instance of its schema), or a provider object,
+    returned as it is.
     """
     if not isinstance(spec, str):
         return spec

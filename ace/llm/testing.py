@@ -18,6 +18,12 @@ A reply is one of:
 - a callable ``(Request) -> reply``: called for that request (it may inspect ``request.schema_name`` to answer
   each role, or ``request.messages``), its result taken as above.
 
+``valid_reply`` is a ready-made function: for a structured request it answers the first valid instance of the
+request's JSON schema (the first option of every enum and union, the required fields only, the fewest items an
+array allows, strings of a few words), for a text request a short sentence: like pydantic-ai's ``TestModel``, every
+role gets an answer that validates without a script (``ScriptedProvider(valid_reply)``, or
+``get_provider("scripted:valid")`` in a process a test starts).
+
 ``ScriptedProvider(replies)`` answers with the replies in order and raises :class:`ScriptExhausted` after the last
 one (a test that makes more calls than it scripted says so instead of hanging on a model), or with ``cycle=True``
 starts again from the first;
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
@@ -81,8 +88,10 @@ class ScriptedProvider:
         model: str = "scripted",
         name: str = "scripted",
         cycle: bool = False,
+        delay_s: float = 0.0,
     ) -> None:
         self.name = name
+        self.delay_s = delay_s  # each reply waits this long, as a model would (for leases, timeouts, kills)
         self.model = model
         self._function: Callable[[Request], Any] | None = None
         self._replies: list[Any] = []
@@ -113,6 +122,8 @@ class ScriptedProvider:
                     f"the script's {len(self._replies)} replies are used up (call {len(self.calls)}); "
                     "script more replies or pass a function"
                 )
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
         text = _text(reply, request)
         prompt = " ".join(m.content for m in request.messages)
         return Completion(text, Usage(_tokens(prompt), _tokens(text)), self.model, "stop")
@@ -121,12 +132,63 @@ class ScriptedProvider:
         return self.complete(request)
 
 
+TEXT_REPLY = "A scripted reply for tests."  # words of two or more letters: what the quality gate wants of a lesson
+
+
+def valid_reply(request: Request) -> Any:
+    """The first valid instance of ``request``'s output schema, or :data:`TEXT_REPLY` for a text request."""
+    if request.schema is None:
+        return TEXT_REPLY
+    return _instance(request.schema, request.schema.get("$defs", {}), depth=0)
+
+
+def _instance(schema: dict[str, Any], defs: dict[str, Any], *, depth: int) -> Any:
+    if depth > 32:
+        raise LLMError("the schema nests deeper than 32 levels: no instance made")
+    if "$ref" in schema:
+        return _instance(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, depth=depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for union in ("oneOf", "anyOf"):
+        if schema.get(union):
+            return _instance(schema[union][0], defs, depth=depth + 1)
+    if "allOf" in schema:
+        merged: dict[str, Any] = {}
+        for part in schema["allOf"]:
+            merged.update(part)
+        return _instance(merged, defs, depth=depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {k: _instance(props[k], defs, depth=depth + 1) for k in schema.get("required", []) if k in props}
+    if kind == "array":
+        item = schema.get("items", {})
+        return [_instance(item, defs, depth=depth + 1) for _ in range(schema.get("minItems", 0))]
+    if kind == "string":
+        text = TEXT_REPLY.rstrip(".")
+        low, high = schema.get("minLength", 0), schema.get("maxLength", len(text))
+        return (text + " " + "x" * max(0, low - len(text) - 1) if low > len(text) else text)[:high]
+    if kind in ("integer", "number"):
+        return schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1)
+    if kind == "boolean":
+        return False
+    return None
+
+
 def from_file(path: str) -> ScriptedProvider:
-    """A provider scripted by a JSON file: a list of replies, or ``{"replies": [...], "cycle": bool}``."""
+    """A provider scripted by a JSON file: a list of replies, or ``{"replies": [...] | "valid", "cycle": bool,
+    "delay_s": seconds}`` (``"valid"``: :func:`valid_reply` for every request); the path ``valid`` is
+    :func:`valid_reply` with no file."""
     from pathlib import Path
 
     from ace.errors import read_input
 
+    if path == "valid":
+        return ScriptedProvider(valid_reply)
     try:
         data = json.loads(read_input(Path(path), what="script", limit=64 << 20))
     except OSError as e:
@@ -135,9 +197,14 @@ def from_file(path: str) -> ScriptedProvider:
         raise LLMError(f"{path}: the script is not JSON ({e})") from None
     if isinstance(data, list):
         return ScriptedProvider(data)
-    if isinstance(data, dict) and isinstance(data.get("replies"), list):
-        return ScriptedProvider(data["replies"], cycle=bool(data.get("cycle", False)))
-    raise LLMError(f'{path}: a script is a JSON list of replies or {{"replies": [...], "cycle": true}}')
+    replies = data.get("replies") if isinstance(data, dict) else None
+    delay = data.get("delay_s", 0.0) if isinstance(data, dict) else 0.0
+    if (isinstance(replies, list) or replies == "valid") and isinstance(delay, (int, float)) and 0 <= delay <= 600:
+        script: Any = valid_reply if replies == "valid" else replies
+        return ScriptedProvider(script, cycle=bool(data.get("cycle", False)), delay_s=float(delay))
+    raise LLMError(
+        f'{path}: a script is a JSON list of replies or {{"replies": [...] | "valid", "cycle": true, "delay_s": 0.5}}'
+    )
 
 
-__all__ = ["Reply", "ScriptExhausted", "ScriptedProvider", "from_file"]
+__all__ = ["TEXT_REPLY", "Reply", "ScriptExhausted", "ScriptedProvider", "from_file", "valid_reply"]

@@ -33,7 +33,7 @@ import json
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -49,7 +49,7 @@ from ace.names import InvalidName
 from ace.playbook import Delta, DeltaError
 from ace.playbook.errors import PlaybookFormatError
 from ace.playbook.render import Layout
-from ace.service.auth import Grant, Tokens
+from ace.service.auth import Grant, Role, Tokens
 from ace.service.core import (
     MAX_NUMBER,
     AccessDenied,
@@ -81,6 +81,8 @@ BODY_TIMEOUT_S = 30.0  # from the first read of a request's body to its last byt
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+RouteFn = TypeVar("RouteFn", bound=Callable[..., Any])
 
 
 class _BodyLimit:
@@ -191,6 +193,20 @@ def create_app(
 
     Auth = Annotated[Grant, Depends(grant)]
     Version = Annotated[int | None, Query(ge=1, le=MAX_NUMBER)]
+    Number = Annotated[int, Query(ge=1, le=MAX_NUMBER)]  # a version, a start
+    From = Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)]
+
+    def sends(
+        method: Callable[..., Callable[[RouteFn], RouteFn]], path: str, status: int, body: dict[str, Any], summary: str
+    ) -> Callable[[RouteFn], RouteFn]:
+        """A route that reads a body (documented by ``body``), answering ``status`` and the errors' JSON."""
+        return method(path, status_code=status, responses=_ERRORS, openapi_extra=body, summary=summary)
+
+    async def body_of(request: Request, g: Grant, namespace: str, role: Role = "write") -> bytes:
+        """The request's body, read only once ``g`` may ``role`` in ``namespace``: a token that may not write never
+        holds a connection with a body."""
+        svc.allowed(g, namespace, role)
+        return await request.body()
 
     @api.get("/v1/health")
     async def health() -> dict[str, bool]:
@@ -221,12 +237,12 @@ def create_app(
             got = await svc.run("read", svc.read, g, namespace, name, **options)
         return Response(got.text, media_type=got.media_type, headers={"ETag": f'"{got.version}"'})
 
-    @api.put(
+    @sends(
+        api.put,
         "/v1/playbooks/{namespace}/{name}",
-        status_code=201,
-        responses=_ERRORS,
-        openapi_extra=_body("A playbook file: ACE text, JSON, Markdown or a kayba skillbook.", _PLAYBOOK_FILE),
-        summary="Import a playbook as version 1 of a new one",
+        201,
+        _body("A playbook file: ACE text, JSON, Markdown or a kayba skillbook.", _PLAYBOOK_FILE),
+        "Import a playbook as version 1 of a new one",
     )
     async def import_(
         namespace: str,
@@ -236,9 +252,8 @@ def create_app(
         format: Literal["ace", "json", "md", "skillbook"] | None = None,
         force: Annotated[bool, Query(description="Import past the quality gate (admin tokens; recorded).")] = False,
     ) -> dict[str, Any]:
-        svc.allowed(g, namespace, "admin" if force else "write")  # before the body is read: no body from a reader
         try:
-            text = (await request.body()).decode("utf-8")
+            text = (await body_of(request, g, namespace, "admin" if force else "write")).decode("utf-8")
         except UnicodeDecodeError:
             raise _HTTPError(422, "the playbook file is not UTF-8 text") from None
         info = await svc.run(
@@ -254,19 +269,18 @@ def create_app(
         )
         return _made(info)
 
-    @api.post(
+    @sends(
+        api.post,
         "/v1/playbooks/{namespace}/{name}/deltas",
-        status_code=201,
-        responses=_ERRORS,
-        openapi_extra=_body("A delta, as a curator writes it.", _DELTA_SCHEMA, json_body=True),
-        summary="Commit a delta (If-Match: the version it was made against)",
+        201,
+        _body("A delta, as a curator writes it.", _DELTA_SCHEMA, json_body=True),
+        "Commit a delta (If-Match: the version it was made against)",
     )
     async def commit(
         namespace: str, name: str, request: Request, g: Auth, if_match: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
         expected = version_tag(if_match)
-        svc.allowed(g, namespace, "write")  # before the body is read: a reader cannot hold a connection with one
-        body = await request.body()
+        body = await body_of(request, g, namespace)
         info = await svc.run("write", svc.commit, g, namespace, name, body, expected_version=expected)
         return _made(info)
 
@@ -275,7 +289,7 @@ def create_app(
         namespace: str,
         name: str,
         g: Auth,
-        to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],
+        to: Number,
         if_match: Annotated[str | None, Header()] = None,
     ) -> Response:
         expected = version_tag(if_match)
@@ -284,22 +298,13 @@ def create_app(
 
     @api.get("/v1/playbooks/{namespace}/{name}/history", responses=_ERRORS)
     async def history(
-        namespace: str,
-        name: str,
-        g: Auth,
-        since: Annotated[int, Query(ge=1, le=MAX_NUMBER)] = 1,
+        namespace: str, name: str, g: Auth, since: Number = 1,
         limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many versions, from since")] = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any]]:  # fmt: skip
         return await svc.run("read", svc.history, g, namespace, name, since=since, limit=limit)
 
     @api.get("/v1/playbooks/{namespace}/{name}/diff", responses=_ERRORS)
-    async def diff(
-        namespace: str,
-        name: str,
-        g: Auth,
-        from_: Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)],
-        to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],
-    ) -> dict[str, Any]:
+    async def diff(namespace: str, name: str, g: Auth, from_: From, to: Number) -> dict[str, Any]:
         return await svc.run("read", svc.diff, g, namespace, name, from_, to)
 
     @api.get("/v1/playbooks/{namespace}/{name}/blame/{bullet_id}", responses=_ERRORS)
@@ -315,16 +320,15 @@ def create_app(
     ) -> dict[str, Any]:
         return await svc.run("heavy", svc.check, g, namespace, name, first=from_)
 
-    @api.post(
+    @sends(
+        api.post,
         "/v1/playbooks/{namespace}/{name}/episodes",
-        status_code=202,
-        responses=_ERRORS,
-        openapi_extra=_body("An episode, in the format of `ace learn`.", _EPISODE_SCHEMA, json_body=True),
-        summary="Queue an episode for a worker to learn from",
+        202,
+        _body("An episode, in the format of `ace learn`.", _EPISODE_SCHEMA, json_body=True),
+        "Queue an episode for a worker to learn from",
     )
     async def send_episode(namespace: str, name: str, request: Request, g: Auth) -> Response:
-        svc.allowed(g, namespace, "write")  # before the body is read
-        body = await request.body()
+        body = await body_of(request, g, namespace)
         episode, new = await svc.run("write", svc.submit_episode, g, namespace, name, body)
         return JSONResponse(episode.to_dict(), status_code=202 if new else 200)
 

@@ -52,31 +52,28 @@ INSTRUCTIONS = (
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
-def _tool(fn: F) -> F:
+def _expected(not_found: type[Exception], other: type[Exception]) -> Callable[[F], F]:
     """Expected failures (ours: a bad name, an unknown playbook, a denied namespace) reach the client with their
-    message; anything else stays the SDK's generic error, with the trace only in the server's log."""
+    message, as ``not_found`` for an unknown playbook or version and ``other`` for the rest; anything else stays the
+    SDK's generic error, with the trace only in the server's log."""
 
-    @functools.wraps(fn)
-    async def wrapped(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except (AceError, ValueError) as e:
-            raise ToolError(str(e)) from None
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        async def wrapped(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except (PlaybookNotFound, VersionNotFound) as e:
+                raise not_found(str(e)) from None
+            except (AceError, ValueError) as e:
+                raise other(str(e)) from None
 
-    return wrapped  # type: ignore[return-value]
+        return wrapped  # type: ignore[return-value]
+
+    return decorate
 
 
-def _resource(fn: F) -> F:
-    @functools.wraps(fn)
-    async def wrapped(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except (PlaybookNotFound, VersionNotFound) as e:
-            raise ResourceNotFoundError(str(e)) from None
-        except (AceError, ValueError) as e:
-            raise ResourceError(str(e)) from None
-
-    return wrapped  # type: ignore[return-value]
+_tool = _expected(ToolError, ToolError)
+_resource = _expected(ResourceNotFoundError, ResourceError)
 
 
 class _Verifier:
