@@ -1,6 +1,7 @@
 """A writer process for the Chroma server test: ``python -m tests.memory_worker URL NAMESPACE WRITER N``.
 
-Waits for the start file, then writes N episodes one upsert at a time through ``EpisodicStore`` over HTTP."""
+Says it is ready (a file ``ready-WRITER`` beside the start file, once its embedder is loaded and the server
+answers), waits for the start file, then writes N episodes one upsert at a time through ``EpisodicStore`` over HTTP."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from ace.memory import Episode, EpisodicStore
 def main() -> None:
     url, namespace, writer, n, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
     store = EpisodicStore(url, MiniLMEmbedder(), namespace=namespace)
+    store.count()  # the connection is up
+    (start.parent / f"ready-{writer}").touch()
     deadline = time.monotonic() + 120
     while not start.exists() and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -73,7 +73,7 @@ def test_every_agent_facing_front_end_gives_the_same_prompt(store: PlaybookStore
 
     hooks = AceHooks(store, "agent", namespace="team-a")
     build = hooks.instructions("You answer billing questions.")
-    got = build(object(), object())  # type: ignore[arg-type]  # the SDK's context and agent are not read
+    got = asyncio.run(build(object(), object()))  # type: ignore[arg-type]  # the SDK's context and agent are not read
     assert got == "You answer billing questions.\n\n" + want
 
 

@@ -147,7 +147,11 @@ def test_several_writer_processes_on_a_chroma_server_lose_nothing(
         )
         for w in range(writers)
     ]
-    time.sleep(3)  # let every worker load its embedder, then release them together
+    # every writer has loaded its embedder and reached the server: release them together
+    deadline = time.monotonic() + 120
+    while sum((tmp_path / f"ready-{w}").exists() for w in range(writers)) < writers:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a writer did not get ready"
+        time.sleep(0.02)
     start.touch()
     for p in procs:
         _, err = p.communicate(timeout=300)

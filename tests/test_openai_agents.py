@@ -65,33 +65,36 @@ def test_an_agents_sdk_run_carries_the_playbook_and_leaves_a_new_version(server:
         store,
         "support",
         namespace="team-a",
-        task="How many days after purchase is a refund possible at the co-op?",
-        outcome=lambda out: {"success": "30" in str(out), "message": "wrong: refunds are possible within 30 days"},
+        task="Which form does a member fill in for a refund at the co-op?",
+        # a form code nothing could guess: the run fails, so there is something to learn (no skip when lucky)
+        outcome=lambda out: {
+            "success": "RF-7731" in str(out),
+            "message": "wrong: refunds are asked for on form RF-7731",
+        },
     )
     model = OpenAIChatCompletionsModel(model="smollm2", openai_client=AsyncOpenAI(base_url=server, api_key="local"))
     seen: list[str] = []
     instructions = hooks.instructions("You answer billing questions of the co-op.")
 
-    def spy(context: Any, agent: Any) -> str:
-        seen.append(instructions(context, agent))
+    async def spy(context: Any, agent: Any) -> str:
+        seen.append(await instructions(context, agent))
         return seen[-1]
 
     agent = Agent(name="support", instructions=spy, model=model, model_settings=ModelSettings(max_tokens=48))
-    result = asyncio.run(Runner.run(agent, "Can I get a refund after six weeks?", hooks=hooks))
+    result = asyncio.run(Runner.run(agent, "Which form do I fill in to get a refund?", hooks=hooks))
     assert isinstance(result.final_output, str) and result.final_output
     assert "# playbook team-a/support v1" in seen[0] and "[br-00001]" in seen[0]  # the playbook was in the instructions
     sent = hooks.last_episode
     assert sent is not None and sent.status == "queued" and sent.log["playbook_version"] == 1
     roles = [m["role"] for m in sent.log["messages"]]
     assert roles[0] == "user" and roles[-1] == "assistant" and sent.log["messages"][-1]["content"]
-    if "30" in result.final_output:
-        pytest.skip("the local model answered right: nothing new to learn, so no version is expected")
+    assert sent.log["outcome"]["success"] is False
     llm = LLM("local", sampling=Sampling(max_tokens=512))
     facts = LoopConfig(curation="facts")
     done = Worker(store, EpisodeQueue(store), llm=lambda: llm, workdir=tmp_path / "runs", config=facts).run_once()
     assert done is not None and done.status == "done" and done.committed, done
     assert store.head_version("support", namespace="team-a") == 2
-    assert "30" in " ".join(b.content for b in store.load("support", namespace="team-a"))
+    assert "RF-7731" in " ".join(b.content for b in store.load("support", namespace="team-a"))
     store.close()
 
 

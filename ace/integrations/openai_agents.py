@@ -23,7 +23,7 @@ messages.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,11 +73,15 @@ class AceHooks(RunHooks[Any]):
         self.last_episode: Episode | None = None
 
     # -- the playbook in the instructions -----------------------------------------------------------------
-    def instructions(self, base: str = "") -> Callable[[RunContextWrapper[Any], Agent[Any]], str]:
-        """Dynamic instructions for ``Agent(instructions=...)``: ``base``, then the current playbook."""
+    def instructions(self, base: str = "") -> Callable[[RunContextWrapper[Any], Agent[Any]], Coroutine[Any, Any, str]]:
+        """Dynamic instructions for ``Agent(instructions=...)``: ``base``, then the current playbook (read in the
+        service's read threads: the SDK's event loop never waits on the database)."""
 
-        def build(context: RunContextWrapper[Any], agent: Agent[Any]) -> str:
-            got = self.service.prompt(self.grant, self.namespace, self.playbook, budget=self.budget, layout=self.layout)
+        async def build(context: RunContextWrapper[Any], agent: Agent[Any]) -> str:
+            options = {"budget": self.budget, "layout": self.layout}
+            got = await self.service.run(
+                "read", self.service.prompt, self.grant, self.namespace, self.playbook, **options
+            )
             self._run(context).version = got.version
             head = f"{base.rstrip()}\n\n" if base.strip() else ""
             return head + got.text
@@ -111,18 +115,31 @@ class AceHooks(RunHooks[Any]):
         if run.version is not None:
             self.last_run["playbook_version"] = run.version
         if self.outcome is not None:
-            self.report(self.outcome(output))
+            await self.areport(self.outcome(output))
 
     def report(self, outcome: Outcome, *, episode_id: str | None = None, target: str | None = None) -> Episode:
-        """Send the last finished run with ``outcome`` (``{"success", "score", "message"}`` or a bool)."""
+        """Send the last finished run with ``outcome`` (``{"success", "score", "message"}`` or a bool); from async
+        code, ``await areport(...)``."""
+        log = self._episode(outcome, episode_id, target)
+        self.last_episode = self.service.submit_episode(self.grant, self.namespace, self.playbook, log)[0]
+        return self.last_episode
+
+    async def areport(self, outcome: Outcome, *, episode_id: str | None = None, target: str | None = None) -> Episode:
+        """:meth:`report` in the service's write threads (the end hook uses it: the event loop never waits)."""
+        log = self._episode(outcome, episode_id, target)
+        submit = self.service.submit_episode
+        sent, _ = await self.service.run("write", submit, self.grant, self.namespace, self.playbook, log)
+        self.last_episode = sent
+        return self.last_episode
+
+    def _episode(self, outcome: Outcome, episode_id: str | None, target: str | None) -> dict[str, Any]:
         if self.last_run is None:
             raise UsageError("no finished run to report: pass hooks=this to Runner.run first")
         log = {**self.last_run, "outcome": outcome}
         for key, value in (("id", episode_id), ("target", target)):
             if value is not None:
                 log[key] = value
-        self.last_episode = self.service.submit_episode(self.grant, self.namespace, self.playbook, log)[0]
-        return self.last_episode
+        return log
 
 
 def _plain(item: Any) -> Mapping[str, Any]:
