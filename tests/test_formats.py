@@ -206,3 +206,23 @@ def test_a_bulk_build_pauses_the_collector_and_leaves_it_as_it_found_it() -> Non
     with pytest.raises(PlaybookFormatError):
         parse_json('{"format": "ace.playbook/v1", "next_id": 1, "sections": [{"name": 3}]}')
     assert gc.isenabled()
+
+
+def test_every_serialization_of_a_bullet_carries_every_field_of_the_field_table() -> None:
+    """Bullet and Source are serialized from one table each (ace.playbook.model.BULLET_FIELDS, SOURCE_FIELDS): a
+    bullet with every field set comes back whole from each path (to_dict/from_dict, the canonical row and
+    from_canonical, changed), and the canonical text is json.dumps of the dict with sorted keys."""
+    from ace.playbook.model import BULLET_FIELDS, SOURCE_FIELDS, Source
+
+    source = Source(task_id="t-1", step=3, run_id="r", role="curator", note="n")
+    b = Bullet("x-00001", "S", "Check the units.", 1, 2, 3, 4, 5, (source,), ("x-00002",), {"keywords": ["units"]})
+    assert list(b.to_dict()) == [f.name for f in BULLET_FIELDS]  # in table order, each one written
+    assert list(source.to_dict()) == [f.name for f in SOURCE_FIELDS]
+    text = b.canonical()
+    assert text == json.dumps(b.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for back in (Bullet.from_dict(b.to_dict()), Bullet.from_canonical(json.loads(text), text), b.changed()):
+        assert back == b and back.canonical() == text and back.digest() == b.digest()
+    assert Source.from_dict(source.to_dict()) == source
+    unset = Bullet("x-00001", "S", "Check the units.")
+    assert unset.to_dict() == {"id": "x-00001", "section": "S", "content": "Check the units.", "helpful": 0,
+                               "harmful": 0, "neutral": 0}  # fmt: skip

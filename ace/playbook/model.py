@@ -65,58 +65,27 @@ class Source:
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            k: v
-            for k, v in (
-                ("task_id", self.task_id),
-                ("step", self.step),
-                ("run_id", self.run_id),
-                ("role", self.role),
-                ("note", self.note),
-            )
-            if v is not None
-        }
+        """The fields that are set, in :data:`SOURCE_FIELDS` order."""
+        return _source_to_dict(self)
 
     def plain(self) -> bool:
         """Whether every field is None or of its type (what :meth:`canonical` writes itself)."""
-        return (
-            (self.task_id is None or type(self.task_id) is str)
-            and (self.step is None or type(self.step) is int)
-            and (self.run_id is None or type(self.run_id) is str)
-            and (self.role is None or type(self.role) is str)
-            and (self.note is None or type(self.note) is str)
-        )
+        return _source_plain(self)
 
     def canonical(self) -> str:
         """``to_dict()`` as canonical JSON (sorted keys, no spaces, non-ASCII kept), as :meth:`Bullet.canonical`
         writes it."""
         if not self.plain():
             return _CANONICAL.encode(self.to_dict())
-        out = [
-            f'"{key}":{_esc(value)}' for key, value in (("note", self.note), ("role", self.role)) if value is not None
-        ]
-        if self.run_id is not None:
-            out.append(f'"run_id":{_esc(self.run_id)}')
-        if self.step is not None:
-            out.append(f'"step":{int.__repr__(self.step)}')
-        if self.task_id is not None:
-            out.append(f'"task_id":{_esc(self.task_id)}')
-        return "{" + ",".join(out) + "}"
+        return _source_canonical(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Source:
         """Strictly typed: strings are strings and the step an integer (raises ValueError naming the field)."""
-        get = data.get
-        made = cls(get("task_id"), get("step"), get("run_id"), get("role"), get("note"))
-        if made.plain():  # the common record; anything else is checked field by field, which names the bad one
+        made = _source_quick(data)
+        if made is not None:  # the common record; anything else is checked field by field, which names the bad one
             return made
-        return cls(
-            task_id=_typed(data, "task_id", str),
-            step=_typed(data, "step", int),
-            run_id=_typed(data, "run_id", str),
-            role=_typed(data, "role", str),
-            note=_typed(data, "note", str),
-        )
+        return cls(*[f.kind.checked(data, f.name) for f in SOURCE_FIELDS])
 
 
 # The ``extra`` of a bullet that has none: one shared read-only mapping, not an empty dict per bullet (at 100k
@@ -149,19 +118,7 @@ class Bullet:
     def changed(self, **fields: Any) -> Bullet:
         """A copy with ``fields`` changed (what ``dataclasses.replace`` does, several times faster: apply calls it
         for every TAG and UPDATE). The copy's digest is computed afresh."""
-        return Bullet(
-            fields.get("id", self.id),
-            fields.get("section", self.section),
-            fields.get("content", self.content),
-            fields.get("helpful", self.helpful),
-            fields.get("harmful", self.harmful),
-            fields.get("neutral", self.neutral),
-            fields.get("created_step", self.created_step),
-            fields.get("updated_step", self.updated_step),
-            fields.get("sources", self.sources),
-            fields.get("merged_from", self.merged_from),
-            fields.get("extra", self.extra),
-        )
+        return _bullet_changed(self, fields)
 
     @property
     def score(self) -> int:
@@ -169,52 +126,15 @@ class Bullet:
         return self.helpful - self.harmful
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "id": self.id,
-            "section": self.section,
-            "content": self.content,
-            "helpful": self.helpful,
-            "harmful": self.harmful,
-            "neutral": self.neutral,
-        }
-        if self.created_step is not None:
-            d["created_step"] = self.created_step
-        if self.updated_step is not None:
-            d["updated_step"] = self.updated_step
-        if self.sources:
-            d["sources"] = [s.to_dict() for s in self.sources]
-        if self.merged_from:
-            d["merged_from"] = list(self.merged_from)
-        if self.extra:
-            d["extra"] = dict(self.extra)
-        return d
+        """Every field in :data:`BULLET_FIELDS` order; an optional one only when it is set (not None, not empty)."""
+        return _bullet_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Bullet:
         """Strictly typed (counters are non-negative integers, not ``"7"``); raises ValueError naming the field."""
-        get: Callable[..., Any] = d.get  # values of any type: checked once the bullet is built
-        sources, merged = get("sources"), get("merged_from")
-        if (
-            (sources is None or (type(sources) is list and all(type(x) is dict for x in sources)))
-            and (merged is None or type(merged) is list)
-            and get("extra") is None
-        ):
-            made = cls(
-                get("id"),
-                get("section"),
-                get("content"),
-                get("helpful", 0),
-                get("harmful", 0),
-                get("neutral", 0),
-                get("created_step"),
-                get("updated_step"),
-                tuple(map(Source.from_dict, sources)) if sources else (),
-                tuple(merged) if merged else (),
-            )
-            # the common row, checked as built; anything else is checked field by field, which names the bad one
-            if made._plain() and made.helpful >= 0 and made.harmful >= 0 and made.neutral >= 0:
-                return made
-        return cls._from_dict_checked(d)
+        made = _bullet_quick(d)  # the common row, checked as built (values of any type are read, then checked)
+        # anything else is checked field by field, which names the bad one
+        return made if made is not None else cls._from_dict_checked(d)
 
     @classmethod
     def _from_dict_checked(cls, d: Mapping[str, Any]) -> Bullet:
@@ -222,35 +142,12 @@ class Bullet:
         merged = _typed(d, "merged_from", list) or []
         if not all(isinstance(s, Mapping) for s in sources) or not all(isinstance(i, str) for i in merged):
             raise InvalidInput(f"bullet {d.get('id')!r}: 'sources' must be objects and 'merged_from' ids")
-        return cls(
-            id=_required(d, "id", str),
-            section=_required(d, "section", str),
-            content=_required(d, "content", str),
-            helpful=_count(d, "helpful"),
-            harmful=_count(d, "harmful"),
-            neutral=_count(d, "neutral"),
-            created_step=_typed(d, "created_step", int),
-            updated_step=_typed(d, "updated_step", int),
-            sources=tuple(Source.from_dict(s) for s in sources),
-            merged_from=tuple(merged),
-            extra=_typed(d, "extra", Mapping) or NO_EXTRA,
-        )
+        return cls(*[f.kind.checked(d, f.name) for f in BULLET_FIELDS])
 
     def _plain(self) -> bool:
         """Whether every field holds exactly its type (``type(x) is int``: not a bool), ``extra`` aside: what
         :meth:`canonical` writes itself and :meth:`from_dict` takes without naming a field."""
-        return (
-            type(self.id) is str
-            and type(self.section) is str
-            and type(self.content) is str
-            and type(self.helpful) is int
-            and type(self.harmful) is int
-            and type(self.neutral) is int
-            and (self.created_step is None or type(self.created_step) is int)
-            and (self.updated_step is None or type(self.updated_step) is int)
-            and all(type(s) is Source and s.plain() for s in self.sources)
-            and all(type(i) is str for i in self.merged_from)
-        )
+        return _bullet_plain(self)
 
     def canonical(self) -> str:
         """The canonical JSON of this bullet (sorted keys, no spaces, non-ASCII kept): what :meth:`digest` hashes,
@@ -262,23 +159,7 @@ class Bullet:
         hand with other types (a bool for a count) is written by ``json.dumps``."""
         if not self._plain():
             return _CANONICAL.encode(self.to_dict())
-        out = [f'{{"content":{_esc(self.content)}']
-        if self.created_step is not None:
-            out.append(f',"created_step":{int.__repr__(self.created_step)}')
-        if self.extra:
-            out.append(f',"extra":{_CANONICAL.encode(dict(self.extra))}')
-        out.append(
-            f',"harmful":{int.__repr__(self.harmful)},"helpful":{int.__repr__(self.helpful)},"id":{_esc(self.id)}'
-        )
-        if self.merged_from:
-            out.append(f',"merged_from":[{",".join(map(_esc, self.merged_from))}]')
-        out.append(f',"neutral":{int.__repr__(self.neutral)},"section":{_esc(self.section)}')
-        if self.sources:
-            out.append(f',"sources":[{",".join(s.canonical() for s in self.sources)}]')
-        if self.updated_step is not None:
-            out.append(f',"updated_step":{int.__repr__(self.updated_step)}')
-        out.append("}")
-        return "".join(out)
+        return _bullet_canonical(self)
 
     def canonical_with_digest(self) -> tuple[str, bytes]:
         """``(canonical(), digest())`` with the canonical text serialized once: the digest, when this object has
@@ -300,30 +181,231 @@ class Bullet:
         without serializing it again. Fields are taken as they are, not type-checked: for a store's own rows,
         whose digests are then checked against the digest recorded for their version (a row that was edited does
         not add up to it, and is not served)."""
-        sources = d.get("sources")
-        b = cls(
-            d["id"],
-            d["section"],
-            d["content"],
-            d.get("helpful", 0),
-            d.get("harmful", 0),
-            d.get("neutral", 0),
-            d.get("created_step"),
-            d.get("updated_step"),
-            tuple(Source(**s) for s in sources) if sources else (),
-            tuple(d["merged_from"]) if "merged_from" in d else (),
-            d.get("extra") or NO_EXTRA,
-        )
+        b = _bullet_stored(d)
         object.__setattr__(b, "_digest", hashlib.sha256(text.encode()).digest())
         return b
 
 
-# Bullet.changed passes the fields by position: a field added to Bullet must be added there too
-if [f.name for f in fields(Bullet) if f.init] != [
-    "id", "section", "content", "helpful", "harmful", "neutral", "created_step", "updated_step", "sources",
-    "merged_from", "extra",
-]:  # fmt: skip
-    raise RuntimeError("Bullet's fields changed: update Bullet.changed")  # builtin-ok: a bug, checked at import
+# -- the field tables -------------------------------------------------------------------------------------------
+# Every serialization of a bullet and of its provenance (to_dict/from_dict, the canonical JSON a digest hashes and a
+# store keeps as the bullet's row, that row read back, Bullet.changed, the type checks) is derived from these two
+# tables: adding a field is one line in a table and one in its dataclass (checked at import, below). The text
+# formats (ace, markdown, skillbook) write the fields their formats have, by hand.
+#
+# Each kind says, as Python expressions over the value ``{v}``, how a field is checked, written and read; the
+# methods are compiled from the tables once, at import, so that they run as fast as written out by hand (a cold
+# start digests every bullet, a snapshot load builds every one).
+
+
+@dataclass(frozen=True, slots=True)
+class FieldKind:
+    """How every serialization treats a field of one kind: expressions over the value ``{v}`` (``{n}``: the key)."""
+
+    name: str
+    always: bool  # written even when unset; else omitted when None (or, for a collection, when empty)
+    collection: bool
+    missing: str  # what from_dict reads for an absent key
+    plain: str | None  # holds exactly its type: what canonical() writes itself (None: not checked)
+    encode: str  # its canonical JSON text
+    dump: str  # its to_dict() value
+    stored: str  # read from a store's own row ``d`` as it is, unchecked (from_canonical)
+    quick_ok: str | None  # from_dict's fast path can take the raw value (None: any)
+    quick: str  # the raw value as the field's on that path (checked once the bullet is built)
+    checked: Callable[[Mapping[str, Any], str], Any]  # read strictly from a dict, naming the field when it is wrong
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of :class:`Bullet` or :class:`Source`: its name (the attribute's and the key's) and its kind."""
+
+    name: str
+    kind: FieldKind
+
+
+TEXT = FieldKind(  # a required string
+    "text",
+    always=True,
+    collection=False,
+    missing="None",
+    plain="type({v}) is str",
+    encode="_esc({v})",
+    dump="{v}",
+    stored="d[{n}]",
+    quick_ok=None,
+    quick="{v}",
+    checked=lambda d, n: _required(d, n, str),
+)
+COUNT = FieldKind(  # a non-negative integer, 0 when absent
+    "count",
+    always=True,
+    collection=False,
+    missing="0",
+    plain="type({v}) is int",
+    encode="int.__repr__({v})",
+    dump="{v}",
+    stored="d.get({n}, 0)",
+    quick_ok=None,
+    quick="{v}",
+    checked=lambda d, n: _count(d, n),
+)
+NUMBER = FieldKind(  # an optional integer
+    "number",
+    always=False,
+    collection=False,
+    missing="None",
+    plain="({v} is None or type({v}) is int)",
+    encode="int.__repr__({v})",
+    dump="{v}",
+    stored="d.get({n})",
+    quick_ok=None,
+    quick="{v}",
+    checked=lambda d, n: _typed(d, n, int),
+)
+NOTE = FieldKind(  # an optional string
+    "note",
+    always=False,
+    collection=False,
+    missing="None",
+    plain="({v} is None or type({v}) is str)",
+    encode="_esc({v})",
+    dump="{v}",
+    stored="d.get({n})",
+    quick_ok=None,
+    quick="{v}",
+    checked=lambda d, n: _typed(d, n, str),
+)
+SOURCES = FieldKind(  # provenance records (Source), oldest first
+    "sources",
+    always=False,
+    collection=True,
+    missing="None",
+    plain="all(type(s) is Source and s.plain() for s in {v})",
+    encode="_sources_json({v})",
+    dump="[s.to_dict() for s in {v}]",
+    stored="tuple([Source(**s) for s in d[{n}]]) if d.get({n}) else ()",
+    quick_ok="({v} is None or (type({v}) is list and all(type(x) is dict for x in {v})))",
+    quick="tuple(map(Source.from_dict, {v})) if {v} else ()",
+    checked=lambda d, n: tuple(Source.from_dict(s) for s in _typed(d, n, list) or ()),
+)
+IDS = FieldKind(  # bullet ids
+    "ids",
+    always=False,
+    collection=True,
+    missing="None",
+    plain="all(type(i) is str for i in {v})",
+    encode="_ids_json({v})",
+    dump="list({v})",
+    stored="tuple(d[{n}]) if {n} in d else ()",
+    quick_ok="({v} is None or type({v}) is list)",
+    quick="tuple({v}) if {v} else ()",
+    checked=lambda d, n: tuple(_typed(d, n, list) or ()),
+)
+EXTRA = FieldKind(  # format-specific fields kept so that imports round-trip: a JSON-ready mapping, never checked
+    "extra",
+    always=False,
+    collection=True,
+    missing="None",
+    plain=None,
+    encode="_CANONICAL.encode(dict({v}))",
+    dump="dict({v})",
+    stored="d.get({n}) or NO_EXTRA",
+    quick_ok="{v} is None",  # a bullet with extra fields takes the checked path
+    quick="NO_EXTRA",
+    checked=lambda d, n: _typed(d, n, Mapping) or NO_EXTRA,
+)
+
+BULLET_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("id", TEXT),
+    FieldSpec("section", TEXT),
+    FieldSpec("content", TEXT),
+    FieldSpec("helpful", COUNT),
+    FieldSpec("harmful", COUNT),
+    FieldSpec("neutral", COUNT),
+    FieldSpec("created_step", NUMBER),
+    FieldSpec("updated_step", NUMBER),
+    FieldSpec("sources", SOURCES),
+    FieldSpec("merged_from", IDS),
+    FieldSpec("extra", EXTRA),
+)
+SOURCE_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("task_id", NOTE),
+    FieldSpec("step", NUMBER),
+    FieldSpec("run_id", NOTE),
+    FieldSpec("role", NOTE),
+    FieldSpec("note", NOTE),
+)
+
+_BULLET_OK = [f.name for f in fields(Bullet) if f.init] == [f.name for f in BULLET_FIELDS]
+if not _BULLET_OK or [f.name for f in fields(Source)] != [f.name for f in SOURCE_FIELDS]:
+    raise RuntimeError("Bullet's or Source's fields changed: update BULLET_FIELDS, SOURCE_FIELDS")  # builtin-ok: a bug
+
+
+def _sources_json(sources: tuple[Source, ...]) -> str:
+    return f"[{','.join([s.canonical() for s in sources])}]"
+
+
+def _ids_json(ids: tuple[str, ...]) -> str:
+    return f"[{','.join(map(_esc, ids))}]"
+
+
+def _compiled(cls: str, table: tuple[FieldSpec, ...]) -> dict[str, Any]:
+    """The serialization functions of ``cls`` compiled from its ``table``: plain, canonical, to_dict, quick (the
+    from_dict fast path: the built record, or None to check field by field), stored, changed."""
+    attr = [(f, f"self.{f.name}") for f in table]
+    raw = [(f, f"_{k}") for k, f in enumerate(table)]
+
+    def when(f: FieldSpec, v: str) -> str:
+        return "True" if f.kind.always else v if f.kind.collection else f"{v} is not None"
+
+    plain = " and ".join(f.kind.plain.format(v=v) for f, v in attr if f.kind.plain) or "True"
+    canonical = ""
+    run: list[str] = []  # consecutive fields that are always written: one f-string
+    for f, v in [*sorted(attr, key=lambda fv: fv[0].name), (None, "")]:
+        text = "" if f is None else f'"{f.name}":{{{f.kind.encode.format(v=v)}}}'
+        if f is not None and f.kind.always:
+            run.append(text)
+            continue
+        if run:
+            canonical += f"    out.append(f{','.join(run)!r})\n"
+            run = []
+        if f is not None:
+            canonical += f"    if {when(f, v)}: out.append(f{text!r})\n"
+    dump = "".join(f"    if {when(f, v)}: d[{f.name!r}] = {f.kind.dump.format(v=v)}\n" for f, v in attr)
+    read = "".join(f"    {v} = get({f.name!r}, {f.kind.missing})\n" for f, v in raw)
+    quick_ok = " and ".join(f.kind.quick_ok.format(v=v) for f, v in raw if f.kind.quick_ok) or "True"
+    counts = " and ".join(f"made.{f.name} >= 0" for f in table if f.kind is COUNT) or "True"
+    src = (
+        f"def plain(self):\n    return {plain}\n"
+        f"def canonical(self):\n    out = []\n{canonical}    return '{{' + ','.join(out) + '}}'\n"
+        f"def to_dict(self):\n    d = {{}}\n{dump}    return d\n"
+        f"def quick(d):\n    get = d.get\n{read}    if not ({quick_ok}):\n        return None\n"
+        f"    made = {cls}({', '.join(f.kind.quick.format(v=v) for f, v in raw)})\n"
+        f"    return made if plain(made) and {counts} else None\n"
+        f"def stored(d):\n    return {cls}({', '.join(f.kind.stored.format(n=repr(f.name)) for f in table)})\n"
+        f"def changed(self, fields):\n    get = fields.get\n"
+        f"    return {cls}({', '.join(f'get({f.name!r}, self.{f.name})' for f in table)})\n"
+    )
+    namespace: dict[str, Any] = {
+        "Source": Source, "Bullet": Bullet, "NO_EXTRA": NO_EXTRA, "_esc": _esc, "_CANONICAL": _CANONICAL,
+        "_sources_json": _sources_json, "_ids_json": _ids_json,
+    }  # fmt: skip
+    exec(compile(src, f"<{cls} from its field table>", "exec"), namespace)  # our own table's expressions, at import
+    namespace["__source__"] = src  # what was compiled, to read
+    return namespace
+
+
+_SOURCE = _compiled("Source", SOURCE_FIELDS)
+_source_plain: Callable[[Source], bool] = _SOURCE["plain"]
+_source_canonical: Callable[[Source], str] = _SOURCE["canonical"]
+_source_to_dict: Callable[[Source], dict[str, Any]] = _SOURCE["to_dict"]
+_source_quick: Callable[[Mapping[str, Any]], Source | None] = _SOURCE["quick"]
+_BULLET = _compiled("Bullet", BULLET_FIELDS)
+_bullet_plain: Callable[[Bullet], bool] = _BULLET["plain"]
+_bullet_canonical: Callable[[Bullet], str] = _BULLET["canonical"]
+_bullet_to_dict: Callable[[Bullet], dict[str, Any]] = _BULLET["to_dict"]
+_bullet_quick: Callable[[Mapping[str, Any]], Bullet | None] = _BULLET["quick"]
+_bullet_stored: Callable[[Mapping[str, Any]], Bullet] = _BULLET["stored"]
+_bullet_changed: Callable[[Bullet, Mapping[str, Any]], Bullet] = _BULLET["changed"]
 
 
 class Section:

@@ -28,7 +28,7 @@ import logging
 import unicodedata
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -123,7 +123,7 @@ class BlameEntry:
     source: Source | None
 
     def to_dict(self) -> dict[str, Any]:
-        source = None if self.source is None else {k: v for k, v in asdict(self.source).items() if v is not None}
+        source = None if self.source is None else self.source.to_dict()
         return {
             "version": self.version,
             "op": self.op,
