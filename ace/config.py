@@ -46,6 +46,13 @@ class LoopConfig:
         "'facts': copy-friendly curation (the lesson as spans copied from question and feedback, an ADD / UPDATE / "
         "NONE choice, bullet text written by code); 'free': the paper's free-text reflection and curator delta.",
     )
+    curator_repairs: int = option(
+        1,
+        "Times a curator delta the playbook's rules refused (the quality gate, an unknown id) goes back to the "
+        "curator with the reason, to be fixed (0: never; the facts curator writes its bullets by code and is never "
+        "asked again).",
+        min=0,
+    )
     layout: Layout = option(  # noqa: RUF009 (option() is dataclasses.field with a doc)
         "stable",
         "How the playbook is laid out in the roles' prompts: 'stable' keeps the prompt before the first real edit "

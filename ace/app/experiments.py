@@ -46,7 +46,7 @@ from ace.playbook import AddOp, Delta, Playbook, apply
 from ace.playbook.focus import fact
 from ace.playbook.formats import loads
 from ace.runs.factory import RunSetup
-from ace.runs.runners import Evaluation, Learner, Spend, evaluate, offline, online
+from ace.runs.runners import Evaluation, Learner, Spend, curation, curation_summary, evaluate, offline, online
 from ace.runs.workspace import runs_dir
 from ace.store import PlaybookStore, default_url
 from ace.tasks import EVALUATORS, Evaluator, Task, exact, load_finance, load_tasks, numeric, share_correct
@@ -259,6 +259,8 @@ class ResultRow(BaseModel):
     versions: int | None = None  # online: the head after the stream
     # per test task, in stream order: was the (first) answer right (None: not judged); the accuracy curve
     outcomes: list[bool | None] | None = None
+    # learning protocols: curator deltas refused by the playbook's rules and repaired (ace.runs.runners.Curation)
+    curation: dict[str, int] | None = None
 
 
 class Experiment:
@@ -325,21 +327,22 @@ class Experiment:
         run = self.cfg.run
         self._say(f"ACE offline{'' if labels else ' (no labels)'}", f"{run.epochs} epoch(s) over {len(self.train)}")
         res = offline(lr, self.train, self.val, epochs=run.epochs, eval_every=run.eval_every)
-        self._not_learned(res.not_learned)
+        self._not_learned(res.not_learned, res.steps)
         ev = lr.evaluate(self.test, res.best_version, f"offline-{_gt(labels)}-test-v{res.best_version}")
         self._row("ACE offline", labels, ev.accuracy, res.spend, ev.spend, playbook=lr.setup.playbook,
                   best_version=res.best_version, train_accuracy=res.train_accuracy,
-                  validation=[c.__dict__ for c in res.checkpoints])  # fmt: skip
+                  validation=[c.__dict__ for c in res.checkpoints], curation=curation(res.steps).to_dict())  # fmt: skip
 
     def online(self, labels: bool) -> None:
         lr = self._learner("online", labels)
         window = self.cfg.run.window
         self._say(f"ACE online{'' if labels else ' (no labels)'}", f"window {window} over {len(self.test)}")
         res = online(lr, self.test, window=window)
-        self._not_learned(res.not_learned)
+        self._not_learned(res.not_learned, res.steps)
         # the adaptation and the predictions are one pass here: its time and tokens are both
         self._row("ACE online", labels, res.accuracy, res.spend, Spend(), playbook=lr.setup.playbook,
-                  versions=lr.head(), outcomes=[p.correct for p in res.predictions])  # fmt: skip
+                  versions=lr.head(), outcomes=[p.correct for p in res.predictions],
+                  curation=curation(res.steps).to_dict())  # fmt: skip
 
     def run(self) -> dict[str, Any]:
         """Every protocol of the config, in order; returns (and writes) the summary."""
@@ -369,10 +372,13 @@ class Experiment:
     def _say(self, label: str, what: str) -> None:
         self.console.print(line((label, "bold"), f": {what}"))
 
-    def _not_learned(self, summary: str | None) -> None:
-        """Steps that could not reflect or curate (the provider away, say): how many and why."""
+    def _not_learned(self, summary: str | None, steps: list[StepRecord]) -> None:
+        """Steps that could not reflect or curate (the provider away, say): how many and why; and the curator deltas
+        the playbook's rules refused, and the repairs."""
         if summary:
             self.console.print(line(("not learned", "bold yellow"), f": {summary}"))
+        if refused := curation_summary(steps):
+            self.console.print(line(("curation", "bold"), f": {refused}"))
 
     def _fixed(self, label: str, pb: Playbook, piece: str) -> Evaluation:
         self._say(label, f"evaluating {len(self.test)} tasks")

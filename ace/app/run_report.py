@@ -40,6 +40,8 @@ class RunTrace:
     problem: str | None = None
     steps: int = 0
     notes: list[str] = field(default_factory=list)
+    refused: int = 0  # steps whose curator delta the playbook's rules refused at first
+    repaired: int = 0  # of those, steps whose delta the curator repaired
 
 
 def trace(path: Path) -> RunTrace:
@@ -55,6 +57,9 @@ def trace(path: Path) -> RunTrace:
     tr = RunTrace(name, [], [version], [len(pb)], [_tokens(pb)], {}, pb, None, len(t.steps), t.notes)
     for step in t.steps:
         tr.outcomes.append(step.get("correct"))
+        if step.get("refused"):
+            tr.refused += 1
+            tr.repaired += bool(step.get("repaired"))
         for call in step.get("calls") or []:
             u = call.get("usage") or {}
             usage = Usage(int(u.get("input_tokens", 0)), int(u.get("output_tokens", 0)), int(u.get("cached_tokens", 0)))
@@ -225,7 +230,7 @@ def _content(
     rows = []
     for t in traces:
         if t.problem:
-            rows.append([t.name, str(t.steps), "does not verify: " + t.problem, "", "", ""])
+            rows.append([t.name, str(t.steps), "does not verify: " + t.problem, "", "", "", ""])
             continue
         mid = len(t.outcomes) // 2
         rows.append(
@@ -236,13 +241,14 @@ def _content(
                 _pct(_share(t.outcomes[:mid])),
                 _pct(_share(t.outcomes[mid:])),
                 f"v{t.versions[0]} → v{t.versions[-1]}, {t.bullets[-1]} bullets",
+                f"{t.refused} refused, {t.repaired} repaired" if t.refused else "none refused",
             ]
         )
     if rows:
         sections.append(
             (
                 "Learning runs (trajectories, verified)",
-                ["run", "steps", "accuracy", "first half", "second half", "versions"],
+                ["run", "steps", "accuracy", "first half", "second half", "versions", "curator deltas"],
                 rows,
             )
         )

@@ -153,7 +153,7 @@ def learn(
     from ace.runs.factory import RunFiles
     from ace.runs.from_logs import learn as learn_logs
     from ace.runs.from_logs import load_logs
-    from ace.runs.runners import learning_summary
+    from ace.runs.runners import curation_summary, learning_summary
     from ace.runs.workspace import runs_dir
 
     config = loop.config()
@@ -176,6 +176,8 @@ def learn(
     )
     # steps that could not reflect or curate (the provider away, say) did not learn: say how many and why; the same
     # command again tries only them
+    if refused := curation_summary(result.results):
+        out.print(line(("curation", "bold"), f": {refused}"))
     missed = learning_summary(result.results)
     if missed:
         again = f"; run the same command again (run {rid}) to retry them"

@@ -14,6 +14,7 @@ from typing import Any
 from ace.llm import LLMError, ProviderError
 from ace.loop.context import LoopContext
 from ace.loop.roles import (
+    CuratorOutput,
     FactReflection,
     GeneratorOutput,
     Reflection,
@@ -101,25 +102,39 @@ def reflect_node(state: LoopState, ctx: LoopContext) -> LoopState:
 
 def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
     """The step's one delta: the reflector's tags on cited bullets (plain code) and the curator's operations,
-    applied once to the base version; the result is the step's candidate."""
+    applied once to the base version; the result is the step's candidate. A curator delta the playbook's rules
+    refuse (the quality gate, an unknown id) goes back to the curator with the reason, up to
+    ``config.curator_repairs`` times; the step records how many proposals were refused and whether one was
+    repaired."""
     task, pb, refl = ctx.task(state), _base(state, ctx), state.get("reflection")
     assert refl is not None, "curate runs after reflect"
     source = Source(task_id=task.id, step=state["index"] + 1, run_id=ctx.run_id, role="curator")
-    try:
-        if isinstance(refl, FactReflection):
-            ops, reasoning = curate_facts(ctx.llm, pb, refl)
-        else:
-            proposal = curate(ctx.llm, pb, refl, budget=ctx.config.playbook_budget, layout=ctx.config.layout).parsed
-            assert proposal is not None
-            ops, reasoning = list(proposal.to_delta(source).operations), proposal.reasoning
-    except LLMError as e:
-        return {"error": f"curator: {e}", "failure": _kind(e)}
     tags = tag_delta(pb, _answer(state), refl, source)
-    delta = Delta(operations=[*tags.operations, *ops], reasoning=reasoning, source=source)
-    try:
-        return {"candidate": Candidate.build(pb, _base_version(state), delta, ctx.store.policy)}
-    except DeltaError as e:  # the quality gate (or the playbook's rules) refused the delta
-        return {"error": f"curator: {e}", "failure": "gate"}
+    tries = 1 if isinstance(refl, FactReflection) else 1 + ctx.config.curator_repairs  # facts: bullets by code
+    refused: tuple[CuratorOutput, str] | None = None
+    why = ""
+    for attempt in range(tries):
+        try:
+            if isinstance(refl, FactReflection):
+                ops, reasoning = curate_facts(ctx.llm, pb, refl)
+                proposal = None
+            else:
+                cfg = ctx.config
+                proposal = curate(ctx.llm, pb, refl, budget=cfg.playbook_budget, layout=cfg.layout,
+                                  refused=refused).parsed  # fmt: skip
+                assert proposal is not None
+                ops, reasoning = list(proposal.to_delta(source).operations), proposal.reasoning
+        except LLMError as e:
+            return {"error": f"curator: {e}", "failure": _kind(e), "refused": attempt}
+        delta = Delta(operations=[*tags.operations, *ops], reasoning=reasoning, source=source)
+        try:
+            candidate = Candidate.build(pb, _base_version(state), delta, ctx.store.policy)
+        except DeltaError as e:  # the quality gate (or the playbook's rules) refused the delta
+            why = str(e)
+            refused = (proposal, why) if proposal is not None else None
+            continue
+        return {"candidate": candidate, "refused": attempt, "repaired": attempt > 0}
+    return {"error": f"curator: {why}", "failure": "gate", "refused": tries}
 
 
 def refine_node(state: LoopState, ctx: LoopContext) -> LoopState:
@@ -235,6 +250,8 @@ def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
         committed=bool(state.get("committed")),
         pending=bool(state.get("pending")),
         delta=candidate.delta if candidate is not None and not error and candidate.delta.operations else None,
+        refused=state.get("refused") or 0,
+        repaired=bool(state.get("repaired")),
     )
     update: LoopState = {}
     if ctx.memory is not None and ctx.config.learn:
@@ -255,6 +272,8 @@ def record_node(state: LoopState, ctx: LoopContext) -> LoopState:
         "feedback": None,
         "reflection": None,
         "candidate": None,
+        "refused": 0,
+        "repaired": False,
         "committed": None,
         "error": None,
         "failure": None,

@@ -110,6 +110,8 @@ class StepRecord(BaseModel):
     pending: bool = False  # held for the rest of its batch
     delta: Delta | None = None  # the delta the step proposed (None when it failed or changed nothing)
     memory: list[str] | None = None  # problems met writing the memory tiers (None: memory off)
+    refused: int = 0  # curator proposals the playbook's rules refused in this step (each one sent back, if allowed)
+    repaired: bool = False  # a refused proposal was fixed by the curator and went on
 
     @property
     def could_not_learn(self) -> bool:
@@ -159,6 +161,8 @@ class LoopState(TypedDict, total=False):
     buffer: list[dict[str, Any]]  # the short-term memory tier, checkpointed with the run
     error: str | None
     failure: Failure | None  # the kind of ``error`` (see :data:`Failure`)
+    refused: int  # curator proposals refused in this step
+    repaired: bool  # whether a refused proposal was fixed
     results: Annotated[list[StepRecord], operator.add]
 
 

@@ -199,8 +199,9 @@ def rerun(
         playbook=name,
         namespace=namespace,
         evaluator=evaluator_from_spec(info["evaluator"]),
-        # a run recorded before the stable layout existed laid the playbook out in sections
-        config=LoopConfig(**{"layout": "sections", **info.get("config", {})}),
+        # a run recorded before the stable layout existed laid the playbook out in sections, and one recorded before
+        # curator repairs existed never asked the curator again
+        config=LoopConfig(**{"layout": "sections", "curator_repairs": 0, **info.get("config", {})}),
         refiner=refiner,
         guard=guard,
         generator=generator,

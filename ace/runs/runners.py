@@ -211,6 +211,48 @@ def learning_summary(steps: Sequence[StepRecord | Prediction]) -> str | None:
     return f"{len(failed)} of {len(records)} steps could not learn{every}: {'; '.join(parts)}"
 
 
+@dataclass(frozen=True)
+class Curation:
+    """How a run's curator deltas fared with the playbook's rules: of the steps that asked the curator for a delta,
+    how many had one refused, how many of those the curator repaired when shown the reason, how many stayed
+    refused."""
+
+    curated: int  # steps whose curator delta was applied or refused
+    refused: int  # steps with at least one refused proposal
+    repaired: int  # of those, steps whose repaired proposal went on
+    proposals_refused: int  # refused proposals in all (a step may be refused again after a repair)
+
+    @property
+    def still_refused(self) -> int:
+        return self.refused - self.repaired
+
+    def to_dict(self) -> dict[str, int]:
+        return {"curated": self.curated, "refused": self.refused, "repaired": self.repaired,
+                "still_refused": self.still_refused, "proposals_refused": self.proposals_refused}  # fmt: skip
+
+    def __str__(self) -> str:
+        share = f" ({self.refused / self.curated:.0%})" if self.curated else ""
+        still = f" ({self.still_refused / self.curated:.0%})" if self.curated else ""
+        return (
+            f"curator deltas refused by the playbook's rules in {self.refused} of {self.curated} steps{share}; "
+            f"{self.repaired} repaired when shown why, {self.still_refused} still refused{still}"
+        )
+
+
+def curation(steps: Sequence[StepRecord | Prediction]) -> Curation:
+    """:class:`Curation` of a run's steps."""
+    records = [s for s in steps if isinstance(s, StepRecord)]
+    curated = [r for r in records if r.refused or r.delta is not None]
+    refused = [r for r in curated if r.refused]
+    return Curation(len(curated), len(refused), sum(r.repaired for r in refused), sum(r.refused for r in records))
+
+
+def curation_summary(steps: Sequence[StepRecord | Prediction]) -> str | None:
+    """One sentence on the curator deltas the playbook's rules refused and the repairs (None when none was)."""
+    c = curation(steps)
+    return str(c) if c.refused else None
+
+
 @dataclass
 class Learner:
     """A learning runner's state: the setup its loop runs share and where their files and results go. Each piece
@@ -365,6 +407,7 @@ def online(learner: Learner, tasks: Sequence[Task], *, window: int = 1) -> Onlin
 
 __all__ = [
     "Checkpoint",
+    "Curation",
     "Evaluation",
     "Learner",
     "OfflineResult",
@@ -373,6 +416,8 @@ __all__ = [
     "Spend",
     "Window",
     "could_not_learn",
+    "curation",
+    "curation_summary",
     "evaluate",
     "learning_summary",
     "offline",

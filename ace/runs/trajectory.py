@@ -186,6 +186,8 @@ class TrajectoryWriter:
         if record.committed and head.delta is not None:
             delta = json.loads(head.delta.to_json())
         fields = record.model_dump(include={"index", "task_id", "correct", "final_correct", "rounds", "error"})
+        if record.refused:  # curator deltas the playbook's rules refused in this step, and whether one was repaired
+            fields |= {"refused": record.refused, "repaired": record.repaired}
         self._write(
             {
                 "type": "step",

@@ -176,9 +176,17 @@ def tag_delta(
 
 
 def curate(
-    llm: LLM, playbook: Playbook, reflection: Reflection, *, budget: int | None = None, layout: Layout = "sections"
+    llm: LLM,
+    playbook: Playbook,
+    reflection: Reflection,
+    *,
+    budget: int | None = None,
+    layout: Layout = "sections",
+    refused: tuple[CuratorOutput, str] | None = None,
 ) -> LLMResult[CuratorOutput]:
-    """Propose a delta from the reflection, given the playbook (under ``budget`` tokens) and its statistics."""
+    """Propose a delta from the reflection, given the playbook (under ``budget`` tokens) and its statistics. With
+    ``refused`` (an earlier proposal and why the playbook's rules refused it), the curator is shown both and asked
+    for a proposal with that fixed: the repair that follows a refusal."""
     stats = playbook.stats()
     sections = ", ".join(playbook.sections) or "(none yet)"
     parts = [
@@ -188,8 +196,15 @@ def curate(
         f"REFLECTION:\nError: {reflection.error_identification}\nRoot cause: {reflection.root_cause_analysis}\n"
         f"Correct approach: {reflection.correct_approach}\nKey insight: {reflection.key_insight}",
     ]
+    if refused is not None:
+        earlier, why = refused
+        parts.append(
+            f"YOUR LAST PROPOSAL WAS REFUSED:\n{earlier.model_dump_json(include={'operations'})}\nReason: {why}\n"
+            "Propose again with this fixed (or no operations if nothing is worth keeping)."
+        )
     messages = [Message("system", prompt("curator"), cache=True), Message("user", "\n\n".join(parts))]
-    return llm.call(messages, output=outputs.curator_output(tuple(b.id for b in playbook)), role="curator")
+    output = outputs.curator_output(tuple(b.id for b in playbook), tuple(playbook.sections))
+    return llm.call(messages, output=output, role="curator")
 
 
 FACTS_SECTION = "facts"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, StringConstraints, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from ace.playbook import AddOp, Delta, MergeOp, Operation, RemoveOp, Source, UpdateOp
@@ -189,22 +189,43 @@ def reflection(cited_ids: tuple[str, ...]) -> type[Reflection]:
     return create_model("Reflection", __base__=Reflection, bullet_tags=(list[tag], ...))
 
 
+# A new section's name, when none of the playbook's fits: 1-5 words of letters (the first of 3 or more), so that it
+# passes the section rules of the quality gate (3 letters, not an operation's name) by construction, and a
+# grammar-constrained model cannot write "S" or "ADD".
+NEW_SECTION_PATTERN = r"^[A-Za-z]{3,24}( [A-Za-z&-]{1,24}){0,4}$"
+
+
+def _section_type(sections: tuple[str, ...]) -> Any:
+    new: Any = Annotated[str, StringConstraints(pattern=NEW_SECTION_PATTERN)]
+    if not sections or len(sections) > MAX_ENUM_IDS:
+        return new
+    return Literal[sections] | new  # an existing section, or a well-formed new name
+
+
 @lru_cache(maxsize=64)
-def curator_output(ids: tuple[str, ...]) -> type[CuratorOutput]:
-    if not ids or len(ids) > MAX_ENUM_IDS:
-        ops: Any = CuratorAdd if not ids else CuratorAdd | CuratorUpdate | CuratorRemove | CuratorMerge
+def curator_output(ids: tuple[str, ...], sections: tuple[str, ...] = ()) -> type[CuratorOutput]:
+    """The curator's output model for a playbook with these bullet ids and sections: ids in UPDATE / REMOVE / MERGE
+    are the playbook's own, and an ADD's section is one of its sections or a well-formed new name
+    (:data:`NEW_SECTION_PATTERN`). Content is left to the quality gate and the repair that follows a refusal: a
+    pattern would lift the length bound a grammar-constrained decoder needs to close the JSON."""
+    add: Any = create_model("CuratorAdd", __base__=CuratorAdd, section=(_section_type(sections), ...))
+    if not ids:
+        ops: Any = add
+    elif len(ids) > MAX_ENUM_IDS:
+        ops = Annotated[add | CuratorUpdate | CuratorRemove | CuratorMerge, Field(discriminator="type")]
     else:
         id_t = _id_type(ids)
         update: Any = create_model("CuratorUpdate", __base__=CuratorUpdate, id=(id_t, ...))
         remove: Any = create_model("CuratorRemove", __base__=CuratorRemove, id=(id_t, ...))
         id_list: Any = list[id_t]  # type: ignore[valid-type]
         merge: Any = create_model("CuratorMerge", __base__=CuratorMerge, ids=(id_list, Field(min_length=2)))
-        ops = Annotated[CuratorAdd | update | remove | merge, Field(discriminator="type")]
+        ops = Annotated[add | update | remove | merge, Field(discriminator="type")]
     return create_model("CuratorOutput", __base__=CuratorOutput, operations=(list[ops], ...))
 
 
 __all__ = [
     "MAX_ENUM_IDS",
+    "NEW_SECTION_PATTERN",
     "BulletTag",
     "CuratorOutput",
     "FactCuration",
