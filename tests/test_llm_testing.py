@@ -113,7 +113,14 @@ def test_a_script_from_a_file_for_another_process(tmp_path: Path) -> None:
 def test_valid_reply_answers_every_role_of_the_loop_without_a_script() -> None:
     """The roles' real output models (ids and spans constrained to enums, discriminated unions, nested models,
     bounded lists) each get a reply that validates; a text request gets a sentence."""
-    from ace.loop.roles.outputs import curator_output, fact_curation, fact_reflection, generator_output, reflection
+    from ace.loop.roles.outputs import (
+        FactReflection,
+        curator_output,
+        fact_curation,
+        fact_reflection,
+        generator_output,
+        reflection,
+    )
 
     models = [
         generator_output(("shr-00001", "shr-00002")),
@@ -127,6 +134,7 @@ def test_valid_reply_answers_every_role_of_the_loop_without_a_script() -> None:
         parsed = llm.call("answer", output=model).parsed
         assert isinstance(parsed, model)
     fact = llm.call("x", output=models[3]).parsed
+    assert isinstance(fact, FactReflection)
     assert fact.value == "LC-4471" and fact.subject == "refunds from Oslo use"  # the first option of each enum
     assert llm.call("hello").text == TEXT_REPLY
     assert get_provider("scripted:valid").complete(Request((Message("user", "hi"),))).text == TEXT_REPLY
