@@ -53,6 +53,11 @@ class LoopConfig:
         "asked again).",
         min=0,
     )
+    roles_version: Literal[1, 2] = option(
+        2,
+        "The roles' prompts and schemas: 2 holds the curator's sections to the playbook's (or a well-formed new name) "
+        "with no placeholder in its prompt; 1 is what runs recorded before that used (their re-executions use it).",
+    )
     layout: Layout = option(  # noqa: RUF009 (option() is dataclasses.field with a doc)
         "stable",
         "How the playbook is laid out in the roles' prompts: 'stable' keeps the prompt before the first real edit "
@@ -69,6 +74,8 @@ class LoopConfig:
             raise ConfigError("answers = 'copy' copies from the focused bullets: set focus >= 1")
         if self.answers not in ("free", "copy") or self.curation not in ("free", "facts"):
             raise ConfigError("answers is 'free' or 'copy'; curation is 'free' or 'facts'")
+        if self.roles_version not in (1, 2):
+            raise ConfigError(f"roles_version is 1 or 2, not {self.roles_version!r}")
         if self.layout not in LAYOUTS:
             raise ConfigError(f"layout is one of {', '.join(LAYOUTS)}, not {self.layout!r}")
 

@@ -121,7 +121,7 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
             else:
                 cfg = ctx.config
                 proposal = curate(ctx.llm, pb, refl, budget=cfg.playbook_budget, layout=cfg.layout,
-                                  refused=refused).parsed  # fmt: skip
+                                  refused=refused, version=cfg.roles_version).parsed  # fmt: skip
                 assert proposal is not None
                 ops, reasoning = list(proposal.to_delta(source).operations), proposal.reasoning
         except LLMError as e:

@@ -200,8 +200,8 @@ def rerun(
         namespace=namespace,
         evaluator=evaluator_from_spec(info["evaluator"]),
         # a run recorded before the stable layout existed laid the playbook out in sections, and one recorded before
-        # curator repairs existed never asked the curator again
-        config=LoopConfig(**{"layout": "sections", "curator_repairs": 0, **info.get("config", {})}),
+        # curator repairs and roles version 2 existed never asked the curator again, with the first prompt and schema
+        config=LoopConfig(**{"layout": "sections", "curator_repairs": 0, "roles_version": 1, **info.get("config", {})}),
         refiner=refiner,
         guard=guard,
         generator=generator,

@@ -183,10 +183,12 @@ def curate(
     budget: int | None = None,
     layout: Layout = "sections",
     refused: tuple[CuratorOutput, str] | None = None,
+    version: int = 2,
 ) -> LLMResult[CuratorOutput]:
     """Propose a delta from the reflection, given the playbook (under ``budget`` tokens) and its statistics. With
     ``refused`` (an earlier proposal and why the playbook's rules refused it), the curator is shown both and asked
-    for a proposal with that fixed: the repair that follows a refusal."""
+    for a proposal with that fixed: the repair that follows a refusal. ``version=1`` is the first prompt and schema
+    (any section name), what runs recorded before re-execute with."""
     stats = playbook.stats()
     sections = ", ".join(playbook.sections) or "(none yet)"
     parts = [
@@ -202,8 +204,10 @@ def curate(
             f"YOUR LAST PROPOSAL WAS REFUSED:\n{earlier.model_dump_json(include={'operations'})}\nReason: {why}\n"
             "Propose again with this fixed (or no operations if nothing is worth keeping)."
         )
-    messages = [Message("system", prompt("curator"), cache=True), Message("user", "\n\n".join(parts))]
-    output = outputs.curator_output(tuple(b.id for b in playbook), tuple(playbook.sections))
+    system = prompt("curator" if version >= 2 else "curator_v1")
+    messages = [Message("system", system, cache=True), Message("user", "\n\n".join(parts))]
+    held_to = tuple(playbook.sections) if version >= 2 else None  # version 1: any section name
+    output = outputs.curator_output(tuple(b.id for b in playbook), held_to)
     return llm.call(messages, output=output, role="curator")
 
 

@@ -203,16 +203,19 @@ def _section_type(sections: tuple[str, ...]) -> Any:
 
 
 @lru_cache(maxsize=64)
-def curator_output(ids: tuple[str, ...], sections: tuple[str, ...] = ()) -> type[CuratorOutput]:
+def curator_output(ids: tuple[str, ...], sections: tuple[str, ...] | None = ()) -> type[CuratorOutput]:
     """The curator's output model for a playbook with these bullet ids and sections: ids in UPDATE / REMOVE / MERGE
     are the playbook's own, and an ADD's section is one of its sections or a well-formed new name
     (:data:`NEW_SECTION_PATTERN`). Content is left to the quality gate and the repair that follows a refusal: a
-    pattern would lift the length bound a grammar-constrained decoder needs to close the JSON."""
-    add: Any = create_model("CuratorAdd", __base__=CuratorAdd, section=(_section_type(sections), ...))
+    pattern would lift the length bound a grammar-constrained decoder needs to close the JSON. ``sections=None``
+    is the schema of roles version 1 (any section name), which runs recorded before re-execute with."""
+    add: Any = CuratorAdd
+    if sections is not None:
+        add = create_model("CuratorAdd", __base__=CuratorAdd, section=(_section_type(sections), ...))
     if not ids:
         ops: Any = add
     elif len(ids) > MAX_ENUM_IDS:
-        ops = Annotated[add | CuratorUpdate | CuratorRemove | CuratorMerge, Field(discriminator="type")]
+        ops = add | CuratorUpdate | CuratorRemove | CuratorMerge
     else:
         id_t = _id_type(ids)
         update: Any = create_model("CuratorUpdate", __base__=CuratorUpdate, id=(id_t, ...))
