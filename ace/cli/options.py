@@ -38,6 +38,10 @@ DbOpt = Annotated[
 NsOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace (agent or tenant) of the playbook.")]
 AuthorOpt = Annotated[str | None, typer.Option("--author", help="Who makes this change (recorded in history).")]
 MessageOpt = Annotated[str | None, typer.Option("--message", "-m", help="Why (recorded in history).")]
+ChannelOpt = Annotated[
+    str | None,
+    typer.Option("--channel", help="Channel to read: serving (what agents read, the default), candidate (the head)."),
+]
 VersionOpt = Annotated[
     int | None, typer.Option("--version", min=1, max=MAX_INT, help="Version to read (default: head).")
 ]

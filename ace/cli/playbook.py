@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from ace.app.console import add_row, line, table
-from ace.cli.options import MAX_INT, AuthorOpt, BudgetOpt, DbOpt, JsonOpt, LimitOpt, MessageOpt, NsOpt, VersionOpt
+from ace.cli.options import (
+    MAX_INT,
+    AuthorOpt,
+    BudgetOpt,
+    ChannelOpt,
+    DbOpt,
+    JsonOpt,
+    LimitOpt,
+    MessageOpt,
+    NsOpt,
+    VersionOpt,
+)
 from ace.cli.output import (
     AceTyper,
     err,
@@ -25,7 +36,7 @@ from ace.errors import AceError
 from ace.playbook import ApplyPolicy, Delta, apply, render
 from ace.playbook.formats import FORMATS, dumps, loads, to_ace
 from ace.runs.workspace import sqlite_file, write_atomically
-from ace.store import DEFAULT_NAMESPACE, PlaybookStore, StaleVersionError, VersionNotFound
+from ace.store import DEFAULT_NAMESPACE, SERVING, PlaybookStore, StaleVersionError, VersionNotFound
 
 app = AceTyper(help="Import, inspect, change and version playbooks.", no_args_is_help=True)
 
@@ -95,14 +106,80 @@ def _name_and_file(first: str, second: Path | None, name_opt: str | None) -> tup
 def show(
     name: str,
     version: VersionOpt = None,
+    channel: ChannelOpt = None,
     budget: BudgetOpt = None,
     counters: Annotated[bool, typer.Option(help="Print helpful/harmful counters.")] = True,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
-    """Print a playbook as prompt text."""
-    pb = open_store(db).load(name, version, namespace=namespace)
+    """Print a playbook as prompt text: what agents read (its serving channel), or --version / --channel."""
+    if version is None and channel is None:
+        channel = SERVING
+    pb = open_store(db).load(name, version, namespace=namespace, channel=channel)
     print_text(render(pb, counters=counters, budget=budget))
+
+
+@app.command()
+def channels(
+    name: str,
+    log: Annotated[bool, typer.Option("--log", help="Every move of the channels instead, oldest first.")] = False,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Where the playbook's channels point: candidate (the head, where learning commits), serving (what agents read:
+    the head until it is moved) and any other; --log for who moved them, when and why."""
+    store = open_store(db)
+    if log:
+        moves = store.channel_log(name, namespace=namespace)
+        if as_json:
+            print_json([m.to_dict() for m in moves])
+            return
+        t = table("channel", "to", "from", "author", "reason", "when (UTC)")
+        for m in moves:
+            to = f"v{m.version}" if m.version is not None else "the head"
+            before = f"v{m.previous}" if m.previous is not None else "the head"
+            add_row(t, m.channel, to, before, m.author or "", m.reason or "", m.created_at.strftime("%Y-%m-%d %H:%M"))
+        out.print(t)
+        return
+    found = store.channels(name, namespace=namespace)
+    if as_json:
+        print_json([c.to_dict() for c in found])
+        return
+    t = table("channel", "version", "follows the head")
+    for c in found:
+        add_row(t, c.name, c.version, "yes" if c.follows_head else "no")
+    out.print(t)
+
+
+@app.command()
+def promote(
+    name: str,
+    version: Annotated[
+        int | None, typer.Argument(min=1, max=MAX_INT, help="The version to serve; none with --follow-head.")
+    ] = None,
+    channel: Annotated[str, typer.Option("--channel", help="The channel to move.")] = SERVING,
+    follow_head: Annotated[
+        bool, typer.Option("--follow-head", help="Let the channel follow the head again (no VERSION).")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the channel's log).")] = None,
+    expected: Annotated[
+        int | None,
+        typer.Option("--expected", min=1, max=MAX_INT, help="The version the channel must point at now."),
+    ] = None,
+    author: AuthorOpt = None,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Point a channel (serving: what agents read) at VERSION, or let it follow the head again (--follow-head).
+    The move is logged with its author and reason (ace playbook channels NAME --log)."""
+    if (version is None) != follow_head:
+        raise typer.BadParameter("give a VERSION, or --follow-head (not both)", param_hint="VERSION")
+    who = author or f"user:{_user()}"
+    store = open_store(db)
+    info = store.move_channel(name, channel, version, namespace=namespace, author=who, reason=reason, expected=expected)
+    where = "follows the head" if info.follows_head else f"points at v{info.version}"
+    out.print(line((name, "bold"), f": {channel} {where}"))
 
 
 @app.command()

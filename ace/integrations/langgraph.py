@@ -361,12 +361,13 @@ def _filtered(value: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
 # -- the playbook in a graph's messages -------------------------------------------------------------------------
 def playbook_text(
     store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET,
-    layout: Layout = PROMPT_LAYOUT,
+    layout: Layout = PROMPT_LAYOUT, channel: str | None = None,
 ) -> str:  # fmt: skip
     """The system prompt that carries the playbook (:meth:`~ace.service.core.Service.prompt`: a line naming it, its
-    version and how to use it, then its bullets under ``budget``)."""
+    version and how to use it, then its bullets under ``budget``), from its ``serving`` channel unless another
+    ``channel`` is named."""
     grant = Grant.local("langgraph", [namespace], role="read")
-    return service_of(store).prompt(grant, namespace, playbook, budget=budget, layout=layout).text
+    return service_of(store).prompt(grant, namespace, playbook, budget=budget, layout=layout, channel=channel).text
 
 
 def with_playbook(messages: Sequence[AnyMessage], text: str) -> list[AnyMessage]:
@@ -376,18 +377,20 @@ def with_playbook(messages: Sequence[AnyMessage], text: str) -> list[AnyMessage]
 
 
 def playbook_node(
-    store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET
-) -> Callable[[Any], dict[str, Any]]:
-    """A node for a graph with ``messages`` (``MessagesState``): puts the current playbook first in them."""
+    store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET,
+    channel: str | None = None,
+) -> Callable[[Any], dict[str, Any]]:  # fmt: skip
+    """A node for a graph with ``messages`` (``MessagesState``): puts the served playbook first in them."""
     replace_all = RemoveMessage(id=REMOVE_ALL_MESSAGES)
-    return _with_playbook_as(store, playbook, namespace, budget, lambda m: {"messages": [replace_all, *m]})
+    return _with_playbook_as(store, playbook, namespace, budget, channel, lambda m: {"messages": [replace_all, *m]})
 
 
 def playbook_hook(
-    store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET
-) -> Callable[[Any], dict[str, Any]]:
+    store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET,
+    channel: str | None = None,
+) -> Callable[[Any], dict[str, Any]]:  # fmt: skip
     """A ``pre_model_hook`` for ``create_react_agent``: the model sees the playbook first; the state is unchanged."""
-    return _with_playbook_as(store, playbook, namespace, budget, lambda m: {"llm_input_messages": m})
+    return _with_playbook_as(store, playbook, namespace, budget, channel, lambda m: {"llm_input_messages": m})
 
 
 def _with_playbook_as(
@@ -395,13 +398,14 @@ def _with_playbook_as(
     playbook: str,
     namespace: str,
     budget: int | None,
+    channel: str | None,
     update: Callable[[list[AnyMessage]], dict[str, Any]],
 ) -> Callable[[Any], dict[str, Any]]:
-    """A node: the state's messages with the current playbook first, as the state update ``update`` makes."""
+    """A node: the state's messages with the served playbook first, as the state update ``update`` makes."""
     service = service_of(store)
 
     def node(state: Any) -> dict[str, Any]:  # any state with "messages"
-        text = playbook_text(service, playbook, namespace=namespace, budget=budget)
+        text = playbook_text(service, playbook, namespace=namespace, budget=budget, channel=channel)
         return update(with_playbook(state["messages"], text))
 
     return node

@@ -62,11 +62,12 @@ class AceHooks(RunHooks[Any]):
         outcome: Callable[[Any], Outcome] | None = None,
         task: str | None = None,
         author: str = "openai-agents",
+        channel: str | None = None,
     ) -> None:
         self.service = service_of(store, queue=queue)
         self.store, self.playbook, self.namespace = self.service.store, playbook, namespace
         self.grant = Grant.local(author, [namespace])
-        self.budget, self.layout = budget, layout
+        self.budget, self.layout, self.channel = budget, layout, channel  # channel None: serving
         self.outcome, self.task = outcome, task
         self._runs: dict[int, _Run] = {}
         self.last_run: dict[str, Any] | None = None  # the last finished run's episode log, sent or not
@@ -78,7 +79,7 @@ class AceHooks(RunHooks[Any]):
         service's read threads: the SDK's event loop never waits on the database)."""
 
         async def build(context: RunContextWrapper[Any], agent: Agent[Any]) -> str:
-            options = {"budget": self.budget, "layout": self.layout}
+            options = {"budget": self.budget, "layout": self.layout, "channel": self.channel}
             got = await self.service.run(
                 "read", self.service.prompt, self.grant, self.namespace, self.playbook, **options
             )

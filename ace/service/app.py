@@ -65,6 +65,8 @@ from ace.service.core import (
 )
 from ace.service.queue import EpisodeConflict, EpisodeError, EpisodeNotFound, EpisodeQueue, Status
 from ace.store import (
+    ChannelMoved,
+    ChannelNotFound,
     ImportRefused,
     PlaybookExists,
     PlaybookNotFound,
@@ -227,11 +229,13 @@ def create_app(
         name: str,
         g: Auth,
         version: Version = None,
+        channel: Annotated[str | None, Query(max_length=128, description="serving (default), candidate, ...")] = None,
         budget: Annotated[int | None, Query(ge=0, le=MAX_NUMBER)] = None,
         layout: Layout = "sections",
         format: Format = "text",
     ) -> Response:
-        options: ReadOptions = {"version": version, "budget": budget, "layout": layout, "format": format}
+        options: ReadOptions = {"version": version, "channel": channel, "budget": budget, "layout": layout,
+                                "format": format}  # fmt: skip
         got = svc.read_now(g, namespace, name, **options)  # the held head: on the loop, no thread hop, never waits
         if got is None:
             got = await svc.run("read", svc.read, g, namespace, name, **options)
@@ -295,6 +299,34 @@ def create_app(
         expected = version_tag(if_match)
         info, made = await svc.run("write", svc.rollback, g, namespace, name, to, expected_version=expected)
         return JSONResponse(_made(info), status_code=201 if made else 200)
+
+    @api.get("/v1/playbooks/{namespace}/{name}/channels", responses=_ERRORS)
+    async def channels(namespace: str, name: str, g: Auth) -> list[dict[str, Any]]:
+        return await svc.run("read", svc.channels, g, namespace, name)
+
+    @api.get("/v1/playbooks/{namespace}/{name}/channels/log", responses=_ERRORS)
+    async def channel_log(
+        namespace: str, name: str, g: Auth, channel: Annotated[str | None, Query(max_length=128)] = None
+    ) -> list[dict[str, Any]]:
+        return await svc.run("read", svc.channel_log, g, namespace, name, channel)
+
+    @api.post(
+        "/v1/playbooks/{namespace}/{name}/channels/{channel}",
+        responses=_ERRORS,
+        summary="Move a channel (serving: what agents read) to a version, or back to the head (admin)",
+    )
+    async def move_channel(
+        namespace: str,
+        name: str,
+        channel: str,
+        g: Auth,
+        to: Annotated[int | None, Query(ge=1, le=MAX_NUMBER, description="The version; none: follow the head")] = None,
+        reason: Annotated[str | None, Query(max_length=2000)] = None,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        expected = version_tag(if_match)
+        move = svc.move_channel
+        return await svc.run("write", move, g, namespace, name, channel, to, reason=reason, expected=expected)
 
     @api.get("/v1/playbooks/{namespace}/{name}/history", responses=_ERRORS)
     async def history(
@@ -551,9 +583,9 @@ def _errors(api: FastAPI, body_timeout_s: float = BODY_TIMEOUT_S) -> None:
             return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": "30", **_CLOSE})
         if isinstance(e, BadRequest | TooMuchWork | ImportRefused):
             return reply(422, str(e), request)
-        if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound | NoMemory):
+        if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound | NoMemory | ChannelNotFound):
             return reply(404, str(e), request)
-        if isinstance(e, PlaybookExists | EpisodeConflict):
+        if isinstance(e, PlaybookExists | EpisodeConflict | ChannelMoved):
             return reply(409, str(e), request)
         if isinstance(e, EpisodeError):
             return reply(422, str(e), request)

@@ -32,7 +32,7 @@ from ace.playbook.jsonio import JSONLimitError, load_json
 from ace.playbook.render import Layout
 from ace.service.auth import Grant, Role
 from ace.service.queue import Episode, EpisodeError, EpisodeQueue, Quota, QuotaExceeded, Status
-from ace.store import PlaybookInfo, PlaybookStore, VersionInfo
+from ace.store import SERVING, PlaybookInfo, PlaybookStore, VersionInfo
 
 T = TypeVar("T")
 Kind = Literal["read", "write", "heavy"]
@@ -74,7 +74,8 @@ class Limits:
 class ReadOptions(TypedDict, total=False):
     """How :meth:`Service.read` gives a playbook; a missing key takes the default shown."""
 
-    version: int | None  # None: the head
+    version: int | None  # a version pinned; None: where ``channel`` points
+    channel: str | None  # None: "serving" (what agents read: the head until someone moves it), or "candidate"
     budget: int | None  # tokens of prompt text (None: the whole playbook)
     layout: Layout  # "sections" (the paper's text, what export writes) or "stable" (the cache-friendly prompt)
     format: Format  # "text" (prompt text) or an export: "json", "ace", "md", "skillbook"
@@ -88,6 +89,15 @@ class Read:
     text: str
     media_type: str
     n_bullets: int
+
+
+def _channel(version: int | None, channel: str | None) -> str | None:
+    """The channel a read resolves: none when it pins a version, else ``channel`` (default ``serving``)."""
+    if version is not None:
+        if channel is not None:
+            raise BadRequest("read a version or a channel, not both")
+        return None
+    return SERVING if channel is None else normal_name(channel, "channel")
 
 
 def bounded(value: int | None, what: str, *, low: int = 0, high: int = MAX_NUMBER) -> int | None:
@@ -223,8 +233,9 @@ class Service:
         return [{"name": p.name, "head": p.head, "created_at": p.created_at.isoformat()} for p in self.store.list(ns)]
 
     def read(self, grant: Grant, namespace: str, name: str, **options: Unpack[ReadOptions]) -> Read:
-        """The playbook (head, or ``version``) as prompt text under ``budget`` tokens, or exported in ``format``
-        (:class:`ReadOptions`: the defaults are the whole playbook, ``layout="sections"``, ``format="text"``)."""
+        """The playbook (where its ``serving`` channel points, or ``channel``, or ``version``) as prompt text under
+        ``budget`` tokens, or exported in ``format`` (:class:`ReadOptions`: the defaults are serving, the whole
+        playbook, ``layout="sections"``, ``format="text"``)."""
         got = self._read(grant, namespace, name, options, held_only=False)
         assert got is not None  # only a held-only read may find nothing
         return got
@@ -243,13 +254,15 @@ class Service:
         name: str,
         *,
         version: int | None = None,
+        channel: str | None = None,
         budget: int | None = PROMPT_BUDGET,
         layout: Layout = PROMPT_LAYOUT,
     ) -> Read:
         """What an agent reads: one line naming the playbook, its version and how to use it, then its bullets under
-        ``budget`` tokens (None: all of them). The MCP tool, the LangGraph node and hook and the Agents SDK
-        instructions all give this text; :meth:`read` is the playbook itself (the HTTP resource, an export)."""
-        got = self.read(grant, namespace, name, version=version, budget=budget, layout=layout)
+        ``budget`` tokens (None: all of them), from the ``serving`` channel unless a ``channel`` or ``version`` is
+        named. The MCP tool, the LangGraph node and hook and the Agents SDK instructions all give this text;
+        :meth:`read` is the playbook itself (the HTTP resource, an export)."""
+        got = self.read(grant, namespace, name, version=version, channel=channel, budget=budget, layout=layout)
         ns = normal_name(namespace, "namespace")
         header = (
             f"# playbook {ns}/{normal_name(name, 'playbook')} v{got.version} ({got.n_bullets} bullets): lessons "
@@ -259,15 +272,50 @@ class Service:
         return dataclasses.replace(got, text=header + got.text)
 
     def playbook(
-        self, grant: Grant, namespace: str, name: str, *, version: int | None = None
+        self, grant: Grant, namespace: str, name: str, *, version: int | None = None, channel: str | None = None
     ) -> tuple[VersionInfo, Playbook]:
-        """The playbook object itself (head, or ``version``) with its version's record, for adapters that hand out
-        bullets one by one."""
+        """The playbook object itself (the head, ``version`` or where ``channel`` points) with its version's record,
+        for adapters that hand out bullets one by one."""
         ns = self.allowed(grant, namespace, "read")
         bounded(version, "version", low=1)
         name = normal_name(name, "playbook")
-        v, pb = self.store.load_versioned(name, version, namespace=ns)
+        v, pb = self.store.load_versioned(name, version, namespace=ns, channel=channel)
         return self.store.version(name, v, namespace=ns), pb
+
+    # -- channels -----------------------------------------------------------------------------------------------
+    def channels(self, grant: Grant, namespace: str, name: str) -> list[dict[str, Any]]:
+        """Where the playbook's channels point: ``candidate`` (the head), ``serving`` (what agents read), others."""
+        ns = self.allowed(grant, namespace, "read")
+        return [c.to_dict() for c in self.store.channels(normal_name(name, "playbook"), namespace=ns)]
+
+    def channel_log(self, grant: Grant, namespace: str, name: str, channel: str | None = None) -> list[dict[str, Any]]:
+        ns = self.allowed(grant, namespace, "read")
+        name = normal_name(name, "playbook")
+        return [m.to_dict() for m in self.store.channel_log(name, namespace=ns, channel=channel)]
+
+    def move_channel(
+        self,
+        grant: Grant,
+        namespace: str,
+        name: str,
+        channel: str,
+        version: int | None,
+        *,
+        reason: str | None = None,
+        evidence: dict[str, Any] | None = None,
+        expected: int | None = None,
+    ) -> dict[str, Any]:
+        """Point ``channel`` (``serving``: what agents read) at ``version``, or back to following the head
+        (``version=None``): an admin's decision, logged with the reason and evidence."""
+        ns = self.allowed(grant, namespace, "admin")
+        bounded(version, "version", low=1)
+        bounded(expected, "the expected version", low=1)
+        if reason is not None and len(reason) > 2000:
+            raise BadRequest("a reason is at most 2,000 characters")
+        info = self.store.move_channel(normal_name(name, "playbook"), normal_name(channel, "channel"), version,
+                                       namespace=ns, author=self.author(grant), reason=reason, evidence=evidence,
+                                       expected=expected)  # fmt: skip
+        return info.to_dict()
 
     def catalog(self, grant: Grant) -> list[PlaybookInfo]:
         """Every playbook ``grant`` may read, in every namespace it may read."""
@@ -285,13 +333,14 @@ class Service:
         bounded(version, "version", low=1)
         bounded(budget, "budget")
         name = normal_name(name, "playbook")
+        channel = _channel(version, options.get("channel"))
         if held_only:
-            held = self.store.load_held(name, version, namespace=ns) if format == "text" else None
+            held = self.store.load_held(name, version, namespace=ns, channel=channel) if format == "text" else None
             if held is None or len(held[1]) > READ_NOW_BULLETS:
                 return None
             v, pb = held
         else:
-            v, pb = self.store.load_versioned(name, version, namespace=ns)
+            v, pb = self.store.load_versioned(name, version, namespace=ns, channel=channel)
         if format == "json":
             return Read(v, to_json(pb, indent=None), "application/json", len(pb))
         if format == "skillbook":

@@ -131,11 +131,16 @@ def create_server(
         version: int | None = None,
         layout: Literal["stable", "sections"] = PROMPT_LAYOUT,
         namespace: str | None = None,
+        channel: str | None = None,
     ) -> str:
-        """The playbook as prompt text under a token budget (null: all of it). Follow its bullets and cite their
-        ids when you use one. The first line names the version."""
-        ns = namespace or local_ns
-        got = await svc.run("read", svc.prompt, caller(), ns, playbook, version=version, budget=budget, layout=layout)
+        """The playbook as prompt text under a token budget (null: all of it), from its serving channel unless a
+        channel or version is named. Follow its bullets and cite their ids when you use one. The first line names
+        the version."""
+        ns, options = (
+            namespace or local_ns,
+            {"version": version, "channel": channel, "budget": budget, "layout": layout},
+        )
+        got = await svc.run("read", svc.prompt, caller(), ns, playbook, **options)
         return got.text
 
     @server.tool()

@@ -1,5 +1,6 @@
 """Persistence of versioned playbooks on SQLAlchemy (SQLite by default, PostgreSQL at scale)."""
 
+from ace.store.channels import CANDIDATE, SERVING, ChannelInfo, ChannelMove, ChannelMoved, ChannelNotFound
 from ace.store.errors import (
     ImportRefused,
     PlaybookExists,
@@ -23,9 +24,15 @@ from ace.store.store import (
 )
 
 __all__ = [
+    "CANDIDATE",
     "DEFAULT_NAMESPACE",
     "SCHEMA_REVISION",
+    "SERVING",
     "BlameEntry",
+    "ChannelInfo",
+    "ChannelMove",
+    "ChannelMoved",
+    "ChannelNotFound",
     "ImportRefused",
     "PlaybookExists",
     "PlaybookInfo",

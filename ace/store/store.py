@@ -44,6 +44,7 @@ from ace.playbook.diff import PlaybookDiff, diff
 from ace.playbook.errors import DeltaError
 from ace.playbook.model import Playbook, Source
 from ace.playbook.quality import QualityRules, content_problem, injection, section_problem
+from ace.store import channels as ch
 from ace.store import head as heads
 from ace.store import log as vlog
 from ace.store import schema as t
@@ -539,33 +540,101 @@ class PlaybookStore:
         return {r.tag: r.version for r in sorted(rows)}
 
     def resolve(self, name: str, ref: int | str | None, *, namespace: str = DEFAULT_NAMESPACE) -> int:
-        """A version number from a number, a tag name, or None (the head)."""
+        """A version number from a number, a channel (``candidate``, ``serving``, one moved before), a tag name,
+        or None (the head)."""
         if ref is None:
             return self.head(name, namespace=namespace).version
         if isinstance(ref, int) or ref.isdigit():
             return int(ref)
+        with self._read() as conn:
+            row = self._row(conn, namespace, name)
+            ref = _nfc(ref)
+            if ref in ch.BUILTIN or ch.pointed(conn, row.id, ref) is not None:
+                return ch.version_of(conn, row.id, int(row.head), ref, f"{namespace}/{name}")
         found = self.tags(name, namespace=namespace).get(_nfc(ref))
         if found is None:
             raise StoreError(f"playbook {namespace}/{name} has no version or tag {ref!r}")
         return found
 
     # -- reading ------------------------------------------------------------------------------------------
-    def load(self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE) -> Playbook:
-        """The playbook at ``version`` (default: the head)."""
-        return self.load_versioned(name, version, namespace=namespace)[1]
+    def load(
+        self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE, channel: str | None = None
+    ) -> Playbook:
+        """The playbook at ``version`` (default: the head), or where ``channel`` points."""
+        return self.load_versioned(name, version, namespace=namespace, channel=channel)[1]
 
     def load_versioned(
-        self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE
+        self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE, channel: str | None = None
     ) -> tuple[int, Playbook]:
-        """``(version, playbook)`` at ``version`` (default: the head), read in one transaction."""
+        """``(version, playbook)`` at ``version`` (default: the head), or where ``channel`` points
+        (:mod:`ace.store.channels`: ``serving`` is what agents read), read in one transaction."""
         with self._read() as conn:
             row = self._row(conn, namespace, name)
-            v = row.head if version is None else version
-            _check_version(name, v, row.head)
+            v = self._wanted(conn, row, version, channel)
             return int(v), self._state(conn, row.id, v)
 
+    def _wanted(self, conn: Connection, row: Any, version: int | None, channel: str | None) -> int:
+        """The version a read asks for: ``version``, where ``channel`` points, or the head."""
+        if version is not None and channel is not None:
+            raise ConfigError("read a version or a channel, not both")
+        if channel is not None:
+            return ch.version_of(conn, row.id, int(row.head), channel, f"{row.namespace}/{row.name}")
+        v = row.head if version is None else version
+        _check_version(row.name, v, row.head)
+        return int(v)
+
+    # -- channels ---------------------------------------------------------------------------------------------
+    def channels(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> builtins.list[ch.ChannelInfo]:
+        """``candidate`` (the head, where learning commits), ``serving`` (what agents read) and every other channel
+        moved, with the versions they point at."""
+        with self._read() as conn:
+            row = self._row(conn, namespace, name)
+            return ch.listed(conn, row.id, int(row.head))
+
+    def channel_log(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, channel: str | None = None
+    ) -> builtins.list[ch.ChannelMove]:
+        """Every move of the playbook's channels (of ``channel`` only, when given), oldest first."""
+        with self._read() as conn:
+            row = self._row(conn, namespace, name)
+            return ch.log(conn, row.id, channel)
+
+    def move_channel(
+        self,
+        name: str,
+        channel: str,
+        version: int | None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        author: str | None = None,
+        reason: str | None = None,
+        evidence: dict[str, Any] | None = None,
+        expected: int | None = None,
+    ) -> ch.ChannelInfo:
+        """Point ``channel`` at ``version`` (None: follow the head again), logged with who, why and the evidence.
+        ``expected``: the version the channel must point at now (a stale mover gets :class:`StaleVersionError`).
+        ``candidate`` is the head and cannot be moved (commit or roll back instead)."""
+        channel = check_name(channel, "channel")
+        if channel == ch.CANDIDATE:
+            raise ConfigError("candidate is where learning commits (the head): commit or roll back to change it")
+        if channel.isdigit():
+            raise ConfigError(f"a channel is not a number (numbers are versions), got {channel!r}")
+        author = check_optional(author, "author")
+        ch.SCHEMA.ensure(self.engine)
+        with self._write() as conn:
+            row = self._row(conn, namespace, name, lock=True)
+            if version is not None:
+                _check_version(name, version, row.head)
+            now_at = ch.version_of(conn, row.id, int(row.head), channel, name) if channel == ch.SERVING else (
+                ch.pointed(conn, row.id, channel))  # fmt: skip
+            if expected is not None and now_at != expected:
+                raise ch.ChannelMoved(f"{namespace}/{name}", channel, expected, now_at)
+            ch.move(conn, row.id, channel, version, author=author, reason=reason, evidence=evidence, now=vlog.now())
+            head = int(row.head)
+        return ch.ChannelInfo(channel, head if version is None else version, version is None, vlog.now())
+
     def load_held(
-        self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE
+        self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE, channel: str | None = None
     ) -> tuple[int, Playbook] | None:
         """``(version, playbook)`` at ``version`` (default: the head) if this store holds that state in memory: one
         indexed read, nothing rebuilt. None when it does not, or when this is not a SQLite file or no pooled
@@ -577,8 +646,7 @@ class PlaybookStore:
             return None
         with self._read() as conn:
             row = self._row(conn, namespace, name)
-            v = row.head if version is None else version
-            _check_version(name, v, row.head)
+            v = self._wanted(conn, row, version, channel)
             held = self._cache.get(row.id)
         return (int(v), held[1]) if held is not None and held[0] == v else None
 

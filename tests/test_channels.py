@@ -1,0 +1,175 @@
+"""Channels (issue #24, item 1): named pointers to versions with a log. ``candidate`` is the head; ``serving`` is what
+agents read, the head until someone moves it; every reader (the store, the service, HTTP, MCP, the LangGraph node,
+the CLI) resolves ``serving`` unless it names a channel or a version. On real SQLite and PostgreSQL stores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from ace.cli import app as cli
+from ace.integrations.langgraph import playbook_text
+from ace.names import InvalidName
+from ace.playbook import Delta
+from ace.playbook.formats import parse_ace
+from ace.service.app import create_app
+from ace.service.auth import Grant, Tokens
+from ace.service.core import AccessDenied, Service
+from ace.service.mcp import create_server
+from ace.store import ChannelMoved, ChannelNotFound, PlaybookStore, VersionNotFound
+from ace.store.channels import CANDIDATE, SERVING
+
+ROOT = Path(__file__).resolve().parents[1]
+START = parse_ace("## RULES\n[rul-00001] Refunds from Oslo use ledger code LC-4471.\n")
+ADD = Delta.parse(
+    '{"operations": [{"type": "ADD", "section": "RULES", "content": "Refunds from Bergen use LC-8799."}]}'
+)
+
+
+def _store(url: str) -> PlaybookStore:
+    store = PlaybookStore(url)
+    store.create("p", START, namespace="t")
+    store.commit("p", ADD, namespace="t")  # v2
+    return store
+
+
+def test_serving_follows_the_head_until_moved_then_stays_while_learning_goes_on(db_url: str) -> None:
+    store = _store(db_url)
+    assert [(c.name, c.version, c.follows_head) for c in store.channels("p", namespace="t")] == [
+        (CANDIDATE, 2, True), (SERVING, 2, True)]  # fmt: skip
+    assert store.load_versioned("p", namespace="t", channel=SERVING)[0] == 2
+    store.move_channel("p", SERVING, 1, namespace="t", author="alice", reason="v2 regressed", evidence={"p": 0.01})
+    store.commit("p", Delta.parse('{"operations": [{"type": "TAG", "id": "rul-00001", "tag": "helpful"}]}'),
+                 namespace="t")  # fmt: skip
+    assert store.load_versioned("p", namespace="t", channel=SERVING)[0] == 1  # agents still read v1
+    assert store.load_versioned("p", namespace="t", channel=CANDIDATE)[0] == 3  # learning goes on at the head
+    assert store.resolve("p", "serving", namespace="t") == 1 and store.resolve("p", "candidate", namespace="t") == 3
+    store.move_channel("p", SERVING, None, namespace="t", author="bob", reason="fixed", expected=1)
+    assert store.load_versioned("p", namespace="t", channel=SERVING)[0] == 3
+    log = [m.to_dict() for m in store.channel_log("p", namespace="t")]
+    assert [(m["version"], m["previous"], m["author"], m["reason"]) for m in log] == [
+        (1, None, "alice", "v2 regressed"), (None, 1, "bob", "fixed")]  # fmt: skip
+    assert log[0]["evidence"] == {"p": 0.01}
+    store.close()
+
+
+def test_moves_are_checked_and_a_stale_mover_is_refused(db_url: str) -> None:
+    store = _store(db_url)
+    with pytest.raises(ChannelNotFound, match="no channel 'canary'"):
+        store.load("p", namespace="t", channel="canary")
+    with pytest.raises(VersionNotFound):
+        store.move_channel("p", SERVING, 9, namespace="t")
+    with pytest.raises(Exception, match="candidate is where learning commits"):
+        store.move_channel("p", CANDIDATE, 1, namespace="t")
+    with pytest.raises(InvalidName):
+        store.move_channel("p", "../x", 1, namespace="t")
+    store.move_channel("p", "canary", 1, namespace="t")
+    assert store.load_versioned("p", namespace="t", channel="canary")[0] == 1
+    store.move_channel("p", SERVING, 1, namespace="t")
+    with pytest.raises(ChannelMoved, match="points at v1, not v2"):
+        store.move_channel("p", SERVING, 2, namespace="t", expected=2)
+    with pytest.raises(Exception, match="a version or a channel"):
+        store.load("p", 1, namespace="t", channel=SERVING)
+    store.close()
+
+
+def test_a_move_by_another_process_is_seen_by_a_store_that_holds_the_playbook(db_url: str) -> None:
+    store = _store(db_url)
+    assert store.load_versioned("p", namespace="t", channel=SERVING)[0] == 2  # held, channel tables not made yet
+    code = (
+        "import sys; from ace.store import PlaybookStore; "
+        "PlaybookStore(sys.argv[1]).move_channel('p', 'serving', 1, namespace='t', reason='other process')"
+    )
+    subprocess.run([sys.executable, "-c", code, db_url], check=True, cwd=ROOT, timeout=60)
+    assert store.load_versioned("p", namespace="t", channel=SERVING)[0] == 1
+    svc = Service(store)
+    assert svc.read_now(Grant.local("t"), "t", "p") is None or svc.read(Grant.local("t"), "t", "p").version == 1
+    assert svc.read(Grant.local("t"), "t", "p").version == 1
+    store.close()
+
+
+def test_a_read_never_creates_the_channel_tables(sqlite_url: str) -> None:
+    store = _store(sqlite_url)
+    store.load("p", namespace="t", channel=SERVING)
+    store.channels("p", namespace="t")
+    with store.engine.connect() as conn:
+        found = conn.execute(text("SELECT name FROM sqlite_master WHERE name LIKE 'ace_channel%'")).all()
+    assert found == []
+    store.close()
+
+
+TOKENS = {"tokens": {"w" * 20: {"name": "writer", "namespaces": ["t"], "role": "write"},
+                     "a" * 20: {"name": "admin", "namespaces": ["t"], "role": "admin"}}}  # fmt: skip
+
+
+def test_http_reads_serving_by_default_and_only_an_admin_moves_a_channel(sqlite_url: str) -> None:
+    store = _store(sqlite_url)
+    writer, admin = {"Authorization": "Bearer " + "w" * 20}, {"Authorization": "Bearer " + "a" * 20}
+    with TestClient(create_app(store, Tokens.parse(TOKENS, where="test"))) as http:
+        assert http.get("/v1/playbooks/t/p", headers=writer).headers["ETag"] == '"2"'
+        denied = http.post("/v1/playbooks/t/p/channels/serving?to=1&reason=x", headers=writer)
+        assert denied.status_code == 403
+        moved = http.post("/v1/playbooks/t/p/channels/serving?to=1&reason=regressed", headers=admin)
+        assert moved.status_code == 200 and moved.json()["version"] == 1
+        assert "LC-8799" not in http.get("/v1/playbooks/t/p", headers=writer).text  # serving: v1
+        assert "LC-8799" in http.get("/v1/playbooks/t/p?channel=candidate", headers=writer).text
+        assert http.get("/v1/playbooks/t/p?version=1&channel=candidate", headers=writer).status_code == 422
+        assert http.get("/v1/playbooks/t/p?channel=nope", headers=writer).status_code == 404
+        stale = http.post("/v1/playbooks/t/p/channels/serving?to=2", headers={**admin, "If-Match": "2"})
+        assert stale.status_code == 409
+        listed = http.get("/v1/playbooks/t/p/channels", headers=writer).json()
+        assert [(c["channel"], c["version"]) for c in listed] == [("candidate", 2), ("serving", 1)]
+        log = http.get("/v1/playbooks/t/p/channels/log", headers=writer).json()
+        assert [(m["author"], m["reason"]) for m in log] == [("token:admin", "regressed")]
+    store.close()
+
+
+def test_agents_read_serving_through_every_front_end(sqlite_url: str) -> None:
+    from mcp import Client
+
+    store = _store(sqlite_url)
+    store.move_channel("p", SERVING, 1, namespace="t")
+    assert "v1 (1 bullets)" in playbook_text(store, "p", namespace="t")
+    assert "v2 (2 bullets)" in playbook_text(store, "p", namespace="t", channel=CANDIDATE)
+    with pytest.raises(AccessDenied):
+        Service(store).move_channel(Grant.local("agent", ["t"]), "t", "p", SERVING, 2)  # write, not admin
+
+    async def mcp_read() -> str:
+        async with Client(create_server(store, namespace="t")) as c:
+            result = await c.call_tool("read_playbook", {"playbook": "p"})
+            data = result.structured_content
+            assert isinstance(data, dict)
+            return str(data["result"])
+
+    assert asyncio.run(mcp_read()).startswith("# playbook t/p v1 (1 bullets)")
+    store.close()
+
+
+def test_the_cli_shows_serving_and_promotes(sqlite_url: str) -> None:
+    store = _store(sqlite_url)
+    store.close()
+    runner = CliRunner()
+
+    def ace(*args: str) -> str:
+        r = runner.invoke(cli, [*args, "--db", sqlite_url, "-n", "t"])
+        assert r.exit_code == 0, r.output
+        return r.stdout
+
+    assert "p: serving points at v1" in ace("playbook", "promote", "p", "1", "--reason", "pin")
+    assert "LC-8799" not in ace("playbook", "show", "p") and "LC-8799" in ace("playbook", "show", "p", "--channel",
+                                                                               "candidate")  # fmt: skip
+    listed = json.loads(ace("playbook", "channels", "p", "--json"))
+    assert [(c["channel"], c["version"], c["follows_head"]) for c in listed] == [
+        ("candidate", 2, True), ("serving", 1, False)]  # fmt: skip
+    assert json.loads(ace("playbook", "channels", "p", "--log", "--json"))[0]["reason"] == "pin"
+    assert "follows the head" in ace("playbook", "promote", "p", "--follow-head", "--expected", "1")
+    both = runner.invoke(cli, ["playbook", "promote", "p", "1", "--follow-head", "--db", sqlite_url, "-n", "t"])
+    assert both.exit_code == 2
