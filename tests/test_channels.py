@@ -173,3 +173,64 @@ def test_the_cli_shows_serving_and_promotes(sqlite_url: str) -> None:
     assert "follows the head" in ace("playbook", "promote", "p", "--follow-head", "--expected", "1")
     both = runner.invoke(cli, ["playbook", "promote", "p", "1", "--follow-head", "--db", sqlite_url, "-n", "t"])
     assert both.exit_code == 2
+
+
+# -- review: the review policy, approve and reject --------------------------------------------------------------------
+def test_under_review_learning_waits_for_a_reviewer_who_approves_or_rejects(db_url: str) -> None:
+    store = _store(db_url)
+    svc = Service(store)
+    admin, reviewer = Grant("admin", frozenset({"t"}), name="ops"), Grant("review", frozenset({"t"}), name="rev")
+    writer = Grant("write", frozenset({"t"}), name="bot")
+    assert svc.set_promotion(admin, "t", "p", "review")["serving"] == 2  # serving pinned where the head is
+    with pytest.raises(AccessDenied):
+        svc.set_promotion(reviewer, "t", "p", "immediate")
+    lesson = '{"operations": [{"type": "ADD", "section": "RULES", "content": "Refunds from Ghent use LC-1203."}]}'
+    svc.commit(writer, "t", "p", lesson)  # v3: learning goes on
+    assert "LC-1203" not in svc.prompt(writer, "t", "p").text  # agents do not see it yet
+    pending = svc.pending(writer, "t", "p")
+    assert (pending["policy"], pending["serving"], pending["candidate"]) == ("review", 2, 3)
+    assert [b["content"] for b in pending["diff"]["added"]] == ["Refunds from Ghent use LC-1203."]
+    assert [v["author"] for v in pending["versions"]] == ["token:bot"]
+    with pytest.raises(AccessDenied):
+        svc.approve(writer, "t", "p")  # a writer cannot serve its own lessons
+    assert svc.approve(reviewer, "t", "p", reason="checked")["serving"] == 3
+    assert "LC-1203" in svc.prompt(writer, "t", "p").text
+    svc.commit(writer, "t", "p", lesson.replace("Ghent", "Tromso").replace("1203", "6666"))  # v4
+    after = svc.reject(reviewer, "t", "p", reason="no Tromso office")
+    assert after["serving"] == after["candidate"] == 5 and after["versions"] == []  # v5: the state of v3
+    assert store.history("p", namespace="t")[-1].message == "rejected v4: no Tromso office"
+    assert not any("LC-6666" in b.content for b in store.load("p", namespace="t", channel="candidate"))
+    reasons = [m.reason for m in store.channel_log("p", namespace="t")]
+    assert reasons == ["policy immediate -> review", "approved: checked", "rejected v4: no Tromso office"]
+    with pytest.raises(Exception, match="nothing to reject"):
+        svc.reject(reviewer, "t", "p", reason="again")
+    with pytest.raises(Exception, match="one of immediate, review"):
+        svc.set_promotion(admin, "t", "p", "gated")
+    assert svc.set_promotion(admin, "t", "p", "immediate")["serving"] == 5
+    svc.commit(writer, "t", "p", lesson.replace("Ghent", "Oslo North"))
+    assert svc.pending(writer, "t", "p")["versions"] == []  # immediate: serving follows the head again
+    store.close()
+
+
+def test_review_over_http_needs_the_review_role_and_the_cli_shows_and_approves(sqlite_url: str) -> None:
+    store = _store(sqlite_url)
+    store.set_promotion("p", "review", namespace="t")
+    store.commit("p", Delta.parse('{"operations": [{"type": "TAG", "id": "rul-00001", "tag": "helpful"}]}'),
+                 namespace="t")  # fmt: skip
+    tokens = {"tokens": {"w" * 20: {"name": "writer", "namespaces": ["t"], "role": "write"},
+                         "r" * 20: {"name": "rev", "namespaces": ["t"], "role": "review"}}}  # fmt: skip
+    writer, rev = {"Authorization": "Bearer " + "w" * 20}, {"Authorization": "Bearer " + "r" * 20}
+    with TestClient(create_app(store, Tokens.parse(tokens, where="test"))) as http:
+        assert http.get("/v1/playbooks/t/p/review", headers=writer).json()["candidate"] == 3
+        assert http.post("/v1/playbooks/t/p/review/approve", headers=writer).status_code == 403
+        assert http.put("/v1/playbooks/t/p/policy?policy=immediate", headers=rev).status_code == 403
+        assert http.post("/v1/playbooks/t/p/review/reject", headers=rev).status_code == 422  # a reason is needed
+        ok = http.post("/v1/playbooks/t/p/review/approve?reason=fine", headers=rev)
+        assert ok.status_code == 200 and ok.json()["serving"] == 3
+        assert http.get("/v1/playbooks/t/p", headers=writer).headers["ETag"] == '"3"'
+    store.close()
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["review", "show", "p", "--json", "--db", sqlite_url, "-n", "t"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["versions"] == []
+    listed = runner.invoke(cli, ["review", "list", "--db", sqlite_url, "-n", "t"])
+    assert "nothing waits for review" in listed.stdout

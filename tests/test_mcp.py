@@ -37,7 +37,8 @@ EPISODE: dict[str, Any] = {
     "outcome": {"success": False, "message": "wrong: invoices go out on Thursday"},
     "target": "Thursday",
 }
-TOOLS = {"read_playbook", "record_episode", "episode_status", "search_episodes", "query_facts", "list_playbooks"}
+TOOLS = {"read_playbook", "record_episode", "episode_status", "search_episodes", "query_facts", "list_playbooks",
+         "review_pending", "review_approve", "review_reject"}  # fmt: skip
 
 
 def _text(result: Any) -> str:

@@ -6,6 +6,7 @@
 - :mod:`~ace.cli.textworld`: ``ace textworld make|play|export``;
 - :mod:`~ace.cli.db`: ``ace db status|upgrade``;
 - :mod:`~ace.cli.memory`: ``ace memory episodes|facts``;
+- :mod:`~ace.cli.review`: ``ace review list|show|approve|reject|policy``;
 - :mod:`~ace.cli.tour`: ``ace tour``;
 - :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`), ``ace worker`` and ``ace mcp``.
 
@@ -20,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from ace.cli import db, memory, playbook, runs, serve, textworld, tour
+from ace.cli import db, memory, playbook, review, runs, serve, textworld, tour
 from ace.cli.output import AceTyper
 
 app = AceTyper(
@@ -52,6 +53,7 @@ def _root(
 
 
 app.add_typer(playbook.app, name="playbook")
+app.add_typer(review.app, name="review")
 app.add_typer(textworld.app, name="textworld")
 app.add_typer(db.app, name="db")
 app.add_typer(memory.app, name="memory")

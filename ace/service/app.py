@@ -328,6 +328,41 @@ def create_app(
         move = svc.move_channel
         return await svc.run("write", move, g, namespace, name, channel, to, reason=reason, expected=expected)
 
+    @api.get("/v1/playbooks/{namespace}/{name}/review", responses=_ERRORS)
+    async def pending(namespace: str, name: str, g: Auth) -> dict[str, Any]:
+        return await svc.run("heavy", svc.pending, g, namespace, name)
+
+    @api.post(
+        "/v1/playbooks/{namespace}/{name}/review/approve",
+        responses=_ERRORS,
+        summary="Serve what learning added (serving moves to the head, or to: a version; review role)",
+    )
+    async def approve(
+        namespace: str, name: str, g: Auth, to: Version = None,
+        reason: Annotated[str | None, Query(max_length=2000)] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        return await svc.run("write", svc.approve, g, namespace, name, to=to, reason=reason)
+
+    @api.post(
+        "/v1/playbooks/{namespace}/{name}/review/reject",
+        responses=_ERRORS,
+        summary="Turn down what learning added: the head rolls back to what agents read (review role)",
+    )
+    async def reject(
+        namespace: str, name: str, g: Auth, reason: Annotated[str, Query(min_length=1, max_length=2000)]
+    ) -> dict[str, Any]:
+        return await svc.run("write", svc.reject, g, namespace, name, reason=reason)
+
+    @api.put(
+        "/v1/playbooks/{namespace}/{name}/policy",
+        responses=_ERRORS,
+        summary="Set the promotion policy: immediate or review (admin)",
+    )
+    async def set_policy(
+        namespace: str, name: str, g: Auth, policy: Annotated[str, Query(max_length=32)]
+    ) -> dict[str, Any]:
+        return await svc.run("write", svc.set_promotion, g, namespace, name, policy)
+
     @api.get("/v1/playbooks/{namespace}/{name}/history", responses=_ERRORS)
     async def history(
         namespace: str, name: str, g: Auth, since: Number = 1,

@@ -1,11 +1,13 @@
-"""Bearer tokens for the HTTP service: each bound to namespaces and a role (read < write < admin), with a name.
+"""Bearer tokens for the HTTP service: each bound to namespaces and a role (read < write < review < admin), with a
+name.
 
 A tokens file is JSON (or TOML) mapping a token to who holds it and what it may do::
 
     {"tokens": {"s3cret-writer-token": {"name": "ci-bot", "namespaces": ["team-a"], "role": "write"},
                 "ops-admin-token-42": {"name": "ops", "namespaces": ["*"], "role": "admin"}}}
 
-- ``role``: ``read``, ``write`` or ``admin``; ``namespaces``: a non-empty list of namespace names (``*``: all);
+- ``role``: ``read``, ``write``, ``review`` (approves or rejects what learning proposed for agents to read) or
+  ``admin``, each allowed what the ones before it are; ``namespaces``: a non-empty list of namespace names (``*``: all);
 - ``name`` (optional): who holds the token, recorded as the author of what it writes (``token:<name>``), so two
   tokens of one namespace can be told apart. A name follows :func:`ace.names.check_name` and is unique in the
   file; without one, a token is named ``token-`` + the first 8 hex digits of its SHA-256 (stable across restarts;
@@ -36,13 +38,14 @@ from ace.errors import ConfigError
 from ace.names import check_name
 from ace.playbook.jsonio import load_json
 
-Role = Literal["read", "write", "admin"]
-ROLES: dict[str, int] = {"read": 0, "write": 1, "admin": 2}
+Role = Literal["read", "write", "review", "admin"]
+# each role may do what the ones before it may: a reviewer approves or rejects what learning proposed (and writes)
+ROLES: dict[str, int] = {"read": 0, "write": 1, "review": 2, "admin": 3}
 TOKEN_ENV = "ACE_TOKENS"
 MIN_TOKEN_CHARS = 16
 MAX_TOKENS_FILE = 1 << 20  # bytes: a tokens file holds a few hundred entries, not megabytes
 FIELDS = ("name", "namespaces", "role")
-SHAPE = "{'tokens': {TOKEN: {'name': NAME, 'namespaces': [...], 'role': 'read' | 'write' | 'admin'}}}"
+SHAPE = "{'tokens': {TOKEN: {'name': NAME, 'namespaces': [...], 'role': 'read' | 'write' | 'review' | 'admin'}}}"
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +153,7 @@ def _grant(token: str, spec: object, where: str) -> Grant:
     role = spec.get("role")
     if not isinstance(role, str) or role not in ROLES:
         shown = repr(role) if isinstance(role, str) else _kind(role)
-        raise ConfigError(f"{who}: field 'role' must be 'read', 'write' or 'admin', not {shown}")
+        raise ConfigError(f"{who}: field 'role' must be 'read', 'write', 'review' or 'admin', not {shown}")
     namespaces = spec.get("namespaces")
     if not isinstance(namespaces, list) or not namespaces:
         raise ConfigError(f"{who}: field 'namespaces' must be a non-empty list of names ('*' for all)")

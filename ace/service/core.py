@@ -33,6 +33,7 @@ from ace.playbook.render import Layout
 from ace.service.auth import Grant, Role
 from ace.service.queue import Episode, EpisodeError, EpisodeQueue, Quota, QuotaExceeded, Status
 from ace.store import SERVING, PlaybookInfo, PlaybookStore, VersionInfo
+from ace.store.channels import POLICIES
 
 T = TypeVar("T")
 Kind = Literal["read", "write", "heavy"]
@@ -292,6 +293,81 @@ class Service:
         ns = self.allowed(grant, namespace, "read")
         name = normal_name(name, "playbook")
         return [m.to_dict() for m in self.store.channel_log(name, namespace=ns, channel=channel)]
+
+    # -- review: what learning added since the serving version, approved or rejected by a person ---------------------
+    def set_promotion(self, grant: Grant, namespace: str, name: str, policy: str) -> dict[str, Any]:
+        """Set how ``serving`` moves: ``immediate`` (it follows the head) or ``review`` (a reviewer approves); an
+        admin's decision."""
+        ns = self.allowed(grant, namespace, "admin")
+        name = normal_name(name, "playbook")
+        if policy not in POLICIES:
+            raise BadRequest(f"a promotion policy is one of {', '.join(POLICIES)}, not {policy[:40]!r}")
+        self.store.set_promotion(name, policy, namespace=ns, author=self.author(grant))
+        return self.pending(grant, ns, name)
+
+    def pending(self, grant: Grant, namespace: str, name: str) -> dict[str, Any]:
+        """What learning added since the version agents read: the policy, the serving and candidate versions, each
+        version in between with its provenance (author, message, the task, step and run its delta came from), the
+        diff from serving to candidate, and the collapse detectors' alerts on that change."""
+        from ace.collapse import Detectors
+
+        ns = self.allowed(grant, namespace, "read")
+        name = normal_name(name, "playbook")
+        serving = self.store.resolve(name, SERVING, namespace=ns)
+        head = self.store.head_version(name, namespace=ns)
+        found: dict[str, Any] = {"policy": self.store.promotion(name, namespace=ns), "serving": serving,
+                                 "candidate": head, "versions": [], "diff": None, "alerts": []}  # fmt: skip
+        if head == serving:
+            return found
+        if head - serving > self.limits.check_span:
+            raise TooMuchWork(f"{head - serving} versions are pending: review at most {self.limits.check_span} at once")
+        history = self.store.history(name, namespace=ns, since=serving + 1)
+        found["versions"] = [h.to_dict() for h in history]
+        found["diff"] = self.store.diff(name, serving, head, namespace=ns).to_dict()
+        before, after = self.store.load(name, serving, namespace=ns), self.store.load(name, head, namespace=ns)
+        found["alerts"] = [a.to_dict() for a in Detectors().check(before, after, versions=(serving, head))]
+        return found
+
+    def approve(
+        self, grant: Grant, namespace: str, name: str, *, to: int | None = None, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Serve what learning added: ``serving`` moves to ``to`` (default: the candidate head), logged as approved
+        by this reviewer with the versions reviewed as evidence. A reviewer's (or admin's) decision."""
+        ns = self.allowed(grant, namespace, "review")
+        name = normal_name(name, "playbook")
+        bounded(to, "the version to approve", low=1)
+        serving = self.store.resolve(name, SERVING, namespace=ns)
+        target = to if to is not None else self.store.head_version(name, namespace=ns)
+        if target == serving:
+            raise BadRequest(f"nothing to approve: serving is at v{serving} already")
+        evidence = {"reviewed": [serving, target], "decision": "approved"}
+        why = "approved" + (f": {reason}" if reason else "")
+        self.store.move_channel(name, SERVING, target, namespace=ns, author=self.author(grant), reason=why,
+                                evidence=evidence, expected=serving)  # fmt: skip
+        return self.pending(grant, ns, name)
+
+    def reject(self, grant: Grant, namespace: str, name: str, *, reason: str) -> dict[str, Any]:
+        """Turn down what learning added since the serving version: the candidate head is rolled back to serving's
+        state (a new version; the rejected ones stay in history, and the reason in the rollback's message, where
+        curators and people see it) and serving moves to it (the same state). A reviewer's (or admin's)
+        decision."""
+        ns = self.allowed(grant, namespace, "review")
+        name = normal_name(name, "playbook")
+        if not reason.strip() or len(reason) > 2000:
+            raise BadRequest("a rejection gives its reason (at most 2,000 characters)")
+        serving = self.store.resolve(name, SERVING, namespace=ns)
+        head = self.store.head_version(name, namespace=ns)
+        if head == serving:
+            raise BadRequest(f"nothing to reject: the candidate is the serving version (v{serving})")
+        span = f"v{head}" if head == serving + 1 else f"v{serving + 1}..v{head}"
+        message = f"rejected {span}: {reason.strip()}"
+        author = self.author(grant)
+        back = self.store.rollback(name, serving, namespace=ns, expected_version=head, author=author, message=message)
+        # serving moves to the rollback: the same state agents read, at the head, so nothing is left pending
+        evidence = {"reviewed": [serving, head], "decision": "rejected"}
+        self.store.move_channel(name, SERVING, back.version, namespace=ns, author=author, reason=message,
+                                evidence=evidence, expected=serving)  # fmt: skip
+        return self.pending(grant, ns, name)
 
     def move_channel(
         self,

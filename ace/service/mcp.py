@@ -13,6 +13,8 @@ Tools:
 - ``search_episodes(query, k=5)``: the episodic tier's most similar past episodes (with ``--memory``).
 - ``query_facts(subject=None, relation=None, history=False)``: the knowledge graph's facts.
 - ``list_playbooks()``.
+- ``review_pending(playbook)``, ``review_approve(playbook, reason, to)``, ``review_reject(playbook, reason)``: what
+  waits for review under the review policy (approving and rejecting need a token with the review role).
 
 Resources: ``ace://playbooks/{namespace}/{name}`` (the head as prompt text) and
 ``ace://playbooks/{namespace}/{name}/versions/{version}``.
@@ -193,6 +195,28 @@ def create_server(
         return await svc.run(
             "read", svc.facts, caller(), namespace or local_ns, subject=subject, relation=relation, history=history
         )
+
+    @server.tool()
+    @_tool
+    async def review_pending(playbook: str, namespace: str | None = None) -> dict[str, Any]:
+        """What learning added since the version agents read (under the review policy it waits for a reviewer):
+        each version with where it came from, the diff, the collapse detectors' alerts."""
+        return await svc.run("heavy", svc.pending, caller(), namespace or local_ns, playbook)
+
+    @server.tool()
+    @_tool
+    async def review_approve(
+        playbook: str, reason: str | None = None, to: int | None = None, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Serve what learning added (a review token): agents read the candidate head (or version ``to``)."""
+        return await svc.run("write", svc.approve, caller(), namespace or local_ns, playbook, to=to, reason=reason)
+
+    @server.tool()
+    @_tool
+    async def review_reject(playbook: str, reason: str, namespace: str | None = None) -> dict[str, Any]:
+        """Turn down what learning added (a review token), with the reason: the head rolls back to what agents
+        read."""
+        return await svc.run("write", svc.reject, caller(), namespace or local_ns, playbook, reason=reason)
 
     @server.tool()
     @_tool

@@ -41,6 +41,10 @@ from ace.store.errors import StoreError
 CANDIDATE = "candidate"  # where learning commits: the head
 SERVING = "serving"  # what agents read
 BUILTIN = (CANDIDATE, SERVING)
+# How serving moves: "immediate" follows the head (what every playbook did before channels); "review" stays where
+# it is until a reviewer approves what learning added since (ace review). Trials ("gated") are not built yet.
+POLICIES = ("immediate", "review")
+DEFAULT_POLICY = "immediate"
 
 metadata = MetaData()
 
@@ -66,6 +70,16 @@ moves = Table(
     Column("evidence", Text, nullable=True),  # JSON: what the move rests on (a trial, a review, an alert)
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_ace_channel_moves_lookup", "playbook_id", "channel", "id"),
+)
+
+
+policies = Table(
+    "ace_policies",
+    metadata,
+    Column("playbook_id", Integer, ForeignKey("ace_playbooks.id", ondelete="CASCADE"), primary_key=True),
+    Column("policy", String(32), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("author", String(256), nullable=True),
 )
 
 
@@ -196,6 +210,19 @@ def _utc(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # SQLite gives the stored UTC time back without its zone
 
 
+def policy_of(conn: Connection, playbook_id: int) -> str:
+    """The playbook's promotion policy (``immediate`` when none was set)."""
+    if not tables_present(conn):
+        return DEFAULT_POLICY
+    found = conn.execute(policies.select().where(policies.c.playbook_id == playbook_id)).one_or_none()
+    return DEFAULT_POLICY if found is None else str(found.policy)
+
+
+def set_policy(conn: Connection, playbook_id: int, policy: str, *, author: str | None, now: datetime) -> None:
+    conn.execute(policies.delete().where(policies.c.playbook_id == playbook_id))
+    conn.execute(policies.insert().values(playbook_id=playbook_id, policy=policy, updated_at=now, author=author))
+
+
 def log(conn: Connection, playbook_id: int, channel: str | None = None) -> list[ChannelMove]:
     if not tables_present(conn):
         return []
@@ -241,6 +268,8 @@ def move(
 __all__ = [
     "BUILTIN",
     "CANDIDATE",
+    "DEFAULT_POLICY",
+    "POLICIES",
     "SCHEMA",
     "SERVING",
     "ChannelInfo",
@@ -251,5 +280,7 @@ __all__ = [
     "log",
     "move",
     "pointed",
+    "policy_of",
+    "set_policy",
     "version_of",
 ]

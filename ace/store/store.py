@@ -599,6 +599,36 @@ class PlaybookStore:
             row = self._row(conn, namespace, name)
             return ch.log(conn, row.id, channel)
 
+    def promotion(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> str:
+        """The promotion policy: how the playbook's ``serving`` channel moves: ``immediate`` (it follows the head:
+        what learning commits, agents read) or ``review`` (it stays until a reviewer approves)."""
+        with self._read() as conn:
+            return ch.policy_of(conn, self._row(conn, namespace, name).id)
+
+    def set_promotion(
+        self, name: str, policy: str, *, namespace: str = DEFAULT_NAMESPACE, author: str | None = None
+    ) -> str:
+        """Set the promotion policy. To ``review``: a ``serving`` that follows the head is pinned where the head is
+        now (logged), so what learning commits from here on waits for a reviewer. To ``immediate``: ``serving``
+        follows the head again (logged). Returns the policy."""
+        if policy not in ch.POLICIES:
+            raise ConfigError(f"a promotion policy is one of {', '.join(ch.POLICIES)}, not {policy!r}"
+                              + (" (trials are not built yet)" if policy.startswith("gated") else ""))  # fmt: skip
+        author = check_optional(author, "author")
+        ch.SCHEMA.ensure(self.engine)
+        with self._write() as conn:
+            row = self._row(conn, namespace, name, lock=True)
+            before = ch.policy_of(conn, row.id)
+            ch.set_policy(conn, row.id, policy, author=author, now=vlog.now())
+            pinned = ch.pointed(conn, row.id, ch.SERVING)
+            why = f"policy {before} -> {policy}"
+            if policy == "review" and pinned is None:
+                ch.move(conn, row.id, ch.SERVING, int(row.head), author=author, reason=why, evidence=None,
+                        now=vlog.now())  # fmt: skip
+            elif policy == "immediate" and pinned is not None:
+                ch.move(conn, row.id, ch.SERVING, None, author=author, reason=why, evidence=None, now=vlog.now())
+        return policy
+
     def move_channel(
         self,
         name: str,

@@ -1,0 +1,132 @@
+"""``ace review list|show|approve|reject`` and ``ace review policy``: what learning added since the version agents
+read (the ``serving`` channel), approved or rejected by a person. Under the ``review`` policy, ``serving`` stays
+where it is while learning commits to ``candidate`` (the head); under ``immediate`` (the default) it follows the
+head and nothing waits. Run from a shell, the CLI acts as its user (recorded as ``user:<login>``, or ``--author``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ace.app.console import add_row, line, table
+from ace.cli.options import MAX_INT, AuthorOpt, DbOpt, JsonOpt, NsOpt
+from ace.cli.output import AceTyper, open_store, out, print_json
+from ace.store import DEFAULT_NAMESPACE
+
+app = AceTyper(
+    help="Review what learning added before agents read it (the review policy): list, show, approve, reject.",
+    no_args_is_help=True,
+)
+
+
+def _service(db: str | None, namespace: str, author: str | None) -> tuple[Any, Any]:
+    from ace.cli.playbook import _user
+    from ace.service.auth import Grant
+    from ace.service.core import Service
+
+    return Service(open_store(db)), Grant.local(author or f"user:{_user()}", [namespace], role="admin")
+
+
+def _show(pending: dict[str, Any], name: str) -> None:
+    waiting = pending["candidate"] - pending["serving"]
+    out.print(
+        line((name, "bold"), f": policy {pending['policy']}; agents read v{pending['serving']}, learning is at "
+             f"v{pending['candidate']}" + (f"; {waiting} version(s) wait for review" if waiting else "; nothing waits"))
+    )  # fmt: skip
+    if pending["versions"]:
+        t = table("v", "author", "message", "from (task · step · run)")
+        for v in pending["versions"]:
+            src = (v.get("delta") or {}).get("source") or {}
+            origin = " · ".join(str(src[k]) for k in ("task_id", "step", "run_id") if src.get(k) is not None)
+            add_row(t, v["version"], v["author"] or "", v["message"] or "", origin)
+        out.print(t)
+    diff = pending.get("diff") or {}
+    for b in diff.get("added", []):
+        out.print(line(("+ ", "bold green"), f"[{b['id']}] {b['content']}"))
+    for b in diff.get("removed", []):
+        out.print(line(("- ", "bold red"), f"[{b['id']}] {b['content']}"))
+    for c in diff.get("changed", []):
+        after = c["after"]
+        counters = f" (helpful={after.get('helpful', 0)} harmful={after.get('harmful', 0)})"
+        out.print(line(("~ ", "bold"), f"[{c['id']}] {', '.join(c['fields'])}{counters}: {after['content']}"))
+    for a in pending["alerts"]:
+        out.print(line((f"{a['severity']} ", "bold red"), f"{a['detector']}: {a['message']}"))
+
+
+@app.command("list")
+def list_(as_json: JsonOpt = False, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+    """The namespace's playbooks with versions waiting for review (serving behind the candidate head)."""
+    svc, grant = _service(db, namespace, None)
+    waiting = []
+    for p in svc.list_playbooks(grant, namespace):
+        serving = svc.store.resolve(p["name"], "serving", namespace=namespace)
+        if serving != p["head"]:
+            waiting.append({"name": p["name"], "serving": serving, "candidate": p["head"],
+                            "policy": svc.store.promotion(p["name"], namespace=namespace)})  # fmt: skip
+    if as_json:
+        print_json(waiting)
+        return
+    t = table("playbook", "policy", "serving", "candidate", "waiting")
+    for w in waiting:
+        add_row(t, w["name"], w["policy"], w["serving"], w["candidate"], w["candidate"] - w["serving"])
+    out.print(t if waiting else "nothing waits for review")
+
+
+@app.command()
+def show(name: str, as_json: JsonOpt = False, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+    """What waits for review: each version since serving with where it came from, the diff, the detectors'
+    alerts on the change."""
+    svc, grant = _service(db, namespace, None)
+    pending = svc.pending(grant, namespace, name)
+    if as_json:
+        print_json(pending)
+        return
+    _show(pending, name)
+
+
+@app.command()
+def approve(
+    name: str,
+    to: Annotated[
+        int | None, typer.Option("--to", min=1, max=MAX_INT, help="Serve this version (default: the head).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the serving channel's log).")] = None,
+    author: AuthorOpt = None,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Serve what learning added: serving moves to the candidate head (or --to V), logged as approved."""
+    svc, grant = _service(db, namespace, author)
+    _show(svc.approve(grant, namespace, name, to=to, reason=reason), name)
+
+
+@app.command()
+def reject(
+    name: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the rollback's message).")],
+    author: AuthorOpt = None,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Turn down what learning added: the head rolls back to what agents read (a new version; the rejected ones
+    stay in history with the reason)."""
+    svc, grant = _service(db, namespace, author)
+    _show(svc.reject(grant, namespace, name, reason=reason), name)
+
+
+@app.command()
+def policy(
+    name: str,
+    to: Annotated[str | None, typer.Argument(help="immediate (serving follows the head) or review.")] = None,
+    author: AuthorOpt = None,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Show or set the playbook's promotion policy: immediate (what learning commits, agents read) or review
+    (serving waits for a reviewer's approval)."""
+    svc, grant = _service(db, namespace, author)
+    if to is None:
+        out.print(line((name, "bold"), f": policy {svc.store.promotion(name, namespace=namespace)}"))
+        return
+    _show(svc.set_promotion(grant, namespace, name, to), name)
