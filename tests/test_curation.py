@@ -65,6 +65,7 @@ def test_a_refused_curator_delta_is_sent_back_with_the_reason_and_the_repair_is_
     assert any("Current ratio" in b.content for b in store.load("fin"))
     asked = provider.calls[-1].messages[-1].content  # the second curator call: the refusal and the reason shown
     assert "YOUR LAST PROPOSAL WAS REFUSED" in asked and '"content":"2.0"' in asked
+    assert "null" not in asked.split("REFUSED:")[1].split("Reason:")[0]  # no hidden field shown to the model
     assert "operation 1 (ADD)" in asked or "content" in asked.split("Reason:")[1]
     assert curation([record]).to_dict() == {"curated": 1, "refused": 1, "repaired": 1, "still_refused": 0,
                                             "proposals_refused": 1}  # fmt: skip

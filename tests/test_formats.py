@@ -226,3 +226,23 @@ def test_every_serialization_of_a_bullet_carries_every_field_of_the_field_table(
     unset = Bullet("x-00001", "S", "Check the units.")
     assert unset.to_dict() == {"id": "x-00001", "section": "S", "content": "Check the units.", "helpful": 0,
                                "harmful": 0, "neutral": 0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("[a-00001] helpful=abc harmful=0 :: Refunds need a form.", "'helpful=abc' is not a count"),
+        ("[a-00001] harmful=2 :: Refunds need a form.", "'harmful=2' is not a count"),
+        ("[a-00001] helpful=99999999999999999999999999 harmful=0 :: Refunds need a form.", "is over 2,147,483,647"),
+    ],
+)
+def test_a_hand_edit_that_breaks_the_counters_is_an_error_naming_the_line(line: str, said: str) -> None:
+    with pytest.raises(PlaybookFormatError, match=f"line 2: bullet a-00001: .*{said}"):
+        parse_ace(f"## RULES\n{line}\n")
+
+
+def test_content_that_starts_like_counters_round_trips_with_counters_written() -> None:
+    pb = parse_ace("## RULES\n[a-00001] helpful=1 harmful=0 :: helpful=yes means the flag is set.\n")
+    for counters in (True, False):
+        again = parse_ace(to_ace(pb, counters=counters))
+        assert [b.content for b in again] == ["helpful=yes means the flag is set."]

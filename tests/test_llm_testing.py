@@ -105,9 +105,21 @@ def test_a_script_from_a_file_for_another_process(tmp_path: Path) -> None:
         get_provider(f"scripted:{tmp_path / 'bad.json'}")
     with pytest.raises(LLMError, match="cannot read"):
         get_provider(f"scripted:{tmp_path / 'missing.json'}")
-    (tmp_path / "obj.json").write_text('{"x": 1}')
-    with pytest.raises(LLMError, match="a script is a JSON list"):
-        get_provider(f"scripted:{tmp_path / 'obj.json'}")
+    for bad, said in [
+        ('{"x": 1}', "unknown key\\(s\\) 'x'"),
+        ('{"replies": "valid", "cylce": true}', "unknown key\\(s\\) 'cylce'"),
+        ('{"replies": 3}', '"replies" is a list of replies or "valid"'),
+        ('{"replies": [], "cycle": "yes"}', '"cycle" is true or false'),
+        ('{"replies": "valid", "delay_s": -1}', '"delay_s" is a number of seconds from 0 to 600, not -1'),
+        ('{"replies": "valid", "delay_s": NaN}', '"delay_s" is a number of seconds'),
+        ('{"replies": "valid", "delay_s": 1e308}', '"delay_s" is a number of seconds'),
+        ("7", "a script is a JSON list"),
+    ]:
+        (tmp_path / "obj.json").write_text(bad)
+        with pytest.raises(LLMError, match=said):
+            get_provider(f"scripted:{tmp_path / 'obj.json'}")
+    with pytest.raises(LLMError, match="delay_s is a number of seconds"):
+        ScriptedProvider(["a"], delay_s=float("nan"))
 
 
 def test_valid_reply_answers_every_role_of_the_loop_without_a_script() -> None:

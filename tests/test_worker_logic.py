@@ -184,3 +184,23 @@ def test_a_bad_script_file_is_a_clear_error(tmp_path: Path, bad: str) -> None:
     script.write_text(bad)
     with pytest.raises(LLMError, match="script"):
         get_provider(f"scripted:{script}")
+
+
+def test_a_worker_on_scripted_valid_replies_commits_and_a_bad_provider_is_refused_at_start(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    store = PlaybookStore(sqlite_url)
+    queue = EpisodeQueue(store)
+    queue.submit("agent", episode(0), namespace="team-a")
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    base = [sys.executable, "-m", "ace.cli", "worker", "--db", sqlite_url, "--drain"]
+    for bad in ("bogus", f"scripted:{tmp_path / 'missing.json'}", f"local:{tmp_path / 'missing.gguf'}"):
+        refused = subprocess.run([*base, "--provider", bad], env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1 and f"--provider {bad}" in refused.stderr, refused.stderr
+    assert queue.list(namespace="team-a")[0].status == "queued"  # nothing was taken, nothing failed
+    done = subprocess.run([*base, "--provider", "scripted:valid"], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (e,) = queue.list(namespace="team-a")
+    assert e.status == "done" and e.committed and e.version == 2, e.to_dict()  # the paper's curator, scripted
+    store.close()

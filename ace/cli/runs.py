@@ -135,7 +135,7 @@ def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
 
 
 @app.command()
-@loop_options("batch_size", "playbook_budget", "curation", "layout", "ground_truth")
+@loop_options("batch_size", "playbook_budget", "curation", "curator_repairs", "layout", "ground_truth")
 def learn(
     logs: Annotated[Path, typer.Argument(help="Agent logs: JSONL of OpenAI-style chat messages with tool calls.")],
     playbook: Annotated[str | None, typer.Option("--playbook", "-p", help="Playbook to learn into.")] = None,

@@ -86,6 +86,8 @@ def _workers(
 
     if curation not in ("free", "facts"):
         raise typer.BadParameter("--curation is 'free' or 'facts'")
+    if n > 0:
+        _check_provider(provider, threads)
     queue = EpisodeQueue(store, lease_s=lease)
     tiers = _tiers(store, memory)
     return [
@@ -100,6 +102,21 @@ def _workers(
         )
         for i in range(n)
     ]
+
+
+def _check_provider(spec: str, threads: int | None) -> None:
+    """Refuse to start workers on a provider that cannot answer: an unknown spec, a script that does not load, a
+    local model file that is not there (each episode would fail on it otherwise, one after the other)."""
+    from ace.errors import ConfigError
+    from ace.llm import LLMError, get_provider
+    from ace.llm.local import LocalProvider
+
+    try:
+        found = get_provider(_provider(spec, threads))
+        if isinstance(found, LocalProvider):
+            found.check()
+    except LLMError as e:
+        raise ConfigError(f"--provider {spec}: {e}") from None
 
 
 def _provider(spec: str, threads: int | None) -> Any:

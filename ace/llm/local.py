@@ -176,6 +176,14 @@ class LocalProvider:
         self.max_array_items = max_array_items
         self._lock = threading.Lock()  # a llama.cpp context is not safe to share between threads
 
+    def check(self) -> Path:
+        """The model file this provider would load, if it is there (an :class:`LLMError` saying what is missing
+        otherwise), without loading it: what a server checks before it takes work."""
+        path = Path(self.model_path) if self.model_path else (self.spec or LOCAL_MODELS[DEFAULT_LOCAL_MODEL]).locate()
+        if not path.is_file():
+            raise LLMError(f"no model file at {path}")
+        return path
+
     def llama(self) -> Any:
         """The shared ``llama_cpp.Llama`` for this model file (loaded once per process)."""
         path = str(self.model_path or (self.spec or LOCAL_MODELS[DEFAULT_LOCAL_MODEL]).locate())

@@ -53,5 +53,6 @@ def get_provider(spec: str | Provider) -> Provider:
         model, _, base_url = rest.partition("@")
         return OpenAIProvider(model, base_url=base_url or None)
     raise LLMError(
-        f"unknown provider spec {spec!r}; use 'local', 'anthropic:MODEL', 'openai:MODEL' or 'openai:MODEL@URL'"
+        f"unknown provider spec {spec!r}; use 'local', 'local:NAME|PATH.gguf', 'anthropic:MODEL', 'openai:MODEL', "
+        "'openai:MODEL@URL' or, in tests, 'scripted:FILE.json' / 'scripted:valid'"
     )

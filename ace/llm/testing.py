@@ -19,10 +19,11 @@ A reply is one of:
   each role, or ``request.messages``), its result taken as above.
 
 ``valid_reply`` is a ready-made function: for a structured request it answers the first valid instance of the
-request's JSON schema (the first option of every enum and union, the required fields only, the fewest items an
-array allows, strings of a few words), for a text request a short sentence: like pydantic-ai's ``TestModel``, every
-role gets an answer that validates without a script (``ScriptedProvider(valid_reply)``, or
-``get_provider("scripted:valid")`` in a process a test starts).
+request's JSON schema (the first option of every enum and union, the required fields only, one item in each list
+that allows one, strings of a few words), for a text request a short sentence: like pydantic-ai's ``TestModel``,
+every role gets an answer that validates without a script (``ScriptedProvider(valid_reply)``, or
+``get_provider("scripted:valid")`` in a process a test starts), so a worker or a run on it commits: the curator adds
+a bullet in the first section, the reflector tags the first cited bullet.
 
 ``ScriptedProvider(replies)`` answers with the replies in order and raises :class:`ScriptExhausted` after the last
 one (a test that makes more calls than it scripted says so instead of hanging on a model), or with ``cycle=True``
@@ -37,6 +38,8 @@ public, documented test double: name it as such in the tests that use it.
 from __future__ import annotations
 
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -91,7 +94,9 @@ class ScriptedProvider:
         delay_s: float = 0.0,
     ) -> None:
         self.name = name
-        self.delay_s = delay_s  # each reply waits this long, as a model would (for leases, timeouts, kills)
+        if not (isinstance(delay_s, (int, float)) and math.isfinite(delay_s) and 0 <= delay_s <= 600):
+            raise LLMError(f"delay_s is a number of seconds from 0 to 600, not {delay_s!r}")
+        self.delay_s = float(delay_s)  # each reply waits this long, as a model would (for leases, timeouts, kills)
         self.model = model
         self._function: Callable[[Request], Any] | None = None
         self._replies: list[Any] = []
@@ -132,7 +137,8 @@ class ScriptedProvider:
         return self.complete(request)
 
 
-TEXT_REPLY = "A scripted reply for tests."  # words of two or more letters: what the quality gate wants of a lesson
+# words of letters, the first of three or more: what the quality gate wants of a lesson, and a new section's name
+TEXT_REPLY = "Scripted reply for tests."
 
 
 def valid_reply(request: Request) -> Any:
@@ -165,13 +171,17 @@ def _instance(schema: dict[str, Any], defs: dict[str, Any], *, depth: int) -> An
     if kind == "object" or "properties" in schema:
         props = schema.get("properties", {})
         return {k: _instance(props[k], defs, depth=depth + 1) for k in schema.get("required", []) if k in props}
-    if kind == "array":
+    if kind == "array":  # one item where the schema allows one: a curator proposes an operation, a reflector tags
         item = schema.get("items", {})
-        return [_instance(item, defs, depth=depth + 1) for _ in range(schema.get("minItems", 0))]
+        n = max(schema.get("minItems", 0), min(1, schema.get("maxItems", 1)))
+        return [_instance(item, defs, depth=depth + 1) for _ in range(n)]
     if kind == "string":
         text = TEXT_REPLY.rstrip(".")
         low, high = schema.get("minLength", 0), schema.get("maxLength", len(text))
-        return (text + " " + "x" * max(0, low - len(text) - 1) if low > len(text) else text)[:high]
+        text = (text + " " + "x" * max(0, low - len(text) - 1) if low > len(text) else text)[:high]
+        if (pattern := schema.get("pattern")) is not None and not re.search(pattern, text):
+            raise LLMError(f"valid_reply has no string for the pattern {pattern!r}: script this reply")
+        return text
     if kind in ("integer", "number"):
         return schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1)
     if kind == "boolean":
@@ -197,14 +207,24 @@ def from_file(path: str) -> ScriptedProvider:
         raise LLMError(f"{path}: the script is not JSON ({e})") from None
     if isinstance(data, list):
         return ScriptedProvider(data)
-    replies = data.get("replies") if isinstance(data, dict) else None
-    delay = data.get("delay_s", 0.0) if isinstance(data, dict) else 0.0
-    if (isinstance(replies, list) or replies == "valid") and isinstance(delay, (int, float)) and 0 <= delay <= 600:
-        script: Any = valid_reply if replies == "valid" else replies
-        return ScriptedProvider(script, cycle=bool(data.get("cycle", False)), delay_s=float(delay))
-    raise LLMError(
-        f'{path}: a script is a JSON list of replies or {{"replies": [...] | "valid", "cycle": true, "delay_s": 0.5}}'
-    )
+    shape = '{"replies": [...] | "valid", "cycle": true | false, "delay_s": SECONDS}'
+    if not isinstance(data, dict):
+        raise LLMError(f"{path}: a script is a JSON list of replies or {shape}")
+    if unknown := sorted(set(data) - {"replies", "cycle", "delay_s"}):
+        raise LLMError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))} in the script; it is {shape}")
+    replies, cycle, delay = data.get("replies"), data.get("cycle", False), data.get("delay_s", 0.0)
+    if not (isinstance(replies, list) or replies == "valid"):
+        raise LLMError(f'{path}: "replies" is a list of replies or "valid", not {str(replies)[:40]!r}')
+    if not isinstance(cycle, bool):
+        raise LLMError(f'{path}: "cycle" is true or false, not {cycle!r}')
+    if (
+        isinstance(delay, bool)
+        or not isinstance(delay, (int, float))
+        or not math.isfinite(delay)
+        or not 0 <= delay <= 600
+    ):
+        raise LLMError(f'{path}: "delay_s" is a number of seconds from 0 to 600, not {delay!r}')
+    return ScriptedProvider(valid_reply if replies == "valid" else replies, cycle=cycle, delay_s=float(delay))
 
 
 __all__ = ["TEXT_REPLY", "Reply", "ScriptExhausted", "ScriptedProvider", "from_file", "valid_reply"]

@@ -40,6 +40,8 @@ DEFAULT_SECTION = "GENERAL"
 _ACE_BULLET = re.compile(r"\[([^\]\s]+)\] (?:helpful=(\d+) harmful=(\d+) :: )?(.*)")
 _MD_BULLET = re.compile(r"- \*\*\[([^\]\s]+)\]\*\* \(helpful (\d+), harmful (\d+)\) (.*)")
 _MD_EMPTY = "_(empty)_"
+_COUNTER_TYPO = re.compile(r"(?:helpful|harmful)=\S*")  # content that starts like counters that did not parse
+MAX_COUNT = 2**31 - 1  # a counter in a file: at most what the store's integer holds
 
 
 def _bullet(
@@ -47,6 +49,14 @@ def _bullet(
 ) -> Bullet:
     if not ID_RE.fullmatch(bid):
         raise PlaybookFormatError(f"invalid bullet id {bid!r}", line=line, fmt=fmt)
+    if helpful is None and (typo := _COUNTER_TYPO.match(content)):  # a hand edit broke the counters
+        raise PlaybookFormatError(
+            f"bullet {bid}: {typo.group(0).strip()!r} is not a count (counters are 'helpful=N harmful=N :: ')",
+            line=line, fmt=fmt,
+        )  # fmt: skip
+    for what, value in (("helpful", helpful), ("harmful", harmful)):
+        if value is not None and (len(value) > 10 or int(value) > MAX_COUNT):
+            raise PlaybookFormatError(f"bullet {bid}: {what}={value[:20]} is over {MAX_COUNT:,}", line=line, fmt=fmt)
     try:
         text = clean_text(content, limit=IMPORT_MAX_CHARS)
     except ValueError as e:

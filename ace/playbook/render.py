@@ -50,7 +50,7 @@ Layout = Literal["sections", "stable"]
 LAYOUTS: tuple[Layout, ...] = ("sections", "stable")
 SCORES_HEADER = "## BULLET SCORES (helpful / harmful, as tagged so far)"
 
-_LOOKS_LIKE_COUNTERS = re.compile(r"helpful=\d+ harmful=\d+ :: ")
+_LOOKS_LIKE_COUNTERS = re.compile(r"(?:helpful|harmful)=")  # content a reader could take for counters
 
 
 def approx_tokens(text: str) -> int:

@@ -762,7 +762,7 @@ class PlaybookStore:
         if namespace is not None:
             q = q.where(t.playbooks.c.namespace == _nfc(namespace))
         with self._read() as conn:
-            return [PlaybookInfo(r.namespace, r.name, r.head, r.created_at) for r in conn.execute(q)]
+            return [PlaybookInfo(r.namespace, r.name, r.head, vlog.aware(r.created_at)) for r in conn.execute(q)]
 
     def verify(self, name: str, *, namespace: str = DEFAULT_NAMESPACE, since: int = 1) -> int:
         """Rebuild every version from the log and check it against its recorded digest; returns how many were

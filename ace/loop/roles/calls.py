@@ -200,8 +200,9 @@ def curate(
     ]
     if refused is not None:
         earlier, why = refused
+        shown = earlier.model_dump_json(include={"operations"}, exclude_none=True)  # none of the hidden fields
         parts.append(
-            f"YOUR LAST PROPOSAL WAS REFUSED:\n{earlier.model_dump_json(include={'operations'})}\nReason: {why}\n"
+            f"YOUR LAST PROPOSAL WAS REFUSED:\n{shown}\nReason: {why}\n"
             "Propose again with this fixed (or no operations if nothing is worth keeping)."
         )
     system = prompt("curator" if version >= 2 else "curator_v1")
