@@ -5,47 +5,24 @@ lasting failures) is tested on the scripted provider in tests/test_worker_logic.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from ace.config import LoopConfig
 from ace.llm import LLM, Sampling
 from ace.service.queue import EpisodeQueue
 from ace.service.worker import Worker
 from ace.store import PlaybookStore
-from ace.store import schema as t
+from tests.test_worker_logic import episode
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 COPY_FRIENDLY = LoopConfig(curation="facts")  # suits the small local model
-FACTS = [
-    ("Which day are invoices sent at the co-op?", "Thursday"),
-    ("Which colour are the member cards?", "green"),
-    ("How many days of notice does a member give before leaving?", "thirty"),
-]
-
-
-def episode(i: int) -> dict[str, Any]:
-    question, answer = FACTS[i % len(FACTS)]
-    return {
-        "id": f"agent-{i}",
-        "task": question,
-        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "I am not sure."}],
-        "outcome": {"success": False, "message": f"wrong: the answer is {answer}"},
-        "target": answer,
-    }
 
 
 @pytest.fixture(scope="module")
 def llm() -> LLM:
     return LLM("local", sampling=Sampling(max_tokens=512))
-
-
-def keyed_versions(store: PlaybookStore) -> list[str]:
-    with store.transaction() as conn:
-        return [k for (k,) in conn.execute(select(t.versions.c.key).where(t.versions.c.key.is_not(None))).all()]
 
 
 def test_a_worker_learns_each_episode_through_the_loop(tmp_path: Path, llm: LLM, db_url: str) -> None:
