@@ -24,7 +24,7 @@ from ace.service.app import create_app
 from ace.service.auth import Grant, Tokens
 from ace.service.core import AccessDenied, Service
 from ace.service.mcp import create_server
-from ace.store import ChannelMoved, ChannelNotFound, PlaybookStore, VersionNotFound
+from ace.store import ChannelMoved, ChannelNotFound, PlaybookStore, StaleVersionError, VersionNotFound
 from ace.store.channels import CANDIDATE, SERVING
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,8 +69,12 @@ def test_moves_are_checked_and_a_stale_mover_is_refused(db_url: str) -> None:
         store.move_channel("p", SERVING, 9, namespace="t")
     with pytest.raises(Exception, match="candidate is where learning commits"):
         store.move_channel("p", CANDIDATE, 1, namespace="t")
-    with pytest.raises(InvalidName):
-        store.move_channel("p", "../x", 1, namespace="t")
+    for hostile in ("../x", "Serving", "s\u00e9rving", "se\u0301rving", "a b", "head", "123", "x" * 65, "", "x\u2028"):
+        with pytest.raises(InvalidName):
+            store.move_channel("p", hostile, 1, namespace="t")
+        if hostile:
+            with pytest.raises(InvalidName):
+                store.load("p", namespace="t", channel=hostile)
     store.move_channel("p", "canary", 1, namespace="t")
     assert store.load_versioned("p", namespace="t", channel="canary")[0] == 1
     store.move_channel("p", SERVING, 1, namespace="t")
@@ -192,23 +196,33 @@ def test_under_review_learning_waits_for_a_reviewer_who_approves_or_rejects(db_u
     assert [b["content"] for b in pending["diff"]["added"]] == ["Refunds from Ghent use LC-1203."]
     assert [v["author"] for v in pending["versions"]] == ["token:bot"]
     with pytest.raises(AccessDenied):
-        svc.approve(writer, "t", "p")  # a writer cannot serve its own lessons
-    assert svc.approve(reviewer, "t", "p", reason="checked")["serving"] == 3
+        svc.approve(writer, "t", "p", to=3)  # a writer cannot serve its own lessons
+    svc.commit(writer, "t", "p", lesson.replace("Ghent", "Lund").replace("1203", "0001"))  # v4, after the review
+    assert svc.approve(reviewer, "t", "p", to=3, reason="checked")["serving"] == 3  # what was reviewed, not v4
+    assert "LC-0001" not in svc.prompt(writer, "t", "p").text
+    with pytest.raises(Exception, match="approve a later version"):
+        svc.approve(reviewer, "t", "p", to=1)  # a reviewer cannot move serving back
+    with pytest.raises(Exception, match="under review"):
+        store.move_channel("p", SERVING, None, namespace="t")  # nor can anyone let it follow the head meanwhile
+    svc.commit(writer, "t", "p", lesson.replace("Ghent", "Malmo").replace("1203", "0002"))  # v5
+    with pytest.raises(StaleVersionError):
+        svc.reject(reviewer, "t", "p", candidate=4, reason="stale view")  # the head is v5 now: look again
+    after = svc.reject(reviewer, "t", "p", candidate=5, reason="no Lund office")
+    assert after["serving"] == after["candidate"] == 6 and after["versions"] == []  # v6: the state of v3
     assert "LC-1203" in svc.prompt(writer, "t", "p").text
-    svc.commit(writer, "t", "p", lesson.replace("Ghent", "Tromso").replace("1203", "6666"))  # v4
-    after = svc.reject(reviewer, "t", "p", reason="no Tromso office")
-    assert after["serving"] == after["candidate"] == 5 and after["versions"] == []  # v5: the state of v3
-    assert store.history("p", namespace="t")[-1].message == "rejected v4: no Tromso office"
-    assert not any("LC-6666" in b.content for b in store.load("p", namespace="t", channel="candidate"))
+    assert store.history("p", namespace="t")[-1].message == "rejected v4..v5: no Lund office"
+    assert not any("LC-0001" in b.content for b in store.load("p", namespace="t", channel="candidate"))
     reasons = [m.reason for m in store.channel_log("p", namespace="t")]
-    assert reasons == ["policy immediate -> review", "approved: checked", "rejected v4: no Tromso office"]
+    assert reasons == ["policy immediate -> review", "approved: checked", "rejected v4..v5: no Lund office"]
     with pytest.raises(Exception, match="nothing to reject"):
-        svc.reject(reviewer, "t", "p", reason="again")
+        svc.reject(reviewer, "t", "p", candidate=6, reason="again")
     with pytest.raises(Exception, match="one of immediate, review"):
         svc.set_promotion(admin, "t", "p", "gated")
-    assert svc.set_promotion(admin, "t", "p", "immediate")["serving"] == 5
+    assert svc.set_promotion(admin, "t", "p", "immediate")["serving"] == 6
     svc.commit(writer, "t", "p", lesson.replace("Ghent", "Oslo North"))
     assert svc.pending(writer, "t", "p")["versions"] == []  # immediate: serving follows the head again
+    with pytest.raises(Exception, match="immediate policy"):
+        svc.approve(reviewer, "t", "p", to=7)  # approving is for the review policy (it would pin serving)
     store.close()
 
 
@@ -222,10 +236,11 @@ def test_review_over_http_needs_the_review_role_and_the_cli_shows_and_approves(s
     writer, rev = {"Authorization": "Bearer " + "w" * 20}, {"Authorization": "Bearer " + "r" * 20}
     with TestClient(create_app(store, Tokens.parse(tokens, where="test"))) as http:
         assert http.get("/v1/playbooks/t/p/review", headers=writer).json()["candidate"] == 3
-        assert http.post("/v1/playbooks/t/p/review/approve", headers=writer).status_code == 403
+        assert http.post("/v1/playbooks/t/p/review/approve?to=3", headers=writer).status_code == 403
+        assert http.post("/v1/playbooks/t/p/review/approve", headers=rev).status_code == 422  # which version?
         assert http.put("/v1/playbooks/t/p/policy?policy=immediate", headers=rev).status_code == 403
-        assert http.post("/v1/playbooks/t/p/review/reject", headers=rev).status_code == 422  # a reason is needed
-        ok = http.post("/v1/playbooks/t/p/review/approve?reason=fine", headers=rev)
+        assert http.post("/v1/playbooks/t/p/review/reject?candidate=3", headers=rev).status_code == 422  # no reason
+        ok = http.post("/v1/playbooks/t/p/review/approve?to=3&reason=fine", headers=rev)
         assert ok.status_code == 200 and ok.json()["serving"] == 3
         assert http.get("/v1/playbooks/t/p", headers=writer).headers["ETag"] == '"3"'
     store.close()

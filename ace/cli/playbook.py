@@ -296,6 +296,10 @@ def rollback(
     out.print(
         line((name, "bold"), f" v{info.version}: rolled back to the state of v{version} ({info.n_bullets} bullets)")
     )
+    serving = store.resolve(name, SERVING, namespace=namespace)
+    if serving != info.version:  # the head moved, what agents read did not: say so
+        serve = f"ace playbook promote {name} {info.version}"
+        out.print(f"serving (what agents read) stays at v{serving}: {serve} serves this state")
 
 
 @app.command()

@@ -62,8 +62,9 @@ def list_(as_json: JsonOpt = False, db: DbOpt = None, namespace: NsOpt = DEFAULT
     for p in svc.list_playbooks(grant, namespace):
         serving = svc.store.resolve(p["name"], "serving", namespace=namespace)
         if serving != p["head"]:
-            waiting.append({"name": p["name"], "serving": serving, "candidate": p["head"],
-                            "policy": svc.store.promotion(p["name"], namespace=namespace)})  # fmt: skip
+            policy = svc.store.promotion(p["name"], namespace=namespace)
+            waiting.append({"name": p["name"], "policy": policy, "serving": serving, "candidate": p["head"],
+                            "waiting": p["head"] - serving})  # fmt: skip
     if as_json:
         print_json(waiting)
         return
@@ -88,22 +89,27 @@ def show(name: str, as_json: JsonOpt = False, db: DbOpt = None, namespace: NsOpt
 @app.command()
 def approve(
     name: str,
-    to: Annotated[
-        int | None, typer.Option("--to", min=1, max=MAX_INT, help="Serve this version (default: the head).")
-    ] = None,
+    version: Annotated[
+        int, typer.Argument(min=1, max=MAX_INT, help="The candidate version you reviewed (ace review show): served.")
+    ],
     reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the serving channel's log).")] = None,
     author: AuthorOpt = None,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
-    """Serve what learning added: serving moves to the candidate head (or --to V), logged as approved."""
+    """Serve VERSION, the candidate version you reviewed (not whatever learning committed after you looked):
+    logged as approved, with the versions reviewed."""
     svc, grant = _service(db, namespace, author)
-    _show(svc.approve(grant, namespace, name, to=to, reason=reason), name)
+    _show(svc.approve(grant, namespace, name, to=version, reason=reason), name)
 
 
 @app.command()
 def reject(
     name: str,
+    version: Annotated[
+        int,
+        typer.Argument(min=1, max=MAX_INT, help="The candidate version you reviewed (refused if learning moved on)."),
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the rollback's message).")],
     author: AuthorOpt = None,
     db: DbOpt = None,
@@ -112,7 +118,7 @@ def reject(
     """Turn down what learning added: the head rolls back to what agents read (a new version; the rejected ones
     stay in history with the reason)."""
     svc, grant = _service(db, namespace, author)
-    _show(svc.reject(grant, namespace, name, reason=reason), name)
+    _show(svc.reject(grant, namespace, name, candidate=version, reason=reason), name)
 
 
 @app.command()

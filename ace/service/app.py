@@ -335,10 +335,11 @@ def create_app(
     @api.post(
         "/v1/playbooks/{namespace}/{name}/review/approve",
         responses=_ERRORS,
-        summary="Serve what learning added (serving moves to the head, or to: a version; review role)",
+        summary="Serve the candidate version reviewed (to), after the one served now (review role)",
     )
     async def approve(
-        namespace: str, name: str, g: Auth, to: Version = None,
+        namespace: str, name: str, g: Auth,
+        to: Annotated[int, Query(ge=1, le=MAX_NUMBER, description="The candidate version reviewed: it is served")],
         reason: Annotated[str | None, Query(max_length=2000)] = None,
     ) -> dict[str, Any]:  # fmt: skip
         return await svc.run("write", svc.approve, g, namespace, name, to=to, reason=reason)
@@ -349,9 +350,11 @@ def create_app(
         summary="Turn down what learning added: the head rolls back to what agents read (review role)",
     )
     async def reject(
-        namespace: str, name: str, g: Auth, reason: Annotated[str, Query(min_length=1, max_length=2000)]
-    ) -> dict[str, Any]:
-        return await svc.run("write", svc.reject, g, namespace, name, reason=reason)
+        namespace: str, name: str, g: Auth,
+        candidate: Annotated[int, Query(ge=1, le=MAX_NUMBER, description="The head reviewed (409 if it moved on)")],
+        reason: Annotated[str, Query(min_length=1, max_length=2000)],
+    ) -> dict[str, Any]:  # fmt: skip
+        return await svc.run("write", svc.reject, g, namespace, name, candidate=candidate, reason=reason)
 
     @api.put(
         "/v1/playbooks/{namespace}/{name}/policy",

@@ -33,7 +33,7 @@ from ace.playbook.render import Layout
 from ace.service.auth import Grant, Role
 from ace.service.queue import Episode, EpisodeError, EpisodeQueue, Quota, QuotaExceeded, Status
 from ace.store import SERVING, PlaybookInfo, PlaybookStore, VersionInfo
-from ace.store.channels import POLICIES
+from ace.store.channels import POLICIES, check_channel
 
 T = TypeVar("T")
 Kind = Literal["read", "write", "heavy"]
@@ -98,7 +98,7 @@ def _channel(version: int | None, channel: str | None) -> str | None:
         if channel is not None:
             raise BadRequest("read a version or a channel, not both")
         return None
-    return SERVING if channel is None else normal_name(channel, "channel")
+    return SERVING if channel is None else check_channel(channel)
 
 
 def bounded(value: int | None, what: str, *, low: int = 0, high: int = MAX_NUMBER) -> int | None:
@@ -328,46 +328,53 @@ class Service:
         found["alerts"] = [a.to_dict() for a in Detectors().check(before, after, versions=(serving, head))]
         return found
 
-    def approve(
-        self, grant: Grant, namespace: str, name: str, *, to: int | None = None, reason: str | None = None
-    ) -> dict[str, Any]:
-        """Serve what learning added: ``serving`` moves to ``to`` (default: the candidate head), logged as approved
-        by this reviewer with the versions reviewed as evidence. A reviewer's (or admin's) decision."""
+    def approve(self, grant: Grant, namespace: str, name: str, *, to: int, reason: str | None = None) -> dict[str, Any]:
+        """Serve version ``to``, the candidate version the reviewer looked at (not whatever the head is by then:
+        learning may have moved on), after the one served now. Logged as approved by this reviewer, with the
+        versions reviewed as evidence. A reviewer's (or admin's) decision, under the ``review`` policy."""
         ns = self.allowed(grant, namespace, "review")
         name = normal_name(name, "playbook")
         bounded(to, "the version to approve", low=1)
-        serving = self.store.resolve(name, SERVING, namespace=ns)
-        target = to if to is not None else self.store.head_version(name, namespace=ns)
-        if target == serving:
-            raise BadRequest(f"nothing to approve: serving is at v{serving} already")
-        evidence = {"reviewed": [serving, target], "decision": "approved"}
+        serving = self._under_review(ns, name)
+        if to <= serving:
+            raise BadRequest(f"serving is at v{serving}: approve a later version (moving it back is an admin's move)")
+        evidence = {"reviewed": list(range(serving + 1, to + 1)), "decision": "approved"}
         why = "approved" + (f": {reason}" if reason else "")
-        self.store.move_channel(name, SERVING, target, namespace=ns, author=self.author(grant), reason=why,
+        self.store.move_channel(name, SERVING, to, namespace=ns, author=self.author(grant), reason=why,
                                 evidence=evidence, expected=serving)  # fmt: skip
         return self.pending(grant, ns, name)
 
-    def reject(self, grant: Grant, namespace: str, name: str, *, reason: str) -> dict[str, Any]:
-        """Turn down what learning added since the serving version: the candidate head is rolled back to serving's
-        state (a new version; the rejected ones stay in history, and the reason in the rollback's message, where
-        curators and people see it) and serving moves to it (the same state). A reviewer's (or admin's)
-        decision."""
+    def reject(self, grant: Grant, namespace: str, name: str, *, candidate: int, reason: str) -> dict[str, Any]:
+        """Turn down what learning added up to ``candidate``, the head the reviewer looked at (if learning moved on
+        since, :class:`~ace.store.StaleVersionError`: look again): the head is rolled back to serving's state (a new
+        version; the rejected ones stay in history, and the reason in the rollback's message, where curators and
+        people see it) and serving moves to it (the same state). A reviewer's (or admin's) decision, under the
+        ``review`` policy."""
         ns = self.allowed(grant, namespace, "review")
         name = normal_name(name, "playbook")
+        bounded(candidate, "the candidate version", low=1)
         if not reason.strip() or len(reason) > 2000:
             raise BadRequest("a rejection gives its reason (at most 2,000 characters)")
-        serving = self.store.resolve(name, SERVING, namespace=ns)
-        head = self.store.head_version(name, namespace=ns)
-        if head == serving:
-            raise BadRequest(f"nothing to reject: the candidate is the serving version (v{serving})")
-        span = f"v{head}" if head == serving + 1 else f"v{serving + 1}..v{head}"
+        serving = self._under_review(ns, name)
+        if candidate <= serving:
+            raise BadRequest(f"nothing to reject at v{candidate}: serving is at v{serving}")
+        span = f"v{candidate}" if candidate == serving + 1 else f"v{serving + 1}..v{candidate}"
         message = f"rejected {span}: {reason.strip()}"
         author = self.author(grant)
-        back = self.store.rollback(name, serving, namespace=ns, expected_version=head, author=author, message=message)
+        back = self.store.rollback(name, serving, namespace=ns, expected_version=candidate, author=author,
+                                   message=message)  # fmt: skip
         # serving moves to the rollback: the same state agents read, at the head, so nothing is left pending
-        evidence = {"reviewed": [serving, head], "decision": "rejected"}
+        evidence = {"reviewed": list(range(serving + 1, candidate + 1)), "decision": "rejected"}
         self.store.move_channel(name, SERVING, back.version, namespace=ns, author=author, reason=message,
                                 evidence=evidence, expected=serving)  # fmt: skip
         return self.pending(grant, ns, name)
+
+    def _under_review(self, ns: str, name: str) -> int:
+        """The serving version of a playbook under the review policy (:class:`BadRequest` under another)."""
+        policy = self.store.promotion(name, namespace=ns)
+        if policy != "review":
+            raise BadRequest(f"{ns}/{name} has the {policy} policy: nothing waits for review (ace review policy)")
+        return self.store.resolve(name, SERVING, namespace=ns)
 
     def move_channel(
         self,
@@ -388,7 +395,7 @@ class Service:
         bounded(expected, "the expected version", low=1)
         if reason is not None and len(reason) > 2000:
             raise BadRequest("a reason is at most 2,000 characters")
-        info = self.store.move_channel(normal_name(name, "playbook"), normal_name(channel, "channel"), version,
+        info = self.store.move_channel(normal_name(name, "playbook"), channel, version,
                                        namespace=ns, author=self.author(grant), reason=reason, evidence=evidence,
                                        expected=expected)  # fmt: skip
         return info.to_dict()

@@ -13,7 +13,8 @@ Tools:
 - ``search_episodes(query, k=5)``: the episodic tier's most similar past episodes (with ``--memory``).
 - ``query_facts(subject=None, relation=None, history=False)``: the knowledge graph's facts.
 - ``list_playbooks()``.
-- ``review_pending(playbook)``, ``review_approve(playbook, reason, to)``, ``review_reject(playbook, reason)``: what
+- ``review_pending(playbook)``, ``review_approve(playbook, to, reason)``, ``review_reject(playbook, candidate,
+  reason)``: what
   waits for review under the review policy (approving and rejecting need a token with the review role).
 
 Resources: ``ace://playbooks/{namespace}/{name}`` (the head as prompt text) and
@@ -206,17 +207,19 @@ def create_server(
     @server.tool()
     @_tool
     async def review_approve(
-        playbook: str, reason: str | None = None, to: int | None = None, namespace: str | None = None
+        playbook: str, to: int, reason: str | None = None, namespace: str | None = None
     ) -> dict[str, Any]:
-        """Serve what learning added (a review token): agents read the candidate head (or version ``to``)."""
+        """Serve version ``to``, the candidate version you reviewed (a review token): agents read it next."""
         return await svc.run("write", svc.approve, caller(), namespace or local_ns, playbook, to=to, reason=reason)
 
     @server.tool()
     @_tool
-    async def review_reject(playbook: str, reason: str, namespace: str | None = None) -> dict[str, Any]:
-        """Turn down what learning added (a review token), with the reason: the head rolls back to what agents
-        read."""
-        return await svc.run("write", svc.reject, caller(), namespace or local_ns, playbook, reason=reason)
+    async def review_reject(playbook: str, candidate: int, reason: str, namespace: str | None = None) -> dict[str, Any]:
+        """Turn down what learning added up to ``candidate`` (the head you reviewed; a review token), with the
+        reason: the head rolls back to what agents read."""
+        return await svc.run(
+            "write", svc.reject, caller(), namespace or local_ns, playbook, candidate=candidate, reason=reason
+        )
 
     @server.tool()
     @_tool

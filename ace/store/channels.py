@@ -13,6 +13,7 @@ never by a read. A database without them has no pointer yet: ``serving`` follows
 from __future__ import annotations
 
 import json
+import re
 import threading
 import weakref
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from sqlalchemy import (
     text,
 )
 
+from ace.names import InvalidName
 from ace.store.components import ComponentSchema
 from ace.store.errors import StoreError
 
@@ -88,6 +90,25 @@ def _recognise(conn: Connection) -> str | None:
 
 
 SCHEMA = ComponentSchema("channels", "ace_channel_version", Path(__file__).parent / "channel_migrations", _recognise)
+
+
+CHANNEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+RESERVED = frozenset({"head", "latest", "current"})  # would read as the head, which is "candidate"
+
+
+def check_channel(name: str) -> str:
+    """A channel's name as stored: lowercase ASCII letters, digits, ``-`` and ``_``, starting with a letter, at most
+    64 characters (so ``Serving`` or a look-alike cannot pose as ``serving``), not ``candidate`` (the head, which is
+    moved by commits) nor a name that reads as the head; :class:`InvalidName` otherwise."""
+    if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name):
+        shown = ascii(name)[:40] if isinstance(name, str) else type(name).__name__
+        raise InvalidName(
+            "a channel name is lowercase letters, digits, '-' and '_', starting with a letter, at most 64 characters: "
+            f"{shown} is not one"
+        )
+    if name in RESERVED:
+        raise InvalidName(f"{name!r} would read as the head: the head is the channel 'candidate'")
+    return name
 
 
 class ChannelNotFound(StoreError):
@@ -276,6 +297,7 @@ __all__ = [
     "ChannelMove",
     "ChannelMoved",
     "ChannelNotFound",
+    "check_channel",
     "listed",
     "log",
     "move",

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from ace.errors import ConfigError
-from ace.names import check_name, check_optional
+from ace.names import InvalidName, check_name, check_optional
 from ace.playbook.bulk import collector_paused
 from ace.playbook.delta import ApplyPolicy, Delta, HeadView, Patch, apply, apply_to_head
 from ace.playbook.diff import PlaybookDiff, diff
@@ -578,7 +578,7 @@ class PlaybookStore:
         if version is not None and channel is not None:
             raise ConfigError("read a version or a channel, not both")
         if channel is not None:
-            return ch.version_of(conn, row.id, int(row.head), channel, f"{row.namespace}/{row.name}")
+            return ch.version_of(conn, row.id, int(row.head), ch.check_channel(channel), f"{row.namespace}/{row.name}")
         v = row.head if version is None else version
         _check_version(row.name, v, row.head)
         return int(v)
@@ -597,7 +597,7 @@ class PlaybookStore:
         """Every move of the playbook's channels (of ``channel`` only, when given), oldest first."""
         with self._read() as conn:
             row = self._row(conn, namespace, name)
-            return ch.log(conn, row.id, channel)
+            return ch.log(conn, row.id, None if channel is None else ch.check_channel(channel))
 
     def promotion(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> str:
         """The promotion policy: how the playbook's ``serving`` channel moves: ``immediate`` (it follows the head:
@@ -641,26 +641,31 @@ class PlaybookStore:
         evidence: dict[str, Any] | None = None,
         expected: int | None = None,
     ) -> ch.ChannelInfo:
-        """Point ``channel`` at ``version`` (None: follow the head again), logged with who, why and the evidence.
-        ``expected``: the version the channel must point at now (a stale mover gets :class:`StaleVersionError`).
-        ``candidate`` is the head and cannot be moved (commit or roll back instead)."""
-        channel = check_name(channel, "channel")
+        """Point ``channel`` at ``version``, logged with who, why and the evidence. ``version=None``: ``serving``
+        follows the head again (refused under the ``review`` policy: there the reviewer moves it), another channel is
+        removed. ``expected``: the version the channel must point at now (a stale mover gets
+        :class:`~ace.store.channels.ChannelMoved`). ``candidate`` is the head and cannot be moved (commit or roll
+        back instead). A move that changes nothing writes nothing."""
         if channel == ch.CANDIDATE:
-            raise ConfigError("candidate is where learning commits (the head): commit or roll back to change it")
-        if channel.isdigit():
-            raise ConfigError(f"a channel is not a number (numbers are versions), got {channel!r}")
+            raise InvalidName("candidate is where learning commits (the head): commit or roll back to change it")
+        channel = ch.check_channel(channel)
         author = check_optional(author, "author")
         ch.SCHEMA.ensure(self.engine)
         with self._write() as conn:
             row = self._row(conn, namespace, name, lock=True)
+            head = int(row.head)
             if version is not None:
-                _check_version(name, version, row.head)
-            now_at = ch.version_of(conn, row.id, int(row.head), channel, name) if channel == ch.SERVING else (
-                ch.pointed(conn, row.id, channel))  # fmt: skip
+                _check_version(name, version, head)
+            pinned = ch.pointed(conn, row.id, channel)
+            now_at = (head if pinned is None else pinned) if channel == ch.SERVING else pinned
             if expected is not None and now_at != expected:
                 raise ch.ChannelMoved(f"{namespace}/{name}", channel, expected, now_at)
-            ch.move(conn, row.id, channel, version, author=author, reason=reason, evidence=evidence, now=vlog.now())
-            head = int(row.head)
+            if channel == ch.SERVING and version is None and ch.policy_of(conn, row.id) == "review":
+                raise ConfigError(f"{namespace}/{name} is under review: serving moves when a reviewer approves, not "
+                                  "with the head (set the policy to immediate for that)")  # fmt: skip
+            if pinned != version:  # a move that changes nothing is not logged
+                ch.move(conn, row.id, channel, version, author=author, reason=reason, evidence=evidence,
+                        now=vlog.now())  # fmt: skip
         return ch.ChannelInfo(channel, head if version is None else version, version is None, vlog.now())
 
     def load_held(
