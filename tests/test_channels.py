@@ -249,3 +249,15 @@ def test_review_over_http_needs_the_review_role_and_the_cli_shows_and_approves(s
     assert shown.exit_code == 0 and json.loads(shown.stdout)["versions"] == []
     listed = runner.invoke(cli, ["review", "list", "--db", sqlite_url, "-n", "t"])
     assert "nothing waits for review" in listed.stdout
+
+
+def test_the_langgraph_store_gives_agents_serving_and_edits_the_head(sqlite_url: str) -> None:
+    from ace.integrations.langgraph import AceStore
+
+    store = _store(sqlite_url)
+    store.move_channel("p", SERVING, 1, namespace="t")
+    lg = AceStore(store, namespaces=["t"])
+    item = lg.get(("t", "playbooks"), "p")
+    assert item is not None and item.value["version"] == 1 and "LC-8799" not in item.value["text"]
+    assert lg.get(("t", "playbooks", "p"), "rul-00002") is not None  # the bullets are the head's (v2)
+    store.close()

@@ -8,7 +8,8 @@ ACE's playbooks and memory under namespaces whose first label is the ACE namespa
 namespace                        items
 ==============================  ==============================================================================
 ``(ns, "playbooks")``            one per playbook, key = its name: ``{"name", "version", "bullets", "text"}``
-                                 (``text``: the prompt rendering under ``budget``). ``put`` with ``{"text":
+                                 (``text``: the prompt rendering under ``budget`` of its ``serving`` channel, what
+                                 agents read; the bullets below are the head, where writes go). ``put`` with ``{"text":
                                  "<playbook file>"}`` imports a new playbook; with ``{"operations": [...]}`` (a
                                  delta, optionally ``"expected_version"``) commits it.
 ``(ns, "playbooks", name)``      one per bullet, key = its id: ``{"content", "section", "helpful", "harmful"}``.
@@ -70,7 +71,7 @@ from ace.playbook.render import Layout
 from ace.service.auth import Grant
 from ace.service.core import PROMPT_BUDGET, PROMPT_LAYOUT, Service, service_of
 from ace.service.queue import Episode, EpisodeQueue
-from ace.store import PlaybookStore, VersionInfo
+from ace.store import SERVING, PlaybookStore, VersionInfo
 
 PLAYBOOK_MESSAGE_ID = "ace-playbook"
 DEFAULT_SECTION = "STRATEGIES AND HARD RULES"
@@ -230,7 +231,7 @@ class AceStore(BaseStore):
         return items[op.offset : op.offset + op.limit]
 
     def _playbook_item(self, ns: str, name: str) -> Item:
-        info, pb = self.service.playbook(self.grant, ns, name)
+        info, pb = self.service.playbook(self.grant, ns, name, channel=SERVING)  # what agents read
         value = {
             "name": name,
             "version": info.version,
