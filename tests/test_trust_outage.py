@@ -17,12 +17,11 @@ import json
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from typer.testing import CliRunner
@@ -37,6 +36,7 @@ from ace.service.worker import PASSING_FAILURES, Worker
 from ace.store import PlaybookStore, StaleVersionError
 from tests.conftest import free_port
 from tests.fake_openai_server import FakeOpenAIServer
+from tests.test_component_migrations import old_queue_table
 
 ITEMS = ["carrot", "onion", "pepper", "potato", "tomato", "lettuce", "garlic", "mushroom", "cabbage", "spinach"]
 
@@ -291,32 +291,7 @@ def test_a_requeued_episode_waits_for_its_backoff_which_doubles_up_to_its_cap(sq
 
 def test_a_queue_table_from_before_the_backoff_column_opens_and_keeps_its_episodes(db_url: str) -> None:
     # the ace_episodes table as the previous release made it (create_all, no retry_at), with a queued episode
-    old = MetaData()
-    table = Table(
-        "ace_episodes", old,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("namespace", String(128), nullable=False),
-        Column("playbook", String(256), nullable=False),
-        Column("episode_id", String(200), nullable=False),
-        Column("body", Text, nullable=False),
-        Column("status", String(16), nullable=False),
-        Column("attempts", Integer, nullable=False, default=0),
-        Column("worker", String(128), nullable=True),
-        Column("lease_until", DateTime(timezone=True), nullable=True),
-        Column("version", Integer, nullable=True),
-        Column("committed", Integer, nullable=True),
-        Column("error", Text, nullable=True),
-        Column("created_at", DateTime(timezone=True), nullable=False),
-        Column("updated_at", DateTime(timezone=True), nullable=False),
-    )  # fmt: skip
-    engine = create_engine(db_url)
-    old.create_all(engine)
-    now = datetime.now(UTC) - timedelta(minutes=1)
-    body = json.dumps(episode(0), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    with engine.begin() as conn:
-        conn.execute(insert(table).values(namespace="team-a", playbook="cook", episode_id="game-0", body=body,
-                                          status="queued", attempts=0, created_at=now, updated_at=now))  # fmt: skip
-    engine.dispose()
+    old_queue_table(db_url, with_retry_at=False)
 
     store = PlaybookStore(db_url)
     queue = EpisodeQueue(store, backoff_s=30.0)

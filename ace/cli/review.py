@@ -5,7 +5,7 @@ head and nothing waits. Run from a shell, the CLI acts as its user (recorded as 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,13 +14,17 @@ from ace.cli.options import MAX_INT, AuthorOpt, DbOpt, JsonOpt, NsOpt
 from ace.cli.output import AceTyper, open_store, out, print_json
 from ace.store import DEFAULT_NAMESPACE
 
+if TYPE_CHECKING:  # the service layer loads when a review command runs, not with the CLI
+    from ace.service.auth import Grant
+    from ace.service.core import Service
+
 app = AceTyper(
     help="Review what learning added before agents read it (the review policy): list, show, approve, reject.",
     no_args_is_help=True,
 )
 
 
-def _service(db: str | None, namespace: str, author: str | None) -> tuple[Any, Any]:
+def _service(db: str | None, namespace: str, author: str | None) -> tuple[Service, Grant]:
     from ace.cli.playbook import _user
     from ace.service.auth import Grant
     from ace.service.core import Service

@@ -616,17 +616,16 @@ class PlaybookStore:
                               + (" (trials are not built yet)" if policy.startswith("gated") else ""))  # fmt: skip
         author = check_optional(author, "author")
         ch.SCHEMA.ensure(self.engine)
+        now = vlog.now()
         with self._write() as conn:
             row = self._row(conn, namespace, name, lock=True)
             before = ch.policy_of(conn, row.id)
-            ch.set_policy(conn, row.id, policy, author=author, now=vlog.now())
+            ch.set_policy(conn, row.id, policy, author=author, now=now)
             pinned = ch.pointed(conn, row.id, ch.SERVING)
-            why = f"policy {before} -> {policy}"
-            if policy == "review" and pinned is None:
-                ch.move(conn, row.id, ch.SERVING, int(row.head), author=author, reason=why, evidence=None,
-                        now=vlog.now())  # fmt: skip
-            elif policy == "immediate" and pinned is not None:
-                ch.move(conn, row.id, ch.SERVING, None, author=author, reason=why, evidence=None, now=vlog.now())
+            to = int(row.head) if policy == "review" and pinned is None else None  # review pins a following serving
+            if (policy == "review" and pinned is None) or (policy == "immediate" and pinned is not None):
+                ch.move(conn, row.id, ch.SERVING, to, author=author, reason=f"policy {before} -> {policy}",
+                        evidence=None, now=now)  # fmt: skip
         return policy
 
     def move_channel(
@@ -663,10 +662,10 @@ class PlaybookStore:
             if channel == ch.SERVING and version is None and ch.policy_of(conn, row.id) == "review":
                 raise ConfigError(f"{namespace}/{name} is under review: serving moves when a reviewer approves, not "
                                   "with the head (set the policy to immediate for that)")  # fmt: skip
+            now = vlog.now()
             if pinned != version:  # a move that changes nothing is not logged
-                ch.move(conn, row.id, channel, version, author=author, reason=reason, evidence=evidence,
-                        now=vlog.now())  # fmt: skip
-        return ch.ChannelInfo(channel, head if version is None else version, version is None, vlog.now())
+                ch.move(conn, row.id, channel, version, author=author, reason=reason, evidence=evidence, now=now)
+        return ch.ChannelInfo(channel, head if version is None else version, version is None, now)
 
     def load_held(
         self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE, channel: str | None = None
