@@ -98,10 +98,17 @@ def test_redundancy_needs_and_uses_an_embedder() -> None:
     pb = _big(6)
     dup_ops = [{"type": "ADD", "section": "rules", "content": b.content + " Always."} for b in pb]
     bloated = _apply(pb, dup_ops)
-    assert not [a for a in Detectors().check(pb, bloated) if a.detector == "redundancy"]
+    # without an embedder: each addition that repeats a bullet is named (info), by its facts and subject
+    lexical = [a for a in Detectors().check(pb, bloated) if a.detector == "redundancy"]
+    assert len(lexical) == len(pb) and {a.severity for a in lexical} == {"info"}
+    assert {a.ids[1] for a in lexical} == {b.id for b in pb}
     detectors = Detectors(similar=EmbeddingIndex(MiniLMEmbedder()).similarity)
-    (alert,) = [a for a in detectors.check(pb, bloated) if a.detector == "redundancy"]
-    assert alert.evidence["share"] > 0.9
+    (alert,) = [a for a in detectors.check(pb, bloated) if a.detector == "redundancy" and a.severity == "warning"]
+    share0, share1 = alert.evidence["share"]
+    assert share1 > 0.9 and share1 - share0 > 0.05  # judged against the version before
+    # a playbook that always had near-duplicates does not warn on a step that adds none
+    more = _apply(bloated, [{"type": "ADD", "section": "rules", "content": "Convert currencies at the posted rate."}])
+    assert not [a for a in detectors.check(bloated, more) if a.detector == "redundancy" and a.severity != "info"]
 
 
 def test_regression_uses_a_significance_test() -> None:
@@ -184,7 +191,10 @@ def test_the_collapse_benchmark_scores_the_detectors_and_ace_report_writes_it(tm
     assert done.returncode == 0, done.stderr[-2000:]
     data = json_load(out)
     traces = {t["policy"]: t for t in data["traces"]}
-    assert min(traces["ace"]["retention"]) == 1.0 and traces["ace"]["alerts"] == []
+    assert min(traces["ace"]["retention"]) == 1.0
+    # healthy: nothing at warning or above (its restatements of older facts are named, as info)
+    assert [a for a in traces["ace"]["alerts"] if a["severity"] != "info"] == []
+    assert {a["detector"] for a in traces["ace"]["alerts"]} <= {"redundancy"}
     assert traces["summarize"]["events"] and traces["random"]["events"]
     combined = data["scores"]["warning"]["any"]
     assert combined["recall"] >= 0.9 and combined["precision"] >= 0.9 and combined["mean_delay"] <= 1

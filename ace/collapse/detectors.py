@@ -15,7 +15,8 @@ Detectors and their default thresholds (all configurable):
   >= 0.8 when an embedder is given) falls
   below 0.7 with at least 3 bullets lost (critical) or below 0.9 (warning). Probe facts (strings that must stay
   known) that were present and are now absent are critical.
-- ``redundancy``: the share of bullets in near-duplicate pairs exceeds 0.3 (warning; needs an embedder).
+- ``redundancy``: with an embedder, a step raises the share of bullets with a near-duplicate by more than 5 points
+  (warning); without one, additions that repeat a bullet and a rising share of twins (:mod:`ace.collapse.subtle`).
 - ``churn``: the share of the earlier bullets rewritten or removed in one step exceeds 0.8 (critical) or 0.5 (warning).
 - ``quality``: bullets added or rewritten in the step that fail :class:`~ace.playbook.QualityRules` (numbers
   only, a fragment of under three words): a warning for an addition, critical when a bullet that met the rules is
@@ -56,6 +57,9 @@ from ace.collapse.index import (
     tokens,
     word_index,
 )
+from ace.collapse.relations import link
+from ace.collapse.subtle import Subtle, Window
+from ace.collapse.subtle import step as subtle_step
 from ace.playbook import Bullet, Playbook, QualityRules, injection
 from ace.playbook.quality import content_problem, section_problem
 
@@ -70,14 +74,36 @@ class Alert:
     message: str
     versions: tuple[int | None, int | None]  # (before, after)
     evidence: dict[str, Any] = field(default_factory=dict)
+    ids: tuple[str, ...] = ()  # the bullets it is about
+    facts: tuple[str, ...] = ()  # the facts it is about (``kind:value``, :mod:`ace.collapse.facts`)
 
     def at_least(self, severity: Severity) -> bool:
         return _SEVERITY[self.severity] >= _SEVERITY[severity]
 
     def to_dict(self) -> dict[str, Any]:
-        """The alert as JSON-ready data (the evidence is left out: it may hold whole bullets)."""
+        """The alert as JSON-ready data: detector, severity, message, versions, bullet ids, facts and evidence
+        (texts in the evidence cut to 500 characters)."""
         return {"versions": list(self.versions), "detector": self.detector, "severity": self.severity,
-                "message": self.message}  # fmt: skip
+                "message": self.message, "ids": list(self.ids), "facts": list(self.facts),
+                "evidence": _plain(self.evidence)}  # fmt: skip
+
+    def key(self) -> tuple[Any, ...]:
+        """What tells two alerts apart (for comparing the guard's, the CLI's and the service's)."""
+        return (self.detector, self.severity, self.versions, self.ids, self.facts)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: texts cut to 500 characters, tuples and sets as lists."""
+    if isinstance(value, str):
+        return value if len(value) <= 500 else value[:500] + "…"
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else value
+        return [_plain(v) for v in items]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -109,23 +135,38 @@ class Detectors:
     retention_min_lost: int = 3
     jaccard_match: float = 0.6
     cosine_match: float = 0.8
-    redundancy_warning: float = 0.3
+    redundancy_warning: float = 0.05
     churn_warning: float = 0.5
     churn_critical: float = 0.8
     probes: list[str] = field(default_factory=list)
     similar: Callable[[list[str], list[str]], Any] | None = None
     quality: QualityRules = field(default_factory=lambda: QualityRules(reject_injection=False))
+    subtle: Subtle = field(default_factory=Subtle)
 
     # -- one step -------------------------------------------------------------------------------------------------
     def check(
         self, before: Playbook, after: Playbook, *, versions: tuple[int | None, int | None] = (None, None)
     ) -> list[Alert]:
+        """The alerts of one step on its own (no window: :meth:`watch` keeps those over a history)."""
+        return self._step(before, after, versions)[0]
+
+    def _step(
+        self, before: Playbook, after: Playbook, versions: tuple[int | None, int | None]
+    ) -> tuple[list[Alert], Any]:
         alerts: list[Alert] = []
-        if self.similar is None:
-            carry_indexes(before, after)
+        link(before, after)
+        carry_indexes(before, after)
         for fn in (self._size, self._brevity, self._retention, self._churn, self._redundancy):
             alerts.extend(fn(before, after, versions))
-        return alerts + self.content(before, after, versions=versions)
+        found, events = subtle_step(_alert, self.subtle, before, after, versions)
+        return alerts + found + self.content(before, after, versions=versions), events
+
+    def watch(self, start: Playbook | None = None) -> Watch:
+        """A :class:`Watch`: the per-step alerts plus the windows over the steps it is fed, from ``start``."""
+        w = Watch(self, Window(self.subtle))
+        if start is not None:
+            w.window.start(start)
+        return w
 
     def content(
         self, before: Playbook, after: Playbook, *, versions: tuple[int | None, int | None] = (None, None)
@@ -207,12 +248,17 @@ class Detectors:
         """Ids of the ``rest`` bullets whose fact is still stated by some bullet of ``after``."""
         kept: set[str] = set()
         if self.similar is not None:
-            texts = [b.content for b in after]
-            sims = self.similar([b.content for b in rest], texts)
-            feats = [features(t) for t in texts]
-            for n, b in enumerate(rest):
+            # only a bullet's own rewrite or the bullet it was merged into can keep it: a removed bullet is not
+            # kept because some other bullet happens to read alike (that hid real cuts in a redundant playbook)
+            into = {m: b.id for b in after for m in b.merged_from}
+            for b in rest:
+                target = after.get(b.id) or (after.get(into[b.id]) if b.id in into else None)
+                if target is None:
+                    continue
                 need = features(b.content)[1]
-                if any(need <= f[1] and sims[n][j] >= self.cosine_match for j, f in enumerate(feats)):
+                if need <= features(target.content)[1] and self.similar([b.content], [target.content])[0][0] >= (
+                    self.cosine_match
+                ):
                     kept.add(b.id)
             return kept
         by_id = after.bullets_by_id
@@ -287,16 +333,29 @@ class Detectors:
         return [Alert("churn", sev, f"{share:.0%} of bullets rewritten or removed in one step", v, {"share": share})]
 
     def _redundancy(self, before: Playbook, after: Playbook, v: tuple[int | None, int | None]) -> list[Alert]:
+        """With an embedder: a step that raises the share of bullets with a near-duplicate (cosine >= 0.9) by more
+        than ``redundancy_warning`` points, judged against the version before (a playbook that always had
+        near-duplicates does not warn on every step). Without one, :mod:`ace.collapse.subtle` counts twins."""
         if self.similar is None or len(after) < 5:
             return []
-        texts = [b.content for b in after]
-        sims = self.similar(texts, texts)
-        dup = {i for i in range(len(texts)) for j in range(len(texts)) if i != j and sims[i][j] >= 0.9}
-        share = len(dup) / len(texts)
-        if share <= self.redundancy_warning:
+        share0, share1 = self._dup_share(before), self._dup_share(after)
+        if share1 - share0 <= self.redundancy_warning:
             return []
-        msg = f"{share:.0%} of bullets have a near-duplicate"
-        return [Alert("redundancy", "warning", msg, v, {"share": round(share, 3)})]
+        msg = f"bullets with a near-duplicate rose from {share0:.0%} to {share1:.0%} in one step"
+        return [Alert("redundancy", "warning", msg, v, {"share": [round(share0, 3), round(share1, 3)]})]
+
+    def _dup_share(self, pb: Playbook) -> float:
+        import numpy as np
+
+        def compute() -> float:
+            texts = [b.content for b in pb]
+            if len(texts) < 2 or self.similar is None:
+                return 0.0
+            sims = np.array(self.similar(texts, texts), dtype=float)
+            np.fill_diagonal(sims, 0.0)
+            return float((sims >= 0.9).any(axis=1).mean())
+
+        return float(pb.derived(("collapse-dup-share", id(self.similar)), compute))
 
     # -- over a history -------------------------------------------------------------------------------------------
     def scan(self, versions: Sequence[tuple[int, Playbook]]) -> list[Alert]:
@@ -306,9 +365,41 @@ class Detectors:
         if versions:
             v0, first = versions[0]
             alerts.extend(self.content(Playbook.empty(), first, versions=(None, v0)))
-        for (v0, p0), (v1, p1) in itertools.pairwise(versions):
-            alerts.extend(self.check(p0, p1, versions=(v0, v1)))
+            watch = self.watch(first)
+            for (v0, p0), (v1, p1) in itertools.pairwise(versions):
+                alerts.extend(watch.step(p0, p1, versions=(v0, v1)))
         return alerts
+
+
+def _alert(
+    detector: str,
+    severity: Severity,
+    message: str,
+    versions: tuple[int | None, int | None],
+    evidence: dict[str, Any],
+    *,
+    ids: Iterable[str] = (),
+    facts: Iterable[str] = (),
+) -> Alert:
+    return Alert(detector, severity, message, versions, evidence, tuple(ids), tuple(facts))
+
+
+@dataclass
+class Watch:
+    """The detectors over a history, one step at a time: each step's own alerts, and the windows' (erosion over
+    many steps, creeping removal, bursts of harmful tags, near-duplicates piling up). What :meth:`Detectors.scan`,
+    ``ace playbook check``, the service's ``/check`` and the :class:`CollapseGuard` all use, so they agree."""
+
+    detectors: Detectors
+    window: Window
+
+    def step(
+        self, before: Playbook, after: Playbook, *, versions: tuple[int | None, int | None] = (None, None)
+    ) -> list[Alert]:
+        if self.window.base_twinned is None:
+            self.window.start(before)
+        alerts, events = self.detectors._step(before, after, versions)
+        return alerts + self.window.feed(_alert, events, versions)
 
 
 def regression(
@@ -342,14 +433,23 @@ class CollapseGuard:
     detectors: Detectors = field(default_factory=Detectors)
     block_at: Severity = "critical"
     alerts: list[Alert] = field(default_factory=list)
+    _watch: Watch | None = field(default=None, repr=False)
 
-    def __call__(self, before: Playbook, after: Playbook) -> str | None:
-        found = self.detectors.check(before, after)
+    def __call__(
+        self, before: Playbook, after: Playbook, *, versions: tuple[int | None, int | None] = (None, None)
+    ) -> str | None:
+        """None when ``after`` may be committed, else why not. The windows see the steps it let through."""
+        if self._watch is None:
+            self._watch = self.detectors.watch(before)
+        window = self._watch.window
+        saved = (window.steps.copy(), set(window.active), window.base_twinned)
+        found = self._watch.step(before, after, versions=versions)
         self.alerts.extend(found)
         blocking = [a for a in found if a.at_least(self.block_at)]
         if not blocking:
             return None
+        window.steps, window.active, window.base_twinned = saved  # a rejected step did not happen
         return "; ".join(f"{a.detector} ({a.severity}): {a.message}" for a in blocking)
 
 
-__all__ = ["Alert", "CollapseGuard", "Detectors", "Severity", "regression"]
+__all__ = ["Alert", "CollapseGuard", "Detectors", "Severity", "Watch", "regression"]

@@ -19,6 +19,8 @@ from typing import Any
 
 import immutables
 
+from ace.collapse.facts import facts as facts_of
+from ace.collapse.facts import subject
 from ace.playbook import Bullet, Playbook
 from ace.playbook.render import bullet_line
 from ace.playbook.text import specifics_in, words
@@ -129,8 +131,14 @@ def _without_id(posting: Posting, i: str) -> Posting:
     return posting.delete(i) if i in posting else posting
 
 
-_WORDS, _SPECIFICS = 0, 1  # which of a content's features an index maps: every word, or its numbers and codes
-INDEX_KEYS = {_WORDS: "collapse-words", _SPECIFICS: "collapse-specifics"}
+# which of a content's features an index maps: every word, its numbers and codes, its facts, its subject's stems
+_WORDS, _SPECIFICS, _FACTS, _STEMS = 0, 1, 2, 3
+INDEX_KEYS = {
+    _WORDS: "collapse-words",
+    _SPECIFICS: "collapse-specifics",
+    _FACTS: "collapse-facts",
+    _STEMS: "collapse-stems",
+}
 
 
 def word_index(pb: Playbook) -> immutables.Map[str, Posting]:
@@ -143,7 +151,21 @@ def specific_index(pb: Playbook) -> immutables.Map[str, Posting]:
     return token_index(pb, _SPECIFICS)
 
 
+def fact_index(pb: Playbook) -> immutables.Map[str, Posting]:
+    """fact -> the ids of the bullets that state it (:func:`ace.collapse.facts.facts`)."""
+    return token_index(pb, _FACTS)
+
+
+def stem_index(pb: Playbook) -> immutables.Map[str, Posting]:
+    """subject stem -> the ids of the bullets about it (:func:`ace.collapse.facts.subject`)."""
+    return token_index(pb, _STEMS)
+
+
 def _tokens_of(content: str, which: int) -> frozenset[str]:
+    if which == _FACTS:
+        return facts_of(content)
+    if which == _STEMS:
+        return subject(content)
     words_, specifics_, _ = features(content)
     return specifics_ if which == _SPECIFICS else words_
 

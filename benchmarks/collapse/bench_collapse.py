@@ -215,7 +215,7 @@ def events(retention: list[float], drop: float = 0.10) -> list[int]:
 
 
 def score(traces: list[Trace], max_delay: int, severity: str) -> dict[str, Any]:
-    rank = {"warning": 1, "critical": 2}
+    rank = {"info": 0, "warning": 1, "critical": 2}
     detectors = sorted({a["detector"] for tr in traces for a in tr.alerts} | {"any"})
     out: dict[str, Any] = {}
     for det in detectors:
