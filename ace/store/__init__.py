@@ -1,5 +1,6 @@
 """Persistence of versioned playbooks on SQLAlchemy (SQLite by default, PostgreSQL at scale)."""
 
+from ace.store.branches import BranchInfo, BranchRefused, MergeResult, NotABranch
 from ace.store.channels import CANDIDATE, SERVING, ChannelInfo, ChannelMove, ChannelMoved, ChannelNotFound
 from ace.store.errors import (
     ImportRefused,
@@ -29,11 +30,15 @@ __all__ = [
     "SCHEMA_REVISION",
     "SERVING",
     "BlameEntry",
+    "BranchInfo",
+    "BranchRefused",
     "ChannelInfo",
     "ChannelMove",
     "ChannelMoved",
     "ChannelNotFound",
     "ImportRefused",
+    "MergeResult",
+    "NotABranch",
     "PlaybookExists",
     "PlaybookInfo",
     "PlaybookNotFound",

@@ -42,8 +42,10 @@ from ace.playbook.bulk import collector_paused
 from ace.playbook.delta import ApplyPolicy, Delta, HeadView, Patch, apply, apply_to_head
 from ace.playbook.diff import PlaybookDiff, diff
 from ace.playbook.errors import DeltaError
+from ace.playbook.merge import STRATEGIES, plan_merge
 from ace.playbook.model import Playbook, Source
 from ace.playbook.quality import QualityRules, content_problem, injection, section_problem
+from ace.store import branches as br
 from ace.store import channels as ch
 from ace.store import head as heads
 from ace.store import log as vlog
@@ -415,10 +417,11 @@ class PlaybookStore:
         namespace: str,
         name: str,
         expected_version: int | None,
-        make: Callable[[Connection, Any], _NewVersion],
+        make: Callable[[Connection, Any], _NewVersion | None],
         key: str | None = None,
     ) -> VersionInfo:
-        """The one write path: lock the head, build the next state from it, store that as head + 1."""
+        """The one write path: lock the head, build the next state from it, store that as head + 1 (``make``
+        returning None: no new version, the rest of its transaction is kept: a merge that only records itself)."""
         with self._write() as conn:
             row = self._row(conn, namespace, name, lock=True)
             if key is not None:
@@ -430,6 +433,8 @@ class PlaybookStore:
             if expected_version is not None and expected_version != row.head:
                 raise StaleVersionError(name, expected_version, row.head)
             new = make(conn, row)
+            if new is None:
+                return vlog.infos(conn, row, row.head, row.head)[0]
             version = row.head + 1
             info = self._insert_version(conn, row.id, namespace, name, version, row.head, new)
             res = conn.execute(
@@ -807,6 +812,108 @@ class PlaybookStore:
                     heads.materialize(conn, row.id, row.head, state)
             self._damaged.discard(row.id)
         return int(row.head) - start + 1
+
+    # -- branches -------------------------------------------------------------------------------------------
+    def branch(
+        self,
+        name: str,
+        branch: str,
+        *,
+        from_version: int | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> br.BranchInfo:
+        """Make ``branch``: a new playbook in the same namespace whose version 1 is ``name`` at ``from_version``
+        (default: the head), its fork point recorded (:mod:`ace.store.branches`). It learns apart by its name, as
+        any playbook does; :meth:`merge` brings what it learned back. Raises :class:`PlaybookExists` when a playbook
+        has that name, :class:`~ace.store.branches.BranchRefused` for the playbook's own name."""
+        name, branch = check_name(name, "playbook name"), check_name(branch, "branch name")
+        namespace, author = check_name(namespace, "namespace"), check_optional(author, "author")
+        if branch == name:
+            raise br.BranchRefused(f"a branch needs a name of its own: {branch!r} is the playbook it branches from")
+        br.SCHEMA.ensure(self.engine)
+        try:
+            with self._write() as conn:
+                row = self._row(conn, namespace, name, lock=True)
+                v = int(row.head) if from_version is None else from_version
+                _check_version(name, v, row.head)
+                same = (t.playbooks.c.namespace == namespace) & (t.playbooks.c.name == branch)
+                if conn.execute(select(t.playbooks.c.id).where(same)).first() is not None:
+                    raise PlaybookExists(namespace, branch)
+                pb, now = self._state(conn, row.id, v), vlog.now()
+                pid: int = conn.execute(
+                    insert(t.playbooks).values(namespace=namespace, name=branch, head=1, created_at=now)
+                ).inserted_primary_key[0]  # type: ignore[index]
+                why = message or f"branch of {name}@v{v}"
+                new = _NewVersion("import", None, pb, [(b.id, "IMPORT") for b in pb], author, why, snapshot=True)
+                self._insert_version(conn, pid, namespace, branch, 1, None, new)
+                br.record_fork(conn, pid, row.id, v, author=author, now=now)
+        except IntegrityError:
+            raise PlaybookExists(namespace, branch) from None
+        self._cache.remember(pid, 1, pb)
+        return br.BranchInfo(namespace, branch, name, v, 1, now, author)
+
+    def branches(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> builtins.list[br.BranchInfo]:
+        """The branches made from ``name``, each with its fork point and how far it was merged back."""
+        with self._read() as conn:
+            row = self._row(conn, namespace, name)
+            return br.listed(conn, row.namespace, row.id, row.name)
+
+    def merge(
+        self,
+        branch: str,
+        *,
+        into: str,
+        namespace: str = DEFAULT_NAMESPACE,
+        author: str | None = None,
+        strategy: str = "report",
+        similar: Callable[[builtins.list[str], builtins.list[str]], Any] | None = None,
+        threshold: float = 0.9,
+    ) -> br.MergeResult:
+        """Merge what ``branch`` committed since its last merge (or its fork) into ``into``, the playbook it was
+        branched from, three-way (:mod:`ace.playbook.merge`), as one new version whose message and provenance name
+        ``branch@vN``; conflicts are resolved by ``strategy`` (``report``: left out and listed, taken up again by the
+        next merge; ``ours``: the target's side; ``theirs``: the branch's). ``similar``: cosines of two lists of
+        texts (an embedding index's) to find duplicate ADDs by, at ``threshold``; without it, the same words. The
+        merge is recorded in the same transaction; merging again with nothing new writes nothing."""
+        branch, into = check_name(branch, "branch name"), check_name(into, "playbook name")
+        namespace, author = check_name(namespace, "namespace"), check_optional(author, "author")
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"a merge strategy is one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        if branch == into:
+            raise br.BranchRefused(f"{branch!r} cannot be merged into itself; nothing was written")
+        done: builtins.list[br.MergeResult] = []
+
+        def make(conn: Connection, row: Any) -> _NewVersion | None:
+            job, head = br.prepare(conn, namespace, branch, row), int(row.head)
+            if job.nothing_new:
+                done.append(br.unchanged(namespace, into, strategy, job, head))
+                return None
+            target = self._state(conn, row.id, head)
+            ops = br.branch_ops(conn, job, lambda v: self._state(conn, job.branch_id, v))
+            base = self._state(conn, job.branch_id, job.through)
+            source = Source(role="merge", note=f"merge of {branch}@v{job.head}")
+            plan = plan_merge(target, base, ops, id_map=job.ids, strategy=strategy, similar=similar,
+                              threshold=threshold, policy=self.policy, source=source)  # fmt: skip
+            applied = apply(target, plan.delta, policy=self.policy) if plan.delta.operations else None
+            version = head + 1 if applied is not None and applied.playbook.digest() != target.digest() else None
+            result = br.result(namespace, into, strategy, job, plan, version, head)
+            done.append(result)
+            if version is not None or job.head != job.through or plan.pending != job.pending or plan.id_map != job.ids:
+                br.record_merge(conn, job, row.id, plan, version=version, strategy=strategy, author=author,
+                                now=vlog.now())  # fmt: skip
+            if applied is None or version is None:
+                return None
+            held = None if row.id in self._damaged else heads.current(conn, row)
+            if held is not None and not heads.agrees(held, target):
+                held = None  # the rows do not hold the head this store read: written whole from the new state
+            touched = applied.delta.ids_touched()
+            return _NewVersion("delta", applied.delta, applied.playbook, touched, author, result.message,
+                               patch=applied.patch, head=held)  # fmt: skip
+
+        self._append_version(namespace, into, None, make)
+        return done[-1]
 
     # -- rebuilding ---------------------------------------------------------------------------------------
     def _state(self, conn: Connection, pid: int, version: int) -> Playbook:
