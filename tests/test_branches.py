@@ -6,6 +6,7 @@ public scripted provider (a test double: the merge is the point, not the model).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -17,7 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from ace.cli import app as cli
 from ace.errors import ConfigError
 from ace.llm import LLM
 from ace.llm.testing import ScriptedProvider, valid_reply
@@ -447,6 +450,51 @@ def test_a_merge_made_by_another_process_is_seen(sqlite_url: str) -> None:
     assert not other.merge("b", into="p", namespace="t").changed
     other.close()
     store.close()
+
+
+# -- the CLI --------------------------------------------------------------------------------------------------------
+def test_the_cli_branches_lists_and_merges(sqlite_url: str) -> None:
+    store = _store(sqlite_url)
+    store.commit("p", _delta(update("lc-00001", OSLO_T)), namespace="t")  # v2
+    store.close()
+    runner = CliRunner()
+
+    def ace(*args: str, code: int = 0) -> str:
+        r = runner.invoke(cli, [*args, "--db", sqlite_url, "-n", "t"])
+        assert r.exit_code == code, r.output
+        return r.stdout
+
+    made = json.loads(ace("playbook", "branch", "p", "dev", "--from", "1", "--json"))
+    assert (made["parent"], made["fork_version"], made["branch"]) == ("p", 1, "dev")
+    assert "branched from p@v2" in ace("playbook", "branch", "p", "dev2", "--from", "serving")
+    Path(sqlite_url.removeprefix("sqlite:///")).with_name("d.json").write_text(json.dumps(
+        {"operations": [update("lc-00001", OSLO_B), add("Refunds from Lyon use ledger code LC-5001.")]}))  # fmt: skip
+    ace("playbook", "apply", "dev", str(Path(sqlite_url.removeprefix("sqlite:///")).with_name("d.json")))
+    merged = json.loads(ace("playbook", "merge", "dev", "--into", "p", "--json"))
+    assert merged["version"] == 3 and [c["kind"] for c in merged["conflicts"]] == ["update/update"]
+    assert merged["pending"] == [[2, 0]] and merged["taken"][0]["op"] == "ADD"
+    decided = json.loads(ace("playbook", "merge", "dev", "--into", "p", "--strategy", "ours", "--json"))
+    assert decided["version"] is None and [c["resolution"] for c in decided["conflicts"]] == ["target kept"]
+    assert "nothing new" in ace("playbook", "merge", "dev", "--into", "p")
+    ace("playbook", "apply", "dev2", str(Path(sqlite_url.removeprefix("sqlite:///")).with_name("d.json")))
+    shown = ace("playbook", "merge", "dev2", "--into", "p")  # branched after p's update: none; Lyon: a duplicate
+    assert "p v4: merge of dev2@v2 into p (report): 2 operations, 1 duplicate merged\n" in shown
+    assert "remapped: lc-00004 of dev2 is lc-00005 on p" in shown
+    assert "duplicate: lc-00004 of dev2 merged into lc-00004: Refunds from Lyon" in shown
+    listed = json.loads(ace("playbook", "branches", "p", "--json"))
+    assert [(b["branch"], b["fork_version"], b["merged"], b["pending"]) for b in listed] == [
+        ("dev", 1, 2, 0), ("dev2", 2, 2, 0)]  # fmt: skip
+    assert "dev2" in ace("playbook", "branches", "p")
+    history = json.loads(ace("playbook", "history", "p", "--json"))
+    assert history[-2]["message"].startswith("merge of dev@v2 into p (report)")
+    ace("playbook", "verify", "p")
+    ace("playbook", "merge", "dev", "--into", "p", "--strategy", "mine", code=2)  # usage errors: 2
+    ace("playbook", "merge", "dev", code=2)  # --into is required
+    ace("playbook", "merge", "p", "--into", "dev", code=1)  # refusals: 1
+    ace("playbook", "merge", "dev", "--into", "dev", code=1)
+    ace("playbook", "merge", "../dev", "--into", "p", code=1)
+    ace("playbook", "branch", "p", "dev", code=1)
+    ace("playbook", "branch", "p", "x", "--from", "nope", code=1)
 
 
 # -- properties -----------------------------------------------------------------------------------------------------

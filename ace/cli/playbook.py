@@ -495,6 +495,110 @@ def trajectory(
     out.print(f"wrote {n} steps to {output}")
 
 
+@app.command("branch")
+def branch_(
+    name: str,
+    branch: Annotated[
+        str, typer.Argument(metavar="BRANCH", help="The branch's name: a new playbook in the same namespace.")
+    ],
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Branch from this version, channel (serving) or tag (default: the head)."),
+    ] = None,
+    author: AuthorOpt = None,
+    message: MessageOpt = None,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Branch a playbook: BRANCH is a new playbook whose version 1 is NAME at --from. Learn on it by its name (ace
+    learn --playbook BRANCH, workers, the service); ace playbook merge BRANCH --into NAME brings it back."""
+    store = open_store(db)
+    version = store.resolve(name, from_, namespace=namespace) if from_ is not None else None
+    who = author or f"user:{_user()}"
+    info = store.branch(name, branch, from_version=version, namespace=namespace, author=who, message=message)
+    if as_json:
+        print_json(info.to_dict())
+        return
+    out.print(line((branch, "bold"), f": branched from {name}@v{info.fork_version}; merge it back with "
+                   f"ace playbook merge {branch} --into {name}"))  # fmt: skip
+
+
+@app.command()
+def branches(name: str, as_json: JsonOpt = False, db: DbOpt = None, namespace: NsOpt = DEFAULT_NAMESPACE) -> None:
+    """List the branches of a playbook, with the version each was branched from and how far it was merged back."""
+    found = open_store(db).branches(name, namespace=namespace)
+    if as_json:
+        print_json([b.to_dict() for b in found])
+        return
+    t = table("branch", "from", "head", "merged", "into", "left out", "created (UTC)")
+    for b in found:
+        merged = f"v{b.merged}" if b.merged is not None else ""
+        into = f"v{b.merged_into}" if b.merged_into is not None else ""
+        add_row(t, b.name, f"v{b.fork_version}", f"v{b.head}", merged, into, str(b.pending) if b.pending else "",
+                b.created_at.strftime("%Y-%m-%d %H:%M"))  # fmt: skip
+    out.print(t)
+
+
+@app.command()
+def merge(
+    branch: Annotated[str, typer.Argument(metavar="BRANCH", help="The branch to merge.")],
+    into: Annotated[str, typer.Option("--into", help="The playbook BRANCH was branched from.")],
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy",
+            help="What a conflict gets: report (left out and listed; the next merge looks again), ours (the "
+            "target's side), theirs (the branch's).",
+        ),
+    ] = "report",
+    embeddings: Annotated[
+        bool, typer.Option(help="Find duplicate ADDs by embedding (cosine at --threshold, the same numbers).")
+    ] = False,
+    threshold: Annotated[
+        float, typer.Option(min=-1.0, max=1.0, help="Cosine at or above which ADDs are duplicates (--embeddings).")
+    ] = 0.9,
+    author: AuthorOpt = None,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+    namespace: NsOpt = DEFAULT_NAMESPACE,
+) -> None:
+    """Merge what BRANCH learned since its fork (or its last merge) into the playbook it was branched from, as one
+    version: three-way by delta, counters add, duplicate ADDs merged, id clashes remapped, conflicts listed."""
+    from ace.playbook.merge import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        raise typer.BadParameter(f"one of {', '.join(STRATEGIES)}, not {strategy!r}", param_hint="--strategy")
+    similar = None
+    if embeddings:
+        from ace.llm.embeddings import MiniLMEmbedder  # onnxruntime loads only for this
+        from ace.loop.refine import EmbeddingIndex
+
+        similar = EmbeddingIndex(MiniLMEmbedder()).similarity
+    who = author or f"user:{_user()}"
+    r = open_store(db).merge(branch, into=into, namespace=namespace, author=who, strategy=strategy,
+                             similar=similar, threshold=threshold)  # fmt: skip
+    if as_json:
+        print_json(r.to_dict())
+        return
+    made = f"v{r.version}" if r.version is not None else "no new version"
+    out.print(line((into, "bold"), f" {made}: {r.message}"))
+    moved = [x for x in r.taken if x.branch_id and x.target_id and x.branch_id != x.target_id and x.op == "ADD"]
+    for x in moved:
+        out.print(f"  remapped: {x.branch_id} of {branch} is {x.target_id} on {into} (an id the target uses)")
+    for d in r.duplicates:
+        out.print(f"  duplicate: {d.branch_id} of {branch} merged into {d.into}: {d.content[:80]}")
+    if r.conflicts:
+        t = table("conflict", "branch", "bullet", "resolution", "why")
+        for c in r.conflicts:
+            bullet = c.target_id or c.branch_id or ""
+            add_row(t, c.kind, f"v{c.version} {c.op}", bullet, c.resolution, c.reason)
+        out.print(t)
+    if r.pending:
+        out.print(f"{len(r.pending)} operation(s) left out: the next merge of {branch} looks at them again "
+                  "(--strategy ours or theirs resolves them)")  # fmt: skip
+
+
 def _at_most_head(store: PlaybookStore, name: str, version: int, namespace: str) -> int:
     """``version``, if the playbook has it (a range that starts past the head is empty: say so, by name)."""
     head = store.head_version(name, namespace=namespace)
