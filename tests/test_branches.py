@@ -378,7 +378,8 @@ def test_a_rollback_on_the_branch_merges_as_the_change_it_made(sqlite_url: str) 
     r = store.merge("b", into="p", namespace="t")
     pb = store.load("p", namespace="t")
     assert "lc-00002" in pb and any("Lyon" in b.content for b in pb)
-    assert [c.kind for c in r.conflicts] == ["rollback"] and "helpful went from 2 to 1" in str(r.conflicts[0].branch)
+    assert [(c.kind, c.resolution) for c in r.conflicts] == [("rollback", "dropped")] and r.pending == []
+    assert "helpful went from 2 to 1" in str(r.conflicts[0].branch) and pb["lc-00001"].helpful == 2
     assert store.verify("p", namespace="t") == store.head_version("p", namespace="t")
     store.close()
 
