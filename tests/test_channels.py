@@ -217,7 +217,9 @@ def test_under_review_learning_waits_for_a_reviewer_who_approves_or_rejects(db_u
     assert reasons == ["policy immediate -> review", "approved: checked", "rejected v4..v5: no Lund office"]
     with pytest.raises(Exception, match="nothing to reject"):
         svc.reject(reviewer, "t", "p", candidate=6, reason="again")
-    with pytest.raises(Exception, match="one of immediate, review"):
+    with pytest.raises(Exception, match="one of immediate, review, gated, gated\\+review"):
+        svc.set_promotion(admin, "t", "p", "canary")
+    with pytest.raises(Exception, match="no evaluation lane"):  # gated needs a lane (tests/test_trials.py)
         svc.set_promotion(admin, "t", "p", "gated")
     assert svc.set_promotion(admin, "t", "p", "immediate")["serving"] == 6
     svc.commit(writer, "t", "p", lesson.replace("Ghent", "Oslo North"))

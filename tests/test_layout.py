@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"store", "llm", "tasks", "collapse", "config"},
     {"memory"},
     {"loop"},
-    {"runs"},
+    {"runs", "governance"},
     {"envs"},
     {"service"},
     {"integrations"},

@@ -1,7 +1,7 @@
 """The ``ace`` command (Typer + Rich), one module per command group:
 
 - :mod:`~ace.cli.playbook`: ``ace playbook import|show|history|diff|apply|rollback|export|blame|list|verify|dedup|
-  check|trajectory``;
+  check|trajectory``, with :mod:`~ace.cli.gate`'s ``ace playbook lane|trial`` (gated promotion);
 - :mod:`~ace.cli.runs`: ``ace demo``, ``ace run``, ``ace learn``, ``ace replay``, ``ace report``;
 - :mod:`~ace.cli.textworld`: ``ace textworld make|play|export``;
 - :mod:`~ace.cli.db`: ``ace db status|upgrade``;
@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from ace.cli import db, memory, playbook, review, runs, serve, textworld, tour
+from ace.cli import db, gate, memory, playbook, review, runs, serve, textworld, tour
 from ace.cli.output import AceTyper
 
 app = AceTyper(
@@ -52,6 +52,8 @@ def _root(
     """ACE: playbooks that evolve by small, versioned deltas."""
 
 
+playbook.app.command()(gate.lane)
+playbook.app.command()(gate.trial)
 app.add_typer(playbook.app, name="playbook")
 app.add_typer(review.app, name="review")
 app.add_typer(textworld.app, name="textworld")

@@ -150,6 +150,13 @@ def channels(
     for c in found:
         add_row(t, c.name, c.version, "yes" if c.follows_head else "no")
     out.print(t)
+    from ace.governance import gate  # the trials' decisions (gated promotion), when the playbook has any
+
+    if trials := gate.list_trials(store, name, namespace=namespace, limit=5):
+        out.print(f"policy {store.promotion(name, namespace=namespace)}; latest trials (ace playbook lane {name}):")
+        for tr in trials:
+            out.print(f"  #{tr.id} v{tr.candidate} against v{tr.serving}: {tr.status}" + (f": {tr.note}" if tr.note
+                                                                                         else ""))  # fmt: skip
 
 
 @app.command()
@@ -569,17 +576,15 @@ def merge(
 
     if strategy not in STRATEGIES:
         raise typer.BadParameter(f"one of {', '.join(STRATEGIES)}, not {strategy!r}", param_hint="--strategy")
-    store, similar = open_store(db), None
+    similar = None
     if embeddings:
         from ace.llm.embeddings import MiniLMEmbedder  # onnxruntime loads only for this
         from ace.loop.refine import EmbeddingIndex
 
-        index = EmbeddingIndex(MiniLMEmbedder())
-        index.vectors([b.content for b in store.load(into, namespace=namespace)])  # now, not under the write lock
-        similar = index.similarity
+        similar = EmbeddingIndex(MiniLMEmbedder()).similarity
     who = author or f"user:{_user()}"
-    r = store.merge(branch, into=into, namespace=namespace, author=who, strategy=strategy, similar=similar,
-                    threshold=threshold)  # fmt: skip
+    r = open_store(db).merge(branch, into=into, namespace=namespace, author=who, strategy=strategy,
+                             similar=similar, threshold=threshold)  # fmt: skip
     if as_json:
         print_json(r.to_dict())
         return

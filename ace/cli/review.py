@@ -56,6 +56,9 @@ def _show(pending: dict[str, Any], name: str) -> None:
         out.print(line(("~ ", "bold"), f"[{c['id']}] {', '.join(c['fields'])}{counters}: {after['content']}"))
     for a in pending["alerts"]:
         out.print(line((f"{a['severity']} ", "bold red"), f"{a['detector']}: {a['message']}"))
+    if (gate := pending.get("gate")) is not None:
+        out.print(line(("trial ", "bold"), f"#{gate['trial']} of v{pending['candidate']}: {gate['status']}"
+                       + (f" ({gate['note']})" if gate["note"] else "")))  # fmt: skip
 
 
 @app.command("list")
@@ -128,14 +131,33 @@ def reject(
 @app.command()
 def policy(
     name: str,
-    to: Annotated[str | None, typer.Argument(help="immediate (serving follows the head) or review.")] = None,
+    to: Annotated[
+        str | None,
+        typer.Argument(help="immediate (serving follows the head), review, gated (trials serve) or gated+review."),
+    ] = None,
+    watch: Annotated[
+        bool | None,
+        typer.Option("--watch/--no-watch", help="Demote serving when reported outcomes drop after a promotion."),
+    ] = None,
+    watch_window: Annotated[
+        int | None, typer.Option("--watch-window", min=5, max=10_000, help="Outcomes the watch compares.")
+    ] = None,
+    watch_alpha: Annotated[
+        float | None, typer.Option("--watch-alpha", min=1e-9, max=0.5, help="The watch's significance level.")
+    ] = None,
     author: AuthorOpt = None,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
-    """Show or set the playbook's promotion policy: immediate (what learning commits, agents read) or review
-    (serving waits for a reviewer's approval)."""
+    """Show or set the playbook's promotion policy: immediate (what learning commits, agents read), review
+    (serving waits for a reviewer's approval), gated (a matched trial on the lane serves a better candidate:
+    ace playbook lane, ace playbook trial) or gated+review; --watch demotes serving on a drop after a promotion."""
     svc, grant = _service(db, namespace, author)
+    if watch is not None or watch_window is not None or watch_alpha is not None:
+        on = watch if watch is not None else bool(svc.gate(grant, namespace, name)["watch"]["on"])
+        w = svc.set_watch(grant, namespace, name, on=on, window=watch_window, alpha=watch_alpha)["watch"]
+        out.print(line((name, "bold"), f": watch {'on' if w['on'] else 'off'} (window {w['window']}, "
+                       f"alpha {w['alpha']:g})"))  # fmt: skip
     if to is None:
         out.print(line((name, "bold"), f": policy {svc.store.promotion(name, namespace=namespace)}"))
         return

@@ -296,12 +296,20 @@ class Service:
 
     # -- review: what learning added since the serving version, approved or rejected by a person ---------------------
     def set_promotion(self, grant: Grant, namespace: str, name: str, policy: str) -> dict[str, Any]:
-        """Set how ``serving`` moves: ``immediate`` (it follows the head) or ``review`` (a reviewer approves); an
-        admin's decision."""
+        """Set how ``serving`` moves: ``immediate`` (it follows the head), ``review`` (a reviewer approves),
+        ``gated`` (a matched trial serves a better candidate) or ``gated+review`` (a trial passes it, a reviewer
+        serves it; both gated policies need the playbook's evaluation lane first); an admin's decision."""
         ns = self.allowed(grant, namespace, "admin")
         name = normal_name(name, "playbook")
         if policy not in POLICIES:
             raise BadRequest(f"a promotion policy is one of {', '.join(POLICIES)}, not {policy[:40]!r}")
+        if policy.startswith("gated"):
+            from ace.governance import gate
+
+            lane = gate.get(self.store, name, namespace=ns)
+            if lane is None or lane.tasks is None:
+                raise BadRequest(f"{ns}/{name} has no evaluation lane: set one before the {policy} policy (ace "
+                                 f"playbook lane {name} --tasks FILE --evaluator NAME)")  # fmt: skip
         self.store.set_promotion(name, policy, namespace=ns, author=self.author(grant))
         return self.pending(grant, ns, name)
 
@@ -317,6 +325,7 @@ class Service:
         head = self.store.head_version(name, namespace=ns)
         found: dict[str, Any] = {"policy": self.store.promotion(name, namespace=ns), "serving": serving,
                                  "candidate": head, "versions": [], "diff": None, "alerts": []}  # fmt: skip
+        found["gate"] = self._verdict(ns, name, head, serving)
         if head == serving:
             return found
         if head - serving > self.limits.check_span:
@@ -338,6 +347,12 @@ class Service:
         serving = self._under_review(ns, name)
         if to <= serving:
             raise BadRequest(f"serving is at v{serving}: approve a later version (moving it back is an admin's move)")
+        if self.store.promotion(name, namespace=ns) == "gated+review":
+            verdict = self._verdict(ns, name, to, serving)
+            if verdict is None or verdict["status"] != "passed":
+                seen = "no trial" if verdict is None else f"trial #{verdict['trial']} is {verdict['status']}"
+                raise BadRequest(f"{ns}/{name} is gated+review: v{to} must pass a trial against v{serving} before "
+                                 f"it is approved ({seen}; ace playbook trial {name})")  # fmt: skip
         evidence = {"reviewed": list(range(serving + 1, to + 1)), "decision": "approved"}
         why = "approved" + (f": {reason}" if reason else "")
         self.store.move_channel(name, SERVING, to, namespace=ns, author=self.author(grant), reason=why,
@@ -372,7 +387,7 @@ class Service:
     def _under_review(self, ns: str, name: str) -> int:
         """The serving version of a playbook under the review policy (:class:`BadRequest` under another)."""
         policy = self.store.promotion(name, namespace=ns)
-        if policy != "review":
+        if policy not in ("review", "gated+review"):
             raise BadRequest(f"{ns}/{name} has the {policy} policy: nothing waits for review (ace review policy)")
         return self.store.resolve(name, SERVING, namespace=ns)
 
@@ -556,9 +571,88 @@ class Service:
         log = parse_episode(body)
         quota = Quota(self.limits.max_queued_episodes, self.limits.max_queued_chars)
         try:
-            return self.queue.submit(name, log, namespace=ns, quota=quota)
+            sent, new = self.queue.submit(name, log, namespace=ns, quota=quota)
         except (ValueError, TypeError, RecursionError) as e:  # a log the task reader cannot take
             raise EpisodeError(f"the episode is not valid: {type(e).__name__}: {e}") from None
+        if new:
+            self._watch(ns, name, log, sent.episode_id)
+        return sent, new
+
+    # -- the gate: matched trials and the watch after a promotion (ace.governance) ----------------------------------
+    def _verdict(self, ns: str, name: str, candidate: int, serving: int) -> dict[str, Any] | None:
+        """The newest trial of ``candidate`` against ``serving`` (its status, p-value, effect), or None."""
+        from ace.governance import gate
+
+        found = gate.verdict(self.store, name, namespace=ns, candidate=candidate, serving=serving)
+        if found is None:
+            return None
+        decision = (found.decision or {}).get("decision") or {}
+        return {"trial": found.id, "status": found.status, "p_value": decision.get("p_value"),
+                "effect": decision.get("effect"), "note": found.note}  # fmt: skip
+
+    def _watch(self, ns: str, name: str, log: dict[str, Any], episode_id: str) -> None:
+        """An episode's outcome, kept for the version its agent read when the playbook is watched (a drop after a
+        promotion demotes serving: :mod:`ace.governance.watch`)."""
+        from ace.governance.watch import observe
+
+        raw = log.get("outcome")
+        if isinstance(raw, dict):
+            raw = next((raw[k] for k in ("success", "correct", "won") if k in raw), None)
+        success = raw
+        if not isinstance(success, bool):
+            return
+        version = log.get("playbook_version")
+        version = version if isinstance(version, int) and not isinstance(version, bool) else None
+        observe(self.store, name, namespace=ns, success=success, version=version, episode=episode_id)
+
+    def gate(self, grant: Grant, namespace: str, name: str) -> dict[str, Any]:
+        """The playbook's gate: its policy, lane, test settings, campaign, watch, and its latest trials."""
+        from ace.governance import gate
+
+        ns = self.allowed(grant, namespace, "read")
+        name = normal_name(name, "playbook")
+        found = gate.get(self.store, name, namespace=ns)
+        trials = gate.list_trials(self.store, name, namespace=ns, limit=10)
+        return {"policy": self.store.promotion(name, namespace=ns), **(found or gate.Gate()).to_dict(),
+                "trials": [t.to_dict() for t in trials]}  # fmt: skip
+
+    def set_lane(self, grant: Grant, namespace: str, name: str, **settings: Any) -> dict[str, Any]:
+        """Set the evaluation lane (``tasks``, ``evaluator``) and the test's settings (``alpha``, ``min_effect``,
+        ``test``, ``spending``, ``looks``, ``new_campaign``): an admin's decision (:func:`ace.governance.set_lane`)."""
+        from ace.governance import gate
+
+        ns = self.allowed(grant, namespace, "admin")
+        name = normal_name(name, "playbook")
+        gate.set_lane(self.store, name, namespace=ns, author=self.author(grant), **settings)
+        return self.gate(grant, ns, name)
+
+    def set_watch(
+        self, grant: Grant, namespace: str, name: str, *, on: bool, window: int | None = None,
+        alpha: float | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Watch serving after a promotion (demote it on a significant drop of reported outcomes), or stop."""
+        from ace.governance import gate
+
+        ns = self.allowed(grant, namespace, "admin")
+        name = normal_name(name, "playbook")
+        gate.set_watch(self.store, name, namespace=ns, on=on, window=window, alpha=alpha, author=self.author(grant))
+        return self.gate(grant, ns, name)
+
+    def trial(
+        self, grant: Grant, namespace: str, name: str, llm: Any, *, budget_tokens: int | None = None,
+        provider: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Run (or go on with) the trial of the candidate against serving on the lane; under ``gated`` a better
+        candidate is served (:func:`ace.governance.run_trial`). A reviewer's (or admin's) call: it spends tokens
+        and may move serving."""
+        from ace.governance import run_trial
+
+        ns = self.allowed(grant, namespace, "review")
+        name = normal_name(name, "playbook")
+        bounded(budget_tokens, "the token budget", low=1)
+        report = run_trial(self.store, name, llm, namespace=ns, budget_tokens=budget_tokens,
+                           author=self.author(grant), provider=provider)  # fmt: skip
+        return report.to_dict()
 
     def episode(self, grant: Grant, namespace: str, name: str, episode_id: str) -> Episode:
         ns = self.allowed(grant, namespace, "read")

@@ -44,8 +44,10 @@ CANDIDATE = "candidate"  # where learning commits: the head
 SERVING = "serving"  # what agents read
 BUILTIN = (CANDIDATE, SERVING)
 # How serving moves: "immediate" follows the head (what every playbook did before channels); "review" stays where
-# it is until a reviewer approves what learning added since (ace review). Trials ("gated") are not built yet.
-POLICIES = ("immediate", "review")
+# it is until a reviewer approves what learning added since (ace review); "gated" stays until a matched trial finds
+# the candidate better on the playbook's lane (ace.governance); "gated+review": a trial passes it, a reviewer serves it
+POLICIES = ("immediate", "review", "gated", "gated+review")
+PINNED = frozenset(POLICIES) - {"immediate"}  # the policies under which serving stays where it is put
 DEFAULT_POLICY = "immediate"
 
 metadata = MetaData()
@@ -290,6 +292,7 @@ __all__ = [
     "BUILTIN",
     "CANDIDATE",
     "DEFAULT_POLICY",
+    "PINNED",
     "POLICIES",
     "SCHEMA",
     "SERVING",

@@ -606,19 +606,21 @@ class PlaybookStore:
 
     def promotion(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> str:
         """The promotion policy: how the playbook's ``serving`` channel moves: ``immediate`` (it follows the head:
-        what learning commits, agents read) or ``review`` (it stays until a reviewer approves)."""
+        what learning commits, agents read), ``review`` (it stays until a reviewer approves), ``gated`` (until a
+        matched trial finds the candidate better: :mod:`ace.governance`) or ``gated+review`` (a trial passes the
+        candidate, a reviewer serves it)."""
         with self._read() as conn:
             return ch.policy_of(conn, self._row(conn, namespace, name).id)
 
     def set_promotion(
         self, name: str, policy: str, *, namespace: str = DEFAULT_NAMESPACE, author: str | None = None
     ) -> str:
-        """Set the promotion policy. To ``review``: a ``serving`` that follows the head is pinned where the head is
-        now (logged), so what learning commits from here on waits for a reviewer. To ``immediate``: ``serving``
+        """Set the promotion policy. To ``review`` (or ``gated``, ``gated+review``): a ``serving`` that follows the
+        head is pinned where the head is now (logged), so what learning commits from here on waits for a reviewer
+        (or a trial). To ``immediate``: ``serving``
         follows the head again (logged). Returns the policy."""
         if policy not in ch.POLICIES:
-            raise ConfigError(f"a promotion policy is one of {', '.join(ch.POLICIES)}, not {policy!r}"
-                              + (" (trials are not built yet)" if policy.startswith("gated") else ""))  # fmt: skip
+            raise ConfigError(f"a promotion policy is one of {', '.join(ch.POLICIES)}, not {policy!r}")
         author = check_optional(author, "author")
         ch.SCHEMA.ensure(self.engine)
         now = vlog.now()
@@ -627,8 +629,9 @@ class PlaybookStore:
             before = ch.policy_of(conn, row.id)
             ch.set_policy(conn, row.id, policy, author=author, now=now)
             pinned = ch.pointed(conn, row.id, ch.SERVING)
-            to = int(row.head) if policy == "review" and pinned is None else None  # review pins a following serving
-            if (policy == "review" and pinned is None) or (policy == "immediate" and pinned is not None):
+            pins = policy in ch.PINNED
+            to = int(row.head) if pins and pinned is None else None  # review and gated pin a following serving
+            if (pins and pinned is None) or (policy == "immediate" and pinned is not None):
                 ch.move(conn, row.id, ch.SERVING, to, author=author, reason=f"policy {before} -> {policy}",
                         evidence=None, now=now)  # fmt: skip
         return policy
@@ -664,9 +667,12 @@ class PlaybookStore:
             now_at = (head if pinned is None else pinned) if channel == ch.SERVING else pinned
             if expected is not None and now_at != expected:
                 raise ch.ChannelMoved(f"{namespace}/{name}", channel, expected, now_at)
-            if channel == ch.SERVING and version is None and ch.policy_of(conn, row.id) == "review":
-                raise ConfigError(f"{namespace}/{name} is under review: serving moves when a reviewer approves, not "
-                                  "with the head (set the policy to immediate for that)")  # fmt: skip
+            if channel == ch.SERVING and version is None and (policy := ch.policy_of(conn, row.id)) in ch.PINNED:
+                how = "under review: serving moves when a reviewer approves"
+                if policy.startswith("gated"):
+                    how = f"under the {policy} policy: serving moves when a trial or a reviewer serves a version"
+                raise ConfigError(f"{namespace}/{name} is {how}, not with the head (set the policy to immediate for "
+                                  "that)")  # fmt: skip
             now = vlog.now()
             if pinned != version:  # a move that changes nothing is not logged
                 ch.move(conn, row.id, channel, version, author=author, reason=reason, evidence=evidence, now=now)
@@ -875,9 +881,8 @@ class PlaybookStore:
         branched from, three-way (:mod:`ace.playbook.merge`), as one new version whose message and provenance name
         ``branch@vN``; conflicts are resolved by ``strategy`` (``report``: left out and listed, taken up again by the
         next merge; ``ours``: the target's side; ``theirs``: the branch's). ``similar``: cosines of two lists of
-        texts (an embedding index's) to find duplicate ADDs by, at ``threshold``; without it, the same words. It is
-        called under the write lock, with the target's texts: pass one that holds their vectors already. The merge
-        is recorded in the same transaction; merging again with nothing new writes nothing."""
+        texts (an embedding index's) to find duplicate ADDs by, at ``threshold``; without it, the same words. The
+        merge is recorded in the same transaction; merging again with nothing new writes nothing."""
         branch, into = check_name(branch, "branch name"), check_name(into, "playbook name")
         namespace, author = check_name(namespace, "namespace"), check_optional(author, "author")
         if strategy not in STRATEGIES:
