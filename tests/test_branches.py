@@ -273,6 +273,7 @@ def test_report_leaves_conflicts_pending_and_a_later_merge_decides_them(sqlite_u
     head = store.head_version("p", namespace="t")
     assert not store.merge("b", into="p", namespace="t").changed  # still in conflict: nothing written
     assert store.head_version("p", namespace="t") == head and store.branches("p", namespace="t")[0].pending == 1
+    assert store.branches("p", namespace="t")[0].merged_into == head  # the version the first merge made
     decided = store.merge("b", into="p", namespace="t", strategy="theirs")
     assert decided.changed and decided.pending == [] and [c.resolution for c in decided.conflicts] == ["branch taken"]
     pb = store.load("p", namespace="t")
@@ -377,7 +378,8 @@ def test_a_rollback_on_the_branch_merges_as_the_change_it_made(sqlite_url: str) 
     r = store.merge("b", into="p", namespace="t")
     pb = store.load("p", namespace="t")
     assert "lc-00002" in pb and any("Lyon" in b.content for b in pb)
-    assert [c.kind for c in r.conflicts] == ["rollback"] and "helpful went from 2 to 1" in str(r.conflicts[0].branch)
+    assert [(c.kind, c.resolution) for c in r.conflicts] == [("rollback", "dropped")] and r.pending == []
+    assert "helpful went from 2 to 1" in str(r.conflicts[0].branch) and pb["lc-00001"].helpful == 2
     assert store.verify("p", namespace="t") == store.head_version("p", namespace="t")
     store.close()
 
@@ -482,8 +484,9 @@ def test_the_cli_branches_lists_and_merges(sqlite_url: str) -> None:
     assert "remapped: lc-00004 of dev2 is lc-00005 on p" in shown
     assert "duplicate: lc-00004 of dev2 merged into lc-00004: Refunds from Lyon" in shown
     listed = json.loads(ace("playbook", "branches", "p", "--json"))
-    assert [(b["branch"], b["fork_version"], b["merged"], b["pending"]) for b in listed] == [
-        ("dev", 1, 2, 0), ("dev2", 2, 2, 0)]  # fmt: skip
+    # dev's last merge (ours) made no version: merged_into is the one its first merge made
+    assert [(b["branch"], b["fork_version"], b["merged"], b["merged_into"], b["pending"]) for b in listed] == [
+        ("dev", 1, 2, 3, 0), ("dev2", 2, 2, 4, 0)]  # fmt: skip
     assert "dev2" in ace("playbook", "branches", "p")
     history = json.loads(ace("playbook", "history", "p", "--json"))
     assert history[-2]["message"].startswith("merge of dev@v2 into p (report)")

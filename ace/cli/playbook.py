@@ -576,15 +576,17 @@ def merge(
 
     if strategy not in STRATEGIES:
         raise typer.BadParameter(f"one of {', '.join(STRATEGIES)}, not {strategy!r}", param_hint="--strategy")
-    similar = None
+    store, similar = open_store(db), None
     if embeddings:
         from ace.llm.embeddings import MiniLMEmbedder  # onnxruntime loads only for this
         from ace.loop.refine import EmbeddingIndex
 
-        similar = EmbeddingIndex(MiniLMEmbedder()).similarity
+        index = EmbeddingIndex(MiniLMEmbedder())
+        index.vectors([b.content for b in store.load(into, namespace=namespace)])  # now, not under the write lock
+        similar = index.similarity
     who = author or f"user:{_user()}"
-    r = open_store(db).merge(branch, into=into, namespace=namespace, author=who, strategy=strategy,
-                             similar=similar, threshold=threshold)  # fmt: skip
+    r = store.merge(branch, into=into, namespace=namespace, author=who, strategy=strategy, similar=similar,
+                    threshold=threshold)  # fmt: skip
     if as_json:
         print_json(r.to_dict())
         return

@@ -29,8 +29,9 @@ and replays the branch's operations onto the target's head, each mapped from the
   ``strategy`` says what happens to them: ``report`` (the default) leaves them out and returns them as ``pending``,
   so that the next merge of the branch takes them up again; ``ours`` keeps the target's side; ``theirs`` takes the
   branch's (an UPDATE of a removed bullet adds it back with the branch's content; a MERGE over removed bullets
-  merges those still there). A TAG of a removed bullet, a refused operation and a rollback's lowered counters
-  cannot be taken under any strategy: ``ours`` and ``theirs`` drop them, listed.
+  merges those still there). A TAG of a removed bullet and a refused operation cannot be taken under any strategy:
+  ``ours`` and ``theirs`` drop them, listed (``report`` keeps them pending); a rollback's lowered counters are
+  dropped, listed, under every strategy.
 
 The result (:class:`MergePlan`) is one delta that applies to ``target`` (the merge's one new version), what it took,
 the duplicates it merged, the conflicts and the id map (branch id to target id, None for a bullet that is not on
@@ -287,7 +288,8 @@ class _Merge:
     def take(self, bop: BranchOp) -> None:
         op = bop.op
         if op is None:
-            self._conflict("rollback", bop, None, None, bop.note or "a change no operation states")
+            # no operation states it, so no later merge could take it: dropped (listed) whatever the strategy
+            self._conflict("rollback", bop, None, None, bop.note or "a change no operation states", DROPPED)
             return
         op = self._stamped(op)
         if isinstance(op, AddOp):

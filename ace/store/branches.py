@@ -42,6 +42,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     or_,
     select,
     text,
@@ -105,7 +106,8 @@ class NotABranch(BranchRefused):
 @dataclass(frozen=True, slots=True)
 class BranchInfo:
     """A branch: its name, the playbook it was branched from and at which version, its head, and how far it was
-    merged (the branch version merged last, the target version that merge made, the operations left out)."""
+    merged (the branch version merged last, the last target version a merge of it made, the operations left
+    out)."""
 
     namespace: str
     name: str
@@ -250,9 +252,10 @@ def listed(conn: Connection, namespace: str, parent_id: int, parent: str) -> lis
     for r in rows:
         last = _last_merge(conn, r.playbook_id)
         pending = len(json.loads(last.pending)) if last is not None else 0
+        made = conn.execute(select(func.max(merges.c.target_version)).where(merges.c.branch_id == r.playbook_id))
         found.append(BranchInfo(namespace, r.name, parent, int(r.fork_version), int(r.head), _utc(r.created_at),
-                                r.author, int(last.branch_version) if last is not None else None,
-                                last.target_version if last is not None else None, pending))  # fmt: skip
+                                r.author, int(last.branch_version) if last is not None else None, made.scalar(),
+                                pending))  # fmt: skip
     return found
 
 

@@ -881,8 +881,9 @@ class PlaybookStore:
         branched from, three-way (:mod:`ace.playbook.merge`), as one new version whose message and provenance name
         ``branch@vN``; conflicts are resolved by ``strategy`` (``report``: left out and listed, taken up again by the
         next merge; ``ours``: the target's side; ``theirs``: the branch's). ``similar``: cosines of two lists of
-        texts (an embedding index's) to find duplicate ADDs by, at ``threshold``; without it, the same words. The
-        merge is recorded in the same transaction; merging again with nothing new writes nothing."""
+        texts (an embedding index's) to find duplicate ADDs by, at ``threshold``; without it, the same words. It is
+        called under the write lock, with the target's texts: pass one that holds their vectors already. The merge
+        is recorded in the same transaction; merging again with nothing new writes nothing."""
         branch, into = check_name(branch, "branch name"), check_name(into, "playbook name")
         namespace, author = check_name(namespace, "namespace"), check_optional(author, "author")
         if strategy not in STRATEGIES:
