@@ -331,6 +331,31 @@ def test_a_killed_trial_resumes_where_it_was(sqlite_url: str, tmp_path: Path) ->
     store.close()
 
 
+def test_a_trial_replays_from_its_cassette_with_the_same_answers_and_decision(tmp_path: Path) -> None:
+    """Recorded once (the scripted generator behind a cassette), a trial re-runs on a fresh store from the cassette
+    alone, call for call, to the same answers, tokens and decision; a request the cassette does not hold stops the
+    trial (resumable) instead of inventing an answer."""
+    from ace.llm.cassette import Cassette
+
+    tape, seen = tmp_path / "trial.cassette.jsonl", []
+    for run, mode in (("record", "record"), ("replay", "replay")):
+        store = playbook(f"sqlite:///{tmp_path / run}.db")
+        gated(store, tmp_path)
+        provider = Cassette(tape, ScriptedProvider(reader) if mode == "record" else None, mode=mode)  # type: ignore[arg-type]
+        report = run_trial(store, "p", LLM(provider), namespace="t")
+        with store.transaction() as conn:
+            answers = sorted((k, r.correct, r.answer, r.tokens) for k, r in g.answers(conn, report.trial.id).items())
+        assert report.decision is not None
+        seen.append((report.trial.status, report.trial.tokens, report.decision.to_dict(), answers))
+        store.close()
+    assert seen[0] == seen[1] and seen[0][0] == "promoted"
+    store = playbook(f"sqlite:///{tmp_path / 'other'}.db", learned=CITIES[:5])  # another candidate: not on the tape
+    gated(store, tmp_path)
+    with pytest.raises(TrialInterrupted, match="CassetteMiss"):
+        run_trial(store, "p", LLM(Cassette(tape, mode="replay"), retries=0), namespace="t")
+    store.close()
+
+
 def test_a_trial_whose_serving_moved_is_superseded(sqlite_url: str, tmp_path: Path) -> None:
     store = playbook(sqlite_url)
     gated(store, tmp_path)
