@@ -356,6 +356,31 @@ def test_a_trial_replays_from_its_cassette_with_the_same_answers_and_decision(tm
     store.close()
 
 
+def test_two_runs_of_one_trial_at_once_promote_once(sqlite_url: str, tmp_path: Path) -> None:
+    """Two workers run the playbook's trial at the same time: the second takes up the open trial instead of spending
+    a second look, an answer both made is kept once, and serving moves once."""
+    import threading
+
+    store = playbook(sqlite_url)
+    gated(store, tmp_path)
+    reports: list[Any] = []
+
+    def run() -> None:
+        reports.append(run_trial(store, "p", LLM(ScriptedProvider(reader, delay_s=0.002)), namespace="t"))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reports) == 2 and {r.trial.id for r in reports} == {1}
+    assert sum(r.moved for r in reports) == 1 and g.trial(store, 1).status == "promoted"
+    assert g.trial(store, 1).answered == {"candidate": len(CITIES), "serving": len(CITIES)}
+    gated_moves = [m for m in store.channel_log("p", namespace="t", channel=SERVING) if m.author == "ace:gate"]
+    assert len(gated_moves) == 1 and store.resolve("p", SERVING, namespace="t") == 2
+    store.close()
+
+
 def test_a_trial_whose_serving_moved_is_superseded(sqlite_url: str, tmp_path: Path) -> None:
     store = playbook(sqlite_url)
     gated(store, tmp_path)

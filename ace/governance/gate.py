@@ -513,13 +513,16 @@ def start_trial(
 
 
 def close(conn: Connection, trial_id: int, status: Status, *, note: str | None = None,
-          decision: dict[str, Any] | None = None, wall_s: float = 0.0) -> None:  # fmt: skip
+          decision: dict[str, Any] | None = None, wall_s: float = 0.0) -> bool:  # fmt: skip
+    """Set an open trial's status (a trial already decided, by another process running it too, is left as it is:
+    False)."""
     values: dict[str, Any] = {"status": status, "updated_at": now(), "wall_s": trials.c.wall_s + wall_s}
     if note is not None:
         values["note"] = note
     if decision is not None:
         values["decision"] = json.dumps(decision, sort_keys=True)
-    conn.execute(update(trials).where(trials.c.id == trial_id).values(**values))
+    done = conn.execute(update(trials).where(trials.c.id == trial_id, trials.c.status.in_(OPEN)).values(**values))
+    return bool(done.rowcount)
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,6 +185,8 @@ def _decide(
     store: PlaybookStore, name: str, namespace: str, trial: g.Trial, lane: g.Lane, gate: g.Gate, policy: str,
     done: dict[tuple[str, str], g.Result], author: str | None, resumed: bool, answered: int, spent: int, wall: float,
 ) -> TrialReport:  # fmt: skip
+    if not g.trial(store, trial.id).open:  # decided meanwhile by another process running the same trial
+        return TrialReport(g.trial(store, trial.id), resumed, answered, spent, None, False)
     pairs = pairs_of(lane.tasks, done)
     decision = decide(pairs, alpha=trial.alpha, min_effect=gate.min_effect, test=gate.test, seed=trial.id)  # type: ignore[arg-type]
     now = g.trial(store, trial.id)
@@ -207,6 +209,8 @@ def _decide(
                                reason=f"gated: trial #{trial.id} {decision.reason}", evidence=evidence,
                                expected=trial.serving)  # fmt: skip
         except ChannelMoved as e:
+            if e.actual == trial.candidate:  # served already (the same trial, decided by another process)
+                return TrialReport(g.trial(store, trial.id), resumed, answered, spent, decision, False)
             status, note = "superseded", f"{decision.reason}; not served: {e}"
         else:
             status, moved = "promoted", True
