@@ -285,7 +285,8 @@ def test_carried_indexes_and_twins_equal_a_full_computation(steps: list[tuple[in
 
 
 def test_guard_cli_and_service_agree_on_every_alert(tmp_path: Path) -> None:
-    from ace.service.core import Grant, Service
+    from ace.service.auth import Grant
+    from ace.service.core import Service
 
     db = f"sqlite:///{tmp_path / 'p.db'}"
     store = PlaybookStore(db)

@@ -44,8 +44,9 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from ace.collapse.alerts import Alert, Severity, _alert
 from ace.collapse.index import (
     NO_IDS,
     Posting,
@@ -62,48 +63,6 @@ from ace.collapse.subtle import Subtle, Window
 from ace.collapse.subtle import step as subtle_step
 from ace.playbook import Bullet, Playbook, QualityRules, injection
 from ace.playbook.quality import content_problem, section_problem
-
-Severity = Literal["info", "warning", "critical"]
-_SEVERITY = {"info": 0, "warning": 1, "critical": 2}
-
-
-@dataclass(frozen=True)
-class Alert:
-    detector: str
-    severity: Severity
-    message: str
-    versions: tuple[int | None, int | None]  # (before, after)
-    evidence: dict[str, Any] = field(default_factory=dict)
-    ids: tuple[str, ...] = ()  # the bullets it is about
-    facts: tuple[str, ...] = ()  # the facts it is about (``kind:value``, :mod:`ace.collapse.facts`)
-
-    def at_least(self, severity: Severity) -> bool:
-        return _SEVERITY[self.severity] >= _SEVERITY[severity]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The alert as JSON-ready data: detector, severity, message, versions, bullet ids, facts and evidence
-        (texts in the evidence cut to 500 characters)."""
-        return {"versions": list(self.versions), "detector": self.detector, "severity": self.severity,
-                "message": self.message, "ids": list(self.ids), "facts": list(self.facts),
-                "evidence": _plain(self.evidence)}  # fmt: skip
-
-    def key(self) -> tuple[Any, ...]:
-        """What tells two alerts apart (for comparing the guard's, the CLI's and the service's)."""
-        return (self.detector, self.severity, self.versions, self.ids, self.facts)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as JSON-ready data: texts cut to 500 characters, tuples and sets as lists."""
-    if isinstance(value, str):
-        return value if len(value) <= 500 else value[:500] + "…"
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value) if isinstance(value, (set, frozenset)) else value
-        return [_plain(v) for v in items]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -369,19 +328,6 @@ class Detectors:
             for (v0, p0), (v1, p1) in itertools.pairwise(versions):
                 alerts.extend(watch.step(p0, p1, versions=(v0, v1)))
         return alerts
-
-
-def _alert(
-    detector: str,
-    severity: Severity,
-    message: str,
-    versions: tuple[int | None, int | None],
-    evidence: dict[str, Any],
-    *,
-    ids: Iterable[str] = (),
-    facts: Iterable[str] = (),
-) -> Alert:
-    return Alert(detector, severity, message, versions, evidence, tuple(ids), tuple(facts))
 
 
 @dataclass

@@ -35,15 +35,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ace.collapse.alerts import Alert, Severity
 from ace.collapse.facts import facts, still_in
 from ace.collapse.index import INDEX_KEYS, NO_IDS, fact_index, token_index
 from ace.collapse.relations import Rules, contradicted_in, link, swapped, twin_in, twins
 from ace.playbook import Bullet, Playbook
-
-if TYPE_CHECKING:
-    from ace.collapse.detectors import Alert, Severity
 
 Versions = tuple[int | None, int | None]
 
