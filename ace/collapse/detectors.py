@@ -6,7 +6,7 @@ typed :class:`Alert` s with a severity, the evidence and the versions involved. 
 
 Detectors and their default thresholds (all configurable):
 
-- ``size``: the context shrinks by more than 50 % of its tokens or bullets in one step (critical), 25 % (warning).
+- ``size``: the context shrinks by more than 35 % of its tokens or bullets in one step (critical), 25 % (warning).
   Playbooks under ``min_tokens`` are ignored (a few bullets moving is not a collapse).
 - ``brevity``: the mean bullet length falls by more than 60 % (critical) or 30 % (warning), or the share of bullets
   carrying specifics (digits, formulas, code, quoted names) falls by more than half (warning).
@@ -86,7 +86,7 @@ class Detectors:
 
     min_tokens: int = 200
     size_warning: float = 0.25
-    size_critical: float = 0.5
+    size_critical: float = 0.35
     brevity_warning: float = 0.3
     brevity_critical: float = 0.6
     retention_warning: float = 0.9
@@ -345,6 +345,9 @@ class Watch:
         if self.window.base_twinned is None:
             self.window.start(before)
         alerts, events = self.detectors._step(before, after, versions)
+        self.window.seen += 1
+        if self.window.seen % self.window.rules.window == 0:
+            self.window.rank(after)
         return alerts + self.window.feed(_alert, events, versions)
 
 

@@ -9,7 +9,8 @@ A *fact* is a short string ``kind:value``; two bullets that hold the same fact s
 - ``num``: numbers, with their unit when one follows (``30 days``, ``5 %``, ``$20``);
 - ``name``: capitalized words inside a sentence (``Spotify``, ``Python``), taken together when consecutive;
 - ``cond``: conditions and qualifiers with the word they bind (``only when:paginat``, ``unless:empty``,
-  ``before:call``, ``never:hardcod``).
+  ``before:call``, ``never:hardcod``); qualifiers that say the same are one (``rather than`` is ``instead of``).
+  ``always`` is not one: "always check" and "make sure to check" say the same (it counts as a polarity word).
 
 :func:`subject` is what a bullet is about, stripped of its facts: stemmed content words, no stop words. Two bullets
 about the same subject that state different facts of one kind contradict each other; two that state the same facts
@@ -52,7 +53,7 @@ UNITS = _split(
 # qualifiers that bind the next content word: dropping "only when paginating" changes when a rule applies
 _QUALIFIERS = re.compile(
     r"\b(only when|only if|only for|only after|only before|unless|except when|except for|except|before|after|until|"
-    r"never|always|at least|at most|no more than|no later than|no earlier than|instead of|rather than|"
+    r"never|at least|at most|no more than|no later than|no earlier than|instead of|rather than|"
     r"must not|do not|don't|should not|if and only if)\b\s+((?:[\w'-]+\s+){0,4})",
     re.IGNORECASE,
 )
@@ -91,6 +92,24 @@ _POLAR_WORDS = re.compile(
 _OPPOSITE = {a: b for a, b in _POLAR} | {b: a for a, b in _POLAR}
 
 _SUFFIXES = ("ations", "ation", "ingly", "ings", "ing", "edly", "ed", "ies", "es", "ly", "s")
+
+
+# qualifiers that say the same: a condition reworded from one to the other is kept
+_SAME_QUALIFIER = {
+    "rather than": "instead of",
+    "only if": "only when",
+    "except when": "unless",
+    "no more than": "at most",
+    "don't": "do not",
+    "should not": "must not",
+    "if and only if": "only when",
+}
+
+
+def qualifier_rx(qualifier: str) -> re.Pattern[str]:
+    """What finds ``qualifier`` (canonical, as in a ``cond:`` fact) in case-folded text, in any of its forms."""
+    forms = [qualifier, *(k for k, v in _SAME_QUALIFIER.items() if v == qualifier)]
+    return re.compile(r"\b(?:" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + r")\b")
 
 
 def stem(word: str) -> str:
@@ -154,7 +173,8 @@ def facts(content: str) -> frozenset[str]:
     for m in _QUALIFIERS.finditer(content):
         bound = _content_words(m.group(2))
         if bound:
-            found.add(f"cond:{' '.join(m.group(1).casefold().split())}:{stem(bound[0])}")
+            qualifier = " ".join(m.group(1).casefold().split())
+            found.add(f"cond:{_SAME_QUALIFIER.get(qualifier, qualifier)}:{stem(bound[0])}")
     return frozenset(found)
 
 
@@ -171,12 +191,11 @@ def solid(found: frozenset[str]) -> frozenset[str]:
 
 def still_in(fact: str, text: str) -> bool:
     """Whether ``text`` still says ``fact`` in some form: its value anywhere in it (case-insensitive), for a
-    condition its qualifier with the word it binds."""
+    condition its qualifier."""
     k, _, value = fact.partition(":")
     folded = text.casefold()
-    if k == "cond":
-        qualifier, _, bound = value.partition(":")
-        return qualifier in folded and bound in folded
+    if k == "cond":  # the qualifier still there: the word it binds may have been reworded
+        return qualifier_rx(value.partition(":")[0]).search(folded) is not None
     if k == "num":
         return value.split(" ")[0] in folded
     return value in folded

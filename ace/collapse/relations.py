@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import immutables
 
-from ace.collapse.facts import facts, flipped, jaccard, kind, subject
+from ace.collapse.facts import facts, flipped, jaccard, kind, still_in, subject
 from ace.collapse.facts import solid as hard
 from ace.collapse.index import NO_IDS, fact_index, stem_index
 from ace.playbook import Playbook
@@ -83,41 +83,58 @@ def contradiction_candidates(pb: Playbook, content: str, rules: Rules) -> set[st
 
 def twins_of(a: str, b: str, rules: Rules) -> bool:
     ha, hb = hard(facts(a)), hard(facts(b))
-    if ha != hb:
+    if ha != hb or flipped(a, b) is not None:  # the same words saying the opposite are no twins
         return False
     j = jaccard(subject(a), subject(b))
     return j >= (rules.twin_hard if ha else rules.twin_plain)
 
 
+def _value(fact: str) -> str:
+    return fact.split(":", 1)[1].split(" ")[0] if fact.startswith("num:") else fact.split(":", 1)[1]
+
+
+def _one_change(old: str, gone: frozenset[str], added: frozenset[str], *, all_added: bool) -> tuple[str, str] | None:
+    """``(was, now)`` when replacing one value of ``old`` by another of its kind explains every fact that went
+    (and, with ``all_added``, every fact that came): one value changed, the rest said alike."""
+    folded = old.casefold()
+    for was in sorted(gone):
+        for now in sorted(added):
+            if kind(now) != kind(was):
+                continue
+            changed = folded.replace(_value(was), _value(now))
+            if changed == folded or any(still_in(g, changed) for g in gone):
+                continue
+            if not all_added or all(still_in(f, changed) for f in added):
+                return was, now
+    return None
+
+
 def contradiction(old: str, new: str, rules: Rules) -> tuple[str, str] | None:
     """``(was, now)``: the fact or polarity word of ``old`` that ``new`` states otherwise, when both are about the
-    same thing; None when they do not contradict. Same thing: every other hard fact alike, and subjects that
-    overlap (>= ``contra_subject`` when they share a hard fact, >= ``twin_plain`` otherwise). Two bullets that differ
-    in two facts (another supplier, another code) are about different things."""
+    same thing; None when they do not contradict. Same thing: subjects that overlap (>= ``contra_subject`` when
+    they share a hard fact, >= ``twin_plain`` otherwise) and one value changed with the rest said alike (replacing
+    it in ``old`` gives every hard fact of ``new``). Two bullets that differ in two independent facts (another
+    supplier with another code) are about different things."""
     f0, f1 = hard(facts(old)), hard(facts(new))
     gone, added = f0 - f1, f1 - f0
     j = jaccard(subject(old), subject(new))
     if j < (rules.contra_subject if f0 & f1 else rules.twin_plain):
         return None
-    if len(gone) == 1 and len(added) == 1:
-        (was,), (now,) = gone, added
-        return (was, now) if kind(was) == kind(now) else None
+    if gone and added:
+        return _one_change(old, gone, added, all_added=True)
     if not gone and not added:
         return flipped(old, new)
     return None
 
 
 def swapped(old: str, new: str) -> tuple[str, str] | None:
-    """``(was, now)`` when an UPDATE from ``old`` to ``new`` swaps one hard fact for another of the same kind (a
-    value for another value, an id for another id; details added beside it are fine), or a polarity word for its
-    opposite."""
+    """``(was, now)`` when an UPDATE from ``old`` to ``new`` changes one hard fact into another of its kind (a value
+    for another value, an id for another id, wherever it is said; details added beside it are fine), or a polarity
+    word into its opposite."""
     f0, f1 = hard(facts(old)), hard(facts(new))
     gone, added = f0 - f1, f1 - f0
-    if len(gone) == 1:
-        (was,) = gone
-        now = sorted(f for f in added if kind(f) == kind(was))
-        if now:
-            return was, now[0]
+    if gone and added:
+        return _one_change(old, gone, added, all_added=False)
     return flipped(old, new) if not gone else None
 
 

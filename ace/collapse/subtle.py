@@ -22,7 +22,8 @@ after the count has fallen back below it):
 
 - ``erosion``: ``erosion_steps`` steps that shortened a bullet by ``shrink`` or more or dropped a fact from it;
 - ``removal``: ``removals`` removals of bullets that were not harmful (cleanup excepted, merges excepted);
-- ``counters``: ``burst_hits`` harmful tags on well-rated bullets within the last ``burst_window`` steps;
+- ``counters``: ``burst_hits`` harmful tags within the last ``burst_window`` steps on the most helpful bullets (the
+  top tenth by helpful count, ranked again every ``window`` steps; scattered harmful tags rarely land there);
 - ``redundancy``: ``duplicate_adds`` duplicate additions, or the share of bullets with a twin up by ``twin_rise``
   (and at least ``duplicate_adds`` bullets) from the window's first version: judged against the playbook's own
   baseline, so a playbook that always had near-duplicates does not warn on every step.
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ace.collapse.alerts import Alert, Severity
-from ace.collapse.facts import facts, still_in
+from ace.collapse.facts import facts, qualifier_rx, still_in, subject
 from ace.collapse.index import INDEX_KEYS, NO_IDS, fact_index, token_index
 from ace.collapse.relations import Rules, contradicted_in, link, swapped, twin_in, twins
 from ace.playbook import Bullet, Playbook
@@ -72,7 +73,7 @@ class Events:
     version: int | None
     eroded: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    harmful_hits: list[str] = field(default_factory=list)
+    harmful_hits: list[tuple[str, int]] = field(default_factory=list)  # (id, its helpful count before)
     duplicate_adds: list[str] = field(default_factory=list)
     twinned: int = 0
     bullets: int = 0
@@ -111,10 +112,12 @@ def step(
         kept = facts(new.content) if new is not None else frozenset()
         text = new.content if new is not None else ""
         swapped_out = () if swap is None else (swap[0], f"cond:{swap[0]}:")  # the value, or the flipped word's
+        if new is None and i in merged_away:
+            text = " ".join(after[j].content for j in touched if j in after and i in after[j].merged_from)
         lost = sorted(
             f
             for f in facts(old.content) - kept
-            if not f.startswith(swapped_out) and not still_in(f, text) and not stated.get(f, NO_IDS)
+            if not f.startswith(swapped_out) and not _kept(f, old.content, text, stated)
         )
         if lost and (new is not None or i in merged_away):  # a REMOVE is judged by its counters and the window
             sev: Severity = "critical" if rules.rated(old) else "warning"
@@ -138,7 +141,7 @@ def _counters(
     make: Callable[..., Alert], rules: Subtle, old: Bullet, new: Bullet, v: Versions, alerts: list[Alert], ev: Events
 ) -> None:
     if new.harmful > old.harmful and rules.rated(old):
-        ev.harmful_hits.extend([old.id] * (new.harmful - old.harmful))
+        ev.harmful_hits.extend([(old.id, old.helpful)] * (new.harmful - old.harmful))
         if new.harmful > new.helpful:
             msg = f"[{old.id}] pushed from helpful {old.helpful}/harmful {old.harmful} to {new.helpful}/{new.harmful}"
             alerts.append(make("counters", "warning", msg, v, {"content": old.content}, ids=(old.id,)))
@@ -153,17 +156,29 @@ def _added(
     alerts: list[Alert],
     ev: Events,
 ) -> None:
-    if (twin := twin_in(before, new.content, rules.rules)) is not None:
-        ev.duplicate_adds.append(new.id)
-        msg = f"[{new.id}] says what [{twin}] already says"
-        evidence = {"added": new.content, "existing": before[twin].content}
-        alerts.append(make("redundancy", "info", msg, v, evidence, ids=(new.id, twin)))
-        return
     if (found := contradicted_in(before, new.content, rules.rules)) is not None:
         other, was, now = found
         msg = f"[{new.id}] says {_shown(now)} where [{other}] says {_shown(was)}"
         evidence = {"added": new.content, "existing": before[other].content}
         alerts.append(make("contradiction", "warning", msg, v, evidence, ids=(new.id, other), facts=(was, now)))
+        return
+    if (twin := twin_in(before, new.content, rules.rules)) is not None:
+        ev.duplicate_adds.append(new.id)
+        msg = f"[{new.id}] says what [{twin}] already says"
+        evidence = {"added": new.content, "existing": before[twin].content}
+        alerts.append(make("redundancy", "info", msg, v, evidence, ids=(new.id, twin)))
+
+
+def _kept(fact: str, old: str, text: str, stated: Any) -> bool:
+    """Whether ``fact`` of ``old`` survives in ``text`` (the bullet's new content, or what it was merged into). A
+    hard fact also survives when another bullet states it; a condition belongs to its rule: it survives when its
+    qualifier is still said as often, or with the word it bound."""
+    if not fact.startswith("cond:"):
+        return still_in(fact, text) or bool(stated.get(fact, NO_IDS))
+    qualifier, _, bound = fact[5:].partition(":")
+    rx = qualifier_rx(qualifier)
+    n_new = len(rx.findall(text.casefold()))
+    return n_new >= len(rx.findall(old.casefold())) or (n_new > 0 and bound in subject(text))
 
 
 def _shown(fact: str) -> str:
@@ -178,12 +193,20 @@ class Window:
     steps: deque[Events] = field(default_factory=deque)
     active: set[str] = field(default_factory=set)
     base_twinned: tuple[int, int] | None = None  # (twinned, bullets) at the window's first version
+    top_helpful: int = 0  # the helpful count of the most helpful tenth of the bullets (refreshed every few steps)
+    seen: int = 0
+
+    def rank(self, pb: Playbook) -> None:
+        """Find again which bullets are the most helpful (O(n): every ``window`` steps)."""
+        counts = sorted((b.helpful for b in pb.bullets_by_id.values()), reverse=True)
+        self.top_helpful = max(self.rules.well_rated + 1, counts[len(counts) // 10] if counts else 0)
 
     def start(self, pb: Playbook) -> None:
         """The baseline: the version the history starts from. Its indexes are built here, once (O(n)), so that
         every step after costs O(delta)."""
         for which in INDEX_KEYS:
             token_index(pb, which)
+        self.rank(pb)
         self.base_twinned = (len(twins(pb, self.rules.rules)), len(pb))
 
     def feed(self, make: Callable[..., Alert], ev: Events, v: Versions) -> list[Alert]:
@@ -218,12 +241,13 @@ class Window:
         counted(
             "removal", removed, r.removals, f"{{n}} bullets that were not harmful removed in the last {r.window} steps"
         )
-        burst = [(e.version, i) for e in steps[-r.burst_window :] for i in e.harmful_hits]
+        top = self.top_helpful
+        burst = [(e.version, i) for e in steps[-r.burst_window :] for i, helpful in e.harmful_hits if helpful >= top]
         counted(
             "counters/burst",
             burst,
             r.burst_hits,
-            f"{{n}} harmful tags on well-rated bullets in the last {r.burst_window} steps",
+            f"{{n}} harmful tags on the most helpful bullets (helpful >= {top}) in the last {r.burst_window} steps",
         )
         dups = [(e.version, i) for e in steps for i in e.duplicate_adds]
         counted(
