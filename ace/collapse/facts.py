@@ -39,6 +39,10 @@ _CALL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\(\)")
 _MIXED = re.compile(r"\b(?=[A-Za-z0-9-]*[A-Za-z])(?=[A-Za-z0-9-]*\d)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\b")
 _ACRONYM = re.compile(r"(?<![\w-])[A-Z]{2,}s?(?![\w-])")
 _NUMBER = re.compile(r"(?<![\w.-])([$€£]?)(\d+(?:[.,]\d+)*)(?:\s?(%|[A-Za-z]+))?")
+_LABEL = re.compile(
+    r"\b(number|no\.|rule|item)\s*#?$",
+    re.IGNORECASE,
+)
 _CAPITAL = re.compile(r"(?<![\w'])([A-Z][a-z][a-z'A-Z]*(?:[ -][A-Z][a-z][a-z'A-Z]*)*)")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*|[-*•]\s+|\(\s*)$")
 _WORD = re.compile(r"[a-z][a-z']*[a-z]")
@@ -151,6 +155,9 @@ def facts(content: str) -> frozenset[str]:
         found.add("code:" + m.group(0).removesuffix("s").casefold())
     for m in _NUMBER.finditer(content):
         cur, number, unit = m.group(1), m.group(2), m.group(3)
+        if (label := _LABEL.search(content[: m.start()])) is not None and not cur:
+            found.add(f"id:{label.group(1).casefold()} {number}")  # "rule 0", "step 2": which one, not how much
+            continue
         unit = (unit or "").casefold()
         value = number.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+", number) else number
         if cur:

@@ -89,17 +89,22 @@ def twins_of(a: str, b: str, rules: Rules) -> bool:
     return j >= (rules.twin_hard if ha else rules.twin_plain)
 
 
+_VALUES = frozenset({"num", "code", "quote"})
+
+
 def _value(fact: str) -> str:
     return fact.split(":", 1)[1].split(" ")[0] if fact.startswith("num:") else fact.split(":", 1)[1]
 
 
 def _one_change(old: str, gone: frozenset[str], added: frozenset[str], *, all_added: bool) -> tuple[str, str] | None:
     """``(was, now)`` when replacing one value of ``old`` by another of its kind explains every fact that went
-    (and, with ``all_added``, every fact that came): one value changed, the rest said alike."""
+    (and, with ``all_added``, every fact that came): one value changed, the rest said alike. Between two bullets
+    (``all_added``) only a value can differ: a different id or name, or a number that labels ("rule 0", "step 2"),
+    says which thing a bullet is about, so two such bullets are about different things."""
     folded = old.casefold()
     for was in sorted(gone):
         for now in sorted(added):
-            if kind(now) != kind(was):
+            if kind(now) != kind(was) or (all_added and kind(was) not in _VALUES):
                 continue
             changed = folded.replace(_value(was), _value(now))
             if changed == folded or any(still_in(g, changed) for g in gone):
