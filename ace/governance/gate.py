@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 import unicodedata
-import weakref
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +25,6 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
-    Engine,
     Float,
     ForeignKey,
     Index,
@@ -38,7 +35,6 @@ from sqlalchemy import (
     Text,
     func,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -48,7 +44,7 @@ from ace.governance.stats import SPENDING, TESTS, Campaign, check_alpha
 from ace.names import check_optional
 from ace.store import PlaybookNotFound, PlaybookStore
 from ace.store import schema as store_schema
-from ace.store.components import ComponentSchema
+from ace.store.components import ComponentSchema, TablePresence
 from ace.tasks import Evaluator, Task, load_finance, load_tasks
 
 Status = Literal["running", "stopped", "promoted", "passed", "not-better", "superseded"]
@@ -304,24 +300,8 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-# engines whose database has the gate's tables (they are never dropped); a database without them is asked again
-_present: weakref.WeakSet[Engine] = weakref.WeakSet()
-_present_lock = threading.Lock()
-
-
-def tables_present(conn: Connection) -> bool:
-    engine = conn.engine
-    with _present_lock:
-        if engine in _present:
-            return True
-    if conn.dialect.name == "postgresql":
-        found = conn.execute(text("SELECT to_regclass('ace_gates') IS NOT NULL")).scalar()
-    else:
-        found = conn.execute(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ace_gates'")).first()
-    if found:
-        with _present_lock:
-            _present.add(engine)
-    return bool(found)
+# whether the database has the gate's tables (remembered per engine once it has)
+tables_present = TablePresence("ace_gates")
 
 
 def playbook_id(conn: Connection, namespace: str, name: str) -> int:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +32,6 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -45,7 +42,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
 )
 
 from ace.playbook.delta import AddOp, Delta, RemoveOp, TagOp, UpdateOp
@@ -53,7 +49,7 @@ from ace.playbook.diff import diff
 from ace.playbook.merge import BranchOp, Conflict, Duplicate, MergePlan, Taken
 from ace.playbook.model import Playbook, Source
 from ace.store import schema as t
-from ace.store.components import ComponentSchema
+from ace.store.components import ComponentSchema, TablePresence
 from ace.store.errors import CorruptRow, PlaybookNotFound, StoreError
 
 metadata = MetaData()
@@ -200,27 +196,8 @@ class MergeJob:
         return self.head == self.through and not self.pending
 
 
-# engines whose database has the branch tables (seen once: they are never dropped); a database without them is
-# asked again on each read, so a first branch made by another process is seen at once
-_present: weakref.WeakSet[Engine] = weakref.WeakSet()
-_present_lock = threading.Lock()
-
-
-def tables_present(conn: Connection) -> bool:
-    """Whether the database has the branch tables (cached per engine once they are there)."""
-    engine = conn.engine
-    with _present_lock:
-        if engine in _present:
-            return True
-    if conn.dialect.name == "postgresql":
-        found = conn.execute(text("SELECT to_regclass('ace_branches') IS NOT NULL")).scalar()
-    else:
-        q = text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ace_branches'")
-        found = conn.execute(q).first() is not None
-    if found:
-        with _present_lock:
-            _present.add(engine)
-    return bool(found)
+# whether the database has the branch tables (remembered per engine once it has)
+tables_present = TablePresence("ace_branches")
 
 
 def _utc(dt: datetime) -> datetime:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +23,6 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -33,11 +30,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
 )
 
 from ace.names import InvalidName
-from ace.store.components import ComponentSchema
+from ace.store.components import ComponentSchema, TablePresence
 from ace.store.errors import StoreError
 
 CANDIDATE = "candidate"  # where learning commits: the head
@@ -168,27 +164,8 @@ class ChannelMove:
         }
 
 
-# engines whose database has the channel tables (seen once: they are never dropped); a database without them is
-# asked again on each read, so a first move by another process is seen at once
-_present: weakref.WeakSet[Engine] = weakref.WeakSet()
-_present_lock = threading.Lock()
-
-
-def tables_present(conn: Connection) -> bool:
-    """Whether the database has the channel tables (cached per engine once they are there)."""
-    engine = conn.engine
-    with _present_lock:
-        if engine in _present:
-            return True
-    if conn.dialect.name == "postgresql":
-        found = conn.execute(text("SELECT to_regclass('ace_channels') IS NOT NULL")).scalar()
-    else:
-        q = text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ace_channels'")
-        found = conn.execute(q).first() is not None
-    if found:
-        with _present_lock:
-            _present.add(engine)
-    return bool(found)
+# whether the database has the channel tables (remembered per engine once it has)
+tables_present = TablePresence("ace_channels")
 
 
 def pointed(conn: Connection, playbook_id: int, channel: str) -> int | None:

@@ -123,6 +123,32 @@ class ComponentSchema:
         return int.from_bytes(digest[:8], "big", signed=True)
 
 
+class TablePresence:
+    """Whether a component's table exists, asked of the database until it does and then remembered per engine
+    (a component's tables are never dropped); a database without it is asked again on each call, so a first write
+    by another process is seen at once."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self._seen: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def __call__(self, conn: Connection) -> bool:
+        engine = conn.engine
+        with self._lock:
+            if engine in self._seen:
+                return True
+        if conn.dialect.name == "postgresql":
+            found = conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": self.table}).scalar()
+        else:
+            q = text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :t")
+            found = conn.execute(q, {"t": self.table}).first() is not None
+        if found:
+            with self._lock:
+                self._seen.add(engine)
+        return bool(found)
+
+
 def columns(conn: Connection, table: str) -> set[str] | None:
     """The column names of ``table``, or None if there is no such table (for a ``recognise`` function)."""
     from sqlalchemy import inspect
