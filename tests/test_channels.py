@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -263,4 +264,145 @@ def test_the_langgraph_store_gives_agents_serving_and_edits_the_head(sqlite_url:
     item = lg.get(("t", "playbooks"), "p")
     assert item is not None and item.value["version"] == 1 and "LC-8799" not in item.value["text"]
     assert lg.get(("t", "playbooks", "p"), "rul-00002") is not None  # the bullets are the head's (v2)
+    store.close()
+
+
+def _lesson(city: str, code: str) -> str:
+    return json.dumps(
+        {"operations": [{"type": "ADD", "section": "RULES", "content": f"Refunds from {city} use {code}."}]}
+    )
+
+
+def test_a_reviewer_approves_part_of_a_change_or_edits_it_and_the_rest_is_turned_down(db_url: str) -> None:
+    store = _store(db_url)
+    svc = Service(store)
+    admin, reviewer = Grant("admin", frozenset({"t"}), name="ops"), Grant("review", frozenset({"t"}), name="rev")
+    writer = Grant("write", frozenset({"t"}), name="bot")
+    svc.set_promotion(admin, "t", "p", "review")  # serving v2
+    svc.commit(writer, "t", "p", _lesson("Ghent", "LC-1203"))  # v3
+    svc.commit(writer, "t", "p", _lesson("Lund", "LC-0001"))  # v4: a lie
+    svc.commit(writer, "t", "p", '{"operations": [{"type": "UPDATE", "id": "rul-00003", "content": '
+                                 '"Refunds from Ghent use LC-1203, in euros."}]}')  # v5: needs v3  # fmt: skip
+    with pytest.raises(AccessDenied):
+        svc.approve(writer, "t", "p", to=5, only=[3])
+    with pytest.raises(Exception, match="give the reason"):
+        svc.approve(reviewer, "t", "p", to=5, only=[3, 5])
+    with pytest.raises(Exception, match="versions waiting for review"):
+        svc.approve(reviewer, "t", "p", to=5, only=[2, 3], reason="x")
+    with pytest.raises(Exception, match=r"cannot be approved alone.*v5"):
+        svc.approve(reviewer, "t", "p", to=5, only=[5], reason="v5 alone")  # it updates what v3 added
+    assert store.head_version("p", namespace="t") == 5  # a refused approval wrote nothing
+    done = svc.approve(reviewer, "t", "p", to=5, only=[3, 5], reason="there is no Lund office")
+    assert done["serving"] == done["candidate"] == 6 and done["versions"] == []
+    served = [b.content for b in store.load("p", namespace="t", channel=SERVING)]
+    assert "Refunds from Ghent use LC-1203, in euros." in served and not any("LC-0001" in c for c in served)
+    head = store.history("p", namespace="t")[-1]
+    assert head.kind == "rollback" and head.author == "token:rev"
+    assert head.message == "approved part: kept v3, v5 of v3..v5; turned down v4: there is no Lund office"
+    move = store.channel_log("p", namespace="t", channel=SERVING)[-1]
+    assert move.evidence is not None and (move.evidence["kept"], move.evidence["rejected"]) == ([3, 5], [4])
+    assert store.verify("p", namespace="t") >= 6  # every version, the picked one too, rebuilds to its digest
+    # the curator is shown what was turned down, with the reason
+    assert store.turned_down("p", namespace="t") == [("Refunds from Lund use LC-0001.", move.reason)]
+    # an edit: the reviewer fixes a lesson before serving it (a delta of the reviewer's, through the gate)
+    svc.commit(writer, "t", "p", _lesson("Basel", "LC-7777"))  # v7
+    fix = '{"operations": [{"type": "UPDATE", "id": "rul-00005", "content": "Refunds from Basel use LC-7778."}]}'
+    with pytest.raises(Exception, match="unknown"):
+        svc.approve(reviewer, "t", "p", to=7, edit=fix.replace("rul-00005", "rul-00099"))
+    edited = svc.approve(reviewer, "t", "p", to=7, edit=fix, reason="the code is 7778")
+    assert edited["serving"] == 8
+    basel = [b for b in store.load("p", namespace="t", channel=SERVING) if "Basel" in b.content]
+    assert [b.content for b in basel] == ["Refunds from Basel use LC-7778."]
+    assert (store.history("p", namespace="t")[-1].message or "").startswith("approved part: kept v7 of v7..v7; edited")
+    # learning that moved on since the review is not dropped silently: the reviewer looks again
+    svc.commit(writer, "t", "p", _lesson("Riga", "LC-5555"))  # v9
+    svc.commit(writer, "t", "p", _lesson("Porto", "LC-6666"))  # v10
+    with pytest.raises(StaleVersionError):
+        svc.approve(reviewer, "t", "p", to=9, edit=fix.replace("7778", "7779"), reason="stale view")
+    store.close()
+
+
+def test_the_curator_does_not_propose_again_a_lesson_a_reviewer_turned_down(sqlite_url: str) -> None:
+    """The loop reads the playbook's turned-down lessons: the free curator is shown them and the copy-friendly
+    curator drops the same lesson by code (scripted provider: the curator's logic, not the model's, is tested)."""
+    from ace.llm import LLM
+    from ace.llm.testing import ScriptedProvider
+    from ace.llm.types import Request
+    from ace.loop import LoopConfig, LoopContext, RunSetup
+    from ace.loop.nodes import curate_node
+    from ace.loop.roles import FactReflection, GeneratorOutput, Reflection
+    from ace.tasks import Task
+    from ace.tasks.conventions import conventions
+
+    store = _store(sqlite_url)
+    svc = Service(store)
+    admin, reviewer = Grant("admin", frozenset({"t"}), name="ops"), Grant("review", frozenset({"t"}), name="rev")
+    svc.set_promotion(admin, "t", "p", "review")
+    svc.commit(admin, "t", "p", _lesson("Lund", "LC-0001"))  # v3
+    svc.reject(reviewer, "t", "p", candidate=3, reason="there is no Lund office")  # v4
+    task = Task(id="q1", input="Which code do refunds from Lund use?", target="LC-0001")
+    seen: list[str] = []
+
+    def curator(request: Request) -> dict[str, Any]:  # proposes the turned-down lesson again, and a new one
+        seen.append(request.messages[-1].content)
+        return {"reasoning": "", "operations": [
+            {"type": "ADD", "section": "RULES", "content": "Refunds from lund use LC-0001"},
+            {"type": "ADD", "section": "RULES", "content": "Refunds from Turku use LC-4242."}]}  # fmt: skip
+
+    llm = LLM(ScriptedProvider(curator))
+    for config, refl in (
+        (LoopConfig(), Reflection(reasoning="", error_identification="", root_cause_analysis="",
+                                  correct_approach="", key_insight="Lund uses LC-0001", bullet_tags=[])),
+        (LoopConfig(curation="facts"),
+         FactReflection(fact="Refunds from Lund use LC-0001.", value="LC-0001", bullet_tags=[])),
+    ):  # fmt: skip
+        ctx = LoopContext(RunSetup(llm, store, "p", conventions, namespace="t", config=config), [task], "r")
+        answer = GeneratorOutput(reasoning="", bullet_ids=[], final_answer="unknown")
+        state = {"index": 0, "reflection": refl, "answer": answer, "base_version": 4}
+        out = curate_node(state, ctx)  # type: ignore[arg-type]
+        made = out.get("candidate")
+        contents = [getattr(op, "content", "") for op in made.delta.operations] if made is not None else []
+        assert not any("LC-0001" in c for c in contents)
+        if config.curation == "facts":
+            assert out.get("candidate") is None or not contents  # no LLM call, nothing curated
+        else:
+            assert contents == ["Refunds from Turku use LC-4242."]
+            assert "LESSONS A REVIEWER TURNED DOWN" in seen[-1] and "there is no Lund office" in seen[-1]
+    assert len(seen) == 1  # the copy-friendly curator did not ask the model
+    store.close()
+
+
+def test_part_of_a_change_is_approved_over_http_and_mcp_by_a_review_token_only(sqlite_url: str) -> None:
+    store = _store(sqlite_url)
+    store.set_promotion("p", "review", namespace="t")
+    for city, code in (("Ghent", "LC-1203"), ("Lund", "LC-0001"), ("Turku", "LC-4242")):  # v3, v4, v5
+        store.commit("p", Delta.parse(_lesson(city, code)), namespace="t")
+    tokens = {"tokens": {"w" * 20: {"name": "writer", "namespaces": ["t"], "role": "write"},
+                         "r" * 20: {"name": "rev", "namespaces": ["t"], "role": "review"}}}  # fmt: skip
+    writer, rev = {"Authorization": "Bearer " + "w" * 20}, {"Authorization": "Bearer " + "r" * 20}
+    edit = '{"operations": [{"type": "UPDATE", "id": "rul-00003", "content": "Refunds from Ghent use LC-1204."}]}'
+    with TestClient(create_app(store, Tokens.parse(tokens, where="test"))) as http:
+        url = "/v1/playbooks/t/p/review/approve?to=5&only=3&only=5&reason=no+Lund+office"
+        assert http.post(url, headers=writer, content=edit).status_code == 403
+        assert http.post(url, headers=rev, content="{not json").status_code == 422  # as a malformed commit
+        assert store.head_version("p", namespace="t") == 5
+        ok = http.post(url, headers=rev, content=edit)
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["serving"] == 6 and ok.json()["versions"] == []
+        read = http.get("/v1/playbooks/t/p?format=json", headers=writer).json()
+        texts = json.dumps(read)
+        assert "LC-1204" in texts and "LC-4242" in texts and "LC-0001" not in texts and "LC-1203" not in texts
+    store.commit("p", Delta.parse(_lesson("Riga", "LC-5555")), namespace="t")  # v7
+    from mcp import Client
+
+    async def approve_by_mcp() -> Any:
+        async with Client(create_server(store, namespace="t")) as c:  # stdio: the local user, an admin
+            fix = {"type": "UPDATE", "id": "rul-00006", "content": "Refunds from Riga use LC-5556."}
+            return await c.call_tool("review_approve", {"playbook": "p", "to": 7, "edit": {"operations": [fix]}})
+
+    result = asyncio.run(approve_by_mcp())  # an agent cannot serve (nor edit) what it learned
+    assert result.is_error and "may not review" in "".join(getattr(c, "text", "") for c in result.content)
+    assert "LC-5556" not in "".join(b.content for b in store.load("p", namespace="t", channel=SERVING))
+    why = "approved part: kept v3, v5 of v3..v5; turned down v4; edited by token:rev (1 operation(s)): no Lund office"
+    assert store.turned_down("p", namespace="t") == [("Refunds from Lund use LC-0001.", why)]
     store.close()

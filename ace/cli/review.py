@@ -5,13 +5,14 @@ head and nothing waits. Run from a shell, the CLI acts as its user (recorded as 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ace.app.console import add_row, line, table
 from ace.cli.options import MAX_INT, AuthorOpt, DbOpt, JsonOpt, NsOpt
-from ace.cli.output import AceTyper, open_store, out, print_json
+from ace.cli.output import AceTyper, open_store, out, print_json, read_input
 from ace.store import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:  # the service layer loads when a review command runs, not with the CLI
@@ -100,14 +101,32 @@ def approve(
         int, typer.Argument(min=1, max=MAX_INT, help="The candidate version you reviewed (ace review show): served.")
     ],
     reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the serving channel's log).")] = None,
+    only: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--only",
+            min=1,
+            max=MAX_INT,
+            help="Keep only this waiting version (repeat the option); the rest are turned down, with --reason.",
+        ),
+    ] = None,
+    edit: Annotated[
+        Path | None,
+        typer.Option(
+            "--edit", help="A delta you wrote (JSON, as a curator writes it), applied on top before it is served."
+        ),
+    ] = None,
     author: AuthorOpt = None,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
     """Serve VERSION, the candidate version you reviewed (not whatever learning committed after you looked):
-    logged as approved, with the versions reviewed."""
+    logged as approved, with the versions reviewed. With --only or --edit, a new head is made of what agents read
+    now, the versions kept and your edit, and served; the versions left out are turned down (the curator is shown
+    them and does not propose them again)."""
     svc, grant = _service(db, namespace, author)
-    _show(svc.approve(grant, namespace, name, to=version, reason=reason), name)
+    text = None if edit is None else read_input(edit, what="edit")
+    _show(svc.approve(grant, namespace, name, to=version, reason=reason, only=only, edit=text), name)
 
 
 @app.command()

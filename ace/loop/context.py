@@ -71,6 +71,7 @@ class LoopContext:
     run_id: str
     trajectory: StepSink | None = None  # every step, its LLM calls and resulting version (ace.runs.trajectory)
     _versions: dict[int, Playbook] = field(default_factory=dict, init=False, repr=False)
+    _down: tuple[int, list[tuple[str, str]]] | None = field(default=None, init=False, repr=False)
 
     llm = _FromSetup[LLM]()
     store = _FromSetup[PlaybookStore]()
@@ -110,6 +111,14 @@ class LoopContext:
 
     def head_version(self) -> int:
         return self.setup.head()
+
+    def turned_down(self) -> list[tuple[str, str]]:
+        """The lessons reviewers turned down lately (``(text, reason)``), which the curator is shown and does not
+        propose again; read once per head version (a review moves the head)."""
+        head = self.head_version()
+        if self._down is None or self._down[0] != head:
+            self._down = (head, self.store.turned_down(self.playbook, namespace=self.namespace))
+        return self._down[1]
 
     def playbook_at(self, version: int) -> Playbook:
         """Version ``version`` of the run's playbook, loaded once and kept for the nodes of the step."""

@@ -23,12 +23,13 @@ from ace.loop.roles import (
     generate,
     reflect,
     reflect_facts,
+    same_lesson,
     tag_delta,
 )
 from ace.loop.state import Candidate, Failure, LoopState, StepRecord
 from ace.memory import Episode
 from ace.memory.episodic import Outcome
-from ace.playbook import Delta, DeltaError, Playbook, Source, merge_deltas
+from ace.playbook import AddOp, Delta, DeltaError, Playbook, Source, UpdateOp, merge_deltas
 from ace.store import StaleVersionError, VersionInfo
 from ace.tasks import Task
 
@@ -113,17 +114,20 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
     tries = 1 if isinstance(refl, FactReflection) else 1 + ctx.config.curator_repairs  # facts: bullets by code
     refused: tuple[CuratorOutput, str] | None = None
     why = ""
+    down = ctx.turned_down()
     for attempt in range(tries):
         try:
             if isinstance(refl, FactReflection):
-                ops, reasoning = curate_facts(ctx.llm, pb, refl)
+                ops, reasoning = curate_facts(ctx.llm, pb, refl, down)
                 proposal = None
             else:
                 cfg = ctx.config
                 proposal = curate(ctx.llm, pb, refl, budget=cfg.playbook_budget, layout=cfg.layout,
-                                  refused=refused, version=cfg.roles_version).parsed  # fmt: skip
+                                  refused=refused, version=cfg.roles_version, turned_down=down).parsed  # fmt: skip
                 assert proposal is not None
                 ops, reasoning = list(proposal.to_delta(source).operations), proposal.reasoning
+                # a lesson a reviewer turned down is not proposed again, whatever the curator says
+                ops = [op for op in ops if not (isinstance(op, AddOp | UpdateOp) and same_lesson(op.content, down))]
         except LLMError as e:
             return {"error": f"curator: {e}", "failure": _kind(e), "refused": attempt}
         delta = Delta(operations=[*tags.operations, *ops], reasoning=reasoning, source=source)

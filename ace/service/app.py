@@ -338,11 +338,15 @@ def create_app(
         summary="Serve the candidate version reviewed (to), after the one served now (review role)",
     )
     async def approve(
-        namespace: str, name: str, g: Auth,
+        namespace: str, name: str, request: Request, g: Auth,
         to: Annotated[int, Query(ge=1, le=MAX_NUMBER, description="The candidate version reviewed: it is served")],
         reason: Annotated[str | None, Query(max_length=2000)] = None,
+        only: Annotated[list[int] | None, Query(max_length=1000, description="Keep only these versions waiting; "
+                                                "the rest are turned down (give the reason)")] = None,
     ) -> dict[str, Any]:  # fmt: skip
-        return await svc.run("write", svc.approve, g, namespace, name, to=to, reason=reason)
+        edit = await body_of(request, g, namespace, "review")  # a delta the reviewer wrote (optional)
+        return await svc.run("write", svc.approve, g, namespace, name, to=to, reason=reason, only=only,
+                             edit=edit or None)  # fmt: skip
 
     @api.post(
         "/v1/playbooks/{namespace}/{name}/review/reject",
@@ -437,6 +441,14 @@ def create_app(
     ) -> list[dict[str, Any]]:
         return await svc.run("read", svc.facts, g, namespace, subject=subject, relation=relation, history=all)
 
+    from ace.console import create_console  # the console in a browser: the same tokens, the same Service
+    from starlette.responses import RedirectResponse
+
+    @api.get("/ui", include_in_schema=False)
+    async def console_home() -> Response:
+        return RedirectResponse("/ui/", status_code=308)
+
+    api.mount("/ui", create_console(svc, tokens))
     _errors(api, limits.body_timeout_s)
     _document(api)
     return _BodyLimit(api, max_body_bytes, limits.body_timeout_s)

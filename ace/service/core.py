@@ -17,8 +17,9 @@ an overflow.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
@@ -26,7 +27,8 @@ import anyio
 
 from ace.errors import AceError
 from ace.names import InvalidName, check_name
-from ace.playbook import Delta, Playbook, render
+from ace.playbook import Delta, DeltaError, Playbook, Source, render
+from ace.playbook.diff import PlaybookDiff
 from ace.playbook.formats import dumps, loads, to_json
 from ace.playbook.jsonio import JSONLimitError, load_json
 from ace.playbook.render import Layout
@@ -337,16 +339,41 @@ class Service:
         found["alerts"] = [a.to_dict() for a in Detectors().check(before, after, versions=(serving, head))]
         return found
 
-    def approve(self, grant: Grant, namespace: str, name: str, *, to: int, reason: str | None = None) -> dict[str, Any]:
+    def approve(
+        self,
+        grant: Grant,
+        namespace: str,
+        name: str,
+        *,
+        to: int,
+        reason: str | None = None,
+        only: Sequence[int] | None = None,
+        edit: Delta | str | bytes | None = None,
+    ) -> dict[str, Any]:
         """Serve version ``to``, the candidate version the reviewer looked at (not whatever the head is by then:
         learning may have moved on), after the one served now. Logged as approved by this reviewer, with the
-        versions reviewed as evidence. A reviewer's (or admin's) decision, under the ``review`` policy."""
+        versions reviewed as evidence. A reviewer's (or admin's) decision, under the ``review`` policy.
+
+        ``only`` (some of the versions waiting, serving + 1 .. ``to``) and ``edit`` (a delta the reviewer writes)
+        approve part of the change, or the change as the reviewer edited it: a new head is made of the serving
+        version, the deltas of the versions kept and the edit (``to`` must still be the head: the versions left
+        out are turned down, with ``reason``, as a rejection is) and served."""
         ns = self.allowed(grant, namespace, "review")
         name = normal_name(name, "playbook")
         bounded(to, "the version to approve", low=1)
         serving = self._under_review(ns, name)
         if to <= serving:
             raise BadRequest(f"serving is at v{serving}: approve a later version (moving it back is an admin's move)")
+        waiting = list(range(serving + 1, to + 1))
+        if edit is not None and not isinstance(edit, Delta):
+            edit = Delta.parse(edit) if edit.strip() else None
+        if only is not None or (edit is not None and edit.operations):
+            kept = sorted(set(waiting if only is None else only))
+            if any(v not in waiting for v in kept):
+                raise BadRequest(f"approve versions waiting for review (v{serving + 1}..v{to}), not "
+                                 f"{[v for v in kept if v not in waiting][:5]}")  # fmt: skip
+            if kept != waiting or (edit is not None and edit.operations):
+                return self._approve_part(grant, ns, name, serving, to, kept, edit, reason)
         if self.store.promotion(name, namespace=ns) == "gated+review":
             verdict = self._verdict(ns, name, to, serving)
             if verdict is None or verdict["status"] != "passed":
@@ -356,6 +383,37 @@ class Service:
         evidence = {"reviewed": list(range(serving + 1, to + 1)), "decision": "approved"}
         why = "approved" + (f": {reason}" if reason else "")
         self.store.move_channel(name, SERVING, to, namespace=ns, author=self.author(grant), reason=why,
+                                evidence=evidence, expected=serving)  # fmt: skip
+        return self.pending(grant, ns, name)
+
+    def _approve_part(
+        self, grant: Grant, ns: str, name: str, serving: int, to: int, kept: list[int], edit: Delta | None,
+        reason: str | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        if self.store.promotion(name, namespace=ns) == "gated+review":
+            raise BadRequest(f"{ns}/{name} is gated+review: only a version that passed a trial is approved, "
+                             "whole (a part or an edit would be served untried: reject it, and learning tries "
+                             "again)")  # fmt: skip
+        left = [v for v in range(serving + 1, to + 1) if v not in kept]
+        if left and not (reason or "").strip():
+            raise BadRequest("approving part of a change turns the rest down: give the reason (--reason)")
+        author = self.author(grant)
+        parts = [f"kept {', '.join(f'v{v}' for v in kept) or 'none'} of v{serving + 1}..v{to}"]
+        if left:
+            parts.append(f"turned down {', '.join(f'v{v}' for v in left)}")
+        if edit is not None and edit.operations:
+            parts.append(f"edited by {author or 'the reviewer'} ({len(edit.operations)} operation(s))")
+        message = "approved part: " + "; ".join(parts) + (f": {reason.strip()}" if reason and reason.strip() else "")
+        if edit is not None and edit.operations:
+            edit = edit.model_copy(update={"source": edit.source or Source(role="reviewer", note=author)})
+        try:
+            made = self.store.pick(name, serving, kept, edit=edit, namespace=ns, expected_version=to, author=author,
+                                   message=message[:4000])  # fmt: skip
+        except DeltaError as e:
+            raise BadRequest(f"that part cannot be approved alone: {e}") from e
+        evidence = {"reviewed": list(range(serving + 1, to + 1)), "decision": "approved part", "kept": kept,
+                    "rejected": left, "edit": None if edit is None else json.loads(edit.to_json())}  # fmt: skip
+        self.store.move_channel(name, SERVING, made.version, namespace=ns, author=author, reason=message[:2000],
                                 evidence=evidence, expected=serving)  # fmt: skip
         return self.pending(grant, ns, name)
 
@@ -519,6 +577,13 @@ class Service:
         bounded(v1, "from", low=1)
         bounded(v2, "to", low=1)
         return self.store.diff(normal_name(name, "playbook"), v1, v2, namespace=ns).to_dict()
+
+    def changes(self, grant: Grant, namespace: str, name: str, v1: int, v2: int) -> PlaybookDiff:
+        """:meth:`diff` as the diff itself: each changed bullet before and after (the console's word-level view)."""
+        ns = self.allowed(grant, namespace, "read")
+        bounded(v1, "from", low=1)
+        bounded(v2, "to", low=1)
+        return self.store.diff(normal_name(name, "playbook"), v1, v2, namespace=ns)
 
     def blame(self, grant: Grant, namespace: str, name: str, bullet_id: str) -> list[dict[str, Any]]:
         ns = self.allowed(grant, namespace, "read")

@@ -29,6 +29,7 @@ and role. Errors are tool errors with a clear message.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -207,10 +208,20 @@ def create_server(
     @server.tool()
     @_tool
     async def review_approve(
-        playbook: str, to: int, reason: str | None = None, namespace: str | None = None
+        playbook: str,
+        to: int,
+        reason: str | None = None,
+        namespace: str | None = None,
+        only: list[int] | None = None,
+        edit: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Serve version ``to``, the candidate version you reviewed (a review token): agents read it next."""
-        return await svc.run("write", svc.approve, caller(), namespace or local_ns, playbook, to=to, reason=reason)
+        """Serve version ``to``, the candidate version you reviewed (a review token): agents read it next. With
+        ``only`` (some of the versions waiting) or ``edit`` (a delta you write, as a curator would), a new head is
+        made of what agents read now, the versions kept and the edit, and served; the versions left out are turned
+        down with ``reason``."""
+        text = None if edit is None else json.dumps(edit)
+        return await svc.run("write", svc.approve, caller(), namespace or local_ns, playbook, to=to, reason=reason,
+                             only=only, edit=text)  # fmt: skip
 
     @server.tool()
     @_tool

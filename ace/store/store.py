@@ -26,7 +26,7 @@ from __future__ import annotations
 import builtins
 import logging
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -39,7 +39,7 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from ace.errors import ConfigError
 from ace.names import InvalidName, check_name, check_optional
 from ace.playbook.bulk import collector_paused
-from ace.playbook.delta import ApplyPolicy, Delta, HeadView, Patch, apply, apply_to_head
+from ace.playbook.delta import REPLAY_POLICY, ApplyPolicy, Delta, HeadView, Patch, apply, apply_to_head
 from ace.playbook.diff import PlaybookDiff, diff
 from ace.playbook.errors import DeltaError
 from ace.playbook.merge import STRATEGIES, plan_merge
@@ -412,6 +412,59 @@ class PlaybookStore:
         except _Unchanged as same:  # raised inside the write transaction: nothing was written
             return same.head
 
+    def pick(
+        self,
+        name: str,
+        base: int,
+        versions: Sequence[int],
+        *,
+        edit: Delta | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        expected_version: int | None = None,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> VersionInfo:
+        """A new head made of version ``base`` with the deltas of ``versions`` (later than ``base``, replayed in
+        order, as they were committed) and then ``edit`` (a delta of this store's writer, checked by its policy):
+        what a reviewer approves when they keep some of the changes waiting after ``base``. Stored like a rollback
+        (a snapshot; the versions left out stay in history). Raises :class:`~ace.playbook.DeltaError` when a kept
+        delta needs one left out (an UPDATE of a bullet that a left-out version added) or the edit does not apply,
+        and :class:`StaleVersionError` when the head is not ``expected_version``; nothing is written then."""
+        chosen = sorted(set(versions))
+        if not chosen and (edit is None or not edit.operations):
+            raise DeltaError("nothing is kept and there is no edit: a rollback says that")
+
+        def make(conn: Connection, row: Any) -> _NewVersion:
+            _check_version(name, base, row.head)
+            if chosen and (chosen[0] <= base or chosen[-1] > row.head):
+                raise DeltaError(f"the versions kept are after v{base} and at most v{row.head}, not {chosen}")
+            logged = dict(vlog.deltas(conn, row.id, base, chosen[-1])) if chosen else {}
+            state = self._state(conn, row.id, base)
+            for v in chosen:
+                text = logged[v]
+                if text is None:
+                    raise DeltaError(f"v{v} is an import, a rollback or a merge: its state is a snapshot, not a delta "
+                                     "that can be kept apart from what came before it")  # fmt: skip
+                try:
+                    state = apply(state, Delta.model_validate_json(text), policy=REPLAY_POLICY).playbook
+                except DeltaError as e:
+                    raise DeltaError(f"v{v} cannot be kept without a version left out: {e}") from e
+            head = self._state(conn, row.id, row.head)
+            if state.next_id < head.next_id:  # ids the versions left out drew are never drawn again
+                state = Playbook.from_sections(
+                    [(s.name, [state[i] for i in s.ids], s.slug) for s in state.sections.values()], head.next_id
+                )
+            if edit is not None and edit.operations:
+                self._ask_second_opinion(edit)
+                state = apply(state, edit, policy=self.policy).playbook
+            touched = diff(head, state).touched_ids()
+            kept = ", ".join(f"v{v}" for v in chosen) or "none"
+            return _NewVersion("rollback", None, state, [(i, "ROLLBACK") for i in touched], author,
+                               message or f"v{base} with {kept}" + (" and an edit" if edit else ""),
+                               snapshot=True)  # fmt: skip
+
+        return self._append_version(namespace, name, expected_version, make)
+
     def _append_version(
         self,
         namespace: str,
@@ -603,6 +656,26 @@ class PlaybookStore:
         with self._read() as conn:
             row = self._row(conn, namespace, name)
             return ch.log(conn, row.id, None if channel is None else ch.check_channel(channel))
+
+    def turned_down(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE, limit: int = 20
+    ) -> builtins.list[tuple[str, str]]:
+        """The lessons reviewers turned down lately, newest first: ``(text, reason)`` for each ADD and UPDATE of
+        the versions a rejection (or an approval of part of a change) left out, at most ``limit``. What a curator
+        is shown so that it does not propose them again. Empty for a playbook nobody reviewed."""
+        moves = [m for m in self.channel_log(name, namespace=namespace, channel=ch.SERVING)
+                 if m.evidence and m.evidence.get("decision") in ("rejected", "approved part")]  # fmt: skip
+        found: dict[str, str] = {}
+        for move in reversed(moves[-limit:]):
+            ev = move.evidence or {}
+            left = ev.get("reviewed") if ev.get("decision") == "rejected" else ev.get("rejected")
+            for v in sorted({int(x) for x in (left or []) if isinstance(x, int)}, reverse=True):
+                delta = self.version(name, v, namespace=namespace).delta
+                for op in delta.operations if delta is not None else ():
+                    text = getattr(op, "content", None) if op.type in ("ADD", "UPDATE") else None
+                    if text and text not in found and len(found) < limit:
+                        found[text] = (move.reason or "turned down")[:300]
+        return builtins.list(found.items())
 
     def promotion(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> str:
         """The promotion policy: how the playbook's ``serving`` channel moves: ``immediate`` (it follows the head:

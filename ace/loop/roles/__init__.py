@@ -9,6 +9,7 @@ from ace.loop.roles.calls import (
     prompt,
     reflect,
     reflect_facts,
+    same_lesson,
     tag_delta,
 )
 from ace.loop.roles.outputs import (
@@ -43,5 +44,6 @@ __all__ = [
     "reflect",
     "reflect_facts",
     "reflection",
+    "same_lesson",
     "tag_delta",
 ]

@@ -13,6 +13,7 @@ output is validated (and repaired) or the call raises: nothing half-parsed reach
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import TypeVar
@@ -184,6 +185,7 @@ def curate(
     layout: Layout = "sections",
     refused: tuple[CuratorOutput, str] | None = None,
     version: int = 2,
+    turned_down: Sequence[tuple[str, str]] = (),
 ) -> LLMResult[CuratorOutput]:
     """Propose a delta from the reflection, given the playbook (under ``budget`` tokens) and its statistics. With
     ``refused`` (an earlier proposal and why the playbook's rules refused it), the curator is shown both and asked
@@ -198,6 +200,9 @@ def curate(
         f"REFLECTION:\nError: {reflection.error_identification}\nRoot cause: {reflection.root_cause_analysis}\n"
         f"Correct approach: {reflection.correct_approach}\nKey insight: {reflection.key_insight}",
     ]
+    if turned_down:  # lessons a reviewer turned down (ace review): shown only when there are some
+        shown_down = "\n".join(f"- {text[:300]} (why: {why[:160]})" for text, why in turned_down[:10])
+        parts.append(f"LESSONS A REVIEWER TURNED DOWN (do not propose them again):\n{shown_down}")
     if refused is not None:
         earlier, why = refused
         shown = earlier.model_dump_json(include={"operations"}, exclude_none=True)  # none of the hidden fields
@@ -226,10 +231,15 @@ def fact_actions(playbook: Playbook, reflection: FactReflection) -> tuple[tuple[
     return ("ADD", *(f"UPDATE {i}" for i in similar), "NONE"), similar
 
 
-def curate_facts(llm: LLM, playbook: Playbook, reflection: FactReflection) -> tuple[list[Operation], str]:
+def curate_facts(
+    llm: LLM, playbook: Playbook, reflection: FactReflection, turned_down: Sequence[tuple[str, str]] = ()
+) -> tuple[list[Operation], str]:
     """The copy-friendly curator: shown the lesson and the few bullets most like it, it chooses to ADD it, let it
-    replace one of them (UPDATE), or do nothing. Code writes the operation; no LLM call when there is no choice.
-    Returns the operations and the choice made."""
+    replace one of them (UPDATE), or do nothing. Code writes the operation; no LLM call when there is no choice,
+    nor for a lesson a reviewer turned down (``turned_down``: ``(text, reason)``). Returns the operations and
+    the choice made."""
+    if same_lesson(reflection.fact, turned_down) is not None:
+        return [], "turned down by a reviewer"
     actions, similar = fact_actions(playbook, reflection)
     if not actions:
         return [], "nothing new to curate"
@@ -246,6 +256,17 @@ def curate_facts(llm: LLM, playbook: Playbook, reflection: FactReflection) -> tu
     return [], choice.action
 
 
+def _lesson_key(text: str) -> str:
+    return " ".join(text.casefold().strip().strip(".").split())
+
+
+def same_lesson(text: str, turned_down: Sequence[tuple[str, str]]) -> str | None:
+    """The reason a reviewer gave for turning down this lesson (the same text, up to case, spacing and a final
+    period), or None."""
+    key = _lesson_key(text)
+    return next((why for down, why in turned_down if _lesson_key(down) == key), None)
+
+
 __all__ = [
     "FACTS_SECTION",
     "PROMPTS",
@@ -258,5 +279,6 @@ __all__ = [
     "prompt",
     "reflect",
     "reflect_facts",
+    "same_lesson",
     "tag_delta",
 ]
