@@ -8,6 +8,8 @@
 - :mod:`~ace.cli.memory`: ``ace memory episodes|facts``;
 - :mod:`~ace.cli.review`: ``ace review list|show|approve|reject|policy``;
 - :mod:`~ace.cli.tour`: ``ace tour``;
+- :mod:`~ace.cli.sync`: ``ace sync`` (a playbook's block in AGENTS.md / CLAUDE.md) and the files of ``ace playbook
+  export|import --format skill|agents-md``;
 - :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`), ``ace worker`` and ``ace mcp``.
 
 Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
@@ -21,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ace.cli import db, gate, memory, playbook, review, runs, serve, textworld, tour
+from ace.cli import db, gate, memory, playbook, review, runs, serve, sync, textworld, tour
 from ace.cli.output import AceTyper
 
 app = AceTyper(
@@ -61,6 +63,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(memory.app, name="memory")
 app.registered_commands.extend(runs.app.registered_commands)
 app.command()(tour.tour)
+app.command()(sync.sync)
 app.command()(serve.serve)
 app.command()(serve.worker)
 app.command()(serve.mcp)

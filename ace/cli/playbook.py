@@ -32,6 +32,7 @@ from ace.cli.output import (
     print_text,
     read_input,
 )
+from ace.cli.sync import AGENT_FORMATS, agent_import, export_agent_file
 from ace.errors import AceError
 from ace.playbook import ApplyPolicy, Delta, apply, render
 from ace.playbook.formats import FORMATS, dumps, loads, to_ace
@@ -57,7 +58,8 @@ def import_(
         str | None, typer.Option("--name", help="The name, as earlier releases took it: FILE --name NAME.")
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}; guessed if absent.")
+        str | None,
+        typer.Option("--format", "-f", help=f"One of {', '.join([*FORMATS, *AGENT_FORMATS])}; guessed if absent."),
     ] = None,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
@@ -67,17 +69,21 @@ def import_(
         bool,
         typer.Option(
             "--force",
-            help="Import even if bullets or section names fail the quality gate (an injection, hidden characters); "
-            "the version records who forced it (--author, else your user name).",
+            help="Import even if bullets or section names fail the quality gate (an injection, hidden characters), "
+            "or a skill or agent file's playbook was edited by hand since ace wrote it; the version records who "
+            "forced it (--author, else your user name).",
         ),
     ] = False,
 ) -> None:
     """Import a playbook file as version 1 of a new playbook: `ace playbook import NAME FILE`, NAME first like every
     playbook command. It is judged like a delta: a bullet or a section name that fails the quality gate refuses the
-    import, unless --force."""
+    import, unless --force. FILE may be a skill folder or SKILL.md, or a file with an ace block (AGENTS.md), as
+    export --format skill|agents-md and ace sync write them: one edited by hand is refused unless --force."""
     name, file = _name_and_file(first, second, name_opt)
-    pb = loads(read_input(file, what="playbook file"), fmt, filename=file.name)
-    msg = message or f"import {file.name}"
+    pb, said = agent_import(file, fmt, name, force=force)  # a skill, or a block in AGENTS.md
+    if pb is None:
+        pb = loads(read_input(file, what="playbook file"), fmt, filename=file.name)
+    msg = message or said or f"import {file.name}"
     if force and author is None:
         author = f"user:{_user()}"
     info = open_store(db).create(name, pb, namespace=namespace, author=author, message=msg, force=force)
@@ -312,17 +318,38 @@ def rollback(
 @app.command()
 def export(
     name: str,
-    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "ace",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help=f"One of {', '.join([*FORMATS, *AGENT_FORMATS])}.")
+    ] = "ace",
     version: VersionOpt = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout ('-': stdout).")
+        Path | None,
+        typer.Option(
+            "--output", "-o", "--out", help="Write here instead of stdout ('-': stdout); for skill, the skill's folder."
+        ),
     ] = None,
     counters: Annotated[bool, typer.Option(help="Write helpful/harmful counters (ace format).")] = True,
+    channel: Annotated[
+        str | None,
+        typer.Option("--channel", help="Channel to read (default: the head; serving for skill and agents-md)."),
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="The skill's description (skill; default: says what it is).")
+    ] = None,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
-    """Export a playbook as ACE text, JSON (lossless), Markdown or a kayba skillbook."""
+    """Export a playbook as ACE text, JSON (lossless), Markdown, a kayba skillbook, an Agent Skills folder (skill:
+    SKILL.md with the version and digest in its front matter) or a block for AGENTS.md / CLAUDE.md (agents-md)."""
     store = open_store(db)
+    if fmt in AGENT_FORMATS:
+        export_agent_file(store, name, fmt, namespace=namespace, version=version, channel=channel, output=output,
+                          description=description)  # fmt: skip
+        return
+    if version is not None and channel is not None:
+        raise typer.BadParameter("give --version or --channel, not both", param_hint="--version")
+    if channel is not None:
+        version = store.resolve(name, channel, namespace=namespace)
     pb = store.load(name, version, namespace=namespace)
     text = to_ace(pb, counters=False) if fmt == "ace" and not counters else dumps(pb, fmt)
     if output and str(output) != "-":
