@@ -441,8 +441,9 @@ def create_app(
     ) -> list[dict[str, Any]]:
         return await svc.run("read", svc.facts, g, namespace, subject=subject, relation=relation, history=all)
 
-    from ace.console import create_console  # the console in a browser: the same tokens, the same Service
     from starlette.responses import RedirectResponse
+
+    from ace.console import create_console  # the console in a browser: the same tokens, the same Service
 
     @api.get("/ui", include_in_schema=False)
     async def console_home() -> Response:

@@ -1,0 +1,512 @@
+"""The console's ASGI application (Starlette + Jinja2), mounted by :func:`ace.service.app.create_app` at ``/ui``.
+
+Sign-in: ``GET /login`` shows a form (with a sign-in nonce in an HttpOnly cookie and the form); ``POST /login`` checks
+the token against the service's :class:`~ace.service.auth.Tokens` and keeps it in the ``ace_console`` cookie
+(HttpOnly, SameSite=Strict, Secure over https, scoped to the console's path) beside a random session nonce. Every
+form of a signed-in page carries ``csrf`` = HMAC-SHA256(token, nonce): no other origin can read the cookie to make
+one, and it changes at every sign-in. Every POST must also name this origin in ``Origin`` (or ``Referer``). A read
+token gets no write or review controls; a POST it makes anyway reaches the service's role check and is a 403.
+
+Pages: ``/`` (namespaces and playbooks), ``/p/{ns}/{name}`` (prompt, sections, bullets, search), ``…/timeline``,
+``…/diff?from=&to=``, ``…/blame/{id}``, ``…/review`` (approve, reject), ``…/episodes``, ``…/check``, and
+``/n/{ns}/facts`` (the knowledge graph). Errors are pages saying what went wrong, with the status the HTTP
+service would answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+import unicodedata
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ace.console import views
+from ace.errors import AceError
+from ace.names import InvalidName
+from ace.playbook.errors import PlaybookFormatError
+from ace.service.auth import Grant, Tokens
+from ace.service.core import MAX_NUMBER, PROMPT_BUDGET, AccessDenied, BadRequest, NoMemory, Service, TooMuchWork
+from ace.service.queue import EpisodeNotFound
+from ace.store import (
+    ChannelMoved,
+    ChannelNotFound,
+    PlaybookNotFound,
+    StaleVersionError,
+    StoreIntegrityError,
+    VersionNotFound,
+)
+
+HERE = Path(__file__).resolve().parent
+COOKIE = "ace_console"  # the session: nonce "." base64url(token)
+LOGIN_COOKIE = "ace_login"  # the sign-in form's nonce
+MAX_TOKEN_CHARS = 2048  # a cookie holds about 4 KiB; a token longer than this is no token of ours
+MAX_FORM_BYTES = 16 * 1024  # a console form is a few fields
+MAX_FIELD_CHARS = 2000  # a reason, as the service bounds it
+SHOWN_CHARS = 600  # of a bullet's content in lists (the whole of it on its blame page)
+SESSION_S = 12 * 3600  # a console cookie lasts this long (signing in again renews it)
+
+log = logging.getLogger("ace.console")
+
+# characters that a page shows as a visible code instead of acting on the text around them: controls, format and
+# bidi characters (U+202E turns what follows around), line and paragraph separators, private use, unassigned
+_HIDDEN = {"Cc", "Cf", "Zl", "Zp", "Co", "Cn", "Cs"}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def show(value: object, limit: int | None = None) -> Markup:
+    """``value`` as HTML text: escaped, every invisible or direction-changing character shown as ``⟨U+XXXX⟩``, and
+    cut to ``limit`` characters with how many more there are."""
+    text = "" if value is None else str(value)
+    cut = 0
+    if limit is not None and len(text) > limit:
+        text, cut = text[:limit], len(text) - limit
+    parts: list[str] = []
+    start = 0
+    for i, ch in enumerate(text):
+        if ch in "\n\t" or (ch.isprintable() and ch != "\u00ad"):
+            continue
+        if unicodedata.category(ch) not in _HIDDEN and ch != "\u00ad":
+            continue
+        parts.append(str(escape(text[start:i])))
+        parts.append(f'<span class="cc" title="U+{ord(ch):04X}">⟨U+{ord(ch):04X}⟩</span>')
+        start = i + 1
+    parts.append(str(escape(text[start:])))
+    if cut:
+        parts.append(f'<span class="more">… ({cut:,} more characters)</span>')
+    return Markup("".join(parts))
+
+
+def _when(value: object) -> str:
+    """An ISO time as ``YYYY-MM-DD HH:MM:SS`` (UTC as stored)."""
+    text = "" if value is None else str(value)
+    return text[:19].replace("T", " ")
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"], default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["show"] = show
+    env.filters["when"] = _when
+    env.filters["q"] = lambda v: quote(str(v), safe="")
+    env.filters["signed"] = lambda n: "" if n is None else (f"+{n}" if n > 0 else str(n))
+    return env
+
+
+class _NotSignedIn(Exception):
+    """No valid console cookie."""
+
+
+class _Refused(Exception):
+    """A POST without a valid CSRF token or from another origin (403)."""
+
+
+def _b64(token: str) -> str:
+    return base64.urlsafe_b64encode(token.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> str | None:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _csrf(token: str, nonce: str) -> str:
+    return hmac.new(token.encode("utf-8"), b"ace-console-csrf:" + nonce.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+class Session:
+    """A signed-in request: the grant, the token's CSRF value for forms, the console's base path."""
+
+    def __init__(self, grant: Grant, csrf: str) -> None:
+        self.grant, self.csrf = grant, csrf
+
+
+def create_console(svc: Service, tokens: Tokens) -> Starlette:
+    """The console over ``svc``, signed in with ``tokens`` (those of the HTTP service)."""
+    env = _environment()
+
+    def base(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    def page(
+        request: Request, template: str, context: dict[str, Any], *, status: int = 200, session: Session | None = None
+    ) -> HTMLResponse:
+        root = base(request)
+        html = env.get_template(template).render(
+            **context, base=root, session=session, grant=None if session is None else session.grant
+        )
+        return HTMLResponse(html, status_code=status, headers=_headers())
+
+    def session_of(request: Request) -> Session:
+        raw = request.cookies.get(COOKIE, "")
+        nonce, _, encoded = raw.partition(".")
+        token = _unb64(encoded) if nonce and encoded else None
+        if not token or len(token) > MAX_TOKEN_CHARS or not (nonce.isascii() and nonce.isalnum()):
+            raise _NotSignedIn
+        grant = tokens.grant(token)
+        if grant is None:
+            raise _NotSignedIn
+        return Session(grant, _csrf(token, nonce))
+
+    def same_origin(request: Request) -> bool:
+        claimed = request.headers.get("origin") or request.headers.get("referer")
+        if not claimed or claimed == "null":
+            return False
+        parts = urlsplit(claimed)
+        host = request.headers.get("host", "")
+        return parts.scheme == request.url.scheme and parts.netloc == host
+
+    async def form(request: Request) -> dict[str, str]:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+            return {}  # not a form of ours: no fields, so no CSRF token (403)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise BadRequest(f"a console form is at most {MAX_FORM_BYTES:,} bytes")
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20, strict_parsing=False)
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest("the form is not UTF-8 text") from None
+        return {k: v[0] for k, v in fields.items()}
+
+    async def checked_post(request: Request) -> tuple[Session, dict[str, str]]:
+        """A signed-in POST from this origin with the session's CSRF token, and its fields."""
+        session = session_of(request)
+        if not same_origin(request):
+            raise _Refused("this form was not sent from the console's own page (Origin)")
+        fields = await form(request)
+        if not hmac.compare_digest(fields.get("csrf", "").encode(), session.csrf.encode()):
+            raise _Refused("the form's CSRF token is missing or stale: reload the page and try again")
+        return session, fields
+
+    def signed_in(handler: Callable[[Request, Session], Awaitable[Response]]) -> Handler:
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request, session_of(request))
+            except _NotSignedIn:
+                if request.method != "GET":
+                    return page(request, "error.html", {"status": 401, "message": "sign in first"}, status=401)
+                target = base(request) + "/login?next=" + quote(request.url.path + _query(request), safe="")
+                response = RedirectResponse(target, status_code=303, headers=_headers())
+                response.delete_cookie(COOKIE, path=base(request) + "/")
+                return response
+            except _Refused as e:
+                return page(request, "error.html", {"status": 403, "message": str(e)}, status=403)
+            except AceError as e:
+                status, message = _status(e)
+                return page(
+                    request,
+                    "error.html",
+                    {"status": status, "message": message},
+                    status=status,
+                    session=_maybe(request),
+                )
+
+        return run
+
+    def _maybe(request: Request) -> Session | None:
+        try:
+            return session_of(request)
+        except _NotSignedIn:
+            return None
+
+    async def run(kind: str, fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return await svc.run("heavy" if kind == "heavy" else "read", fn, *args, **kwargs)
+
+    # -- sign-in ----------------------------------------------------------------------------------------------
+    async def login_form(request: Request) -> Response:
+        nonce = secrets.token_hex(16)
+        nxt = _safe_next(request.query_params.get("next"), base(request))
+        response = page(request, "login.html", {"nonce": nonce, "next": nxt, "error": None})
+        _set_cookie(response, request, LOGIN_COOKIE, nonce, max_age=3600)
+        return response
+
+    async def login(request: Request) -> Response:
+        try:
+            fields = await form(request)
+        except BadRequest as e:
+            return page(request, "error.html", {"status": 422, "message": str(e)}, status=422)
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if not same_origin(request) or not nonce or not hmac.compare_digest(fields.get("csrf", ""), nonce):
+            return page(
+                request,
+                "error.html",
+                {
+                    "status": 403,
+                    "message": "sign in from the console's own sign-in "
+                    "page (its form was stale or sent from elsewhere): reload it",
+                },
+                status=403,
+            )
+        token = fields.get("token", "").strip()
+        nxt = _safe_next(fields.get("next"), base(request))
+        grant = tokens.grant(token) if token and len(token) <= MAX_TOKEN_CHARS else None
+        if grant is None:
+            log.info("console: a sign-in with an unknown token")
+            fresh = secrets.token_hex(16)
+            failed = page(
+                request, "login.html", {"nonce": fresh, "next": nxt, "error": "that token is not valid"}, status=401
+            )
+            _set_cookie(failed, request, LOGIN_COOKIE, fresh, max_age=3600)
+            return failed
+        response = RedirectResponse(nxt, status_code=303, headers=_headers())
+        _set_cookie(response, request, COOKIE, secrets.token_hex(16) + "." + _b64(token), max_age=SESSION_S)
+        response.delete_cookie(LOGIN_COOKIE, path=base(request) + "/")
+        return response
+
+    async def logout(request: Request, session: Session) -> Response:
+        await checked_post(request)
+        response = RedirectResponse(base(request) + "/login", status_code=303, headers=_headers())
+        response.delete_cookie(COOKIE, path=base(request) + "/")
+        return response
+
+    # -- pages ----------------------------------------------------------------------------------------------------
+    async def home(request: Request, session: Session) -> Response:
+        ctx = await run("read", views.index, svc, session.grant, page=_int(request, "page", 1))
+        return page(request, "index.html", ctx, session=session)
+
+    def where(request: Request) -> tuple[str, str]:
+        return request.path_params["namespace"], request.path_params["name"]
+
+    def pb_page(request: Request, template: str, ctx: dict[str, Any], session: Session, tab: str) -> Response:
+        ns, name = where(request)
+        can = {r: session.grant.allows(ns, r) for r in ("write", "review", "admin")}
+        pb = f"{base(request)}/p/{quote(ns, safe='')}/{quote(name, safe='')}"
+        return page(
+            request, template, {**ctx, "ns": ns, "name": name, "tab": tab, "can": can, "pb": pb}, session=session
+        )
+
+    async def overview(request: Request, session: Session) -> Response:
+        ns, name = where(request)
+        budget_text = request.query_params.get("budget", "")
+        budget = None if budget_text == "all" else _int(request, "budget", PROMPT_BUDGET, low=0)
+        ctx = await run(
+            "read",
+            views.playbook,
+            svc,
+            session.grant,
+            ns,
+            name,
+            q=_text(request, "q"),
+            section=_text(request, "section"),
+            page=_int(request, "page", 1),
+            budget=budget,
+            version=_int(request, "version", None),
+        )
+        return pb_page(request, "playbook.html", ctx, session, "overview")
+
+    async def timeline(request: Request, session: Session) -> Response:
+        ns, name = where(request)
+        ctx = await run("read", views.timeline, svc, session.grant, ns, name, page=_int(request, "page", 1))
+        return pb_page(request, "timeline.html", ctx, session, "timeline")
+
+    async def diff(request: Request, session: Session) -> Response:
+        ns, name = where(request)
+        v2 = _int(request, "to", None)
+        if v2 is None:  # the head's last change
+            head = next(
+                c["version"]
+                for c in await svc.run("read", svc.channels, session.grant, ns, name)
+                if c["channel"] == "candidate"
+            )
+            v2 = head
+        v1 = _int(request, "from", max(1, v2 - 1))
+        ctx = await run("read", views.diff, svc, session.grant, ns, name, v1, v2, page=_int(request, "page", 1))
+        return pb_page(request, "diff.html", ctx, session, "diff")
+
+    async def blame(request: Request, session: Session) -> Response:
+        ns, name = where(request)
+        bullet_id = request.path_params["bullet_id"]
+        ctx = await run("read", views.blame, svc, session.grant, ns, name, bullet_id)
+        status = 200 if ctx["rows"] else 404
+        response = pb_page(request, "blame.html", ctx, session, "blame")
+        response.status_code = status
+        return response
+
+    async def review(request: Request, session: Session) -> Response:
+        ns, name = where(request)
+        ctx = await run("heavy", views.review, svc, session.grant, ns, name)
+        done = request.query_params.get("done")
+        ctx["done"] = done if done in ("approved", "rejected") else None
+        return pb_page(request, "review.html", {**ctx, "csrf": session.csrf}, session, "review")
+
+    async def approve(request: Request, session: Session) -> Response:
+        ns, name = where(request)
+        session, fields = await checked_post(request)
+        to = _field_int(fields, "to")
+        reason = fields.get("reason", "").strip()[:MAX_FIELD_CHARS] or None
+        await svc.run("write", svc.approve, session.grant, ns, name, to=to, reason=reason)
+        return _back(request, "/review?done=approved")
+
+    async def reject(request: Request, session: Session) -> Response:
+        ns, name = where(request)
+        session, fields = await checked_post(request)
+        candidate = _field_int(fields, "candidate")
+        reason = fields.get("reason", "")
+        await svc.run("write", svc.reject, session.grant, ns, name, candidate=candidate, reason=reason)
+        return _back(request, "/review?done=rejected")
+
+    def _back(request: Request, suffix: str) -> Response:
+        ns, name = where(request)
+        target = f"{base(request)}/p/{quote(ns, safe='')}/{quote(name, safe='')}{suffix}"
+        return RedirectResponse(target, status_code=303, headers=_headers())
+
+    async def episodes(request: Request, session: Session) -> Response:
+        ns, name = where(request)
+        status = request.query_params.get("status") or None
+        ctx = await run("read", views.episodes, svc, session.grant, ns, name, status=status)
+        return pb_page(request, "episodes.html", ctx, session, "episodes")
+
+    async def check(request: Request, session: Session) -> Response:
+        ns, name = where(request)
+        ctx = await run("heavy", views.check, svc, session.grant, ns, name, first=_int(request, "from", None))
+        return pb_page(request, "check.html", ctx, session, "check")
+
+    async def facts(request: Request, session: Session) -> Response:
+        ns = request.path_params["namespace"]
+        ctx = await run(
+            "read",
+            views.facts,
+            svc,
+            session.grant,
+            ns,
+            subject=_text(request, "subject"),
+            relation=_text(request, "relation"),
+            history=request.query_params.get("all") == "1",
+        )
+        return page(request, "facts.html", {**ctx, "ns": ns}, session=session)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        message = "no such page" if status == 404 else str(getattr(exc, "detail", "refused"))
+        return page(
+            request, "error.html", {"status": status, "message": message}, status=status, session=_maybe(request)
+        )
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.exception("console: %s %s failed", request.method, request.url.path, exc_info=exc)
+        message = f"internal error ({type(exc).__name__}); the server log has the details"
+        return page(request, "error.html", {"status": 500, "message": message}, status=500)
+
+    pb = "/p/{namespace}/{name}"
+    routes = [
+        Route("/", signed_in(home)),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", signed_in(logout), methods=["POST"]),
+        Route(pb, signed_in(overview)),
+        Route(pb + "/timeline", signed_in(timeline)),
+        Route(pb + "/diff", signed_in(diff)),
+        Route(pb + "/blame/{bullet_id}", signed_in(blame)),
+        Route(pb + "/review", signed_in(review)),
+        Route(pb + "/review/approve", signed_in(approve), methods=["POST"]),
+        Route(pb + "/review/reject", signed_in(reject), methods=["POST"]),
+        Route(pb + "/episodes", signed_in(episodes)),
+        Route(pb + "/check", signed_in(check)),
+        Route("/n/{namespace}/facts", signed_in(facts)),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: crashed})
+
+
+def _headers() -> dict[str, str]:
+    """What every console answer carries: a strict content policy (only this origin's scripts and styles, no
+    framing), no sniffing, no caching of pages that hold a playbook."""
+    return {
+        "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+def _set_cookie(response: Response, request: Request, key: str, value: str, *, max_age: int) -> None:
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    response.set_cookie(
+        key,
+        value,
+        max_age=max_age,
+        path=root + "/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _safe_next(value: str | None, root: str) -> str:
+    """Where to go after signing in: a path of the console itself, never another site."""
+    home = root + "/"
+    if not value or not value.startswith(home) or value.startswith("//") or "\\" in value:
+        return home
+    if any(not ch.isprintable() for ch in value):
+        return home
+    return value
+
+
+def _query(request: Request) -> str:
+    return "?" + request.url.query if request.url.query else ""
+
+
+def _text(request: Request, key: str) -> str:
+    value = request.query_params.get(key, "")
+    if len(value) > MAX_FIELD_CHARS:
+        raise BadRequest(f"{key} is at most {MAX_FIELD_CHARS} characters")
+    return value
+
+
+def _int(request: Request, key: str, default: Any, *, low: int = 1) -> Any:
+    value = request.query_params.get(key)
+    if value is None or value == "":
+        return default
+    return _number(value, key, low)
+
+
+def _field_int(fields: dict[str, str], key: str) -> int:
+    return _number(fields.get(key, ""), key, 1)
+
+
+def _number(value: str, key: str, low: int) -> int:
+    if not (value.isascii() and value.isdigit()) or len(value) > 10 or not low <= int(value) <= MAX_NUMBER:
+        raise BadRequest(f"{key} must be a whole number from {low} to {MAX_NUMBER}, got {value[:20]!r}")
+    return int(value)
+
+
+def _status(e: AceError) -> tuple[int, str]:
+    """The status and message of an error, as the HTTP service answers it."""
+    if isinstance(e, AccessDenied):
+        return 403, str(e)
+    if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound | NoMemory | ChannelNotFound):
+        return 404, str(e)
+    if isinstance(e, StaleVersionError | ChannelMoved):
+        return 409, f"{e} (someone moved it since the page was shown: look again)"
+    if isinstance(e, BadRequest | TooMuchWork | InvalidName | PlaybookFormatError):
+        return 422, str(e)
+    if isinstance(e, StoreIntegrityError):
+        return 500, str(e)
+    return 400, str(e)

@@ -1,0 +1,454 @@
+"""The ACE console (ace.console) through FastAPI's test client: every page over a real SQLite store with a history of
+every kind of change, signed in with real tokens; the sign-in cookie, CSRF and Origin rules; read tokens seeing no
+controls and refused when they post anyway; approve and reject through the forms; hostile content escaped."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ace.console import views
+from ace.console.app import show
+from ace.playbook import Delta, parse_ace
+from ace.service.app import create_app
+from ace.service.auth import Grant, Tokens
+from ace.service.core import Service
+from ace.store import SERVING, PlaybookStore
+
+ADMIN, REVIEWER, WRITER = "console-admin-token-0001", "console-review-token-0001", "console-write-token-0001"
+READER, OTHER = "console-read-token-00001", "console-other-ns-token-01"
+TOKENS = {
+    "tokens": {
+        ADMIN: {"name": "ops", "namespaces": ["*"], "role": "admin"},
+        REVIEWER: {"name": "rita", "namespaces": ["team-a"], "role": "review"},
+        WRITER: {"name": "bot", "namespaces": ["team-a"], "role": "write"},
+        READER: {"name": "viewer", "namespaces": ["team-a"], "role": "read"},
+        OTHER: {"name": "b-admin", "namespaces": ["team-b"], "role": "admin"},
+    }
+}
+ORIGIN = {"Origin": "http://testserver"}
+HOSTILE = "Be brief <script>alert('x')</script> and {{ 7*7 }} {% raw %} \"quoted\" & 'single' </bdi></td>"
+PENDING_TEXT = "Refunds of digital goods are never possible after download."
+START = f"""## REFUNDS
+[ref-00001] Refunds are possible within 30 days of purchase.
+[ref-00002] Ask for the order number before anything else.
+## TONE
+[ton-00003] {HOSTILE}
+"""
+
+
+def _commit(store: PlaybookStore, ops: list[dict[str, Any]], task: str, *, message: str | None = None) -> int:
+    delta = Delta.parse(json.dumps({"operations": ops, "source": {"task_id": task, "step": 1, "run_id": "demo"}}))
+    return store.commit("support", delta, namespace="team-a", author="curator", message=message).version
+
+
+def build_demo(url: str) -> PlaybookStore:
+    """team-a/support: an import, an UPDATE, an ADD with a TAG, a duplicate merged, a long bullet, then the review
+    policy and a pending ADD (v7); three episodes (done, failed, queued); team-b/secret for another namespace."""
+    store = PlaybookStore(url)
+    store.create("support", parse_ace(START), namespace="team-a", author="importer")
+    _commit(
+        store,
+        [
+            {
+                "type": "UPDATE",
+                "id": "ref-00001",
+                "content": "Refunds are possible within 30 days of purchase, with the receipt.",
+            }
+        ],
+        "q-1",
+    )
+    _commit(
+        store,
+        [
+            {"type": "ADD", "section": "REFUNDS", "content": "Refunds after 30 days need a manager (MGR-7)."},
+            {"type": "TAG", "id": "ref-00002", "tag": "helpful"},
+        ],
+        "q-2",
+    )
+    _commit(store, [{"type": "ADD", "section": "REFUNDS", "content": "Always ask for the order number first."}], "q-3")
+    _commit(
+        store,
+        [
+            {
+                "type": "MERGE",
+                "ids": ["ref-00002", "ref-00005"],
+                "content": "Ask for the order number first, before anything else.",
+            }
+        ],
+        "q-4",
+    )
+    _commit(store, [{"type": "ADD", "section": "TONE", "content": "Long: " + "word " * 700}], "q-5")
+    svc, admin = Service(store), Grant.local("ops", role="admin")
+    svc.set_promotion(admin, "team-a", "support", "review")  # serving stays at v6
+    _commit(store, [{"type": "ADD", "section": "REFUNDS", "content": PENDING_TEXT}], "q-7")
+    for i in (1, 2, 3):
+        episode = {
+            "id": f"run-{i}",
+            "messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "an answer"}],
+        }
+        svc.submit_episode(Grant.local("bot", ["team-a"]), "team-a", "support", episode)
+    first = svc.queue.claim("w1")
+    assert first is not None
+    svc.queue.finish(first, "w1", version=3, committed=True)
+    second = svc.queue.claim("w1")
+    assert second is not None
+    svc.queue.fail(second, "w1", "the model said <script>no</script>", retry=False)
+    store.create("secret", parse_ace("## X\n[x-00001] Team b only.\n"), namespace="team-b")
+    return store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[PlaybookStore]:
+    s = build_demo(f"sqlite:///{tmp_path / 'console.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def app(store: PlaybookStore) -> Any:
+    return create_app(store, Tokens.parse(TOKENS, where="test"))
+
+
+def _client(app: Any, token: str | None = None, **kwargs: Any) -> TestClient:
+    client = TestClient(app, **kwargs)
+    if token is not None:
+        sign_in(client, token)
+    return client
+
+
+def sign_in(client: TestClient, token: str) -> str:
+    """Sign ``client`` in through the form; returns the session's CSRF token."""
+    form = client.get("/ui/login")
+    nonce = _csrf(form.text)
+    origin = {"Origin": str(client.base_url).rstrip("/")}
+    done = client.post(
+        "/ui/login", data={"csrf": nonce, "token": token, "next": "/ui/"}, headers=origin, follow_redirects=False
+    )
+    assert done.status_code == 303, done.text
+    return _csrf(client.get("/ui/").text)
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, html[:500]
+    return found.group(1)
+
+
+PAGES = {
+    "/ui/": ["support", "team-a", "by curator", "1 pending"],
+    "/ui/p/team-a/support": ["# playbook team-a/support v6", "tokens of a 2,000-token budget", "ref-00001"],
+    "/ui/p/team-a/support/timeline": ["v7", "import", "curator", "q-4", "serving"],
+    "/ui/p/team-a/support/diff?from=2&to=3": ["Refunds after 30 days need a manager (MGR-7).", "helpful 0 → 1"],
+    "/ui/p/team-a/support/blame/ref-00001": ["Refunds are possible within 30 days of purchase", "q-1", "IMPORT"],
+    "/ui/p/team-a/support/review": ["v7", PENDING_TEXT, "policy"],
+    "/ui/p/team-a/support/episodes": ["run-1", "run-2", "run-3", "failed"],
+    "/ui/p/team-a/support/check": ["Collapse check"],
+    "/ui/n/team-a/facts": ["Knowledge graph"],
+}
+
+
+@pytest.mark.parametrize("token", [READER, ADMIN])
+def test_every_page_renders_what_the_service_gives(app: Any, token: str) -> None:
+    client = _client(app, token)
+    for path, expected in PAGES.items():
+        got = client.get(path)
+        assert got.status_code == 200, (path, got.text[-800:])
+        assert got.headers["content-type"].startswith("text/html")
+        text = got.text
+        for needle in expected:
+            assert needle in text or str(show(needle)) in text, (path, needle)
+    css, js = client.get("/ui/static/console.css"), client.get("/ui/static/console.js")
+    assert css.status_code == 200 and "font" in css.text and js.status_code == 200 and "addEventListener" in js.text
+
+
+def test_pages_need_a_signed_in_token(app: Any) -> None:
+    anonymous = _client(app)
+    for path in PAGES:
+        got = anonymous.get(path, follow_redirects=False)
+        assert got.status_code == 303 and got.headers["location"].startswith("/ui/login?next="), path
+    assert anonymous.get("/ui", follow_redirects=False).headers["location"] == "/ui/"
+    posted = anonymous.post("/ui/p/team-a/support/review/approve", data={"to": "7"}, headers=ORIGIN)
+    assert posted.status_code == 401
+    forged = _client(app)
+    forged.cookies.set("ace_console", "abcdef.bm90LWEtdG9rZW4tYXQtYWxsLTAwMDA", path="/ui/")
+    assert forged.get("/ui/", follow_redirects=False).status_code == 303
+    # the JSON API is untouched: a console cookie is no bearer token
+    signed = _client(app, ADMIN)
+    assert signed.get("/v1/playbooks/team-a").status_code == 401
+
+
+def test_the_sign_in_cookie_is_httponly_samesite_strict_and_secure_over_https(app: Any) -> None:
+    client = _client(app)
+    form = client.get("/ui/login")
+    assert "HttpOnly" in form.headers["set-cookie"] and "SameSite=strict" in form.headers["set-cookie"]
+    wrong = client.post(
+        "/ui/login", data={"csrf": _csrf(form.text), "token": "not-a-token-of-ours-at-all"}, headers=ORIGIN
+    )
+    assert wrong.status_code == 401 and "not valid" in wrong.text and "ace_console" not in client.cookies
+    done = client.post(
+        "/ui/login",
+        data={"csrf": _csrf(wrong.text), "token": ADMIN, "next": "/ui/p/team-a/support"},
+        headers=ORIGIN,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/ui/p/team-a/support"
+    cookie = next(c for c in done.headers.get_list("set-cookie") if c.startswith("ace_console="))
+    flags = [f.strip().lower() for f in cookie.split(";")]
+    assert "httponly" in flags and "samesite=strict" in flags and "path=/ui/" in flags and "secure" not in flags
+    assert ADMIN not in cookie  # kept encoded, beside the session's nonce
+    secure = TestClient(app, base_url="https://testserver")
+    nonce = _csrf(secure.get("/ui/login").text)
+    over_tls = secure.post(
+        "/ui/login",
+        data={"csrf": nonce, "token": ADMIN},
+        headers={"Origin": "https://testserver"},
+        follow_redirects=False,
+    )
+    cookie = next(c for c in over_tls.headers.get_list("set-cookie") if c.startswith("ace_console="))
+    assert "secure" in [f.strip().lower() for f in cookie.split(";")]
+    # somewhere else to go after signing in is never followed
+    nonce = _csrf(client.get("/ui/login").text)
+    away = client.post(
+        "/ui/login",
+        data={"csrf": nonce, "token": ADMIN, "next": "https://evil.example/"},
+        headers=ORIGIN,
+        follow_redirects=False,
+    )
+    assert away.headers["location"] == "/ui/"
+    page = client.get("/ui/")
+    assert "script-src 'self'" in page.headers["content-security-policy"] and page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_sign_in_is_refused_from_another_origin_or_without_its_form(app: Any) -> None:
+    client = _client(app)
+    nonce = _csrf(client.get("/ui/login").text)
+    for headers, csrf in [({}, nonce), ({"Origin": "http://evil.example"}, nonce), (ORIGIN, "forged"), (ORIGIN, "")]:
+        got = client.post("/ui/login", data={"csrf": csrf, "token": ADMIN}, headers=headers, follow_redirects=False)
+        assert got.status_code == 403, headers
+    fresh = _client(app)  # no sign-in cookie at all
+    got = fresh.post("/ui/login", data={"csrf": nonce, "token": ADMIN}, headers=ORIGIN, follow_redirects=False)
+    assert got.status_code == 403 and "ace_console" not in fresh.cookies
+
+
+def test_a_read_token_sees_no_controls_and_is_refused_if_it_posts_anyway(app: Any, store: PlaybookStore) -> None:
+    client = _client(app, READER)
+    csrf = _csrf(client.get("/ui/").text)
+    review = client.get("/ui/p/team-a/support/review")
+    assert review.status_code == 200 and PENDING_TEXT in review.text
+    assert (
+        "review/approve" not in review.text and "review/reject" not in review.text and "may not approve" in review.text
+    )
+    for path in PAGES:
+        html = client.get(path).text
+        assert re.findall(r'<form method="post" action="([^"]+)"', html) == ["/ui/logout"], path
+    refused = client.post("/ui/p/team-a/support/review/approve", data={"csrf": csrf, "to": "7"}, headers=ORIGIN)
+    assert refused.status_code == 403 and "may not review" in refused.text
+    refused = client.post(
+        "/ui/p/team-a/support/review/reject", data={"csrf": csrf, "candidate": "7", "reason": "x"}, headers=ORIGIN
+    )
+    assert refused.status_code == 403
+    writer = _client(app, WRITER)  # a write token cannot serve what learning proposed either
+    csrf = _csrf(writer.get("/ui/").text)
+    assert "review/approve" not in writer.get("/ui/p/team-a/support/review").text
+    assert (
+        writer.post("/ui/p/team-a/support/review/approve", data={"csrf": csrf, "to": "7"}, headers=ORIGIN).status_code
+        == 403
+    )
+    assert (
+        store.resolve("support", SERVING, namespace="team-a") == 6
+        and store.head_version("support", namespace="team-a") == 7
+    )
+
+
+def test_every_post_needs_the_sessions_csrf_token_and_this_origin(app: Any, store: PlaybookStore) -> None:
+    client = _client(app, REVIEWER)
+    csrf = _csrf(client.get("/ui/").text)
+    approve = "/ui/p/team-a/support/review/approve"
+    other = _client(app, REVIEWER)  # another session of the same token: another CSRF token
+    assert _csrf(other.get("/ui/").text) != csrf
+    cases = [
+        ({"to": "7"}, ORIGIN),
+        ({"to": "7", "csrf": "0" * 64}, ORIGIN),
+        ({"to": "7", "csrf": _csrf(other.get("/ui/").text)}, ORIGIN),
+        ({"to": "7", "csrf": csrf}, {}),
+        ({"to": "7", "csrf": csrf}, {"Origin": "http://evil.example"}),
+        ({"to": "7", "csrf": csrf}, {"Origin": "null"}),
+        ({"to": "7", "csrf": csrf}, {"Referer": "http://evil.example/ui/"}),
+    ]
+    for data, headers in cases:
+        got = client.post(approve, data=data, headers=headers, follow_redirects=False)
+        assert got.status_code == 403, (data, headers)
+    assert store.resolve("support", SERVING, namespace="team-a") == 6
+    as_json = client.post(approve, json={"to": 7, "csrf": csrf}, headers=ORIGIN)  # not a form: no CSRF token read
+    assert as_json.status_code == 403
+    referred = client.post(
+        approve, data={"to": "7", "csrf": csrf}, headers={"Referer": "http://testserver/ui/x"}, follow_redirects=False
+    )
+    assert referred.status_code == 303 and store.resolve("support", SERVING, namespace="team-a") == 7
+    out = client.post("/ui/logout", data={}, headers=ORIGIN, follow_redirects=False)
+    assert out.status_code == 403
+    out = client.post("/ui/logout", data={"csrf": csrf}, headers=ORIGIN, follow_redirects=False)
+    assert out.status_code == 303 and client.get("/ui/", follow_redirects=False).status_code == 303
+
+
+def test_approve_and_reject_through_the_forms_move_serving(app: Any, store: PlaybookStore) -> None:
+    client = _client(app, REVIEWER)
+    page = client.get("/ui/p/team-a/support/review")
+    assert 'action="/ui/p/team-a/support/review/approve"' in page.text and 'name="to" value="7"' in page.text
+    csrf = _csrf(page.text)
+    done = client.post(
+        "/ui/p/team-a/support/review/approve", data={"csrf": csrf, "to": "7", "reason": "looks right"}, headers=ORIGIN
+    )
+    assert done.status_code == 200 and "Approved: serving is now v7" in done.text and 'id="serving">v7' in done.text
+    assert store.resolve("support", SERVING, namespace="team-a") == 7
+    log = store.channel_log("support", namespace="team-a", channel="serving")
+    assert log[-1].author == "token:rita" and log[-1].reason == "approved: looks right"
+    assert "Nothing waits for review" in done.text
+    _commit(store, [{"type": "ADD", "section": "REFUNDS", "content": "Refunds go to the card used to pay."}], "q-8")
+    empty = client.post(
+        "/ui/p/team-a/support/review/reject", data={"csrf": csrf, "candidate": "8", "reason": " "}, headers=ORIGIN
+    )
+    assert empty.status_code == 422 and "reason" in empty.text
+    stale = client.post("/ui/p/team-a/support/review/approve", data={"csrf": csrf, "to": "99"}, headers=ORIGIN)
+    assert stale.status_code in (404, 409, 422)
+    reason = "wrong card \u202e<script>alert(1)</script>\u2028done"
+    rejected = client.post(
+        "/ui/p/team-a/support/review/reject", data={"csrf": csrf, "candidate": "8", "reason": reason}, headers=ORIGIN
+    )
+    assert rejected.status_code == 200 and "Rejected: serving is now v9" in rejected.text
+    assert store.head_version("support", namespace="team-a") == 9
+    timeline = client.get("/ui/p/team-a/support/timeline").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in timeline and "<script>alert" not in timeline
+    assert "⟨U+202E⟩" in timeline and "\u202e" not in timeline and "\u2028" not in timeline
+
+
+def test_hostile_content_is_escaped_everywhere(app: Any, store: PlaybookStore) -> None:
+    big = "A" * 99_000 + " <script>x</script> END"
+    store.create(
+        "hostile",
+        parse_ace(f"## S\n[s-00001] {HOSTILE}\n[s-00002] {big}\n[s-00003] שלום עולם rtl\n"),
+        namespace="team-a",
+    )
+    client = _client(app, READER)
+    for path in [
+        "/ui/p/team-a/hostile",
+        "/ui/p/team-a/hostile/blame/s-00001",
+        "/ui/p/team-a/hostile/blame/s-00002",
+        "/ui/p/team-a/support",
+        "/ui/p/team-a/support/diff?from=1&to=7",
+        "/ui/p/team-a/support/episodes",
+        "/ui/p/team-a/hostile?q=%3Cscript%3E",
+        "/ui/p/team-a/hostile/diff?from=1&to=1",
+    ]:
+        got = client.get(path)
+        assert got.status_code == 200, path
+        assert "<script>" not in got.text.replace('<script src="/ui/static/console.js" defer></script>', ""), path
+    listing = client.get("/ui/p/team-a/hostile").text
+    assert (
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in listing and "{{ 7*7 }}" in listing and "49" not in listing
+    )
+    assert "more characters" in listing and "END" not in listing.split("<pre")[0].split("Bullets")[-1]
+    assert len(listing) < 180_000 + 20_000  # the prompt's 2,000 tokens and 100 bullets of at most 600 characters
+    whole = client.get("/ui/p/team-a/hostile/blame/s-00002").text
+    assert "END" in whole and "&lt;script&gt;x&lt;/script&gt; END" in whole
+    assert "<bdi" in listing and "שלום עולם" in listing
+    found = client.get("/ui/p/team-a/hostile?q=%3Cscript%3E").text
+    assert "s-00001" in found and "s-00003" not in found.split("Bullets")[-1]
+    failed = client.get("/ui/p/team-a/support/episodes").text
+    assert "the model said &lt;script&gt;no&lt;/script&gt;" in failed
+
+
+def test_show_makes_invisible_and_direction_changing_characters_visible() -> None:
+    text = "a\u202eb\u2028c\u200fd\x00e\u00adf\ttab\nline <i>"
+    shown = str(show(text))
+    for code in ("202E", "2028", "200F", "0000", "00AD"):
+        assert f"⟨U+{code}⟩" in shown
+    assert "\u202e" not in shown and "\u2028" not in shown and "\t" in shown and "\n" in shown and "&lt;i&gt;" in shown
+    assert str(show("x" * 50, 10)).startswith("x" * 10 + '<span class="more">… (40 more')
+
+
+def test_word_diff_marks_the_words_an_update_changed() -> None:
+    got = views.word_diff("Refunds are possible within 30 days.", "Refunds are possible within 45 days, always.")
+    assert ("-", "30") in got and ("+", "45") in got and ("+", ", always") in got
+    assert "".join(t for op, t in got if op != "+") == "Refunds are possible within 30 days."
+    assert "".join(t for op, t in got if op != "-") == "Refunds are possible within 45 days, always."
+    long = "w " * 5000
+    assert views.word_diff(long, long + "x") == [("-", long), ("+", long + "x")]
+
+
+def test_the_diff_page_shows_updates_word_by_word_merges_and_counters(app: Any) -> None:
+    client = _client(app, READER)
+    update = client.get("/ui/p/team-a/support/diff?from=1&to=2").text
+    assert "<ins>, with the receipt</ins>" in update and "1 changed" in update
+    merged = client.get("/ui/p/team-a/support/diff?from=4&to=5").text
+    assert "merged into" in merged and "ref-00005" in merged and "took in ref-00005" in merged
+    backwards = client.get("/ui/p/team-a/support/diff?from=7&to=1")
+    assert backwards.status_code == 200 and "removed" in backwards.text
+    assert client.get("/ui/p/team-a/support/diff?from=1&to=70").status_code == 404
+    assert client.get("/ui/p/team-a/support/diff?from=x&to=2").status_code == 422
+    assert client.get("/ui/p/team-a/support/diff?from=0&to=2").status_code == 422
+
+
+def test_blame_gives_the_text_before_and_after_every_change(store: PlaybookStore) -> None:
+    svc, grant = Service(store), Grant.local("viewer", ["team-a"], role="read")
+    _commit(
+        store, [{"type": "UPDATE", "id": "ref-00004", "content": "  Refunds after 30 days need a manager.\r\n"}], "q-9"
+    )
+    _commit(store, [{"type": "REMOVE", "id": "ref-00004"}], "q-10")
+    store.rollback("support", 8, namespace="team-a")  # v10: the bullet back
+    for bullet in ["ref-00001", "ref-00002", "ref-00004", "ref-00005", "ton-00003"]:
+        rows = views.blame(svc, grant, "team-a", "support", bullet)["rows"]
+        assert rows, bullet
+        for row in rows:
+            after = store.load("support", row.version, namespace="team-a").get(bullet)
+            before = store.load("support", row.version - 1, namespace="team-a").get(bullet) if row.version > 1 else None
+            assert row.after == (after.content if after else None), (bullet, row.version, row.op)
+            assert row.before == (before.content if before else None), (bullet, row.version, row.op)
+    rows = views.blame(svc, grant, "team-a", "support", "ref-00004")["rows"]
+    assert [r.op for r in rows] == ["ROLLBACK", "REMOVE", "UPDATE", "ADD"] and rows[1].after is None
+    assert rows[0].after == "Refunds after 30 days need a manager." and rows[2].source["task_id"] == "q-9"
+    merged = views.blame(svc, grant, "team-a", "support", "ref-00005")["rows"]
+    assert merged[0].op == "MERGE" and merged[0].into == "ref-00002"
+
+
+def test_pages_for_what_is_not_there_or_not_allowed(app: Any) -> None:
+    client = _client(app, READER)
+    assert client.get("/ui/p/team-a/nope").status_code == 404
+    assert client.get("/ui/p/team-b/secret").status_code == 403
+    assert client.get("/ui/p/team-a/support/blame/zzz-00099").status_code == 404
+    assert client.get("/ui/p/team-a/support/episodes?status=lost").status_code == 422
+    assert client.get("/ui/p/team-a/support?version=99").status_code == 404
+    assert client.get("/ui/p/..%2F..%2Fetc/passwd").status_code in (404, 422)
+    assert client.get("/ui/nothing/here").status_code == 404
+    assert "secret" not in client.get("/ui/").text
+    admin = _client(app, OTHER)
+    assert "secret" in admin.get("/ui/").text and "support" not in admin.get("/ui/").text
+
+
+def test_bullets_and_versions_come_a_page_at_a_time(app: Any, store: PlaybookStore) -> None:
+    text = "## MANY\n" + "".join(f"[m-{i:05d}] Rule number {i} of the many rules.\n" for i in range(1, 251))
+    store.create("many", parse_ace(text), namespace="team-a")
+    for i in range(60):
+        delta = Delta.parse(json.dumps({"operations": [{"type": "TAG", "id": f"m-{i + 1:05d}", "tag": "helpful"}]}))
+        store.commit("many", delta, namespace="team-a")
+    client = _client(app, READER)
+    first = client.get("/ui/p/team-a/many").text
+    assert first.count('class="bullet"') == 100 and "page 1 of 3" in first
+    last = client.get("/ui/p/team-a/many?page=3").text
+    assert last.count('class="bullet"') == 50 and "m-00250" in last
+    found = client.get("/ui/p/team-a/many?q=number+25").text
+    assert "m-00025" in found and "m-00250" in found and "m-00100" not in found.split("Bullets")[-1]
+    timeline = client.get("/ui/p/team-a/many/timeline").text
+    assert timeline.count('<tr class="k-') == 50 and "v61" in timeline and "page 1 of 2" in timeline
+    older = client.get("/ui/p/team-a/many/timeline?page=2").text
+    assert older.count('<tr class="k-') == 11 and ">v1<" in older
+    whole = client.get("/ui/p/team-a/many?budget=all").text
+    assert "of 250 bullets" in whole and "250 of 250" in whole
