@@ -560,3 +560,38 @@ def test_the_cli_sets_a_lane_runs_a_trial_and_shows_the_decisions(sqlite_url: st
     r = runner.invoke(cli, ["playbook", "trial", "p", "-n", "t", "--provider", "scripted:valid", "--budget-tokens",
                             "0"], env=env)  # fmt: skip
     assert r.exit_code == 2  # a usage error, before anything is opened
+
+
+def test_idle_workers_run_due_trials_resumably_and_not_after_every_commit(db_url: str, tmp_path: Path) -> None:
+    """Trials as workers' work: a worker with nothing queued runs the trial a gated playbook is due, in goes
+    bounded by a token budget (each go keeps its answers), and does not start another until the head has moved
+    ``every`` versions past the last trial's candidate."""
+    from ace.governance.duty import TrialDuty
+    from ace.service.queue import EpisodeQueue
+    from ace.service.worker import Worker
+
+    store = playbook(db_url, learned=CITIES[:12])
+    gated(store, tmp_path)
+    assert TrialDuty().due(store) == [("t", "p")]
+    provider = ScriptedProvider(reader)
+    duty = TrialDuty(every=3, budget_tokens=1, poll_s=0)  # one answer per go
+    worker = Worker(store, EpisodeQueue(store), llm=lambda: LLM(provider), workdir=tmp_path / "w", trials=duty)
+    assert worker.run_once() is None  # no episode: a trial's first go instead
+    (first,) = g.list_trials(store, "p", namespace="t")
+    assert first.status == "stopped" and sum(g.trial(store, first.id).answered.values()) == 1
+    assert duty.due(store) == [("t", "p")]  # the stopped trial goes on at the next go
+    duty.budget_tokens = None
+    worker.run_once()
+    (done,) = g.list_trials(store, "p", namespace="t")
+    assert done.id == first.id and done.status == "promoted" and store.resolve("p", SERVING, namespace="t") == 2
+    assert duty.due(store) == []  # serving is the candidate
+    store.commit("p", lessons(CITIES[12:14]), namespace="t")  # v3: one version past the trial's candidate
+    assert duty.due(store) == []
+    store.commit("p", lessons(CITIES[14:16]), namespace="t")  # v4
+    store.commit("p", lessons(CITIES[16:18]), namespace="t")  # v5: three past v2
+    assert duty.due(store) == [("t", "p")]
+    slow = TrialDuty(every=3, poll_s=3600)
+    assert slow.run_once(store, LLM(provider), config=worker.config, author="w") is not None  # the first look
+    assert slow.run_once(store, LLM(provider), config=worker.config, author="w") is None  # not again within poll_s
+    assert len(provider.calls) == 2 * 20 + 2 * 20  # two trials of 20 lane tasks, each task asked once per arm
+    store.close()

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ace.cli.options import MAX_REPLY_TOKENS, DbOpt
+from ace.cli.options import MAX_INT, MAX_REPLY_TOKENS, DbOpt
 from ace.cli.output import out
 from ace.llm.injection_probe import with_probe
 from ace.service.auth import TOKEN_ENV, Tokens
 from ace.store import PlaybookStore
 
 if TYPE_CHECKING:
+    from ace.governance.duty import TrialDuty
     from ace.service.worker import Worker
 
 MAX_THREADS = 1024  # workers, processes or model threads per command: more is a typo (each one costs memory)
@@ -77,6 +79,7 @@ def _workers(
     max_tokens: int,
     curation: str,
     threads: int | None = None,
+    trials: TrialDuty | None = None,
 ) -> list[Worker]:
     from ace.config import LoopConfig
     from ace.llm import LLM, Sampling
@@ -99,6 +102,7 @@ def _workers(
             name=worker_name(str(i)),
             memory=tiers,
             config=LoopConfig(curation="facts" if curation == "facts" else "free"),
+            trials=None if trials is None else replace(trials),  # each worker its own poll clock
         )
         for i in range(n)
     ]
@@ -226,11 +230,31 @@ def worker(
         bool,
         typer.Option("--drain", help="Stop when no episode is queued (those waiting out a retry's backoff count)."),
     ] = False,
+    trials: Annotated[
+        bool,
+        typer.Option(
+            "--trials",
+            help="When no episode waits, run the matched trials that gated playbooks are due "
+            "(ace playbook lane; their candidate --trial-every versions past the last trial's, or a "
+            "trial that stopped).",
+        ),
+    ] = False,
+    trial_every: Annotated[
+        int, typer.Option(min=1, max=MAX_INT, help="Versions past the last trial's candidate before the next trial.")
+    ] = 10,
+    trial_budget: Annotated[
+        int | None,
+        typer.Option(min=1, max=MAX_INT, help="Tokens a trial may spend per go (it goes on at the next go)."),
+    ] = None,
 ) -> None:
     """Learn from the episodes sent to `ace serve` (the same --db): claim one under a lease, reflect, curate,
-    guard and commit through the loop, mark it done; run several on PostgreSQL to share the work."""
+    guard and commit through the loop, mark it done; run several on PostgreSQL to share the work. With --trials,
+    the worker also runs gated playbooks' trials when the queue is empty."""
+    from ace.governance.duty import TrialDuty
+
     store = PlaybookStore(db, policy=with_probe())
-    (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens, curation, threads)
+    duty = TrialDuty(every=trial_every, budget_tokens=trial_budget) if trials else None
+    (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens, curation, threads, duty)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.print(f"ace worker {w.name}: {store.url}, provider {provider}")

@@ -36,6 +36,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ace.collapse import CollapseGuard
 from ace.config import UNSET, legacy_config
+from ace.governance.duty import TrialDuty
+from ace.governance.trials import TrialReport
 from ace.llm import LLM, ProviderError
 from ace.loop import LoopConfig, StepRecord
 from ace.memory import Memory
@@ -76,6 +78,7 @@ class Worker:
     keep_checkpoints: bool = False
     config: LoopConfig = field(default_factory=LoopConfig)  # the loop's options (curation "facts" suits small models)
     memory: Callable[[str], Memory] | None = None  # the memory tiers of a namespace, written after each episode
+    trials: TrialDuty | None = None  # when no episode waits: run the matched trials gated playbooks are due
     # deprecated: the loop options one by one (use config)
     playbook_budget: InitVar[int | None] = UNSET
     curation: InitVar[Literal["free", "facts"]] = UNSET
@@ -102,9 +105,12 @@ class Worker:
         return handled
 
     def run_once(self) -> Episode | None:
-        """Claim one episode and learn from it; None when the queue had nothing ready."""
+        """Claim one episode and learn from it; None when the queue had nothing ready (then, with ``trials``, a
+        due trial may have run: :meth:`run_trial`)."""
         episode = self.queue.claim(self.name)
         if episode is None:
+            if self.trials is not None:
+                self.run_trial()
             return None
         renewing = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(episode, renewing), daemon=True)
@@ -114,6 +120,19 @@ class Worker:
         finally:
             renewing.set()
             renewer.join()
+
+    def run_trial(self) -> TrialReport | None:
+        """Run (or go on with) one due trial of a gated playbook (:class:`~ace.governance.duty.TrialDuty`); None
+        when none was due. A failure is logged, never raised: the worker goes on with episodes."""
+        if self.trials is None:
+            return None
+        try:
+            if self._llm is None:
+                self._llm = self.llm()
+            return self.trials.run_once(self.store, self._llm, config=self.config, author=f"ace:worker {self.name}")
+        except Exception:
+            log.exception("%s: a trial failed", self.name)
+            return None
 
     def _renew(self, episode: Episode, done: threading.Event) -> None:
         while not done.wait(self.queue.lease_s / 3):
