@@ -53,6 +53,12 @@ class LoopConfig:
         "asked again).",
         min=0,
     )
+    supersede: bool = option(
+        True,
+        "A curator ADD that restates a bullet with one value changed (a code, number or quoted value; a fact "
+        "bullet's value) becomes an UPDATE of that bullet, so the fact is stated once and the log shows what it "
+        "replaced (ace.playbook.supersede; runs recorded before it re-execute without).",
+    )
     roles_version: Literal[1, 2] = option(
         2,
         "The roles' prompts and schemas: 2 holds the curator's sections to the playbook's (or a well-formed new name) "

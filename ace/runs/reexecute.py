@@ -113,6 +113,10 @@ class _Verdict:
     correct: bool | None
 
 
+# what a recorded run's config means by the options it does not name (they did not exist when it was recorded)
+RECORDED_BEFORE = {"layout": "sections", "curator_repairs": 0, "roles_version": 1, "supersede": False}
+
+
 def plan(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """The header, steps and run description of a trajectory that can be re-executed, or a ConfigError saying
     what it lacks."""
@@ -199,9 +203,10 @@ def rerun(
         playbook=name,
         namespace=namespace,
         evaluator=evaluator_from_spec(info["evaluator"]),
-        # a run recorded before the stable layout existed laid the playbook out in sections, and one recorded before
-        # curator repairs and roles version 2 existed never asked the curator again, with the first prompt and schema
-        config=LoopConfig(**{"layout": "sections", "curator_repairs": 0, "roles_version": 1, **info.get("config", {})}),
+        # a run recorded before the stable layout existed laid the playbook out in sections, one recorded before
+        # curator repairs and roles version 2 existed never asked the curator again, with the first prompt and schema,
+        # and one recorded before supersession kept every ADD an ADD
+        config=LoopConfig(**{**RECORDED_BEFORE, **info.get("config", {})}),
         refiner=refiner,
         guard=guard,
         generator=generator,

@@ -1,0 +1,137 @@
+"""A changed fact is an UPDATE of the bullet that stated it, not a second bullet beside it.
+
+When a curator ADDs a bullet that says what a bullet already says with one value changed ("Refunds from Oslo use
+LC-9999" beside "Refunds from Oslo use LC-4471"), the playbook would hold both, and a generator would have to guess
+which is current. :func:`supersede` rewrites such an ADD as an UPDATE of the old bullet, so the log shows the
+supersession (the version before holds the old value; blame shows both) and the playbook states the fact once.
+
+Two bullets are *the same statement with one value changed* when their texts, with every value masked, are the same
+words, and exactly one value differs. Values are quoted strings, codes (letters with digits: ``LC-4471``, ``F12``)
+and numbers; for a fact bullet (``subject → value``, :func:`ace.playbook.focus.fact`) the value is what follows the
+arrow and the subject must be the same. A leading "from now on", "now", "correction:" and the like is not part of
+the statement. Anything else (another subject word, two values changed, a value added) is another statement, and the
+ADD stays an ADD: this rule would rather keep a stale bullet beside a new one than overwrite a different fact.
+
+Pure: no I/O; O(bullets) per call, with the frames of a playbook kept with it (:meth:`Playbook.derived`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from ace.playbook.delta import AddOp, MergeOp, Operation, RemoveOp, UpdateOp
+from ace.playbook.focus import ARROW
+from ace.playbook.model import Playbook, Source
+
+_VALUE = re.compile(
+    r"""(?x)
+    "[^"\n]{1,120}" | '[^'\n]{1,120}' | `[^`\n]{1,120}`
+    | (?<![\w-])(?=[\w.-]*\d)[A-Za-z][\w.-]*\d[\w-]*                 # a code: letters with digits (LC-4471, F12, v2)
+    | (?<![\w.-])[-+]?\d[\d,]*(?:\.\d+)?%?                             # a number
+    """
+)
+_LEAD = re.compile(
+    r"^\s*(?:(?:from now on|as of now|as of today|going forward|henceforth|now|correction|update|updated|new rule"
+    r"|note)\b[\s:,;-]*)+",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[^\W_]+|<v>", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """An ADD (its index among the operations) rewritten as an UPDATE of ``bullet``: ``old`` → ``new``."""
+
+    index: int
+    bullet: str
+    old: str
+    new: str
+
+
+def _norm_value(v: str) -> str:
+    return v.strip().strip("\"'`").strip().casefold()
+
+
+def statement(content: str) -> tuple[str, tuple[str, ...]] | None:
+    """The frame of a bullet (its words with each value masked) and its values, or None when it states no value."""
+    text = content.strip()
+    if ARROW in text:
+        subject, value = text.rsplit(ARROW, 1)
+        subject = _LEAD.sub("", subject)
+        if not value.strip():
+            return None
+        return " ".join(_WORD.findall(subject.casefold())) + " -> <v>", (_norm_value(value),)
+    text = _LEAD.sub("", text)
+    values = tuple(_norm_value(m.group(0)) for m in _VALUE.finditer(text))
+    if not values:
+        return None
+    frame = " ".join(_WORD.findall(_VALUE.sub(" <v> ", text).casefold()))
+    return frame, values
+
+
+def _frames(playbook: Playbook) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    found: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for b in playbook:
+        s = statement(b.content)
+        if s is not None:
+            found.setdefault(s[0], []).append((b.id, s[1]))
+    return found
+
+
+def superseded_by(playbook: Playbook, content: str) -> tuple[str, str, str] | None:
+    """The bullet that ``content`` restates with one value changed: ``(bullet id, old value, new value)``; None when
+    there is none, or more than one (which one is meant is not clear: the ADD stays an ADD)."""
+    s = statement(content)
+    if s is None:
+        return None
+    frame, values = s
+    frames = playbook.derived("supersede.frames", lambda: _frames(playbook))
+    hits = []
+    for bullet_id, old in frames.get(frame, []):
+        if len(old) != len(values):
+            continue
+        changed = [(a, b) for a, b in zip(old, values, strict=True) if a != b]
+        if len(changed) == 1:
+            hits.append((bullet_id, *changed[0]))
+        elif not changed:
+            return None  # the same statement is there already: not a change of value
+    return hits[0] if len(hits) == 1 else None
+
+
+def supersede(
+    playbook: Playbook, operations: Sequence[Operation], source: Source | None = None
+) -> tuple[list[Operation], list[Superseded]]:
+    """``operations`` with each ADD that restates a bullet of ``playbook`` with one value changed rewritten as an
+    UPDATE of that bullet (its source's note saying which value it replaced), unless another operation already
+    updates, removes or merges that bullet; and what was rewritten."""
+    named = {i for op in operations for i in _ids(op)}
+    out: list[Operation] = []
+    done: list[Superseded] = []
+    for n, op in enumerate(operations):
+        if isinstance(op, AddOp):
+            hit = superseded_by(playbook, op.content)
+            if hit is not None and hit[0] not in named:
+                bullet_id, old, new = hit
+                base = op.source or source
+                note = f"supersedes {old!r} with {new!r}"
+                src = replace(base, note=note) if base is not None else Source(note=note)
+                out.append(UpdateOp(id=bullet_id, content=op.content, source=src))
+                named.add(bullet_id)
+                done.append(Superseded(n, bullet_id, old, new))
+                continue
+        out.append(op)
+    return out, done
+
+
+def _ids(op: Operation) -> list[str]:
+    """The bullets an operation changes the text of or removes (a TAG changes neither)."""
+    if isinstance(op, UpdateOp | RemoveOp):
+        return [op.id]
+    if isinstance(op, MergeOp):
+        return [*op.ids, *([op.id] if op.id else [])]
+    return []
+
+
+__all__ = ["Superseded", "statement", "supersede", "superseded_by"]

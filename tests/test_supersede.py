@@ -1,0 +1,130 @@
+"""A changed fact is an UPDATE of the bullet that stated it (issue #25 item 2, #29's facts that update): the pure
+rule (:mod:`ace.playbook.supersede`), what it must never do (overwrite another fact), and the loop applying it to a
+curator's delta (scripted curator: the rule is code, not the model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ace.playbook import AddOp, Delta, RemoveOp, TagOp, UpdateOp, apply
+from ace.playbook.formats import parse_ace
+from ace.playbook.supersede import statement, supersede, superseded_by
+
+PB = parse_ace(
+    "## RULES\n"
+    "[rul-00001] Refunds from Oslo use ledger code LC-4471.\n"
+    "[rul-00002] Returns from Oslo use ledger code LC-5000.\n"
+    "[rul-00003] Invoices over 500 EUR need form F-12.\n"
+    "[rul-00004] Use `get_user(id)` before `delete_user`.\n"
+    "## FACTS\n"
+    "[fct-00005] Which carrier ships from Bergen \u2192 Northmoor Haulage\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("From now on, refunds from Oslo use ledger code LC-9999.", ("rul-00001", "lc-4471", "lc-9999")),
+        ("Correction: Returns from Oslo use ledger code LC-5001", ("rul-00002", "lc-5000", "lc-5001")),
+        ("Invoices over 750 EUR need form F-12.", ("rul-00003", "500", "750")),
+        ("Use `get_user(uid)` before `delete_user`.", ("rul-00004", "get_user(id)", "get_user(uid)")),
+        ("Which carrier ships from Bergen? \u2192 Saltmere Transport", ("fct-00005", "northmoor haulage",
+                                                                      "saltmere transport")),
+    ],
+)  # fmt: skip
+def test_a_restated_bullet_with_one_value_changed_is_found(text: str, expected: tuple[str, str, str]) -> None:
+    assert superseded_by(PB, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Refunds from Bergen use ledger code LC-4471.",  # another subject
+        "Refunds from Oslo use ledger code LC-4471.",  # the same statement: not a change
+        "Invoices over 750 EUR need form F-13.",  # two values changed: another rule
+        "Invoices over 500 EUR need form F-12 and a receipt.",  # more said: another statement
+        "Refunds from Oslo use ledger code.",  # no value
+        "Which carrier ships from Tromso \u2192 Saltmere Transport",  # a fact about another subject
+        "Refunds from Oslo use ledger code LC-4471 and LC-4472.",  # a value added
+        "[rul-00001] \u2028 ledger code LC-1",  # hostile text: no crash, no match
+    ],
+)
+def test_another_statement_is_left_an_add(text: str) -> None:
+    assert superseded_by(PB, text) is None
+    ops, done = supersede(PB, [AddOp(section="RULES", content=text)])
+    assert done == [] and isinstance(ops[0], AddOp)
+
+
+def test_an_ambiguous_restatement_stays_an_add() -> None:
+    twice = parse_ace("## R\n[r-00001] Refunds use code LC-1.\n[r-00002] Refunds use code LC-2.\n")
+    assert superseded_by(twice, "Refunds use code LC-3.") is None  # which of the two is meant is not clear
+
+
+def test_supersede_rewrites_the_add_as_an_update_with_the_old_value_in_its_source() -> None:
+    new = AddOp(section="RULES", content="Refunds from Oslo use ledger code LC-9999.")
+    ops, done = supersede(PB, [TagOp(id="rul-00003", tag="helpful"), new])
+    assert [d.bullet for d in done] == ["rul-00001"] and done[0].index == 1
+    assert isinstance(ops[0], TagOp) and isinstance(ops[1], UpdateOp) and ops[1].id == "rul-00001"
+    assert ops[1].source is not None and ops[1].source.note == "supersedes 'lc-4471' with 'lc-9999'"
+    after = apply(PB, Delta(operations=ops)).playbook
+    assert after["rul-00001"].content == "Refunds from Oslo use ledger code LC-9999." and len(after) == len(PB)
+    # a bullet another operation already changes or removes is left to it
+    ops2, done2 = supersede(PB, [RemoveOp(id="rul-00001"), new])
+    assert done2 == [] and isinstance(ops2[1], AddOp)
+
+
+_WORDS = ["refunds", "returns", "from", "oslo", "bergen", "use", "ledger", "code", "need", "form", "invoices", "over"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_WORDS), min_size=2, max_size=7), st.lists(st.sampled_from(_WORDS), min_size=2,
+       max_size=7), st.integers(1000, 9999), st.integers(1000, 9999))  # fmt: skip
+def test_never_a_different_statement(a: list[str], b: list[str], x: int, y: int) -> None:
+    """Property: two bullets whose words differ are never one superseding the other, whatever their values."""
+    old, new = " ".join(a) + f" LC-{x}.", " ".join(b) + f" LC-{y}."
+    pb = parse_ace(f"## R\n[r-00001] {old}\n")
+    hit = superseded_by(pb, new)
+    same_words = statement(old) is not None and statement(old)[0] == statement(new)[0]  # type: ignore[index]
+    assert (hit is not None) == (same_words and x != y)
+
+
+def test_the_loop_commits_a_changed_fact_as_an_update_and_blame_shows_both_values(tmp_path: Any) -> None:
+    from ace.llm import LLM
+    from ace.llm.testing import ScriptedProvider
+    from ace.loop import LoopConfig
+    from ace.runs.factory import RunSetup, start
+    from ace.store import PlaybookStore
+    from ace.tasks import Task
+    from ace.tasks.conventions import conventions
+
+    store = PlaybookStore(f"sqlite:///{tmp_path / 's.db'}")
+    store.create("p", PB)
+    lesson = "From now on, refunds from Oslo use ledger code LC-9999."
+    replies: list[Any] = [
+        {"reasoning": "", "bullet_ids": [], "final_answer": "LC-4471"},
+        {"reasoning": "", "error_identification": "old code", "root_cause_analysis": "the rule changed",
+         "correct_approach": "use LC-9999", "key_insight": "Oslo refunds now use LC-9999", "bullet_tags": []},
+        {"reasoning": "", "operations": [{"type": "ADD", "section": "RULES", "content": lesson}]},
+    ]  # fmt: skip
+    task = Task(id="q1", input="Which code do refunds from Oslo use?", target="LC-9999")
+    for flag, expected in ((False, len(PB) + 1), (True, len(PB))):
+        store2 = PlaybookStore(f"sqlite:///{tmp_path / f'{flag}.db'}")
+        store2.create("p", PB)
+        llm = LLM(ScriptedProvider(list(replies)))
+        setup = RunSetup(llm, store2, "p", conventions, config=LoopConfig(max_rounds=1, supersede=flag))
+        start(setup, [task], run_id=f"r{flag}", workdir=tmp_path / f"w{flag}")
+        head = store2.load("p")
+        assert len(head) == expected
+        if flag:
+            assert head["rul-00001"].content == lesson
+            blame = store2.blame("p", "rul-00001")
+            assert [e.op for e in blame][-1] == "UPDATE"
+            v = store2.history("p")[-1]
+            assert v.delta is not None and "supersedes 'lc-4471' with 'lc-9999'" in str(v.delta.operations[-1].source)
+            assert "LC-4471" in store2.load("p", 1)["rul-00001"].content  # the old value stays in history
+        store2.close()
+    store.close()
