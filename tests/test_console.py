@@ -353,7 +353,7 @@ def test_hostile_content_is_escaped_everywhere(app: Any, store: PlaybookStore) -
         assert "<script>" not in got.text.replace('<script src="/ui/static/console.js" defer></script>', ""), path
     listing = client.get("/ui/p/team-a/hostile").text
     assert (
-        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in listing and "{{ 7*7 }}" in listing and "49" not in listing
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in listing and "{{ 7*7 }}" in listing and "and 49 " not in listing
     )
     assert "more characters" in listing and "END" not in listing.split("<pre")[0].split("Bullets")[-1]
     assert len(listing) < 180_000 + 20_000  # the prompt's 2,000 tokens and 100 bullets of at most 600 characters
@@ -398,24 +398,24 @@ def test_the_diff_page_shows_updates_word_by_word_merges_and_counters(app: Any) 
 
 
 def test_blame_gives_the_text_before_and_after_every_change(store: PlaybookStore) -> None:
-    svc, grant = Service(store), Grant.local("viewer", ["team-a"], role="read")
+    svc, grant, states = Service(store), Grant.local("viewer", ["team-a"], role="read"), views.States(size=2)
     _commit(
         store, [{"type": "UPDATE", "id": "ref-00004", "content": "  Refunds after 30 days need a manager.\r\n"}], "q-9"
     )
     _commit(store, [{"type": "REMOVE", "id": "ref-00004"}], "q-10")
     store.rollback("support", 8, namespace="team-a")  # v10: the bullet back
     for bullet in ["ref-00001", "ref-00002", "ref-00004", "ref-00005", "ton-00003"]:
-        rows = views.blame(svc, grant, "team-a", "support", bullet)["rows"]
+        rows = views.blame(svc, grant, "team-a", "support", bullet, states)["rows"]
         assert rows, bullet
         for row in rows:
             after = store.load("support", row.version, namespace="team-a").get(bullet)
             before = store.load("support", row.version - 1, namespace="team-a").get(bullet) if row.version > 1 else None
             assert row.after == (after.content if after else None), (bullet, row.version, row.op)
             assert row.before == (before.content if before else None), (bullet, row.version, row.op)
-    rows = views.blame(svc, grant, "team-a", "support", "ref-00004")["rows"]
+    rows = views.blame(svc, grant, "team-a", "support", "ref-00004", states)["rows"]
     assert [r.op for r in rows] == ["ROLLBACK", "REMOVE", "UPDATE", "ADD"] and rows[1].after is None
     assert rows[0].after == "Refunds after 30 days need a manager." and rows[2].source["task_id"] == "q-9"
-    merged = views.blame(svc, grant, "team-a", "support", "ref-00005")["rows"]
+    merged = views.blame(svc, grant, "team-a", "support", "ref-00005", states)["rows"]
     assert merged[0].op == "MERGE" and merged[0].into == "ref-00002"
 
 
@@ -450,5 +450,26 @@ def test_bullets_and_versions_come_a_page_at_a_time(app: Any, store: PlaybookSto
     assert timeline.count('<tr class="k-') == 50 and "v61" in timeline and "page 1 of 2" in timeline
     older = client.get("/ui/p/team-a/many/timeline?page=2").text
     assert older.count('<tr class="k-') == 11 and ">v1<" in older
+    far = client.get("/ui/p/team-a/many/diff?from=1&to=61").text  # compared from the states the console keeps
+    assert "60 changed" in far and "helpful 0 → 1" in far and far.count('<li class="d-changed">') == 60
+    assert client.get("/ui/p/team-a/many/diff?from=61&to=1").text.count('<li class="d-changed">') == 60
     whole = client.get("/ui/p/team-a/many?budget=all").text
     assert "of 250 bullets" in whole and "250 of 250" in whole
+
+
+def test_the_prompt_shown_is_what_service_prompt_gives(store: PlaybookStore) -> None:
+    """The console renders the prompt from the version it holds (views.prompt_of): byte for byte what an agent gets
+    from Service.prompt, for serving pinned behind the head, any version and any budget."""
+    svc, grant, states = Service(store), Grant.local("viewer", ["team-a"], role="read"), views.States(size=2)
+    for version, budget in [(None, 2000), (None, None), (None, 30), (1, 2000), (7, 5), (3, None)]:
+        ctx = views.playbook(svc, grant, "team-a", "support", states, budget=budget, version=version)
+        assert ctx["prompt"] == svc.prompt(grant, "team-a", "support", version=version, budget=budget)
+    assert ctx["prompt"].version == 3 and ctx["info"].version == 3
+    assert views.playbook(svc, grant, "team-a", "support", states)["prompt"].version == 6  # serving, pinned
+    # a state kept is used only while its version's record is the one it was read with
+    info, pb = states.get(svc, grant, "team-a", "support", 3)
+    assert states.get(svc, grant, "team-a", "support", 3)[1] is pb
+    with pytest.raises(Exception, match="version"):
+        states.get(svc, grant, "team-a", "support", 99)
+    with pytest.raises(Exception, match="may not read"):
+        states.get(svc, Grant.local("b", ["team-b"], role="read"), "team-a", "support", 3)

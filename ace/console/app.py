@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -66,6 +67,7 @@ log = logging.getLogger("ace.console")
 # characters that a page shows as a visible code instead of acting on the text around them: controls, format and
 # bidi characters (U+202E turns what follows around), line and paragraph separators, private use, unassigned
 _HIDDEN = {"Cc", "Cf", "Zl", "Zp", "Co", "Cn", "Cs"}
+_SUSPECT = re.compile(r"[^\x20-\x7e\n\t]")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -79,10 +81,9 @@ def show(value: object, limit: int | None = None) -> Markup:
         text, cut = text[:limit], len(text) - limit
     parts: list[str] = []
     start = 0
-    for i, ch in enumerate(text):
-        if ch in "\n\t" or (ch.isprintable() and ch != "\u00ad"):
-            continue
-        if unicodedata.category(ch) not in _HIDDEN and ch != "\u00ad":
+    for m in _SUSPECT.finditer(text):  # ASCII text other than controls is never looked at twice
+        i, ch = m.start(), m.group()
+        if ch != "\u00ad" and (ch.isprintable() or unicodedata.category(ch) not in _HIDDEN):
             continue
         parts.append(str(escape(text[start:i])))
         parts.append(f'<span class="cc" title="U+{ord(ch):04X}">⟨U+{ord(ch):04X}⟩</span>')
@@ -147,6 +148,7 @@ class Session:
 def create_console(svc: Service, tokens: Tokens) -> Starlette:
     """The console over ``svc``, signed in with ``tokens`` (those of the HTTP service)."""
     env = _environment()
+    states, reviews = views.States(), views.Reviews()
 
     def base(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
@@ -311,6 +313,7 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
             session.grant,
             ns,
             name,
+            states,
             q=_text(request, "q"),
             section=_text(request, "section"),
             page=_int(request, "page", 1),
@@ -335,13 +338,15 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
             )
             v2 = head
         v1 = _int(request, "from", max(1, v2 - 1))
-        ctx = await run("read", views.diff, svc, session.grant, ns, name, v1, v2, page=_int(request, "page", 1))
+        ctx = await run(
+            "read", views.diff, svc, session.grant, ns, name, v1, v2, page=_int(request, "page", 1), states=states
+        )
         return pb_page(request, "diff.html", ctx, session, "diff")
 
     async def blame(request: Request, session: Session) -> Response:
         ns, name = where(request)
         bullet_id = request.path_params["bullet_id"]
-        ctx = await run("read", views.blame, svc, session.grant, ns, name, bullet_id)
+        ctx = await run("read", views.blame, svc, session.grant, ns, name, bullet_id, states)
         status = 200 if ctx["rows"] else 404
         response = pb_page(request, "blame.html", ctx, session, "blame")
         response.status_code = status
@@ -349,7 +354,7 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
 
     async def review(request: Request, session: Session) -> Response:
         ns, name = where(request)
-        ctx = await run("heavy", views.review, svc, session.grant, ns, name)
+        ctx = await run("heavy", views.review, svc, session.grant, ns, name, states, reviews)
         done = request.query_params.get("done")
         ctx["done"] = done if done in ("approved", "rejected") else None
         return pb_page(request, "review.html", {**ctx, "csrf": session.csrf}, session, "review")
@@ -360,6 +365,7 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
         to = _field_int(fields, "to")
         reason = fields.get("reason", "").strip()[:MAX_FIELD_CHARS] or None
         await svc.run("write", svc.approve, session.grant, ns, name, to=to, reason=reason)
+        reviews.forget(ns, name)
         return _back(request, "/review?done=approved")
 
     async def reject(request: Request, session: Session) -> Response:
@@ -368,6 +374,7 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
         candidate = _field_int(fields, "candidate")
         reason = fields.get("reason", "")
         await svc.run("write", svc.reject, session.grant, ns, name, candidate=candidate, reason=reason)
+        reviews.forget(ns, name)
         return _back(request, "/review?done=rejected")
 
     def _back(request: Request, suffix: str) -> Response:

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections import Counter
+import threading
+import time
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ace.playbook.diff import BulletChange, PlaybookDiff
+from ace.playbook.diff import diff as compare
 from ace.playbook.model import Bullet, Playbook
-from ace.playbook.render import SCORES_HEADER, approx_tokens
+from ace.playbook.render import SCORES_HEADER, approx_tokens, render
 from ace.service.auth import Grant
-from ace.service.core import PROMPT_BUDGET, BadRequest, Service, TooMuchWork
+from ace.service.core import PROMPT_BUDGET, PROMPT_LAYOUT, BadRequest, Read, Service, TooMuchWork, normal_name
 from ace.service.queue import Status
+from ace.store import VersionInfo
 
 PAGE_BULLETS = 100  # bullets on one page of a playbook
 PAGE_VERSIONS = 50  # versions on one page of the timeline
@@ -41,6 +46,7 @@ class Paged:
     page: int
     pages: int
     total: int
+    counts: Counter[str] = field(default_factory=Counter)  # of every item by kind, where the list has kinds
 
 
 def paged(items: list[Any], page: int, size: int) -> Paged:
@@ -102,12 +108,60 @@ def index(svc: Service, grant: Grant, *, page: int = 1) -> Context:
     return {"rows": rows, "paged": shown, "namespaces": namespaces}
 
 
+# -- versions read lately --------------------------------------------------------------------------------------
+class States:
+    """The playbook versions the console read lately, kept: a version never changes (its digest is checked when the
+    store rebuilds it), and the store itself holds only its newest state, so a page of ``serving`` pinned behind the
+    head, of an old version or of a blame back to the import would rebuild one (about 100 ms at 10,000 bullets) at
+    every request. Every use still goes through the service: :meth:`get` reads the version's record (the token's
+    read check) and keeps a state only while that record's digest is the one it was read with."""
+
+    def __init__(self, size: int = 6) -> None:
+        self.size = size
+        self._held: OrderedDict[tuple[str, str, int], tuple[VersionInfo, Playbook]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, svc: Service, grant: Grant, namespace: str, name: str, version: int | None
+    ) -> tuple[VersionInfo, Playbook]:
+        """``(record, playbook)`` of ``version`` (None: the head, which the store holds)."""
+        if version is None:
+            return svc.playbook(grant, namespace, name)
+        key = (normal_name(namespace, "namespace"), normal_name(name, "playbook"), version)
+        record = svc.history(grant, namespace, name, since=version, limit=1)
+        with self._lock:
+            held = self._held.get(key)
+            if held is not None and record and held[0].digest == record[0]["digest"]:
+                self._held.move_to_end(key)
+                return held
+        found = svc.playbook(grant, namespace, name, version=version)
+        with self._lock:
+            self._held[key] = found
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
+        return found
+
+
+def prompt_of(namespace: str, name: str, version: int, pb: Playbook, budget: int | None) -> Read:
+    """What :meth:`Service.prompt` gives for ``pb`` (version ``version``), from a state already read: its first
+    line, then the bullets under ``budget`` tokens in the prompt layout (tests/test_console.py holds them equal)."""
+    ns, name = normal_name(namespace, "namespace"), normal_name(name, "playbook")
+    header = (
+        f"# playbook {ns}/{name} v{version} ({len(pb)} bullets): lessons "
+        "learned from earlier episodes. Follow the bullets that apply and cite their ids (e.g. [shr-00001]) "
+        "when you use one.\n\n"
+    )
+    text = render(pb, budget=budget, layout=PROMPT_LAYOUT)
+    return Read(version, header + text, "text/plain", len(pb))
+
+
 # -- a playbook ---------------------------------------------------------------------------------------------------
 def playbook(
     svc: Service,
     grant: Grant,
     namespace: str,
     name: str,
+    states: States,
     *,
     q: str = "",
     section: str = "",
@@ -116,11 +170,14 @@ def playbook(
     version: int | None = None,
 ) -> Context:
     """A playbook's prompt (what an agent reads from ``serving``, or ``version``, under ``budget`` tokens), its
-    sections and bullets (a page of them, filtered by ``q`` and ``section``), its channels and latest versions."""
-    info, pb = svc.playbook(grant, namespace, name, version=version)
+    sections and bullets (the head's or ``version``'s, a page of them, filtered by ``q`` and ``section``), its
+    channels and latest versions."""
     channels = svc.channels(grant, namespace, name)
-    head = next((c["version"] for c in channels if c["channel"] == "candidate"), info.version)
-    prompt = svc.prompt(grant, namespace, name, budget=budget, version=version)
+    head = next(c["version"] for c in channels if c["channel"] == "candidate")
+    serving = next((c["version"] for c in channels if c["channel"] == "serving"), head)
+    info, pb = states.get(svc, grant, namespace, name, version)
+    shown_info, shown = (info, pb) if version is not None else states.get(svc, grant, namespace, name, serving)
+    prompt = prompt_of(namespace, name, shown_info.version, shown, budget)
     needle = q.strip().casefold()
     found = [
         b
@@ -207,10 +264,28 @@ def _version_row(
 
 
 # -- diff ---------------------------------------------------------------------------------------------------------
-def diff(svc: Service, grant: Grant, namespace: str, name: str, v1: int, v2: int, *, page: int = 1) -> Context:
+def diff(
+    svc: Service, grant: Grant, namespace: str, name: str, v1: int, v2: int, *, page: int = 1,
+    states: States | None = None,
+) -> Context:  # fmt: skip
     """What changed from ``v1`` to ``v2``: added, removed (or merged into another bullet) and changed bullets; an
-    UPDATE word by word, a move between sections and counters as such."""
-    d = svc.changes(grant, namespace, name, v1, v2)
+    UPDATE word by word, a move between sections and counters as such. Versions far apart are compared from the
+    states ``states`` keeps (what the store's diff does for them too, from states it rebuilds every time); near
+    ones by the store, which replays the deltas between and compares only the bullets they touched."""
+    lo, hi = min(v1, v2), max(v1, v2)
+    if states is not None and hi - lo > PAGE_VERSIONS:
+        d = compare(states.get(svc, grant, namespace, name, v1)[1], states.get(svc, grant, namespace, name, v2)[1])
+    else:
+        d = svc.changes(grant, namespace, name, v1, v2)
+    between = []
+    if 0 < hi - lo <= PAGE_VERSIONS:
+        between = [_version_row(h, None) for h in svc.history(grant, namespace, name, since=lo + 1, limit=hi - lo)]
+    shown = _page(d, page)
+    return {"v1": v1, "v2": v2, "entries": shown, "counts": shown.counts, "between": between}
+
+
+def _page(d: PlaybookDiff, page: int) -> Paged:
+    """A page of ``d``'s entries: added, removed or merged away, changed or moved (word by word on the page)."""
     absorbed: dict[str, str] = {}  # id merged away -> the bullet that took it
     for b in [*d.added, *(c.after for c in d.changed)]:
         for gone in b.merged_from:
@@ -221,12 +296,12 @@ def diff(svc: Service, grant: Grant, namespace: str, name: str, v1: int, v2: int
     ]
     for c in d.changed:
         entries.append(_change(c.before, c.after, c.fields))
-    between = []
-    lo, hi = min(v1, v2), max(v1, v2)
-    if 0 < hi - lo <= PAGE_VERSIONS:
-        between = [_version_row(h, None) for h in svc.history(grant, namespace, name, since=lo + 1, limit=hi - lo)]
-    counts = Counter(e["kind"] for e in entries)
-    return {"v1": v1, "v2": v2, "entries": paged(entries, page, PAGE_DIFF), "counts": counts, "between": between}
+    shown = paged(entries, page, PAGE_DIFF)
+    for e in shown.items:  # word by word only what the page shows
+        if e["kind"] == "changed" and "content" in e["fields"]:
+            e["words"] = word_diff(e["before"].content, e["bullet"].content)
+    shown.counts.update(e["kind"] for e in entries)
+    return shown
 
 
 def _entry(kind: str, bullet: Bullet, **fields: Any) -> Context:
@@ -250,7 +325,6 @@ def _change(before: Bullet, after: Bullet, fields: tuple[str, ...]) -> Context:
         after,
         before=before,
         fields=fields,
-        words=word_diff(before.content, after.content) if "content" in fields else None,
         counters=[
             (f, getattr(before, f), getattr(after, f))
             for f in ("helpful", "harmful", "neutral")
@@ -278,7 +352,7 @@ class BlameRow:
     words: list[Segment] = field(default_factory=list)
 
 
-def blame(svc: Service, grant: Grant, namespace: str, name: str, bullet_id: str) -> Context:
+def blame(svc: Service, grant: Grant, namespace: str, name: str, bullet_id: str, states: States) -> Context:
     """Every change of ``bullet_id`` with its text before and after, its source (task, step, run) and author,
     newest first; the bullet as it is at the head, with its counters and sources."""
     entries = svc.blame(grant, namespace, name, bullet_id)
@@ -292,7 +366,7 @@ def blame(svc: Service, grant: Grant, namespace: str, name: str, bullet_id: str)
         before, tag, into = text, None, None
         found = _op_for(deltas.get(v), bullet_id)
         if found is None:  # an import, a rollback, or an operation the delta does not name: the version's own state
-            b = svc.playbook(grant, namespace, name, version=v)[1].get(bullet_id)
+            b = states.get(svc, grant, namespace, name, v)[1].get(bullet_id)
             text = None if b is None else b.content
         elif found["type"] in ("ADD", "UPDATE") or (found["type"] == "MERGE" and found.get("id") == bullet_id):
             text = as_stored(str(found.get("content", "")))
@@ -336,24 +410,78 @@ def _deltas(svc: Service, grant: Grant, namespace: str, name: str, versions: lis
 
 
 # -- review -------------------------------------------------------------------------------------------------------
-def review(svc: Service, grant: Grant, namespace: str, name: str) -> Context:
+def review(svc: Service, grant: Grant, namespace: str, name: str, states: States, reviews: Reviews) -> Context:
     """What waits for a reviewer (:meth:`Service.pending`): the versions from serving to the candidate with their
-    provenance, the change word by word and the collapse detectors' alerts; whether this token may decide."""
-    try:
-        pending = svc.pending(grant, namespace, name)
-    except TooMuchWork as e:
-        return {"pending": None, "problem": str(e), "can_review": False, "entries": None}
-    entries = None
-    if pending["candidate"] > pending["serving"]:
-        entries = diff(svc, grant, namespace, name, pending["serving"], pending["candidate"])["entries"]
-    can = grant.allows(namespace, "review") and pending["policy"] in REVIEWABLE
-    return {
-        "pending": pending,
-        "problem": None,
-        "can_review": can,
-        "entries": entries,
-        "versions": [_version_row(h, None) for h in pending["versions"]],
-    }
+    provenance, the change word by word and the collapse detectors' alerts; whether this token may decide.
+
+    ``Service.pending`` rebuilds both versions and runs the detectors (a few hundred ms at 10,000 bullets): its
+    answer is kept in ``reviews`` while serving and the candidate stay where they were, for :data:`REVIEW_TTL_S`
+    at most (a trial's verdict may change meanwhile); every request still reads the channels (the read check)."""
+    channels = {c["channel"]: c for c in svc.channels(grant, namespace, name)}
+    serving = channels.get("serving") or channels["candidate"]
+    key = (normal_name(namespace, "namespace"), normal_name(name, "playbook"), serving["version"],
+           bool(serving["follows_head"]), channels["candidate"]["version"])  # fmt: skip
+    found = reviews.get(key)
+    if found is None:
+        try:
+            pending = svc.pending(grant, namespace, name)
+        except TooMuchWork as e:
+            return {"pending": None, "problem": str(e), "can_review": False, "entries": None}
+        entries = None
+        if pending["candidate"] > pending["serving"] and pending["diff"] is not None:
+            before = states.get(svc, grant, namespace, name, pending["serving"])[1]
+            entries = _entries(pending["diff"], before, page=1)
+        found = {"pending": pending, "problem": None, "entries": entries,
+                 "versions": [_version_row(h, None) for h in pending["versions"]]}  # fmt: skip
+        reviews.put(key, found)
+    can = grant.allows(namespace, "review") and found["pending"]["policy"] in REVIEWABLE
+    return {**found, "can_review": can}
+
+
+def _entries(found: dict[str, Any], before: Playbook, *, page: int) -> Paged:
+    """A page of :meth:`Service.pending`'s diff (JSON) as the diff page shows it, each change beside ``before``."""
+    d = PlaybookDiff(
+        [Bullet.from_dict(b) for b in found["added"]],
+        [Bullet.from_dict(b) for b in found["removed"]],
+        [
+            BulletChange(before[c["id"]], Bullet.from_dict(c["after"]), tuple(c["fields"]))
+            for c in found["changed"]
+            if c["id"] in before
+        ],
+    )
+    return _page(d, page)
+
+
+REVIEW_TTL_S = 30.0
+
+
+class Reviews:
+    """:meth:`Service.pending`'s answers, by playbook and the versions it was asked at, for a while."""
+
+    def __init__(self, size: int = 32, ttl_s: float = REVIEW_TTL_S) -> None:
+        self.size, self.ttl_s = size, ttl_s
+        self._held: OrderedDict[tuple[Any, ...], tuple[float, Context]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Context | None:
+        with self._lock:
+            held = self._held.get(key)
+            if held is None or time.monotonic() - held[0] > self.ttl_s:
+                return None
+            return held[1]
+
+    def put(self, key: tuple[Any, ...], value: Context) -> None:
+        with self._lock:
+            self._held[key] = (time.monotonic(), value)
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what was kept of a playbook (after an approval or a rejection from this console)."""
+        ns, name = normal_name(namespace, "namespace"), normal_name(name, "playbook")
+        with self._lock:
+            for key in [k for k in self._held if k[:2] == (ns, name)]:
+                del self._held[key]
 
 
 # -- episodes, check, memory --------------------------------------------------------------------------------------

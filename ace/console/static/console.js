@@ -33,12 +33,6 @@
       navigator.clipboard.writeText(source.textContent).then(function () { button.textContent = "Copied"; });
     });
   });
-  // `ace ui --open` passes the token in the fragment (never sent to a server): fill the sign-in form with it
-  var token = document.getElementById("token");
-  if (token && window.location.hash.indexOf("#token=") === 0) {
-    token.value = decodeURIComponent(window.location.hash.slice(7));
-    window.history.replaceState(null, "", window.location.pathname + window.location.search);
-  }
   // a queue with work in progress refreshes itself
   var live = document.querySelector("[data-refresh]");
   if (live) {
