@@ -50,8 +50,30 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    otel: Annotated[
+        bool,
+        typer.Option(
+            "--otel",
+            help="Send traces and metrics over OpenTelemetry (OTLP, where the OTEL_* variables say; default "
+            "http://localhost:4318); also on when OTEL_EXPORTER_OTLP_ENDPOINT or ACE_OTEL=1 is set.",
+        ),
+    ] = False,
 ) -> None:
     """ACE: playbooks that evolve by small, versioned deltas."""
+    if otel:
+        _otel()
+
+
+def _otel() -> None:
+    """``--otel``: telemetry on in this process and in those it starts (workers)."""
+    import os
+
+    from ace.cli.output import err
+    from ace.telemetry import SWITCH, enable
+
+    os.environ[SWITCH] = "1"
+    if not enable():
+        err.print("note: --otel needs OpenTelemetry: pip install 'ace[otel]'; telemetry is off")
 
 
 playbook.app.command()(gate.lane)

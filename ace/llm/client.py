@@ -42,6 +42,7 @@ from ace.llm.types import (
     T,
     Usage,
 )
+from ace.telemetry import traced_chat
 
 REPAIR_PROMPT = (
     "Your previous reply could not be used: {error}\n"
@@ -134,6 +135,7 @@ class LLM:
         sampling: Sampling | None = None,
     ) -> LLMResult[T]: ...
 
+    @traced_chat  # a span per role call when OpenTelemetry is on (ace.telemetry)
     def call(
         self,
         messages: Sequence[Message] | str,
@@ -173,6 +175,7 @@ class LLM:
         sampling: Sampling | None = None,
     ) -> LLMResult[T]: ...
 
+    @traced_chat
     async def acall(
         self,
         messages: Sequence[Message] | str,

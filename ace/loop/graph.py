@@ -33,6 +33,7 @@ from ace.loop.nodes import (
 )
 from ace.loop.state import CHECKPOINT_TYPES, LoopState, StepRecord
 from ace.tasks import share_correct
+from ace.telemetry import loop_node, traced_run
 
 NODES = {
     "generate": generate_node,
@@ -92,7 +93,7 @@ def build_graph(ctx: LoopContext) -> StateGraph[LoopState]:
 
 
 def _call(fn: Any, state: LoopState, *, ctx: LoopContext) -> LoopState:
-    return fn(state, ctx)  # type: ignore[no-any-return]
+    return loop_node(fn, state, ctx)  # type: ignore[no-any-return]  # in its step's span when OpenTelemetry is on
 
 
 def checkpoint_serializer() -> JsonPlusSerializer:
@@ -115,6 +116,7 @@ class RunResult:
         return [r for r in self.results if r.error]
 
 
+@traced_run  # a span per run, its steps and nodes inside, when OpenTelemetry is on (ace.telemetry)
 def run(ctx: LoopContext, checkpoints: str | Path) -> RunResult:
     """Run (or resume) ``ctx.run_id`` over ``ctx.tasks``; state is checkpointed in the SQLite file ``checkpoints``."""
     Path(checkpoints).parent.mkdir(parents=True, exist_ok=True)

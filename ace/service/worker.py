@@ -45,6 +45,7 @@ from ace.runs.factory import RunFiles
 from ace.runs.from_logs import learn, to_task
 from ace.service.queue import Episode, EpisodeQueue
 from ace.store import PlaybookStore, StaleVersionError
+from ace.telemetry import traced_episode
 
 log = logging.getLogger("ace.worker")
 
@@ -143,6 +144,7 @@ class Worker:
             except Exception as e:  # the database is away for a moment: the next renewal may succeed
                 log.warning("renewing the lease on episode %s failed: %s", episode.episode_id, e)
 
+    @traced_episode  # an ace.episode span, the episode counter and the queue's depth, when OpenTelemetry is on
     def _learn(self, episode: Episode) -> Episode:
         run_id = f"episode-{episode.row}"
         files = RunFiles(self.workdir, run_id)

@@ -66,6 +66,7 @@ from ace.store.head import Head, HeadDamaged
 from ace.store.log import VersionInfo
 from ace.store.schema_version import prepare
 from ace.store.snapshots import Background, serialized, snapshot_due, snapshot_of, write_periodic
+from ace.telemetry import promoted, traced_read, traced_write
 
 DEFAULT_NAMESPACE = "default"
 DIFF_REPLAY = 1_000  # versions apart up to which diff replays the deltas between instead of building both states
@@ -465,6 +466,7 @@ class PlaybookStore:
 
         return self._append_version(namespace, name, expected_version, make)
 
+    @traced_write  # an update_memory span per version written, when OpenTelemetry is on (ace.telemetry)
     def _append_version(
         self,
         namespace: str,
@@ -621,6 +623,7 @@ class PlaybookStore:
         """The playbook at ``version`` (default: the head), or where ``channel`` points."""
         return self.load_versioned(name, version, namespace=namespace, channel=channel)[1]
 
+    @traced_read  # a search_memory span per read, when OpenTelemetry is on
     def load_versioned(
         self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE, channel: str | None = None
     ) -> tuple[int, Playbook]:
@@ -749,8 +752,11 @@ class PlaybookStore:
             now = vlog.now()
             if pinned != version:  # a move that changes nothing is not logged
                 ch.move(conn, row.id, channel, version, author=author, reason=reason, evidence=evidence, now=now)
+        if pinned != version:
+            promoted(name, namespace, channel, version)
         return ch.ChannelInfo(channel, head if version is None else version, version is None, now)
 
+    @traced_read
     def load_held(
         self, name: str, version: int | None = None, *, namespace: str = DEFAULT_NAMESPACE, channel: str | None = None
     ) -> tuple[int, Playbook] | None:
