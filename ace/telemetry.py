@@ -564,8 +564,8 @@ def traced_read(fn: F) -> F:
             except BaseException as e:
                 st._failed(span, e)
                 raise
-            if found is None:  # load_held: not held in memory
-                span.set_attribute("gen_ai.memory.record.count", 0)
+            if found is None:  # load_held: not held in memory (the caller reads it next, in a span of its own)
+                span.set_attributes({"gen_ai.memory.record.count": 0, "ace.held": False})
                 return found
             version, pb = found
             span.set_attribute("ace.version", int(version))

@@ -337,7 +337,10 @@ def parse_agents_md(text: str, playbook: str | None = None) -> AgentFile:
     if len(chosen) != 1:
         if len(blocks) > 1:
             names = ", ".join(repr(b.playbook) for b in blocks)
-            raise AgentFileError(f"the file holds blocks of {names}: name the one to read")
+            raise AgentFileError(
+                f"the file holds blocks of {names}: name the one to read (ace playbook import takes the block whose "
+                "playbook has the NAME it imports under)"
+            )
         chosen = blocks
     block = chosen[0]
     return AgentFile(read_block(block), _origin_of(block), _block_problems(block))
