@@ -55,9 +55,10 @@ class LoopConfig:
     )
     supersede: bool = option(
         True,
-        "A curator ADD that restates a bullet with one value changed (a code, number or quoted value; a fact "
-        "bullet's value) becomes an UPDATE of that bullet, so the fact is stated once and the log shows what it "
-        "replaced (ace.playbook.supersede; runs recorded before it re-execute without).",
+        "One bullet per fact: a curator ADD that restates a bullet with one value changed (a code, number or quoted "
+        "value; a fact bullet's value) becomes an UPDATE of that bullet (the log shows what it replaced), and one "
+        "that says a bullet again in other words a helpful TAG of it (ace.playbook.supersede; runs recorded before "
+        "it re-execute without).",
     )
     roles_version: Literal[1, 2] = option(
         2,

@@ -128,3 +128,59 @@ def test_the_loop_commits_a_changed_fact_as_an_update_and_blame_shows_both_value
             assert "LC-4471" in store2.load("p", 1)["rul-00001"].content  # the old value stays in history
         store2.close()
     store.close()
+
+
+A = "\u2192"
+FACTS = parse_ace(
+    "## FACTS\n"
+    f"[fct-00001] Which carrier ships refunds from the Oslo office {A} Northmoor Haulage\n"
+    f"[fct-00002] Which carrier ships returns from the Bergen office {A} Northmoor Haulage\n"
+    f"[fct-00003] Which ledger code do refunds from Oslo use {A} LC-4471\n"
+    f"[fct-00004] Which ledger code do returns from Oslo use {A} LC-5000\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"Refunds booked at the Oslo office are posted under which ledger code {A} LC-4471", "fct-00003"),
+        ("Refunds from Oslo use ledger code LC-4471.", "fct-00003"),  # a rule stating the same code
+        (f"Which carrier ships refunds from the Oslo office? {A} Northmoor Haulage", "fct-00001"),
+        (f"Which ledger code do refunds from Tromso use {A} LC-4471", None),  # another name: not the same fact
+        (f"Which carrier ships returns from the Oslo office {A} Northmoor Haulage", None),  # a name shared by facts
+        (f"Which carrier ships refunds from the Tromso office {A} Northmoor Haulage", None),
+        (f"Which ledger code do refunds from Oslo use {A} LC-9999", None),  # another value: supersede's case
+    ],
+)
+def test_a_fact_said_again_in_other_words_is_found_and_another_fact_is_not(text: str, expected: str | None) -> None:
+    from ace.playbook.supersede import duplicate_of
+
+    assert duplicate_of(FACTS, text) == expected
+
+
+def test_consolidate_tags_the_bullet_a_lesson_says_again_and_updates_the_one_it_changes() -> None:
+    from ace.playbook.supersede import consolidate
+
+    again = AddOp(section="FACTS", content=f"Refunds booked at the Oslo office use which ledger code {A} LC-4471")
+    changed = AddOp(section="FACTS", content=f"Which ledger code do returns from Oslo use {A} LC-5001")
+    new = AddOp(section="FACTS", content=f"Which ledger code do refunds from Tromso use {A} LC-7000")
+    ops, swapped, dups = consolidate(FACTS, [again, again, changed, new])
+    assert [d.bullet for d in dups] == ["fct-00003", "fct-00003"] and [s.bullet for s in swapped] == ["fct-00004"]
+    assert [(op.type, getattr(op, "id", None)) for op in ops] == [("TAG", "fct-00003"), ("UPDATE", "fct-00004"),
+                                                                   ("ADD", None)]  # fmt: skip
+    after = apply(FACTS, Delta(operations=ops)).playbook
+    assert len(after) == len(FACTS) + 1 and after["fct-00003"].helpful == 1
+
+
+def test_bullets_per_fact_counts_the_bullets_that_state_each_distinct_answer() -> None:
+    from ace.runs.runners import facts_held
+    from ace.tasks import Task
+
+    tasks = [
+        Task(id=str(i), input="q", target=t)
+        for i, t in enumerate(["LC-4471", "lc-4471 ", "LC-5000", "Northmoor Haulage", "LC-44"])
+    ]
+    held = facts_held(FACTS, tasks)  # LC-44 is no fact stated (LC-4471 is another word); the carrier twice
+    assert (held.facts, held.bullets) == (3, 4) and held.per_fact == pytest.approx(4 / 3)
+    assert "4 bullet(s) state 3 distinct fact(s)" in str(held)
+    assert facts_held(FACTS, []).per_fact is None

@@ -34,6 +34,7 @@ from ace.names import check_name
 from ace.playbook import Delta, Playbook
 from ace.playbook.formats import loads
 from ace.runs.factory import RunFiles, RunSetup, start
+from ace.runs.runners import facts_held
 from ace.runs.workspace import bundled, data_dir, runs_dir
 from ace.store import PlaybookStore, default_url
 from ace.tasks import EVALUATORS, Evaluator, Task, load_finance, share_correct
@@ -153,7 +154,7 @@ def run_demo(opts: DemoOptions, console: Console) -> RunResult:
     with progress:
         result = start(setup, tasks, run_id=run_id, workdir=files.workdir)
     summarize(result, store, name, namespace, llm, db, tape, files.trajectory, console, since=start_version,
-              guard=guard)  # fmt: skip
+              guard=guard, tasks=tasks)  # fmt: skip
     return result
 
 
@@ -170,6 +171,7 @@ def summarize(
     *,
     since: int | None = None,
     guard: CollapseGuard | None = None,
+    tasks: list[Task] | None = None,
 ) -> None:
     console.rule(line("summary"))
     marks = "".join("✓" if r.correct else "✗" if r.correct is False else "?" for r in result.results)
@@ -192,6 +194,9 @@ def summarize(
     add("first half → second half", f"{_pct(first)} → {_pct(second)}")
     history = store.history(name, namespace=namespace)
     add("versions committed", f"{len(history) - 1} (head v{history[-1].version}, {history[-1].n_bullets} bullets)")
+    held = facts_held(store.load(name, namespace=namespace), tasks or [])
+    if held.facts:
+        add("bullets per fact", str(held))
     add("failed steps", str(len(result.failed)))
     u = llm.ledger
     roles = ", ".join(f"{role} {us.total_tokens}" for role, us in u.by_role.items())

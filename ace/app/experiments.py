@@ -46,7 +46,18 @@ from ace.playbook import AddOp, Delta, Playbook, apply
 from ace.playbook.focus import fact
 from ace.playbook.formats import loads
 from ace.runs.factory import RunSetup
-from ace.runs.runners import Evaluation, Learner, Spend, curation, curation_summary, evaluate, offline, online
+from ace.runs.runners import (
+    Evaluation,
+    FactsHeld,
+    Learner,
+    Spend,
+    curation,
+    curation_summary,
+    evaluate,
+    facts_held,
+    offline,
+    online,
+)
 from ace.runs.workspace import runs_dir
 from ace.store import PlaybookStore, default_url
 from ace.tasks import EVALUATORS, Evaluator, Task, exact, load_finance, load_tasks, numeric, share_correct
@@ -261,6 +272,8 @@ class ResultRow(BaseModel):
     outcomes: list[bool | None] | None = None
     # learning protocols: curator deltas refused by the playbook's rules and repaired (ace.runs.runners.Curation)
     curation: dict[str, int] | None = None
+    # learning protocols: bullets stating the stream's facts, distinct facts stated (ace.runs.runners.FactsHeld)
+    facts: dict[str, Any] | None = None
 
 
 class Experiment:
@@ -329,9 +342,11 @@ class Experiment:
         res = offline(lr, self.train, self.val, epochs=run.epochs, eval_every=run.eval_every)
         self._not_learned(res.not_learned, res.steps)
         ev = lr.evaluate(self.test, res.best_version, f"offline-{_gt(labels)}-test-v{res.best_version}")
+        held = self._held(lr, self.train, res.best_version)
         self._row("ACE offline", labels, ev.accuracy, res.spend, ev.spend, playbook=lr.setup.playbook,
                   best_version=res.best_version, train_accuracy=res.train_accuracy,
-                  validation=[c.__dict__ for c in res.checkpoints], curation=curation(res.steps).to_dict())  # fmt: skip
+                  validation=[c.__dict__ for c in res.checkpoints], curation=curation(res.steps).to_dict(),
+                  facts=held.to_dict())  # fmt: skip
 
     def online(self, labels: bool) -> None:
         lr = self._learner("online", labels)
@@ -340,9 +355,10 @@ class Experiment:
         res = online(lr, self.test, window=window)
         self._not_learned(res.not_learned, res.steps)
         # the adaptation and the predictions are one pass here: its time and tokens are both
+        held = self._held(lr, self.test)
         self._row("ACE online", labels, res.accuracy, res.spend, Spend(), playbook=lr.setup.playbook,
                   versions=lr.head(), outcomes=[p.correct for p in res.predictions],
-                  curation=curation(res.steps).to_dict())  # fmt: skip
+                  curation=curation(res.steps).to_dict(), facts=held.to_dict())  # fmt: skip
 
     def run(self) -> dict[str, Any]:
         """Every protocol of the config, in order; returns (and writes) the summary."""
@@ -379,6 +395,14 @@ class Experiment:
             self.console.print(line(("not learned", "bold yellow"), f": {summary}"))
         if refused := curation_summary(steps):
             self.console.print(line(("curation", "bold"), f": {refused}"))
+
+    def _held(self, lr: Learner, tasks: list[Task], version: int | None = None) -> FactsHeld:
+        """How many bullets of the learned playbook state the facts of ``tasks`` (printed; kept in the row)."""
+        pb = lr.setup.store.load(lr.setup.playbook, version, namespace=lr.setup.namespace)
+        held = facts_held(pb, tasks)
+        if held.facts:
+            self.console.print(line(("facts", "bold"), f": {held}"))
+        return held
 
     def _fixed(self, label: str, pb: Playbook, piece: str) -> Evaluation:
         self._say(label, f"evaluating {len(self.test)} tasks")

@@ -30,7 +30,7 @@ from ace.loop.state import Candidate, Failure, LoopState, StepRecord
 from ace.memory import Episode
 from ace.memory.episodic import Outcome
 from ace.playbook import AddOp, Delta, DeltaError, Playbook, Source, UpdateOp, merge_deltas
-from ace.playbook.supersede import supersede
+from ace.playbook.supersede import consolidate
 from ace.store import StaleVersionError, VersionInfo
 from ace.tasks import Task
 
@@ -131,10 +131,11 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
                 ops = [op for op in ops if not (isinstance(op, AddOp | UpdateOp) and same_lesson(op.content, down))]
         except LLMError as e:
             return {"error": f"curator: {e}", "failure": _kind(e), "refused": attempt}
-        if ctx.config.supersede:  # a changed fact: an UPDATE of the bullet that stated it, not a second bullet
-            ops, swapped = supersede(pb, ops, source)
-            if swapped:
-                reasoning = f"{reasoning} [{'; '.join(f'{s.bullet} {s.old!r} -> {s.new!r}' for s in swapped)}]"
+        if ctx.config.supersede:  # one bullet per fact: a changed fact UPDATEs its bullet, a restated one TAGs it
+            ops, swapped, dups = consolidate(pb, ops, source)
+            notes = [f"{s.bullet} {s.old!r} -> {s.new!r}" for s in swapped] + [f"again: {d.bullet}" for d in dups]
+            if notes:
+                reasoning = f"{reasoning} [{'; '.join(notes)}]"
         delta = Delta(operations=[*tags.operations, *ops], reasoning=reasoning, source=source)
         try:
             candidate = Candidate.build(pb, _base_version(state), delta, ctx.store.policy)

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ace.playbook.delta import AddOp, MergeOp, Operation, RemoveOp, UpdateOp
+from ace.playbook.delta import AddOp, MergeOp, Operation, RemoveOp, TagOp, UpdateOp
 from ace.playbook.focus import ARROW
 from ace.playbook.model import Playbook, Source
 
@@ -100,6 +100,99 @@ def superseded_by(playbook: Playbook, content: str) -> tuple[str, str, str] | No
     return hits[0] if len(hits) == 1 else None
 
 
+_PLAIN = frozenset(
+    ["a", "an", "the", "of", "to", "in", "on", "at", "for", "from", "by", "with", "and", "or", "is", "are", "be", "do",
+     "does", "did", "which", "what", "who", "whom", "whose", "when", "where", "how", "use", "uses", "used", "using",
+     "this", "that", "these", "those", "it", "its", "as", "into", "under", "over", "per", "via", "should", "must",
+     "can", "go", "goes", "get", "gets", "out"]
+)  # fmt: skip
+
+
+def _subject(content: str) -> str:
+    text = content.rsplit(ARROW, 1)[0] if ARROW in content else _VALUE.sub(" ", content)
+    return _LEAD.sub("", text)
+
+
+def _subject_words(content: str) -> set[str]:
+    return {w for w in _WORD.findall(_subject(content).casefold()) if w != "<v>" and w not in _PLAIN}
+
+
+def _names(content: str) -> set[str]:
+    """The subject's names: its capitalised words (a sentence's first word among them; see :func:`_conflict`)."""
+    ws = re.findall(r"[^\W\d_][\w'-]*", _subject(content))
+    return {w.casefold() for w in ws if w[0].isupper() and w.casefold() not in _PLAIN}
+
+
+def _conflict(a: str, b: str) -> bool:
+    """Whether one subject names what the other never says (Oslo against Tromso)."""
+    wa, wb = set(_WORD.findall(_subject(a).casefold())), set(_WORD.findall(_subject(b).casefold()))
+    return bool(_names(a) - wb or _names(b) - wa)
+
+
+def duplicate_of(playbook: Playbook, content: str) -> str | None:
+    """The bullet ``content`` says again in other words, or None. The same values (a fact bullet's value; a rule's
+    codes, numbers and quoted values, in any order), no name in one subject that the other does not say (Oslo is
+    not Tromso), and: for values with a digit or quotes (codes, which name one thing each), at least one other
+    word of the subject in common; for a plain name (a carrier, a team: several facts may share one), the same
+    words in the subject once the plain ones ("which", "the", "use", ...) are left out. The most overlapping such
+    bullet when there are several."""
+    s = statement(content)
+    if s is None:
+        return None
+    values = frozenset(s[1])
+    specific = all(any(c.isdigit() for c in v) or v[:1] in "\"'`" for v in s[1])
+    mine = _subject_words(content)
+    best: tuple[float, str] | None = None
+    for bullet_id in playbook.derived("supersede.values", lambda: _by_values(playbook)).get(values, []):
+        other = playbook[bullet_id].content
+        theirs = _subject_words(other)
+        shared = mine & theirs
+        share = len(shared) / len(mine | theirs) if mine | theirs else 0.0
+        same = bool(shared) if specific else mine == theirs
+        if same and not _conflict(content, other) and (best is None or share > best[0]):
+            best = (share, bullet_id)
+    return None if best is None else best[1]
+
+
+def _by_values(playbook: Playbook) -> dict[frozenset[str], list[str]]:
+    found: dict[frozenset[str], list[str]] = {}
+    for b in playbook:
+        s = statement(b.content)
+        if s is not None:
+            found.setdefault(frozenset(s[1]), []).append(b.id)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """An ADD (its index among the operations) that says again what ``bullet`` says: made a helpful TAG of it."""
+
+    index: int
+    bullet: str
+
+
+def consolidate(
+    playbook: Playbook, operations: Sequence[Operation], source: Source | None = None
+) -> tuple[list[Operation], list[Superseded], list[Duplicate]]:
+    """:func:`supersede`, and then each ADD that says again what a bullet says (:func:`duplicate_of`) becomes a
+    helpful TAG of that bullet: one bullet per fact, its counter saying it was learned again."""
+    ops, swapped = supersede(playbook, operations, source)
+    out: list[Operation] = []
+    dups: list[Duplicate] = []
+    tagged = {op.id for op in ops if isinstance(op, TagOp)}
+    for n, op in enumerate(ops):
+        if isinstance(op, AddOp):
+            same = duplicate_of(playbook, op.content)
+            if same is not None:
+                dups.append(Duplicate(n, same))
+                if same not in tagged:
+                    out.append(TagOp(id=same, tag="helpful", source=op.source or source))
+                    tagged.add(same)
+                continue
+        out.append(op)
+    return out, swapped, dups
+
+
 def supersede(
     playbook: Playbook, operations: Sequence[Operation], source: Source | None = None
 ) -> tuple[list[Operation], list[Superseded]]:
@@ -134,4 +227,4 @@ def _ids(op: Operation) -> list[str]:
     return []
 
 
-__all__ = ["Superseded", "statement", "supersede", "superseded_by"]
+__all__ = ["Duplicate", "Superseded", "consolidate", "duplicate_of", "statement", "supersede", "superseded_by"]

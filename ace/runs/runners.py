@@ -14,6 +14,7 @@ call again after an interruption skips what is done and continues.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -209,6 +210,44 @@ def learning_summary(steps: Sequence[StepRecord | Prediction]) -> str | None:
         parts.append(f"{what} ({first})" if len(by_cause) == 1 else f"{len(rs)}: {what} ({first})")
     every = " (every step)" if len(failed) == len(records) else ""
     return f"{len(failed)} of {len(records)} steps could not learn{every}: {'; '.join(parts)}"
+
+
+@dataclass(frozen=True)
+class FactsHeld:
+    """How many bullets state the facts a stream taught: of the distinct answers (targets) of ``tasks``, ``facts``
+    are stated by at least one bullet (the target's text in the bullet, as words), by ``bullets`` bullets in all.
+    ``per_fact`` is 1.0 when each fact is stated once; more means the same fact was learned again as new bullets."""
+
+    facts: int
+    bullets: int
+
+    @property
+    def per_fact(self) -> float | None:
+        return self.bullets / self.facts if self.facts else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"facts": self.facts, "bullets": self.bullets, "per_fact": self.per_fact}
+
+    def __str__(self) -> str:
+        per = "—" if self.per_fact is None else f"{self.per_fact:.2f}"
+        return f"{self.bullets} bullet(s) state {self.facts} distinct fact(s) of the stream: {per} per fact"
+
+
+def facts_held(playbook: Playbook, tasks: Sequence[Task]) -> FactsHeld:
+    """:class:`FactsHeld` for ``playbook`` after learning from ``tasks`` (their targets are the facts)."""
+    targets = {" ".join(t.target.casefold().split()) for t in tasks if t.target and t.target.strip()}
+    if not targets:
+        return FactsHeld(0, 0)
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(x) for x in sorted(targets, key=len, reverse=True))
+                         + r")(?!\w)")  # fmt: skip
+    stated: set[str] = set()
+    bullets = 0
+    for b in playbook:
+        found = set(pattern.findall(" ".join(b.content.casefold().split())))
+        if found:
+            bullets += 1
+            stated |= found
+    return FactsHeld(len(stated), bullets)
 
 
 @dataclass(frozen=True)
@@ -419,6 +458,7 @@ __all__ = [
     "curation",
     "curation_summary",
     "evaluate",
+    "facts_held",
     "learning_summary",
     "offline",
     "online",
