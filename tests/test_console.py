@@ -1,11 +1,13 @@
-"""The ACE console (ace.console) through FastAPI's test client: every page over a real SQLite store with a history of
-every kind of change, signed in with real tokens; the sign-in cookie, CSRF and Origin rules; read tokens seeing no
-controls and refused when they post anyway; approve and reject through the forms; hostile content escaped."""
+"""The ACE console (ace.service.console) through FastAPI's test client: every page over a real SQLite store with a
+history of every kind of change, signed in with real tokens; the sign-in cookie, CSRF and Origin rules; read tokens
+seeing no controls and refused when they post anyway; approve and reject through the forms; hostile content
+escaped; `ace ui` as a real process."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ace.console import views
-from ace.console.app import show
 from ace.playbook import Delta, parse_ace
 from ace.service.app import create_app
 from ace.service.auth import Grant, Tokens
+from ace.service.console import views
+from ace.service.console.app import show
 from ace.service.core import Service
 from ace.store import SERVING, PlaybookStore
 
@@ -353,7 +355,9 @@ def test_hostile_content_is_escaped_everywhere(app: Any, store: PlaybookStore) -
         assert "<script>" not in got.text.replace('<script src="/ui/static/console.js" defer></script>', ""), path
     listing = client.get("/ui/p/team-a/hostile").text
     assert (
-        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in listing and "{{ 7*7 }}" in listing and "and 49 " not in listing
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in listing
+        and "{{ 7*7 }}" in listing
+        and "and 49 " not in listing
     )
     assert "more characters" in listing and "END" not in listing.split("<pre")[0].split("Bullets")[-1]
     assert len(listing) < 180_000 + 20_000  # the prompt's 2,000 tokens and 100 bullets of at most 600 characters
@@ -467,9 +471,51 @@ def test_the_prompt_shown_is_what_service_prompt_gives(store: PlaybookStore) -> 
     assert ctx["prompt"].version == 3 and ctx["info"].version == 3
     assert views.playbook(svc, grant, "team-a", "support", states)["prompt"].version == 6  # serving, pinned
     # a state kept is used only while its version's record is the one it was read with
-    info, pb = states.get(svc, grant, "team-a", "support", 3)
+    _, pb = states.get(svc, grant, "team-a", "support", 3)
     assert states.get(svc, grant, "team-a", "support", 3)[1] is pb
     with pytest.raises(Exception, match="version"):
         states.get(svc, grant, "team-a", "support", 99)
     with pytest.raises(Exception, match="may not read"):
         states.get(svc, Grant.local("b", ["team-b"], role="read"), "team-a", "support", 3)
+
+
+def test_ace_ui_serves_the_console_with_a_new_admin_token(tmp_path: Path) -> None:
+    """`ace ui` as a real process: it prints the console's address and a new admin token, which signs in."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    db = f"sqlite:///{tmp_path / 'ui.db'}"
+    build_demo(db).close()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("ACE_TOKENS", "ACE_UI_TOKEN")}
+    cmd = [sys.executable, "-m", "ace.cli", "ui", "--db", db, "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        assert proc.stdout is not None
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        assert first.strip().endswith(f"at http://127.0.0.1:{port}/ui/"), first
+        token = second.strip().rsplit(" ", 1)[-1]
+        assert second.startswith("admin token") and len(token) >= 32
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(100):
+                try:
+                    form = client.get("/ui/login")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            done = client.post("/ui/login", data={"csrf": _csrf(form.text), "token": token}, headers={"Origin": base})
+            assert done.status_code == 303
+            home = client.get("/ui/")
+            assert home.status_code == 200 and "support" in home.text and "secret" in home.text  # every namespace
+            assert client.get("/v1/playbooks/team-a", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    short = subprocess.run([*cmd, "--token", "too-short"], capture_output=True, text=True, env=env, timeout=60)
+    assert short.returncode == 1 and "at least 16 characters" in short.stderr

@@ -10,7 +10,8 @@
 - :mod:`~ace.cli.tour`: ``ace tour``;
 - :mod:`~ace.cli.sync`: ``ace sync`` (a playbook's block in AGENTS.md / CLAUDE.md) and the files of ``ace playbook
   export|import --format skill|agents-md``;
-- :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`), ``ace worker`` and ``ace mcp``.
+- :mod:`~ace.cli.serve`: ``ace serve`` (the HTTP service, :mod:`ace.service`), ``ace worker`` and ``ace mcp``;
+- :mod:`~ace.cli.ui`: ``ace ui`` (the console, :mod:`ace.service.console`, on the embedded default).
 
 Every store command takes ``--db URL`` (default: ``$ACE_DB``, else SQLite at ``~/.local/share/ace/ace.db``) and
 ``--namespace``; ``ace --version`` prints the installed package's version. Errors are one line on stderr and exit
@@ -23,7 +24,7 @@ from typing import Annotated
 
 import typer
 
-from ace.cli import db, gate, memory, playbook, review, runs, serve, sync, textworld, tour
+from ace.cli import db, gate, memory, playbook, review, runs, serve, sync, textworld, tour, ui
 from ace.cli.output import AceTyper
 
 app = AceTyper(
@@ -89,6 +90,7 @@ app.command()(sync.sync)
 app.command()(serve.serve)
 app.command()(serve.worker)
 app.command()(serve.mcp)
+app.command()(ui.ui)
 
 
 def main() -> None:

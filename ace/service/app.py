@@ -443,7 +443,7 @@ def create_app(
 
     from starlette.responses import RedirectResponse
 
-    from ace.console import create_console  # the console in a browser: the same tokens, the same Service
+    from ace.service.console import create_console  # the console in a browser: the same tokens, the same Service
 
     @api.get("/ui", include_in_schema=False)
     async def console_home() -> Response:

@@ -37,11 +37,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ace.console import views
 from ace.errors import AceError
 from ace.names import InvalidName
 from ace.playbook.errors import PlaybookFormatError
 from ace.service.auth import Grant, Tokens
+from ace.service.console import views
 from ace.service.core import MAX_NUMBER, PROMPT_BUDGET, AccessDenied, BadRequest, NoMemory, Service, TooMuchWork
 from ace.service.queue import EpisodeNotFound
 from ace.store import (
@@ -62,7 +62,7 @@ MAX_FIELD_CHARS = 2000  # a reason, as the service bounds it
 SHOWN_CHARS = 600  # of a bullet's content in lists (the whole of it on its blame page)
 SESSION_S = 12 * 3600  # a console cookie lasts this long (signing in again renews it)
 
-log = logging.getLogger("ace.console")
+log = logging.getLogger("ace.service.console")
 
 # characters that a page shows as a visible code instead of acting on the text around them: controls, format and
 # bidi characters (U+202E turns what follows around), line and paragraph separators, private use, unassigned
