@@ -332,3 +332,88 @@ def test_guard_cli_and_service_agree_on_every_alert(tmp_path: Path) -> None:
     assert [a for a in cli if a["versions"][0] is not None] == [a.to_dict() for a in committed]
     for a in cli:
         assert set(a) >= {"detector", "severity", "versions", "ids", "facts", "evidence", "message"}
+
+
+# -- what an outside trial on held-out histories found missing (issue #25) ---------------------------------------
+@pytest.mark.parametrize(
+    ("old", "new", "lost"),
+    [
+        ("Keep calling search_orders only when paginating.", "Keep calling search_orders.", "cond:only when:paginat"),
+        ("Check that every amount was extracted before summing.", "Check that every amount was extracted.",
+         "cond:before:summ"),
+    ],
+)  # fmt: skip
+def test_a_condition_of_one_word_at_the_end_of_a_sentence_is_a_fact(old: str, new: str, lost: str) -> None:
+    assert lost in facts(old)
+    pb = _apply(Playbook.empty(), [{"type": "ADD", "section": "rules", "content": old}])
+    after = _apply(pb, [{"type": "UPDATE", "id": _ids(pb)[0], "content": new}])
+    (alert,) = [a for a in Detectors().check(pb, after) if a.detector == "facts"]
+    assert lost in alert.facts
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("Retry the upload up to 3 times before failing.", "Retry the upload up to 30 times before failing."),
+        ("Call list_songs with page_limit=20 on every page.", "Call list_songs with page_limit=200 on every page."),
+        ("Wait 5 seconds between polls of get_status.", "Wait 15 seconds between polls of get_status."),
+        ("search_album(page_index=0) returns the first page.", "search_album(page_index=10) returns the first page."),
+        ("To find the newest email, sort by received_at.", "To find the oldest email, sort by received_at."),
+    ],
+)
+def test_a_new_value_that_contains_the_old_one_or_an_opposite_word_is_a_swap(old: str, new: str) -> None:
+    pb = _apply(Playbook.empty(), [{"type": "ADD", "section": "rules", "content": old}])
+    after = _apply(pb, [{"type": "UPDATE", "id": _ids(pb)[0], "content": new}])
+    assert "contradiction" in _kinds(Detectors().check(pb, after))
+
+
+def test_an_add_that_restates_one_sentence_of_a_bullet_with_a_value_changed_is_a_contradiction() -> None:
+    long = ("Fetch the token first. A missing token makes count_voice_messages answer HTTP 500. Retry once after "
+            "refreshing it.")  # fmt: skip
+    pb = _apply(Playbook.empty(), [{"type": "ADD", "section": "rules", "content": long}])
+    add = "In practice, a missing token makes count_voice_messages answer HTTP 409."
+    after = _apply(pb, [{"type": "ADD", "section": "rules", "content": add}])
+    (alert,) = [a for a in Detectors().check(pb, after) if a.detector == "contradiction"]
+    assert set(alert.facts) == {"num:500", "num:409"} and _ids(pb)[0] in alert.ids
+    same = _apply(pb, [{"type": "ADD", "section": "rules", "content": "A missing token makes count_voice_messages "
+                                                                       "answer HTTP 500 on retries too."}])  # fmt: skip
+    assert "contradiction" not in _kinds(Detectors().check(pb, same))
+
+
+def test_a_list_marker_does_not_make_a_verb_a_name_and_a_merge_does_not_push_counters() -> None:
+    assert not any(f.startswith("name:") for f in facts("4) Gather all liked songs with list_liked()"))
+    pair = ("Use list_liked() to gather the liked songs.", "Use list_liked() to gather the songs that were liked.")
+    pb = _apply(Playbook.empty(), [{"type": "ADD", "section": "rules", "content": c} for c in pair])
+    a, b = _ids(pb)
+    pb = _rated(pb, a, 3)
+    pb = _apply(pb, [{"type": "TAG", "id": b, "tag": "harmful"}] * 4)
+    merged = _apply(pb, [{"type": "MERGE", "ids": [a, b], "content": pb[a].content}])
+    assert merged[a].harmful == 4  # counters summed: nobody tagged anything harmful in this step
+    assert "counters" not in _kinds(Detectors().check(pb, merged))
+
+
+def test_an_alert_on_the_first_version_names_it_and_a_damaged_log_is_a_clear_error(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = PlaybookStore(url)
+    store.create("p", loads("## 规则\n[r-00001] Refunds from Oslo use ledger code LC-4410.\n"))  # a CJK section: fine
+    store.commit("p", Delta.parse({"operations": [{"type": "TAG", "id": "r-00001", "tag": "helpful"}]}))
+    store.close()
+    runner = CliRunner()
+    done = runner.invoke(app, ["playbook", "check", "p", "--db", url, "--json", "--strict"])
+    assert done.exit_code == 0, done.output
+    assert all(None not in a["versions"] for a in json.loads(done.stdout)["alerts"])
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("update ace_versions set delta = '{not json' where version = 2"))
+    bad = runner.invoke(app, ["playbook", "check", "p", "--db", url])
+    assert bad.exit_code != 0 and "a bug in ace" not in bad.output and "Traceback" not in bad.output
+    with engine.begin() as conn:
+        conn.execute(text("delete from ace_versions where version = 2"))
+        conn.execute(text("update ace_playbooks set head = 3"))
+        conn.execute(text("insert into ace_versions (playbook_id, version, parent, kind, delta, digest, n_bullets, "
+                          "created_at) select playbook_id, 3, 1, kind, delta, digest, n_bullets, created_at from "
+                          "ace_versions where version = 1"))  # fmt: skip
+    gap = runner.invoke(app, ["playbook", "check", "p", "--db", url, "--strict"])
+    assert gap.exit_code != 0 and "version 2" in gap.output and "missing" in gap.output

@@ -505,7 +505,7 @@ def check(
     t = table("versions", "detector", "severity", "message")
     for a in alerts:
         style = "red" if a.severity == "critical" else "yellow"
-        add_row(t, f"v{a.versions[0]} → v{a.versions[1]}", a.detector, line((a.severity, style)), a.message)
+        add_row(t, a.shown(), a.detector, line((a.severity, style)), a.message)
     out.print(t)
     if strict and any(a.severity == "critical" for a in alerts):
         raise typer.Exit(2)

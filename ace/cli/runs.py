@@ -90,7 +90,7 @@ def replay(
             f"v{report.versions[0]}..v{report.versions[-1]} rebuilt and verified"
         )
     for a in report.alerts:
-        out.print(f"  alert v{a.versions[0]} → v{a.versions[1]} {a.detector} ({a.severity}): {a.message}")
+        out.print(f"  alert {a.shown()} {a.detector} ({a.severity}): {a.message}")
     for note in report.notes:
         out.print(line(("note", "yellow"), f": {note}"))
     if not report.ok:

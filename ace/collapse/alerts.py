@@ -12,6 +12,9 @@ Severity = Literal["info", "warning", "critical"]
 SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 
 
+MAX_LISTED = 100  # ids and facts listed in an alert's JSON (the counts say how many there were)
+
+
 @dataclass(frozen=True)
 class Alert:
     detector: str
@@ -28,9 +31,22 @@ class Alert:
     def to_dict(self) -> dict[str, Any]:
         """The alert as JSON-ready data: detector, severity, message, versions, bullet ids, facts and evidence
         (texts in the evidence cut to 500 characters)."""
-        return {"versions": list(self.versions), "detector": self.detector, "severity": self.severity,
-                "message": self.message, "ids": list(self.ids), "facts": list(self.facts),
+        return {"versions": list(self.span), "detector": self.detector, "severity": self.severity,
+                "message": self.message, "ids": list(self.ids[:MAX_LISTED]), "facts": list(self.facts[:MAX_LISTED]),
+                **({"more": {"ids": len(self.ids), "facts": len(self.facts)}}
+                   if max(len(self.ids), len(self.facts)) > MAX_LISTED else {}),
                 "evidence": _plain(self.evidence)}  # fmt: skip
+
+    @property
+    def span(self) -> tuple[int | None, int | None]:
+        """``(before, after)``, an alert on a first version (an import: nothing before it) as ``(v, v)``."""
+        before, after = self.versions
+        return (after, after) if before is None else (before, after)
+
+    def shown(self) -> str:
+        """``v3 → v4``, or ``v1`` for an alert on a first version."""
+        before, after = self.versions
+        return f"v{after}" if before is None or before == after else f"v{before} → v{after}"
 
     def key(self) -> tuple[Any, ...]:
         """What tells two alerts apart (for comparing the guard's, the CLI's and the service's)."""

@@ -44,7 +44,7 @@ _LABEL = re.compile(
     re.IGNORECASE,
 )
 _CAPITAL = re.compile(r"(?<![\w'])([A-Z][a-z][a-z'A-Z]*(?:[ -][A-Z][a-z][a-z'A-Z]*)*)")
-_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*|[-*•]\s+|\(\s*)$")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*|[-*•]\s+|\(\s*|(?:^|\s)(?:\d{1,3}|[a-zA-Z])[.)]\s+)$")
 _WORD = re.compile(r"[a-z][a-z']*[a-z]")
 
 UNITS = _split(
@@ -58,7 +58,7 @@ UNITS = _split(
 _QUALIFIERS = re.compile(
     r"\b(only when|only if|only for|only after|only before|unless|except when|except for|except|before|after|until|"
     r"never|at least|at most|no more than|no later than|no earlier than|instead of|rather than|"
-    r"must not|do not|don't|should not|if and only if)\b\s+((?:[\w'-]+\s+){0,4})",
+    r"must not|do not|don't|should not|if and only if)\b\s+([\w'-]+(?:\s+[\w'-]+){0,4})",
     re.IGNORECASE,
 )
 
@@ -89,6 +89,17 @@ _POLAR = (
     ("inclusive", "exclusive"),
     ("true", "false"),
     ("required", "optional"),
+    ("newest", "oldest"),
+    ("newer", "older"),
+    ("largest", "smallest"),
+    ("larger", "smaller"),
+    ("highest", "lowest"),
+    ("higher", "lower"),
+    ("min", "max"),
+    ("above", "below"),
+    ("earlier", "later"),
+    ("accept", "reject"),
+    ("valid", "invalid"),
 )
 _POLAR_WORDS = re.compile(
     r"\b(" + "|".join(sorted({w for p in _POLAR for w in p}, key=len, reverse=True)) + r")\b", re.IGNORECASE
@@ -196,16 +207,23 @@ def solid(found: frozenset[str]) -> frozenset[str]:
     return frozenset(f for f in found if f.split(":", 1)[0] in HARD_KINDS and not f.startswith("name:"))
 
 
+@lru_cache(maxsize=1 << 14)
+def value_rx(value: str) -> re.Pattern[str]:
+    """What finds ``value`` (case-folded) as a whole token: ``3`` is not in ``30`` nor in ``v3``, ``lc-44`` not in
+    ``lc-4471``."""
+    return re.compile(r"(?<![\w.-])" + re.escape(value) + r"(?![\w]|[.,-]\w)")
+
+
 def still_in(fact: str, text: str) -> bool:
-    """Whether ``text`` still says ``fact`` in some form: its value anywhere in it (case-insensitive), for a
-    condition its qualifier."""
+    """Whether ``text`` still says ``fact`` in some form: its value as a whole token anywhere in it
+    (case-insensitive), for a condition its qualifier."""
     k, _, value = fact.partition(":")
     folded = text.casefold()
     if k == "cond":  # the qualifier still there: the word it binds may have been reworded
         return qualifier_rx(value.partition(":")[0]).search(folded) is not None
     if k == "num":
-        return value.split(" ")[0] in folded
-    return value in folded
+        value = value.split(" ")[0]
+    return value in folded and value_rx(value).search(folded) is not None
 
 
 def kind(fact: str) -> str:
@@ -254,4 +272,5 @@ __all__ = [
     "stem",
     "still_in",
     "subject",
+    "value_rx",
 ]

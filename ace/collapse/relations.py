@@ -13,12 +13,13 @@ one says the opposite of the other (always/never) with the same facts.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import immutables
 
-from ace.collapse.facts import facts, flipped, jaccard, kind, still_in, subject
+from ace.collapse.facts import facts, flipped, jaccard, kind, still_in, subject, value_rx
 from ace.collapse.facts import solid as hard
 from ace.collapse.index import NO_IDS, fact_index, stem_index
 from ace.playbook import Playbook
@@ -106,7 +107,7 @@ def _one_change(old: str, gone: frozenset[str], added: frozenset[str], *, all_ad
         for now in sorted(added):
             if kind(now) != kind(was) or (all_added and kind(was) not in _VALUES):
                 continue
-            changed = folded.replace(_value(was), _value(now))
+            changed = value_rx(_value(was)).sub(_value(now).replace("\\", "\\\\"), folded)
             if changed == folded or any(still_in(g, changed) for g in gone):
                 continue
             if not all_added or all(still_in(f, changed) for f in added):
@@ -200,9 +201,24 @@ def contradicted_in(
     """``(id, was, now)``: a bullet of ``pb`` (other than ``besides``) that ``content`` contradicts, if any."""
     by_id = pb.bullets_by_id
     for j in sorted(contradiction_candidates(pb, content, rules)):
-        if j != besides and (found := contradiction(by_id[j].content, content, rules)) is not None:
+        if j == besides:
+            continue
+        if (found := contradiction(by_id[j].content, content, rules)) is not None:
             return j, found[0], found[1]
+        # an ADD that restates one sentence of a longer bullet with a value changed contradicts that sentence
+        for sentence in sentences(by_id[j].content):
+            if (found := contradiction(sentence, content, rules)) is not None:
+                return j, found[0], found[1]
     return None
+
+
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=\S)|\n+")
+
+
+def sentences(content: str) -> list[str]:
+    """The sentences of a bullet that has more than one (none for a bullet of one sentence)."""
+    parts = [p.strip() for p in _SENTENCE.split(content) if p and p.strip()]
+    return parts if len(parts) > 1 else []
 
 
 __all__ = [

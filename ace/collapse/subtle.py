@@ -97,7 +97,8 @@ def step(
     for i in sorted(touched):
         old, new = before.get(i), after.get(i)
         if old is not None and new is not None and old.content == new.content:
-            _counters(make, rules, old, new, v, alerts, ev)
+            if len(new.merged_from) == len(old.merged_from):  # a merge sums counters: no one tagged anything
+                _counters(make, rules, old, new, v, alerts, ev)
             continue
         if old is None:
             if new is not None:

@@ -91,11 +91,18 @@ def content_problem(text: str, rules: QualityRules) -> str | None:
     return None
 
 
+def _ideograph(c: str) -> bool:
+    """Whether ``c`` is a CJK ideograph, kana or hangul syllable (a syllable or word in one character)."""
+    o = ord(c)
+    return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF
+
+
 def section_problem(name: str, rules: QualityRules) -> str | None:
     """Why ``name`` should not be a new section's name under ``rules``, or None."""
     if name.strip().rstrip(":").upper() in OP_NAMES:
         return f"section name {name!r} is an operation's name"
-    letters = sum(c.isalpha() for c in name)
+    # a CJK character is a word, not a letter: two of them name a section as well as three Latin letters do
+    letters = sum(2 if _ideograph(c) else 1 for c in name if c.isalpha())
     if letters < rules.min_section_letters:
         return f"section name {name!r} has {letters} letter(s); it needs at least {rules.min_section_letters}"
     if rules.reject_injection and (found := rules.injection(name)):

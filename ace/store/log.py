@@ -76,6 +76,11 @@ def infos(conn: Connection, row: Any, first: int, last: int) -> builtins.list[Ve
         )
         .order_by(t.versions.c.version)
     ).all()
+    expected = builtins.range(first, min(last, int(row.head)) + 1)
+    if len(rows) != len(expected):  # a row deleted or renumbered by hand: say so, never skip it silently
+        missing = sorted(set(expected) - {int(r.version) for r in rows})
+        raise CorruptRow(f"version {missing[0] if missing else last} of {row.namespace}/{row.name} is missing from "
+                         "the log")  # fmt: skip
     return [
         VersionInfo(
             row.namespace,
@@ -88,10 +93,14 @@ def infos(conn: Connection, row: Any, first: int, last: int) -> builtins.list[Ve
             aware(r.created_at),
             r.author,
             r.message,
-            Delta.model_validate_json(r.delta) if r.delta else None,
+            _delta(r.delta) if r.delta else None,
         )
         for r in rows
     ]
+
+
+def _delta(text: str) -> Delta:
+    return CorruptRow.decoding(lambda: Delta.model_validate_json(text))
 
 
 def recorded_digest(conn: Connection, pid: int, version: int) -> Any:

@@ -43,7 +43,7 @@ from ace.playbook.delta import REPLAY_POLICY, ApplyPolicy, Delta, HeadView, Patc
 from ace.playbook.diff import PlaybookDiff, diff
 from ace.playbook.errors import DeltaError
 from ace.playbook.merge import STRATEGIES, plan_merge
-from ace.playbook.model import Playbook, Source
+from ace.playbook.model import Bullet, Playbook, Source
 from ace.playbook.quality import QualityRules, content_problem, injection, section_problem
 from ace.store import branches as br
 from ace.store import channels as ch
@@ -452,9 +452,10 @@ class PlaybookStore:
                     raise DeltaError(f"v{v} cannot be kept without a version left out: {e}") from e
             head = self._state(conn, row.id, row.head)
             if state.next_id < head.next_id:  # ids the versions left out drew are never drawn again
-                state = Playbook.from_sections(
-                    [(s.name, [state[i] for i in s.ids], s.slug) for s in state.sections.values()], head.next_id
-                )
+                layout: list[tuple[str, list[Bullet], str | None]] = [
+                    (s.name, [state[i] for i in s.ids], s.slug) for s in state.sections.values()
+                ]
+                state = Playbook.from_sections(layout, head.next_id)
             if edit is not None and edit.operations:
                 self._ask_second_opinion(edit)
                 state = apply(state, edit, policy=self.policy).playbook
