@@ -5,22 +5,30 @@ Everything comes from the run's own records, verified as they are read: each ``*
 (its hash chain and every version's digest checked; a file that does not verify is reported, not plotted), and an
 ``ace run`` directory's ``summary.json`` adds the methods' per-task outcomes (Base, ICL, ACE).
 
-Plots: ``accuracy.png`` (rolling accuracy over steps, one line per learning run and per method), ``playbook.png``
-(bullets and estimated tokens per version), ``roles.png`` (tokens in and out per role; cost when priced),
-``counters.png`` (helpful / harmful counts of the most used bullets at the head). Cost per method is in the
-Methods table when the run has a ``summary.json`` (``ace run``); trajectories record tokens, not prices.
+Plots: ``accuracy.png`` (rolling accuracy over steps, one line per learning run and per method, the first half's
+accuracy dotted as a baseline), ``playbook.png`` (bullets and estimated tokens per version, the collapse detectors'
+alerts marked on the versions they are about), ``roles.png`` (tokens in and out per role), ``counters.png``
+(helpful / harmful counts of the most used bullets at the head). Cost per method is in the Methods table when the
+run has a ``summary.json`` (``ace run``); trajectories record tokens, not their model: ``price`` names a model of
+:data:`ace.llm.PRICES` to price them at, per role.
+
+``report.html`` is one self-contained page (:mod:`ace.app.report_page`: the plots embedded, the alerts, the step
+table, tokens and cost per role, the most used bullets with their text); a trajectory in the first format is shown
+with what it cannot prove (no hash chain), never as verified. A history exported from a store (``ace playbook
+trajectory``) has versions and no outcomes: it gets no accuracy plot.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ace.app import report_page
+from ace.collapse import Detectors
 from ace.errors import InputFileError
-from ace.llm import Usage
+from ace.llm import Usage, cost_usd
 from ace.playbook import REPLAY_POLICY, Delta, Playbook, apply, approx_tokens, render
 from ace.playbook.formats import from_json_data
 from ace.runs.trajectory import load, replay
@@ -42,12 +50,16 @@ class RunTrace:
     notes: list[str] = field(default_factory=list)
     refused: int = 0  # steps whose curator delta the playbook's rules refused at first
     repaired: int = 0  # of those, steps whose delta the curator repaired
+    format: str = ""  # the trajectory's format (ace-trajectory/2, or /1: no hash chain)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # the collapse detectors' on each step (ace replay's)
+    records: list[dict[str, Any]] = field(default_factory=list)  # the step lines as recorded
+    calls: dict[str, int] = field(default_factory=dict)  # LLM calls per role
 
 
 def trace(path: Path) -> RunTrace:
     """Replay ``path`` (verifying it) and collect what the plots need."""
     name = path.name.removesuffix(".trajectory.jsonl")
-    checked = replay(path)
+    checked = replay(path, detectors=Detectors())
     empty = RunTrace(name, [], [], [], [], {}, None, checked.problem, checked.steps, checked.notes)
     if not checked.ok:
         return empty
@@ -55,6 +67,8 @@ def trace(path: Path) -> RunTrace:
     pb = from_json_data(t.header["state"])
     version = int(t.header["version"])
     tr = RunTrace(name, [], [version], [len(pb)], [_tokens(pb)], {}, pb, None, len(t.steps), t.notes)
+    tr.format, tr.records = str(t.header.get("format", "")), t.steps
+    tr.alerts = [a.to_dict() for a in checked.alerts]
     for step in t.steps:
         tr.outcomes.append(step.get("correct"))
         if step.get("refused"):
@@ -65,6 +79,7 @@ def trace(path: Path) -> RunTrace:
             usage = Usage(int(u.get("input_tokens", 0)), int(u.get("output_tokens", 0)), int(u.get("cached_tokens", 0)))
             role = str(call.get("role", "?"))
             tr.roles[role] = tr.roles.get(role, Usage()) + usage
+            tr.calls[role] = tr.calls.get(role, 0) + 1
         if step.get("delta") is not None:
             pb = apply(pb, Delta.model_validate(step["delta"]), policy=REPLAY_POLICY).playbook
             version += 1
@@ -97,14 +112,18 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f} %"
 
 
-def write_run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, list[Path]]:
-    """Write ``report.md``, ``report.html`` and the PNG plots for the run in ``run_dir`` (into ``out_dir``,
-    default ``<run_dir>/report``), or for one trajectory file (default ``<file stem>.report`` beside it).
-    Returns the report directory and the files written."""
+def write_run_report(
+    run_dir: str | Path, out_dir: str | Path | None = None, *, price: str | None = None
+) -> tuple[Path, list[Path]]:
+    """Write ``report.md``, ``report.html`` (self-contained) and the PNG plots for the run in ``run_dir`` (into
+    ``out_dir``, default ``<run_dir>/report``), or for one trajectory file (default ``<file stem>.report`` beside
+    it); ``price``: the model whose list prices the recorded tokens are priced at. Returns the report directory and
+    the files written."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     src = Path(run_dir)
     if src.is_file() and src.name.endswith(".trajectory.jsonl"):  # one run's trajectory (the demo's)
@@ -139,15 +158,21 @@ def write_run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> 
         written.append(out / name)
 
     # accuracy over steps
-    curves = [(m[0], m[1]) for m in methods] or [(t.name, t.outcomes) for t in good if t.outcomes]
+    # only what was judged: an exported history (versions, no tasks) has no outcomes to plot
+    curves = [(m[0], m[1]) for m in methods] or [(t.name, t.outcomes) for t in good if _share(t.outcomes) is not None]
     if curves:
         n = max(len(o) for _, o in curves)
         window = max(3, n // 10)
         fig, ax = plt.subplots(figsize=(9, 4.2))
         for label, outcomes in curves:
             ys = [float("nan") if y is None else 100 * y for y in rolling(outcomes, window)]
-            ax.plot(range(1, len(ys) + 1), ys, label=f"{label} ({_pct(_share(outcomes))})", linewidth=1.4)
+            line = ax.plot(range(1, len(ys) + 1), ys, label=f"{label} ({_pct(_share(outcomes))})", linewidth=1.4)
+            start = _share(outcomes[: max(1, len(outcomes) // 2)])
+            if start is not None and not methods:  # a learning run's baseline: how it did in its first half
+                ax.axhline(100 * start, color=line[0].get_color(), linestyle=":", linewidth=1,
+                           label=f"{label}: first half ({_pct(start)}), the baseline")  # fmt: skip
         ax.set(xlabel="step (task of the stream)", ylabel=f"accuracy, last {window} tasks (%)", ylim=(-3, 103))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title("Accuracy over steps (rolling)")
         ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3)
@@ -156,10 +181,18 @@ def write_run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> 
     if good:
         fig, ax = plt.subplots(figsize=(9, 4.2))
         ax2 = ax.twinx()
+        marked: set[str] = set()
         for t in good:
             ax.plot(t.versions, t.bullets, marker=".", label=f"{t.name}: bullets")
             ax2.plot(t.versions, t.tokens, linestyle="--", label=f"{t.name}: tokens")
+            for a in t.alerts:  # the detectors' alerts on the versions they are about
+                if a["severity"] in ("critical", "warning") and a["versions"][1] is not None:
+                    colour = "tab:red" if a["severity"] == "critical" else "tab:orange"
+                    legend = None if a["severity"] in marked else f"{a['severity']} alert"
+                    marked.add(a["severity"])
+                    ax.axvline(a["versions"][1], color=colour, alpha=0.35, linewidth=2, label=legend)
         ax.set(xlabel="version", ylabel="bullets", title="Playbook size per version")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax2.set_ylabel("tokens (4 characters per token, estimated)")
         lines = ax.get_legend_handles_labels()
         lines2 = ax2.get_legend_handles_labels()
@@ -197,7 +230,7 @@ def write_run_report(run_dir: str | Path, out_dir: str | Path | None = None) -> 
             ax.legend(fontsize=8)
             save(fig, "counters.png")
 
-    md, body = _content(src, traces, methods, roles, written)
+    md, body = _content(src, traces, methods, roles, written, price)
     (out / "report.md").write_text(md, encoding="utf-8")
     (out / "report.html").write_text(body, encoding="utf-8")
     return out, [*written, out / "report.md", out / "report.html"]
@@ -209,8 +242,10 @@ def _content(
     methods: list[tuple[str, list[bool | None], float]],
     roles: dict[str, Usage],
     plots: list[Path],
+    price: str | None = None,
 ) -> tuple[str, str]:
-    """The report as Markdown and as HTML (the same sections; every value escaped in the HTML)."""
+    """The report as Markdown and as one self-contained HTML page (:mod:`ace.app.report_page`; every value
+    escaped)."""
     sections: list[tuple[str, list[str], list[list[str]]]] = []  # (title, table header, rows)
     if methods:
         rows = []
@@ -230,7 +265,7 @@ def _content(
     rows = []
     for t in traces:
         if t.problem:
-            rows.append([t.name, str(t.steps), "does not verify: " + t.problem, "", "", "", ""])
+            rows.append([t.name, str(t.steps), "does not verify: " + t.problem, "", "", "", "", ""])
             continue
         mid = len(t.outcomes) // 2
         rows.append(
@@ -242,13 +277,14 @@ def _content(
                 _pct(_share(t.outcomes[mid:])),
                 f"v{t.versions[0]} → v{t.versions[-1]}, {t.bullets[-1]} bullets",
                 f"{t.refused} refused, {t.repaired} repaired" if t.refused else "none refused",
+                _checked(t),
             ]
         )
     if rows:
         sections.append(
             (
-                "Learning runs (trajectories, verified)",
-                ["run", "steps", "accuracy", "first half", "second half", "versions", "curator deltas"],
+                "Learning runs (trajectories)",
+                ["run", "steps", "accuracy", "first half", "second half", "versions", "curator deltas", "checked"],
                 rows,
             )
         )
@@ -266,24 +302,67 @@ def _content(
         md += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
         md.append("")
-    e = html.escape
-    page = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style>",
-        "</head><body>",
-        f"<h1>{e(title)}</h1>",
-        f"<p>Source: <code>{e(str(src))}</code></p>",
-    ]
-    page += [f'<p><img src="{e(p.name)}" alt="{e(p.stem)}"></p>' for p in plots]
-    for name, header, rows in sections:
-        page.append(f"<h2>{e(name)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
-        page += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
-        page.append("</table>")
-    page.append("</body></html>")
-    return "\n".join(md) + "\n", "\n".join(page) + "\n"
+    alerts = [(t.name, a) for t in traces for a in t.alerts]
+    if traces:
+        md += ["## Alerts", ""]
+        md += [f"- {n}: {_shown(a)} {a['detector']} ({a['severity']}): {a['message']}" for n, a in alerts] or ["none"]
+        md.append("")
+    for t in traces:
+        md += [f"Note on {t.name}: {note}" for note in t.notes]
+    cost_rows, price_note = _role_rows(traces, price)
+    pages = [_run_page(t) for t in traces]
+    body = report_page.page(title, src, pages, sections, plots, cost_rows, price_note)
+    return "\n".join(md) + "\n", body
+
+
+def _shown(alert: dict[str, Any]) -> str:
+    before, after = alert["versions"]
+    return f"v{after}" if before is None or before == after else f"v{before} → v{after}"
+
+
+def _checked(t: RunTrace) -> str:
+    """How far a trajectory that replayed was checked: the whole chain, or (an older format) its versions only."""
+    if t.notes:
+        return "versions rebuilt, digests match; not verified as a whole (" + t.format + ": no hash chain)"
+    return "verified (hash chain and every version's digest)"
+
+
+def _run_page(t: RunTrace) -> report_page.RunPage:
+    if t.problem:
+        return report_page.RunPage(t.name, t.format, t.problem, False, t.notes, [], [], "—", "", [])
+    top = sorted(((b.helpful, b.harmful, b.id, b.content) for b in (t.head or []) if b.helpful or b.harmful),
+                 reverse=True)[:15]  # fmt: skip
+    return report_page.RunPage(
+        t.name, t.format, _checked(t), True, t.notes, t.records, t.alerts, _pct(_share(t.outcomes)),
+        f"v{t.versions[0]} → v{t.versions[-1]}, {t.bullets[-1]} bullets", [(i, h, x, c) for h, x, i, c in top],
+    )  # fmt: skip
+
+
+def _role_rows(traces: list[RunTrace], price: str | None) -> tuple[list[list[str]], str]:
+    """Per role: calls, tokens and the cost at ``price``'s list prices (unpriced without one)."""
+    roles: dict[str, Usage] = {}
+    calls: dict[str, int] = {}
+    for t in traces:
+        for role, u in t.roles.items():
+            roles[role] = roles.get(role, Usage()) + u
+            calls[role] = calls.get(role, 0) + t.calls.get(role, 0)
+    rows = []
+    total: float | None = 0.0
+    for role in sorted(roles):
+        u = roles[role]
+        cost = cost_usd(price, u) if price else None
+        total = None if cost is None or total is None else total + cost
+        rows.append([role, f"{calls[role]:,}", f"{u.input_tokens:,}", f"{u.output_tokens:,}", f"{u.cached_tokens:,}",
+                     "—" if cost is None else f"${cost:.4f}"])  # fmt: skip
+    if rows and total is not None:
+        rows.append(["all roles", f"{sum(calls.values()):,}", "", "", "", f"${total:.4f}"])
+    if price and total is None:
+        note = f"No list price is known for {price!r} (ace.llm.PRICES): the cost is not shown."
+    elif price:
+        note = f"Cost at the list prices of {price!r} (ace.llm.PRICES)."
+    else:
+        note = "Trajectories record tokens, not their model: ace report --price MODEL prices them."
+    return rows, note
 
 
 __all__ = ["RunTrace", "rolling", "trace", "write_run_report"]

@@ -199,13 +199,22 @@ def report(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Where to write (default: RUN/report, or beside a result file).")
     ] = None,
+    price: Annotated[
+        str | None,
+        typer.Option(
+            "--price",
+            help="Price the recorded tokens per role at this model's list prices (e.g. gpt-4o-mini, local; "
+            "trajectories record tokens, not their model).",
+        ),
+    ] = None,
 ) -> None:
-    """Write a Markdown report, an HTML page and PNG plots for a run (accuracy over steps, playbook size per
-    version, tokens per role, bullet counters) or a collapse-benchmark result."""
+    """Write a Markdown report, one self-contained HTML page and PNG plots for a run (accuracy over steps, playbook
+    size per version with the collapse detectors' alerts, the step table, tokens and cost per role, bullet counters
+    with their text) or a collapse-benchmark result."""
     if run.is_dir() or run.name.endswith(".trajectory.jsonl"):
         from ace.app.run_report import write_run_report
 
-        _, files = write_run_report(run, out_dir)
+        _, files = write_run_report(run, out_dir, price=price)
         for f in files:
             out.print(f"wrote {f}")
         return
