@@ -414,3 +414,37 @@ def test_example_agents_run_under_ace_run_with_the_local_model(
     assert row["method"] == "ACE online" and row["n"] == 1 and row["adapt_tokens"] > 0
     store = PlaybookStore(cfg.db)
     assert store.verify(row["playbook"], namespace="runs") == store.head(row["playbook"], namespace="runs").version
+
+
+def test_the_fair_baselines_see_what_fits_the_budget_and_nearest_needs_no_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#29's baselines on a stream where questions come back in other words: the nearest earlier episode's answer
+    (no model), episodic retrieval and ICL with as many examples as fit the playbook's budget, and Base answering
+    freely. The scripted provider (public test double) answers for the generator: the logic of the protocols is
+    tested, not the model."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    rows = [("Which ledger code do refunds from Oslo use?", "LC-1001"),
+            ("Which carrier ships returns from Bergen?", "Northmoor Haulage"),
+            ("Oslo refunds are booked under which ledger code?", "LC-1001"),
+            ("Which form approves invoices from Tromso?", "F-77"),
+            ("Returns from Bergen ship with which carrier?", "Northmoor Haulage"),
+            ("Invoices from Tromso are approved on which form?", "F-77")]  # fmt: skip
+    (tmp_path / "tasks.jsonl").write_text("".join(json.dumps({"input": q, "target": a}) + "\n" for q, a in rows))
+    cfg = tmp_path / "ace.toml"
+    cfg.write_text("\n".join([
+        'name = "b"', 'provider = "scripted:valid"', f'db = "sqlite:///{tmp_path / "b.db"}"', 'evaluator = "exact"',
+        "[data]", 'test = "tasks.jsonl"', 'kind = "jsonl"',
+        "[loop]", "max_rounds = 1", "playbook_budget = 40", "focus = 1", 'answers = "copy"', 'curation = "facts"',
+        "[run]", 'protocols = ["base", "icl", "retrieval", "nearest"]', 'icl_shots = "fit"', 'icl_source = "previous"',
+    ]) + "\n")  # fmt: skip
+    result = CliRunner().invoke(app, ["run", str(cfg), "--run-id", "fair"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "data" / "ace" / "runs" / "fair" / "summary.json").read_text())
+    got = {r["method"]: r for r in summary["rows"]}
+    assert set(got) == {"Base", "ICL", "Retrieval", "Nearest episode"}
+    nearest = got["Nearest episode"]
+    assert nearest["outcomes"] == [False, False, True, False, True, True] and nearest["eval_tokens"] == 0
+    assert 0 < got["Retrieval"]["examples"] <= 5 and 0 < got["ICL"]["examples"] <= 5
+    assert got["ICL"]["examples"] < 2.5  # a 40-token budget holds about two examples, not all of them
+    assert got["Base"]["eval_tokens"] > 0  # the model is asked even with nothing to copy

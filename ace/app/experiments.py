@@ -42,9 +42,10 @@ from ace.llm.cassette import Cassette
 from ace.loop import Generator, LoopConfig, StepRecord
 from ace.loop.refine import EmbeddingIndex, Refiner
 from ace.names import check_name
-from ace.playbook import AddOp, Delta, Playbook, apply
-from ace.playbook.focus import fact
+from ace.playbook import AddOp, ApplyPolicy, Delta, Playbook, apply
+from ace.playbook.focus import fact, relevant
 from ace.playbook.formats import loads
+from ace.playbook.render import approx_tokens
 from ace.runs.factory import RunSetup
 from ace.runs.runners import (
     Evaluation,
@@ -63,7 +64,7 @@ from ace.store import PlaybookStore, default_url
 from ace.tasks import EVALUATORS, Evaluator, Task, exact, load_finance, load_tasks, numeric, share_correct
 from ace.tasks.conventions import conventions, conventions_stream
 
-ExperimentProtocol = Literal["base", "icl", "offline", "online"]
+ExperimentProtocol = Literal["base", "icl", "retrieval", "nearest", "offline", "online"]
 _DEFAULT_PROTOCOLS: tuple[ExperimentProtocol, ...] = ("base", "offline", "online")
 
 
@@ -117,7 +118,8 @@ class RunSection(_Strict):
     eval_every: int | None = None
     window: int = 1
     concurrency: int = 1
-    icl_shots: int = 3
+    # examples ICL shows; "fit": as many as fit the playbook's token budget (loop.playbook_budget: what ACE gets)
+    icl_shots: int | Literal["fit"] = 3
     # "train": the first icl_shots train examples; "previous": the icl_shots test examples just before each
     # question, with their answers (an online ICL baseline on the same stream ACE online learns from)
     icl_source: Literal["train", "previous"] = "train"
@@ -239,6 +241,23 @@ def load_agent(cfg: RunConfig, llm: LLM) -> Generator | None:
     return build(llm, cfg.loop.playbook_budget)  # type: ignore[no-any-return]
 
 
+@dataclass(frozen=True)
+class _Judged:
+    correct: bool | None
+
+
+def similar(earlier: list[Task], question: str, k: int | None = None) -> list[Task]:
+    """The earlier tasks whose questions share the most informative words with ``question`` (each word weighed by
+    how rare it is among them; :func:`ace.playbook.focus.relevant`), most similar first; at most ``k``."""
+    solved = [t for t in earlier if t.target is not None]
+    if not solved:
+        return []
+    ops = [AddOp(section="episodes", content=t.input) for t in solved]
+    pb = apply(Playbook.empty(), Delta(operations=ops), policy=ApplyPolicy(quality=None)).playbook
+    by_bullet = {b.id: t for b, t in zip(pb, solved, strict=True)}
+    return [by_bullet[b.id] for b in relevant(pb, question, k if k is not None else len(solved))]
+
+
 def icl_playbook(train: list[Task], shots: int, *, facts: bool = False) -> Playbook:
     """The ICL baseline's context: ``shots`` solved train examples, as bullets of an ``examples`` section
     (``facts``: written as fact bullets, ``question → answer``, the form copy-friendly curation writes, so that
@@ -274,6 +293,7 @@ class ResultRow(BaseModel):
     curation: dict[str, int] | None = None
     # learning protocols: bullets stating the stream's facts, distinct facts stated (ace.runs.runners.FactsHeld)
     facts: dict[str, Any] | None = None
+    examples: float | None = None  # ICL and retrieval from the stream: examples shown per question, on average
 
 
 class Experiment:
@@ -314,26 +334,65 @@ class Experiment:
 
     # -- protocols -------------------------------------------------------------------------------------------
     def base(self) -> None:
-        ev = self._fixed("Base", Playbook.empty(), "base")
+        """The model alone: an empty playbook, answers written freely (a copied answer would have nothing to copy
+        from, and score 0 by construction)."""
+        self._say("Base", f"evaluating {len(self.test)} tasks")
+        ev = self._evaluate(self.test, Playbook.empty(), "base", config=replace(self.cfg.loop.config(), answers="free"))
         self._row("Base", None, ev.accuracy, Spend(), ev.spend, outcomes=[p.correct for p in ev.records])
 
     def icl(self) -> None:
         shots = self.cfg.run.icl_shots
         if self.cfg.run.icl_source == "previous":
-            self._say(f"ICL (previous {shots})", f"evaluating {len(self.test)} tasks")
-            preds, spend = [], Spend()
-            facts = self.cfg.loop.curation == "facts"
-            for i, task in enumerate(self.test):  # each question with the examples just before it
-                ev = self._evaluate(
-                    [task], icl_playbook(self.test[max(0, i - shots) : i], shots, facts=facts), "icl-previous"
-                )
-                preds += ev.records
-                spend += ev.spend
-            acc = share_correct(preds)
-            self._row("ICL", True, acc, Spend(), spend, outcomes=[p.correct for p in preds])
+            self._previous("ICL", "icl-previous", lambda i, task: self._fit(self.test[:i][::-1], shots)[::-1])
             return
-        ev = self._fixed(f"ICL ({shots} shots)", icl_playbook(self.train, shots), "icl")
+        chosen = self._fit(self.train, shots)
+        ev = self._fixed(f"ICL ({len(chosen)} shots)", icl_playbook(chosen, len(chosen)), "icl")
         self._row("ICL", True, ev.accuracy, Spend(), ev.spend, outcomes=[p.correct for p in ev.records])
+
+    def retrieval(self) -> None:
+        """Episodic retrieval: before each question, the earlier questions of the stream most like it, with their
+        answers (as the feedback gave them), as many as fit the playbook's budget; the same model answers."""
+        self._previous("Retrieval", "retrieval", lambda i, task: self._fit(similar(self.test[:i], task.input), "fit"))
+
+    def nearest(self) -> None:
+        """No model: each question answered with the answer of the earlier question most like it."""
+        self._say("Nearest episode", f"answering {len(self.test)} tasks with no model")
+        outcomes: list[bool | None] = []
+        for i, task in enumerate(self.test):
+            found = similar(self.test[:i], task.input, k=1)
+            answer = found[0].target if found and found[0].target is not None else ""
+            outcomes.append(self.evaluator(task, answer).correct)
+        self._row("Nearest episode", True, share_correct(_Judged(c) for c in outcomes), Spend(), Spend(),
+                  outcomes=outcomes)  # fmt: skip
+
+    def _fit(self, examples: list[Task], shots: int | Literal["fit"]) -> list[Task]:
+        """The first ``shots`` of ``examples`` (with an answer), or with "fit" as many as the playbook's budget
+        holds (what ACE's playbook gets)."""
+        solved = [t for t in examples if t.target is not None]
+        if shots != "fit":
+            return solved[:shots]
+        budget, facts, taken, used = self.cfg.loop.playbook_budget, self.cfg.loop.curation == "facts", [], 0
+        for t in solved:
+            cost = approx_tokens(fact(t.input, t.target or "") if facts else f"Q: {t.input}\nA: {t.target}") + 2
+            if budget is not None and used + cost > budget:
+                break
+            taken.append(t)
+            used += cost
+        return taken
+
+    def _previous(self, method: str, piece: str, choose: Callable[[int, Task], list[Task]]) -> None:
+        """Each question of the stream answered with the examples ``choose(i, task)`` picks from before it."""
+        self._say(method, f"evaluating {len(self.test)} tasks, each with examples from before it")
+        preds, spend, shown = [], Spend(), 0
+        facts = self.cfg.loop.curation == "facts"
+        for i, task in enumerate(self.test):
+            chosen = choose(i, task)
+            shown += len(chosen)
+            ev = self._evaluate([task], icl_playbook(chosen, len(chosen), facts=facts), piece)
+            preds += ev.records
+            spend += ev.spend
+        self._row(method, True, share_correct(preds), Spend(), spend, outcomes=[p.correct for p in preds],
+                  examples=round(shown / max(1, len(self.test)), 1))  # fmt: skip
 
     def offline(self, labels: bool) -> None:
         lr = self._learner("offline", labels)
@@ -368,7 +427,7 @@ class Experiment:
             line(f"train {len(self.train)} · val {len(self.val)} · test {len(self.test)} · workdir {self.workdir}")
         )
         for protocol in cfg.run.protocols:
-            if protocol in ("base", "icl"):
+            if protocol in ("base", "icl", "retrieval", "nearest"):
                 getattr(self, protocol)()
             else:
                 for labels in cfg.run.labels:
@@ -408,13 +467,13 @@ class Experiment:
         self._say(label, f"evaluating {len(self.test)} tasks")
         return self._evaluate(self.test, pb, piece)
 
-    def _evaluate(self, tasks: list[Task], pb: Playbook, piece: str) -> Evaluation:
+    def _evaluate(self, tasks: list[Task], pb: Playbook, piece: str, config: LoopConfig | None = None) -> Evaluation:
         return evaluate(
             tasks,
             llm=self.llm,
             playbook=pb,
             evaluator=self.evaluator,
-            config=self.cfg.loop.config(),
+            config=config or self.cfg.loop.config(),
             generator=self.generator,
             concurrency=self.cfg.run.concurrency,
             results=self.workdir / f"{piece}.jsonl",
