@@ -5,6 +5,7 @@ rebased onto a head another writer moved."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -186,6 +187,7 @@ def test_the_refiner_merges_a_duplicate_the_curator_added(tmp_path: Path) -> Non
         server.script = [("ok", GEN), ("ok", REFL), ("ok", dup)]
         ctx = _ctx(store, _fake_llm(server), ONE_TASK)
         ctx.refiner = Refiner(EmbeddingIndex(MiniLMEmbedder()), threshold=0.9)
+        ctx.config = dataclasses.replace(ctx.config, supersede=False)  # else the loop TAGs the duplicate itself
         (record,) = run(ctx, tmp_path / "ck.db").results
     assert record.committed, record.error
     assert _head_ops(store) == ["TAG", "ADD", "MERGE"]
@@ -388,3 +390,19 @@ def test_a_rebase_that_no_longer_applies_or_is_vetoed_fails_the_step_and_writes_
         update = commit_node(state, ctx)
     assert update["error"] == error and not update["committed"]
     assert store.head("fin").version == 2 and store.verify("fin") == 2
+
+
+def test_the_loop_tags_the_bullet_a_curator_adds_again_in_other_words(tmp_path: Path) -> None:
+    """With supersession on (the default), the duplicate the refiner would merge later never lands: the curator's ADD
+    says calc-00002 again (same value, shared subject words), so the step commits a helpful TAG of calc-00002."""
+    store = _store(tmp_path, "dedup.db")
+    lesson = "Percentage change = (new - old) / old * 100; keep the sign, a fall is negative!"
+    dup = json.dumps({"reasoning": "r", "operations": [{"type": "ADD", "section": "FORMULAS AND CALCULATIONS",
+                                                        "content": lesson}]})  # fmt: skip
+    before = len(store.load("fin"))
+    with FakeOpenAIServer() as server:
+        server.script = [("ok", GEN), ("ok", REFL), ("ok", dup)]
+        (record,) = run(_ctx(store, _fake_llm(server), ONE_TASK), tmp_path / "ck.db").results
+    assert record.committed, record.error
+    assert _head_ops(store) == ["TAG", "TAG"] and len(store.load("fin")) == before
+    assert "again: calc-00002" in (store.history("fin")[-1].delta.reasoning or "")  # type: ignore[union-attr]

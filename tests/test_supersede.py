@@ -184,3 +184,29 @@ def test_bullets_per_fact_counts_the_bullets_that_state_each_distinct_answer() -
     assert (held.facts, held.bullets) == (3, 4) and held.per_fact == pytest.approx(4 / 3)
     assert "4 bullet(s) state 3 distinct fact(s)" in str(held)
     assert facts_held(FACTS, []).per_fact is None
+
+
+def test_a_knowledge_update_the_environment_announces_updates_the_bullet_with_the_old_value(tmp_path: Any) -> None:
+    """The environment says the fact changed and from what (a JSONL row's ``replaces``): the lesson, whatever
+    words its subject is in, becomes an UPDATE of the bullet stating the old value."""
+    import json
+
+    from ace.playbook.supersede import consolidate
+    from ace.tasks import exact, load_tasks
+
+    path = tmp_path / "t.jsonl"
+    row = {"input": "Oslo refunds: which ledger code now?", "target": "LC-9999", "replaces": "LC-4471",
+           "feedback": "the ledger was renumbered in May"}  # fmt: skip
+    path.write_text(json.dumps(row) + "\n")
+    (task,) = load_tasks(path)
+    fb = exact(task, "LC-4471")
+    assert fb.replaces == "LC-4471" and not fb.correct
+    assert fb.message == "expected 'LC-9999' (it replaces 'LC-4471'); the ledger was renumbered in May"
+    assert exact(task, "LC-9999").message == "correct"
+    lesson = AddOp(section="FACTS", content=f"Oslo refunds: which ledger code now {A} LC-9999")
+    assert consolidate(FACTS, [lesson])[0][0].type == "ADD"  # another subject's words: without the hint, an ADD
+    ops, _, _ = consolidate(FACTS, [lesson], replaces=fb.replaces)
+    (op,) = ops
+    assert isinstance(op, UpdateOp) and op.id == "fct-00003" and op.source is not None
+    assert op.source.note == "supersedes 'lc-4471' (the environment said so)"
+    assert consolidate(FACTS, [lesson], replaces="LC-0000")[0][0].type == "ADD"  # no bullet states that value

@@ -132,7 +132,8 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
         except LLMError as e:
             return {"error": f"curator: {e}", "failure": _kind(e), "refused": attempt}
         if ctx.config.supersede:  # one bullet per fact: a changed fact UPDATEs its bullet, a restated one TAGs it
-            ops, swapped, dups = consolidate(pb, ops, source)
+            fb = state.get("feedback")
+            ops, swapped, dups = consolidate(pb, ops, source, replaces=fb.replaces if fb is not None else None)
             notes = [f"{s.bullet} {s.old!r} -> {s.new!r}" for s in swapped] + [f"again: {d.bullet}" for d in dups]
             if notes:
                 reasoning = f"{reasoning} [{'; '.join(notes)}]"

@@ -171,11 +171,46 @@ class Duplicate:
     bullet: str
 
 
+def replaced_in(playbook: Playbook, content: str, old: str) -> str | None:
+    """The bullet that states ``old``, the value the environment said ``content``'s value replaces (a knowledge
+    update): the one stating it whose subject shares the most words with ``content``'s; None when none states it."""
+    key = _norm_value(old)
+    if not key:
+        return None
+    mine = _subject_words(content)
+    found: list[tuple[int, str]] = []
+    for b in playbook:
+        s = statement(b.content)
+        if s is not None and key in s[1]:
+            found.append((len(mine & _subject_words(b.content)), b.id))
+    return max(found)[1] if found else None
+
+
 def consolidate(
-    playbook: Playbook, operations: Sequence[Operation], source: Source | None = None
+    playbook: Playbook,
+    operations: Sequence[Operation],
+    source: Source | None = None,
+    *,
+    replaces: str | None = None,
 ) -> tuple[list[Operation], list[Superseded], list[Duplicate]]:
     """:func:`supersede`, and then each ADD that says again what a bullet says (:func:`duplicate_of`) becomes a
-    helpful TAG of that bullet: one bullet per fact, its counter saying it was learned again."""
+    helpful TAG of that bullet: one bullet per fact, its counter saying it was learned again. ``replaces``: the
+    value the environment said the lesson's value replaces (a knowledge update); an ADD not otherwise matched
+    becomes an UPDATE of the bullet stating that value (:func:`replaced_in`)."""
+    if replaces:
+        named = {i for op in operations for i in _ids(op)}
+        hinted: list[Operation] = []
+        for op in operations:
+            target = replaced_in(playbook, op.content, replaces) if isinstance(op, AddOp) else None
+            if isinstance(op, AddOp) and target is not None and target not in named:
+                base = op.source or source
+                note = f"supersedes {_norm_value(replaces)!r} (the environment said so)"
+                src = replace(base, note=note) if base is not None else Source(note=note)
+                hinted.append(UpdateOp(id=target, content=op.content, source=src))
+                named.add(target)
+            else:
+                hinted.append(op)
+        operations = hinted
     ops, swapped = supersede(playbook, operations, source)
     out: list[Operation] = []
     dups: list[Duplicate] = []
@@ -227,4 +262,13 @@ def _ids(op: Operation) -> list[str]:
     return []
 
 
-__all__ = ["Duplicate", "Superseded", "consolidate", "duplicate_of", "statement", "supersede", "superseded_by"]
+__all__ = [
+    "Duplicate",
+    "Superseded",
+    "consolidate",
+    "duplicate_of",
+    "replaced_in",
+    "statement",
+    "supersede",
+    "superseded_by",
+]

@@ -79,9 +79,13 @@ class Exact:
         if task.target is None:
             return Feedback(correct=None, message="no ground truth")
         ok = " ".join(answer.split()).lower() == " ".join(task.target.split()).lower()
-        return Feedback(
-            correct=ok, score=float(ok), target=task.target, message="correct" if ok else f"expected {task.target!r}"
-        )
+        replaces = task.metadata.get("replaces") or None
+        message = "correct" if ok else f"expected {task.target!r}"
+        if replaces and not ok:  # the fact changed: say so, and from what, as a system that changed it would
+            message += f" (it replaces {replaces!r})"
+        if (note := task.metadata.get("feedback")) and not ok:
+            message += f"; {note}"
+        return Feedback(correct=ok, score=float(ok), target=task.target, message=message, replaces=replaces)
 
 
 class Tags:

@@ -44,18 +44,22 @@ def _rows(p: Path, expected: str) -> Iterator[tuple[int, Any]]:
 
 def load_tasks(path: str | Path, *, limit: int | None = None) -> list[Task]:
     """Tasks from a generic JSONL file: ``{"input" | "question": ..., "target" | "answer": ..., "id": ...}`` per
-    line (``id`` defaults to ``<file stem>:<line>``; the target may be absent)."""
+    line (``id`` defaults to ``<file stem>:<line>``; the target may be absent). Optional: ``replaces`` (the value
+    the target replaced: the fact changed) and ``feedback`` (what the environment adds when the answer is wrong),
+    both kept in the task's metadata for the evaluator."""
     p = Path(path)
     tasks = []
     for n, row in _rows(p, "{'input': ..., 'target': ...}"):
         try:
             text = row["input"] if "input" in row else row["question"]
             target = row.get("target", row.get("answer"))
+            extra = {k: str(row[k]) for k in ("replaces", "feedback") if row.get(k) not in (None, "")}
             tasks.append(
                 Task(
                     id=str(row.get("id") or f"{p.stem}:{n}"),
                     input=str(text),
                     target=None if target is None else str(target),
+                    metadata=extra,
                 )
             )
         except (KeyError, TypeError, AttributeError) as e:

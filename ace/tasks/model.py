@@ -15,6 +15,8 @@ class Feedback(BaseModel):
     score: float | None = None
     message: str = ""
     target: str | None = None
+    # a knowledge update: the value the target replaces (the environment says the fact changed, and from what)
+    replaces: str | None = None
 
 
 class Task(BaseModel):
