@@ -406,3 +406,22 @@ def test_part_of_a_change_is_approved_over_http_and_mcp_by_a_review_token_only(s
     why = "approved part: kept v3, v5 of v3..v5; turned down v4; edited by token:rev (1 operation(s)): no Lund office"
     assert store.turned_down("p", namespace="t") == [("Refunds from Lund use LC-0001.", why)]
     store.close()
+
+
+def test_a_serving_version_pinned_behind_the_head_is_rebuilt_once_not_at_every_read(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ace.store import log as vlog
+
+    store = _store(sqlite_url)
+    store.move_channel("p", SERVING, 1, namespace="t")
+    for city in ("Ghent", "Lund", "Turku"):
+        store.commit("p", Delta.parse(_lesson(city, "LC-0001")), namespace="t")
+    calls = []
+    real = vlog.rebuild
+    monkeypatch.setattr(vlog, "rebuild", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    reads = [store.load_versioned("p", namespace="t", channel=SERVING) for _ in range(5)]
+    assert {v for v, _ in reads} == {1} and len({id(pb) for _, pb in reads}) == 1
+    assert calls.count(1) <= 1  # rebuilt (at most) once, then kept beside the head
+    assert store.load("p", namespace="t").digest() == store.head("p", namespace="t").digest  # the head is still held
+    store.close()

@@ -772,8 +772,8 @@ class PlaybookStore:
         with self._read() as conn:
             row = self._row(conn, namespace, name)
             v = self._wanted(conn, row, version, channel)
-            held = self._cache.get(row.id)
-        return (int(v), held[1]) if held is not None and held[0] == v else None
+            held = self._cache.at(row.id, int(v))
+        return (int(v), held) if held is not None else None
 
     def head_version(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> int:
         """The head's version number alone: one indexed read, nothing parsed."""
@@ -1009,12 +1009,16 @@ class PlaybookStore:
         cached = self._cache.get(pid)
         if cached is not None and cached[0] == version:  # the common commit path: the cache is the head
             return cached[1]
+        if (older := self._cache.at(pid, version)) is not None:  # an older version read before (a pinned serving)
+            return older
         near = cached is not None and cached[0] < version <= cached[0] + vlog.CATCH_UP
         state = None if near else self._load_head(conn, pid, version)
         if state is None:
             state = self._rebuild(conn, pid, version)
         if cached is None or version >= cached[0]:
             self._cache.remember(pid, version, state)
+        else:
+            self._cache.remember_older(pid, version, state)
         return state
 
     def _rebuild(self, conn: Connection, pid: int, version: int) -> Playbook:
