@@ -448,3 +448,30 @@ def test_the_fair_baselines_see_what_fits_the_budget_and_nearest_needs_no_model(
     assert 0 < got["Retrieval"]["examples"] <= 5 and 0 < got["ICL"]["examples"] <= 5
     assert got["ICL"]["examples"] < 2.5  # a 40-token budget holds about two examples, not all of them
     assert got["Base"]["eval_tokens"] > 0  # the model is asked even with nothing to copy
+
+
+def test_the_roles_follow_the_provider_unless_the_config_says_which(tmp_path: Path) -> None:
+    """#28 item 3: on the embedded model the built-in generator gets the settings measured to learn with it
+    (focus 3, copied answers, copy-friendly curation) for each one the [loop] table leaves unset; other providers
+    and your own agent keep the paper's roles; run.roles says which, whatever the provider."""
+    from ace.app.experiments import RunConfig
+
+    def load(top: str, loop: str = "", run: str = "") -> RunConfig:
+        path = tmp_path / "c.toml"
+        path.write_text(f'name = "x"\n{top}\n[data]\ntest = "t.jsonl"\nkind = "jsonl"\n[loop]\n{loop}\n[run]\n{run}\n')
+        return RunConfig.load(path)
+
+    def roles(c: RunConfig) -> tuple[int, str, str]:
+        return c.loop.focus, c.loop.answers, c.loop.curation
+
+    paper, embedded = (0, "free", "free"), (3, "copy", "facts")
+    assert roles(load('provider = "local"')) == embedded
+    assert roles(load('provider = "local:gemma3-270m"', "focus = 1")) == (1, "copy", "facts")
+    assert roles(load('provider = "anthropic:claude-sonnet-4-5"')) == paper
+    assert roles(load('provider = "local"\nagent = "agent.py:build"')) == paper
+    assert roles(load('provider = "local"', run='roles = "paper"')) == paper
+    assert roles(load('provider = "openai:m@http://h/v1"', run='roles = "embedded"')) == embedded
+    assert roles(load('provider = "anthropic:claude-sonnet-4-5"', 'curation = "facts"').overridden(
+        provider="local")) == embedded  # fmt: skip
+    assert roles(load('provider = "local"', 'curation = "facts"').overridden(provider="anthropic:x")) == (
+        0, "free", "facts")  # what the file set is kept  # fmt: skip

@@ -123,6 +123,10 @@ class RunSection(_Strict):
     # "train": the first icl_shots train examples; "previous": the icl_shots test examples just before each
     # question, with their answers (an online ICL baseline on the same stream ACE online learns from)
     icl_source: Literal["train", "previous"] = "train"
+    # the roles' settings: "auto" (the built-in generator on the embedded model gets EMBEDDED_LOOP, the settings
+    # measured to learn with it, for each of them the [loop] table does not set; other providers, and your own
+    # agent, the paper's roles), "paper", "embedded"
+    roles: Literal["auto", "paper", "embedded"] = "auto"
 
 
 class RunConfig(_Strict):
@@ -137,6 +141,24 @@ class RunConfig(_Strict):
     loop: LoopSection = Field(default_factory=LoopSection)  # pydantic validates the dataclass (types, bounds)
     run: RunSection = Field(default_factory=RunSection)
     base_dir: Path = Field(default=Path("."), exclude=True)
+    loop_set: list[str] = Field(default_factory=list, exclude=True)  # the [loop] keys the file sets itself
+
+    @model_validator(mode="before")
+    @classmethod
+    def _roles(cls, data: Any) -> Any:
+        """The roles' settings per provider (``run.roles``): what the [loop] table leaves unset is filled in."""
+        if not isinstance(data, dict):
+            return data
+        loop = dict(data.get("loop") or {}) if isinstance(data.get("loop") or {}, dict) else data.get("loop")
+        if not isinstance(loop, dict):
+            return data
+        run: dict[str, Any] = data["run"] if isinstance(data.get("run"), dict) else {}
+        given = [k for k in loop if k in EMBEDDED_LOOP]
+        if "loop_set" not in data:
+            data = {**data, "loop_set": given}
+        if not data.get("agent") and _embedded_roles(str(run.get("roles", "auto")), str(data.get("provider", "local"))):
+            loop = {**{k: v for k, v in EMBEDDED_LOOP.items() if k not in data["loop_set"]}, **loop}
+        return {**data, "loop": loop}
 
     @field_validator("name")
     @classmethod
@@ -181,12 +203,28 @@ class RunConfig(_Strict):
             data = data.model_copy(update=caps)
         if loop is not None:
             _check_labels(loop, self.run)
-        update = {"provider": provider or self.provider, "db": db or self.db, "data": data, "loop": loop or self.loop}
+        new_loop = loop or self.loop
+        if provider is not None and loop is None and provider != self.provider and not self.agent:  # roles follow it
+            paper = LoopSection()
+            wanted = EMBEDDED_LOOP if _embedded_roles(self.run.roles, provider) else {k: getattr(paper, k) for k in
+                                                                                      EMBEDDED_LOOP}  # fmt: skip
+            new_loop = replace(new_loop, **{k: v for k, v in wanted.items() if k not in self.loop_set})
+        update = {"provider": provider or self.provider, "db": db or self.db, "data": data, "loop": new_loop}
         return self.model_copy(update=update)
 
     def path(self, value: str) -> Path:
         p = Path(os.path.expanduser(os.path.expandvars(value)))
         return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+
+# the loop settings measured to learn with the embedded model (docs/loop.md): the three bullets most relevant to a
+# question shown beside it, answers copied from them, lessons copied from the question and the feedback
+EMBEDDED_LOOP: dict[str, Any] = {"focus": 3, "answers": "copy", "curation": "facts"}
+
+
+def _embedded_roles(roles: str, provider: str) -> bool:
+    """Whether a run with ``roles`` on ``provider`` uses :data:`EMBEDDED_LOOP`."""
+    return roles == "embedded" or (roles == "auto" and provider.split(":", 1)[0] == "local")
 
 
 def _check_labels(loop: LoopSection, run: RunSection) -> None:
