@@ -137,7 +137,21 @@ def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
 @app.command()
 @loop_options("batch_size", "playbook_budget", "curation", "curator_repairs", "layout", "ground_truth")
 def learn(
-    logs: Annotated[Path, typer.Argument(help="Agent logs: JSONL of OpenAI-style chat messages with tool calls.")],
+    logs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Agent logs: JSONL of OpenAI-style chat messages with tool calls; with --format, coding-agent "
+            "session files or directories of them (~/.claude/projects/..., ~/.codex/sessions)."
+        ),
+    ],
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="'chat' (OpenAI-style chat logs), 'claude-code' (Claude Code transcripts) or 'codex' (Codex CLI "
+            "rollouts): each user request of a session becomes an episode, judged by the session itself.",
+        ),
+    ] = "chat",
     playbook: Annotated[str | None, typer.Option("--playbook", "-p", help="Playbook to learn into.")] = None,
     provider: Annotated[str, typer.Option(help="'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")] = "local",
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: named after the file).")] = None,
@@ -157,13 +171,27 @@ def learn(
     from ace.runs.workspace import runs_dir
 
     config = loop.config()
-    tasks = load_logs(logs, limit=limit)  # a malformed log is reported before any model is loaded
-    name = check_name(playbook or logs.stem, "playbook name")
-    # the same file into the same playbook resumes
-    rid = check_name(run_id or f"learn-{name}-{logs.stem}-{len(tasks)}", "run id")
+    # a malformed log is reported before any model is loaded
+    if log_format == "chat":
+        if len(logs) > 1:
+            fail("chat logs are learned one file at a time (--format claude-code|codex takes several paths)")
+            raise typer.Exit(2)
+        tasks = load_logs(logs[0], limit=limit)
+    else:
+        from ace.runs.sessions import check_format, load_sessions
+
+        tasks, report = load_sessions(logs, check_format(log_format), limit=limit)
+        out.print(f"{log_format}: {report.summary()}")
+        for note in report.notes[:5]:
+            out.print(line(("note", "yellow"), f": {note}"))
+    name = check_name(playbook or (logs[0].stem if log_format == "chat" else log_format), "playbook name")
+    # the same files into the same playbook resumes
+    more = f"+{len(logs) - 1}" if len(logs) > 1 else ""
+    rid = check_name(run_id or f"learn-{name}-{logs[0].stem[:60]}{more}-{len(tasks)}", "run id")
     store = open_store(db)
     llm = LLM(provider, sampling=Sampling(max_tokens=max_tokens))
-    out.rule(f"learning {name!r} from {len(tasks)} logged episodes · run {rid} · provider {provider}")
+    what = "logged" if log_format == "chat" else f"{log_format} session"
+    out.rule(f"learning {name!r} from {len(tasks)} {what} episodes · run {rid} · provider {provider}")
 
     result = learn_logs(
         tasks, llm, store, name, run_id=rid, workdir=runs_dir(), namespace=namespace, config=config,

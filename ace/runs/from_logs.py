@@ -173,7 +173,7 @@ def load_logs(path: str | Path, *, limit: int | None = None, max_chars: int = MA
         where = "item"
     else:
         items = []
-        for n, line in enumerate(raw.splitlines(), start=1):
+        for n, line in enumerate(raw.split("\n"), start=1):  # not splitlines: U+2028 in a text is text
             if line.strip():
                 try:
                     items.append((n, json.loads(line)))
