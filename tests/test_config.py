@@ -44,18 +44,24 @@ def _non_defaults() -> dict[str, Any]:
 
 
 def _toml(values: dict[str, Any]) -> str:
-    return 'name = "t"\n[loop]\n' + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+    return 'name = "t"\n[loop]\n' + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()) + PAPER_TOML
+
+
+# the paper's roles whatever the provider: with run.roles = "auto" (the default) the embedded model's measured
+# settings fill in what [loop] leaves unset (tests/test_runners.py); here the options' own defaults are the point
+PAPER = {"roles": "paper"}
+PAPER_TOML = '[run]\nroles = "paper"\n'
 
 
 # -- (a) the TOML loader takes every option under its own name, with the same default --------------------------------
 def test_every_option_is_a_toml_key_with_the_same_default(tmp_path: Path) -> None:
-    assert RunConfig.model_validate({"name": "t"}).loop.config() == LoopConfig()
+    assert RunConfig.model_validate({"name": "t", "run": PAPER}).loop.config() == LoopConfig()
     for f in options():
-        default = RunConfig.model_validate({"name": "t", "loop": {}}).loop
+        default = RunConfig.model_validate({"name": "t", "loop": {}, "run": PAPER}).loop
         assert getattr(default, f.name) == f.default, f.name
         value = _other(f.name, f.default)
         given = {f.name: value, **({"focus": 1} if f.name == "answers" else {})}  # copying needs focused bullets
-        labels = {"run": {"labels": [False]}} if f.name == "ground_truth" else {}
+        labels = {"run": {**PAPER, "labels": [False]}} if f.name == "ground_truth" else {"run": PAPER}
         loaded = RunConfig.model_validate({"name": "t", "loop": given, **labels}).loop
         assert getattr(loaded, f.name) == value and getattr(loaded.config(), f.name) == value, f.name
     path = tmp_path / "all.toml"
@@ -71,10 +77,10 @@ def test_the_loop_section_refuses_an_unknown_key_and_a_bad_value_naming_it(tmp_p
         ('answers = "copy"', "set focus >= 1"),
         ('curation = "nonsense"', "loop.curation"),
     ]:
-        path.write_text(f'name = "t"\n[loop]\n{body}\n')
+        path.write_text(f'name = "t"\n[loop]\n{body}\n{PAPER_TOML}')
         with pytest.raises(ConfigError, match=named):
             RunConfig.load(path)
-    path.write_text('name = "t"\n[loop]\nground_truth = false\n')  # the labels would contradict it
+    path.write_text(f'name = "t"\n[loop]\nground_truth = false\n{PAPER_TOML}')  # the labels would contradict it
     with pytest.raises(ConfigError, match=r"run\.labels"):
         RunConfig.load(path)
 
@@ -188,7 +194,7 @@ def test_the_cli_builds_one_config_and_checks_it_before_loading_anything(tmp_pat
     r = CliRunner().invoke(app, ["learn", str(logs), "--batch-size", "0"])
     assert r.exit_code == 2 and "--batch-size" in r.output
     config = tmp_path / "ace.toml"
-    config.write_text('name = "t"\n')
+    config.write_text(f'name = "t"\n{PAPER_TOML}')
     r = CliRunner().invoke(app, ["run", str(config), "--answers", "copy"])  # over the config's focus = 0
     assert r.exit_code == 2 and "focus" in r.output
     r = CliRunner().invoke(app, ["run", str(config), "--no-ground-truth"])  # the config's labels are [true]
@@ -219,4 +225,4 @@ def test_a_toml_loop_section_round_trips_through_the_recorded_run(tmp_path: Path
     assert recorded == config.to_dict() and LoopConfig.from_dict(recorded) == config
     # the summary records the [loop] section as loaded, which loads again to the same config
     dumped = cfg.model_dump(mode="json")["loop"]
-    assert RunConfig.model_validate({"name": "t", "loop": dumped}).loop.config() == config
+    assert RunConfig.model_validate({"name": "t", "loop": dumped, "run": PAPER}).loop.config() == config
