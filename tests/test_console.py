@@ -332,6 +332,91 @@ def test_approve_and_reject_through_the_forms_move_serving(app: Any, store: Play
     assert "⟨U+202E⟩" in timeline and "\u202e" not in timeline and "\u2028" not in timeline
 
 
+def _id_of(store: PlaybookStore, text: str) -> str:
+    return next(b.id for b in store.load("support", namespace="team-a") if b.content == text)
+
+
+def test_part_of_a_change_is_approved_through_the_form_and_the_rest_turned_down(app: Any, store: PlaybookStore) -> None:
+    """v7 (pending), v8 adds a lesson, v9 updates it: the reviewer keeps v8 and v9; the form refuses a part without
+    a reason, a part that needs a version left out, and an edit that is no delta, each shown on the page with the
+    form as it was sent and nothing written; then the part is served and v7's lesson is gone from serving."""
+    card = "Refunds go to the card used to pay."
+    _commit(store, [{"type": "ADD", "section": "REFUNDS", "content": card}], "q-8")
+    _commit(store, [{"type": "UPDATE", "id": _id_of(store, card), "content": card + " Never in cash."}], "q-9")
+    client = _client(app, REVIEWER)
+    page = client.get("/ui/p/team-a/support/review").text
+    for v in (7, 8, 9):
+        assert f'name="keep" value="{v}" form="approve" id="keep-{v}" aria-label="serve v{v}" checked' in page
+    assert 'name="edit"' in page and 'name="part" value="1"' in page
+    csrf, url = _csrf(page), "/ui/p/team-a/support/review/approve"
+
+    def post(**fields: Any) -> Any:
+        return client.post(url, data={"csrf": csrf, "to": "9", "part": "1", **fields}, headers=ORIGIN)
+
+    def untouched() -> None:
+        assert store.head_version("support", namespace="team-a") == 9
+        assert store.resolve("support", SERVING, namespace="team-a") == 6
+
+    no_reason = post(keep=["8", "9"])
+    assert no_reason.status_code == 422 and "turns v7 down: say why in the reason" in no_reason.text
+    assert (
+        'id="keep-7" aria-label="serve v7">' in no_reason.text
+        and 'id="keep-8" aria-label="serve v8" checked' in no_reason.text
+    )
+    untouched()
+    needs = post(keep=["7", "9"], reason="v8 is wrong")
+    assert needs.status_code == 422 and "cannot be approved alone" in needs.text and 'value="v8 is wrong"' in needs.text
+    untouched()
+    hostile = '{"operations": [</textarea><script>alert(1)</script>'
+    bad = post(keep=["7", "8", "9"], edit=hostile)
+    assert bad.status_code == 422 and "not valid JSON" in bad.text and 'role="alert"' in bad.text
+    assert "<script>alert(1)" not in bad.text and "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in bad.text
+    untouched()
+    unknown = json.dumps({"operations": [{"type": "UPDATE", "id": "ref-09999", "content": "x"}]})
+    assert post(keep=["7", "8", "9"], edit=unknown).status_code == 422
+    untouched()
+    done = post(keep=["8", "9"], reason="digital goods are refunded like any other <b>")
+    assert done.status_code == 200 and "Approved as reviewed: serving is now v10" in done.text
+    served = [b.content for b in store.load("support", namespace="team-a", channel=SERVING)]
+    assert card + " Never in cash." in served and PENDING_TEXT not in served
+    assert store.head_version("support", namespace="team-a") == 10 and "Nothing waits for review" in done.text
+    turned = done.text.split('id="turned-down"')[1]
+    assert PENDING_TEXT in turned and "digital goods are refunded like any other &lt;b&gt;" in turned
+    # an edit before approving: the reviewer rewrites the new lesson, and that is what agents read
+    _commit(store, [{"type": "ADD", "section": "REFUNDS", "content": "Refunds take 5 days."}], "q-11")
+    page = client.get("/ui/p/team-a/support/review").text
+    fix = json.dumps({"operations": [{"type": "UPDATE", "id": _id_of(store, "Refunds take 5 days."),
+                                      "content": "Refunds take 5 working days."}]})  # fmt: skip
+    _commit(store, [{"type": "TAG", "id": "ref-00001", "tag": "helpful"}], "q-12")  # learning moves on meanwhile
+    stale = client.post(url, data={"csrf": csrf, "to": "11", "part": "1", "keep": ["11"], "edit": fix}, headers=ORIGIN)
+    assert stale.status_code == 409 and "look again" in stale.text and "Refunds take 5 working days." in stale.text
+    assert store.resolve("support", SERVING, namespace="team-a") == 10
+    edited = client.post(url, data={"csrf": csrf, "to": "12", "part": "1", "keep": ["11", "12"], "edit": fix},
+                         headers=ORIGIN)  # fmt: skip
+    assert edited.status_code == 200 and "serving is now v13" in edited.text
+    served = [b.content for b in store.load("support", namespace="team-a", channel=SERVING)]
+    assert "Refunds take 5 working days." in served and "Refunds take 5 days." not in served
+    log = store.channel_log("support", namespace="team-a", channel="serving")
+    assert log[-1].author == "token:rita" and log[-1].evidence is not None and log[-1].evidence["kept"] == [11, 12]
+
+
+def test_a_read_or_write_token_sees_no_part_or_edit_controls_and_posting_them_is_refused(
+    app: Any, store: PlaybookStore
+) -> None:
+    for token in (READER, WRITER):
+        client = _client(app, token)
+        page = client.get("/ui/p/team-a/support/review").text
+        assert PENDING_TEXT in page and 'name="keep"' not in page and 'name="edit"' not in page
+        csrf = _csrf(page)
+        edit = json.dumps({"operations": [{"type": "ADD", "section": "REFUNDS", "content": "Sneaked in."}]})
+        for data in ({"keep": ["7"], "part": "1", "reason": "x"}, {"keep": ["7"], "part": "1", "edit": edit}):
+            got = client.post("/ui/p/team-a/support/review/approve", data={"csrf": csrf, "to": "7", **data},
+                              headers=ORIGIN)  # fmt: skip
+            assert got.status_code == 403 and "may not review" in got.text
+    assert store.head_version("support", namespace="team-a") == 7
+    assert store.resolve("support", SERVING, namespace="team-a") == 6
+
+
 def test_hostile_content_is_escaped_everywhere(app: Any, store: PlaybookStore) -> None:
     big = "A" * 99_000 + " <script>x</script> END"
     store.create(

@@ -442,6 +442,14 @@ class Service:
                                 evidence=evidence, expected=serving)  # fmt: skip
         return self.pending(grant, ns, name)
 
+    def turned_down(self, grant: Grant, namespace: str, name: str, *, limit: int = 20) -> list[dict[str, str]]:
+        """The lessons reviewers turned down lately (by a rejection or a partial approval), newest first, each with
+        the reviewer's reason: what the curator is shown (:meth:`~ace.store.PlaybookStore.turned_down`)."""
+        ns = self.allowed(grant, namespace, "read")
+        bounded(limit, "limit", low=1, high=100)
+        found = self.store.turned_down(normal_name(name, "playbook"), namespace=ns, limit=limit)
+        return [{"text": text, "reason": reason} for text, reason in found]
+
     def _under_review(self, ns: str, name: str) -> int:
         """The serving version of a playbook under the review policy (:class:`BadRequest` under another)."""
         policy = self.store.promotion(name, namespace=ns)

@@ -39,7 +39,7 @@ from starlette.staticfiles import StaticFiles
 
 from ace.errors import AceError
 from ace.names import InvalidName
-from ace.playbook.errors import PlaybookFormatError
+from ace.playbook.errors import DeltaError, PlaybookFormatError
 from ace.service.auth import Grant, Tokens
 from ace.service.console import views
 from ace.service.core import MAX_NUMBER, PROMPT_BUDGET, AccessDenied, BadRequest, NoMemory, Service, TooMuchWork
@@ -57,8 +57,10 @@ HERE = Path(__file__).resolve().parent
 COOKIE = "ace_console"  # the session: nonce "." base64url(token)
 LOGIN_COOKIE = "ace_login"  # the sign-in form's nonce
 MAX_TOKEN_CHARS = 2048  # a cookie holds about 4 KiB; a token longer than this is no token of ours
-MAX_FORM_BYTES = 16 * 1024  # a console form is a few fields
+MAX_FORM_BYTES = 1 << 20  # a console form is a few fields, or a reviewer's edit (the API's body limit)
+MAX_FORM_FIELDS = 1100  # a checkbox per version waiting for review (at most 1,000, as the API takes) and a few more
 MAX_FIELD_CHARS = 2000  # a reason, as the service bounds it
+MAX_EDIT_CHARS = 200_000  # a reviewer's edit: a delta as a curator writes it
 SHOWN_CHARS = 600  # of a bullet's content in lists (the whole of it on its blame page)
 SESSION_S = 12 * 3600  # a console cookie lasts this long (signing in again renews it)
 
@@ -138,6 +140,14 @@ def _csrf(token: str, nonce: str) -> str:
     return hmac.new(token.encode("utf-8"), b"ace-console-csrf:" + nonce.encode("ascii"), hashlib.sha256).hexdigest()
 
 
+class Form(dict[str, str]):
+    """A form's fields, each its first value; every value of a repeated field (checkboxes) in :attr:`all`."""
+
+    def __init__(self, fields: dict[str, list[str]] | None = None) -> None:
+        self.all: dict[str, list[str]] = fields or {}
+        super().__init__({k: v[0] for k, v in self.all.items()})
+
+
 class Session:
     """A signed-in request: the grant, the token's CSRF value for forms, the console's base path."""
 
@@ -181,21 +191,25 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
         host = request.headers.get("host", "")
         return parts.scheme == request.url.scheme and parts.netloc == host
 
-    async def form(request: Request) -> dict[str, str]:
+    async def form(request: Request) -> Form:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-            return {}  # not a form of ours: no fields, so no CSRF token (403)
+            return Form()  # not a form of ours: no fields, so no CSRF token (403)
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_FORM_BYTES:
                 raise BadRequest(f"a console form is at most {MAX_FORM_BYTES:,} bytes")
         try:
-            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20, strict_parsing=False)
-        except (UnicodeDecodeError, ValueError):
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
             raise BadRequest("the form is not UTF-8 text") from None
-        return {k: v[0] for k, v in fields.items()}
+        try:
+            fields = parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, strict_parsing=False)
+        except ValueError:
+            raise BadRequest(f"a console form has at most {MAX_FORM_FIELDS:,} fields") from None
+        return Form(fields)
 
-    async def checked_post(request: Request) -> tuple[Session, dict[str, str]]:
+    async def checked_post(request: Request) -> tuple[Session, Form]:
         """A signed-in POST from this origin with the session's CSRF token, and its fields."""
         session = session_of(request)
         if not same_origin(request):
@@ -356,17 +370,41 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
         ns, name = where(request)
         ctx = await run("heavy", views.review, svc, session.grant, ns, name, states, reviews)
         done = request.query_params.get("done")
-        ctx["done"] = done if done in ("approved", "rejected") else None
-        return pb_page(request, "review.html", {**ctx, "csrf": session.csrf}, session, "review")
+        ctx["done"] = done if done in ("approved", "part", "rejected") else None
+        return pb_page(
+            request, "review.html", {**ctx, "csrf": session.csrf, "form": None, "form_error": None}, session, "review"
+        )
 
     async def approve(request: Request, session: Session) -> Response:
+        """Serve the candidate reviewed, or (the form's checkboxes and edit) part of the change, or the change as
+        the reviewer edited it (:meth:`Service.approve` with ``only`` and ``edit``). What the service refuses (a
+        version kept that needs one left out, an edit that is no valid delta, learning that moved on since) is
+        shown on the review page above the form as it was sent; nothing is written."""
         ns, name = where(request)
         session, fields = await checked_post(request)
         to = _field_int(fields, "to")
         reason = fields.get("reason", "").strip()[:MAX_FIELD_CHARS] or None
-        await svc.run("write", svc.approve, session.grant, ns, name, to=to, reason=reason)
+        edit = fields.get("edit", "")
+        part = fields.get("part") == "1"
+        sent = {"reason": reason or "", "edit": edit[:MAX_EDIT_CHARS], "keep": set(fields.all.get("keep", []))}
+        try:
+            if len(edit) > MAX_EDIT_CHARS:
+                raise BadRequest(f"an edit is at most {MAX_EDIT_CHARS:,} characters")
+            keep = sorted({_number(v, "keep", 1) for v in fields.all.get("keep", [])}) if part else None
+            done = await svc.run("write", views.approve, svc, session.grant, ns, name, to=to, reason=reason,
+                                 keep=keep, edit=edit)  # fmt: skip
+        except AccessDenied:
+            raise
+        except AceError as e:  # shown on the page, the form as it was sent
+            status, message = _status(e)
+            reviews.forget(ns, name)
+            ctx = await run("heavy", views.review, svc, session.grant, ns, name, states, reviews)
+            ctx.update(done=None, csrf=session.csrf, form=sent, form_error=message)
+            response = pb_page(request, "review.html", ctx, session, "review")
+            response.status_code = status
+            return response
         reviews.forget(ns, name)
-        return _back(request, "/review?done=approved")
+        return _back(request, "/review?done=" + ("part" if done["part"] else "approved"))
 
     async def reject(request: Request, session: Session) -> Response:
         ns, name = where(request)
@@ -512,7 +550,7 @@ def _status(e: AceError) -> tuple[int, str]:
         return 404, str(e)
     if isinstance(e, StaleVersionError | ChannelMoved):
         return 409, f"{e} (someone moved it since the page was shown: look again)"
-    if isinstance(e, BadRequest | TooMuchWork | InvalidName | PlaybookFormatError):
+    if isinstance(e, BadRequest | TooMuchWork | InvalidName | PlaybookFormatError | DeltaError):
         return 422, str(e)
     if isinstance(e, StoreIntegrityError):
         return 500, str(e)

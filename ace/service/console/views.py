@@ -33,6 +33,7 @@ WORD_DIFF_TOKENS = 4_000  # words and spaces per side beyond which an UPDATE is 
 BLAME_RANGE = 32  # versions apart within which a blame's deltas are read in one history call
 STATUSES: tuple[Status, ...] = ("queued", "running", "done", "failed")
 REVIEWABLE = ("review", "gated+review")
+TURNED_DOWN = 20  # lessons reviewers turned down lately, shown on the review page
 
 Context = dict[str, Any]
 Segment = tuple[Literal["=", "-", "+"], str]
@@ -426,16 +427,39 @@ def review(svc: Service, grant: Grant, namespace: str, name: str, states: States
         try:
             pending = svc.pending(grant, namespace, name)
         except TooMuchWork as e:
-            return {"pending": None, "problem": str(e), "can_review": False, "entries": None}
+            return {"pending": None, "problem": str(e), "can_review": False, "entries": None, "turned_down": []}
         entries = None
         if pending["candidate"] > pending["serving"] and pending["diff"] is not None:
             before = states.get(svc, grant, namespace, name, pending["serving"])[1]
             entries = _entries(pending["diff"], before, page=1)
         found = {"pending": pending, "problem": None, "entries": entries,
-                 "versions": [_version_row(h, None) for h in pending["versions"]]}  # fmt: skip
+                 "versions": [_version_row(h, None) for h in pending["versions"]],
+                 "turned_down": svc.turned_down(grant, namespace, name, limit=TURNED_DOWN)}  # fmt: skip
         reviews.put(key, found)
     can = grant.allows(namespace, "review") and found["pending"]["policy"] in REVIEWABLE
     return {**found, "can_review": can}
+
+
+def approve(
+    svc: Service, grant: Grant, namespace: str, name: str, *, to: int, reason: str | None,
+    keep: list[int] | None = None, edit: str = "",
+) -> Context:  # fmt: skip
+    """The review form's approval: ``to`` whole, or only the versions in ``keep`` (the checkboxes: the versions
+    waiting and unchecked are turned down, which needs a ``reason``), with ``edit`` (a delta as a curator writes it,
+    JSON) applied on top (:meth:`Service.approve`). ``part``: whether what is served is not ``to`` as it was."""
+    edited = edit.strip() or None
+    left: list[int] = []
+    if keep is not None:
+        channels = {c["channel"]: c["version"] for c in svc.channels(grant, namespace, name)}
+        serving = channels.get("serving", channels["candidate"])
+        left = [v for v in range(serving + 1, to + 1) if v not in keep]
+        if left and not reason:
+            shown = ", ".join(f"v{v}" for v in left[:10]) + (" …" if len(left) > 10 else "")
+            raise BadRequest(f"approving part of the change turns {shown} down: say why in the reason")
+        if not left:
+            keep = None  # every version waiting: the change as is
+    found = svc.approve(grant, namespace, name, to=to, reason=reason, only=keep, edit=edited)
+    return {"pending": found, "part": found["serving"] != to}  # a part or an edit is served as a new head
 
 
 def _entries(found: dict[str, Any], before: Playbook, *, page: int) -> Paged:

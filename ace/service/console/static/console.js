@@ -13,6 +13,17 @@
       form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
     });
   });
+  // approving part of a change turns the unchecked versions down: then the reason is required
+  var approve = document.getElementById("approve");
+  var reason = document.getElementById("approve-reason");
+  var keeps = document.querySelectorAll("input[name=keep][form=approve]");
+  if (approve && reason && keeps.length) {
+    var needReason = function () {
+      reason.required = Array.prototype.some.call(keeps, function (k) { return !k.checked; });
+    };
+    keeps.forEach(function (k) { k.addEventListener("change", needReason); });
+    needReason();
+  }
   // filter the bullets of this page as you type (the search button asks the server for every page)
   var filter = document.querySelector("input[data-filter]");
   if (filter) {
