@@ -31,6 +31,8 @@ a batch see the state before its writes, as in LangGraph's own stores. Filters s
 **The node and the hook.** :func:`playbook_node` returns a node that puts the rendered playbook first in
 ``state["messages"]`` (as a system message with a fixed id, replaced on every pass); :func:`playbook_hook` is the
 same as a ``pre_model_hook`` of ``create_react_agent`` (``llm_input_messages``: nothing is added to the state).
+Both read with the latest user message as the query (``query=False``: not): half the budget then holds the bullets
+most relevant to the task at hand (:mod:`ace.playbook.query`).
 :func:`report_node` / :func:`report_outcome` send the finished conversation and its outcome as an episode.
 """
 
@@ -69,7 +71,7 @@ from ace.playbook.delta import AddOp, RemoveOp, UpdateOp
 from ace.playbook.focus import relevant
 from ace.playbook.render import Layout
 from ace.service.auth import Grant
-from ace.service.core import PROMPT_BUDGET, PROMPT_LAYOUT, Service, service_of
+from ace.service.core import MAX_QUERY_CHARS, PROMPT_BUDGET, PROMPT_LAYOUT, Service, service_of
 from ace.service.queue import Episode, EpisodeQueue
 from ace.store import SERVING, PlaybookStore, VersionInfo
 
@@ -362,13 +364,35 @@ def _filtered(value: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
 # -- the playbook in a graph's messages -------------------------------------------------------------------------
 def playbook_text(
     store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET,
-    layout: Layout = PROMPT_LAYOUT, channel: str | None = None,
+    layout: Layout = PROMPT_LAYOUT, channel: str | None = None, query: str | None = None,
 ) -> str:  # fmt: skip
     """The system prompt that carries the playbook (:meth:`~ace.service.core.Service.prompt`: a line naming it, its
-    version and how to use it, then its bullets under ``budget``), from its ``serving`` channel unless another
-    ``channel`` is named."""
+    version and how to use it, then its bullets under ``budget``; with ``query``, half of it holds the bullets most
+    relevant to the query), from its ``serving`` channel unless another ``channel`` is named."""
     grant = Grant.local("langgraph", [namespace], role="read")
-    return service_of(store).prompt(grant, namespace, playbook, budget=budget, layout=layout, channel=channel).text
+    got = service_of(store).prompt(grant, namespace, playbook, budget=budget, layout=layout, channel=channel,
+                                   query=query)  # fmt: skip
+    return got.text
+
+
+def latest_user_text(messages: Sequence[Any]) -> str | None:
+    """The latest user message's text (the task at hand), its first :data:`~ace.service.core.MAX_QUERY_CHARS`
+    characters; None without one."""
+    for m in reversed(messages):
+        role = m.get("role") if isinstance(m, Mapping) else getattr(m, "type", None)
+        if role in ("human", "user"):
+            content = m.get("content") if isinstance(m, Mapping) else m.content
+            text = content if isinstance(content, str) else _blocks_text(content)
+            return text[:MAX_QUERY_CHARS] if text.strip() else None
+    return None
+
+
+def _blocks_text(content: Any) -> str:
+    """The text blocks of a multimodal message's content, joined."""
+    if not isinstance(content, Sequence):
+        return ""
+    parts = [c if isinstance(c, str) else c.get("text", "") if isinstance(c, Mapping) else "" for c in content]
+    return "\n".join(p for p in parts if isinstance(p, str) and p)
 
 
 def with_playbook(messages: Sequence[AnyMessage], text: str) -> list[AnyMessage]:
@@ -379,19 +403,22 @@ def with_playbook(messages: Sequence[AnyMessage], text: str) -> list[AnyMessage]
 
 def playbook_node(
     store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET,
-    channel: str | None = None,
+    channel: str | None = None, query: bool = True,
 ) -> Callable[[Any], dict[str, Any]]:  # fmt: skip
-    """A node for a graph with ``messages`` (``MessagesState``): puts the served playbook first in them."""
+    """A node for a graph with ``messages`` (``MessagesState``): puts the served playbook first in them, read with
+    the latest user message as its query unless ``query=False``."""
     replace_all = RemoveMessage(id=REMOVE_ALL_MESSAGES)
-    return _with_playbook_as(store, playbook, namespace, budget, channel, lambda m: {"messages": [replace_all, *m]})
+    return _with_playbook_as(store, playbook, namespace, budget, channel, query,
+                             lambda m: {"messages": [replace_all, *m]})  # fmt: skip
 
 
 def playbook_hook(
     store: PlaybookStore | Service, playbook: str, *, namespace: str = "default", budget: int | None = PROMPT_BUDGET,
-    channel: str | None = None,
+    channel: str | None = None, query: bool = True,
 ) -> Callable[[Any], dict[str, Any]]:  # fmt: skip
-    """A ``pre_model_hook`` for ``create_react_agent``: the model sees the playbook first; the state is unchanged."""
-    return _with_playbook_as(store, playbook, namespace, budget, channel, lambda m: {"llm_input_messages": m})
+    """A ``pre_model_hook`` for ``create_react_agent``: the model sees the playbook first (read with the latest user
+    message as its query unless ``query=False``); the state is unchanged."""
+    return _with_playbook_as(store, playbook, namespace, budget, channel, query, lambda m: {"llm_input_messages": m})
 
 
 def _with_playbook_as(
@@ -400,13 +427,15 @@ def _with_playbook_as(
     namespace: str,
     budget: int | None,
     channel: str | None,
+    query: bool,
     update: Callable[[list[AnyMessage]], dict[str, Any]],
 ) -> Callable[[Any], dict[str, Any]]:
     """A node: the state's messages with the served playbook first, as the state update ``update`` makes."""
     service = service_of(store)
 
     def node(state: Any) -> dict[str, Any]:  # any state with "messages"
-        text = playbook_text(service, playbook, namespace=namespace, budget=budget, channel=channel)
+        asked = latest_user_text(state["messages"]) if query else None
+        text = playbook_text(service, playbook, namespace=namespace, budget=budget, channel=channel, query=asked)
         return update(with_playbook(state["messages"], text))
 
     return node
@@ -457,6 +486,7 @@ __all__ = [
     "AceStore",
     "StoreUsageError",
     "episode_log",
+    "latest_user_text",
     "playbook_hook",
     "playbook_node",
     "playbook_text",

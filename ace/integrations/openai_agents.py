@@ -12,12 +12,13 @@ run sent as an episode to learn from.
     ace.last_episode   # queued: a worker (ace serve / ace worker) reflects, curates and commits
 
 :meth:`AceHooks.instructions` makes dynamic instructions: your own, then the playbook's head rendered under
-``budget`` (read at every model call, so a run sees what was learned before it). The hooks keep the run's
-transcript as the model saw it (``on_llm_start`` / ``on_llm_end``: user input, assistant messages, tool calls and
-their outputs) and, when the run ends (``on_agent_end``), send it with the outcome to the episode queue: the
-``outcome`` callable judges the final output, or call :meth:`AceHooks.report` yourself with what you know (a test
-result, a user's rating). Episodes are the format of ``ace learn``; tool calls become ``tool_calls`` and ``tool``
-messages.
+``budget`` (read at every model call, so a run sees what was learned before it), with the run's latest user input
+as the read's query (half the budget then holds the bullets most relevant to it; ``query=False``: not). The hooks
+keep the run's transcript as the model saw it (``on_llm_start`` / ``on_llm_end``: user input, assistant messages,
+tool calls and their outputs) and, when the run ends (``on_agent_end``), send it with the outcome to the episode
+queue: the ``outcome`` callable judges the final output, or call :meth:`AceHooks.report` yourself with what you
+know (a test result, a user's rating). Episodes are the format of ``ace learn``; tool calls become ``tool_calls``
+and ``tool`` messages.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from agents import Agent, RunContextWrapper, RunHooks
 from ace.errors import UsageError
 from ace.playbook.render import Layout
 from ace.service.auth import Grant
-from ace.service.core import PROMPT_BUDGET, PROMPT_LAYOUT, Service, service_of
+from ace.service.core import MAX_QUERY_CHARS, PROMPT_BUDGET, PROMPT_LAYOUT, Service, service_of
 from ace.service.queue import Episode, EpisodeQueue
 from ace.store import PlaybookStore
 
@@ -63,12 +64,13 @@ class AceHooks(RunHooks[Any]):
         task: str | None = None,
         author: str = "openai-agents",
         channel: str | None = None,
+        query: bool = True,
     ) -> None:
         self.service = service_of(store, queue=queue)
         self.store, self.playbook, self.namespace = self.service.store, playbook, namespace
         self.grant = Grant.local(author, [namespace])
         self.budget, self.layout, self.channel = budget, layout, channel  # channel None: serving
-        self.outcome, self.task = outcome, task
+        self.outcome, self.task, self.query = outcome, task, query
         self._runs: dict[int, _Run] = {}
         self.last_run: dict[str, Any] | None = None  # the last finished run's episode log, sent or not
         self.last_episode: Episode | None = None
@@ -79,7 +81,8 @@ class AceHooks(RunHooks[Any]):
         service's read threads: the SDK's event loop never waits on the database)."""
 
         async def build(context: RunContextWrapper[Any], agent: Agent[Any]) -> str:
-            options = {"budget": self.budget, "layout": self.layout, "channel": self.channel}
+            asked = latest_input(getattr(context, "turn_input", None) or []) if self.query else None
+            options = {"budget": self.budget, "layout": self.layout, "channel": self.channel, "query": asked}
             got = await self.service.run(
                 "read", self.service.prompt, self.grant, self.namespace, self.playbook, **options
             )
@@ -158,6 +161,17 @@ def _text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
+def latest_input(items: Sequence[Any]) -> str | None:
+    """The text of the latest user message among a run's input items (the SDK sets them on the context before it
+    asks for the instructions), its first :data:`~ace.service.core.MAX_QUERY_CHARS` characters; None without one."""
+    for raw in reversed(items):
+        item = _plain(raw)
+        if item.get("type") in (None, "message") and item.get("role") == "user":
+            text = _text(item.get("content"))
+            return text[:MAX_QUERY_CHARS] if text.strip() else None
+    return None
+
+
 def chat_messages(items: Sequence[Any]) -> list[dict[str, Any]]:
     """Responses-API items (what the Agents SDK passes around) as OpenAI chat messages, the format of
     ``ace learn``: user / system / assistant messages, function calls as ``tool_calls``, their outputs as ``tool``
@@ -188,4 +202,4 @@ def chat_messages(items: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["AceHooks", "chat_messages"]
+__all__ = ["AceHooks", "chat_messages", "latest_input"]

@@ -74,11 +74,20 @@ def render(
     budget: int | None = None,
     count_tokens: TokenCounter = approx_tokens,
     layout: Layout = "sections",
+    query: str | None = None,
 ) -> str:
     """The playbook as ACE text; with ``budget``, only the most useful bullets that fit; ``layout="stable"`` for
-    the cache-friendly prompt layout (see module doc; ``counters`` then says whether the scores block is shown)."""
+    the cache-friendly prompt layout (see module doc; ``counters`` then says whether the scores block is shown).
+    With ``query`` and ``budget``, a stable core under half the budget and the bullets most relevant to the query
+    under the rest (:mod:`ace.playbook.query`); without a budget the whole playbook, as without a query."""
     if layout not in LAYOUTS:
         raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if query is not None and budget is not None and budget >= 0:
+        from ace.playbook.query import render_for_query  # it builds on this module
+
+        return render_for_query(
+            playbook, query, budget=budget, counters=counters, count_tokens=count_tokens, layout=layout
+        )
     if budget is None:
         if layout == "stable":
             return playbook.derived(  # type: ignore[no-any-return]

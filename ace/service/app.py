@@ -9,9 +9,9 @@ event loop, so a writer waiting for the database's lock does not hold up reads. 
 served from the installed package (no CDN).
 
 - ``GET  /v1/playbooks/{namespace}`` (read): the playbooks and their heads.
-- ``GET  /v1/playbooks/{namespace}/{name}?version=&budget=&layout=&format=text|json`` (read): the playbook rendered
-  (``text/plain``, the prompt text; ``layout`` ``sections`` or ``stable``) or as lossless JSON; ``ETag`` is the
-  version.
+- ``GET  /v1/playbooks/{namespace}/{name}?version=&budget=&layout=&format=text|json&query=`` (read): the playbook
+  rendered (``text/plain``, the prompt text; ``layout`` ``sections`` or ``stable``; with ``query`` and a budget, half
+  of it holds the bullets most relevant to the query) or as lossless JSON; ``ETag`` is the version.
 - ``POST /v1/playbooks/{namespace}/{name}/deltas`` (write), body a delta, ``If-Match: VERSION``: 201 with the new
   version; 409 with the head when ``VERSION`` is no longer the head; 422 with the delta's error. Without
   ``If-Match`` the delta is applied on whatever the head is.
@@ -52,6 +52,7 @@ from ace.playbook.render import Layout
 from ace.service.auth import Grant, Role, Tokens
 from ace.service.core import (
     MAX_NUMBER,
+    MAX_QUERY_CHARS,
     AccessDenied,
     BadRequest,
     Format,
@@ -195,6 +196,7 @@ def create_app(
 
     Auth = Annotated[Grant, Depends(grant)]
     Version = Annotated[int | None, Query(ge=1, le=MAX_NUMBER)]
+    QUERY_HELP = "The task at hand: with a budget, half of it holds the bullets most relevant to it"
     Number = Annotated[int, Query(ge=1, le=MAX_NUMBER)]  # a version, a start
     From = Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)]
 
@@ -233,9 +235,10 @@ def create_app(
         budget: Annotated[int | None, Query(ge=0, le=MAX_NUMBER)] = None,
         layout: Layout = "sections",
         format: Format = "text",
+        query: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS, description=QUERY_HELP)] = None,
     ) -> Response:
         options: ReadOptions = {"version": version, "channel": channel, "budget": budget, "layout": layout,
-                                "format": format}  # fmt: skip
+                                "format": format, "query": query}  # fmt: skip
         got = svc.read_now(g, namespace, name, **options)  # the held head: on the loop, no thread hop, never waits
         if got is None:
             got = await svc.run("read", svc.read, g, namespace, name, **options)

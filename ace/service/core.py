@@ -31,6 +31,7 @@ from ace.playbook import Delta, DeltaError, Playbook, Source, render
 from ace.playbook.diff import PlaybookDiff
 from ace.playbook.formats import dumps, loads, to_json
 from ace.playbook.jsonio import JSONLimitError, load_json
+from ace.playbook.query import indexed as query_indexed
 from ace.playbook.render import Layout
 from ace.service.auth import Grant, Role
 from ace.service.queue import Episode, EpisodeError, EpisodeQueue, Quota, QuotaExceeded, Status
@@ -45,6 +46,7 @@ READ_NOW_BULLETS = 5_000  # a held playbook up to this size renders on the event
 MAX_EPISODE_DEPTH = 32  # nesting of an episode's JSON (a chat log with tool calls is about 6 levels deep)
 PROMPT_BUDGET = 2000  # tokens of playbook an agent reads by default (every agent-facing front end: one default)
 PROMPT_LAYOUT: Layout = "stable"  # the layout that keeps a provider's prompt cache warm from version to version
+MAX_QUERY_CHARS = 2000  # a read's query (the bullets relevant to it join the prompt): longer is a clear error
 
 
 class AccessDenied(AceError):
@@ -82,6 +84,7 @@ class ReadOptions(TypedDict, total=False):
     budget: int | None  # tokens of prompt text (None: the whole playbook)
     layout: Layout  # "sections" (the paper's text, what export writes) or "stable" (the cache-friendly prompt)
     format: Format  # "text" (prompt text) or an export: "json", "ace", "md", "skillbook"
+    query: str | None  # with a budget, the bullets most relevant to it join a stable core (ace.playbook.query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,12 +263,15 @@ class Service:
         channel: str | None = None,
         budget: int | None = PROMPT_BUDGET,
         layout: Layout = PROMPT_LAYOUT,
+        query: str | None = None,
     ) -> Read:
         """What an agent reads: one line naming the playbook, its version and how to use it, then its bullets under
         ``budget`` tokens (None: all of them), from the ``serving`` channel unless a ``channel`` or ``version`` is
         named. The MCP tool, the LangGraph node and hook and the Agents SDK instructions all give this text;
-        :meth:`read` is the playbook itself (the HTTP resource, an export)."""
-        got = self.read(grant, namespace, name, version=version, channel=channel, budget=budget, layout=layout)
+        :meth:`read` is the playbook itself (the HTTP resource, an export). ``query`` (the task at hand, at most
+        :data:`MAX_QUERY_CHARS` characters): half the budget holds the bullets most relevant to it."""
+        got = self.read(grant, namespace, name, version=version, channel=channel, budget=budget, layout=layout,
+                        query=query)  # fmt: skip
         ns = normal_name(namespace, "namespace")
         header = (
             f"# playbook {ns}/{normal_name(name, 'playbook')} v{got.version} ({got.n_bullets} bullets): lessons "
@@ -496,12 +502,17 @@ class Service:
         layout, format = options.get("layout", "sections"), options.get("format", "text")
         bounded(version, "version", low=1)
         bounded(budget, "budget")
+        query = options.get("query")
+        if query is not None and (not isinstance(query, str) or len(query) > MAX_QUERY_CHARS):
+            raise BadRequest(f"a query is a text of at most {MAX_QUERY_CHARS:,} characters")
         name = normal_name(name, "playbook")
         channel = _channel(version, options.get("channel"))
         if held_only:
             held = self.store.load_held(name, version, namespace=ns, channel=channel) if format == "text" else None
             if held is None or len(held[1]) > READ_NOW_BULLETS:
                 return None
+            if query is not None and budget is not None and not query_indexed(held[1]):
+                return None  # its relevance index is built in a read thread, once per version
             v, pb = held
         else:
             v, pb = self.store.load_versioned(name, version, namespace=ns, channel=channel)
@@ -511,7 +522,7 @@ class Service:
             return Read(v, dumps(pb, format), "application/json", len(pb))
         if format != "text":  # an export in the paper's text format or Markdown
             return Read(v, dumps(pb, format), "text/plain", len(pb))
-        return Read(v, render(pb, budget=budget, layout=layout), "text/plain", len(pb))
+        return Read(v, render(pb, budget=budget, layout=layout, query=query), "text/plain", len(pb))
 
     def import_playbook(
         self,

@@ -3,9 +3,10 @@ desktop client starts it) or streamable HTTP.
 
 Tools:
 
-- ``read_playbook(playbook, budget=2000, version=None, layout="stable")``: the playbook as prompt text, under a
-  token budget (:meth:`~ace.service.core.Service.prompt`: the text an agent puts in its prompt, the same the
-  LangGraph node and the Agents SDK hooks give; its version is on the first line).
+- ``read_playbook(playbook, budget=2000, version=None, layout="stable", query=None)``: the playbook as prompt text,
+  under a token budget (:meth:`~ace.service.core.Service.prompt`: the text an agent puts in its prompt, the same the
+  LangGraph node and the Agents SDK hooks give; its version is on the first line); with ``query`` (the task at hand),
+  half the budget holds the bullets most relevant to it.
 - ``record_episode(playbook, messages, outcome, task=None, episode_id=None, target=None)``: an episode to learn
   from, in the format of ``ace learn`` (chat messages with tool calls, and an outcome); queued for a worker
   (``ace mcp`` runs one in-process unless ``--workers 0``); returns its status.
@@ -136,13 +137,15 @@ def create_server(
         layout: Literal["stable", "sections"] = PROMPT_LAYOUT,
         namespace: str | None = None,
         channel: str | None = None,
+        query: str | None = None,
     ) -> str:
         """The playbook as prompt text under a token budget (null: all of it), from its serving channel unless a
         channel or version is named. Follow its bullets and cite their ids when you use one. The first line names
-        the version."""
+        the version. Pass the task at hand as query (at most 2,000 characters) to get, beside the most useful
+        bullets, the ones most relevant to it."""
         ns, options = (
             namespace or local_ns,
-            {"version": version, "channel": channel, "budget": budget, "layout": layout},
+            {"version": version, "channel": channel, "budget": budget, "layout": layout, "query": query},
         )
         got = await svc.run("read", svc.prompt, caller(), ns, playbook, **options)
         return got.text
