@@ -417,6 +417,80 @@ def test_a_read_or_write_token_sees_no_part_or_edit_controls_and_posting_them_is
     assert store.resolve("support", SERVING, namespace="team-a") == 6
 
 
+def test_alerts_on_the_index_and_the_timeline_and_the_channel_moves_marked(app: Any, store: PlaybookStore) -> None:
+    """A changed value (30 -> 14 days) is a contradiction the detectors find: the index counts it and the timeline
+    marks the version it is about; the check is bounded to the last versions and kept per head. Each channel move
+    is marked as what it was: the policy's pin, an approval, a rejection, a demotion."""
+    fourteen = "Refunds are possible within 14 days of purchase, with the receipt."
+    _commit(store, [{"type": "UPDATE", "id": "ref-00001", "content": fourteen}], "q-8")
+    client = _client(app, REVIEWER)
+    home = client.get("/ui/").text
+    row = home.split("<b>support</b>")[1].split("</tr>")[0]
+    assert '<span class="badge sev-warning">1 warning</span>' in row and "1 info" in row and "v1–v8" in row
+    assert "last 20 versions" in home
+    timeline = client.get("/ui/p/team-a/support/timeline").text
+    v8 = timeline.split('<tr class="k-')[1]  # newest first
+    assert ">v8<" in v8 and "sev-warning" in v8 and "contradiction" in v8 and "14 days" in v8
+    v4 = next(r for r in timeline.split('<tr class="k-')[1:] if ">v4<" in r)
+    assert "redundancy" in v4 and "sev-info" in v4
+    assert "collapse detectors over the last versions only (v1–v8)" in timeline
+    assert "pin" in timeline.split('id="moves"')[1] and "policy immediate -&gt; review" in timeline
+    csrf = _csrf(timeline)
+    post = client.post(
+        "/ui/p/team-a/support/review/approve", data={"csrf": csrf, "to": "8", "reason": "ok"}, headers=ORIGIN
+    )
+    assert post.status_code == 200
+    _commit(store, [{"type": "ADD", "section": "REFUNDS", "content": "Refunds are sent on Fridays."}], "q-9")
+    client.post(
+        "/ui/p/team-a/support/review/reject",
+        data={"csrf": csrf, "candidate": "9", "reason": "not on Fridays"},
+        headers=ORIGIN,
+    )
+    Service(store).move_channel(Grant.local("ops", role="admin"), "team-a", "support", SERVING, 6, reason="back")
+    moves = client.get("/ui/p/team-a/support/timeline").text.split('id="moves"')[1]
+    kinds = re.findall(r'<tr class="mv-([a-z-]+)">', moves)
+    assert kinds == ["demotion", "rejection", "approval", "pin"], kinds
+    assert "rejected v9: not on Fridays" in moves and "v10 → v6" in moves
+    assert views.move_kind({"version": 9, "previous": 8, "evidence": {"trial": 3, "decision": {"better": True}}}) == (
+        "promotion"
+    )
+    assert views.move_kind({"version": 8, "previous": 9, "evidence": {"kind": "demotion"}}) == "demotion"
+    assert views.move_kind({"version": None, "previous": 9, "evidence": None}) == "follow"
+    assert views.move_kind({"version": 9, "previous": 6, "evidence": {"decision": "approved part"}}) == (
+        "approval of a part"
+    )
+
+
+def test_the_index_checks_a_bounded_amount_per_request_and_keeps_what_it_checked(
+    store: PlaybookStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alerts are checked over the last versions only (fewer for a large playbook: the service's work bound), once
+    per head, and one index request checks new playbooks only while its work bound lasts."""
+    from ace.service.core import Limits
+
+    for i in range(3):
+        store.create(f"extra-{i}", parse_ace(f"## S\n[s-00001] Rule {i}.\n"), namespace="team-a")
+    svc = Service(store, limits=Limits(check_work=60))
+    grant, found = Grant.local("viewer", ["team-a"], role="read"), views.Alerts()
+    assert found.span(svc, 7) == 8 and found.span(svc, 1) == 20 and found.span(svc, 1000) == 1
+    monkeypatch.setattr(views, "INDEX_CHECK_WORK", 60)
+    rows = views.index(svc, grant)["rows"]
+    views.index_alerts(svc, grant, rows, found)
+    first = {r["name"]: r["alerts"] for r in rows}
+    assert first["extra-0"] is not None and sum(a is None for a in first.values()) >= 1
+    checked = dict(first)
+    for _ in range(4):  # each request checks more, and keeps what an earlier one checked
+        views.index_alerts(svc, grant, rows, found)
+        for r in rows:
+            if checked[r["name"]] is not None:
+                assert r["alerts"] is checked[r["name"]]
+            checked[r["name"]] = r["alerts"]
+    assert all(a is not None for a in checked.values())
+    assert checked["support"] is not None and checked["support"]["first"] == 1  # 7 versions of about 7 bullets
+    with pytest.raises(Exception, match="may not read"):
+        found.get(svc, Grant.local("b", ["team-b"], role="read"), "team-a", "support", 7, 7)
+
+
 def test_hostile_content_is_escaped_everywhere(app: Any, store: PlaybookStore) -> None:
     big = "A" * 99_000 + " <script>x</script> END"
     store.create(

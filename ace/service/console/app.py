@@ -25,7 +25,7 @@ import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -72,6 +72,7 @@ _HIDDEN = {"Cc", "Cf", "Zl", "Zp", "Co", "Cn", "Cs"}
 _SUSPECT = re.compile(r"[^\x20-\x7e\n\t]")
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 def show(value: object, limit: int | None = None) -> Markup:
@@ -158,7 +159,7 @@ class Session:
 def create_console(svc: Service, tokens: Tokens) -> Starlette:
     """The console over ``svc``, signed in with ``tokens`` (those of the HTTP service)."""
     env = _environment()
-    states, reviews = views.States(), views.Reviews()
+    states, reviews, alerts = views.States(), views.Reviews(), views.Alerts()
 
     def base(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
@@ -250,7 +251,7 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
         except _NotSignedIn:
             return None
 
-    async def run(kind: str, fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def run(kind: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await svc.run("heavy" if kind == "heavy" else "read", fn, *args, **kwargs)
 
     # -- sign-in ----------------------------------------------------------------------------------------------
@@ -303,7 +304,8 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
     # -- pages ----------------------------------------------------------------------------------------------------
     async def home(request: Request, session: Session) -> Response:
         ctx = await run("read", views.index, svc, session.grant, page=_int(request, "page", 1))
-        return page(request, "index.html", ctx, session=session)
+        await run("heavy", views.index_alerts, svc, session.grant, ctx["rows"], alerts)
+        return page(request, "index.html", {**ctx, "alert_versions": views.ALERT_VERSIONS}, session=session)
 
     def where(request: Request) -> tuple[str, str]:
         return request.path_params["namespace"], request.path_params["name"]
@@ -339,6 +341,7 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
     async def timeline(request: Request, session: Session) -> Response:
         ns, name = where(request)
         ctx = await run("read", views.timeline, svc, session.grant, ns, name, page=_int(request, "page", 1))
+        ctx["alerts"] = await run("heavy", alerts.get, svc, session.grant, ns, name, ctx["head"], ctx["head_bullets"])
         return pb_page(request, "timeline.html", ctx, session, "timeline")
 
     async def diff(request: Request, session: Session) -> Response:

@@ -34,6 +34,10 @@ BLAME_RANGE = 32  # versions apart within which a blame's deltas are read in one
 STATUSES: tuple[Status, ...] = ("queued", "running", "done", "failed")
 REVIEWABLE = ("review", "gated+review")
 TURNED_DOWN = 20  # lessons reviewers turned down lately, shown on the review page
+ALERT_VERSIONS = 20  # the last versions whose alerts the index and the timeline show (the check page: any span)
+INDEX_CHECK_WORK = 100_000  # bullet-versions one index request may check anew (the others: a later request)
+MOVES_SHOWN = 20  # the latest channel moves listed on the timeline
+SEVERITIES = ("critical", "warning", "info")
 
 Context = dict[str, Any]
 Segment = tuple[Literal["=", "-", "+"], str]
@@ -231,7 +235,8 @@ def timeline(svc: Service, grant: Grant, namespace: str, name: str, *, page: int
     since = max(1, lo - 1)  # one more: the size before the first row
     history = svc.history(grant, namespace, name, since=since, limit=hi - since + 1)
     moves: dict[int | None, list[dict[str, Any]]] = {}
-    for m in svc.channel_log(grant, namespace, name):
+    log = [{**m, "kind": move_kind(m)} for m in svc.channel_log(grant, namespace, name)]
+    for m in log:
         moves.setdefault(m["version"], []).append(m)
     rows = []
     for before, h in zip([None, *history], history, strict=False):
@@ -239,13 +244,107 @@ def timeline(svc: Service, grant: Grant, namespace: str, name: str, *, page: int
             continue
         rows.append(_version_row(h, before, moves.get(h["version"], [])))
     follow = moves.get(None, [])  # moves back to following the head
+    top = history if page == 1 else svc.history(grant, namespace, name, since=head, limit=1)  # the head's size
     return {
         "rows": list(reversed(rows)),
         "paged": Paged([], page, pages, head),
         "head": head,
+        "head_bullets": top[-1]["bullets"],
         "channels": channels,
         "follow": follow,
+        "log": list(reversed(log[-MOVES_SHOWN:])),
+        "moves_total": len(log),
     }
+
+
+MOVE_KINDS = {"approved": "approval", "approved part": "approval of a part", "rejected": "rejection"}
+
+
+def move_kind(m: dict[str, Any]) -> str:
+    """What a channel move was: an ``approval`` (or ``approval of a part``) or a ``rejection`` by a reviewer, a
+    ``promotion`` by a trial or to a later version, a ``demotion`` by the watch or to an earlier version, the policy
+    pinning ``serving`` (``pin``), or following the head again (``follow``)."""
+    evidence = m.get("evidence") or {}
+    decision = evidence.get("decision")
+    if isinstance(decision, str) and decision in MOVE_KINDS:
+        return MOVE_KINDS[decision]
+    if evidence.get("kind") == "demotion":
+        return "demotion"
+    if "trial" in evidence:
+        return "promotion"
+    if m.get("version") is None:
+        return "follow"
+    if str(m.get("reason") or "").startswith("policy "):
+        return "pin"
+    before, after = m.get("previous"), m["version"]
+    if before is None or before == after:
+        return "move"
+    return "promotion" if after > before else "demotion"
+
+
+# -- alerts: the collapse detectors over the last versions, kept per head -------------------------------------
+class Alerts:
+    """The collapse detectors' alerts over a playbook's last :data:`ALERT_VERSIONS` versions (fewer for a large
+    playbook: at most the service's work bound), from :meth:`Service.check`, kept per head: the index and the
+    timeline never run the detectors over a whole history, and run them once per head (a version never changes)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._held: OrderedDict[tuple[str, str, int], Context] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def span(self, svc: Service, bullets: int) -> int:
+        """How many of the last versions are checked for a playbook of ``bullets`` bullets."""
+        limits = svc.limits
+        return max(1, min(ALERT_VERSIONS, limits.check_span, limits.check_work // max(bullets, 1)))
+
+    def get(
+        self, svc: Service, grant: Grant, namespace: str, name: str, head: int, bullets: int, *, compute: bool = True
+    ) -> Context | None:
+        """The alerts of the last versions up to ``head`` (a playbook of ``bullets`` bullets there): ``first``,
+        ``head``, ``alerts`` (most severe first), ``counts`` by severity and ``by_version`` (each alert under the
+        version it is about), or ``problem``. None when not kept and ``compute`` is False."""
+        ns = svc.allowed(grant, namespace, "read")  # what is kept is shown only to a token that may read it
+        key = (ns, normal_name(name, "playbook"), head)
+        with self._lock:
+            if (held := self._held.get(key)) is not None:
+                self._held.move_to_end(key)
+                return held
+        if not compute:
+            return None
+        first = max(1, head - self.span(svc, bullets) + 1)
+        try:
+            found = svc.check(grant, namespace, name, first=first)
+        except TooMuchWork as e:  # the playbook grew since its size was read
+            return {"first": first, "head": head, "alerts": [], "counts": {}, "by_version": {}, "problem": str(e)}
+        order = {s: i for i, s in enumerate(SEVERITIES)}
+        alerts = sorted(found["alerts"], key=lambda a: (order.get(a["severity"], 3), -(a["versions"][1] or 0)))
+        by_version: dict[int, list[dict[str, Any]]] = {}
+        for a in alerts:
+            about = a["versions"][1] if a["versions"][1] is not None else a["versions"][0]
+            if about is not None:
+                by_version.setdefault(about, []).append(a)
+        counts = Counter(a["severity"] for a in alerts)
+        result = {"first": first, "head": head, "alerts": alerts, "by_version": by_version, "problem": None,
+                  "counts": {s: counts[s] for s in SEVERITIES if counts[s]}}  # fmt: skip
+        with self._lock:
+            self._held[key] = result
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
+        return result
+
+
+def index_alerts(svc: Service, grant: Grant, rows: list[Context], alerts: Alerts) -> None:
+    """Each index row's alerts (``row["alerts"]``): those kept, and new checks while their work (versions x
+    bullets) stays under :data:`INDEX_CHECK_WORK` for this request; None for the rest (not checked yet)."""
+    work = 0
+    for r in rows:
+        cost = alerts.span(svc, r["bullets"]) * max(r["bullets"], 1)
+        kept = alerts.get(svc, grant, r["namespace"], r["name"], r["head"], r["bullets"], compute=False)
+        if kept is None and work + cost <= INDEX_CHECK_WORK:
+            work += cost
+            kept = alerts.get(svc, grant, r["namespace"], r["name"], r["head"], r["bullets"])
+        r["alerts"] = kept
 
 
 def _version_row(
