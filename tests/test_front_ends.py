@@ -77,6 +77,27 @@ def test_every_agent_facing_front_end_gives_the_same_prompt(store: PlaybookStore
     assert got == "You answer billing questions.\n\n" + want
 
 
+def test_the_pydantic_ai_capability_gives_the_same_prompt(store: PlaybookStore) -> None:
+    pytest.importorskip("pydantic_ai", reason="Pydantic AI is the 'pydantic-ai' extra")
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    from ace.integrations.pydantic_ai import AcePlaybook
+
+    seen: list[str | None] = []
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:  # Pydantic AI's stand-in for a model
+        seen.append(info.instructions)
+        return ModelResponse(parts=[TextPart("Done.")])
+
+    want = Service(store).prompt(Grant.local("test", ["team-a"]), "team-a", "agent").text
+    ace = AcePlaybook(store, "agent", namespace="team-a", send=False, query=False)
+    agent = Agent(FunctionModel(model), instructions="You answer billing questions.", capabilities=[ace])
+    agent.run_sync("Refund order 7?")
+    assert seen == ["You answer billing questions.\n\n" + want.rstrip("\n")]  # Pydantic AI trims the end
+
+
 def test_the_http_read_is_the_playbook_itself_and_matches_the_prompts_body(store: PlaybookStore) -> None:
     """GET gives the playbook (no header; defaults: whole, sections layout); with the prompt's budget and layout
     its text is the prompt's body: one rendering behind both."""
@@ -123,7 +144,7 @@ def test_an_in_process_grant_is_held_to_its_namespaces(store: PlaybookStore) -> 
 
 WRITERS = {"commit", "create", "rollback", "ensure", "submit", "import_", "put_playbook"}
 ADAPTERS = ["ace/service/app.py", "ace/service/mcp.py", "ace/integrations/langgraph.py",
-            "ace/integrations/openai_agents.py"]  # fmt: skip
+            "ace/integrations/openai_agents.py", "ace/integrations/pydantic_ai.py"]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", ADAPTERS)
