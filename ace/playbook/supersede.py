@@ -38,6 +38,17 @@ _LEAD = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W_]+|<v>", re.UNICODE)
+# a number that labels a thing ("Lesson 2:", "step 3", "rule #4") says which one, not how much: part of the frame
+_LABELLED = re.compile(
+    r"\b(lesson|step|rule|item|number|no\.|part|phase|tip|case|example|note|section|chapter|question|q|point)"
+    r"(\s*#?\s*)(\d{1,6})\b",
+    re.IGNORECASE,
+)
+
+
+def _labels(text: str) -> str:
+    """``text`` with each labelling number spelled in letters (``Lesson 2`` -> ``Lesson label-c``): no value."""
+    return _LABELLED.sub(lambda m: f"{m.group(1)} label-{''.join('abcdefghij'[int(d)] for d in m.group(3))}", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +70,11 @@ def statement(content: str) -> tuple[str, tuple[str, ...]] | None:
     text = content.strip()
     if ARROW in text:
         subject, value = text.rsplit(ARROW, 1)
-        subject = _LEAD.sub("", subject)
+        subject = _labels(_LEAD.sub("", subject))
         if not value.strip():
             return None
         return " ".join(_WORD.findall(subject.casefold())) + " -> <v>", (_norm_value(value),)
-    text = _LEAD.sub("", text)
+    text = _labels(_LEAD.sub("", text))
     values = tuple(_norm_value(m.group(0)) for m in _VALUE.finditer(text))
     if not values:
         return None
@@ -109,7 +120,8 @@ _PLAIN = frozenset(
 
 
 def _subject(content: str) -> str:
-    text = content.rsplit(ARROW, 1)[0] if ARROW in content else _VALUE.sub(" ", content)
+    text = _labels(content)
+    text = text.rsplit(ARROW, 1)[0] if ARROW in text else _VALUE.sub(" ", text)
     return _LEAD.sub("", text)
 
 
