@@ -114,8 +114,11 @@ def store(tmp_path: Path) -> Iterator[PlaybookStore]:
 
 
 @pytest.fixture
-def app(store: PlaybookStore) -> Any:
-    return create_app(store, Tokens.parse(TOKENS, where="test"))
+def app(store: PlaybookStore, tmp_path: Path) -> Any:
+    from ace.app.console_report import report_html
+
+    # the runs page reads this test's own runs directory (never the user's)
+    return create_app(store, Tokens.parse(TOKENS, where="test"), runs_dir=tmp_path / "runs", run_report=report_html)
 
 
 def _client(app: Any, token: str | None = None, **kwargs: Any) -> TestClient:
@@ -489,6 +492,122 @@ def test_the_index_checks_a_bounded_amount_per_request_and_keeps_what_it_checked
     assert checked["support"] is not None and checked["support"]["first"] == 1  # 7 versions of about 7 bullets
     with pytest.raises(Exception, match="may not read"):
         found.get(svc, Grant.local("b", ["team-b"], role="read"), "team-a", "support", 7, 7)
+
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "demo-before-redesign.trajectory.jsonl"
+
+
+def _runs(store: PlaybookStore, root: Path) -> Path:
+    """A runs directory: the demo's trajectory (format 1), an ace run directory with a trajectory exported from a
+    store (format 2, a hostile lesson in a step) and its summary, a tampered copy, a hostile file name, a FIFO, and
+    links out of the directory (to /etc, to /etc/passwd) and one inside it."""
+    import os
+    import shutil
+
+    from ace.runs.trajectory import export
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIXTURE, root / "demo.trajectory.jsonl")
+    store.create("h", parse_ace("## S\n[s-00001] One.\n"), namespace="team-a")
+    delta = Delta.parse(json.dumps({"operations": [{"type": "ADD", "section": "S", "content": HOSTILE}]}))
+    store.commit("h", delta, namespace="team-a")
+    (root / "exp-1").mkdir()
+    export(store, "h", root / "exp-1" / "h.trajectory.jsonl", namespace="team-a")
+    rows = [{"method": "ACE <b>", "outcomes": [True, False, True, True], "cost_usd": 0.0123}]
+    (root / "exp-1" / "summary.json").write_text(json.dumps({"rows": rows}))
+    text = (root / "exp-1" / "h.trajectory.jsonl").read_text()
+    (root / "tampered.trajectory.jsonl").write_text(text.replace("One.", "Two."))
+    shutil.copy(FIXTURE, root / "x<script>alert(1)<\u202e.trajectory.jsonl")
+    os.mkfifo(root / "fifo.trajectory.jsonl")
+    (root / "out").symlink_to("/etc")
+    (root / "passwd.trajectory.jsonl").symlink_to("/etc/passwd")
+    (root / "exp-1" / "passwd.trajectory.jsonl").symlink_to("/etc/passwd")
+    (root / "inner").symlink_to(root / "exp-1")
+    return root
+
+
+def test_the_runs_page_lists_what_the_server_can_read_and_shows_the_step_table(
+    app: Any, store: PlaybookStore, tmp_path: Path
+) -> None:
+    root = _runs(store, tmp_path / "runs")
+    client = _client(app, ADMIN)
+    assert 'href="/ui/runs">Runs</a>' in client.get("/ui/").text
+    listing = client.get("/ui/runs")
+    assert listing.status_code == 200
+    names = re.findall(r'<a href="/ui/runs/([^"]+)"><code>', listing.text)
+    assert sorted(names) == sorted(["demo.trajectory.jsonl", "exp-1", "tampered.trajectory.jsonl", "inner",
+                                    "x%3Cscript%3Ealert%281%29%3C%E2%80%AE.trajectory.jsonl"])  # fmt: skip
+    assert (
+        "<script>alert" not in listing.text
+        and '&lt;script&gt;alert(1)&lt;<span class="cc" title="U+202E">' in listing.text
+    )
+    demo = client.get("/ui/runs/demo.trajectory.jsonl")
+    assert demo.status_code == 200
+    assert (
+        "ace-trajectory/1: versions only, not verified as a whole" in demo.text
+        and "hash chain verified" not in demo.text
+    )
+    assert demo.text.count("<tr>") - 1 >= 5 and "generator" in demo.text and "reflector" in demo.text
+    assert "✗ wrong" in demo.text and "expected" in demo.text and 'class="op op-add"' in demo.text
+    run = client.get("/ui/runs/exp-1")
+    assert run.status_code == 200 and "hash chain verified" in run.text and "h.trajectory.jsonl" in run.text
+    assert "ACE &lt;b&gt;" in run.text and "75.0 %" in run.text and "$0.0123" in run.text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in run.text and "<script>alert" not in run.text
+    assert "passwd" not in run.text  # the link out of the directory is not listed
+    tampered = client.get("/ui/runs/tampered.trajectory.jsonl")
+    assert tampered.status_code == 200 and "does not verify" in tampered.text and "edited" in tampered.text
+    assert str(root) not in tampered.text.split('role="alert"')[1]
+    report = client.get("/ui/runs/demo.trajectory.jsonl/report")
+    assert report.status_code == 200 and "sandbox" in report.headers["content-security-policy"]
+    assert "script-src" not in report.headers["content-security-policy"] and "data:image/png;base64," in report.text
+    assert '<span class="sev critical">3 critical</span>' in report.text  # the 3 critical alerts ace replay finds
+    assert client.get("/ui/runs/exp-1/report").status_code == 200
+    assert client.get("/ui/runs/inner?t=h.trajectory.jsonl").status_code == 200  # a link inside the directory
+
+
+@pytest.mark.parametrize(
+    ("path", "statuses"),
+    [
+        ("/ui/runs/%2E%2E", (404, 422)),
+        ("/ui/runs/..%2F..%2Fetc%2Fpasswd", (404, 422)),
+        ("/ui/runs/%2Fetc%2Fpasswd", (404, 422)),
+        ("/ui/runs/.hidden", (422,)),
+        ("/ui/runs/exp-1?t=../../../etc/passwd", (422,)),
+        ("/ui/runs/exp-1?t=/etc/passwd", (422,)),
+        ("/ui/runs/exp-1?t=..", (422,)),
+        ("/ui/runs/exp-1?t=passwd.trajectory.jsonl", (403,)),
+        ("/ui/runs/exp-1?t=summary.json", (404,)),
+        ("/ui/runs/demo.trajectory.jsonl?t=../exp-1/h.trajectory.jsonl", (404, 422)),
+        ("/ui/runs/out", (403,)),
+        ("/ui/runs/passwd.trajectory.jsonl", (403,)),
+        ("/ui/runs/passwd.trajectory.jsonl/report", (403,)),
+        ("/ui/runs/out/report", (403,)),
+        ("/ui/runs/fifo.trajectory.jsonl", (404,)),
+        ("/ui/runs/nothing-here", (404,)),
+        ("/ui/runs/exp-1%00", (422,)),
+    ],
+)
+def test_the_runs_page_never_leaves_the_runs_directory(
+    app: Any, store: PlaybookStore, tmp_path: Path, path: str, statuses: tuple[int, ...]
+) -> None:
+    _runs(store, tmp_path / "runs")
+    got = _client(app, ADMIN).get(path)
+    assert got.status_code in statuses, (path, got.status_code, got.text[-400:])
+    assert "root:" not in got.text and "/bin/" not in got.text
+
+
+def test_only_a_token_for_every_namespace_reads_the_runs(app: Any, store: PlaybookStore, tmp_path: Path) -> None:
+    _runs(store, tmp_path / "runs")
+    for token in (READER, REVIEWER, OTHER):
+        client = _client(app, token)
+        assert 'href="/ui/runs"' not in client.get("/ui/").text
+        for path in ("/ui/runs", "/ui/runs/demo.trajectory.jsonl", "/ui/runs/demo.trajectory.jsonl/report"):
+            got = client.get(path)
+            assert got.status_code == 403 and "every namespace" in got.text, (token, path)
+    empty = create_app(store, Tokens.parse(TOKENS, where="test"), runs_dir=tmp_path / "none")
+    client = _client(empty, ADMIN)
+    assert "no runs directory yet" in client.get("/ui/runs").text
+    assert client.get("/ui/runs/demo.trajectory.jsonl/report").status_code == 404  # none, and no renderer
 
 
 def test_hostile_content_is_escaped_everywhere(app: Any, store: PlaybookStore) -> None:

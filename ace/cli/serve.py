@@ -191,6 +191,7 @@ def serve(
     import json
     import os
 
+    from ace.app.console_report import report_html  # the console's run reports: ace report's page
     from ace.service import server as uv
     from ace.service.app import SERVE_ENV, create_app, episodic_tiers  # FastAPI loads only when serving
     from ace.service.worker import WorkerPool
@@ -205,7 +206,8 @@ def serve(
     )
     try:
         if processes == 1:
-            app = create_app(store, table, max_body_bytes=max_body, episodes=episodic_tiers(location))
+            app = create_app(store, table, max_body_bytes=max_body, episodes=episodic_tiers(location),
+                             run_report=report_html)  # fmt: skip
             uv.run(app, host=host, port=port, log_level="warning")
         else:  # each process builds the same application from $ACE_SERVE (ace.service.app.from_environment)
             settings = {"db": store.url, "tokens": None if tokens is None else str(tokens.resolve()),

@@ -35,6 +35,7 @@ def ui(
     /ui (the store, SQLite under ~/.local/share/ace unless --db says, on 127.0.0.1) with one admin token for every
     namespace, and prints the address and the token to sign in with. `ace serve` serves the same console behind
     its tokens file."""
+    from ace.app.console_report import report_html
     from ace.service import server as uv
     from ace.service.app import create_app
 
@@ -53,7 +54,7 @@ def ui(
         import webbrowser
 
         webbrowser.open(url + "login")
-    uv.run(create_app(store, table), host=host, port=port, log_level="warning")
+    uv.run(create_app(store, table, run_report=report_html), host=host, port=port, log_level="warning")
 
 
 def _host(host: str) -> str:

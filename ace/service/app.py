@@ -170,12 +170,16 @@ def create_app(
     queue: EpisodeQueue | None = None,
     episodes: Callable[[str], Any] | None = None,
     limits: Limits | None = None,
+    runs_dir: Path | None = None,
+    run_report: Callable[[Path], str] | None = None,
 ) -> Any:
     """The ASGI application (FastAPI, wrapped in the body limit) over ``store``, guarded by ``tokens``.
 
     ``queue`` holds sent episodes (one is made on ``store`` if not given); ``episodes(namespace)`` opens the
     episodic memory tier of a namespace (an :class:`~ace.memory.EpisodicStore`) or returns None where there is
-    none; without it, episode search answers 404. ``limits``: what one caller may ask (:class:`Limits`)."""
+    none; without it, episode search answers 404. ``limits``: what one caller may ask (:class:`Limits`). The
+    console's runs page reads ``runs_dir`` (default: ``ace.runs.workspace.runs_dir()``) and shows a run's report made
+    by ``run_report`` (``ace serve`` and ``ace ui`` give :func:`ace.app.console_report.report_html`)."""
     limits = dataclasses.replace(limits or Limits(), max_body_bytes=max_body_bytes)
     svc = Service(store, queue=queue, episodes=episodes, limits=limits)
     api = FastAPIOffline(
@@ -452,7 +456,7 @@ def create_app(
     async def console_home() -> Response:
         return RedirectResponse("/ui/", status_code=308)
 
-    api.mount("/ui", create_console(svc, tokens))
+    api.mount("/ui", create_console(svc, tokens, runs_dir=runs_dir, run_report=run_report))
     _errors(api, limits.body_timeout_s)
     _document(api)
     return _BodyLimit(api, max_body_bytes, limits.body_timeout_s)

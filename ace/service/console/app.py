@@ -8,9 +8,10 @@ one, and it changes at every sign-in. Every POST must also name this origin in `
 token gets no write or review controls; a POST it makes anyway reaches the service's role check and is a 403.
 
 Pages: ``/`` (namespaces and playbooks), ``/p/{ns}/{name}`` (prompt, sections, bullets, search), ``…/timeline``,
-``…/diff?from=&to=``, ``…/blame/{id}``, ``…/review`` (approve, reject), ``…/episodes``, ``…/check``, and
-``/n/{ns}/facts`` (the knowledge graph). Errors are pages saying what went wrong, with the status the HTTP
-service would answer.
+``…/diff?from=&to=``, ``…/blame/{id}``, ``…/review`` (approve whole or in part, edit, reject), ``…/episodes``
+(the queue, and episode search in the episodic memory), ``…/check``, ``/n/{ns}/facts`` (the knowledge graph), and
+``/runs``, ``/runs/{run}`` (the step table), ``/runs/{run}/report`` (:mod:`ace.service.console.runs`). Errors are
+pages saying what went wrong, with the status the HTTP service would answer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
@@ -40,8 +42,11 @@ from starlette.staticfiles import StaticFiles
 from ace.errors import AceError
 from ace.names import InvalidName
 from ace.playbook.errors import DeltaError, PlaybookFormatError
+from ace.runs.workspace import runs_dir as default_runs_dir
 from ace.service.auth import Grant, Tokens
+from ace.service.console import runs as run_pages
 from ace.service.console import views
+from ace.service.console.runs import ReportRenderer, RunNotFound, RunsDir
 from ace.service.core import MAX_NUMBER, PROMPT_BUDGET, AccessDenied, BadRequest, NoMemory, Service, TooMuchWork
 from ace.service.queue import EpisodeNotFound
 from ace.store import (
@@ -113,6 +118,7 @@ def _environment() -> Environment:
     )
     env.filters["show"] = show
     env.filters["when"] = _when
+    env.filters["stamp"] = lambda t: datetime.fromtimestamp(float(t), UTC).strftime("%Y-%m-%d %H:%M:%S")
     env.filters["q"] = lambda v: quote(str(v), safe="")
     env.filters["signed"] = lambda n: "" if n is None else (f"+{n}" if n > 0 else str(n))
     return env
@@ -156,10 +162,15 @@ class Session:
         self.grant, self.csrf = grant, csrf
 
 
-def create_console(svc: Service, tokens: Tokens) -> Starlette:
-    """The console over ``svc``, signed in with ``tokens`` (those of the HTTP service)."""
+def create_console(
+    svc: Service, tokens: Tokens, *, runs_dir: Path | None = None, run_report: ReportRenderer | None = None
+) -> Starlette:
+    """The console over ``svc``, signed in with ``tokens`` (those of the HTTP service). Its runs page reads
+    ``runs_dir`` (default :func:`ace.runs.workspace.runs_dir`), and shows a run's report made by ``run_report`` (a
+    run directory or trajectory -> ``ace report``'s HTML page; without one, no report page)."""
     env = _environment()
     states, reviews, alerts = views.States(), views.Reviews(), views.Alerts()
+    runs = RunsDir(runs_dir if runs_dir is not None else default_runs_dir(), run_report)
 
     def base(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
@@ -448,6 +459,25 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
         )
         return page(request, "facts.html", {**ctx, "ns": ns}, session=session)
 
+    async def runs_index(request: Request, session: Session) -> Response:
+        ctx = await run("read", run_pages.listing, runs, session.grant)
+        return page(request, "runs.html", ctx, session=session)
+
+    async def run_one(request: Request, session: Session) -> Response:
+        name = request.path_params["run"]
+        file = _text(request, "t") or None
+        ctx = await run(
+            "heavy", run_pages.run_page, runs, session.grant, name, file=file, page=_int(request, "page", 1)
+        )
+        return page(request, "run.html", ctx, session=session)
+
+    async def run_report_page(request: Request, session: Session) -> Response:
+        """``ace report``'s page of a run, as it is (its own style and embedded plots, no script): served under a
+        policy that lets it have only those, in a sandbox."""
+        run_pages.may_read_runs(session.grant)
+        html = await run("heavy", runs.report_page, request.path_params["run"])
+        return HTMLResponse(html, headers={**_headers(), "Content-Security-Policy": REPORT_POLICY})
+
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         message = "no such page" if status == 404 else str(getattr(exc, "detail", "refused"))
@@ -476,9 +506,17 @@ def create_console(svc: Service, tokens: Tokens) -> Starlette:
         Route(pb + "/episodes", signed_in(episodes)),
         Route(pb + "/check", signed_in(check)),
         Route("/n/{namespace}/facts", signed_in(facts)),
+        Route("/runs", signed_in(runs_index)),
+        Route("/runs/{run}", signed_in(run_one)),
+        Route("/runs/{run}/report", signed_in(run_report_page)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: crashed})
+
+
+# a run's report page has its own inline style and embedded images, and no script: nothing else, in a sandbox
+REPORT_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+                 "frame-ancestors 'none'; base-uri 'none'; sandbox")  # fmt: skip
 
 
 def _headers() -> dict[str, str]:
@@ -549,7 +587,7 @@ def _status(e: AceError) -> tuple[int, str]:
     """The status and message of an error, as the HTTP service answers it."""
     if isinstance(e, AccessDenied):
         return 403, str(e)
-    if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound | NoMemory | ChannelNotFound):
+    if isinstance(e, PlaybookNotFound | VersionNotFound | EpisodeNotFound | NoMemory | ChannelNotFound | RunNotFound):
         return 404, str(e)
     if isinstance(e, StaleVersionError | ChannelMoved):
         return 409, f"{e} (someone moved it since the page was shown: look again)"
