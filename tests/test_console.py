@@ -610,6 +610,66 @@ def test_only_a_token_for_every_namespace_reads_the_runs(app: Any, store: Playbo
     assert client.get("/ui/runs/demo.trajectory.jsonl/report").status_code == 404  # none, and no renderer
 
 
+def test_the_episodes_page_searches_the_episodic_memory_of_the_token_s_namespace(
+    store: PlaybookStore, tmp_path: Path
+) -> None:
+    """Episode search on the episodes page, through Service.search_episodes over a real episodic tier (Chroma, the
+    embedded MiniLM embedder): this playbook's episodes, or the namespace's; never another namespace's; escaped."""
+    from ace.llm.embeddings import MiniLMEmbedder
+    from ace.memory import Episode, EpisodicStore
+
+    embedder = MiniLMEmbedder(threads=1)
+    tiers = {ns: EpisodicStore(tmp_path / "chroma", embedder, namespace=ns) for ns in ("team-a", "team-b")}
+    tiers["team-a"].add(
+        [
+            Episode(
+                "e1",
+                "Refund a digital download after 40 days",
+                "refused it",
+                "failure",
+                "ask a manager first",
+                playbook="support",
+                version=3,
+                task_id="q-40",
+            ),
+            Episode(
+                "e2",
+                "Book a flight to Oslo",
+                "picked the cheapest fare",
+                "success",
+                "check the baggage rule",
+                playbook="travel",
+            ),
+            Episode(
+                "e3",
+                f"Refund a late order {HOSTILE}",
+                "refunded",
+                "success",
+                "keep the receipt",
+                playbook="support",
+                version=5,
+            ),
+        ]
+    )
+    tiers["team-b"].add([Episode("b1", "Refund a digital download", "team b's secret", "failure", playbook="support")])
+    app = create_app(store, Tokens.parse(TOKENS, where="test"), episodes=lambda ns: tiers.get(ns))
+    client = _client(app, READER)
+    page = client.get("/ui/p/team-a/support/episodes?q=refunding+a+download+bought+long+ago")
+    assert page.status_code == 200
+    hits = page.text.split('id="search"')[1].split("</section>")[0]
+    assert hits.index("Refund a digital download after 40 days") < hits.index("Refund a late order")
+    assert "Oslo" not in hits and "team b" not in hits and "ask a manager first" in hits and "q-40" in hits
+    assert "/ui/p/team-a/support/diff?from=2&amp;to=3" in hits and "failure" in hits
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in hits and "<script>alert" not in hits
+    every = client.get("/ui/p/team-a/support/episodes?q=a+flight+to+Norway&all=1").text.split('id="search"')[1]
+    assert "Book a flight to Oslo" in every and "team b" not in every
+    assert "run-1" in page.text  # the queue is still listed below
+    none = _client(create_app(store, Tokens.parse(TOKENS, where="test")), READER)
+    quiet = none.get("/ui/p/team-a/support/episodes?q=refund")
+    assert quiet.status_code == 200 and "no episodic memory" in quiet.text and "run-1" in quiet.text
+    assert client.get("/ui/p/team-b/support/episodes?q=refund").status_code == 403
+
+
 def test_hostile_content_is_escaped_everywhere(app: Any, store: PlaybookStore) -> None:
     big = "A" * 99_000 + " <script>x</script> END"
     store.create(

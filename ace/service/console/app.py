@@ -108,6 +108,14 @@ def _when(value: object) -> str:
     return text[:19].replace("T", " ")
 
 
+def _stamp(value: object) -> str:
+    """A POSIX time (a file's, an episode's) as ``YYYY-MM-DD HH:MM:SS`` UTC; anything else as it is."""
+    try:
+        return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "" if value is None else str(value)[:40]
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -118,7 +126,7 @@ def _environment() -> Environment:
     )
     env.filters["show"] = show
     env.filters["when"] = _when
-    env.filters["stamp"] = lambda t: datetime.fromtimestamp(float(t), UTC).strftime("%Y-%m-%d %H:%M:%S")
+    env.filters["stamp"] = _stamp
     env.filters["q"] = lambda v: quote(str(v), safe="")
     env.filters["signed"] = lambda n: "" if n is None else (f"+{n}" if n > 0 else str(n))
     return env
@@ -438,6 +446,9 @@ def create_console(
         ns, name = where(request)
         status = request.query_params.get("status") or None
         ctx = await run("read", views.episodes, svc, session.grant, ns, name, status=status)
+        q, every = _text(request, "q"), request.query_params.get("all") == "1"
+        found = await run("heavy", views.search, svc, session.grant, ns, name, q, every=every)
+        ctx.update(q=q, every=every, hits=found["hits"], search_problem=found["problem"])
         return pb_page(request, "episodes.html", ctx, session, "episodes")
 
     async def check(request: Request, session: Session) -> Response:

@@ -20,7 +20,16 @@ from ace.playbook.diff import diff as compare
 from ace.playbook.model import Bullet, Playbook
 from ace.playbook.render import SCORES_HEADER, approx_tokens, render
 from ace.service.auth import Grant
-from ace.service.core import PROMPT_BUDGET, PROMPT_LAYOUT, BadRequest, Read, Service, TooMuchWork, normal_name
+from ace.service.core import (
+    PROMPT_BUDGET,
+    PROMPT_LAYOUT,
+    BadRequest,
+    NoMemory,
+    Read,
+    Service,
+    TooMuchWork,
+    normal_name,
+)
 from ace.service.queue import Status
 from ace.store import VersionInfo
 
@@ -621,6 +630,21 @@ def episodes(svc: Service, grant: Grant, namespace: str, name: str, *, status: s
         "status": status,
         "listed": len(listed),
     }
+
+
+SEARCH_HITS = 10  # episodes an episode search shows
+
+
+def search(svc: Service, grant: Grant, namespace: str, name: str, query: str, *, every: bool = False) -> Context:
+    """The episodic memory's episodes most like ``query`` (:meth:`Service.search_episodes`): this playbook's, or
+    (``every``) the namespace's; ``problem`` where the service has no episodic memory."""
+    if not query.strip():
+        return {"hits": None, "problem": None}
+    try:
+        hits = svc.search_episodes(grant, namespace, query, k=SEARCH_HITS, playbook=None if every else name)
+    except NoMemory as e:
+        return {"hits": None, "problem": str(e)}
+    return {"hits": hits, "problem": None}
 
 
 def check(svc: Service, grant: Grant, namespace: str, name: str, *, first: int | None = None) -> Context:
