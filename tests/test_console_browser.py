@@ -177,6 +177,11 @@ def test_a_reviewer_reads_every_page_and_approves_through_the_form(server: str, 
     review = tab.open(f"{pb}/review", "review")
     assert PENDING_TEXT in review and tab.page.inner_text("#serving") == "v6"
     assert _api(server, "/v1/playbooks/team-a/support/review", ADMIN)["serving"] == 6
+    # leaving a version out turns it down: the page's script then asks for the reason
+    assert not tab.page.eval_on_selector("#approve-reason", "e => e.required")
+    tab.page.uncheck("#keep-7")
+    assert tab.page.eval_on_selector("#approve-reason", "e => e.required")
+    tab.page.check("#keep-7")
     tab.page.fill("#approve-reason", "checked in the console")
     tab.page.click("#approve button[type=submit]")  # the confirm dialog is accepted
     tab.page.wait_for_selector("p.notice")
@@ -184,6 +189,9 @@ def test_a_reviewer_reads_every_page_and_approves_through_the_form(server: str, 
     channels = {c["channel"]: c["version"] for c in _api(server, "/v1/playbooks/team-a/support/channels", ADMIN)}
     assert channels["serving"] == 7
     assert "v7 (serving)" in tab.open(pb)
+    tab.open(f"{pb}/timeline")
+    moves = tab.page.inner_text("#moves")  # the approval marked as one among the channel moves
+    assert "approval" in moves and "checked in the console" in moves
     assert not tab.errors, tab.errors  # no script error, no Content-Security-Policy violation
     tab.context.close()
 
