@@ -523,6 +523,8 @@ def _runs(store: PlaybookStore, root: Path) -> Path:
     (root / "passwd.trajectory.jsonl").symlink_to("/etc/passwd")
     (root / "exp-1" / "passwd.trajectory.jsonl").symlink_to("/etc/passwd")
     (root / "inner").symlink_to(root / "exp-1")
+    shutil.copy(FIXTURE, root.parent / "outside.trajectory.jsonl")  # a trajectory out of the runs directory
+    (root / "exp-1" / "outside.trajectory.jsonl").symlink_to(root.parent / "outside.trajectory.jsonl")
     return root
 
 
@@ -553,7 +555,7 @@ def test_the_runs_page_lists_what_the_server_can_read_and_shows_the_step_table(
     assert run.status_code == 200 and "hash chain verified" in run.text and "h.trajectory.jsonl" in run.text
     assert "ACE &lt;b&gt;" in run.text and "75.0 %" in run.text and "$0.0123" in run.text
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in run.text and "<script>alert" not in run.text
-    assert "passwd" not in run.text  # the link out of the directory is not listed
+    assert "passwd" not in run.text and "outside" not in run.text  # links out of the directory are not listed
     tampered = client.get("/ui/runs/tampered.trajectory.jsonl")
     assert tampered.status_code == 200 and "does not verify" in tampered.text and "edited" in tampered.text
     assert str(root) not in tampered.text.split('role="alert"')[1]
@@ -561,7 +563,13 @@ def test_the_runs_page_lists_what_the_server_can_read_and_shows_the_step_table(
     assert report.status_code == 200 and "sandbox" in report.headers["content-security-policy"]
     assert "script-src" not in report.headers["content-security-policy"] and "data:image/png;base64," in report.text
     assert '<span class="sev critical">3 critical</span>' in report.text  # the 3 critical alerts ace replay finds
-    assert client.get("/ui/runs/exp-1/report").status_code == 200
+    reported = client.get("/ui/runs/exp-1/report")  # from the files checked: no link out is followed
+    assert reported.status_code == 200 and "<h1>ACE run report: exp-1</h1>" in reported.text
+    assert "Source: <code>runs/exp-1</code>" in reported.text and "<tr><td>h</td><td>1</td>" in reported.text
+    assert (
+        "outside" not in reported.text and "finance-pre-redesign" not in reported.text and "passwd" not in reported.text
+    )
+    assert str(tmp_path) not in reported.text and "ACE &lt;b&gt;" in reported.text
     assert client.get("/ui/runs/inner?t=h.trajectory.jsonl").status_code == 200  # a link inside the directory
 
 
@@ -576,6 +584,7 @@ def test_the_runs_page_lists_what_the_server_can_read_and_shows_the_step_table(
         ("/ui/runs/exp-1?t=/etc/passwd", (422,)),
         ("/ui/runs/exp-1?t=..", (422,)),
         ("/ui/runs/exp-1?t=passwd.trajectory.jsonl", (403,)),
+        ("/ui/runs/exp-1?t=outside.trajectory.jsonl", (403,)),
         ("/ui/runs/exp-1?t=summary.json", (404,)),
         ("/ui/runs/demo.trajectory.jsonl?t=../exp-1/h.trajectory.jsonl", (404, 422)),
         ("/ui/runs/out", (403,)),

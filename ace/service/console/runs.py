@@ -6,8 +6,9 @@ A run is named by one entry of that directory: a directory (``ace run``'s ``<run
 trajectory of a directory run by one entry of that directory. A name is never a path: a name with a separator, a
 leading dot (``..``, a hidden file) or a control character is refused, and whatever a name leads to (through a
 symbolic link) must resolve inside the runs directory and be a directory or a regular file (never a FIFO, which
-would block a read). Nothing under it is written: the report is rendered elsewhere (``report``, given by the layer
-that has ``ace report``: :func:`ace.app.console_report.report_html`) and kept in memory.
+would block a read). Nothing under it is written: the report is rendered from copies of the files checked, in a
+temporary directory (``report``, given by the layer that has ``ace report``:
+:func:`ace.app.console_report.report_html`), and kept in memory.
 
 The runs directory holds the runs of every namespace: only a token for every namespace (``*``) reads it.
 """
@@ -15,7 +16,10 @@ The runs directory holds the runs of every namespace: only a token for every nam
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import stat
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,12 +31,13 @@ from ace.errors import AceError, InputFileError
 from ace.llm import Usage
 from ace.runs.trajectory import Trajectory, load
 from ace.service.auth import Grant
-from ace.service.core import AccessDenied, BadRequest
+from ace.service.core import AccessDenied, BadRequest, TooMuchWork
 
 TRAJECTORY = ".trajectory.jsonl"
 MAX_LISTED = 500  # entries of the runs directory listed (the newest)
 MAX_FILES = 2000  # trajectories of one run directory listed (the newest)
-MAX_CONSOLE_BYTES = 64 << 20  # a trajectory the console reads whole (ace report reads larger ones)
+MAX_CONSOLE_BYTES = 64 << 20  # a trajectory the console reads whole (ace report reads larger ones); a report's files
+MAX_REPORT_FILES = 100  # trajectories of one run the console reports on (the workers' episodes/ has thousands)
 PAGE_STEPS = 50  # steps of the step table on one page
 STEP_TEXT = 400  # characters of a task, an answer or a reflection in the step table
 
@@ -227,25 +232,51 @@ class RunsDir:
 
     # -- the report -------------------------------------------------------------------------------------------
     def report_page(self, run: str) -> str:
-        """``ace report``'s HTML page of run ``run``, rendered by :attr:`report` once per state of the run's files."""
+        """``ace report``'s HTML page of run ``run``, rendered by :attr:`report` once per state of the run's files,
+        from copies of the files checked here (a run directory's trajectories that stay inside the runs directory
+        and its ``summary.json``; never the directory itself, whose links the report would follow), at most
+        :data:`MAX_REPORT_FILES` of them and :data:`MAX_CONSOLE_BYTES` together."""
         if self.report is None:
             raise RunNotFound("this server renders no report (ace serve and ace ui do): run ace report RUN")
         path, is_dir = self.run(run)
-        state = tuple((f["name"], f["size"], f["modified"]) for f in self.files(run))
-        if is_dir and (path / "summary.json").is_file():
-            s = (path / "summary.json").stat()
-            state += (("summary.json", s.st_size, s.st_mtime),)
-        key = (str(path), state)
+        files = [(f["name"], self.trajectory(run, f["name"] if is_dir else None)) for f in self.files(run)]
+        if is_dir and (path / "summary.json").exists():
+            summary, st = self._inside(path / "summary.json", f"{run}/summary.json")
+            if stat.S_ISREG(st.st_mode):
+                files.append(("summary.json", summary))
+        if not files:
+            raise RunNotFound(f"{run!r} has no trajectory and no summary.json: nothing to report")
+        sizes = [(n, f, f.stat()) for n, f in files if f is not None]
+        if len(sizes) > MAX_REPORT_FILES or sum(st.st_size for *_, st in sizes) > MAX_CONSOLE_BYTES:
+            raise TooMuchWork(f"{run!r} is too large for a report here ({len(sizes):,} files, "
+                              f"{sum(st.st_size for *_, st in sizes):,} bytes): run ace report on it")  # fmt: skip
+        key = (str(path), tuple((n, st.st_size, st.st_mtime_ns) for n, _, st in sizes))
         with self._lock:
             if (held := self._reports.get(key)) is not None:
                 return held
-        with self._render_lock:  # plots are drawn one at a time (matplotlib's state is global)
-            page = self.report(path)
+        with self._render_lock, tempfile.TemporaryDirectory(prefix="ace-console-run-") as staged:
+            target = Path(staged) / run
+            if is_dir:
+                target.mkdir()
+            for name, source, _ in sizes:
+                _copy(source, target / name if is_dir else target)
+            page = self.report(target)  # plots are drawn one at a time: matplotlib's state is global
+            page = page.replace(staged, "runs")
         with self._lock:
             self._reports[key] = page
             while len(self._reports) > self.keep:
                 self._reports.popitem(last=False)
         return page
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy the regular file ``source`` (no link followed at its last step, never a FIFO) to ``target``."""
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise RunNotFound(f"{source.name!r} is not a regular file")
+        with target.open("wb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)
 
 
 # -- the step table -----------------------------------------------------------------------------------------------
