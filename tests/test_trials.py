@@ -518,9 +518,10 @@ def test_the_watch_keeps_nothing_when_off_and_needs_a_baseline(sqlite_url: str, 
     for i in range(10):  # v2 fails, but v1 has no outcomes to compare with: no demotion on a guess
         svc.submit_episode(writer, "t", "p", episode(i, False, 2))
     assert store.resolve("p", SERVING, namespace="t") == 2
-    svc.submit_episode(writer, "t", "p", {**episode(99, True, 1), "playbook_version": 10**6})  # not believed
+    for n, bad in enumerate((10**6, 0, -1, "2", True, 2.5)):  # a version no agent could have read: not kept
+        svc.submit_episode(writer, "t", "p", {**episode(99 + n, True, 1), "playbook_version": bad})
     with store.transaction() as conn:
-        assert g.outcomes_of(conn, g.playbook_id(conn, "t", "p"), 2)[-1] is True
+        assert g.outcomes_of(conn, g.playbook_id(conn, "t", "p"), 2) == [False] * 10
     with pytest.raises(ValueError, match="window"):
         set_watch(store, "p", namespace="t", on=True, window=2)
     store.close()
@@ -594,4 +595,42 @@ def test_idle_workers_run_due_trials_resumably_and_not_after_every_commit(db_url
     assert slow.run_once(store, LLM(provider), config=worker.config, author="w") is not None  # the first look
     assert slow.run_once(store, LLM(provider), config=worker.config, author="w") is None  # not again within poll_s
     assert len(provider.calls) == 2 * 20 + 2 * 20  # two trials of 20 lane tasks, each task asked once per arm
+    store.close()
+
+
+def test_the_watch_compares_with_the_state_replaced_whatever_version_made_it(sqlite_url: str, tmp_path: Path) -> None:
+    """An outside trial's find: after a rejection (a new version of the state agents read), the next promotion
+    was never watched, since the version it replaced had no outcomes of its own. Outcomes belong to a state."""
+    store = playbook(sqlite_url, learned=CITIES[:2])
+    svc = Service(store)
+    reviewer, writer = Grant.local("rev", ["t"], role="review"), Grant.local("agent", ["t"], role="write")
+    svc.set_lane(ADMIN, "t", "p", tasks=lane_file(tmp_path), evaluator="exact")
+    svc.set_promotion(ADMIN, "t", "p", "review")  # serving pinned at v2
+    set_watch(store, "p", namespace="t", on=True, window=5)
+    for i in range(8):
+        svc.submit_episode(writer, "t", "p", episode(i, True, 2))
+    store.commit("p", lessons(CITIES[2:4]), namespace="t")  # v3
+    svc.reject(reviewer, "t", "p", candidate=3, reason="bad lesson")  # v4: the state of v2, served
+    store.commit("p", lessons(CITIES[4:6]), namespace="t")  # v5
+    svc.approve(reviewer, "t", "p", to=5)
+    for i in range(5):
+        svc.submit_episode(writer, "t", "p", episode(10 + i, False, 5))
+    assert store.resolve("p", SERVING, namespace="t") == 4  # demoted to what it replaced
+    assert store.channel_log("p", namespace="t", channel=SERVING)[-1].author == "ace:watch"
+    store.close()
+
+
+def test_bad_duty_settings_and_a_lane_changed_behind_its_back_are_refused(sqlite_url: str, tmp_path: Path) -> None:
+    from ace.governance.duty import TrialDuty
+
+    for bad in ({"every": 0}, {"every": -1}, {"budget_tokens": 0}, {"budget_tokens": -5}, {"every": True}):
+        with pytest.raises(LaneError):
+            TrialDuty(**bad)  # type: ignore[arg-type]
+    store = playbook(sqlite_url)
+    gated(store, tmp_path)
+    lane = tmp_path / "lane.jsonl"
+    lane.write_text(lane.read_text() + json.dumps({"id": "q-new", "input": "?", "target": "x"}) + "\n")
+    with pytest.raises(LaneError, match="changed since the lane was set"):
+        run_trial(store, "p", LLM(ScriptedProvider(reader)), namespace="t")
+    assert g.list_trials(store, "p", namespace="t") == []  # no look spent on other tasks
     store.close()

@@ -37,6 +37,14 @@ class TrialDuty:
     poll_s: float = 30.0
     _last: float = field(default=float("-inf"), init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise g.LaneError(f"a trial comes at least 1 version after the last one tried, not every={self.every!r}")
+        if self.budget_tokens is not None and (isinstance(self.budget_tokens, bool) or self.budget_tokens < 1):
+            raise g.LaneError(f"a token budget is at least 1, not {self.budget_tokens!r}")
+        if not self.poll_s >= 0:
+            raise g.LaneError(f"poll_s is a number of seconds >= 0, not {self.poll_s!r}")
+
     def due(self, store: PlaybookStore) -> list[tuple[str, str]]:
         """``(namespace, name)`` of every playbook due a trial, stopped trials first."""
         g.SCHEMA.ensure(store.engine)

@@ -130,10 +130,15 @@ def run_trial(
                    else "the lane's task file changed")  # fmt: skip
             g.close(conn, current.id, "superseded", note=f"{why} before the trial ended")
             current = None
-        if current is None and candidate != serving:
+        changed = gate.digest is not None and lane.digest != gate.digest
+        if current is None and candidate != serving and not changed:
             current = g.start_trial(conn, pid, gate, candidate=candidate, serving=serving, lane=lane,
                                     provider=provider, author=author)  # fmt: skip
             resumed = False
+    if changed:  # a look on other tasks than the campaign's: the lane is set again (a new campaign) first
+        raise g.LaneError(f"{namespace}/{name}: the lane's task file {lane.path} changed since the lane was set: set "
+                          f"it again (ace playbook lane {name} --tasks FILE --evaluator NAME) to start a campaign on "
+                          "it")  # fmt: skip
     if current is None:
         raise NothingToTrial(f"{namespace}/{name}: serving is the candidate (v{candidate}): nothing to trial (policy "
                              f"{policy})")  # fmt: skip

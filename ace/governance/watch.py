@@ -17,9 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from ace.collapse.detectors import Alert, regression
 from ace.governance import gate as g
 from ace.store import SERVING, ChannelMoved, PlaybookNotFound, PlaybookStore
+from ace.store import schema as t
 
 WATCHER = "ace:watch"
 MIN_BASELINE = 5  # outcomes of the previous version the comparison needs at least
@@ -59,8 +62,10 @@ def observe(
         return None
     serving = store.resolve(name, SERVING, namespace=namespace)
     head = store.head_version(name, namespace=namespace)
-    if version is None or not 1 <= version <= head:
-        version = serving  # a version the agent could not have read is not believed
+    if version is None:
+        version = serving  # an agent that does not say which version it read read the one served
+    elif isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= head:
+        return Watched(serving)  # a version the agent could not have read: not believed, not kept
     with store.transaction(write=True) as conn:
         g.add_outcome(conn, pid, version, bool(success), None if episode is None else episode[:200])
     if version != serving:
@@ -81,7 +86,10 @@ def check(store: PlaybookStore, name: str, *, namespace: str, window: int, alpha
     with store.transaction() as conn:
         pid = g.playbook_id(conn, namespace, name)
         recent = g.outcomes_of(conn, pid, serving, last=window)
-        base = g.outcomes_of(conn, pid, previous)
+        # the version it replaced, and every version with the same state (a rejection, a rollback, an approval of
+        # part of a change make a new version of a state agents read before: its outcomes are that state's)
+        same = set(_same_state(conn, pid, previous)) | _rejected_back(moves, previous)
+        base = [o for v in sorted(same) for o in g.outcomes_of(conn, pid, v)]
     if len(recent) < window or len(base) < MIN_BASELINE:
         return Watched(serving)
     alert = regression(base + recent, baseline=len(base), window=window, alpha=alpha)
@@ -98,6 +106,28 @@ def check(store: PlaybookStore, name: str, *, namespace: str, window: int, alpha
     except ChannelMoved:
         return Watched(serving, alert)
     return Watched(serving, alert, previous)
+
+
+def _rejected_back(moves: list[Any], version: int) -> set[int]:
+    """The versions served before ``version`` with the same bullets: a rejection serves the state agents read
+    before it as a new version (its ids counter moved on, so its digest differs); followed back through rejections."""
+    found: set[int] = set()
+    for move in reversed(moves):
+        if move.version == version and (move.evidence or {}).get("decision") == "rejected" and move.previous:
+            found.add(int(move.previous))
+            version = int(move.previous)
+    return found
+
+
+def _same_state(conn: Any, pid: int, version: int) -> list[int]:
+    """``version`` and every other version of the playbook whose recorded digest is the same (oldest first)."""
+    digest = select(t.versions.c.digest).where(t.versions.c.playbook_id == pid, t.versions.c.version == version)
+    rows = conn.execute(
+        select(t.versions.c.version)
+        .where(t.versions.c.playbook_id == pid, t.versions.c.digest == digest.scalar_subquery())
+        .order_by(t.versions.c.version)
+    ).all()
+    return [int(r.version) for r in rows] or [version]
 
 
 __all__ = ["MIN_BASELINE", "WATCHER", "Watched", "check", "observe"]

@@ -182,7 +182,7 @@ class AceStore(BaseStore):
         if kind == "bullets":
             if not self._exists(ns, name):
                 return None
-            info, pb = self.service.playbook(self.grant, ns, name)
+            info, pb = self.service.playbook(self.grant, ns, name, channel=SERVING)  # what agents read
             bullet = pb.get(op.key)
             return None if bullet is None else _bullet_item(op.namespace, bullet, info)
         if kind == "episodes":
@@ -209,7 +209,7 @@ class AceStore(BaseStore):
             listed = self.service.list_playbooks(self.grant, ns)
             items = [_scored(self._playbook_item(ns, p["name"]), None) for p in listed]
         elif kind == "bullets":
-            info, pb = self.service.playbook(self.grant, ns, name)
+            info, pb = self.service.playbook(self.grant, ns, name, channel=SERVING)  # what agents read
             if op.query:  # bullets sharing informative words with the query first, scored by rank; then the rest
                 ranked = relevant(pb, op.query, len(pb))
                 seen = {b.id for b in ranked}

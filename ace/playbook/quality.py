@@ -81,8 +81,16 @@ def injection(text: str) -> str | None:
     return detect(text)
 
 
+# a line of content that reads as a line of the playbook's own text: a bullet (``[abc-00012] ...``) or a section
+# header (``## NAME``); rendered into a prompt (indented, but read by a model all the same) it would forge one
+_FORGED_LINE = re.compile(r"^[ \t]*(?:\[[A-Za-z][\w-]{0,30}-\d{3,}\]|##+[ \t])", re.MULTILINE)
+
+
 def content_problem(text: str, rules: QualityRules) -> str | None:
     """Why ``text`` should not become a bullet's content under ``rules``, or None."""
+    lines = text.replace("\u2028", "\n").replace("\u2029", "\n")
+    if (m := _FORGED_LINE.search(lines)) is not None and m.start() > 0:  # its own first line is its own
+        return f"content has a line that reads as a bullet or section of the playbook: {m.group(0).strip()[:40]!r}"
     n = word_count(text, at_most=rules.min_words)
     if n < rules.min_words:
         return f"content {text[:40]!r} has {n} word(s); a lesson needs at least {rules.min_words}"

@@ -33,6 +33,7 @@ from ace.playbook.formats import dumps, loads, to_json
 from ace.playbook.jsonio import JSONLimitError, load_json
 from ace.playbook.query import indexed as query_indexed
 from ace.playbook.render import Layout
+from ace.playbook.text import clean_text
 from ace.service.auth import Grant, Role
 from ace.service.queue import Episode, EpisodeError, EpisodeQueue, Quota, QuotaExceeded, Status
 from ace.store import SERVING, PlaybookInfo, PlaybookStore, VersionInfo
@@ -55,6 +56,17 @@ class AccessDenied(AceError):
 
 class TooMuchWork(AceError):
     """A request would cost more than the service allows one call (HTTP 422); the message says how to narrow it."""
+
+
+def _reason(reason: str | None) -> str | None:
+    """A reviewer's or admin's reason, as stored: line ends made \\n, no control or direction-changing character
+    (it is shown to people, terminals and the curator), at most 2,000 characters; None or blank: None."""
+    if reason is None or not reason.strip():
+        return None
+    try:
+        return clean_text(reason, limit=2000, what="the reason")
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
 
 
 class BadRequest(AceError):
@@ -367,6 +379,7 @@ class Service:
         ns = self.allowed(grant, namespace, "review")
         name = normal_name(name, "playbook")
         bounded(to, "the version to approve", low=1)
+        reason = _reason(reason)
         serving = self._under_review(ns, name)
         if to <= serving:
             raise BadRequest(f"serving is at v{serving}: approve a later version (moving it back is an admin's move)")
@@ -402,7 +415,7 @@ class Service:
                              "again)")  # fmt: skip
         left = [v for v in range(serving + 1, to + 1) if v not in kept]
         if left and not (reason or "").strip():
-            raise BadRequest("approving part of a change turns the rest down: give the reason (--reason)")
+            raise BadRequest("approving part of a change turns the rest down: give the reason")
         author = self.author(grant)
         parts = [f"kept {', '.join(f'v{v}' for v in kept) or 'none'} of v{serving + 1}..v{to}"]
         if left:
@@ -416,7 +429,12 @@ class Service:
             made = self.store.pick(name, serving, kept, edit=edit, namespace=ns, expected_version=to, author=author,
                                    message=message[:4000])  # fmt: skip
         except DeltaError as e:
-            raise BadRequest(f"that part cannot be approved alone: {e}") from e
+            why = (
+                "the edit does not apply"
+                if edit is not None and "cannot be kept" not in str(e)
+                else "that part cannot be approved alone"
+            )
+            raise BadRequest(f"{why}: {e}") from e
         evidence = {"reviewed": list(range(serving + 1, to + 1)), "decision": "approved part", "kept": kept,
                     "rejected": left, "edit": None if edit is None else json.loads(edit.to_json())}  # fmt: skip
         self.store.move_channel(name, SERVING, made.version, namespace=ns, author=author, reason=message[:2000],
@@ -434,14 +452,16 @@ class Service:
         bounded(candidate, "the candidate version", low=1)
         if not reason.strip() or len(reason) > 2000:
             raise BadRequest("a rejection gives its reason (at most 2,000 characters)")
+        reason = _reason(reason) or ""
         serving = self._under_review(ns, name)
         if candidate <= serving:
             raise BadRequest(f"nothing to reject at v{candidate}: serving is at v{serving}")
         span = f"v{candidate}" if candidate == serving + 1 else f"v{serving + 1}..v{candidate}"
         message = f"rejected {span}: {reason.strip()}"
         author = self.author(grant)
-        back = self.store.rollback(name, serving, namespace=ns, expected_version=candidate, author=author,
-                                   message=message)  # fmt: skip
+        # serving's state again, its ids counter kept where the rejected versions left it (never drawn twice)
+        back = self.store.pick(name, serving, [], namespace=ns, expected_version=candidate, author=author,
+                               message=message)  # fmt: skip
         # serving moves to the rollback: the same state agents read, at the head, so nothing is left pending
         evidence = {"reviewed": list(range(serving + 1, candidate + 1)), "decision": "rejected"}
         self.store.move_channel(name, SERVING, back.version, namespace=ns, author=author, reason=message,
@@ -482,6 +502,7 @@ class Service:
         bounded(expected, "the expected version", low=1)
         if reason is not None and len(reason) > 2000:
             raise BadRequest("a reason is at most 2,000 characters")
+        reason = _reason(reason)
         info = self.store.move_channel(normal_name(name, "playbook"), channel, version,
                                        namespace=ns, author=self.author(grant), reason=reason, evidence=evidence,
                                        expected=expected)  # fmt: skip
@@ -686,7 +707,8 @@ class Service:
         if not isinstance(success, bool):
             return
         version = log.get("playbook_version")
-        version = version if isinstance(version, int) and not isinstance(version, bool) else None
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            return  # a version no agent could have read ("2", true, 2.5): not believed, not kept
         observe(self.store, name, namespace=ns, success=success, version=version, episode=episode_id)
 
     def gate(self, grant: Grant, namespace: str, name: str) -> dict[str, Any]:

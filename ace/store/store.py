@@ -427,13 +427,12 @@ class PlaybookStore:
     ) -> VersionInfo:
         """A new head made of version ``base`` with the deltas of ``versions`` (later than ``base``, replayed in
         order, as they were committed) and then ``edit`` (a delta of this store's writer, checked by its policy):
-        what a reviewer approves when they keep some of the changes waiting after ``base``. Stored like a rollback
-        (a snapshot; the versions left out stay in history). Raises :class:`~ace.playbook.DeltaError` when a kept
+        what a reviewer approves when they keep some of the changes waiting after ``base`` (none: a rejection).
+        Stored like a rollback (a snapshot; the versions left out stay in history), except that the ids the versions
+        left out drew are never drawn again. Raises :class:`~ace.playbook.DeltaError` when a kept
         delta needs one left out (an UPDATE of a bullet that a left-out version added) or the edit does not apply,
         and :class:`StaleVersionError` when the head is not ``expected_version``; nothing is written then."""
         chosen = sorted(set(versions))
-        if not chosen and (edit is None or not edit.operations):
-            raise DeltaError("nothing is kept and there is no edit: a rollback says that")
 
         def make(conn: Connection, row: Any) -> _NewVersion:
             _check_version(name, base, row.head)
