@@ -1,6 +1,7 @@
 """The context as data, pure (no I/O): bullets, sections, playbooks, deltas, rendering and formats."""
 
 from ace.errors import AceError
+from ace.playbook import query as _query  # noqa: F401 - registers render(query=...) (it builds on render)
 from ace.playbook.delta import (
     DEFAULT_POLICY,
     REPLAY_POLICY,

@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ace.errors import ConfigError
 from ace.playbook.model import Bullet, Playbook
+from ace.playbook.render import approx_tokens, bullet_line, rank, register_query_render, render
 
 if TYPE_CHECKING:
     from ace.playbook.render import Layout, TokenCounter
@@ -160,7 +162,6 @@ def indexed(playbook: Playbook) -> bool:
 
 
 def _build(playbook: Playbook) -> QueryIndex:
-    from ace.playbook.render import rank  # render imports this module lazily: no cycle at import time
 
     bullets = tuple(playbook)
     vocab: dict[str, int] = {}
@@ -216,13 +217,12 @@ def render_for_query(
 ) -> str:
     """The core under ``share`` of ``budget`` and the bullets most relevant to ``query`` under the rest (module
     doc). Called by ``render(..., query=...)``, which checked its arguments."""
-    from ace.playbook.render import bullet_line, render
 
     def plain() -> str:
         return render(playbook, counters=counters, budget=budget, count_tokens=count_tokens, layout=layout)
 
     if not (0.0 <= share <= 1.0):
-        raise ValueError("share must be between 0 and 1")
+        raise ConfigError("share must be between 0 and 1")
     whole = render(playbook, counters=counters, layout=layout)
     if count_tokens(whole) <= budget:  # everything is shown already
         return whole
@@ -276,8 +276,6 @@ def _shown(
     def compute() -> frozenset[str]:
         return frozenset(i for i in _LINE_ID.findall(core) if i in playbook)
 
-    from ace.playbook.render import approx_tokens
-
     if count_tokens is not approx_tokens:
         return compute()
     kept: dict[tuple[bool, int, str], frozenset[str]] = playbook.derived("query-core", dict)
@@ -294,7 +292,6 @@ def _shown(
 def _union(playbook: Playbook, shown: frozenset[str], chosen: list[Bullet], counters: bool) -> str:
     """The ``sections`` layout of the core's bullets and the chosen ones: every bullet in its section, in the
     playbook's order (what the budgeted render prints for a kept set, in O(kept) rather than O(playbook))."""
-    from ace.playbook.render import bullet_line
 
     place = index(playbook).position
     ids = sorted([*shown, *(b.id for b in chosen)], key=place.__getitem__)
@@ -317,7 +314,6 @@ def _union(playbook: Playbook, shown: frozenset[str], chosen: list[Bullet], coun
 def _with_block(core: str, chosen: list[Bullet], counters: bool) -> str:
     """The stable layout: the core, then the chosen bullets grouped by section (the group of the most relevant
     first), each group under ``## SECTION (relevant)``."""
-    from ace.playbook.render import bullet_line
 
     groups: dict[str, list[Bullet]] = {}
     for b in chosen:
@@ -341,3 +337,6 @@ __all__ = [
     "render_for_query",
     "terms",
 ]
+
+
+register_query_render(render_for_query)

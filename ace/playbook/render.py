@@ -67,6 +67,17 @@ def bullet_line(b: Bullet, *, counters: bool = True) -> str:
     return f"[{b.id}] {content}"
 
 
+# the query-aware render: ace.playbook.query builds on this module and registers it when imported (the package
+# imports it), so that this module never imports it back
+_QUERY_RENDER: Callable[..., str] | None = None
+
+
+def register_query_render(fn: Callable[..., str]) -> None:
+    """Called once by :mod:`ace.playbook.query`: what ``render(..., query=...)`` hands its arguments to."""
+    global _QUERY_RENDER
+    _QUERY_RENDER = fn
+
+
 def render(
     playbook: Playbook,
     *,
@@ -83,9 +94,9 @@ def render(
     if layout not in LAYOUTS:
         raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if query is not None and budget is not None and budget >= 0:
-        from ace.playbook.query import render_for_query  # it builds on this module
-
-        return render_for_query(
+        if _QUERY_RENDER is None:  # pragma: no cover - ace.playbook imports ace.playbook.query, which registers it
+            raise ConfigError("render(query=...) needs ace.playbook.query (import ace.playbook)")
+        return _QUERY_RENDER(
             playbook, query, budget=budget, counters=counters, count_tokens=count_tokens, layout=layout
         )
     if budget is None:
