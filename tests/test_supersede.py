@@ -218,3 +218,13 @@ def test_a_number_that_labels_a_lesson_is_not_a_value() -> None:
     assert superseded_by(pb, "Lesson 2: examine the cookbook first.") is None
     assert superseded_by(pb, "Step 4: retry up to 5 times.") is None
     assert superseded_by(pb, "Step 3: retry up to 7 times.") == ("r-00002", "5", "7")
+
+
+def test_a_question_starting_with_i_is_the_same_fact_in_other_words() -> None:
+    """From a run on a user's JSONL: "I need to call oncology at the Harrow clinic. Which extension → x4747" beside
+    "What is the phone extension of the oncology desk at Harrow → x4747" (the capital I is no name)."""
+    from ace.playbook.supersede import duplicate_of
+
+    pb = parse_ace(f"## F\n[f-00001] What is the phone extension of the oncology desk at Harrow {A} x4747\n")
+    assert duplicate_of(pb, f"I need to call oncology at the Harrow clinic. Which extension {A} x4747") == "f-00001"
+    assert duplicate_of(pb, f"I need to call oncology at the Linden clinic. Which extension {A} x4747") is None

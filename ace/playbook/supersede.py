@@ -129,10 +129,39 @@ def _subject_words(content: str) -> set[str]:
     return {w for w in _WORD.findall(_subject(content).casefold()) if w != "<v>" and w not in _PLAIN}
 
 
+# capitalised at the start of a sentence, not because they name something
+_STARTERS = frozenset(
+    [
+        "i",
+        "a",
+        "an",
+        "we",
+        "you",
+        "our",
+        "my",
+        "your",
+        "they",
+        "he",
+        "she",
+        "it",
+        "please",
+        "tell",
+        "give",
+        "find",
+        "show",
+        "need",
+        "patient",
+        "customer",
+        "user",
+    ]
+)
+
+
 def _names(content: str) -> set[str]:
-    """The subject's names: its capitalised words (a sentence's first word among them; see :func:`_conflict`)."""
+    """The subject's names: its capitalised words (a sentence's first word among them, unless it is a pronoun or a
+    word that starts sentences: "I need ...", "Please ..."; see :func:`_conflict`)."""
     ws = re.findall(r"[^\W\d_][\w'-]*", _subject(content))
-    return {w.casefold() for w in ws if w[0].isupper() and w.casefold() not in _PLAIN}
+    return {w.casefold() for w in ws if w[0].isupper() and w.casefold() not in _PLAIN | _STARTERS}
 
 
 def _conflict(a: str, b: str) -> bool:
