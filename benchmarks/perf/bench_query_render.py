@@ -6,9 +6,10 @@ object (the relevance index and the core's render are built then), then p50 / p9
 question strings (a fact's question in one of its wordings, each with its own ticket number), for both layouts at
 the prompt's budget (2,000 tokens), and the same through ``Service.prompt`` on a real SQLite store.
 
-(b) **What fits.** A family of ``--facts`` distinct facts (10 relations x 50 places; each relation has several
-wordings for the bullet and three for the question), a playbook holding one bullet per fact (some of them tagged
-helpful or harmful), and one question per fact asked in other words. Under a ``--budget`` of 600 tokens, how many
+(b) **What fits.** A family of ``--facts`` distinct facts (10 relations x 50 places; each relation has two
+wordings for the bullet and three for the question), a playbook holding one bullet per fact in the form the loop's
+copy-friendly curation writes (``"<subject> → <value>"``, ``ace.playbook.focus.fact``; some of them tagged helpful or
+harmful), and one question per fact asked in other words. Under a ``--budget`` of 600 tokens, how many
 questions have their fact's value inside the rendered text: the budget-ranked render (no query) against
 ``render(query=question)``, both layouts. With ``--model N``, the embedded model also answers N of the questions
 from each text (copy answers, ``ace.loop.roles.calls.generate``: the answer is chosen among the values of the
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ace.playbook import Bullet, Playbook, approx_tokens, render
+from ace.playbook.focus import fact
 from ace.playbook.query import relevant
 from ace.playbook.render import LAYOUTS
 
@@ -54,7 +56,7 @@ class Relation:
 
     name: str
     value: Callable[[random.Random], str]
-    bullets: tuple[str, ...]
+    bullets: tuple[str, ...]  # a fact bullet's subject: the bullet is "<subject> → <value>"
     questions: tuple[str, ...]
 
 
@@ -64,44 +66,44 @@ def _person(rng: random.Random) -> str:
 
 RELATIONS = (
     Relation("ledger", lambda r: f"LC-{r.randrange(1000, 10000)}",
-             ("Refunds from {s} use ledger code {v}.", "Ledger code {v} is where refunds for {s} are booked."),
+             ("Ledger code for refunds from {s}", "Refunds from {s} are booked under ledger code"),
              ("Which ledger code do refunds originating in {s} go to?",
               "Under what code is a refund for a {s} customer booked?",
               "If a customer in {s} gets their money back, which ledger code applies?")),
     Relation("carrier", lambda r: f"{_name(r, r.choice([2, 3]))} Freight",
-             ("Parcels shipped to {s} go with carrier {v}.", "Carrier {v} handles all deliveries to {s}."),
+             ("Carrier for parcels shipped to {s}", "Deliveries to {s} go with carrier"),
              ("Which carrier delivers parcels to {s}?", "Who transports packages bound for {s}?",
               "What shipping company do we use for deliveries to {s}?")),
     Relation("approver", _person,
-             ("Invoices from {s} are approved by {v}.", "{v} signs off every invoice issued in {s}."),
+             ("Invoices from {s} are approved by", "Approver of every invoice issued in {s}"),
              ("Who approves invoices from {s}?", "Whose sign-off does an invoice from {s} need?",
               "Which person must approve billing documents from {s}?")),
     Relation("warehouse", lambda r: f"WH-{r.randrange(100, 1000)}{r.choice('ABCDEFGH')}",
-             ("Stock for {s} is kept in warehouse {v}.", "Warehouse {v} stores the inventory for {s}."),
+             ("Warehouse that keeps the stock for {s}", "Inventory for {s} is stored in warehouse"),
              ("Where is the inventory for {s} stored?", "Which warehouse holds the stock for {s}?",
               "From which warehouse are goods for {s} picked?")),
     Relation("queue", lambda r: f"Q-{_name(r, 1).upper()}-{r.randrange(10, 100)}",
-             ("Support tickets raised in {s} go to queue {v}.", "Queue {v} takes the support tickets from {s}."),
+             ("Support tickets raised in {s} go to queue", "Queue for the support tickets from {s}"),
              ("Which queue receives support requests from {s}?", "Where do help tickets opened in {s} land?",
               "A customer in {s} files a support ticket: which queue gets it?")),
     Relation("cutoff", lambda r: f"{r.randrange(0, 24):02d}:{r.randrange(0, 60):02d}:{r.randrange(0, 60):02d}",
-             ("Orders from {s} must be placed before {v} UTC.", "The daily order cutoff for {s} is {v} UTC."),
+             ("Orders from {s} must be placed before (UTC)", "Daily order cutoff for {s} (UTC)"),
              ("By what time must customers in {s} place their orders?", "What is the order deadline for {s}?",
               "Until when can {s} order for same-day processing?")),
     Relation("port", lambda r: f"Port {_name(r, r.choice([2, 3]))}",
-             ("Freight for {s} leaves from {v}.", "Cargo bound for {s} is loaded at {v}."),
+             ("Freight for {s} leaves from", "Port where cargo bound for {s} is loaded"),
              ("From which port does freight for {s} depart?", "Where is cargo for {s} loaded?",
               "Which harbour ships goods to {s}?")),
     Relation("manager", _person,
-             ("The account manager for {s} is {v}.", "{v} manages the accounts of clients in {s}."),
+             ("Account manager for {s}", "Clients in {s} are managed by"),
              ("Who is the account manager for {s}?", "Which colleague looks after clients in {s}?",
               "Who handles the {s} accounts?")),
     Relation("tax", lambda r: f"TX-{r.choice('KLMNPRST')}{r.randrange(100, 1000)}",
-             ("Sales in {s} are taxed under tax code {v}.", "Tax code {v} applies to every sale made in {s}."),
+             ("Tax code for sales in {s}", "Every sale made in {s} is taxed under tax code"),
              ("What tax code applies to sales in {s}?", "Which tax code goes on a sale in {s}?",
               "How is a sale in {s} coded for tax?")),
     Relation("promo", lambda r: f"PROMO{r.choice('ABCDEFGHJK')}{r.choice('LMNPQRSTUV')}{r.randrange(10, 100)}",
-             ("Customers in {s} get promo code {v}.", "Promo code {v} is reserved for customers in {s}."),
+             ("Customers in {s} get promo code", "Promo code reserved for customers in {s}"),
              ("Which promo code do customers in {s} receive?", "What discount code is given to clients in {s}?",
               "Which promotional code belongs to {s}?")),
 )  # fmt: skip
@@ -136,7 +138,7 @@ def facts(n: int, seed: int) -> list[Fact]:
             else:
                 raise SystemExit(f"no new {rel.name} value left: too many facts")
             seen.add(value)
-            bullet = rng.choice(rel.bullets).format(s=place, v=value)
+            bullet = fact(rng.choice(rel.bullets).format(s=place), value)
             out.append(Fact(rel, place, value, bullet, rng.choice(rel.questions).format(s=place)))
     out = out[:n]
     rng.shuffle(out)
