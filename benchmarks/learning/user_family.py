@@ -193,7 +193,8 @@ def main() -> None:
                                           protocols=args.protocols), encoding="utf-8")  # fmt: skip
         cfg = RunConfig.load(cfg_path)
         with (work / "out.txt").open("w", encoding="utf-8") as log:
-            summary = run_config(cfg, Console(file=log, width=160), run_id=f"meridian-{seed}")
+            # the run's files under --out (a run id reused elsewhere would resume from that run's cassette)
+            summary = run_config(cfg, Console(file=log, width=160), run_id=f"meridian-{seed}", data_dir=work)
         found: dict[str, Any] = {"seed": seed, "methods": {}}
         changed = [i for i, r in enumerate(rows) if "replaces" in r]
         steady_keys = {r["fact"] for r in rows} - {r["fact"] for r in rows if "replaces" in r}
