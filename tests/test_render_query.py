@@ -358,7 +358,8 @@ def test_the_langgraph_node_and_hook_read_with_the_latest_user_message(store: Pl
 
     graph = StateGraph(MessagesState)
     # langgraph's stubs want a node typed for the graph's own state; playbook_node takes any state with messages
-    graph.add_node("playbook", playbook_node(store, "agent", namespace="team-a", budget=BUDGET))  # type: ignore[call-overload]
+    node: Any = playbook_node(store, "agent", namespace="team-a", budget=BUDGET)
+    graph.add_node("playbook", node)
     graph.add_node("agent", agent)
     graph.add_edge(START, "playbook")
     graph.add_edge("playbook", "agent")

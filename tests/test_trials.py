@@ -625,7 +625,7 @@ def test_bad_duty_settings_and_a_lane_changed_behind_its_back_are_refused(sqlite
 
     for bad in ({"every": 0}, {"every": -1}, {"budget_tokens": 0}, {"budget_tokens": -5}, {"every": True}):
         with pytest.raises(LaneError):
-            TrialDuty(**bad)  # type: ignore[arg-type]
+            TrialDuty(**bad)
     store = playbook(sqlite_url)
     gated(store, tmp_path)
     lane = tmp_path / "lane.jsonl"
