@@ -213,7 +213,7 @@ def test_a_knowledge_update_the_environment_announces_updates_the_bullet_with_th
 
 
 def test_a_number_that_labels_a_lesson_is_not_a_value() -> None:
-    """"Lesson 2: ..." beside "Lesson 1: ..." is another lesson, not lesson 1 with its number changed."""
+    """A "Lesson 2: ..." beside a "Lesson 1: ..." is another lesson, not lesson 1 with its number changed."""
     pb = parse_ace("## R\n[r-00001] Lesson 1: examine the cookbook first.\n[r-00002] Step 3: retry up to 5 times.\n")
     assert superseded_by(pb, "Lesson 2: examine the cookbook first.") is None
     assert superseded_by(pb, "Step 4: retry up to 5 times.") is None
