@@ -14,16 +14,11 @@ from ace.llm import LLM
 from ace.runs.reexecute import RecordedProvider, rerun
 from ace.runs.trajectory import read
 from ace.store import PlaybookStore
-from ace.tasks import share_correct
+from ace.tasks import share_of
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks" / "trajectories"
 MANIFEST = json.loads((HERE / "figures.json").read_text(encoding="utf-8")) if (HERE / "figures.json").exists() else {}
-
-
-class _Verdict:
-    def __init__(self, correct: bool | None) -> None:
-        self.correct = correct
 
 
 def test_every_trajectory_in_the_benchmarks_is_listed_with_its_figures() -> None:
@@ -44,9 +39,9 @@ def test_a_benchmark_trajectory_reproduces_its_readme_figures(name: str, tmp_pat
     live = [s.live_correct for s in report.steps]
     mid = len(live) // 2
     got = {
-        "accuracy": share_correct(_Verdict(c) for c in live),
-        "first_half": share_correct(_Verdict(c) for c in live[:mid]),
-        "second_half": share_correct(_Verdict(c) for c in live[mid:]),
+        "accuracy": share_of(live),
+        "first_half": share_of(live[:mid]),
+        "second_half": share_of(live[mid:]),
     }
     for key, value in got.items():
         assert value == pytest.approx(figures[key], abs=0.005), key

@@ -61,7 +61,7 @@ from ace.runs.runners import (
 )
 from ace.runs.workspace import runs_dir
 from ace.store import PlaybookStore, default_url
-from ace.tasks import EVALUATORS, Evaluator, Task, exact, load_finance, load_tasks, numeric, share_correct
+from ace.tasks import EVALUATORS, Evaluator, Task, exact, load_finance, load_tasks, numeric, share_correct, share_of
 from ace.tasks.conventions import conventions, conventions_stream
 
 ExperimentProtocol = Literal["base", "icl", "retrieval", "nearest", "offline", "online"]
@@ -279,11 +279,6 @@ def load_agent(cfg: RunConfig, llm: LLM) -> Generator | None:
     return build(llm, cfg.loop.playbook_budget)  # type: ignore[no-any-return]
 
 
-@dataclass(frozen=True)
-class _Judged:
-    correct: bool | None
-
-
 def similar(earlier: list[Task], question: str, k: int | None = None) -> list[Task]:
     """The earlier tasks whose questions share the most informative words with ``question`` (each word weighed by
     how rare it is among them; :func:`ace.playbook.focus.relevant`), most similar first; at most ``k``."""
@@ -400,7 +395,7 @@ class Experiment:
             found = similar(self.test[:i], task.input, k=1)
             answer = found[0].target if found and found[0].target is not None else ""
             outcomes.append(self.evaluator(task, answer).correct)
-        self._row("Nearest episode", True, share_correct(_Judged(c) for c in outcomes), Spend(), Spend(),
+        self._row("Nearest episode", True, share_of(outcomes), Spend(), Spend(),
                   outcomes=outcomes)  # fmt: skip
 
     def _fit(self, examples: list[Task], shots: int | Literal["fit"]) -> list[Task]:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ace.runs.trajectory import reply_field
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1d2330;background:#f6f7f9;
@@ -154,8 +155,8 @@ def _steps(steps: list[dict[str, Any]]) -> str:
     for step in steps:
         calls = step.get("calls") or []
         task = step.get("task") or {}
-        answer = _field(calls, "generator", "final_answer")
-        reflection = _field(calls, "reflector", "key_insight") or _field(calls, "reflector", "reasoning")
+        answer = reply_field(calls, "generator", "final_answer")
+        reflection = reply_field(calls, "reflector", "key_insight") or reply_field(calls, "reflector", "reasoning")
         correct = step.get("correct")
         outcome = "—" if correct is None else ('<span class="ok">✓ right</span>' if correct else
                                                '<span class="bad">✗ wrong</span>')  # fmt: skip
@@ -189,21 +190,6 @@ def _delta(delta: dict[str, Any] | None) -> str:
         where = f" [{op['section']}]" if op.get("section") else ""
         parts.append(f'<div><b>{e(kind)}</b> <span class="mono">{e(target)}</span>{e(where)} {e(cut(what, 160))}</div>')
     return "".join(parts) or "<small>empty</small>"
-
-
-def _field(calls: list[dict[str, Any]], role: str, key: str) -> str | None:
-    """``key`` of the last ``role`` call's JSON reply (its text as it is when it is not JSON)."""
-    for call in reversed(calls):
-        if call.get("role") != role:
-            continue
-        text = str(call.get("text") or "")
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return text or None
-        value = data.get(key) if isinstance(data, dict) else None
-        return None if value is None else str(value)
-    return None
 
 
 __all__ = ["RunPage", "page"]

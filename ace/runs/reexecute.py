@@ -36,7 +36,7 @@ from ace.runs.factory import RunFiles, RunSetup, start
 from ace.runs.trajectory import read
 from ace.runs.workspace import file_stem
 from ace.store import PlaybookStore
-from ace.tasks import Task, share_correct
+from ace.tasks import Task, share_of
 
 
 class RecordedProvider:
@@ -101,16 +101,11 @@ class RerunReport:
 
     @property
     def recorded_accuracy(self) -> float | None:
-        return share_correct(_Verdict(s.recorded_correct) for s in self.steps)
+        return share_of(s.recorded_correct for s in self.steps)
 
     @property
     def live_accuracy(self) -> float | None:
-        return share_correct(_Verdict(s.live_correct) for s in self.steps)
-
-
-@dataclass(frozen=True)
-class _Verdict:
-    correct: bool | None
+        return share_of(s.live_correct for s in self.steps)
 
 
 # what a recorded run's config means by the options it does not name (they did not exist when it was recorded)

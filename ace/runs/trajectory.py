@@ -419,6 +419,22 @@ def export(store: PlaybookStore, name: str, path: str | Path, *, namespace: str 
     return len(history) - 1
 
 
+def reply_field(calls: list[dict[str, Any]], role: str, key: str) -> str | None:
+    """``key`` of the last ``role`` call's JSON reply among a step's recorded ``calls`` (the reply as it is when it
+    is not JSON): what a report or the console shows of a step's answer or reflection."""
+    for call in reversed(calls):
+        if call.get("role") != role:
+            continue
+        text = str(call.get("text") or "")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return text or None
+        value = data.get(key) if isinstance(data, dict) else None
+        return None if value is None else str(value)
+    return None
+
+
 __all__ = [
     "FORMAT",
     "KEY_ENV",
@@ -432,4 +448,5 @@ __all__ = [
     "load",
     "read",
     "replay",
+    "reply_field",
 ]

@@ -7,7 +7,7 @@ ground truth it can still report execution feedback, e.g. "not a number").
 
 from ace.tasks.evaluators import EVALUATORS, Exact, FinanceKind, Numeric, Tags, exact, numeric, parse_number, tags
 from ace.tasks.loaders import load_finance, load_tasks
-from ace.tasks.model import Evaluator, Feedback, Judged, Rebuildable, Task, accuracy, share_correct
+from ace.tasks.model import Evaluator, Feedback, Judged, Rebuildable, Task, accuracy, share_correct, share_of
 
 __all__ = [
     "EVALUATORS",
@@ -27,5 +27,6 @@ __all__ = [
     "numeric",
     "parse_number",
     "share_correct",
+    "share_of",
     "tags",
 ]

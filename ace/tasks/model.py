@@ -51,7 +51,12 @@ class Judged(Protocol):
 
 def share_correct(records: Iterable[Judged]) -> float | None:
     """Accuracy over records with a ``correct`` verdict; records without one don't count."""
-    judged = [r.correct for r in records if r.correct is not None]
+    return share_of(r.correct for r in records)
+
+
+def share_of(verdicts: Iterable[bool | None]) -> float | None:
+    """The share of True among the verdicts that are not None (None: no verdict at all)."""
+    judged = [v for v in verdicts if v is not None]
     return sum(judged) / len(judged) if judged else None
 
 
@@ -59,4 +64,4 @@ def accuracy(feedback: Iterable[Feedback]) -> float | None:
     return share_correct(feedback)
 
 
-__all__ = ["Evaluator", "Feedback", "Judged", "Rebuildable", "Task", "accuracy", "share_correct"]
+__all__ = ["Evaluator", "Feedback", "Judged", "Rebuildable", "Task", "accuracy", "share_correct", "share_of"]

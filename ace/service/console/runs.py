@@ -29,7 +29,7 @@ from typing import Any
 
 from ace.errors import AceError, InputFileError
 from ace.llm import Usage
-from ace.runs.trajectory import Trajectory, load
+from ace.runs.trajectory import Trajectory, load, reply_field
 from ace.service.auth import Grant
 from ace.service.core import AccessDenied, BadRequest, TooMuchWork
 
@@ -338,30 +338,15 @@ def _step(step: dict[str, Any]) -> dict[str, Any]:
         "task_id": step.get("task_id"),
         "input": (task or {}).get("input"),
         "target": (task or {}).get("target"),
-        "answer": _reply(calls, "generator", "final_answer"),
+        "answer": reply_field(calls, "generator", "final_answer"),
         "correct": step.get("correct") if isinstance(step.get("correct"), bool) else None,
         "error": step.get("error"),
-        "reflection": _reply(calls, "reflector", "key_insight") or _reply(calls, "reflector", "reasoning"),
+        "reflection": reply_field(calls, "reflector", "key_insight") or reply_field(calls, "reflector", "reasoning"),
         "ops": ops,
         "version": step.get("version"),
         "tokens": tokens,
         "calls": len(calls),
     }
-
-
-def _reply(calls: list[dict[str, Any]], role: str, key: str) -> str | None:
-    """``key`` of the last ``role`` call's JSON reply (the reply as it is when it is not JSON)."""
-    for call in reversed(calls):
-        if call.get("role") != role:
-            continue
-        text = str(call.get("text") or "")
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return text or None
-        value = data.get(key) if isinstance(data, dict) else None
-        return None if value is None else str(value)
-    return None
 
 
 # -- the pages ----------------------------------------------------------------------------------------------------
