@@ -244,10 +244,8 @@ def consolidate(
         for op in operations:
             target = replaced_in(playbook, op.content, replaces) if isinstance(op, AddOp) else None
             if isinstance(op, AddOp) and target is not None and target not in named:
-                base = op.source or source
                 note = f"supersedes {_norm_value(replaces)!r} (the environment said so)"
-                src = replace(base, note=note) if base is not None else Source(note=note)
-                hinted.append(UpdateOp(id=target, content=op.content, source=src))
+                hinted.append(_update(op, target, note, source))
                 named.add(target)
             else:
                 hinted.append(op)
@@ -283,15 +281,19 @@ def supersede(
             hit = superseded_by(playbook, op.content)
             if hit is not None and hit[0] not in named:
                 bullet_id, old, new = hit
-                base = op.source or source
-                note = f"supersedes {old!r} with {new!r}"
-                src = replace(base, note=note) if base is not None else Source(note=note)
-                out.append(UpdateOp(id=bullet_id, content=op.content, source=src))
+                out.append(_update(op, bullet_id, f"supersedes {old!r} with {new!r}", source))
                 named.add(bullet_id)
                 done.append(Superseded(n, bullet_id, old, new))
                 continue
         out.append(op)
     return out, done
+
+
+def _update(op: AddOp, bullet_id: str, note: str, source: Source | None) -> UpdateOp:
+    """``op``'s content as an UPDATE of ``bullet_id``, its source (the op's, else the delta's) noting why."""
+    base = op.source or source
+    noted = replace(base, note=note) if base is not None else Source(note=note)
+    return UpdateOp(id=bullet_id, content=op.content, source=noted)
 
 
 def _ids(op: Operation) -> list[str]:
