@@ -546,3 +546,34 @@ def test_a_bug_while_replaying_the_log_is_not_reported_as_corruption(
     edit("ace_snapshots", 1, "state", '{"format":"ace.playbook/v1","next_id":3}')
     with pytest.raises(StoreIntegrityError, match=r"version 2 is corrupt: its stored log no longer rebuilds \(KeyErr"):
         PlaybookStore(url, cache=False).load("p", 2)
+
+
+def test_old_versions_are_rebuilt_from_the_waypoints_a_rebuild_left_and_never_from_a_wrong_one(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading version after old version (a console browsing history) rebuilds each from the nearest state an
+    earlier rebuild kept (every ``WAYPOINT`` versions), not from the snapshot and every delta after it; a held state
+    that is not the one recorded for its version (here planted) is never the base of a rebuild."""
+    writer = PlaybookStore(db_url, snapshot_every=1000)  # one snapshot: the import
+    writer.create("p", parse_ace(START))
+    expected = {1: writer.load("p").digest()}
+    for v in range(2, 101):
+        op = {"type": "ADD", "section": "RULES", "content": f"Learned rule number {v} of the house."}
+        expected[v] = writer.commit("p", Delta.parse({"operations": [op]})).digest
+    writer.close()
+    reader = PlaybookStore(db_url)
+    assert reader.load("p", 99).digest() == expected[99]  # from the snapshot: keeps v32, v64, v96 on the way
+
+    def no_snapshot(*_: object) -> None:
+        raise AssertionError("read the snapshot instead of starting from a waypoint")
+
+    with monkeypatch.context() as m:
+        m.setattr(ace.store.log, "read_snapshot", no_snapshot)
+        for v in (40, 33, 70, 65, 97):
+            assert reader.load("p", v).digest() == expected[v]
+    with reader.engine.connect() as conn:
+        pid = conn.execute(select(t.playbooks.c.id).where(t.playbooks.c.name == "p")).scalar_one()
+    wrong = reader.load("p", 3)  # a real state, planted as if it were version 36
+    reader._cache.waypoint(pid, 36, wrong)
+    assert reader.load("p", 38).digest() == expected[38]  # the planted state fails its digest: the snapshot is read
+    reader.close()

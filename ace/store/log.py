@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from ace.store import schema as t
 from ace.store.errors import CorruptRow, StoreError, StoreIntegrityError
 
 CATCH_UP = 256  # versions behind up to which a held state is caught up by its deltas rather than a snapshot
+WAYPOINT = 32  # a rebuild keeps the states it meets at multiples of this for the next one (ace.store.cache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +163,18 @@ def replay(state: Playbook, text: str) -> Applied:
         raise CorruptRow(e) from e
 
 
-def rebuild(conn: Connection, pid: int, version: int, cached: tuple[int, Playbook] | None) -> Playbook:
+def rebuild(
+    conn: Connection,
+    pid: int,
+    version: int,
+    cached: tuple[int, Playbook] | None,
+    keep: Callable[[int, Playbook], None] | None = None,
+) -> Playbook:
     """Version ``version`` from the log: the ``cached`` state (version, playbook) or the nearest snapshot, plus the
-    deltas after it; checked against the digest recorded for it (raises :class:`StoreIntegrityError`)."""
+    deltas after it; checked against the digest recorded for it (raises :class:`StoreIntegrityError`). A cached
+    state older than the version is used only if it is the one recorded for its own version (a store's memory of a
+    playbook deleted and made again under the same id is not). ``keep(v, state)`` receives the states met every
+    :data:`WAYPOINT` versions on the way, each checked against its recorded digest (see :mod:`ace.store.cache`)."""
     if cached is not None and cached[0] == version:
         return cached[1]
     snap_v = conn.execute(
@@ -174,10 +185,17 @@ def rebuild(conn: Connection, pid: int, version: int, cached: tuple[int, Playboo
     if snap_v is None:
         raise StoreIntegrityError(f"playbook #{pid} has no snapshot at or below version {version}")
     state: Playbook | None
+    met: list[tuple[int, Playbook]] = []
     try:
         # from the cached state when it is at or below the version and not far behind (another writer moved
-        # the head): a few deltas are cheaper than a snapshot, even one written since the cached version
-        if cached is not None and cached[0] <= version and (snap_v <= cached[0] or version - cached[0] <= CATCH_UP):
+        # the head, or an old version read before): a few deltas are cheaper than a snapshot, even one written
+        # since the cached version
+        if (
+            cached is not None
+            and cached[0] <= version
+            and (snap_v <= cached[0] or version - cached[0] <= CATCH_UP)
+            and cached[1].digest() == recorded_digest(conn, pid, cached[0])
+        ):
             base_v, state = cached
         else:
             base_v, state = snap_v, read_snapshot(conn, pid, snap_v)
@@ -186,8 +204,11 @@ def rebuild(conn: Connection, pid: int, version: int, cached: tuple[int, Playboo
         restart = [k for k, (_v, text) in enumerate(steps) if text is None]
         if restart:
             state, steps = own_snapshot(conn, pid, steps[restart[-1]][0]), steps[restart[-1] + 1 :]
-        for text in [text for _v, text in steps if text is not None]:  # all of them, after the restart
-            state = replay(state, text).playbook
+        for v, text in steps:  # all of them, after the restart
+            if text is not None:
+                state = replay(state, text).playbook
+                if keep is not None and v % WAYPOINT == 0 and v != version:
+                    met.append((v, state))
         corrupt = None
     except NoSnapshot as e:
         state, corrupt = None, str(e)
@@ -203,6 +224,17 @@ def rebuild(conn: Connection, pid: int, version: int, cached: tuple[int, Playboo
             f"playbook {name!r} version {version} is corrupt: {corrupt}. Nothing is served or written on it; run "
             f"`ace playbook verify {name}` to find the first bad version and `ace playbook rollback` to a good one"
         )
+    if keep is not None and met:
+        digests = dict(
+            conn.execute(
+                select(t.versions.c.version, t.versions.c.digest).where(
+                    t.versions.c.playbook_id == pid, t.versions.c.version.in_([v for v, _ in met])
+                )
+            ).all()
+        )
+        for v, s in met:
+            if s.digest() == digests.get(v):  # the digest is carried through each replay: no rehashing
+                keep(v, s)
     return state
 
 

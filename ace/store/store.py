@@ -24,6 +24,7 @@ its text, the background thread) and :mod:`ace.store.cache` (the states held in 
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -1023,7 +1024,8 @@ class PlaybookStore:
     def _rebuild(self, conn: Connection, pid: int, version: int) -> Playbook:
         """Version ``version`` from the log: the cached state or the nearest snapshot, plus the deltas after it;
         checked against the digest recorded for it (raises :class:`StoreIntegrityError`)."""
-        return vlog.rebuild(conn, pid, version, self._cache.get(pid))
+        keep = functools.partial(self._cache.waypoint, pid)
+        return vlog.rebuild(conn, pid, version, self._cache.nearest(pid, version), keep)
 
 
 def import_problems(playbook: Playbook, rules: QualityRules | None) -> builtins.list[tuple[str, str]]:
