@@ -1,8 +1,8 @@
 """``ace memory episodes|facts``: what the memory tiers hold, per namespace.
 
-- ``episodes``: the episodic tier (ChromaDB): the most recent episodes, or with a QUERY the most similar ones
-  (embedded with the offline MiniLM model), with their outcome and lesson. A read: it makes no directory,
-  database or collection; a server that cannot be reached is one line, exit status 1.
+- ``episodes``: the episodic tier (ChromaDB, or pgvector at a PostgreSQL URL): the most recent episodes, or with a
+  QUERY the most similar ones (embedded with the offline MiniLM model), with their outcome and lesson. A read: it
+  makes no directory, database, collection or table; a server that cannot be reached is one line, exit status 1.
 - ``facts``: the knowledge graph (in the store's database): current facts, or every fact with its validity
   (``--all``), optionally for one subject and relation.
 """
@@ -24,14 +24,19 @@ from ace.runs.workspace import data_dir
 from ace.store import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
-    from ace.memory.episodic import EpisodicStore
+    from ace.memory.episodic import EpisodicTier
 
-app = AceTyper(help="What the memory tiers hold: episodes (Chroma) and knowledge-graph facts.", no_args_is_help=True)
+app = AceTyper(
+    help="What the memory tiers hold: episodes (Chroma or pgvector) and knowledge-graph facts.", no_args_is_help=True
+)
 
 ChromaOpt = Annotated[
     str | None,
     typer.Option(
-        "--chroma", help="Chroma directory or server URL (default: <data dir>/chroma, where ace demo --memory writes)."
+        "--memory",
+        "--chroma",
+        help="Where the episodes are, as ace serve --memory takes it: a Chroma directory or server URL, or a "
+        "PostgreSQL URL (pgvector). Default: <data dir>/chroma, where ace demo --memory writes.",
     ),
 ]
 
@@ -46,12 +51,12 @@ def episodes(
 ) -> None:
     """List the namespace's episodes, newest first, or those most similar to QUERY."""
     from ace.llm.embeddings import MiniLMEmbedder
-    from ace.memory.episodic import EpisodicStore, NoEpisodicMemory
+    from ace.memory.episodic import NoEpisodicMemory, open_episodic
 
     location = chroma or str(data_dir() / "chroma")
     embedder = MiniLMEmbedder()
     try:
-        store = _open_episodes(location, lambda: EpisodicStore(location, embedder, namespace=namespace, create=False))
+        store = _open_episodes(location, lambda: open_episodic(location, embedder, namespace=namespace, create=False))
     except NoEpisodicMemory as missing:
         if chroma:  # a location the user named: a mistake
             raise
@@ -76,7 +81,10 @@ def episodes(
         for e in store.recent(limit):
             add_row(t, e.id, _when(e.created_at), e.outcome, e.task[:80], e.reflection[:80])
     out.print(t)
-    out.print(f"{store.count()} episode(s) in namespace {namespace!r} at {location}")
+    from ace.memory.pgvector import is_postgres_url, shown
+
+    where = shown(location) if is_postgres_url(location) else location  # a database's password is not shown
+    out.print(f"{store.count()} episode(s) in namespace {namespace!r} at {where}")
 
 
 @app.command()
@@ -103,7 +111,7 @@ def facts(
     out.print(f"{len(found)} fact(s) in namespace {namespace!r}")
 
 
-def _open_episodes(location: str, open_: Callable[[], EpisodicStore]) -> EpisodicStore:
+def _open_episodes(location: str, open_: Callable[[], EpisodicTier]) -> EpisodicTier:
     """``open_()``; a Chroma server that cannot be reached (or is no Chroma server) says so in one line."""
     if not location.startswith(("http://", "https://")):
         return open_()

@@ -27,8 +27,9 @@ MemoryOpt = Annotated[
     str | None,
     typer.Option(
         "--memory",
-        help="Episodic memory: a Chroma directory or server URL ('default': <data dir>/chroma). Workers write each "
-        "episode there, and /v1/memory/{ns}/episodes searches it. Several processes need a Chroma server URL.",
+        help="Episodic memory: a Chroma directory or server URL ('default': <data dir>/chroma), or a PostgreSQL URL "
+        "(pgvector; the --db URL keeps one database). Workers write each episode there, and /v1/memory/{ns}/episodes "
+        "searches it. Several processes need a server URL.",
     ),
 ]
 LeaseOpt = Annotated[

@@ -1,5 +1,6 @@
-"""Tiered memory around the playbook: a short-term buffer, an episodic store (ChromaDB) and a knowledge graph
-(networkx over the SQL store), fused with the playbook into one context under one token budget.
+"""Tiered memory around the playbook: a short-term buffer, an episodic store (ChromaDB, or pgvector in a PostgreSQL
+database) and a knowledge graph (networkx over the SQL store), fused with the playbook into one context under one
+token budget.
 
 :class:`Memory` is what the loop uses: ``context()`` before the generator answers, ``remember()`` after a step.
 Every tier is scoped to one namespace (the same namespace as the playbook), so agents and tenants never read
@@ -16,8 +17,9 @@ from ace.llm import LLM, LLMError
 from ace.llm.embeddings import Embedder
 from ace.memory.buffer import Entry, ShortTermBuffer
 from ace.memory.context import Assembled, assemble
-from ace.memory.episodic import Episode, EpisodicStore, Hit
+from ace.memory.episodic import Episode, EpisodicStore, EpisodicTier, Hit, open_episodic
 from ace.memory.graph import Fact, FactIn, KnowledgeGraph, extract_facts
+from ace.memory.pgvector import PgVectorEpisodicStore
 from ace.playbook import Playbook
 from ace.store import PlaybookStore
 from ace.tasks import Task
@@ -40,7 +42,7 @@ class Memory:
         self,
         *,
         namespace: str,
-        episodic: EpisodicStore | None = None,
+        episodic: EpisodicTier | None = None,
         graph: KnowledgeGraph | None = None,
         config: MemoryConfig | None = None,
     ) -> None:
@@ -64,13 +66,14 @@ class Memory:
         config: MemoryConfig | None = None,
     ) -> Memory:
         """All tiers on the embedded defaults: Chroma in ``directory`` (or the server at ``chroma_url``), the graph
-        in ``store``'s database, the offline MiniLM embedder."""
+        in ``store``'s database, the offline MiniLM embedder. A PostgreSQL URL as ``directory`` puts the episodes in
+        that database with pgvector (:mod:`ace.memory.pgvector`): the store's own URL keeps everything in one."""
         if embedder is None:
             from ace.llm.embeddings import MiniLMEmbedder
 
             embedder = MiniLMEmbedder()
         cfg = config or MemoryConfig()
-        episodic = EpisodicStore(chroma_url or directory, embedder, namespace=namespace) if cfg.episodic else None
+        episodic = open_episodic(chroma_url or directory, embedder, namespace=namespace) if cfg.episodic else None
         graph = KnowledgeGraph(store, namespace=namespace) if cfg.graph else None
         return cls(namespace=namespace, episodic=episodic, graph=graph, config=cfg)
 
@@ -125,13 +128,16 @@ __all__ = [
     "Entry",
     "Episode",
     "EpisodicStore",
+    "EpisodicTier",
     "Fact",
     "FactIn",
     "Hit",
     "KnowledgeGraph",
     "Memory",
     "MemoryConfig",
+    "PgVectorEpisodicStore",
     "ShortTermBuffer",
     "assemble",
     "extract_facts",
+    "open_episodic",
 ]

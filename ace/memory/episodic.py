@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlparse
 
 import numpy as np
@@ -68,6 +68,44 @@ class Episode:
 class Hit:
     episode: Episode
     similarity: float  # cosine similarity, 1 = identical
+
+
+class EpisodicTier(Protocol):
+    """What the episodic tier offers, on Chroma (:class:`EpisodicStore`) or PostgreSQL
+    (:class:`ace.memory.pgvector.PgVectorEpisodicStore`)."""
+
+    namespace: str
+
+    def add(self, episodes: Sequence[Episode], vectors: np.ndarray | None = None) -> None: ...
+
+    def search(
+        self,
+        query: str | np.ndarray,
+        k: int = 5,
+        *,
+        outcome: Outcome | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        playbook: str | None = None,
+    ) -> list[Hit]: ...
+
+    def get(self, episode_id: str) -> Episode | None: ...
+
+    def count(self) -> int: ...
+
+    def recent(self, limit: int = 10) -> list[Episode]: ...
+
+
+def open_episodic(
+    location: str | Path, embedder: Embedder, *, namespace: str = "default", create: bool = True
+) -> EpisodicTier:
+    """The episodic tier at ``location``: a PostgreSQL URL is the pgvector tier (:mod:`ace.memory.pgvector`), a
+    directory or a ``chroma run`` URL (``http://…``) the Chroma tier."""
+    from ace.memory.pgvector import PgVectorEpisodicStore, is_postgres_url
+
+    if is_postgres_url(location):
+        return PgVectorEpisodicStore(str(location), embedder, namespace=namespace, create=create)
+    return EpisodicStore(location, embedder, namespace=namespace, create=create)
 
 
 def _client(location: str | Path, *, create: bool = True) -> Any:

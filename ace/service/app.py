@@ -560,25 +560,25 @@ def from_environment() -> Any:
 
 
 def episodic_tiers(location: str | None) -> Callable[[str], Any] | None:
-    """Opens a namespace's episodic tier at ``location`` (a Chroma directory or server URL) for the search route;
-    the embedder loads on the first search. None without a location."""
+    """Opens a namespace's episodic tier at ``location`` (a Chroma directory or server URL, or a PostgreSQL URL for
+    pgvector) for the search route; the embedder loads on the first search. None without a location."""
     if location is None:
         return None
     lock = threading.Lock()
     opened: dict[str, Any] = {}
-    http = location.startswith(("http://", "https://"))
+    server = "://" in location  # a Chroma server or a PostgreSQL database, not a directory
 
     def episodic(namespace: str) -> Any:
         from ace.llm.embeddings import MiniLMEmbedder
-        from ace.memory import EpisodicStore
+        from ace.memory import open_episodic
 
-        if not http and not Path(location).is_dir():
+        if not server and not Path(location).is_dir():
             return None
         with lock:
             if "embedder" not in opened:
                 opened["embedder"] = MiniLMEmbedder()
             if namespace not in opened:
-                opened[namespace] = EpisodicStore(location, opened["embedder"], namespace=namespace)
+                opened[namespace] = open_episodic(location, opened["embedder"], namespace=namespace)
             return opened[namespace]
 
     return episodic
