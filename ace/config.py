@@ -60,10 +60,24 @@ class LoopConfig:
         "that says a bullet again in other words a helpful TAG of it (ace.playbook.supersede; runs recorded before "
         "it re-execute without).",
     )
-    roles_version: Literal[1, 2] = option(
-        2,
-        "The roles' prompts and schemas: 2 holds the curator's sections to the playbook's (or a well-formed new name) "
-        "with no placeholder in its prompt; 1 is what runs recorded before that used (their re-executions use it).",
+    relevance: Literal["words", "bm25"] = option(
+        "bm25",
+        "How the focused bullets are ranked: 'bm25' (ace.playbook.query.focused: BM25 over stems, stop words left "
+        "out, and the phrasing the playbook learned from a fact's several wordings not counted); 'words' (shared "
+        "rare words: what runs recorded before re-execute with).",
+    )
+    wordings: int = option(
+        3,
+        "Wordings a fact bullet keeps: a question answered by a bullet's value in words it lacks adds them to its "
+        "subject (an UPDATE), so that the next question in those words finds it (1: none added; needs supersede).",
+        min=1,
+    )
+    roles_version: Literal[1, 2, 3] = option(
+        3,
+        "The roles' prompts and schemas: 3 never offers the evaluator's own words ('expected ...', 'it replaces "
+        "...') as a fact's subject; 2 holds the curator's sections to the playbook's (or a well-formed new name) "
+        "with no placeholder in its prompt; 1 and 2 are what runs recorded before used (their re-executions use "
+        "them).",
     )
     layout: Layout = option(  # noqa: RUF009 (option() is dataclasses.field with a doc)
         "stable",
@@ -81,8 +95,10 @@ class LoopConfig:
             raise ConfigError("answers = 'copy' copies from the focused bullets: set focus >= 1")
         if self.answers not in ("free", "copy") or self.curation not in ("free", "facts"):
             raise ConfigError("answers is 'free' or 'copy'; curation is 'free' or 'facts'")
-        if self.roles_version not in (1, 2):
-            raise ConfigError(f"roles_version is 1 or 2, not {self.roles_version!r}")
+        if self.roles_version not in (1, 2, 3):
+            raise ConfigError(f"roles_version is 1, 2 or 3, not {self.roles_version!r}")
+        if self.relevance not in ("words", "bm25"):
+            raise ConfigError(f"relevance is 'words' or 'bm25', not {self.relevance!r}")
         if self.layout not in LAYOUTS:
             raise ConfigError(f"layout is one of {', '.join(LAYOUTS)}, not {self.layout!r}")
 

@@ -142,7 +142,7 @@ def test_evaluate_takes_config_and_its_old_keywords(monkeypatch: pytest.MonkeyPa
     runners.evaluate(tasks, config=LoopConfig(playbook_budget=50, focus=2, answers="copy", layout="sections"), **kw)
     with pytest.warns(DeprecationWarning, match="evaluate"):
         runners.evaluate(tasks, budget=50, focus=2, copy=True, layout="sections", **kw)
-    expected = {"budget": 50, "focus": 2, "copy": True, "layout": "sections"}
+    expected = {"budget": 50, "focus": 2, "copy": True, "layout": "sections", "relevance": "bm25"}
     assert seen == [expected, expected]
 
 

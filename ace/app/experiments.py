@@ -45,6 +45,7 @@ from ace.names import check_name
 from ace.playbook import AddOp, ApplyPolicy, Delta, Playbook, apply
 from ace.playbook.focus import fact, relevant
 from ace.playbook.formats import loads
+from ace.playbook.query import focused
 from ace.playbook.render import approx_tokens
 from ace.runs.factory import RunSetup
 from ace.runs.runners import (
@@ -279,16 +280,21 @@ def load_agent(cfg: RunConfig, llm: LLM) -> Generator | None:
     return build(llm, cfg.loop.playbook_budget)  # type: ignore[no-any-return]
 
 
-def similar(earlier: list[Task], question: str, k: int | None = None) -> list[Task]:
-    """The earlier tasks whose questions share the most informative words with ``question`` (each word weighed by
-    how rare it is among them; :func:`ace.playbook.focus.relevant`), most similar first; at most ``k``."""
+def similar(
+    earlier: list[Task], question: str, k: int | None = None, relevance: Literal["words", "bm25"] = "bm25"
+) -> list[Task]:
+    """The earlier tasks whose questions are most like ``question``, ranked as the loop ranks its focused bullets
+    (``relevance``: "bm25", :func:`ace.playbook.query.focused`; "words", :func:`ace.playbook.focus.relevant`), most
+    similar first; at most ``k``."""
     solved = [t for t in earlier if t.target is not None]
     if not solved:
         return []
     ops = [AddOp(section="episodes", content=t.input) for t in solved]
     pb = apply(Playbook.empty(), Delta(operations=ops), policy=ApplyPolicy(quality=None)).playbook
     by_bullet = {b.id: t for b, t in zip(pb, solved, strict=True)}
-    return [by_bullet[b.id] for b in relevant(pb, question, k if k is not None else len(solved))]
+    n = k if k is not None else len(solved)
+    found = [b for b, _ in focused(pb, question, n)] if relevance == "bm25" else relevant(pb, question, n)
+    return [by_bullet[b.id] for b in found]
 
 
 def icl_playbook(train: list[Task], shots: int, *, facts: bool = False) -> Playbook:
@@ -385,14 +391,15 @@ class Experiment:
     def retrieval(self) -> None:
         """Episodic retrieval: before each question, the earlier questions of the stream most like it, with their
         answers (as the feedback gave them), as many as fit the playbook's budget; the same model answers."""
-        self._previous("Retrieval", "retrieval", lambda i, task: self._fit(similar(self.test[:i], task.input), "fit"))
+        self._previous("Retrieval", "retrieval", lambda i, task: self._fit(
+            similar(self.test[:i], task.input, relevance=self.cfg.loop.relevance), "fit"))  # fmt: skip
 
     def nearest(self) -> None:
         """No model: each question answered with the answer of the earlier question most like it."""
         self._say("Nearest episode", f"answering {len(self.test)} tasks with no model")
         outcomes: list[bool | None] = []
         for i, task in enumerate(self.test):
-            found = similar(self.test[:i], task.input, k=1)
+            found = similar(self.test[:i], task.input, k=1, relevance=self.cfg.loop.relevance)
             answer = found[0].target if found and found[0].target is not None else ""
             outcomes.append(self.evaluator(task, answer).correct)
         self._row("Nearest episode", True, share_of(outcomes), Spend(), Spend(),

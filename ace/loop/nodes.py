@@ -61,6 +61,7 @@ def generate_node(state: LoopState, ctx: LoopContext) -> LoopState:
                 focus=cfg.focus,
                 layout=cfg.layout,
                 copy=cfg.answers == "copy",
+                relevance=cfg.relevance,
             ).parsed
         else:
             out = ctx.generator(task, pb, hint)
@@ -92,7 +93,7 @@ def reflect_node(state: LoopState, ctx: LoopContext) -> LoopState:
     plain: type[Reflection | FactReflection] = FactReflection if ctx.config.curation == "facts" else Reflection
     try:
         if plain is FactReflection:
-            r: Any = reflect_facts(ctx.llm, task, _base(state, ctx), answer, fb)
+            r: Any = reflect_facts(ctx.llm, task, _base(state, ctx), answer, fb, version=ctx.config.roles_version)
         else:
             r = reflect(ctx.llm, task, _base(state, ctx), answer, fb)
     except LLMError as e:
@@ -133,7 +134,11 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
             return {"error": f"curator: {e}", "failure": _kind(e), "refused": attempt}
         if ctx.config.supersede:  # one bullet per fact: a changed fact UPDATEs its bullet, a restated one TAGs it
             fb = state.get("feedback")
-            ops, swapped, dups = consolidate(pb, ops, source, replaces=fb.replaces if fb is not None else None)
+            replaces = fb.replaces if fb is not None else None
+            asked = task.input if ctx.config.wordings > 1 and ctx.config.curation == "facts" else None
+            ops, swapped, dups = consolidate(
+                pb, ops, source, replaces=replaces, asked=asked, wordings=ctx.config.wordings
+            )
             notes = [f"{s.bullet} {s.old!r} -> {s.new!r}" for s in swapped] + [f"again: {d.bullet}" for d in dups]
             if notes:
                 reasoning = f"{reasoning} [{'; '.join(notes)}]"

@@ -81,6 +81,32 @@ def fact(subject: str, value: str) -> str:
     return f"{subject.strip().rstrip('?').strip()}{ARROW}{value.strip()}"
 
 
+WORDING_SEP = " | "  # between the wordings of a fact bullet's subject: the questions that asked for its value
+MAX_WORDINGS = 3  # wordings a fact bullet keeps (a fourth adds little: a question in it is matched by the others)
+
+
+def wordings(content: str) -> list[str]:
+    """The wordings of a fact bullet's subject (the questions it was learned from), or [] for another bullet."""
+    if ARROW not in content:
+        return []
+    subject = content.rsplit(ARROW, 1)[0]
+    return [w.strip() for w in subject.split(WORDING_SEP) if w.strip()]
+
+
+def with_wording(content: str, asked: str, limit: int = MAX_WORDINGS) -> str | None:
+    """``content`` (a fact bullet) with ``asked``, another question answered by its value, as one more wording of
+    its subject: ``"<wording> | <wording> → <value>"``. None when the bullet is not a fact, holds ``limit`` wordings
+    already, or ``asked`` says no word its wordings do not (nothing to learn about how the fact is asked)."""
+    held = wordings(content)
+    value = fact_value(content)
+    new = " ".join(asked.replace(WORDING_SEP, " ").split()).rstrip("?").strip()
+    if not held or value is None or len(held) >= limit or not new:
+        return None
+    if _keys(new) <= set().union(*(_keys(w) for w in held)):
+        return None
+    return f"{WORDING_SEP.join([*held, new])}{ARROW}{value}"
+
+
 def fact_value(content: str) -> str | None:
     """The value of a fact bullet (the text after its last arrow), or None for another bullet."""
     if ARROW not in content:
@@ -103,4 +129,17 @@ def answer_options(bullets: list[Bullet], question: str) -> list[str]:
     return list(dict.fromkeys([*values, *(spans(other, exclude=question) if other else [])]))
 
 
-__all__ = ["ARROW", "answer_options", "fact", "fact_value", "looks_like_value", "relevant", "spans", "words"]
+__all__ = [
+    "ARROW",
+    "MAX_WORDINGS",
+    "WORDING_SEP",
+    "answer_options",
+    "fact",
+    "fact_value",
+    "looks_like_value",
+    "relevant",
+    "spans",
+    "with_wording",
+    "wordings",
+    "words",
+]

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ace.errors import ConfigError
+from ace.playbook.focus import fact_value, wordings
 from ace.playbook.model import Bullet, Playbook
 from ace.playbook.render import approx_tokens, bullet_line, rank, register_query_render, render
 
@@ -205,6 +206,43 @@ def relevant(playbook: Playbook, query: str) -> list[tuple[Bullet, float]]:
     return [(ix.bullets[p], s) for p, s in zip(places.tolist(), score.tolist(), strict=True)]
 
 
+def paraphrase_terms(playbook: Playbook) -> frozenset[str]:
+    """The terms the playbook has learned say *how* a question is asked, not *what* it asks: those in some but not
+    all wordings of a fact bullet (:func:`ace.playbook.focus.wordings`: "which billing code does ..." and "what do we
+    bill ... under" ask for one value, so their words other than "knee MRI" and "Harrow" are phrasing). Kept on the
+    playbook."""
+
+    def compute() -> frozenset[str]:
+        found: set[str] = set()
+        for b in playbook:
+            asked = wordings(b.content)
+            value = fact_value(b.content) or ""
+            # a code or number names one fact: its wordings are one question; a plain name may be shared by facts
+            if len(asked) > 1 and (any(c.isdigit() for c in value) or value[:1] in "\"'`"):
+                bags = [set(terms(w)) for w in asked]
+                found |= set().union(*bags) - bags[0].intersection(*bags[1:])
+        return frozenset(found)
+
+    return playbook.derived("query.paraphrase-terms", compute)  # type: ignore[no-any-return]
+
+
+def focused(playbook: Playbook, query: str, k: int) -> list[tuple[Bullet, float]]:
+    """The ``k`` bullets most relevant to ``query`` with their scores (BM25 over the playbook, as
+    :func:`relevant`), the query's phrasing left out: its terms the playbook learned are phrasing
+    (:func:`paraphrase_terms`) do not count, unless nothing else would. What the loop shows beside a question
+    (``LoopConfig.relevance = "bm25"``)."""
+    if k <= 0 or not len(playbook):
+        return []
+    ix, asked = index(playbook), terms(query)
+    phrasing = paraphrase_terms(playbook)
+    kept = [t for t in asked if t not in phrasing]
+    got = (ix.scores(kept) if kept else None) or ix.scores(asked)
+    if got is None:
+        return []
+    places, score = got
+    return [(ix.bullets[p], s) for p, s in zip(places[:k].tolist(), score[:k].tolist(), strict=True)]
+
+
 def render_for_query(
     playbook: Playbook,
     query: str,
@@ -331,8 +369,10 @@ __all__ = [
     "RELEVANT_SUFFIX",
     "STOP_WORDS",
     "QueryIndex",
+    "focused",
     "index",
     "indexed",
+    "paraphrase_terms",
     "relevant",
     "render_for_query",
     "terms",

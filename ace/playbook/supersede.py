@@ -22,8 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ace.playbook.delta import AddOp, MergeOp, Operation, RemoveOp, TagOp, UpdateOp
-from ace.playbook.focus import ARROW
+from ace.playbook.focus import ARROW, WORDING_SEP, fact_value, with_wording
+from ace.playbook.focus import wordings as wording_list
 from ace.playbook.model import Playbook, Source
+from ace.playbook.query import focused
 
 _VALUE = re.compile(
     r"""(?x)
@@ -181,7 +183,7 @@ def duplicate_of(playbook: Playbook, content: str) -> str | None:
     if s is None:
         return None
     values = frozenset(s[1])
-    specific = all(any(c.isdigit() for c in v) or v[:1] in "\"'`" for v in s[1])
+    coded = all(specific(v) for v in s[1])
     mine = _subject_words(content)
     best: tuple[float, str] | None = None
     for bullet_id in playbook.derived("supersede.values", lambda: _by_values(playbook)).get(values, []):
@@ -189,7 +191,7 @@ def duplicate_of(playbook: Playbook, content: str) -> str | None:
         theirs = _subject_words(other)
         shared = mine & theirs
         share = len(shared) / len(mine | theirs) if mine | theirs else 0.0
-        same = bool(shared) if specific else mine == theirs
+        same = bool(shared) if coded else mine == theirs
         if same and not _conflict(content, other) and (best is None or share > best[0]):
             best = (share, bullet_id)
     return None if best is None else best[1]
@@ -233,11 +235,16 @@ def consolidate(
     source: Source | None = None,
     *,
     replaces: str | None = None,
+    asked: str | None = None,
+    wordings: int = 1,
 ) -> tuple[list[Operation], list[Superseded], list[Duplicate]]:
     """:func:`supersede`, and then each ADD that says again what a bullet says (:func:`duplicate_of`) becomes a
     helpful TAG of that bullet: one bullet per fact, its counter saying it was learned again. ``replaces``: the
     value the environment said the lesson's value replaces (a knowledge update); an ADD not otherwise matched
-    becomes an UPDATE of the bullet stating that value (:func:`replaced_in`)."""
+    becomes an UPDATE of the bullet stating that value (:func:`replaced_in`), a fact bullet keeping its wordings.
+    ``asked``: the question the lesson came from; with ``wordings`` > 1, a fact bullet the ADD said again, or whose
+    value changed, takes it as one more wording of its subject when it says words they lack
+    (:func:`ace.playbook.focus.with_wording`; at most ``wordings``)."""
     if replaces:
         named = {i for op in operations for i in _ids(op)}
         hinted: list[Operation] = []
@@ -245,21 +252,35 @@ def consolidate(
             target = replaced_in(playbook, op.content, replaces) if isinstance(op, AddOp) else None
             if isinstance(op, AddOp) and target is not None and target not in named:
                 note = f"supersedes {_norm_value(replaces)!r} (the environment said so)"
-                hinted.append(_update(op, target, note, source))
+                update = _update(op, target, note, source)
+                held, value = wording_list(playbook[target].content), fact_value(op.content)
+                if held and value is not None:  # the fact's wordings stay; its value changes
+                    kept = f"{WORDING_SEP.join(held)}{ARROW}{value}"
+                    richer = with_wording(kept, asked, wordings) if asked and wordings > 1 else None
+                    update = update.model_copy(update={"content": richer or kept})
+                hinted.append(update)
                 named.add(target)
             else:
                 hinted.append(op)
         operations = hinted
     ops, swapped = supersede(playbook, operations, source)
+    named = {i for op in ops for i in _ids(op)}
     out: list[Operation] = []
     dups: list[Duplicate] = []
     tagged = {op.id for op in ops if isinstance(op, TagOp)}
     for n, op in enumerate(ops):
         if isinstance(op, AddOp):
             same = duplicate_of(playbook, op.content)
+            if same is None and asked and wordings > 1:
+                same = _asked_before(playbook, op.content, asked)
             if same is not None:
                 dups.append(Duplicate(n, same))
                 if same not in tagged:
+                    richer = with_wording(playbook[same].content, asked, wordings) if asked and wordings > 1 else None
+                    if richer is not None and same not in named:  # one more way the fact is asked
+                        out.append(_update(AddOp(section=op.section, content=richer), same, "another wording",
+                                           op.source or source))  # fmt: skip
+                        named.add(same)
                     out.append(TagOp(id=same, tag="helpful", source=op.source or source))
                     tagged.add(same)
                 continue
@@ -287,6 +308,26 @@ def supersede(
                 continue
         out.append(op)
     return out, done
+
+
+def specific(value: str) -> bool:
+    """Whether a value names one thing (a code, a number, a quoted value), unlike a plain name several facts may
+    share (a carrier, a doctor)."""
+    return any(c.isdigit() for c in value) or value.strip()[:1] in "\"'`"
+
+
+def _asked_before(playbook: Playbook, content: str, asked: str) -> str | None:
+    """The fact bullet most relevant to the question ``asked`` (:func:`ace.playbook.query.focused`) when it states
+    the value ``content`` (a fact) states: the question asked for that fact in other words. What tells two wordings
+    of a fact whose value is a plain name apart from two facts sharing one (they share no subject word but the
+    value). None otherwise."""
+    value = fact_value(content)
+    if value is None:
+        return None
+    top = focused(playbook, asked, 1)
+    if top and (theirs := fact_value(top[0][0].content)) is not None and _norm_value(theirs) == _norm_value(value):
+        return top[0][0].id
+    return None
 
 
 def _update(op: AddOp, bullet_id: str, note: str, source: Source | None) -> UpdateOp:

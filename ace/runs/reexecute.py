@@ -109,7 +109,14 @@ class RerunReport:
 
 
 # what a recorded run's config means by the options it does not name (they did not exist when it was recorded)
-RECORDED_BEFORE = {"layout": "sections", "curator_repairs": 0, "roles_version": 1, "supersede": False}
+RECORDED_BEFORE = {
+    "layout": "sections",
+    "curator_repairs": 0,
+    "roles_version": 1,
+    "supersede": False,
+    "relevance": "words",
+    "wordings": 1,
+}
 
 
 def plan(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:

@@ -142,7 +142,7 @@ def evaluate(
             if generator is None:
                 out = generate(
                     llm, task, playbook, budget=cfg.playbook_budget, focus=cfg.focus, copy=cfg.answers == "copy",
-                    layout=cfg.layout,
+                    layout=cfg.layout, relevance=cfg.relevance,
                 ).parsed  # fmt: skip
             else:
                 out = generator(task, playbook, None)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -25,6 +25,7 @@ from ace.loop.roles import outputs
 from ace.loop.roles.outputs import BulletTag, CuratorOutput, FactCuration, FactReflection, GeneratorOutput, Reflection
 from ace.playbook import AddOp, Delta, Operation, Playbook, Source, TagOp, UpdateOp, render
 from ace.playbook.focus import answer_options, fact_value, looks_like_value, relevant, spans, words
+from ace.playbook.query import focused
 from ace.playbook.render import Layout
 from ace.tasks import Feedback, Task
 
@@ -54,6 +55,7 @@ def generate(
     focus: int = 0,
     copy: bool = False,
     layout: Layout = "sections",
+    relevance: Literal["words", "bm25"] = "words",
 ) -> LLMResult[GeneratorOutput]:
     """Answer ``task`` with the playbook (rendered under ``budget`` tokens). ``hint``: feedback from a previous
     round, when the answer is being retried. ``context``: an assembled context (playbook plus memory tiers, see
@@ -66,8 +68,17 @@ def generate(
     can be cited: for task families whose answers are stated in
     the context, and for small models that copy well but write badly.
     ``layout``: how the playbook is laid out (:mod:`ace.playbook.render`; "stable" for a prompt cache).
+    ``relevance``: how the focused bullets are ranked ("bm25": :func:`ace.playbook.query.focused`; "words":
+    :func:`ace.playbook.focus.relevant`). With "bm25", a copied answer's options are the values of the focused
+    bullets that score within :data:`TIE` of the first: a clear first is the answer with no call (the model would
+    be held to that one option), and the model chooses only among bullets the ranking cannot tell apart.
     """
-    shown = relevant(playbook, task.input, focus)
+    if relevance == "bm25":
+        ranked = focused(playbook, task.input, focus)
+        shown = [b for b, _ in ranked]
+        close = [b for b, score in ranked if score >= TIE * ranked[0][1]] if ranked else []
+    else:
+        shown = close = relevant(playbook, task.input, focus)
     question = ""
     if shown:
         question = "MOST RELEVANT BULLETS:\n" + "\n".join(f"[{b.id}] {b.content}" for b in shown) + "\n\n"
@@ -80,14 +91,19 @@ def generate(
         Message("user", question),
     ]
     if copy:
-        options = answer_options(shown, task.input)
+        options = answer_options(close, task.input)
         if not options:  # nothing shown to copy from: the only possible reply, without a call
             out = GeneratorOutput(reasoning="", bullet_ids=[], final_answer=UNKNOWN)
             return _without_call(out)
+        if len(options) == 1 and relevance == "bm25":  # one option: the constrained reply could only be it
+            value = options[0]
+            ids = [b.id for b in close if fact_value(b.content) == value or (
+                fact_value(b.content) is None and value in b.content)]  # fmt: skip
+            return _without_call(GeneratorOutput(reasoning="", bullet_ids=ids, final_answer=value))
         result = llm.call(messages, output=outputs.copy_generator_output(tuple(options)), role="generator")
         if result.parsed is not None:  # cite the focused bullets that state the value chosen
             answer = result.parsed.final_answer
-            result.parsed.bullet_ids = [b.id for b in shown if fact_value(b.content) == answer or (
+            result.parsed.bullet_ids = [b.id for b in close if fact_value(b.content) == answer or (
                 fact_value(b.content) is None and answer in b.content)]  # fmt: skip
         return result
     else:
@@ -104,6 +120,7 @@ def _without_call(out: M) -> LLMResult[M]:
 
 
 UNKNOWN = "unknown"  # the copied answer when nothing shown could answer
+TIE = 0.9  # focused bullets scoring at least this share of the first's are options of a copied answer (bm25)
 
 
 def cited(playbook: Playbook, output: GeneratorOutput) -> list[str]:
@@ -130,8 +147,11 @@ def reflect(
     return llm.call(messages, output=outputs.reflection(tuple(cited(playbook, output))), role="reflector")
 
 
+_EVALUATOR_WORDS = re.compile(r"(?i)\s*(?:expected|answered|it replaces)\b")
+
+
 def reflect_facts(
-    llm: LLM, task: Task, playbook: Playbook, output: GeneratorOutput, feedback: Feedback
+    llm: LLM, task: Task, playbook: Playbook, output: GeneratorOutput, feedback: Feedback, *, version: int = 2
 ) -> LLMResult[FactReflection]:
     """The copy-friendly reflector. A right answer needs no call: the bullets it copied from are tagged helpful and
     there is nothing new to learn. Otherwise the reflector tags the cited bullets and copies the fact the
@@ -147,6 +167,8 @@ def reflect_facts(
     verdict = "unknown (no ground truth)" if feedback.correct is None else "wrong"
     # what the fact is about: a clause of the feedback that states a rule (three words or more), or the question
     clauses = [c.strip() for c in re.split(r"[;\n]|\.\s", feedback.message) if len(words(c)) >= 3]
+    if version >= 3:  # the evaluator's own words ("expected 'X' (it replaces 'Y')") state no subject
+        clauses = [c for c in clauses if not _EVALUATOR_WORDS.match(c)]
     subjects = tuple(dict.fromkeys([*clauses, task.input.strip()]))
     # its value: the expected answer when known, then the spans of the message's clauses that look like a
     # value (a code, number or name: every word capitalised or with a digit), rule clauses first; never what
@@ -154,7 +176,10 @@ def reflect_facts(
     wrong, options = output.final_answer.casefold(), [feedback.target or ""]
     for clause in [*clauses, feedback.message]:
         options += [v for v in spans(clause, exclude=task.input, max_words=3) if looks_like_value(v)]
-    values = tuple(v for v in dict.fromkeys(options) if v.strip() and v.casefold() not in wrong)
+    stale = (feedback.replaces or "").strip().casefold() if version >= 3 else ""  # the value it replaces: not a fact
+    values = tuple(
+        v for v in dict.fromkeys(options) if v.strip() and v.casefold() not in wrong and v.strip().casefold() != stale
+    )
     parts = [
         f"QUESTION:\n{task.input}",
         f"MODEL ANSWER: {output.final_answer}",
