@@ -74,7 +74,39 @@ def _pg_admin_url() -> str:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database on the test server, dropped afterwards."""
-    admin_url = _pg_admin_url()
+    with _fresh_database(_pg_admin_url()) as url:
+        yield url
+
+
+def _pgvector_admin_url() -> str:
+    """A server with the pgvector extension: ACE_TEST_PGVECTOR_URL (scripts/pgvector-up), else ACE_TEST_PG_URL's
+    server where it has the extension."""
+    url = os.environ.get("ACE_TEST_PGVECTOR_URL")
+    if not url and (plain := os.environ.get("ACE_TEST_PG_URL")):
+        engine = create_engine(plain)
+        try:
+            with engine.connect() as conn:
+                if conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first():
+                    url = plain
+        finally:
+            engine.dispose()
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("ACE_TEST_PGVECTOR_URL is not set under CI: scripts/test must start scripts/pgvector-up")
+        pytest.skip("no PostgreSQL with pgvector: set ACE_TEST_PGVECTOR_URL (scripts/test starts scripts/pgvector-up)")
+    return url
+
+
+@pytest.fixture
+def pgvector_url() -> Iterator[str]:
+    """A fresh, empty database on a PostgreSQL server that has pgvector, dropped afterwards."""
+    with _fresh_database(_pgvector_admin_url()) as url:
+        yield url
+
+
+@contextmanager
+def _fresh_database(admin_url: str) -> Iterator[str]:
+    """A new database on the server at ``admin_url`` (its URL), dropped afterwards."""
     name = f"ace_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

@@ -1,6 +1,7 @@
-"""Tiered memory on real parts: the short-term buffer, ChromaDB (a persistent directory and a `chroma run` server
-on 127.0.0.1 with several writer processes), the knowledge graph on SQLite and PostgreSQL, the fused context,
-namespaces, and the loop using all three tiers."""
+"""Tiered memory on real parts: the short-term buffer, the episodic tier on ChromaDB (a persistent directory and a
+`chroma run` server on 127.0.0.1 with several writer processes) and on PostgreSQL with pgvector (the same tests, on a
+real server: scripts/pgvector-up), the knowledge graph on SQLite and PostgreSQL, the fused context, namespaces, and
+the loop using all three tiers."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from typing import Any
 
 import pytest
 
+from ace.errors import InvalidInput
 from ace.llm import LLM
 from ace.llm.embeddings import MiniLMEmbedder
 from ace.llm.openai import OpenAIProvider
 from ace.loop import LoopConfig, LoopContext, RunSetup, run
-from ace.memory import Episode, EpisodicStore, KnowledgeGraph, Memory, MemoryConfig, ShortTermBuffer, assemble
+from ace.memory import Episode, KnowledgeGraph, Memory, MemoryConfig, ShortTermBuffer, assemble, open_episodic
+from ace.memory.pgvector import is_postgres_url
 from ace.playbook import approx_tokens
 from ace.playbook.formats import parse_ace
 from ace.store import PlaybookStore
@@ -53,6 +56,21 @@ def test_buffer_evicts_oldest_first_under_its_budget_and_round_trips() -> None:
 
 
 # -- episodic store ------------------------------------------------------------------------------------------------
+@pytest.fixture(params=["chroma", pytest.param("pgvector", marks=pytest.mark.postgres)])
+def episodes_at(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the episodic tier lives: each episodic test runs on a Chroma directory and on a fresh PostgreSQL
+    database with pgvector."""
+    if request.param == "chroma":
+        return str(tmp_path / "chroma")
+    url: str = request.getfixturevalue("pgvector_url")
+    return url
+
+
+def _store_beside(episodes_at: str, tmp_path: Path, name: str) -> PlaybookStore:
+    """The playbook store of a test: the same PostgreSQL database as the episodes (one engine), else SQLite."""
+    return PlaybookStore(episodes_at if is_postgres_url(episodes_at) else f"sqlite:///{tmp_path / name}")
+
+
 def _episodes(n: int, prefix: str = "e") -> list[Episode]:
     topics = ["current ratio", "gross margin", "EBITDA", "dividend yield", "inventory turnover"]
     return [
@@ -69,10 +87,10 @@ def _episodes(n: int, prefix: str = "e") -> list[Episode]:
     ]
 
 
-def test_persistent_episodes_are_found_again_after_reopening_with_filters(tmp_path: Path, embedder: Any) -> None:
-    store = EpisodicStore(tmp_path / "chroma", embedder, namespace="a")
+def test_persistent_episodes_are_found_again_after_reopening_with_filters(episodes_at: str, embedder: Any) -> None:
+    store = open_episodic(episodes_at, embedder, namespace="a")
     store.add(_episodes(20))
-    reopened = EpisodicStore(tmp_path / "chroma", embedder, namespace="a")  # a new client on the same directory
+    reopened = open_episodic(episodes_at, embedder, namespace="a")  # a new client on the same directory / database
     assert reopened.count() == 20
     assert all(reopened.get(f"e{i}") == _episodes(20)[i] for i in range(20))
     hits = reopened.search("What is the dividend yield of company 13?", 5)
@@ -86,10 +104,10 @@ def test_persistent_episodes_are_found_again_after_reopening_with_filters(tmp_pa
     assert reopened.count() == 20
 
 
-def test_no_read_crosses_a_namespace(tmp_path: Path, embedder: Any) -> None:
-    db = PlaybookStore(f"sqlite:///{tmp_path / 'ns.db'}")
-    a = Memory.local(db, tmp_path / "chroma", namespace="tenant-a", embedder=embedder)
-    b = Memory.local(db, tmp_path / "chroma", namespace="tenant-b", embedder=embedder)
+def test_no_read_crosses_a_namespace(tmp_path: Path, episodes_at: str, embedder: Any) -> None:
+    db = _store_beside(episodes_at, tmp_path, "ns.db")
+    a = Memory.local(db, episodes_at, namespace="tenant-a", embedder=embedder)
+    b = Memory.local(db, episodes_at, namespace="tenant-b", embedder=embedder)
     db.create("fin", START_PB, namespace="tenant-a")
     assert a.episodic is not None and b.episodic is not None and a.graph is not None and b.graph is not None
     a.episodic.add(_episodes(5, "same-id-"))
@@ -103,6 +121,74 @@ def test_no_read_crosses_a_namespace(tmp_path: Path, embedder: Any) -> None:
     assert [p.name for p in db.list("tenant-b")] == []
     ctx = b.context(Task(id="t", input="Acme current ratio?"), START_PB, budget=None)
     assert "Acme" not in ctx.text and "same-id" not in ctx.text
+
+
+HOSTILE = {
+    "markup": "x[bold]y[/bold] [/]",
+    "emoji code": ":thumbs_up:",
+    "escape sequence": "esc\x1b[31mred",
+    "bidi override": "abc\u202edef",
+    "line separator": "a\u2028b",
+    "SQL": "'; DROP TABLE ace_playbooks; --",
+    "quotes": "a \"quoted\" 'name'",
+    "backslash": "a\\b",
+    "not NFC": "e\u0301te",
+    "astral": "\U0001f600\U00010348",
+}
+
+
+def test_hostile_text_and_namespaces_round_trip_or_are_refused_whole(episodes_at: str, embedder: Any) -> None:
+    """Every field of an episode, and the namespace, may hold hostile text: it comes back exactly, and namespaces
+    that look alike (the same slug) stay apart. Text no tier can store (a lone surrogate; on PostgreSQL a NUL) is
+    refused in one clear error, and nothing of its batch is written."""
+    names = ["a", "A", "a!", "'; DROP TABLE ace_kg_facts; --", 'ns "quoted"', "é", "e\u0301", "x" * 300]
+    tiers = {ns: open_episodic(episodes_at, embedder, namespace=ns) for ns in names}
+    for n, (ns, tier) in enumerate(tiers.items()):
+        eps = [
+            Episode(id=f"{key}-{n}", task=value, summary=value, reflection=value, playbook=value, run_id=value,
+                    outcome="success", created_at=float(i))
+            for i, (key, value) in enumerate(HOSTILE.items())
+        ]  # fmt: skip
+        tier.add(eps)
+        again = open_episodic(episodes_at, embedder, namespace=ns)
+        assert again.count() == len(HOSTILE), ns
+        assert [again.get(e.id) for e in eps] == eps
+        assert again.search(HOSTILE["SQL"], 1)[0].episode.id == f"SQL-{n}"
+        assert again.search("anything", 3, playbook=HOSTILE["quotes"])[0].episode.id == f"quotes-{n}"
+    long = "y" * 100_000
+    tier = tiers["a"]
+    tier.add([Episode(id="long", task=long, summary="s")])
+    got = tier.get("long")
+    assert got is not None and long.startswith(got.task) and len(got.task) >= 4000  # Chroma keeps 4,000 characters
+    before = tier.count()
+    with pytest.raises(InvalidInput, match="lone surrogate"):
+        tier.add([Episode(id="fine", task="fine", summary="s"), Episode(id="bad", task="a\ud800b", summary="s")])
+    with pytest.raises(InvalidInput, match="id must not be empty"):
+        tier.add([Episode(id="", task="t", summary="s")])
+    nul = [
+        Episode(id="fine-2", task="fine", summary="s"),
+        Episode(id="nul", task="a\x00b", summary="s", created_at=1.0),
+    ]
+    if is_postgres_url(episodes_at):
+        with pytest.raises(InvalidInput, match="NUL character"):
+            tier.add(nul)
+        assert tier.count() == before and tier.get("fine") is None and tier.get("fine-2") is None
+    else:
+        tier.add(nul)
+        assert tier.get("nul") == nul[1] and tier.count() == before + 2
+
+
+def test_a_filter_never_hides_an_episode_and_k_may_exceed_the_index_s_default(episodes_at: str, embedder: Any) -> None:
+    """Three rare matches far from the query among 300 episodes are all found with the filter (the pgvector tier
+    searches exactly when the index's rows, filtered after the scan, are fewer than k), and k = 100 gives 100."""
+    tier = open_episodic(episodes_at, embedder, namespace="f")
+    eps = [Episode(id=f"c{i}", task=f"current ratio of company {i}", summary="", outcome="failure") for i in range(297)]
+    eps += [Episode(id=f"s{i}", task=f"weather in town {i}", summary="", outcome="success") for i in range(3)]
+    tier.add(eps)
+    hits = tier.search("current ratio of company 7", 5, outcome="success")
+    assert sorted(h.episode.id for h in hits) == ["s0", "s1", "s2"]
+    assert len(tier.search("current ratio", 100)) == 100
+    assert tier.search("current ratio", 5, playbook="no such playbook") == []
 
 
 @pytest.fixture
@@ -133,14 +219,20 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
-def test_several_writer_processes_on_a_chroma_server_lose_nothing(
-    tmp_path: Path, chroma_server: str, embedder: Any
-) -> None:
+@pytest.fixture(params=["chroma", pytest.param("pgvector", marks=pytest.mark.postgres)])
+def episodes_server(request: pytest.FixtureRequest) -> str:
+    """A server several processes share: `chroma run` on 127.0.0.1, or PostgreSQL with pgvector."""
+    url: str = request.getfixturevalue("chroma_server" if request.param == "chroma" else "pgvector_url")
+    return url
+
+
+def test_several_writer_processes_on_a_server_lose_nothing(tmp_path: Path, episodes_server: str, embedder: Any) -> None:
     writers, per_writer = 4, 25
     start = tmp_path / "go"
+    worker = [sys.executable, "-m", "tests.memory_worker", episodes_server, "shared"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.memory_worker", chroma_server, "shared", str(w), str(per_writer), str(start)],
+            [*worker, str(w), str(per_writer), str(start)],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
@@ -156,7 +248,7 @@ def test_several_writer_processes_on_a_chroma_server_lose_nothing(
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
-    store = EpisodicStore(chroma_server, embedder, namespace="shared")
+    store = open_episodic(episodes_server, embedder, namespace="shared")
     assert store.count() == writers * per_writer
     for w in range(writers):
         for i in range(0, per_writer, 6):
@@ -164,7 +256,7 @@ def test_several_writer_processes_on_a_chroma_server_lose_nothing(
             assert ep is not None and ep.task.startswith(f"writer {w} task {i}:")
             (top,) = store.search(ep.document(), 1)
             assert top.episode.id == ep.id and top.similarity > 0.99  # the stored vector is intact
-    assert EpisodicStore(chroma_server, embedder, namespace="other").count() == 0
+    assert open_episodic(episodes_server, embedder, namespace="other").count() == 0
 
 
 # -- knowledge graph -------------------------------------------------------------------------------------------------
@@ -218,10 +310,12 @@ def test_graph_queries_neighbourhood_paths_bullets_and_mentions(tmp_path: Path) 
 
 
 # -- context assembly -------------------------------------------------------------------------------------------------
-def test_the_fused_context_keeps_its_budget_and_puts_the_stable_part_first(tmp_path: Path, embedder: Any) -> None:
-    kg = KnowledgeGraph(PlaybookStore(f"sqlite:///{tmp_path / 'c.db'}"), namespace="n")
+def test_the_fused_context_keeps_its_budget_and_puts_the_stable_part_first(
+    tmp_path: Path, episodes_at: str, embedder: Any
+) -> None:
+    kg = KnowledgeGraph(_store_beside(episodes_at, tmp_path, "c.db"), namespace="n")
     facts = [kg.add(f"metric {i}", "defined_as", f"formula {i}", valid_from=i) for i in range(10)]
-    eps = EpisodicStore(tmp_path / "chroma", embedder, namespace="n")
+    eps = open_episodic(episodes_at, embedder, namespace="n")
     eps.add(_episodes(10))
     hits = eps.search("current ratio", 5)
     buf = ShortTermBuffer(200)
@@ -267,10 +361,12 @@ def _responder(prompts: list[str]) -> Any:
     return respond
 
 
-def test_the_loop_uses_all_three_tiers_and_a_resumed_run_has_its_buffer_back(tmp_path: Path, embedder: Any) -> None:
-    store = PlaybookStore(f"sqlite:///{tmp_path / 'loop.db'}")
+def test_the_loop_uses_all_three_tiers_and_a_resumed_run_has_its_buffer_back(
+    tmp_path: Path, episodes_at: str, embedder: Any
+) -> None:
+    store = _store_beside(episodes_at, tmp_path, "loop.db")  # on pgvector: playbook, graph and episodes in one database
     store.create("fin", START_PB, namespace="agent-1")
-    memory = Memory.local(store, tmp_path / "chroma", namespace="agent-1", embedder=embedder, config=MemoryConfig())
+    memory = Memory.local(store, episodes_at, namespace="agent-1", embedder=embedder, config=MemoryConfig())
     tasks = [
         Task(id="a", input="Current assets 200, current liabilities 100. What is the current ratio?", target="2"),
         Task(id="b", input="Current assets 900, current liabilities 300. What is the current ratio?", target="3"),

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ace.errors import ConfigError
+from ace.errors import ConfigError, InvalidInput
 from ace.llm.embeddings import Embedder
 
 Outcome = Literal["success", "failure", "unknown"]
@@ -62,6 +62,29 @@ class Episode:
         if self.reflection:
             parts.append(f"Lesson: {self.reflection}")
         return "\n".join(parts)
+
+
+TEXT_FIELDS = ("task", "summary", "outcome", "reflection", "playbook", "task_id", "run_id")
+
+
+def check_episode(episode: Episode, *, nul: bool = True) -> None:
+    """Refuse an episode a tier cannot store as it is, in one clear error before anything is written: an empty id,
+    text that is not valid Unicode (a lone surrogate, which no UTF-8 store holds), and, unless ``nul``, a NUL
+    character (PostgreSQL's text cannot hold one; Chroma can)."""
+    if not episode.id:
+        raise InvalidInput("an episode's id must not be empty")
+    for name in ("id", *TEXT_FIELDS):
+        value = getattr(episode, name)
+        if not nul and "\x00" in value:
+            raise InvalidInput(
+                f"episode {episode.id[:80]!r}: its {name} holds a NUL character, which PostgreSQL text cannot store"
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(
+                f"episode {episode.id[:80]!r}: its {name} is not valid Unicode text (a lone surrogate)"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -171,6 +194,8 @@ class EpisodicStore:
             return
         if self.collection is None:
             raise ConfigError("this episodic store was opened read-only (create=False)")
+        for e in episodes:
+            check_episode(e)
         docs = [e.document() for e in episodes]
         vecs = self.embedder.embed(docs) if vectors is None else vectors
         self.collection.upsert(

@@ -40,11 +40,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from ace.errors import ConfigError, InvalidInput
 from ace.llm.embeddings import Embedder
-from ace.memory.episodic import Episode, Hit, NoEpisodicMemory, Outcome
+from ace.memory.episodic import TEXT_FIELDS, Episode, Hit, NoEpisodicMemory, Outcome, check_episode
 
 TABLE_PREFIX = "ace_episodes"
 HNSW_EF_SEARCH = 40  # pgvector's default
-_FIELDS = ("task", "summary", "outcome", "reflection", "playbook", "task_id", "run_id")
 _COLUMNS = "id, task, summary, outcome, reflection, playbook, version, task_id, run_id, created_at"
 
 
@@ -64,7 +63,7 @@ def shown(location: str) -> str:
     """The URL without its password, for messages."""
     try:
         return make_url(engine_url(location)).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return "a PostgreSQL URL that does not parse"
 
 
@@ -78,24 +77,6 @@ def table_name(namespace: str, prefix: str = TABLE_PREFIX) -> str:
 def _vector(v: Any) -> str:
     """pgvector's text form of a vector: ``[x1,x2,…]``."""
     return "[" + ",".join(repr(float(x)) for x in np.asarray(v, dtype=np.float32).ravel()) + "]"
-
-
-def check(episode: Episode) -> None:
-    """Refuse an episode PostgreSQL cannot store as it is (see the module doc): one clear error, nothing written."""
-    values = {"id": episode.id, **{f: getattr(episode, f) for f in _FIELDS}}
-    if not episode.id:
-        raise InvalidInput("an episode's id must not be empty")
-    for name, value in values.items():
-        if "\x00" in value:
-            raise InvalidInput(
-                f"episode {episode.id[:80]!r}: its {name} holds a NUL character, which PostgreSQL text cannot store"
-            )
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidInput(
-                f"episode {episode.id[:80]!r}: its {name} is not valid Unicode text (a lone surrogate)"
-            ) from None
 
 
 class PgVectorEpisodicStore:
@@ -194,7 +175,7 @@ class PgVectorEpisodicStore:
         if not self.exists:
             raise ConfigError("this episodic store was opened read-only (create=False)")
         for e in episodes:
-            check(e)
+            check_episode(e, nul=False)
         docs = [e.document() for e in episodes]
         vecs = self.embedder.embed(docs) if vectors is None else vectors
         if len(vecs) != len(episodes):
@@ -207,7 +188,8 @@ class PgVectorEpisodicStore:
             }
             for e, doc, v in zip(episodes, docs, vecs, strict=True)
         ]  # fmt: skip
-        updated = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_FIELDS, "version", "created_at", "document", "embedding"))
+        columns = (*TEXT_FIELDS, "version", "created_at", "document", "embedding")
+        updated = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
         with self._begin() as conn:
             conn.execute(
                 text(
