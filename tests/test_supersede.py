@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ace.playbook import AddOp, Delta, RemoveOp, TagOp, UpdateOp, apply
 from ace.playbook.formats import parse_ace
-from ace.playbook.supersede import statement, supersede, superseded_by
+from ace.playbook.supersede import consolidate, statement, supersede, superseded_by
 
 PB = parse_ace(
     "## RULES\n"
@@ -228,3 +228,89 @@ def test_a_question_starting_with_i_is_the_same_fact_in_other_words() -> None:
     pb = parse_ace(f"## F\n[f-00001] What is the phone extension of the oncology desk at Harrow {A} x4747\n")
     assert duplicate_of(pb, f"I need to call oncology at the Harrow clinic. Which extension {A} x4747") == "f-00001"
     assert duplicate_of(pb, f"I need to call oncology at the Linden clinic. Which extension {A} x4747") is None
+
+
+# -- a fact's wordings, and the phrasing learned from them --------------------------------------------------------
+MRI = "Which billing code does a knee MRI at the Harrow clinic use"
+MRI_2 = "A patient gets a knee MRI at Harrow. What do we bill it under?"
+MRI_3 = "What is the billing code for the knee MRI at Harrow?"
+CODES = parse_ace(
+    "## FACTS\n"
+    f"[f-00001] {MRI} {A} BC-1234\n"
+    f"[f-00002] A patient gets a dental cleaning at Linden. What do we bill it under {A} BC-5892\n"
+    f"[f-00003] Who is on call for cardiology on weekdays {A} Dr. Ines Galloway\n"
+    f"[f-00004] Which vendor supplies face masks to the north region {A} Alder Medical\n"
+)
+
+
+def test_a_fact_asked_in_new_words_keeps_them_as_another_wording_up_to_the_limit() -> None:
+    from ace.playbook.focus import fact, with_wording, wordings
+
+    ops, _, dups = consolidate(CODES, [AddOp(section="FACTS", content=fact(MRI_2, "BC-1234"))], asked=MRI_2, wordings=3)
+    assert [d.bullet for d in dups] == ["f-00001"]
+    assert [(op.type, getattr(op, "id", None)) for op in ops] == [("UPDATE", "f-00001"), ("TAG", "f-00001")]
+    after = apply(CODES, Delta(operations=ops)).playbook
+    assert after["f-00001"].content == f"{MRI} | {MRI_2.rstrip('?')} {A} BC-1234" and after["f-00001"].helpful == 1
+    assert wordings(after["f-00001"].content) == [MRI, MRI_2.rstrip("?")]
+    assert with_wording(after["f-00001"].content, "Which billing code does the knee MRI at Harrow use?") is None
+    assert with_wording(after["f-00001"].content, MRI_3, limit=2) is None  # the limit
+    assert with_wording("Check the units first.", MRI_3) is None  # not a fact bullet
+    # wordings=1 (runs recorded before): a TAG only; no question given: a TAG only
+    for kw in ({"asked": MRI_2, "wordings": 1}, {}):
+        ops, _, _ = consolidate(CODES, [AddOp(section="FACTS", content=fact(MRI_2, "BC-1234"))], **kw)
+        assert [op.type for op in ops] == ["TAG"]
+
+
+def test_a_wording_separator_in_a_question_is_no_new_wording() -> None:
+    from ace.playbook.focus import with_wording, wordings
+
+    richer = with_wording(f"{MRI} {A} BC-1234", "knee MRI | Harrow | bill?")
+    assert richer is not None and wordings(richer) == [MRI, "knee MRI Harrow bill"]
+
+
+def test_a_changed_value_keeps_the_facts_wordings_and_takes_the_new_one() -> None:
+    ops, _, _ = consolidate(CODES, [AddOp(section="FACTS", content=f"{MRI_3.rstrip('?')} {A} BC-9999")],
+                            replaces="BC-1234", asked=MRI_3, wordings=3)  # fmt: skip
+    (op,) = ops
+    assert isinstance(op, UpdateOp) and op.id == "f-00001"
+    assert op.content == f"{MRI} | {MRI_3.rstrip('?')} {A} BC-9999"
+
+
+def test_a_plain_name_fact_in_other_words_is_the_one_the_question_finds_first() -> None:
+    """A doctor's name may answer several facts, so sharing it is not enough; the question finding that bullet first
+    is (the ranking the generator uses)."""
+    from ace.playbook.focus import fact
+
+    asked = "A cardiology emergency comes in on weekdays. Which doctor do we page?"
+    ops, _, dups = consolidate(CODES, [AddOp(section="FACTS", content=fact(asked, "Dr. Ines Galloway"))],
+                               asked=asked, wordings=3)  # fmt: skip
+    assert [d.bullet for d in dups] == ["f-00003"] and ops[0].type == "UPDATE"
+    other = "Who is on call for dermatology on weekends?"  # the same doctor, another fact: its own bullet
+    ops, _, dups = consolidate(CODES, [AddOp(section="FACTS", content=fact(other, "Dr. Ines Galloway"))],
+                               asked=other, wordings=3)  # fmt: skip
+    assert not dups and [op.type for op in ops] == ["ADD"]
+
+
+def test_the_phrasing_learned_from_wordings_does_not_count_when_ranking() -> None:
+    """Before: "A patient gets a ... What do we bill it under" finds the other fact asked in those words first.
+    Once one code fact holds two wordings, their differing words are phrasing and the question's subject decides."""
+    from ace.playbook.query import focused, paraphrase_terms
+
+    question = "A patient gets a ECG at Linden. What do we bill it under?"
+    other = parse_ace(
+        "## FACTS\n"
+        f"[f-00001] Which billing code does a ECG at the Linden clinic use {A} BC-3634\n"
+        f"[f-00002] A patient gets a dental cleaning at Linden. What do we bill it under {A} BC-5892\n"
+        f"[f-00003] A patient gets a ECG at Quarry Hill. What do we bill it under {A} BC-8184\n"
+        f"[f-00004] Which billing code does a ECG at the Ostrava clinic use {A} BC-1111\n"
+    )
+    assert focused(other, question, 1)[0][0].id != "f-00001"  # the phrasing wins
+    learned = apply(other, Delta(operations=[UpdateOp(
+        id="f-00004", content=f"Which billing code does a ECG at the Ostrava clinic use | "
+        f"A patient gets a ECG at Ostrava. What do we bill it under {A} BC-1111")])).playbook  # fmt: skip
+    assert {"patient", "clinic"} <= paraphrase_terms(learned) and "ostrava" not in paraphrase_terms(learned)
+    assert focused(learned, question, 1)[0][0].id == "f-00001"
+    # a plain name's wordings teach no phrasing: two facts may share one
+    shared = parse_ace(f"## F\n[f-00001] Which vendor sends masks | Which vendor sends gloves {A} Alder Medical\n")
+    assert paraphrase_terms(shared) == frozenset()
+    assert focused(learned, "", 3) == [] and focused(learned, "knee", 0) == []

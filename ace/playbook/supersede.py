@@ -25,7 +25,7 @@ from ace.playbook.delta import AddOp, MergeOp, Operation, RemoveOp, TagOp, Updat
 from ace.playbook.focus import ARROW, WORDING_SEP, fact_value, with_wording
 from ace.playbook.focus import wordings as wording_list
 from ace.playbook.model import Playbook, Source
-from ace.playbook.query import focused
+from ace.playbook.query import focused, paraphrase_terms, terms
 
 _VALUE = re.compile(
     r"""(?x)
@@ -325,9 +325,12 @@ def _asked_before(playbook: Playbook, content: str, asked: str) -> str | None:
     if value is None:
         return None
     top = focused(playbook, asked, 1)
-    if top and (theirs := fact_value(top[0][0].content)) is not None and _norm_value(theirs) == _norm_value(value):
-        return top[0][0].id
-    return None
+    if not top or (theirs := fact_value(top[0][0].content)) is None or _norm_value(theirs) != _norm_value(value):
+        return None
+    # and they share two terms that are not phrasing: "on call" alone does not make two doctors' shifts one fact
+    phrasing = paraphrase_terms(playbook)
+    shared = (set(terms(asked)) & set(terms(top[0][0].content.rsplit(ARROW, 1)[0]))) - phrasing
+    return top[0][0].id if len(shared) >= 2 else None
 
 
 def _update(op: AddOp, bullet_id: str, note: str, source: Source | None) -> UpdateOp:
