@@ -1,12 +1,17 @@
 """Memory-tier benchmark: episodic retrieval latency and recall@5, knowledge-graph query latency.
 
-    python benchmarks/memory/bench_memory.py --episodes 10000 100000 --edges 100000
+    python benchmarks/memory/bench_memory.py --episodes 10000 100000 --edges 100000 \
+        [--backends chroma pgvector] [--pg-url postgresql+psycopg://...]
 
-Episodic (ChromaDB, persistent directory, cosine HNSW, through ``EpisodicStore`` with its namespace filter):
-N background episodes with random unit vectors (384-d, the MiniLM width) plus, for each of Q queries, 5 planted
-relevant episodes at cosine ~0.75-0.85 to the query and 20 hard distractors at ~0.45-0.55. recall@5 is the share
-of the 5 planted episodes in the top 5. Vectors are synthetic so that the planted truth is known exactly: this
-measures the store's retrieval (approximate HNSW search plus filtering), not the embedder.
+Episodic, on each backend through the tier's own class: ChromaDB (``EpisodicStore``, a persistent directory, cosine
+HNSW, one collection per namespace) and PostgreSQL with pgvector (``PgVectorEpisodicStore``, one table per namespace
+with a cosine HNSW index, in a fresh database made on the server at ``--pg-url``, default ``$ACE_TEST_PGVECTOR_URL``,
+which ``scripts/pgvector-up`` starts; the database is dropped afterwards). N background episodes with random unit
+vectors (384-d, the MiniLM width) plus, for each of Q queries, 5 planted relevant episodes at cosine ~0.75-0.85 to
+the query and 20 hard distractors at ~0.45-0.55. recall@5 is the share of the 5 planted episodes in the top 5.
+Vectors are synthetic so that the planted truth is known exactly: this measures the store's retrieval (approximate
+HNSW search plus filtering), not the embedder. Insert goes through the tier's ``add`` in batches of 5,000 (the
+index is kept up to date as rows come in, as in use); query latency is one ``search(vector, 5)`` call, end to end.
 
 Graph: E facts among E/5 entities (preferential attachment, so some entities are hubs), bulk-inserted into
 ``ace_kg_facts`` of a SQLite store, then loaded lazily by ``KnowledgeGraph`` (the load is timed) and queried:
@@ -17,16 +22,22 @@ transaction with the supersede check) is timed on top.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sqlalchemy import insert
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
 
-from ace.memory import Episode, EpisodicStore, KnowledgeGraph
+from ace.memory import Episode, EpisodicStore, KnowledgeGraph, PgVectorEpisodicStore
 from ace.memory import schema as t
 from ace.store import PlaybookStore
 
@@ -35,6 +46,9 @@ DIM = 384
 
 class _Precomputed:
     """Vectors are passed in; nothing is embedded."""
+
+    name = "precomputed"
+    dim = DIM
 
     def embed(self, texts: object) -> np.ndarray:
         raise RuntimeError("the benchmark passes vectors")
@@ -56,9 +70,35 @@ def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.array(xs), p))
 
 
-def bench_episodic(n: int, queries: int, root: Path) -> None:
+@contextmanager
+def _fresh_database(admin_url: str) -> Iterator[str]:
+    """A new database on the server at ``admin_url`` (its URL), dropped afterwards."""
+    name = f"ace_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def bench_episodic(n: int, queries: int, root: Path, backend: str = "chroma", pg_url: str | None = None) -> None:
+    if backend == "pgvector":
+        if not pg_url:
+            raise SystemExit("--backends pgvector needs --pg-url or $ACE_TEST_PGVECTOR_URL (scripts/pgvector-up)")
+        with _fresh_database(pg_url) as url:
+            store = PgVectorEpisodicStore(url, _Precomputed(), namespace="bench")
+            _bench_episodic(store, n, queries, backend)
+            store.close()
+    else:
+        _bench_episodic(EpisodicStore(root / f"chroma-{n}", _Precomputed(), namespace="bench"), n, queries, backend)
+
+
+def _bench_episodic(store: Any, n: int, queries: int, backend: str) -> None:
     rng = np.random.default_rng(n)
-    store = EpisodicStore(root / f"chroma-{n}", _Precomputed(), namespace="bench")  # type: ignore[arg-type]
     qs = _unit(rng.standard_normal((queries, DIM)))
     planted: dict[int, list[str]] = {}
     vecs, eps = [], []
@@ -88,8 +128,10 @@ def bench_episodic(n: int, queries: int, root: Path) -> None:
         lat.append((time.perf_counter() - t0) * 1000)
         recall.append(len({h.episode.id for h in hits} & set(planted[qi])) / 5)
     print(
-        f"episodic n={n:>7,}: insert {load_s:6.1f} s ({n / load_s:,.0f}/s) | query p50 {pct(lat, 50):.2f} ms "
-        f"p95 {pct(lat, 95):.2f} ms | recall@5 {statistics.mean(recall):.3f} over {queries} queries"
+        f"episodic {backend:<8} n={n:>7,}: insert {load_s:6.1f} s ({n / load_s:,.0f}/s) | query p50 "
+        f"{pct(lat, 50):.2f} ms p95 {pct(lat, 95):.2f} ms p99 {pct(lat, 99):.2f} ms | recall@5 "
+        f"{statistics.mean(recall):.3f} over {queries} queries",
+        flush=True,
     )
 
 
@@ -148,10 +190,13 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--edges", type=int, default=100_000)
+    ap.add_argument("--backends", nargs="+", choices=["chroma", "pgvector"], default=["chroma"])
+    ap.add_argument("--pg-url", default=os.environ.get("ACE_TEST_PGVECTOR_URL"), help="a server with pgvector")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.episodes:
-            bench_episodic(n, args.queries, Path(tmp))
+            for backend in args.backends:
+                bench_episodic(n, args.queries, Path(tmp), backend, args.pg_url)
         if args.edges:
             bench_graph(args.edges, Path(tmp))
 
