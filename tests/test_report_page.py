@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ace.app.run_report import write_run_report
+import pytest
+
+from ace.app.run_report import UnknownPrice, write_run_report
 from ace.collapse import Detectors
-from ace.llm import Usage, cost_usd
+from ace.llm import PRICES, Usage, cost_usd
 from ace.playbook import Delta, parse_ace
 from ace.runs.trajectory import export, replay
 from ace.store import PlaybookStore
@@ -52,8 +54,6 @@ def test_cost_per_role_at_a_models_list_prices(tmp_path: Path) -> None:
     page = (where / "report.html").read_text(encoding="utf-8")
     expected = cost_usd("gpt-4o-mini", Usage(3315, 646, 0))  # the generator's recorded tokens
     assert expected is not None and f"${expected:.4f}" in page and "all roles" in page
-    where, _ = write_run_report(FIXTURE, tmp_path / "unknown", price="no-such-model")
-    assert "No list price is known for &#x27;no-such-model&#x27;" in (where / "report.html").read_text()
     done = subprocess.run(
         [sys.executable, "-m", "ace.cli", "report", str(FIXTURE), "--out", str(tmp_path / "cli"), "--price", "local"],
         capture_output=True, text=True, timeout=120,
@@ -78,3 +78,65 @@ def test_an_exported_history_gets_no_empty_accuracy_plot_and_its_texts_are_escap
     assert "&lt;img src=x onerror=alert(1)&gt; and &lt;/td&gt;&lt;/table&gt;" in page and "<img src=x" not in page
     assert "verified (hash chain and every version&#x27;s digest)" in page and "—" in page
     store.close()
+
+
+def test_an_unknown_price_is_a_usage_error_naming_the_known_ones_and_nothing_is_written(tmp_path: Path) -> None:
+    with pytest.raises(UnknownPrice, match=r"no list price is known for 'no-such-model'; known: .*gpt-4o-mini"):
+        write_run_report(FIXTURE, tmp_path / "unknown", price="no-such-model")
+    assert not (tmp_path / "unknown").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "ace.cli", "report", str(FIXTURE), "--out", str(tmp_path / "cli"), "--price", "nosuch"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    said = " ".join(done.stderr.split())
+    assert "no list price is known for 'nosuch'" in said and all(name in said for name in ("gpt-4o-mini", "local"))
+    assert not (tmp_path / "cli").exists() and len(PRICES) > 2
+
+
+HOSTILE = "<script>alert('r')</script>\"><img src=x onerror=alert(1)> \u202eRTL\u202c zero\u200bwidth | *em* [l](x)"
+
+
+def _hostile_run(root: Path) -> Path:
+    """The fixture in a run directory whose name, trajectory file name, roles and task ids hold markup, a table's
+    "|", Markdown and direction-changing characters."""
+    run = root / 'xss"><img src=x onerror=alert(7)>|pipe'
+    run.mkdir(parents=True)
+    lines = []
+    for line in FIXTURE.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        for call in record.get("calls") or []:
+            call["role"] = HOSTILE + call["role"]
+        if isinstance(record.get("task"), dict):
+            record["task"]["id"] = HOSTILE + str(record["task"].get("id"))
+        lines.append(json.dumps(record))
+    (run / '"><svg onload=alert(8)>\u202e- x.trajectory.jsonl').write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return run
+
+
+def test_the_markdown_report_writes_every_value_as_text(tmp_path: Path) -> None:
+    where, _ = write_run_report(_hostile_run(tmp_path / "runs"), tmp_path / "out")
+    md = (where / "report.md").read_text(encoding="utf-8")
+    # no tag, no raw direction-changing or invisible character: entities and codes, as the console shows them
+    for raw in ("<script", "<img", "<svg", "\u202e", "\u202c", "\u200b"):
+        assert raw not in md, raw
+    assert "# ACE run report: xss&quot;&gt;&lt;img src=x onerror=alert(7)&gt;\\|pipe" in md
+    assert "&quot;&gt;&lt;svg onload=alert(8)&gt;⟨U+202E⟩- x" in md
+    assert "⟨U+202E⟩RTL⟨U+202C⟩ zero⟨U+200B⟩width \\| \\*em\\* \\[l\\](x)curator" in md
+    # every table row keeps its columns: a "|" in a value is escaped
+    for section in md.split("\n## ")[1:]:
+        rows = [r for r in section.splitlines() if r.startswith("|")]
+        if rows:
+            assert {len(re.split(r"(?<!\\)\|", r)) for r in rows} == {len(re.split(r"(?<!\\)\|", rows[0]))}, rows
+    # tokens per role once, with the cost column
+    assert md.count("## Tokens") == 1 and "| role | calls | input tokens |" in md
+    page = (where / "report.html").read_text(encoding="utf-8")
+    assert page.count("Tokens and cost per role") == 1 and "<h2>Tokens per role</h2>" not in page
+
+
+def test_the_html_report_shows_hidden_characters_as_codes(tmp_path: Path) -> None:
+    where, _ = write_run_report(_hostile_run(tmp_path / "runs"), tmp_path / "out")
+    page = (where / "report.html").read_text(encoding="utf-8")
+    _self_contained(page)
+    assert not any(ch in page for ch in "\u202e\u202c\u200b\u2028")
+    assert "⟨U+202E⟩RTL⟨U+202C⟩ zero⟨U+200B⟩width" in page and "<img src=x" not in page

@@ -1,18 +1,19 @@
 """``ace report``'s HTML: one self-contained page (plots embedded as base64 PNG, a stylesheet inline, no script, no
 link out) with what a run's records hold: how far each trajectory could be checked, the collapse detectors' alerts,
 the step table (task, answer, outcome, reflection, delta, version), tokens and cost per role, and the most used
-bullets with their text. Every value is escaped (a trajectory is a file anyone may have written)."""
+bullets with their text. Every value is escaped (a trajectory is a file anyone may have written), its invisible and
+direction-changing characters shown as codes."""
 
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ace.runs.trajectory import reply_field
+from ace.visible import html_text
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1d2330;background:#f6f7f9;
@@ -38,7 +39,9 @@ STEP_TEXT = 240  # characters of a task, an answer or a reflection in the step t
 
 
 def e(value: object) -> str:
-    return html.escape("" if value is None else str(value))
+    """``value`` escaped, its invisible and direction-changing characters shown as ``⟨U+XXXX⟩`` (as the console's
+    pages show them: :mod:`ace.visible`)."""
+    return html_text(value)
 
 
 def cut(value: object, limit: int = STEP_TEXT) -> str:

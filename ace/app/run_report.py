@@ -24,14 +24,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ace.app import report_page
 from ace.collapse import Detectors
-from ace.errors import InputFileError
-from ace.llm import Usage, cost_usd
+from ace.errors import ConfigError, InputFileError
+from ace.llm import PRICES, Usage, cost_usd
 from ace.playbook import REPLAY_POLICY, Delta, Playbook, apply, approx_tokens, render
 from ace.playbook.formats import from_json_data
 from ace.runs.trajectory import load, replay
+from ace.visible import markdown_text
 
 
 @dataclass
@@ -112,6 +114,17 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f} %"
 
 
+class UnknownPrice(ConfigError):
+    """``--price`` names no model of :data:`ace.llm.PRICES` (nothing is written)."""
+
+
+def check_price(price: str | None) -> None:
+    """``price`` if :data:`ace.llm.PRICES` prices it (a name, or a name that starts with one of them), else
+    :class:`UnknownPrice` with the names known."""
+    if price is not None and cost_usd(price, Usage()) is None:
+        raise UnknownPrice(f"no list price is known for {price!r}; known: {', '.join(sorted(PRICES))}")
+
+
 def write_run_report(
     run_dir: str | Path, out_dir: str | Path | None = None, *, price: str | None = None
 ) -> tuple[Path, list[Path]]:
@@ -125,6 +138,7 @@ def write_run_report(
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    check_price(price)
     src = Path(run_dir)
     if src.is_file() and src.name.endswith(".trajectory.jsonl"):  # one run's trajectory (the demo's)
         paths, default_out = [src], src.parent / src.name.replace(".trajectory.jsonl", ".report")
@@ -230,7 +244,7 @@ def write_run_report(
             ax.legend(fontsize=8)
             save(fig, "counters.png")
 
-    md, body = _content(src, traces, methods, roles, written, price)
+    md, body = _content(src, traces, methods, written, price)
     (out / "report.md").write_text(md, encoding="utf-8")
     (out / "report.html").write_text(body, encoding="utf-8")
     return out, [*written, out / "report.md", out / "report.html"]
@@ -240,7 +254,6 @@ def _content(
     src: Path,
     traces: list[RunTrace],
     methods: list[tuple[str, list[bool | None], float]],
-    roles: dict[str, Usage],
     plots: list[Path],
     price: str | None = None,
 ) -> tuple[str, str]:
@@ -288,28 +301,36 @@ def _content(
                 rows,
             )
         )
-    if roles:
-        rows = []
-        for role in sorted(roles):
-            u = roles[role]
-            rows.append([role, str(u.input_tokens), str(u.output_tokens), str(u.cached_tokens)])
-        sections.append(("Tokens per role", ["role", "input tokens", "output tokens", "cached input tokens"], rows))
+    cost_rows, price_note = _role_rows(traces, price)
     title = f"ACE run report: {src.name}"
-    md = [f"# {title}", "", f"Source: `{src}`", ""]
+    # every value is written as text: HTML-significant characters as entities, what Markdown acts on escaped, hidden
+    # characters as codes (a trajectory and the names of its run are files anyone may have written)
+    md = [f"# {markdown_text(title)}", "", f"Source: {markdown_text(src)}", ""]
     for p in plots:
-        md += [f"![{p.stem}]({p.name})", ""]
-    for name, header, rows in sections:
-        md += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        md += [f"![{markdown_text(p.stem)}]({quote(p.name)})", ""]
+    tables = [*sections]
+    if cost_rows:
+        header = ["role", "calls", "input tokens", "output tokens", "cached input tokens", "cost"]
+        tables.append(("Tokens and cost per role", header, cost_rows))
+    for name, header, rows in tables:
+        md += [f"## {markdown_text(name)}", "", "| " + " | ".join(map(markdown_text, header)) + " |"]
+        md += ["|" + "---|" * len(header)]
+        md += ["| " + " | ".join(markdown_text(c) for c in r) + " |" for r in rows]
         md.append("")
+        if name == "Tokens and cost per role":
+            md += [markdown_text(price_note + " Latency is not recorded in trajectories."), ""]
     alerts = [(t.name, a) for t in traces for a in t.alerts]
     if traces:
         md += ["## Alerts", ""]
-        md += [f"- {n}: {_shown(a)} {a['detector']} ({a['severity']}): {a['message']}" for n, a in alerts] or ["none"]
+        md += [
+            f"- {markdown_text(n)}: {markdown_text(_shown(a))} {markdown_text(a['detector'])} "
+            f"({markdown_text(a['severity'])}): {markdown_text(a['message'])}"
+            for n, a in alerts
+        ] or ["none"]
         md.append("")
     for t in traces:
-        md += [f"Note on {t.name}: {note}" for note in t.notes]
-    cost_rows, price_note = _role_rows(traces, price)
+        for note in t.notes:
+            md += [f"Note on {markdown_text(t.name)}: {markdown_text(note)}", ""]
     pages = [_run_page(t) for t in traces]
     body = report_page.page(title, src, pages, sections, plots, cost_rows, price_note)
     return "\n".join(md) + "\n", body
@@ -356,13 +377,11 @@ def _role_rows(traces: list[RunTrace], price: str | None) -> tuple[list[list[str
                      "—" if cost is None else f"${cost:.4f}"])  # fmt: skip
     if rows and total is not None:
         rows.append(["all roles", f"{sum(calls.values()):,}", "", "", "", f"${total:.4f}"])
-    if price and total is None:
-        note = f"No list price is known for {price!r} (ace.llm.PRICES): the cost is not shown."
-    elif price:
+    if price:
         note = f"Cost at the list prices of {price!r} (ace.llm.PRICES)."
     else:
         note = "Trajectories record tokens, not their model: ace report --price MODEL prices them."
     return rows, note
 
 
-__all__ = ["RunTrace", "rolling", "trace", "write_run_report"]
+__all__ = ["RunTrace", "UnknownPrice", "check_price", "rolling", "trace", "write_run_report"]

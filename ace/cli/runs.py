@@ -240,9 +240,12 @@ def report(
     size per version with the collapse detectors' alerts, the step table, tokens and cost per role, bullet counters
     with their text) or a collapse-benchmark result."""
     if run.is_dir() or run.name.endswith(".trajectory.jsonl"):
-        from ace.app.run_report import write_run_report
+        from ace.app.run_report import UnknownPrice, write_run_report
 
-        _, files = write_run_report(run, out_dir, price=price)
+        try:
+            _, files = write_run_report(run, out_dir, price=price)
+        except UnknownPrice as e:  # a usage error (exit status 2), as an option out of its range is
+            raise typer.BadParameter(str(e), param_hint="--price") from None
         for f in files:
             out.print(f"wrote {f}")
         return
