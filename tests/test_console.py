@@ -523,7 +523,9 @@ def _runs(store: PlaybookStore, root: Path) -> Path:
     (root / "exp-1" / "summary.json").write_text(json.dumps({"rows": rows}))
     text = (root / "exp-1" / "h.trajectory.jsonl").read_text()
     (root / "tampered.trajectory.jsonl").write_text(text.replace("One.", "Two."))
-    shutil.copy(FIXTURE, root / "x<script>alert(1)<\u202e.trajectory.jsonl")
+    shutil.copy(FIXTURE, root / "x<script>alert(1)<.trajectory.jsonl")
+    shutil.copy(FIXTURE, root / "rtl\u202ename.trajectory.jsonl")  # a name the run's page refuses: not listed
+    (root / "rtl\u202edir").mkdir()
     os.mkfifo(root / "fifo.trajectory.jsonl")
     (root / "out").symlink_to("/etc")
     (root / "passwd.trajectory.jsonl").symlink_to("/etc/passwd")
@@ -544,11 +546,15 @@ def test_the_runs_page_lists_what_the_server_can_read_and_shows_the_step_table(
     assert listing.status_code == 200
     names = re.findall(r'<a href="/ui/runs/([^"]+)"><code>', listing.text)
     assert sorted(names) == sorted(["demo.trajectory.jsonl", "exp-1", "tampered.trajectory.jsonl", "inner",
-                                    "x%3Cscript%3Ealert%281%29%3C%E2%80%AE.trajectory.jsonl"])  # fmt: skip
-    assert (
-        "<script>alert" not in listing.text
-        and '&lt;script&gt;alert(1)&lt;<span class="cc" title="U+202E">' in listing.text
-    )
+                                    "x%3Cscript%3Ealert%281%29%3C.trajectory.jsonl"])  # fmt: skip
+    assert "<script>alert" not in listing.text and "&lt;script&gt;alert(1)&lt;.trajectory" in listing.text
+    # every name listed opens; a name the console refuses (a direction-changing character) is not listed
+    assert "rtl" not in listing.text and all(client.get(f"/ui/runs/{n}").status_code == 200 for n in names)
+    refused = client.get("/ui/runs/rtl%E2%80%AEname.trajectory.jsonl")
+    assert refused.status_code == 422 and "holds the control or invisible character U+202E" in refused.text
+    assert "not a path" not in refused.text
+    long = client.get("/ui/runs/" + "a" * 300)
+    assert long.status_code == 422 and "300 characters long (at most 255)" in long.text
     demo = client.get("/ui/runs/demo.trajectory.jsonl")
     assert demo.status_code == 200
     assert (
@@ -872,3 +878,153 @@ def test_ace_ui_serves_the_console_with_a_new_admin_token(tmp_path: Path) -> Non
         proc.wait(timeout=10)
     short = subprocess.run([*cmd, "--token", "too-short"], capture_output=True, text=True, env=env, timeout=60)
     assert short.returncode == 1 and "at least 16 characters" in short.stderr
+
+
+def test_a_partial_approval_refuses_a_long_reason_and_one_that_keeps_nothing_and_nothing_is_written(
+    app: Any, store: PlaybookStore
+) -> None:
+    client = _client(app, REVIEWER)
+    page = client.get("/ui/p/team-a/support/review").text
+    # the edit box's example names a bullet of this change, not an id the playbook does not have
+    example = re.search(r'placeholder=\'\{"operations": \[\{"type": "UPDATE", "id": "([^"]+)"', page)
+    assert example is not None and example.group(1) == _id_of(store, PENDING_TEXT)
+    csrf, url = _csrf(page), "/ui/p/team-a/support/review/approve"
+
+    def untouched() -> None:
+        assert store.head_version("support", namespace="team-a") == 7
+        assert store.resolve("support", SERVING, namespace="team-a") == 6
+        assert [m.reason for m in store.channel_log("support", namespace="team-a", channel="serving")][-1] != "x"
+
+    long = "START" + "r" * 2990 + "END"
+    for keep in (["7"], []):  # the whole change kept, or a part: the reason is refused as the API refuses it
+        sent = client.post(url, data={"csrf": csrf, "to": "7", "part": "1", "keep": keep, "reason": long},
+                           headers=ORIGIN)  # fmt: skip
+        assert sent.status_code == 422 and "a reason is at most 2,000 characters, not 2,998" in sent.text
+        assert long in sent.text  # the form as it was sent: nothing the reviewer wrote is lost
+        untouched()
+    nothing = client.post(url, data={"csrf": csrf, "to": "7", "part": "1", "reason": "none of it"}, headers=ORIGIN)
+    assert nothing.status_code == 422 and "keeps no version" in nothing.text and "reject the change" in nothing.text
+    untouched()
+    log = store.channel_log("support", namespace="team-a", channel="serving")
+    assert all("approved part" not in (m.reason or "") for m in log)
+    at_limit = "START" + "r" * 1992 + "END"
+    done = client.post(url, data={"csrf": csrf, "to": "7", "part": "1", "keep": ["7"], "reason": at_limit},
+                       headers=ORIGIN)  # fmt: skip
+    assert done.status_code == 200 and store.resolve("support", SERVING, namespace="team-a") == 7
+
+
+def test_the_review_banner_shows_only_what_this_session_did(app: Any, store: PlaybookStore) -> None:
+    client = _client(app, REVIEWER)
+    for done in ("rejected", "approved", "part", "rejected.1.x", "approved." + str(int(time.time())) + "." + "0" * 32):
+        page = client.get(f"/ui/p/team-a/support/review?done={done}").text
+        assert 'class="notice"' not in page and "Rejected:" not in page and "Approved" not in page.split("<h2")[0]
+    csrf = _csrf(client.get("/ui/p/team-a/support/review").text)
+    sent = client.post("/ui/p/team-a/support/review/approve", data={"csrf": csrf, "to": "7"}, headers=ORIGIN,
+                       follow_redirects=False)  # fmt: skip
+    assert sent.status_code == 303 and "?done=approved." in sent.headers["location"]
+    assert "Approved: serving is now v7" in client.get(sent.headers["location"]).text
+    other = _client(app, REVIEWER)  # another session of the same token: the link is not its own
+    assert 'class="notice"' not in other.get(sent.headers["location"]).text
+
+
+def test_signing_out_ends_the_session_even_for_a_copied_cookie(app: Any) -> None:
+    import base64
+
+    client = _client(app, ADMIN)
+    copied = client.cookies["ace_console"]
+    encoded = base64.urlsafe_b64encode(ADMIN.encode()).decode().rstrip("=")
+    assert ADMIN not in copied and encoded not in copied and encoded[:12] not in copied  # never the token
+
+    def with_cookie(value: str) -> Any:
+        return TestClient(app).get("/ui/", headers={"Cookie": f"ace_console={value}"}, follow_redirects=False)
+
+    assert with_cookie(copied).status_code == 200
+    nonce, rest = copied.split(".", 1)
+    for forged in (
+        "0" * 32 + "." + rest,  # another nonce
+        f"{nonce}.{encoded}",  # the old form: a nonce and the token
+        "0" * 32 + "." + encoded,
+        copied[:-1] + ("0" if copied[-1] != "0" else "1"),  # the MAC changed
+        copied.replace(".", ".9", 2),  # the times changed
+    ):
+        assert with_cookie(forged).status_code == 303, forged
+    csrf = _csrf(client.get("/ui/").text)
+    out = client.post("/ui/logout", data={"csrf": csrf}, headers=ORIGIN, follow_redirects=False)
+    assert out.status_code == 303
+    gone = with_cookie(copied)
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/ui/login")
+    assert _client(app, ADMIN).get("/ui/").status_code == 200  # signing in again starts a new session
+
+
+def test_a_token_removed_or_demoted_in_the_tokens_file_stops_working_while_the_server_runs(
+    store: PlaybookStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import os
+
+    from ace.service import auth
+
+    monkeypatch.setattr(auth, "RELOAD_S", 0.0)  # look at the file at every check (once a second when serving)
+    path = tmp_path / "tokens.json"
+
+    def write(table: dict[str, Any]) -> None:
+        path.write_text(json.dumps(table))
+        os.chmod(path, 0o600)
+        stamp = time.time() + (len(path.read_text()) % 7) + 2  # a new mtime even where the clock is coarse
+        os.utime(path, (stamp, stamp))
+
+    write(TOKENS)
+    app = create_app(store, Tokens.load(path))
+    reader, reviewer = _client(app, READER), _client(app, REVIEWER)
+    api = TestClient(app)
+    bearer = {"Authorization": f"Bearer {READER}"}
+    assert api.get("/v1/playbooks/team-a/support", headers=bearer).status_code == 200
+    assert 'action="/ui/p/team-a/support/review/approve"' in reviewer.get("/ui/p/team-a/support/review").text
+    csrf = _csrf(reviewer.get("/ui/p/team-a/support/review").text)
+    changed = json.loads(json.dumps(TOKENS))
+    del changed["tokens"][READER]
+    changed["tokens"][REVIEWER]["role"] = "read"
+    write(changed)
+    assert api.get("/v1/playbooks/team-a/support", headers=bearer).status_code == 401
+    assert reader.get("/ui/", follow_redirects=False).status_code == 303  # its session ended
+    page = reviewer.get("/ui/p/team-a/support/review").text
+    assert 'action="/ui/p/team-a/support/review/approve"' not in page
+    refused = reviewer.post("/ui/p/team-a/support/review/approve", data={"csrf": csrf, "to": "7"}, headers=ORIGIN)
+    assert refused.status_code == 403 and store.resolve("support", SERVING, namespace="team-a") == 6
+    # a file that no longer loads keeps the tokens as they were, and says so: it never opens access
+    with caplog.at_level(logging.ERROR, logger="ace.service.auth"):
+        path.write_text('{"tokens": ')
+        os.utime(path, (time.time() + 20, time.time() + 20))
+        assert api.get("/v1/playbooks/team-a/support", headers=bearer).status_code == 401
+        assert api.get("/v1/playbooks/team-a/support", headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
+    assert "does not load" in caplog.text and "stay" in caplog.text
+
+
+def test_the_newest_change_has_no_link_to_a_change_after_it(app: Any) -> None:
+    client = _client(app, ADMIN)
+    for url in ("/ui/p/team-a/support/diff", "/ui/p/team-a/support/diff?from=1&to=7", "/ui/p/team-b/secret/diff"):
+        page = client.get(url)
+        assert page.status_code == 200 and "the change after" not in page.text, url
+    middle = client.get("/ui/p/team-a/support/diff?from=2&to=3").text
+    assert 'diff?from=3&amp;to=4">the change after' in middle
+    assert client.get("/ui/p/team-a/support/diff?from=6&to=7").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("asked", "goes"),
+    [
+        ("/ui/../../evil", "/ui/"),
+        ("/ui/%2e%2e/%2E%2E/evil", "/ui/"),
+        ("/ui/p/..", "/ui/"),
+        ("/ui/p/../runs", "/ui/runs"),
+        ("/ui/./p/team-a/support?x=1", "/ui/p/team-a/support?x=1"),
+        ("https://evil.example/ui/", "/ui/"),
+        ("//evil.example/ui/", "/ui/"),
+    ],
+)
+def test_where_to_go_after_signing_in_stays_under_the_console(app: Any, asked: str, goes: str) -> None:
+    client = _client(app)
+    nonce = _csrf(client.get("/ui/login", params={"next": asked}).text)
+    done = client.post("/ui/login", data={"csrf": nonce, "token": ADMIN, "next": asked}, headers=ORIGIN,
+                       follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303 and done.headers["location"] == goes

@@ -28,6 +28,8 @@ import hmac
 import logging
 import os
 import stat
+import threading
+import time
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ TOKEN_ENV = "ACE_TOKENS"
 MIN_TOKEN_CHARS = 16
 MAX_TOKENS_FILE = 1 << 20  # bytes: a tokens file holds a few hundred entries, not megabytes
 FIELDS = ("name", "namespaces", "role")
+RELOAD_S = 1.0  # a tokens file is looked at again at most this often (its size, mtime and inode)
 SHAPE = "{'tokens': {TOKEN: {'name': NAME, 'namespaces': [...], 'role': 'read' | 'write' | 'review' | 'admin'}}}"
 
 log = logging.getLogger(__name__)
@@ -75,21 +78,72 @@ def default_name(token: str) -> str:
     return "token-" + hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
-class Tokens:
-    """The token table; :meth:`grant` finds a presented token's grant (or None) in constant time per entry."""
+def token_digest(token: str) -> str:
+    """What names a token where the token itself must not be (a console session): 32 hex digits of an HMAC of it."""
+    return hmac.new(token.encode("utf-8"), b"ace-token-digest", hashlib.sha256).hexdigest()[:32]
 
-    def __init__(self, grants: dict[str, Grant]) -> None:
+
+class Tokens:
+    """The token table; :meth:`grant` finds a presented token's grant (or None) in constant time per entry.
+
+    Loaded from a file (:meth:`load`), the table follows the file: at most once a second (:data:`RELOAD_S`) a check
+    looks at the file's size, modification time and inode, and a file that changed is read again, so a token removed
+    or demoted there stops working (its console sessions too) within a second. A file that no longer loads (not
+    JSON, a wrong field, a mode others may write, gone) keeps the tokens as they were and logs an error, once per
+    change of the file: a mistake in it never opens access. ``$ACE_TOKENS`` is read once (restart to change it)."""
+
+    def __init__(self, grants: dict[str, Grant], *, source: Path | None = None) -> None:
         self._grants = grants
+        self._digests = {token_digest(t): t for t in grants}
+        self._source = source
+        self._stamp = _stamp(source) if source is not None else None
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._grants)
 
     def grant(self, presented: str) -> Grant | None:
+        self.refresh()
         found = None
         for token, grant in self._grants.items():  # every entry compared: no early exit that timing could reveal
             if hmac.compare_digest(token.encode(), presented.encode()):
                 found = grant
         return found
+
+    def by_digest(self, digest: str) -> tuple[str, Grant] | None:
+        """The token whose :func:`token_digest` is ``digest``, and its grant (None: no such token now)."""
+        self.refresh()
+        grants, digests = self._grants, self._digests
+        token = digests.get(digest)
+        return None if token is None or token not in grants else (token, grants[token])
+
+    def refresh(self, *, now: float | None = None) -> bool:
+        """Read the tokens file again if it changed since it was read (checked at most once per :data:`RELOAD_S`);
+        True when the table changed."""
+        if self._source is None:
+            return False
+        now = time.monotonic() if now is None else now
+        if now - self._checked < RELOAD_S:
+            return False
+        with self._lock:
+            if now - self._checked < RELOAD_S:
+                return False
+            self._checked = now
+            stamp = _stamp(self._source)
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp
+            try:
+                fresh = Tokens.load(self._source)
+            except ConfigError as e:
+                log.error(
+                    "%s: the tokens file changed and does not load (%s); the tokens read before stay", self._source, e
+                )
+                return False
+            self._grants, self._digests = fresh._grants, fresh._digests
+            log.info("%s: the tokens file changed: %d token(s) now", self._source, len(fresh))
+            return True
 
     @classmethod
     def parse(cls, data: object, *, where: str) -> Tokens:
@@ -131,7 +185,8 @@ class Tokens:
                 if isinstance(e, ConfigError):
                     raise
                 raise ConfigError(f"{p}: cannot read the tokens file ({e})") from None
-            return cls.parse(data, where=str(p))
+            table = cls.parse(data, where=str(p))
+            return cls(table._grants, source=p)
         raw = os.environ.get(TOKEN_ENV)
         if not raw:
             raise ConfigError(f"no tokens: pass --tokens FILE or set ${TOKEN_ENV} (the service never runs open)")
@@ -182,6 +237,15 @@ def _kind(value: object) -> str:
         return "null"
     kind = type(value).__name__
     return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells that a file changed: its size, modification time (ns), inode and change time; None: no file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
 def _check_mode(path: Path, mode: int) -> None:

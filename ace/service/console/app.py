@@ -1,10 +1,14 @@
 """The console's ASGI application (Starlette + Jinja2), mounted by :func:`ace.service.app.create_app` at ``/ui``.
 
 Sign-in: ``GET /login`` shows a form (with a sign-in nonce in an HttpOnly cookie and the form); ``POST /login`` checks
-the token against the service's :class:`~ace.service.auth.Tokens` and keeps it in the ``ace_console`` cookie
-(HttpOnly, SameSite=Strict, Secure over https, scoped to the console's path) beside a random session nonce. Every
-form of a signed-in page carries ``csrf`` = HMAC-SHA256(token, nonce): no other origin can read the cookie to make
-one, and it changes at every sign-in. Every POST must also name this origin in ``Origin`` (or ``Referer``). A read
+the token against the service's :class:`~ace.service.auth.Tokens` and sets the ``ace_console`` cookie (HttpOnly,
+SameSite=Strict, Secure over https, scoped to the console's path): a signed session (:func:`session_cookie`: a random
+nonce, the times it was issued and expires, a digest of the token, never the token, and an HMAC of them under the
+token). A cookie changed in any part, expired, of a token no longer in the tokens file, or signed out is no session.
+Signing out records the nonce as revoked in this process (``ace serve --processes N``: in the process that answered;
+the others take the cookie until it expires, 12 h, or its token is removed from the tokens file). Every form of a
+signed-in page carries ``csrf`` = HMAC-SHA256(token, nonce): no other origin can read the cookie to make one, and it
+changes at every sign-in. Every POST must also name this origin in ``Origin`` (or ``Referer``). A read
 token gets no write or review controls; a POST it makes anyway reaches the service's role check and is a 403.
 
 Pages: ``/`` (namespaces and playbooks), ``/p/{ns}/{name}`` (prompt, sections, bullets, search), ``…/timeline``,
@@ -16,19 +20,18 @@ pages saying what went wrong, with the status the HTTP service would answer.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import logging
 import re
 import secrets
-import unicodedata
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
@@ -43,7 +46,7 @@ from ace.errors import AceError
 from ace.names import InvalidName
 from ace.playbook.errors import DeltaError, PlaybookFormatError
 from ace.runs.workspace import runs_dir as default_runs_dir
-from ace.service.auth import Grant, Tokens
+from ace.service.auth import Grant, Tokens, token_digest
 from ace.service.console import runs as run_pages
 from ace.service.console import views
 from ace.service.console.runs import ReportRenderer, RunNotFound, RunsDir
@@ -57,9 +60,10 @@ from ace.store import (
     StoreIntegrityError,
     VersionNotFound,
 )
+from ace.visible import code, spans
 
 HERE = Path(__file__).resolve().parent
-COOKIE = "ace_console"  # the session: nonce "." base64url(token)
+COOKIE = "ace_console"  # the session: nonce.issued.expires.token digest.HMAC (session_cookie)
 LOGIN_COOKIE = "ace_login"  # the sign-in form's nonce
 MAX_TOKEN_CHARS = 2048  # a cookie holds about 4 KiB; a token longer than this is no token of ours
 MAX_FORM_BYTES = 1 << 20  # a console form is a few fields, or a reviewer's edit (the API's body limit)
@@ -68,35 +72,25 @@ MAX_FIELD_CHARS = 2000  # a reason, as the service bounds it
 MAX_EDIT_CHARS = 200_000  # a reviewer's edit: a delta as a curator writes it
 SHOWN_CHARS = 600  # of a bullet's content in lists (the whole of it on its blame page)
 SESSION_S = 12 * 3600  # a console cookie lasts this long (signing in again renews it)
+FLASH_S = 120  # the review page's banner after an approval or a rejection is shown this long after it
 
 log = logging.getLogger("ace.service.console")
-
-# characters that a page shows as a visible code instead of acting on the text around them: controls, format and
-# bidi characters (U+202E turns what follows around), line and paragraph separators, private use, unassigned
-_HIDDEN = {"Cc", "Cf", "Zl", "Zp", "Co", "Cn", "Cs"}
-_SUSPECT = re.compile(r"[^\x20-\x7e\n\t]")
 
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 
 
 def show(value: object, limit: int | None = None) -> Markup:
-    """``value`` as HTML text: escaped, every invisible or direction-changing character shown as ``⟨U+XXXX⟩``, and
-    cut to ``limit`` characters with how many more there are."""
+    """``value`` as HTML text: escaped, every invisible or direction-changing character shown as ``⟨U+XXXX⟩``
+    (:mod:`ace.visible`), and cut to ``limit`` characters with how many more there are."""
     text = "" if value is None else str(value)
     cut = 0
     if limit is not None and len(text) > limit:
         text, cut = text[:limit], len(text) - limit
-    parts: list[str] = []
-    start = 0
-    for m in _SUSPECT.finditer(text):  # ASCII text other than controls is never looked at twice
-        i, ch = m.start(), m.group()
-        if ch != "\u00ad" and (ch.isprintable() or unicodedata.category(ch) not in _HIDDEN):
-            continue
-        parts.append(str(escape(text[start:i])))
-        parts.append(f'<span class="cc" title="U+{ord(ch):04X}">⟨U+{ord(ch):04X}⟩</span>')
-        start = i + 1
-    parts.append(str(escape(text[start:])))
+    parts = [
+        f'<span class="cc" title="U+{ord(t):04X}">{code(t)}</span>' if is_code else str(escape(t))
+        for t, is_code in spans(text)
+    ]
     if cut:
         parts.append(f'<span class="more">… ({cut:,} more characters)</span>')
     return Markup("".join(parts))
@@ -140,15 +134,63 @@ class _Refused(Exception):
     """A POST without a valid CSRF token or from another origin (403)."""
 
 
-def _b64(token: str) -> str:
-    return base64.urlsafe_b64encode(token.encode("utf-8")).decode("ascii").rstrip("=")
+def _session_mac(token: str, body: str) -> str:
+    return hmac.new(token.encode("utf-8"), b"ace-console-session:" + body.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def _unb64(text: str) -> str | None:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+def session_cookie(token: str, *, now: float | None = None) -> str:
+    """A new session's cookie: ``nonce.issued.expires.digest.mac``: a random nonce, the times (POSIX seconds), the
+    token's :func:`~ace.service.auth.token_digest` (never the token) and an HMAC-SHA256 of them under the token, so
+    only the server (which holds the token) makes one and nothing in it can be changed."""
+    issued = int(time.time() if now is None else now)
+    body = f"{secrets.token_hex(16)}.{issued}.{issued + SESSION_S}.{token_digest(token)}"
+    return body + "." + _session_mac(token, body)
+
+
+_COOKIE_SHAPE = re.compile(r"([0-9a-f]{32})\.([0-9]{1,12})\.([0-9]{1,12})\.([0-9a-f]{32})\.([0-9a-f]{64})")
+
+
+class Revoked:
+    """The nonces of the sessions signed out in this process, until their cookie would have expired anyway."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, nonce: str, expires: int) -> None:
+        with self._lock:
+            now = time.time()
+            if len(self._held) >= self.size:  # expired ones first; a full table drops those that expire soonest
+                self._held = {n: e for n, e in self._held.items() if e > now}
+                over = max(0, len(self._held) - self.size + 1)
+                for n, _ in sorted(self._held.items(), key=lambda item: item[1])[:over]:
+                    del self._held[n]
+            self._held[nonce] = expires
+
+    def __contains__(self, nonce: object) -> bool:
+        with self._lock:
+            return nonce in self._held
+
+
+def _flash(session: Session, kind: str, *, now: float | None = None) -> str:
+    """The review page's banner after this session's own POST: ``kind.time.mac`` (an HMAC under the session's CSRF
+    value, which no other session or link can make), shown for :data:`FLASH_S` seconds."""
+    body = f"{kind}.{int(time.time() if now is None else now)}"
+    mac = hmac.new(session.csrf.encode(), b"ace-console-flash:" + body.encode(), hashlib.sha256).hexdigest()
+    return body + "." + mac[:32]
+
+
+def _flashed(session: Session, value: str | None, *, now: float | None = None) -> str | None:
+    """The banner's kind if ``value`` is a flash this session made lately, else None (a link cannot fake one)."""
+    kind, _, rest = (value or "").partition(".")
+    stamp = rest.partition(".")[0]
+    if kind not in ("approved", "part", "rejected") or not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
         return None
+    age = (time.time() if now is None else now) - int(stamp)
+    if not -5 <= age <= FLASH_S:
+        return None
+    return kind if hmac.compare_digest(_flash(session, kind, now=int(stamp)), value or "") else None
 
 
 def _csrf(token: str, nonce: str) -> str:
@@ -164,10 +206,10 @@ class Form(dict[str, str]):
 
 
 class Session:
-    """A signed-in request: the grant, the token's CSRF value for forms, the console's base path."""
+    """A signed-in request: the grant, the token's CSRF value for forms, the session's nonce and expiry."""
 
-    def __init__(self, grant: Grant, csrf: str) -> None:
-        self.grant, self.csrf = grant, csrf
+    def __init__(self, grant: Grant, csrf: str, nonce: str = "", expires: int = 0) -> None:
+        self.grant, self.csrf, self.nonce, self.expires = grant, csrf, nonce, expires
 
 
 def create_console(
@@ -179,6 +221,7 @@ def create_console(
     env = _environment()
     states, reviews, alerts = views.States(), views.Reviews(), views.Alerts()
     runs = RunsDir(runs_dir if runs_dir is not None else default_runs_dir(), run_report)
+    revoked = Revoked()
 
     def base(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
@@ -193,15 +236,22 @@ def create_console(
         return HTMLResponse(html, status_code=status, headers=_headers())
 
     def session_of(request: Request) -> Session:
-        raw = request.cookies.get(COOKIE, "")
-        nonce, _, encoded = raw.partition(".")
-        token = _unb64(encoded) if nonce and encoded else None
-        if not token or len(token) > MAX_TOKEN_CHARS or not (nonce.isascii() and nonce.isalnum()):
+        """The session of the request's cookie: its MAC checks under a token of the tokens file (as it is now: a
+        token removed there ends its sessions), it has not expired and it was not signed out."""
+        m = _COOKIE_SHAPE.fullmatch(request.cookies.get(COOKIE, ""))
+        if m is None:
             raise _NotSignedIn
-        grant = tokens.grant(token)
-        if grant is None:
+        nonce, issued, expires, digest, mac = m.groups()
+        now = time.time()
+        if not int(issued) - 60 <= now < int(expires) or int(expires) - int(issued) > SESSION_S or nonce in revoked:
             raise _NotSignedIn
-        return Session(grant, _csrf(token, nonce))
+        found = tokens.by_digest(digest)
+        if found is None:
+            raise _NotSignedIn
+        token, grant = found
+        if not hmac.compare_digest(_session_mac(token, f"{nonce}.{issued}.{expires}.{digest}"), mac):
+            raise _NotSignedIn
+        return Session(grant, _csrf(token, nonce), nonce, int(expires))
 
     def same_origin(request: Request) -> bool:
         claimed = request.headers.get("origin") or request.headers.get("referer")
@@ -310,12 +360,13 @@ def create_console(
             _set_cookie(failed, request, LOGIN_COOKIE, fresh, max_age=3600)
             return failed
         response = RedirectResponse(nxt, status_code=303, headers=_headers())
-        _set_cookie(response, request, COOKIE, secrets.token_hex(16) + "." + _b64(token), max_age=SESSION_S)
+        _set_cookie(response, request, COOKIE, session_cookie(token), max_age=SESSION_S)
         response.delete_cookie(LOGIN_COOKIE, path=base(request) + "/")
         return response
 
     async def logout(request: Request, session: Session) -> Response:
         await checked_post(request)
+        revoked.add(session.nonce, session.expires)  # this cookie, wherever it was copied, is signed out here
         response = RedirectResponse(base(request) + "/login", status_code=303, headers=_headers())
         response.delete_cookie(COOKIE, path=base(request) + "/")
         return response
@@ -391,8 +442,7 @@ def create_console(
     async def review(request: Request, session: Session) -> Response:
         ns, name = where(request)
         ctx = await run("heavy", views.review, svc, session.grant, ns, name, states, reviews)
-        done = request.query_params.get("done")
-        ctx["done"] = done if done in ("approved", "part", "rejected") else None
+        ctx["done"] = _flashed(session, request.query_params.get("done"))  # only after this session's own POST
         return pb_page(
             request, "review.html", {**ctx, "csrf": session.csrf, "form": None, "form_error": None}, session, "review"
         )
@@ -405,11 +455,13 @@ def create_console(
         ns, name = where(request)
         session, fields = await checked_post(request)
         to = _field_int(fields, "to")
-        reason = fields.get("reason", "").strip()[:MAX_FIELD_CHARS] or None
+        reason = fields.get("reason", "").strip() or None
         edit = fields.get("edit", "")
         part = fields.get("part") == "1"
         sent = {"reason": reason or "", "edit": edit[:MAX_EDIT_CHARS], "keep": set(fields.all.get("keep", []))}
         try:
+            if reason is not None and len(reason) > MAX_FIELD_CHARS:  # as the API and the reject form: never cut
+                raise BadRequest(f"a reason is at most {MAX_FIELD_CHARS:,} characters, not {len(reason):,}")
             if len(edit) > MAX_EDIT_CHARS:
                 raise BadRequest(f"an edit is at most {MAX_EDIT_CHARS:,} characters")
             keep = sorted({_number(v, "keep", 1) for v in fields.all.get("keep", [])}) if part else None
@@ -426,7 +478,7 @@ def create_console(
             response.status_code = status
             return response
         reviews.forget(ns, name)
-        return _back(request, "/review?done=" + ("part" if done["part"] else "approved"))
+        return _back(request, "/review?done=" + _flash(session, "part" if done["part"] else "approved"))
 
     async def reject(request: Request, session: Session) -> Response:
         ns, name = where(request)
@@ -435,7 +487,7 @@ def create_console(
         reason = fields.get("reason", "")
         await svc.run("write", svc.reject, session.grant, ns, name, candidate=candidate, reason=reason)
         reviews.forget(ns, name)
-        return _back(request, "/review?done=rejected")
+        return _back(request, "/review?done=" + _flash(session, "rejected"))
 
     def _back(request: Request, suffix: str) -> Response:
         ns, name = where(request)
@@ -557,13 +609,30 @@ def _set_cookie(response: Response, request: Request, key: str, value: str, *, m
 
 
 def _safe_next(value: str | None, root: str) -> str:
-    """Where to go after signing in: a path of the console itself, never another site."""
+    """Where to go after signing in: a path of the console itself (its dot segments resolved, ``%2e`` too, as a
+    browser resolves them), never another site."""
     home = root + "/"
-    if not value or not value.startswith(home) or value.startswith("//") or "\\" in value:
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return home
     if any(not ch.isprintable() for ch in value):
         return home
-    return value
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return home
+    segments: list[str] = []
+    for segment in parts.path.split("/")[1:]:
+        dots = unquote(segment)
+        if dots == "..":
+            if segments:
+                segments.pop()
+        elif dots != ".":
+            segments.append(segment)
+    if unquote(parts.path.rsplit("/", 1)[-1]) in (".", ".."):
+        segments.append("")  # "/ui/p/.." is the directory "/ui/"
+    path = "/" + "/".join(segments)
+    if not path.startswith(home):
+        return home
+    return path + ("?" + parts.query if parts.query else "")
 
 
 def _query(request: Request) -> str:

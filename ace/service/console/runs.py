@@ -6,8 +6,8 @@ A run is named by one entry of that directory: a directory (``ace run``'s ``<run
 trajectory of a directory run by one entry of that directory. A name is never a path: a name with a separator, a
 leading dot (``..``, a hidden file) or a control character is refused, and whatever a name leads to (through a
 symbolic link) must resolve inside the runs directory and be a directory or a regular file (never a FIFO, which
-would block a read). Nothing under it is written: the report is rendered from copies of the files checked, in a
-temporary directory (``report``, given by the layer that has ``ace report``:
+would block a read); an entry of a name refused is not listed. Nothing under it is written: the report is rendered
+from copies of the files checked, in a temporary directory (``report``, given by the layer that has ``ace report``:
 :func:`ace.app.console_report.report_html`), and kept in memory.
 
 The runs directory holds the runs of every namespace: only a token for every namespace (``*``) reads it.
@@ -57,16 +57,28 @@ def may_read_runs(grant: Grant) -> None:
 
 def component(name: str, what: str = "a run") -> str:
     """``name`` if it is one plain name of a directory entry, else :class:`BadRequest`: never a path."""
-    if (
-        not name
-        or len(name) > 255
-        or name.startswith(".")
-        or any(c in name for c in "/\\")
-        or not name.isprintable()
-        or name != name.strip()
-    ):
-        raise BadRequest(f"{what} is named by one entry of the runs directory, not a path: {name[:80]!r}")
+    problem = refused(name)
+    if problem is not None:
+        raise BadRequest(f"{what} is named by one entry of the runs directory: {name[:80]!r} {problem}")
     return name
+
+
+def refused(name: str) -> str | None:
+    """Why the console takes no run or trajectory of this name (None: it takes it)."""
+    if not name:
+        return "is empty"
+    if len(name) > 255:
+        return f"is {len(name):,} characters long (at most 255)"
+    if any(c in name for c in "/\\"):
+        return "holds a path separator (a name, never a path)"
+    if name.startswith("."):
+        return "starts with a dot (.. and hidden entries are not runs)"
+    if not name.isprintable():
+        ch = next(c for c in name if not c.isprintable())
+        return f"holds the control or invisible character U+{ord(ch):04X}"
+    if name != name.strip():
+        return "starts or ends with a space"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +160,7 @@ class RunsDir:
             return []
         found: list[Entry] = []
         for child in self.root.iterdir():
-            if child.name.startswith("."):
+            if refused(child.name) is not None:  # a name the run's page would refuse is no link of the listing
                 continue
             try:
                 path, st = self._inside(child, child.name)
@@ -172,7 +184,7 @@ class RunsDir:
         except OSError:
             return []
         for child in children:
-            if child.name.startswith(".") or not child.name.endswith(TRAJECTORY):
+            if refused(child.name) is not None or not child.name.endswith(TRAJECTORY):
                 continue
             try:
                 _, st = self._inside(child, child.name)

@@ -390,7 +390,9 @@ def diff(
     if 0 < hi - lo <= PAGE_VERSIONS:
         between = [_version_row(h, None) for h in svc.history(grant, namespace, name, since=lo + 1, limit=hi - lo)]
     shown = _page(d, page)
-    return {"v1": v1, "v2": v2, "entries": shown, "counts": shown.counts, "between": between}
+    head = next(c["version"] for c in svc.channels(grant, namespace, name) if c["channel"] == "candidate")
+    # head: no "change after" the head's own
+    return {"v1": v1, "v2": v2, "entries": shown, "counts": shown.counts, "between": between, "head": head}
 
 
 def _page(d: PlaybookDiff, page: int) -> Paged:
@@ -545,7 +547,16 @@ def review(svc: Service, grant: Grant, namespace: str, name: str, states: States
                  "turned_down": svc.turned_down(grant, namespace, name, limit=TURNED_DOWN)}  # fmt: skip
         reviews.put(key, found)
     can = grant.allows(namespace, "review") and found["pending"]["policy"] in REVIEWABLE
-    return {**found, "can_review": can}
+    return {**found, "can_review": can, "example_id": _example_id(found["entries"])}
+
+
+def _example_id(entries: Paged | None) -> str:
+    """A bullet of the change waiting (one it adds or changes), for the edit box's example; else a placeholder no
+    bullet has."""
+    for e in [] if entries is None else entries.items:
+        if e["kind"] not in ("removed", "merged"):
+            return str(e["bullet"].id)
+    return "ID-OF-A-BULLET"
 
 
 def approve(
@@ -561,6 +572,9 @@ def approve(
         channels = {c["channel"]: c["version"] for c in svc.channels(grant, namespace, name)}
         serving = channels.get("serving", channels["candidate"])
         left = [v for v in range(serving + 1, to + 1) if v not in keep]
+        if not keep and not edited:  # nothing served: that is a rejection, never an approval of a part
+            raise BadRequest("this approval keeps no version: check the versions to serve, or reject the change "
+                             "(with its reason) below")  # fmt: skip
         if left and not reason:
             shown = ", ".join(f"v{v}" for v in left[:10]) + (" …" if len(left) > 10 else "")
             raise BadRequest(f"approving part of the change turns {shown} down: say why in the reason")
