@@ -323,6 +323,11 @@ def test_a_reviewer_approves_part_of_a_change_or_edits_it_and_the_rest_is_turned
     svc.commit(writer, "t", "p", _lesson("Porto", "LC-6666"))  # v10
     with pytest.raises(StaleVersionError):
         svc.approve(reviewer, "t", "p", to=9, edit=fix.replace("7778", "7779"), reason="stale view")
+    # a reason of up to 2,000 characters is kept whole in the channel log (the kept parts are its evidence)
+    long_reason = "Porto is not ours; " * 105
+    assert len(long_reason.strip()) <= 2000
+    svc.approve(reviewer, "t", "p", to=10, only=[9], reason=long_reason)
+    assert store.channel_log("p", namespace="t", channel=SERVING)[-1].reason == long_reason.strip()
     store.close()
 
 

@@ -229,3 +229,41 @@ def test_a_failed_run_sends_nothing_and_keeps_nothing(store: PlaybookStore) -> N
         Agent(FunctionModel(down), capabilities=[ace]).run_sync("Refund window?")
     assert ace.last_episode is None and ace.last_run is None and not ace._reads
     assert Service(store).queue.list(namespace="team-a") == []
+
+
+@pytest.mark.model
+def test_an_agent_on_the_local_model_through_its_openai_compatible_server_leaves_a_version(
+    store: PlaybookStore, tmp_path: Path
+) -> None:
+    """The packaged local model served by a real ``llama_cpp.server`` on 127.0.0.1 (what a team runs as an
+    OpenAI-compatible endpoint), a Pydantic AI agent on it with the AcePlaybook capability: the run reads the playbook
+    in its instructions, is queued as an episode, and a worker learns a version from it (the worker's model is the
+    scripted provider: what it learns is not the point here)."""
+    pytest.importorskip("llama_cpp", reason="the local model stack is not installed (scripts/install)")
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from ace.llm.local import default_model_path
+    from tests.conftest import llama_server
+
+    with llama_server(default_model_path(), "smollm2", tmp_path) as base:
+        model = OpenAIChatModel("smollm2", provider=OpenAIProvider(base_url=base, api_key="not-needed"))
+        ace = AcePlaybook(
+            store, "support", namespace="team-a", task="Refund questions",
+            outcome=lambda out: {"success": "30" in out, "message": "the refund window is 30 days"},
+        )  # fmt: skip
+        agent = Agent(model, instructions="Answer in one short sentence.", capabilities=[ace],
+                      model_settings={"max_tokens": 40, "temperature": 0.0})  # fmt: skip
+        result = agent.run_sync("How many days after delivery can a customer get a refund?")
+    assert isinstance(result.output, str) and result.output.strip()
+    sent = ace.last_episode
+    assert sent is not None and sent.status == "queued"
+    assert sent.log["messages"][0] == {
+        "role": "user",
+        "content": "How many days after delivery can a customer get a refund?",
+    }
+    assert sent.log["messages"][-1]["role"] == "assistant" and sent.log["messages"][-1]["content"] == result.output
+    llm = LLM(ScriptedProvider(valid_reply))
+    done = Worker(store, EpisodeQueue(store), llm=lambda: llm, workdir=tmp_path / "runs").run_once()
+    assert done is not None and done.status == "done" and done.committed, done
+    assert store.head_version("support", namespace="team-a") == 2

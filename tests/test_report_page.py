@@ -140,3 +140,19 @@ def test_the_html_report_shows_hidden_characters_as_codes(tmp_path: Path) -> Non
     _self_contained(page)
     assert not any(ch in page for ch in "\u202e\u202c\u200b\u2028")
     assert "⟨U+202E⟩RTL⟨U+202C⟩ zero⟨U+200B⟩width" in page and "<img src=x" not in page
+
+
+def test_a_dollar_sign_in_a_runs_names_is_text_in_the_plots(tmp_path: Path) -> None:
+    """Matplotlib reads "$...$" in a label as mathtext; a role named "$\\frac{$" would stop the report. Labels are
+    plain text."""
+    run = tmp_path / "runs" / "price $\\frac{a$ run"
+    run.mkdir(parents=True)
+    lines = []
+    for line in FIXTURE.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        for call in record.get("calls") or []:
+            call["role"] = "$\\frac{$" + call["role"]
+        lines.append(json.dumps(record))
+    (run / "a $\\x$ b.trajectory.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    where, written = write_run_report(run, tmp_path / "out")
+    assert [p for p in written if p.suffix == ".png"] and (where / "report.html").exists()

@@ -135,6 +135,13 @@ def write_run_report(
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
+    with matplotlib.rc_context({"text.parse_math": False}):  # a "$" in a run's name is text, not mathtext
+        return _write_run_report(run_dir, out_dir, price=price)
+
+
+def _write_run_report(
+    run_dir: str | Path, out_dir: str | Path | None = None, *, price: str | None = None
+) -> tuple[Path, list[Path]]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 

@@ -437,7 +437,10 @@ class Service:
             raise BadRequest(f"{why}: {e}") from e
         evidence = {"reviewed": list(range(serving + 1, to + 1)), "decision": "approved part", "kept": kept,
                     "rejected": left, "edit": None if edit is None else json.loads(edit.to_json())}  # fmt: skip
-        self.store.move_channel(name, SERVING, made.version, namespace=ns, author=author, reason=message[:2000],
+        # the channel log's reason: the whole message when it fits, else the reviewer's own (the parts are evidence)
+        said = reason.strip() if reason and reason.strip() else ""
+        moved_why = message if len(message) <= 2000 else (said or message[:2000])
+        self.store.move_channel(name, SERVING, made.version, namespace=ns, author=author, reason=moved_why,
                                 evidence=evidence, expected=serving)  # fmt: skip
         return self.pending(grant, ns, name)
 
