@@ -274,6 +274,12 @@ def test_a_changed_value_keeps_the_facts_wordings_and_takes_the_new_one() -> Non
     (op,) = ops
     assert isinstance(op, UpdateOp) and op.id == "f-00001"
     assert op.content == f"{MRI} | {MRI_3.rstrip('?')} {A} BC-9999"
+    # the copy-friendly curator chose the UPDATE itself: the same, when its target states the replaced value
+    chosen = UpdateOp(id="f-00001", content=f"{MRI_3.rstrip('?')} {A} BC-9999")
+    (op,) = consolidate(CODES, [chosen], replaces="BC-1234", asked=MRI_3, wordings=3)[0]
+    assert isinstance(op, UpdateOp) and op.content == f"{MRI} | {MRI_3.rstrip('?')} {A} BC-9999"
+    elsewhere = UpdateOp(id="f-00002", content=f"{MRI_3.rstrip('?')} {A} BC-9999")  # not the replaced value's
+    assert consolidate(CODES, [elsewhere], replaces="BC-1234", asked=MRI_3, wordings=3)[0] == [elsewhere]
 
 
 def test_a_plain_name_fact_in_other_words_is_the_one_the_question_finds_first() -> None:

@@ -252,14 +252,11 @@ def consolidate(
             target = replaced_in(playbook, op.content, replaces) if isinstance(op, AddOp) else None
             if isinstance(op, AddOp) and target is not None and target not in named:
                 note = f"supersedes {_norm_value(replaces)!r} (the environment said so)"
-                update = _update(op, target, note, source)
-                held, value = wording_list(playbook[target].content), fact_value(op.content)
-                if held and value is not None:  # the fact's wordings stay; its value changes
-                    kept = f"{WORDING_SEP.join(held)}{ARROW}{value}"
-                    richer = with_wording(kept, asked, wordings) if asked and wordings > 1 else None
-                    update = update.model_copy(update={"content": richer or kept})
-                hinted.append(update)
+                hinted.append(_kept_wordings(playbook, _update(op, target, note, source), asked, wordings))
                 named.add(target)
+            elif isinstance(op, UpdateOp) and op.id in playbook and _states(playbook[op.id].content, replaces):
+                # the curator chose to update the bullet stating the replaced value: the fact's wordings stay too
+                hinted.append(_kept_wordings(playbook, op, asked, wordings))
             else:
                 hinted.append(op)
         operations = hinted
@@ -308,6 +305,23 @@ def supersede(
                 continue
         out.append(op)
     return out, done
+
+
+def _states(content: str, value: str) -> bool:
+    """Whether ``content`` states ``value`` (one of its values, compared as :func:`statement` reads them)."""
+    s = statement(content)
+    return s is not None and _norm_value(value) in s[1]
+
+
+def _kept_wordings(playbook: Playbook, update: UpdateOp, asked: str | None, wordings: int) -> UpdateOp:
+    """``update`` of a fact bullet to a fact's new value, keeping the wordings of the bullet's subject (and
+    ``asked`` as one more, within ``wordings``): what is asked stays, the value changes."""
+    held, value = wording_list(playbook[update.id].content), fact_value(update.content)
+    if not held or value is None:
+        return update
+    kept = f"{WORDING_SEP.join(held)}{ARROW}{value}"
+    richer = with_wording(kept, asked, wordings) if asked and wordings > 1 else None
+    return update.model_copy(update={"content": richer or kept})
 
 
 def specific(value: str) -> bool:
