@@ -164,3 +164,13 @@ def test_an_embedder_of_another_width_is_refused(pgvector_url: str, embedder: An
     with pytest.raises(ConfigError, match="384-d vectors; this embedder \\(tiny\\) makes 8-d ones"):
         PgVectorEpisodicStore(pgvector_url, _Tiny(), namespace="n")
     assert PgVectorEpisodicStore(pgvector_url, _Tiny(), namespace="other").count() == 0  # another namespace: its own
+
+
+def test_ef_search_is_set_for_the_search_only(pgvector_url: str, embedder: Any) -> None:
+    """A wider HNSW candidate list (ef_search) finds the same top episode, and is set for that search's transaction
+    only: the pooled connection goes back with the server's default."""
+    tier = PgVectorEpisodicStore(pgvector_url, embedder, namespace="n", ef_search=120)
+    tier.add([Episode(id=f"e{i}", task=f"ratio of company {i}", summary="s") for i in range(30)])
+    assert tier.search("ratio of company 7", 1)[0].episode.id == "e7"
+    with tier.engine.connect() as conn:
+        assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "40"

@@ -10,10 +10,11 @@ vector``, which needs a role allowed to), then one table per namespace, ``ace_ep
 index on cosine distance, so no read crosses a namespace and a namespace's search scans no other's rows (as Chroma's
 collection per namespace). Vectors are computed by ACE's embedder, as for Chroma.
 
-Search: the HNSW index gives the top ``k`` (``hnsw.ef_search`` raised to ``2k`` when that is above its default of
-40, since it bounds how many rows the index returns). With filters (outcome, time, playbook) the index's rows are
-filtered after the scan, so when fewer than ``k`` come back the search runs again exactly (a sequential scan of the
-namespace's rows that match), so a filter never hides an episode that matches.
+Search: the HNSW index gives the top ``k``, with ``hnsw.ef_search`` (the candidate list: recall against latency,
+docs/memory.md has figures) at ``ef_search`` (default 40, pgvector's own) or ``2k`` if larger, since it also bounds
+how many rows the index returns; set for the search's transaction only. With filters (outcome, time, playbook) the
+index's rows are filtered after the scan, so when fewer than ``k`` come back the search runs again exactly (a
+sequential scan of the namespace's rows that match), so a filter never hides an episode that matches.
 
 Writes are upserts keyed by episode id (a repeated step does not duplicate), one transaction per batch. PostgreSQL's
 text cannot hold NUL characters, and UTF-8 cannot hold lone surrogates: an episode with either is refused whole
@@ -91,6 +92,7 @@ class PgVectorEpisodicStore:
         namespace: str = "default",
         create: bool = True,
         engine: Engine | None = None,
+        ef_search: int = HNSW_EF_SEARCH,
     ) -> None:
         if not namespace:
             raise ConfigError("namespace must not be empty")
@@ -98,6 +100,7 @@ class PgVectorEpisodicStore:
         self.embedder = embedder
         self.url = url
         self.table = table_name(namespace)
+        self.ef_search = ef_search  # HNSW's candidate list per search: higher finds more of the true top k, slower
         try:
             self.engine = engine or create_engine(engine_url(url), pool_pre_ping=True)
         except (ArgumentError, NoSuchModuleError, ValueError) as e:
@@ -230,8 +233,9 @@ class PgVectorEpisodicStore:
             "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
         )
         with self._begin() as conn:
-            if 2 * k > HNSW_EF_SEARCH:
-                conn.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(min(2 * k, 1000))})
+            ef = min(max(self.ef_search, 2 * k), 1000)  # it also bounds how many rows the index returns
+            if ef != HNSW_EF_SEARCH:
+                conn.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef)})
             rows = conn.execute(sql, params).all()
             if conds and len(rows) < k:  # the index's rows were filtered after the scan: search exactly
                 conn.execute(text("SET LOCAL enable_indexscan = off"))

@@ -85,19 +85,35 @@ def _fresh_database(admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def bench_episodic(n: int, queries: int, root: Path, backend: str = "chroma", pg_url: str | None = None) -> None:
+def bench_episodic(
+    n: int,
+    queries: int,
+    root: Path,
+    backend: str = "chroma",
+    pg_url: str | None = None,
+    *,
+    ef_search: tuple[int, ...] = (),
+    index_after: bool = False,
+) -> None:
     if backend == "pgvector":
         if not pg_url:
             raise SystemExit("--backends pgvector needs --pg-url or $ACE_TEST_PGVECTOR_URL (scripts/pgvector-up)")
         with _fresh_database(pg_url) as url:
             store = PgVectorEpisodicStore(url, _Precomputed(), namespace="bench")
-            _bench_episodic(store, n, queries, backend)
+            _bench_episodic(
+                store, n, queries, backend, ef_search=ef_search or (store.ef_search,), index_after=index_after
+            )
             store.close()
     else:
         _bench_episodic(EpisodicStore(root / f"chroma-{n}", _Precomputed(), namespace="bench"), n, queries, backend)
 
 
-def _bench_episodic(store: Any, n: int, queries: int, backend: str) -> None:
+def _bench_episodic(
+    store: Any, n: int, queries: int, backend: str, *, ef_search: tuple[int, ...] = (0,), index_after: bool = False
+) -> None:
+    """Load n episodes through the tier's ``add``, then time ``search(vector, 5)`` per query (once per ef_search
+    value on pgvector; ``index_after``: pgvector loads without its HNSW index and builds it after, as a bulk import
+    would)."""
     rng = np.random.default_rng(n)
     qs = _unit(rng.standard_normal((queries, DIM)))
     planted: dict[int, list[str]] = {}
@@ -110,6 +126,9 @@ def _bench_episodic(store: Any, n: int, queries: int, backend: str) -> None:
         eps += [Episode(id=i, task=i, summary="planted") for i in planted[qi]]
         eps += [Episode(id=f"q{qi}-dis{j}", task="distractor", summary="distractor") for j in range(20)]
     background = n - len(eps)
+    if index_after:
+        with store.engine.begin() as conn:
+            conn.execute(text(f'DROP INDEX "{store.table}_hnsw"'))
     started = time.perf_counter()
     batch = 5000
     for s in range(0, background, batch):
@@ -120,19 +139,31 @@ def _bench_episodic(store: Any, n: int, queries: int, backend: str) -> None:
         )
     store.add(eps, np.array(vecs))
     load_s = time.perf_counter() - started
-    assert store.count() == n
-    lat, recall = [], []
-    for qi, q in enumerate(qs):
+    how = ""
+    if index_after:
         t0 = time.perf_counter()
-        hits = store.search(q, 5)
-        lat.append((time.perf_counter() - t0) * 1000)
-        recall.append(len({h.episode.id for h in hits} & set(planted[qi])) / 5)
-    print(
-        f"episodic {backend:<8} n={n:>7,}: insert {load_s:6.1f} s ({n / load_s:,.0f}/s) | query p50 "
-        f"{pct(lat, 50):.2f} ms p95 {pct(lat, 95):.2f} ms p99 {pct(lat, 99):.2f} ms | recall@5 "
-        f"{statistics.mean(recall):.3f} over {queries} queries",
-        flush=True,
-    )
+        with store.engine.begin() as conn:
+            conn.execute(text("SET LOCAL maintenance_work_mem = '1GB'"))  # the graph in memory: a faster build
+            conn.execute(
+                text(f'CREATE INDEX "{store.table}_hnsw" ON "{store.table}" USING hnsw (embedding vector_cosine_ops)')
+            )
+        how = f" without the index, then the index built in {time.perf_counter() - t0:.1f} s"
+    assert store.count() == n
+    for ef in ef_search:
+        if ef:
+            store.ef_search = ef
+        lat, recall = [], []
+        for qi, q in enumerate(qs):
+            t0 = time.perf_counter()
+            hits = store.search(q, 5)
+            lat.append((time.perf_counter() - t0) * 1000)
+            recall.append(len({h.episode.id for h in hits} & set(planted[qi])) / 5)
+        print(
+            f"episodic {backend:<8} n={n:>7,}: insert {load_s:6.1f} s ({n / load_s:,.0f}/s){how} | "
+            f"{f'ef_search {ef} | ' if ef else ''}query p50 {pct(lat, 50):.2f} ms p95 {pct(lat, 95):.2f} ms "
+            f"p99 {pct(lat, 99):.2f} ms | recall@5 {statistics.mean(recall):.3f} over {queries} queries",
+            flush=True,
+        )
 
 
 def bench_graph(edges: int, root: Path) -> None:
@@ -192,11 +223,14 @@ def main() -> None:
     ap.add_argument("--edges", type=int, default=100_000)
     ap.add_argument("--backends", nargs="+", choices=["chroma", "pgvector"], default=["chroma"])
     ap.add_argument("--pg-url", default=os.environ.get("ACE_TEST_PGVECTOR_URL"), help="a server with pgvector")
+    ap.add_argument("--ef-search", type=int, nargs="+", default=[], help="pgvector: query at each hnsw.ef_search")
+    ap.add_argument("--index-after", action="store_true", help="pgvector: load without the index, build it after")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.episodes:
             for backend in args.backends:
-                bench_episodic(n, args.queries, Path(tmp), backend, args.pg_url)
+                bench_episodic(n, args.queries, Path(tmp), backend, args.pg_url, ef_search=tuple(args.ef_search),
+                               index_after=args.index_after)  # fmt: skip
         if args.edges:
             bench_graph(args.edges, Path(tmp))
 
