@@ -577,3 +577,20 @@ def test_old_versions_are_rebuilt_from_the_waypoints_a_rebuild_left_and_never_fr
     reader._cache.waypoint(pid, 36, wrong)
     assert reader.load("p", 38).digest() == expected[38]  # the planted state fails its digest: the snapshot is read
     reader.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://ace:s3cret-pw@127.0.0.1:5432/ace", "postgresql+psycopg://ace:***@127.0.0.1:5432/ace"),
+        ("http://user:s3cret-pw@127.0.0.1:8000", "http://user:***@127.0.0.1:8000"),
+        ("sqlite:////tmp/ace.db", "sqlite:////tmp/ace.db"),
+        ("/var/lib/ace/chroma", "/var/lib/ace/chroma"),
+        ("postgresql://s3cret-pw@[::1", "postgresql:..."),  # not a URL SQLAlchemy reads: its scheme only
+    ],
+)
+def test_a_store_or_memory_url_is_printed_without_its_password(url: str, shown: str) -> None:
+    """What `ace serve`, `ace worker`, `ace mcp` and `ace ui` print at start-up (found by the pgvector work)."""
+    from ace.store.engine import shown_url
+
+    assert shown_url(url) == shown and ("s3cret" not in shown_url(url))

@@ -256,9 +256,9 @@ def test_a_fact_asked_in_new_words_keeps_them_as_another_wording_up_to_the_limit
     assert with_wording(after["f-00001"].content, MRI_3, limit=2) is None  # the limit
     assert with_wording("Check the units first.", MRI_3) is None  # not a fact bullet
     # wordings=1 (runs recorded before): a TAG only; no question given: a TAG only
-    for kw in ({"asked": MRI_2, "wordings": 1}, {}):
-        ops, _, _ = consolidate(CODES, [AddOp(section="FACTS", content=fact(MRI_2, "BC-1234"))], **kw)
-        assert [op.type for op in ops] == ["TAG"]
+    again = [AddOp(section="FACTS", content=fact(MRI_2, "BC-1234"))]
+    assert [op.type for op in consolidate(CODES, again, asked=MRI_2, wordings=1)[0]] == ["TAG"]
+    assert [op.type for op in consolidate(CODES, again)[0]] == ["TAG"]
 
 
 def test_a_wording_separator_in_a_question_is_no_new_wording() -> None:

@@ -51,7 +51,8 @@ def episodes(
 ) -> None:
     """List the namespace's episodes, newest first, or those most similar to QUERY."""
     from ace.llm.embeddings import MiniLMEmbedder
-    from ace.memory.episodic import NoEpisodicMemory, open_episodic
+    from ace.memory.episodic import NoEpisodicMemory
+    from ace.memory.tiers import open_episodic
 
     location = chroma or str(data_dir() / "chroma")
     embedder = MiniLMEmbedder()

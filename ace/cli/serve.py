@@ -16,6 +16,7 @@ from ace.cli.output import out
 from ace.llm.injection_probe import with_probe
 from ace.service.auth import TOKEN_ENV, Tokens
 from ace.store import PlaybookStore
+from ace.store.engine import shown_url
 
 if TYPE_CHECKING:
     from ace.governance.duty import TrialDuty
@@ -202,8 +203,9 @@ def serve(
     location = _memory_location(memory)
     pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation, threads)).start()
     out.print(
-        f"ace serve: {store.url} on http://{host}:{port} ({len(table)} token(s), {processes} process(es), {workers} "
-        f"worker(s) on {provider}{', memory ' + location if location else ''}); docs at /docs"
+        f"ace serve: {shown_url(store.url)} on http://{host}:{port} ({len(table)} token(s), {processes} "
+        f"process(es), {workers} worker(s) on {provider}{', memory ' + shown_url(location) if location else ''}); "
+        "docs at /docs"
     )
     try:
         if processes == 1:
@@ -260,7 +262,7 @@ def worker(
     (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens, curation, threads, duty)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    out.print(f"ace worker {w.name}: {store.url}, provider {provider}")
+    out.print(f"ace worker {w.name}: {shown_url(store.url)}, provider {provider}")
     handled = 0
     try:
         while not stop.is_set() and (max_episodes is None or handled < max_episodes):
@@ -321,7 +323,7 @@ def mcp(
     )
     pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation, threads)).start()
     # stdout is the protocol's channel over stdio: say what runs on stderr
-    print(f"ace mcp: {store.url} over {transport}, {workers} worker(s) on {provider}", file=sys.stderr)
+    print(f"ace mcp: {shown_url(store.url)} over {transport}, {workers} worker(s) on {provider}", file=sys.stderr)
     try:
         if transport == "stdio":
             server.run("stdio")

@@ -11,6 +11,7 @@ from ace.cli.options import DbOpt
 from ace.llm.injection_probe import with_probe
 from ace.service.auth import Tokens
 from ace.store import PlaybookStore
+from ace.store.engine import shown_url
 
 UI_TOKEN_ENV = "ACE_UI_TOKEN"
 
@@ -45,7 +46,7 @@ def ui(
     store = PlaybookStore(db, policy=with_probe())
     url = f"http://{_host(host)}:{port}/ui/"
     # plain lines (no wrapping): the address and the token are copied from here
-    typer.echo(f"ace ui: the console of {store.url} at {url}")
+    typer.echo(f"ace ui: the console of {shown_url(store.url)} at {url}")
     if token is None:
         typer.echo(f"admin token (a new one at each start; keep one with --token or ${UI_TOKEN_ENV}): {secret}")
     else:

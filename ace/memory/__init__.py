@@ -17,9 +17,10 @@ from ace.llm import LLM, LLMError
 from ace.llm.embeddings import Embedder
 from ace.memory.buffer import Entry, ShortTermBuffer
 from ace.memory.context import Assembled, assemble
-from ace.memory.episodic import Episode, EpisodicStore, EpisodicTier, Hit, open_episodic
+from ace.memory.episodic import Episode, EpisodicStore, EpisodicTier, Hit
 from ace.memory.graph import Fact, FactIn, KnowledgeGraph, extract_facts
 from ace.memory.pgvector import PgVectorEpisodicStore
+from ace.memory.tiers import open_episodic
 from ace.playbook import Playbook
 from ace.store import PlaybookStore
 from ace.tasks import Task

@@ -119,18 +119,6 @@ class EpisodicTier(Protocol):
     def recent(self, limit: int = 10) -> list[Episode]: ...
 
 
-def open_episodic(
-    location: str | Path, embedder: Embedder, *, namespace: str = "default", create: bool = True
-) -> EpisodicTier:
-    """The episodic tier at ``location``: a PostgreSQL URL is the pgvector tier (:mod:`ace.memory.pgvector`), a
-    directory or a ``chroma run`` URL (``http://…``) the Chroma tier."""
-    from ace.memory.pgvector import PgVectorEpisodicStore, is_postgres_url
-
-    if is_postgres_url(location):
-        return PgVectorEpisodicStore(str(location), embedder, namespace=namespace, create=create)
-    return EpisodicStore(location, embedder, namespace=namespace, create=create)
-
-
 def _client(location: str | Path, *, create: bool = True) -> Any:
     import chromadb
     from chromadb.config import Settings

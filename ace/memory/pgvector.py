@@ -3,7 +3,7 @@
 runs one database server.
 
 Chosen by the location: a PostgreSQL URL (``postgresql+psycopg://…``, ``postgresql://…`` or ``postgres://…``) where
-the Chroma tier takes a directory or a ``chroma run`` URL (:func:`~ace.memory.episodic.open_episodic`, which
+the Chroma tier takes a directory or a ``chroma run`` URL (:func:`~ace.memory.tiers.open_episodic`, which
 ``Memory.local``, ``ace serve|worker --memory`` and ``ace memory episodes --chroma`` use). The server needs the
 ``vector`` extension (pgvector 0.5 or later, for HNSW); a writer creates it (``CREATE EXTENSION IF NOT EXISTS
 vector``, which needs a role allowed to), then one table per namespace, ``ace_episodes_<slug>_<hash>``, with an HNSW

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
 
 from ace.store.errors import StoreError
@@ -31,6 +31,16 @@ def default_url() -> str:
         return url
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return f"sqlite:///{base / 'ace' / 'ace.db'}"
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed: its password, if it has one, masked (a plain path is printed as it is)."""
+    if "://" not in url:
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: nothing of it is printed but its scheme
+        return url.split(":", 1)[0] + ":..." if ":" in url else "(a store URL)"
 
 
 def make_engine(url: str, *, busy_timeout_s: float = 60.0, create_dirs: bool = False) -> Engine:
