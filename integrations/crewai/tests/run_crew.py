@@ -53,7 +53,8 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
         llm = ScriptedLLM(model="scripted", replies=list(config["replies"]))
     else:
         llm = LLM(model=f"openai/{config['alias']}", base_url=config["base_url"], api_key="not-needed",
-                  temperature=0.0, max_tokens=config.get("max_tokens", 60))  # fmt: skip
+                  temperature=0.0, max_tokens=config.get("max_tokens", 60),
+                  context_window_size=config.get("context_window", 2048))  # fmt: skip
     outcome = (lambda out: {"success": config["expect"] in out.raw}) if config.get("expect") else None
     ace = AcePlaybook(config["url"], config["playbook"], namespace=config["namespace"], token=config["token"],
                       outcome=outcome, task=config.get("task"), client=client)  # fmt: skip
