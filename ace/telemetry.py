@@ -365,7 +365,11 @@ class _Telemetry:
                 if result.cost_usd is not None:
                     span.set_attribute("ace.cost_usd", float(result.cost_usd))
                 if self.capture:
-                    out = [{"role": "assistant", "parts": [{"type": "text", "content": result.text}]}]
+                    # finish_reason is required by the GenAI conventions (Phoenix drops a reply without one): the
+                    # provider's, else "stop" (the reply validated: it ended)
+                    finish = result.finish_reason or "stop"
+                    out = [{"role": "assistant", "parts": [{"type": "text", "content": result.text}],
+                            "finish_reason": finish}]  # fmt: skip
                     span.set_attribute("gen_ai.output.messages", json.dumps(out, ensure_ascii=False))
                 with_model = {**metric, "gen_ai.response.model": str(result.model)}
                 self.tokens.record(int(usage.input_tokens), {**with_model, "gen_ai.token.type": "input"})

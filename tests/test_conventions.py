@@ -152,8 +152,9 @@ def test_a_fact_learned_from_feedback_answers_the_same_question_in_other_words(t
             # task 1: nothing to copy from, so no generator call; the reflector copies the rule and the value
             ("ok", json.dumps({"subject": rule, "value": first.target, "bullet_tags": []})),
             ("ok", json.dumps({"action": "ADD"})),
-            # task 2: the fact is focused; the generator copies its value; it was right, so no reflector call:
-            # the bullet it copied from is tagged helpful, and there is nothing to curate
+            # task 2: the fact is focused, the only one: its value is the answer with no generator call (the
+            # constrained reply could only be it); it was right, so no reflector call: the bullet it copied from is
+            # tagged helpful, and there is nothing to curate. With relevance = "words" the model is asked.
             ("ok", json.dumps({"final_answer": first.target})),
         ]
         store, setup = _setup(tmp_path, server)
@@ -162,8 +163,21 @@ def test_a_fact_learned_from_feedback_answers_the_same_question_in_other_words(t
     assert [r.correct for r in result.results] == [False, True]
     (bullet,) = list(store.load("conv"))
     assert bullet.content == fact(rule.removesuffix(first.target), first.target) and bullet.helpful == 1
-    assert len(asked) == 3 and result.results[1].delta is not None
-    assert "MOST RELEVANT BULLETS" in asked[2] and first.target in asked[2]
+    assert len(asked) == 2 and result.results[1].delta is not None
+    with FakeOpenAIServer() as server:
+        server.script = [("ok", json.dumps({"final_answer": first.target}))]
+        store.create("conv-words", store.load("conv", version=2))
+        words = RunSetup(
+            llm=_llm(server),
+            store=store,
+            playbook="conv-words",
+            evaluator=conventions,
+            config=LoopConfig(max_rounds=1, focus=3, answers="copy", curation="facts", relevance="words"),
+        )
+        (again_words,) = start(words, [again], run_id="conv-1w", workdir=tmp_path / "run-w").results
+        asked = [r["body"]["messages"][-1]["content"] for r in server.requests]
+    assert again_words.correct and len(asked) == 1
+    assert "MOST RELEVANT BULLETS" in asked[0] and first.target in asked[0]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ ACE = Path(__file__).resolve().parent.parent / "ace"
 # Lowest first. A package may import from any layer below its own, and from itself.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"names", "telemetry"},
+    {"names", "telemetry", "visible"},
     {"playbook"},
     {"store", "llm", "tasks", "collapse", "config"},
     {"memory"},

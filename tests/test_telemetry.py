@@ -265,6 +265,7 @@ def test_a_worker_exports_episodes_with_the_flag_and_message_content_when_asked(
         assert sent and all(m["role"] in ("user", "assistant") and m["parts"][0]["type"] == "text" for m in sent)
         (said,) = json.loads(c.attrs["gen_ai.output.messages"])
         json.loads(said["parts"][0]["content"])  # the scripted reply: JSON
+        assert said["finish_reason"] == "stop"  # required by the conventions (a backend drops a reply without it)
     assert any("run-1" in c.attrs["gen_ai.input.messages"] or "plan 1" in c.attrs["gen_ai.input.messages"]
                for c in chats)  # fmt: skip
     (write,) = receiver.named("update_memory")

@@ -248,4 +248,5 @@ class LLM:
             model=last.model,
             provider=self.provider.name,
             attempts=a.count,
+            finish_reason=last.finish_reason,
         )

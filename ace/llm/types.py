@@ -121,6 +121,7 @@ class LLMResult(Generic[T]):
     model: str
     provider: str
     attempts: int = 1
+    finish_reason: str | None = None  # the last completion's, as the provider said it (None: not said)
 
 
 class LLMError(AceError):
