@@ -9,7 +9,8 @@ model, ``run.roles = "auto"`` gives copy-friendly curation, focus and copied ans
 runs ``ace run`` on it (Base, ICL with as many previous examples as fit the budget, episodic retrieval, the nearest
 earlier episode's answer with no model, ACE online), then prints per method the mean and range over the seeds, and
 for ACE the bullets per distinct fact and, with updates, the accuracy on questions after a change against questions
-about facts that never changed and the bullets still stating a superseded value.
+about facts that never changed, on the questions after the one whose feedback announced the change (all seeds
+pooled), and the bullets still stating a superseded value.
 
     flock /tmp/ace-model.lock python benchmarks/learning/user_family.py --seeds 1 2 3 --out /tmp/user-family
     flock /tmp/ace-model.lock python benchmarks/learning/user_family.py --seeds 1 2 3 --updates 0.3 --out /tmp/upd
@@ -162,6 +163,7 @@ protocols = {protocols}
 labels = [true]
 icl_shots = "fit"
 icl_source = "previous"
+roles = "{roles}"
 """
 
 
@@ -173,6 +175,8 @@ def main() -> None:
     ap.add_argument("--updates", type=float, default=0.0, help="share of the facts that change mid-stream")
     ap.add_argument("--provider", default="local")
     ap.add_argument("--protocols", default='["base", "icl", "retrieval", "nearest", "online"]')
+    ap.add_argument("--roles", choices=["auto", "paper", "embedded"], default="auto",
+                    help="the roles' settings ([run] roles): 'paper' for the paper's free-text roles")  # fmt: skip
     ap.add_argument("--out", type=Path, required=True, help="a directory for the data, configs, runs and results")
     args = ap.parse_args()
     from rich.console import Console
@@ -190,13 +194,19 @@ def main() -> None:
         (work / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         cfg_path = work / "ace.toml"
         cfg_path.write_text(CONFIG.format(seed=seed, provider=args.provider, db=work / "store.db",
-                                          protocols=args.protocols), encoding="utf-8")  # fmt: skip
+                                          protocols=args.protocols, roles=args.roles), encoding="utf-8")  # fmt: skip
         cfg = RunConfig.load(cfg_path)
         with (work / "out.txt").open("w", encoding="utf-8") as log:
             # the run's files under --out (a run id reused elsewhere would resume from that run's cassette)
             summary = run_config(cfg, Console(file=log, width=160), run_id=f"meridian-{seed}", data_dir=work)
         found: dict[str, Any] = {"seed": seed, "methods": {}}
         changed = [i for i, r in enumerate(rows) if "replaces" in r]
+        # the first question after a change is the one whose feedback announces it (nothing could know before): the
+        # questions after the announcement are what a learner that took the update answers
+        announced = {}
+        for i in changed:
+            announced.setdefault(rows[i]["fact"], i)
+        after = [i for i in changed if i != announced[rows[i]["fact"]]]
         steady_keys = {r["fact"] for r in rows} - {r["fact"] for r in rows if "replaces" in r}
         steady = [i for i, r in enumerate(rows) if r["fact"] in steady_keys and i >= min(changed, default=0)]
         for row in summary["rows"]:
@@ -205,6 +215,9 @@ def main() -> None:
             if changed and outcomes:
                 entry["after_change"] = sum(bool(outcomes[i]) for i in changed) / len(changed)
                 entry["unchanged_same_period"] = sum(bool(outcomes[i]) for i in steady) / max(1, len(steady))
+                entry["after_announced"] = [bool(outcomes[i]) for i in after]
+            if row.get("curation"):
+                entry["curation"] = row["curation"]
             if row["method"] == "ACE online" and row.get("playbook"):
                 store = PlaybookStore(cfg.db)
                 pb = store.load(row["playbook"], namespace=cfg.namespace)
@@ -226,11 +239,19 @@ def main() -> None:
             ac = statistics.mean(r["methods"][m]["after_change"] for r in results)
             un = statistics.mean(r["methods"][m]["unchanged_same_period"] for r in results)
             line += f"  after a change {ac:.1%}, unchanged facts same period {un:.1%}"
+            told = [x for r in results for x in r["methods"][m].get("after_announced", [])]
+            if told:
+                line += f", after the change was announced {sum(told) / len(told):.1%} of {len(told)}"
         if m == "ACE online":
             per = [r["methods"][m]["facts"]["per_fact"] or 0 for r in results]
             line += f"  bullets per fact {statistics.mean(per):.2f} (max {max(per):.2f})"
             if args.updates:
                 line += f"  stale bullets {sum(r['methods'][m]['stale_bullets'] for r in results)}"
+            cur = [r["methods"][m].get("curation") or {} for r in results]
+            curated = sum(c.get("curated", 0) for c in cur)
+            if curated:
+                refused, still = sum(c.get("refused", 0) for c in cur), sum(c.get("still_refused", 0) for c in cur)
+                line += f"  curator deltas refused {refused / curated:.0%}, still refused {still / curated:.0%}"
         print(line)
 
 
