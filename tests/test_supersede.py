@@ -320,3 +320,14 @@ def test_the_phrasing_learned_from_wordings_does_not_count_when_ranking() -> Non
     shared = parse_ace(f"## F\n[f-00001] Which vendor sends masks | Which vendor sends gloves {A} Alder Medical\n")
     assert paraphrase_terms(shared) == frozenset()
     assert focused(learned, "", 3) == [] and focused(learned, "knee", 0) == []
+
+
+def test_a_contraction_starting_a_question_names_nothing() -> None:
+    """From a run on a logistics family: "I'm picking pallet wrap in Ingleby - what's the bin location" took "I'm"
+    for a name the other wording lacked, and kept a second bullet for the same code."""
+    from ace.playbook.supersede import duplicate_of
+
+    pb = parse_ace(f"## F\n[f-00001] Which bin holds pallet wrap at Ingleby {A} C37-8\n")
+    assert duplicate_of(pb, f"I'm picking pallet wrap in Ingleby - what's the bin location {A} C37-8") == "f-00001"
+    assert duplicate_of(pb, f"Let's see: which bin holds pallet wrap at Ingleby {A} C37-8") == "f-00001"
+    assert duplicate_of(pb, f"I'm picking pallet wrap in Holloway - what's the bin location {A} C37-8") is None

@@ -147,6 +147,7 @@ _STARTERS = frozenset(
         "she",
         "it",
         "please",
+        "let",
         "tell",
         "give",
         "find",
@@ -163,7 +164,8 @@ def _names(content: str) -> set[str]:
     """The subject's names: its capitalised words (a sentence's first word among them, unless it is a pronoun or a
     word that starts sentences: "I need ...", "Please ..."; see :func:`_conflict`)."""
     ws = re.findall(r"[^\W\d_][\w'-]*", _subject(content))
-    return {w.casefold() for w in ws if w[0].isupper() and w.casefold() not in _PLAIN | _STARTERS}
+    # a contraction is its first word ("I'm", "What's", "Let's" start sentences; they name nothing)
+    return {w.casefold() for w in ws if w[0].isupper() and w.split("'")[0].casefold() not in _PLAIN | _STARTERS}
 
 
 def _conflict(a: str, b: str) -> bool:
