@@ -103,8 +103,52 @@ def test_redact_removes_secret_shapes(text: str, gone: str) -> None:
     assert gone not in out and "REDACTED" in out
 
 
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("PGPASSWORD=SuperSecretPg7 psql -h db", "PGPASSWORD=[REDACTED] psql -h db"),
+        ("export DB_PASS=SuperSecretPass5", "export DB_PASS=[REDACTED]"),
+        ("MYSQL_PWD='SuperSecret3' mysql", "MYSQL_PWD=[REDACTED] mysql"),
+        ("mysql -u root --password SuperSecretCli1 db", "mysql -u root --password [REDACTED] db"),
+        ("mysql --password=SuperSecretCli3 db", "mysql --password=[REDACTED] db"),
+        ("mysql -uroot -pSuperSecretCli2 db", "mysql -uroot -p[REDACTED] db"),
+        ("curl -u admin:SuperSecretBasic6 https://x", "curl -u admin:[REDACTED] https://x"),
+        ("docker login -p SuperSecretDock10 reg.io", "docker login -p [REDACTED] reg.io"),
+        (
+            "echo SuperSecretDock11 | docker login -u me --password-stdin",
+            "echo [REDACTED] | docker login -u me --password-stdin",
+        ),
+        ("sshpass -p SuperSecretSsh ssh host", "sshpass -p [REDACTED] ssh host"),
+        ("gh auth --with-token --api-key k3y-Valu3", "gh auth --with-token --api-key [REDACTED]"),
+        ("curl -H 'X-Api-Key: zq9Xabcdefgh777' x", "curl -H 'X-Api-Key: [REDACTED]' x"),  # no stray ]
+        ("curl -H 'Cookie: session=abc123def' x", "curl -H 'Cookie: [REDACTED]' x"),
+        ('{"client_secret":"SuperSecretJson8","n":1}', '{"client_secret":"[REDACTED]","n":1}'),  # still JSON
+    ],
+)
+def test_redact_removes_passwords_in_names_and_flags(text: str, kept: str) -> None:
+    assert redact(text) == kept
+    if text.startswith("{"):
+        assert json.loads(redact(text))["client_secret"] == "[REDACTED]"
+
+
 def test_redact_keeps_ordinary_text() -> None:
-    for text in ("monkey = 3", "the token count is 12", "Basic authentication is off", "KEYS.md"):
+    for text in (
+        "monkey = 3",
+        "the token count is 12",
+        "Basic authentication is off",
+        "KEYS.md",
+        "pwd = os.getcwd()",  # the working directory, not a password
+        "PWD=/home/dev OLDPWD=/tmp",
+        "BYPASS_CACHE=1",
+        "mysql -p billing",  # -p NAME asks for the password: NAME is the database
+        "psql -p 5432 -h db",
+        "echo $TOKEN | docker login -u me --password-stdin",  # a variable is no secret
+        "curl -u $USER:$PASS https://x",
+        "npm test -- --pass-with-no-tests",
+        "git push --force",
+        "ls -p",
+        "the password is wrong",
+    ):
         assert redact(text) == text
     assert redact("A=1\nexport B = two\n# comment", env_file=True) == "A=[REDACTED]\nexport B = [REDACTED]\n# comment"
 
@@ -232,6 +276,37 @@ def test_a_huge_tool_result_is_bounded_and_redacted_where_it_is_cut(tmp_path: Pa
     assert "characters left out" in task.metadata["transcript"]
     fb = logged_outcome(task, "")
     assert fb.correct is False and "2 failed" in fb.message  # exit 0 (no is_error), but the output says it failed
+
+
+def test_a_value_read_from_a_dotenv_is_redacted_everywhere_in_the_session(tmp_path: Path) -> None:
+    value, quoted = "PlainEnvValueNoShape987", 'Quoted "Value" 42'
+    lines = [
+        _claude_line("user", f"earlier: is {value} right?"),  # said before the .env was read
+        _claude_line("assistant", [{"type": "text", "text": "Let me look."}]),
+        _claude_line("user", "which value does the app use? run the tests"),
+        _claude_line(
+            "assistant", [{"type": "tool_use", "id": "r", "name": "Read", "input": {"file_path": "/repo/.env"}}]
+        ),
+        _claude_line(
+            "user",
+            [{"type": "tool_result", "tool_use_id": "r", "content": f"     1→MY_VALUE={value}\n     2→Q='{quoted}'\n"}],
+        ),
+        _claude_line("assistant", [{"type": "text", "text": f"Done, used {value} from the env."}]),
+        _claude_line(
+            "assistant",
+            [{"type": "tool_use", "id": "t", "name": "Bash", "input": {"command": f"Q='{quoted}' APP={value} pytest"}}],
+        ),
+        _claude_line("user", [{"type": "tool_result", "tool_use_id": "t", "content": f"{value}: 1 passed"}]),
+        _claude_line("user", "thanks"),
+    ]
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    logs = list(session_logs(path, "claude-code", unjudged=True))
+    dumped = json.dumps(logs)
+    assert value not in dumped and "Quoted" not in dumped and "[REDACTED] from the env" in dumped
+    tasks, _ = load_sessions([path], "claude-code", unjudged=True)
+    assert value not in _everything(tasks) and "Quoted" not in _everything(tasks)
+    assert "MY_VALUE=[REDACTED]" in _everything(tasks) and "1 passed" in _everything(tasks)
 
 
 def test_an_over_size_line_is_skipped_and_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

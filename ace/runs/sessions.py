@@ -80,10 +80,28 @@ Signal = Literal["correction", "rejection", "tests", "checks", "approval"]
 _REDACTED = "[REDACTED]"
 # a name that says its value is secret: API_KEY, db.password, GITHUB_TOKEN_2 (whole words, so not "monkey"), and
 # camelCase apiKey / clientSecret
+# and, as shell and .env names, DB_PASS / MYSQL_PWD (a pass or pwd segment after another: a bare ``pwd`` is the
+# working directory) and UPPER names with the word glued on: PGPASSWORD, PGPASS, VAULTTOKEN, CLIENTSECRET (not
+# BYPASS, OLDPWD)
 _SECRET_NAME = (
-    r"(?:(?i:(?:[a-z0-9]+[_.-])*(?:key|token|secret|password|passwd|passphrase|credentials?|auth|dsn|cookie)"
-    r"(?:[_.-][a-z0-9]+)?)|[a-z][a-zA-Z0-9]*(?:Key|Token|Secret|Password|Passwd|Credentials?))"
+    r"(?:(?i:(?:[a-z0-9]+[_.-])*(?:key|keys|token|tokens|secret|secrets|password|passwd|passphrase|credentials?|auth"
+    r"|dsn|cookie)(?:[_.-][a-z0-9]+)?)"
+    r"|(?i:(?:[a-z0-9]+[_.-])+(?:pass|pwd))"
+    r"|(?!BYPASS(?:_|\b)|OLDPWD\b)[A-Z][A-Z0-9]*(?:PASSWORD|PASSWD|PASS|PWD|SECRET|TOKEN|CREDENTIALS?|APIKEY)"
+    r"(?:_[A-Z0-9]+)*"
+    r"|[a-z][a-zA-Z0-9]*(?:Key|Token|Secret|Password|Passwd|Credentials?))"
 )
+_NOT_DONE = r"(?![\s\"']*\[REDACTED)"  # a value redacted already (a header's) is not redacted twice
+
+
+def _json_value(m: re.Match[str]) -> str:
+    """``"name": value`` with the value redacted and its quotes kept (JSON stays JSON)."""
+    q = m.group(2)[0] if m.group(2)[:1] in ('"', "'") else ""
+    return f"{m.group(1)}{q}{_REDACTED}{q}"
+
+
+_FLAG_NAME = r"(?:[a-z0-9]+-)*(?:password|passwd|pass|token|secret|api-key|apikey|access-key|secret-key|auth-token)"
+_VALUE = r"(?![\"']?\$)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'`;&|)]+)"  # not a $VARIABLE: that is no secret
 _SECRETS: list[tuple[re.Pattern[str], str]] = [
     # private keys, whole
     (re.compile(r"-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|\Z)", re.S),
@@ -107,11 +125,25 @@ _SECRETS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), _REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), _REDACTED),  # JWTs
     # NAME=value and "name": "value" where the name says it is a secret (.env files, exports, JSON, YAML)
-    (re.compile(rf"\b({_SECRET_NAME})(\s*=\s*)(?![\s\"']*\[REDACTED)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'`;&|,)]+)"),
+    (re.compile(rf"\b({_SECRET_NAME})(\s*=\s*){_NOT_DONE}(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'`;&|,)]+)"),
      rf"\1\2{_REDACTED}"),
-    (re.compile(rf"(\b{_SECRET_NAME}[\"']?\s*:\s*)(\"[^\"\n]*\"|'[^'\n]*'|[^\s,}}\]]+)"), rf"\1{_REDACTED}"),
+    (re.compile(rf"(\b{_SECRET_NAME}[\"']?\s*:\s*){_NOT_DONE}(\"[^\"\n]*\"|'[^'\n]*'|[^\s,}}\]]+)"), _json_value),
+    # command-line flags: --password X, --password=X, --db-password X, --api-key X (not --password-stdin)
+    (re.compile(rf"(\s--{_FLAG_NAME})(=|\s+){_NOT_DONE}(?!-){_VALUE}"), rf"\1\2{_REDACTED}"),
+    # mysql -pSECRET (glued: ``-p NAME`` asks for the password and NAME is the database), sshpass -p, docker login -p
+    (re.compile(r"\b((?:mysql|mysqldump|mysqladmin|mysqlimport|mariadb|mariadb-dump)\b[^\n|;&]*?\s-p)(?![\"']?\$)"
+                r"(\"[^\"\n]+\"|'[^'\n]+'|[^\s\"'`;&|)]+)"), rf"\1{_REDACTED}"),
+    (re.compile(rf"\b((?:sshpass|(?:docker|podman|nerdctl|buildah|skopeo|helm(?:\s+registry)?)\s+login\b[^\n|;&]*?)"
+                rf"\s-p\s*){_NOT_DONE}{_VALUE}"), rf"\1{_REDACTED}"),
+    # echo SECRET | docker login --password-stdin
+    (re.compile(rf"\b((?:echo|printf)(?:\s+-[a-z]+)*\s+){_NOT_DONE}{_VALUE}(\s*\|[^\n|]*--password-stdin)"),
+     rf"\1{_REDACTED}\3"),
+    # curl -u user:password, --user user:password (wget --user X --password Y is a flag above)
+    (re.compile(r"\b(curl\b[^\n|;&]*?\s(?:-u\s*|--user(?:=|\s+)))([\"']?)([^\s:\"']+):(?!\[REDACTED|\$)[^\s\"']+\2"),
+     rf"\1\2\3:{_REDACTED}\2"),
 ]  # fmt: skip
-_ENV_LINE = re.compile(r"(?m)^(\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_.]*\s*=\s*)(?!\s*$).+$")
+# a line of a .env file, as cat prints it or as Claude Code's Read does (its line number, then → or a tab)
+_ENV_LINE = re.compile(r"(?m)^(\s*(?:\d+[→\t])?\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_.]*\s*=\s*)(?!\s*$).+$")
 _ENV_FILE = re.compile(r"(?:^|[\s/\"'=])\.env(?:\.[\w.-]+)?(?=$|[\s\"'`;&|)])")
 
 
@@ -126,6 +158,49 @@ def redact(text: str, *, env_file: bool = False) -> str:
     for pattern, repl in _SECRETS:
         text = pattern.sub(repl, text)
     return text
+
+
+_ENV_VALUE = re.compile(r"(?m)^\s*(?:\d+[→\t])?\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_.]*\s*=[ \t]*(.*?)\s*$")
+MIN_ENV_VALUE = 6  # a shorter value of a .env file (PORT=8080, DEBUG=true) is not searched for elsewhere
+
+
+def _env_values(text: str, known: set[str]) -> None:
+    """Add to ``known`` the values of a ``.env`` file's ``NAME=value`` lines (quotes taken off), so that they are
+    redacted wherever the session repeats them (:func:`_forget`)."""
+    for m in _ENV_VALUE.finditer(text[:MAX_LINE_BYTES]):
+        value = m.group(1)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        if len(value.strip()) >= MIN_ENV_VALUE and "[REDACTED" not in value:
+            known.add(value.strip())
+
+
+def _forget(value: Any, known: Iterable[str]) -> Any:
+    """``value`` (an episode log: strings, lists, dicts) with every string of ``known`` replaced by ``[REDACTED]``,
+    as written and as JSON writes it inside a string (a tool call's arguments), longest first."""
+    pairs: list[tuple[str, str]] = []
+    for k in sorted(known, key=len, reverse=True):
+        pairs.append((k, _REDACTED))
+        if (escaped := json.dumps(k, ensure_ascii=False)[1:-1]) != k:
+            pairs.append((escaped, _REDACTED))
+        if (ascii_escaped := json.dumps(k)[1:-1]) not in (k, escaped):
+            pairs.append((ascii_escaped, _REDACTED))
+    if not pairs:
+        return value
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            for a, b in pairs:
+                if a in v:
+                    v = v.replace(a, b)
+            return v
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        return v
+
+    return walk(value)
 
 
 def _cut(text: str, limit: int) -> str:
@@ -308,7 +383,7 @@ def _user_text(text: str) -> str:
     return text.strip()
 
 
-def _claude(path: Path, report: SessionReport) -> Iterator[_Event]:
+def _claude(path: Path, report: SessionReport, known: set[str]) -> Iterator[_Event]:
     calls: dict[str, str] = {}  # tool_use id -> tool name (a shell's result has an exit code; a Read's does not)
     env_calls: set[str] = set()  # calls that read a .env file: every value of their result is a secret
     for n, rec in _lines(path, report):
@@ -343,7 +418,7 @@ def _claude(path: Path, report: SessionReport) -> Iterator[_Event]:
                 command = args.get("command") if name.lower() in _SHELL_TOOLS else None
                 yield _Call(cid, name, args, command)
             elif kind == "user" and t == "tool_result":
-                yield _claude_result(b, calls, env_calls, path, n)
+                yield _claude_result(b, calls, env_calls, path, n, known)
             elif kind == "user" and t == "text":
                 text = _user_text(str(b.get("text") or ""))
                 if _INTERRUPTED.match(text):
@@ -353,7 +428,9 @@ def _claude(path: Path, report: SessionReport) -> Iterator[_Event]:
             # thinking, redacted_thinking, image, and blocks of kinds not known: left out
 
 
-def _claude_result(b: Mapping[str, Any], calls: Mapping[str, str], env_calls: set[str], path: Path, n: int) -> _Result:
+def _claude_result(
+    b: Mapping[str, Any], calls: Mapping[str, str], env_calls: set[str], path: Path, n: int, known: set[str]
+) -> _Result:
     cid = str(b.get("tool_use_id") or "")
     text = _block_text(b.get("content"), path, n)
     if text.startswith(_CLAUDE_REJECTED):
@@ -361,6 +438,8 @@ def _claude_result(b: Mapping[str, Any], calls: Mapping[str, str], env_calls: se
         return _Result(cid, "[rejected by the user]", rejected=_clean(reason, MAX_TEXT_CHARS))
     error = b.get("is_error") is True
     exit_code = None
+    if cid in env_calls:
+        _env_values(text, known)
     if calls.get(cid, "").lower() in _SHELL_TOOLS:
         m = _CLAUDE_EXIT.match(text)
         exit_code = int(m.group(1)) if m else (None if error else 0)
@@ -420,7 +499,7 @@ def _codex_output(raw: Any, path: Path, n: int) -> tuple[str, int | None, bool |
     return text, exit_code, failed
 
 
-def _codex(path: Path, report: SessionReport) -> Iterator[_Event]:
+def _codex(path: Path, report: SessionReport, known: set[str]) -> Iterator[_Event]:
     # the user's and the agent's words are in response_item messages, and again in event_msg user_message /
     # agent_message (what the TUI shows): the events are read only until a response_item message is seen
     items_seen = False
@@ -486,6 +565,8 @@ def _codex(path: Path, report: SessionReport) -> Iterator[_Event]:
                 continue
             if not shells.get(cid):
                 exit_code = None
+            if cid in env_calls:
+                _env_values(text, known)
             text = _clean(text, MAX_RESULT_CHARS, env_file=cid in env_calls)
             yield _Result(cid, text, exit_code=exit_code, error=failed)
         else:  # reasoning, web_search_call, kinds not known
@@ -716,8 +797,11 @@ def session_logs(
     report = report if report is not None else SessionReport()
     report.files += 1
     before = (report.records, sum(report.skipped.values()))
-    events = _claude(p, report) if check_format(fmt) == "claude-code" else _codex(p, report)
-    yield from _episodes(events, p.stem, report, unjudged)
+    known: set[str] = set()  # the values of the .env files the agent read: redacted in every episode of the session
+    events = _claude(p, report, known) if check_format(fmt) == "claude-code" else _codex(p, report, known)
+    logs = list(_episodes(events, p.stem, report, unjudged))  # all of them: a value read late was said earlier too
+    for log in logs:
+        yield _forget(log, known)
     if report.records == before[0] and sum(report.skipped.values()) > before[1]:
         other = "codex" if fmt == "claude-code" else "claude-code"
         raise LogError(f"{p}: not a {fmt} session: none of its lines is a {fmt} record (--format {other}?)")
