@@ -56,7 +56,7 @@ import json
 import os
 import re
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -102,7 +102,7 @@ def _json_value(m: re.Match[str]) -> str:
 
 _FLAG_NAME = r"(?:[a-z0-9]+-)*(?:password|passwd|pass|token|secret|api-key|apikey|access-key|secret-key|auth-token)"
 _VALUE = r"(?![\"']?\$)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'`;&|)]+)"  # not a $VARIABLE: that is no secret
-_SECRETS: list[tuple[re.Pattern[str], str]] = [
+_SECRETS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # private keys, whole
     (re.compile(r"-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|\Z)", re.S),
      "[REDACTED PRIVATE KEY]"),
