@@ -587,6 +587,15 @@ def test_old_versions_are_rebuilt_from_the_waypoints_a_rebuild_left_and_never_fr
         ("sqlite:////tmp/ace.db", "sqlite:////tmp/ace.db"),
         ("/var/lib/ace/chroma", "/var/lib/ace/chroma"),
         ("postgresql://s3cret-pw@[::1", "postgresql:..."),  # not a URL SQLAlchemy reads: its scheme only
+        # a password as a query parameter (libpq reads password=, pwd= and sslpassword=)
+        ("postgresql://ace@127.0.0.1:1/x?password=s3cret-pw", "postgresql://ace@127.0.0.1:1/x?password=***"),
+        (
+            "postgresql:///x?host=/run/pg&PWD=s3cret-pw&sslmode=require",
+            "postgresql:///x?host=/run/pg&PWD=***&sslmode=require",
+        ),
+        ("postgresql://ace@h/x?sslpassword=s3cret-pw&password=", "postgresql://ace@h/x?sslpassword=***&password=***"),
+        # a raw @ in the password: no part of it shown (SQLAlchemy splits at the first @: "s3cret-pw@127.0.0.1" host)
+        ("postgresql://ace:Raw@s3cret-pw@127.0.0.1:1/x", "postgresql://ace:***@127.0.0.1:1/x"),
     ],
 )
 def test_a_store_or_memory_url_is_printed_without_its_password(url: str, shown: str) -> None:
@@ -594,3 +603,23 @@ def test_a_store_or_memory_url_is_printed_without_its_password(url: str, shown: 
     from ace.store.engine import shown_url
 
     assert shown_url(url) == shown and ("s3cret" not in shown_url(url))
+
+
+def test_a_drivers_message_never_shows_a_password(tmp_path: Path) -> None:
+    """`ace db status|upgrade` print the URL masked, and an error that repeats part of the password (a driver's
+    "failed to resolve host 'Secret@127.0.0.1'") shows *** in its place."""
+    from typer.testing import CliRunner
+
+    from ace.cli import app
+    from ace.store.engine import hide_secrets
+
+    url = "postgresql://ace:Raw@s3cret-pw@127.0.0.1:1/x"
+    assert hide_secrets("failed to resolve host 's3cret-pw@127.0.0.1'", url) == "failed to resolve host '***@127.0.0.1'"
+    r = CliRunner().invoke(app, ["playbook", "list", "--db", url])
+    assert r.exit_code == 1 and "s3cret" not in r.output and "Raw" not in r.output, r.output
+    r = CliRunner().invoke(app, ["db", "status", "--db", "postgresql://ace@127.0.0.1:1/x?password=s3cret-pw"])
+    assert r.exit_code == 1 and "s3cret" not in r.output, r.output
+    db = f"sqlite:///{tmp_path / 'ace.db'}"
+    for cmd in ("status", "upgrade"):
+        r = CliRunner().invoke(app, ["db", cmd, "--db", db + "?password=s3cret-pw"])
+        assert r.exit_code == 0 and "s3cret" not in r.output and "password=***" in r.output, r.output

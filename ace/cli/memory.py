@@ -22,6 +22,7 @@ from ace.cli.output import AceTyper, open_store, out, print_json
 from ace.errors import AceError, ConfigError
 from ace.runs.workspace import data_dir
 from ace.store import DEFAULT_NAMESPACE
+from ace.store.engine import shown_url
 
 if TYPE_CHECKING:
     from ace.memory.episodic import EpisodicTier
@@ -125,7 +126,7 @@ def _open_episodes(location: str, open_: Callable[[], EpisodicTier]) -> Episodic
         raise
     except (ValueError, OSError, httpx.HTTPError, ChromaError) as e:  # refused, unknown host, bad port, not Chroma
         detail = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:160]
-        raise ConfigError(f"the Chroma server at {location} cannot be reached ({detail})") from None
+        raise ConfigError(f"the Chroma server at {shown_url(location)} cannot be reached ({detail})") from None
 
 
 def _when(ts: float) -> str:

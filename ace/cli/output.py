@@ -29,6 +29,7 @@ from ace.errors import read_input as errors_read_input
 from ace.playbook import ApplyPolicy
 from ace.playbook.diff import PlaybookDiff
 from ace.store import PlaybookStore, VersionInfo
+from ace.store.engine import hide_secrets
 
 if TYPE_CHECKING:
     from ace.loop import StepRecord
@@ -45,8 +46,9 @@ _USAGE_ERRORS: tuple[type[Exception], ...] = tuple(
 
 
 def fail(message: object, *, label: str = "error") -> None:
-    """One line on stderr: ``error: <message>``."""
-    err.print(line((f"{label}: ", "bold red"), str(message)))
+    """One line on stderr: ``error: <message>``, with the password of any database URL opened taken out (a driver's
+    message may repeat part of it: :func:`ace.store.engine.hide_secrets`)."""
+    err.print(line((f"{label}: ", "bold red"), hide_secrets(str(message))))
 
 
 @contextmanager

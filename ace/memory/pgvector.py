@@ -42,6 +42,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from ace.errors import ConfigError, InvalidInput
 from ace.llm.embeddings import Embedder
 from ace.memory.episodic import TEXT_FIELDS, Episode, Hit, NoEpisodicMemory, Outcome, check_episode
+from ace.store.engine import hide_secrets, remember_secrets, shown_url
 
 TABLE_PREFIX = "ace_episodes"
 HNSW_EF_SEARCH = 40  # pgvector's default
@@ -61,11 +62,12 @@ def engine_url(location: str) -> str:
 
 
 def shown(location: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password (in the user part or a ``password=`` query parameter), for messages."""
     try:
-        return make_url(engine_url(location)).render_as_string(hide_password=True)
+        make_url(engine_url(location))
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return "a PostgreSQL URL that does not parse"
+    return shown_url(engine_url(location))
 
 
 def table_name(namespace: str, prefix: str = TABLE_PREFIX) -> str:
@@ -101,10 +103,13 @@ class PgVectorEpisodicStore:
         self.url = url
         self.table = table_name(namespace)
         self.ef_search = ef_search  # HNSW's candidate list per search: higher finds more of the true top k, slower
+        remember_secrets(url)  # a driver's message that repeats part of the password shows *** (hide_secrets)
         try:
             self.engine = engine or create_engine(engine_url(url), pool_pre_ping=True)
         except (ArgumentError, NoSuchModuleError, ValueError) as e:
-            raise ConfigError(f"{shown(url)} is not a PostgreSQL URL SQLAlchemy can open ({e})") from None
+            raise ConfigError(
+                f"{shown(url)} is not a PostgreSQL URL SQLAlchemy can open ({hide_secrets(str(e), url)})"
+            ) from None
         self.exists = False  # whether the namespace's table is there (a reader's unknown namespace: no)
         with self._begin() as conn:
             if create:
@@ -128,7 +133,7 @@ class PgVectorEpisodicStore:
         except DBAPIError as e:
             detail = next((ln.strip() for ln in str(e.orig).splitlines() if ln.strip()), type(e.orig).__name__)
             raise ConfigError(
-                f"the PostgreSQL server at {shown(self.url)} cannot be reached ({detail[:160]})"
+                f"the PostgreSQL server at {shown(self.url)} cannot be reached ({hide_secrets(detail, self.url)[:160]})"
             ) from None
         with conn, conn.begin():
             yield conn

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
@@ -33,20 +34,85 @@ def default_url() -> str:
     return f"sqlite:///{base / 'ace' / 'ace.db'}"
 
 
+_SECRET_QUERY = ("password", "pwd", "sslpassword")  # query parameters libpq and the drivers read as a password
+_known_secrets: set[str] = set()  # the passwords of the URLs this process opened: never printed (hide_secrets)
+
+
+def _split(url: str) -> tuple[str, str, str, str]:
+    """``url`` as (scheme://, userinfo, host and the rest, query). The userinfo ends at the last ``@`` before the
+    query, so that a password with a raw ``@`` (``user:Raw@Secret@host``) is userinfo whole, never part of a host."""
+    scheme, rest = url.split("://", 1)
+    before_query, sep, query = rest.partition("?")
+    if "@" in before_query:
+        at = before_query.rindex("@")
+        return f"{scheme}://", before_query[:at], before_query[at + 1 :], query if sep else ""
+    return f"{scheme}://", "", before_query, query if sep else ""
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that must never be printed: its password (as written and decoded), the part of a
+    password with a raw ``@`` a driver would read as a host, and the values of ``password``, ``pwd`` and
+    ``sslpassword`` query parameters."""
+    if "://" not in url:
+        return []
+    _, userinfo, _, query = _split(url)
+    found: list[str] = []
+    if ":" in userinfo:
+        password = userinfo.split(":", 1)[1]
+        found += [password, unquote(password), *password.split("@")]
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key.lower() in _SECRET_QUERY:
+            found.append(value)
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if unquote(key).lower() in _SECRET_QUERY:
+            found.append(value)
+    return sorted({f for f in found if f}, key=len, reverse=True)
+
+
+def remember_secrets(url: str) -> None:
+    """Note ``url``'s secrets (:func:`url_secrets`) so that :func:`hide_secrets` takes them out of any message, a
+    driver's included (``failed to resolve host 'Secret@127.0.0.1'``)."""
+    _known_secrets.update(s for s in url_secrets(url) if len(s) >= 2)
+
+
+def hide_secrets(text: str, *urls: str) -> str:
+    """``text`` with the secrets of ``urls`` and of every URL opened so far replaced by ``***``."""
+    secrets = set(_known_secrets)
+    for u in urls:
+        secrets.update(url_secrets(u))
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def shown_url(url: str) -> str:
-    """``url`` as it may be printed: its password, if it has one, masked (a plain path is printed as it is)."""
+    """``url`` as it may be printed: its password masked, and the values of its ``password``, ``pwd`` and
+    ``sslpassword`` query parameters (a plain path is printed as it is)."""
     if "://" not in url:
         return url
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        make_url(url)
     except Exception:  # not a URL SQLAlchemy reads: nothing of it is printed but its scheme
         return url.split(":", 1)[0] + ":..." if ":" in url else "(a store URL)"
+    scheme, userinfo, rest, query = _split(url)
+    if ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    shown = scheme + (f"{userinfo}@" if userinfo else "") + rest
+    if query:
+        parts = []
+        for part in query.split("&"):
+            key, eq, _ = part.partition("=")
+            parts.append(f"{key}=***" if eq and unquote(key).lower() in _SECRET_QUERY else part)
+        shown += "?" + "&".join(parts)
+    return shown
 
 
 def make_engine(url: str, *, busy_timeout_s: float = 60.0, create_dirs: bool = False) -> Engine:
     """An engine set up for the store: SQLite in WAL mode with a busy timeout and explicit BEGINs. A SQLite file's
     directory must exist (a mistyped path is an error, not a new directory tree) unless ``create_dirs``."""
     if not url.startswith("sqlite"):
+        remember_secrets(url)
         return create_engine(url, pool_pre_ping=True)
     path = url.split(":///", 1)[1] if ":///" in url else ""
     if path and path != ":memory:":
@@ -54,7 +120,9 @@ def make_engine(url: str, *, busy_timeout_s: float = 60.0, create_dirs: bool = F
         if create_dirs:
             parent.mkdir(parents=True, exist_ok=True)
         elif not parent.is_dir():
-            raise StoreError(f"{url}: the directory {parent} does not exist; create it first or fix the path")
+            raise StoreError(
+                f"{shown_url(url)}: the directory {parent} does not exist; create it first or fix the path"
+            )
     kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout_s, "check_same_thread": False}}
     if not path or path == ":memory:":
         kwargs["poolclass"] = StaticPool

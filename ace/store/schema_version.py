@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from ace.playbook import Playbook
 from ace.store import schema as t
+from ace.store.engine import shown_url
 from ace.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -95,8 +96,8 @@ def prepare(engine: Engine, url: str) -> None:
         return
     shown = current if recorded else f"{current} (from before revisions were recorded)"
     raise SchemaOutdated(
-        f"the database {url} has schema revision {shown}; this version of ace needs {HEAD}. Back it up, then run "
-        f"`ace db upgrade --db {url}`"
+        f"the database {shown_url(url)} has schema revision {shown}; this version of ace needs {HEAD}. Back it up, "
+        f"then run `ace db upgrade --db {shown_url(url)}`"
     )
 
 
