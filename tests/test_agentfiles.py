@@ -412,3 +412,67 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_export_never_writes_through_a_link_nor_over_a_file_unless_forced(db: str, tmp_path: Path) -> None:
+    assert ace("playbook", "import", "p", str(Path(__file__).parents[1] / "playbooks" / "finance.txt"),
+               db=db).exit_code == 0  # fmt: skip
+    victim = tmp_path / "victim.txt"
+    victim.write_text("victim\n")
+    evil = tmp_path / "skl" / "evil"
+    evil.mkdir(parents=True)
+    (evil / "SKILL.md").symlink_to(victim)
+    for force in ((), ("--force",)):  # a link is refused even with --force
+        r = ace("playbook", "export", "p", "--format", "skill", "--out", str(evil), *force, db=db)
+        assert r.exit_code == 1 and "symbolic link" in r.stderr and victim.read_text() == "victim\n", r.output
+    folder = tmp_path / "p"
+    assert ace("playbook", "export", "p", "--format", "skill", "--out", str(folder), db=db).exit_code == 0
+    (folder / "SKILL.md").write_text("my own notes\n")
+    r = ace("playbook", "export", "p", "--format", "skill", "--out", str(folder), db=db)
+    assert r.exit_code == 1 and "exists" in r.stderr and (folder / "SKILL.md").read_text() == "my own notes\n"
+    r = ace("playbook", "export", "p", "--format", "skill", "--out", str(folder), "--force", db=db)
+    assert r.exit_code == 0 and (folder / "SKILL.md").read_text().startswith("---\n")
+    agents = tmp_path / "AGENTS.md"
+    agents.write_text("# Our rules\n\nKeep this.\n")
+    r = ace("playbook", "export", "p", "--format", "agents-md", "--out", str(agents), db=db)
+    assert r.exit_code == 1 and "ace sync" in r.stderr and agents.read_text() == "# Our rules\n\nKeep this.\n"
+    r = ace("playbook", "export", "p", "--format", "agents-md", "--out", str(agents), "--force", db=db)
+    assert r.exit_code == 0 and agents.read_text().startswith("<!-- ace:begin")
+
+
+def test_a_skill_whose_front_matter_digest_is_wrong_is_refused(db: str, tmp_path: Path) -> None:
+    assert ace("playbook", "import", "p", str(Path(__file__).parents[1] / "playbooks" / "finance.txt"),
+               db=db).exit_code == 0  # fmt: skip
+    folder = tmp_path / "p"
+    assert ace("playbook", "export", "p", "--format", "skill", "--out", str(folder), db=db).exit_code == 0
+    skill = folder / "SKILL.md"
+    text = skill.read_text()
+    digest = yaml.safe_load(text.split("---\n")[1])["metadata"]["ace-digest"]
+    skill.write_text(text.replace(f"ace-digest: {digest}", "ace-digest: " + "0" * len(digest)))
+    r = ace("playbook", "import", "e4", str(folder), db=db)
+    assert r.exit_code == 1 and "ace-digest" in r.stderr and "--force" in r.stderr, r.output
+    assert ace("playbook", "import", "e4", str(folder), "--force", db=db).exit_code == 0
+
+
+def test_ace_sync_says_clearly_what_it_cannot_write(db: str, tmp_path: Path) -> None:
+    assert ace("playbook", "import", "p", str(Path(__file__).parents[1] / "playbooks" / "finance.txt"),
+               db=db).exit_code == 0  # fmt: skip
+    r = ace("sync", str(tmp_path / "sub" / "dir" / "new.md"), "--playbook", "p", db=db)
+    assert r.exit_code == 1 and "the folder" in r.stderr and "does not exist" in r.stderr and ".tmp" not in r.stderr
+    dangling = tmp_path / "dangling.md"
+    dangling.symlink_to(tmp_path / "nowhere" / "target.md")
+    r = ace("sync", str(dangling), "--playbook", "p", db=db)
+    assert r.exit_code == 1 and "symbolic link" in r.stderr and ".tmp" not in r.stderr and "Errno" not in r.stderr
+    r = ace("sync", str(tmp_path), "--playbook", "p", db=db)
+    assert r.exit_code == 1 and "is a directory" in r.stderr and "Errno" not in r.stderr
+    ro = tmp_path / "ro.md"
+    ro.write_text("# mine\n")
+    ro.chmod(0o444)
+    r = ace("sync", str(ro), "--playbook", "p", db=db)
+    assert r.exit_code == 1 and "read-only" in r.stderr and ro.read_text() == "# mine\n"
+    r = ace("sync", str(ro), "--playbook", "p", "--force", db=db)
+    assert r.exit_code == 0 and "ace:begin" in ro.read_text() and stat.S_IMODE(ro.stat().st_mode) == 0o444
+    fenced = tmp_path / "fenced.md"
+    fenced.write_text("```\nunclosed\n")
+    r = ace("sync", str(fenced), "--playbook", "p", db=db)
+    assert r.exit_code == 1 and "agent file playbook" not in r.stderr and str(fenced) in r.stderr, r.output

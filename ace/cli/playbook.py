@@ -336,6 +336,9 @@ def export(
     description: Annotated[
         str | None, typer.Option("--description", help="The skill's description (skill; default: says what it is).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="skill, agents-md: replace an existing SKILL.md or --out file.")
+    ] = False,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
@@ -344,7 +347,7 @@ def export(
     store = open_store(db)
     if fmt in AGENT_FORMATS:
         export_agent_file(store, name, fmt, namespace=namespace, version=version, channel=channel, output=output,
-                          description=description)  # fmt: skip
+                          description=description, force=force)  # fmt: skip
         return
     if version is not None and channel is not None:
         raise typer.BadParameter("give --version or --channel, not both", param_hint="--version")

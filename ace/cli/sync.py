@@ -52,13 +52,26 @@ def read_text(path: Path) -> str:
         raise InputFileError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); nothing was written") from None
 
 
+def writable_target(path: Path, *, force: bool = False) -> Path:
+    """The file ``path`` writes to (through a symbolic link: its target), checked first so that a file that cannot be
+    written is one clear line, never an errno naming a temporary file: a directory, a folder that does not exist (a
+    dangling link's included), a read-only file (chmod 444: kept unless ``force``)."""
+    target = path.resolve() if path.is_symlink() else path
+    via = f" (the symbolic link {path} points to {target})" if target != path else ""
+    if target.is_dir():
+        raise InputFileError(f"{path} is a directory; give a file")
+    if not target.parent.is_dir():
+        raise InputFileError(f"the folder {target.parent} does not exist{via}; create it first, nothing was written")
+    if target.exists() and not force and not target.stat().st_mode & 0o222:
+        raise InputFileError(f"{target} is read-only{via}; nothing was written (--force rewrites it, keeping its mode)")
+    return target
+
+
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` as UTF-8 bytes, exactly, through a temporary file beside the target renamed over it: a crash
     leaves the old file or the new one. A symbolic link (``CLAUDE.md`` → ``AGENTS.md``) is written through, and the
     file keeps its permissions (a new one gets the umask's)."""
-    target = path.resolve() if path.is_symlink() else path
-    if target.is_dir():
-        raise InputFileError(f"{path} is a directory; give a file")
+    target = writable_target(path, force=True)
     if target.exists():
         mode = target.stat().st_mode & 0o7777
     else:
@@ -104,9 +117,11 @@ def export_agent_file(
     channel: str | None,
     output: Path | None,
     description: str | None = None,
+    force: bool = False,
 ) -> None:
     """``ace playbook export --format skill|agents-md``: a skill folder (``--out DIR``: ``DIR/SKILL.md``) or a
-    block, on stdout without ``--out``."""
+    block, on stdout without ``--out``. A symbolic link is never written through (a cloned repository's
+    ``SKILL.md`` → ``~/.bashrc``), and an existing file is replaced only with ``force``."""
     pb, origin = load_for_agents(store, name, namespace=namespace, version=version, channel=channel)
     to_stdout = output is None or str(output) == "-"
     if fmt == "agents-md":
@@ -115,6 +130,7 @@ def export_agent_file(
             print_text(text)
         else:
             assert output is not None
+            _check_export_target(output, force, f"ace sync {output} --playbook {name} keeps the rest of the file")
             write_text(output, text)
             err.print(f"wrote {output} (to keep a block inside a file up to date: ace sync FILE --playbook {name})")
         return
@@ -133,9 +149,21 @@ def export_agent_file(
             f"hyphens); the skill is named {skill!r}, and Agent Skills expects its folder to be named so"
         )
     text = to_skill(pb, origin, name=skill, description=description)
+    _check_export_target(folder / SKILL_FILE, force, "--force replaces it")
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / SKILL_FILE, text)
     err.print(f"wrote {folder / SKILL_FILE}: skill {skill!r}, {name} v{origin.version} ({len(pb)} bullets)")
+
+
+def _check_export_target(path: Path, force: bool, hint: str) -> None:
+    """Refuse a symbolic link (always) and an existing file (unless ``force``) as an export's target."""
+    if path.is_symlink():
+        raise InputFileError(f"{path} is a symbolic link (to {os.readlink(path)}); an export never writes through "
+                             "one: remove the link or give another --out. Nothing was written")  # fmt: skip
+    if path.is_dir():
+        raise InputFileError(f"{path} is a directory; give a file")
+    if path.exists() and not force:
+        raise InputFileError(f"{path} exists; nothing was written ({hint}; --force replaces the whole file)")
 
 
 def read_agent_file(file: Path, fmt: str | None, name: str) -> AgentFile | None:
@@ -197,7 +225,9 @@ def sync(
         bool,
         typer.Option("--check", help="Write nothing; exit 1 when the block is missing, out of date or edited (CI)."),
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite a block edited by hand.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a block edited by hand, or rewrite a read-only file.")
+    ] = False,
     db: DbOpt = None,
     namespace: NsOpt = DEFAULT_NAMESPACE,
 ) -> None:
@@ -207,12 +237,19 @@ def sync(
     CI)."""
     pb, origin = load_for_agents(open_store(db), playbook, namespace=namespace, version=version, channel=channel)
     where = f"{origin.channel} is v{origin.version}" if origin.channel else f"v{origin.version}"
+    if not check:
+        writable_target(file, force=force)  # a directory, a missing folder, a read-only file: one clear line first
+    elif file.is_dir():
+        raise InputFileError(f"{file} is a directory; give a file")
     exists = file.exists()
     text = read_text(file) if exists else ""
     try:
         done = sync_block(text, pb, origin, force=force and not check)
     except HandEdited as e:
         fail(f"{file}: {e.reason.replace('(force to overwrite it)', '(--force overwrites it)')}")
+        raise typer.Exit(1) from None
+    except AgentFileError as e:
+        fail(f"{file}: {e}; nothing was written")
         raise typer.Exit(1) from None
     if done.action == "unchanged":
         out.print(line((str(file), "bold"), f": the block of {playbook} is up to date ({where}); nothing to do"))

@@ -58,6 +58,10 @@ class AgentFileError(PlaybookFormatError):
 
     def __init__(self, reason: str, *, line: int | None = None) -> None:
         super().__init__(reason, line=line, fmt="agent file")
+        self.args = (f"line {line}: {reason}" if line else reason,)  # not "agent file playbook: ..."
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class HandEdited(AgentFileError):
@@ -436,6 +440,10 @@ def parse_skill(text: str) -> AgentFile:
     if said != (block.namespace, str(block.version)):
         problems.append(f"the front matter says {said[0]}/{meta.get('ace-playbook')} v{said[1]}, the block "
                         f"{block.namespace}/{block.playbook} v{block.version}")  # fmt: skip
+    playbook = read_block(block)
+    if "ace-digest" in meta and str(meta["ace-digest"]) != playbook.digest():  # 000… reads as a YAML number
+        problems.append(f"the front matter's ace-digest {str(meta['ace-digest'])[:12]} is not the block's playbook's "
+                        f"digest {playbook.digest()[:12]}")  # fmt: skip
     origin = Origin(
         block.playbook,
         _origin_of(block).version,
@@ -443,7 +451,7 @@ def parse_skill(text: str) -> AgentFile:
         digest=str(meta["ace-digest"]) if meta.get("ace-digest") else None,
         channel=str(meta["ace-channel"]) if meta.get("ace-channel") else None,
     )
-    return AgentFile(read_block(block), origin, problems, name if isinstance(name, str) else None,
+    return AgentFile(playbook, origin, problems, name if isinstance(name, str) else None,
                      description if isinstance(description, str) else None)  # fmt: skip
 
 
