@@ -193,6 +193,82 @@ def _protocol(signal: str) -> str:
     return (env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "").strip()
 
 
+EXPORT_TIMEOUT_S = 2.0  # an OTLP export's time, retries included, unless OTEL_EXPORTER_OTLP[_SIGNAL]_TIMEOUT says
+QUIET_AFTER_FAILURE_S = 60.0  # after a failed export, the next ones are dropped for this long (a dead collector)
+
+
+def _timeout(signal: str) -> float:
+    """The OTLP exporter's timeout in seconds: the ``OTEL_*`` variable's if set (a number), else 2 s (the exporter's
+    own default is 10 s, retried with backoff: a collector that is not there would add it to every short command)."""
+    env = os.environ
+    raw = (env.get(f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT") or "").strip()
+    try:
+        return max(0.1, float(raw)) if raw else EXPORT_TIMEOUT_S
+    except ValueError:
+        return EXPORT_TIMEOUT_S
+
+
+class _Bounded:
+    """An OTLP exporter that gives up quietly: one warning line when an export fails (the exporter's own retry
+    warnings are not shown), and no export tried for a minute after one failed, so that a process with a dead
+    collector spends one export's timeout on it, not one per batch and one more at exit."""
+
+    _warned = False
+
+    def __init__(self, inner: Any, signal: str) -> None:
+        self._inner, self._signal, self._quiet_until = inner, signal, 0.0
+
+    def __getattr__(self, name: str) -> Any:  # the exporter's other attributes (temporality, aggregation, ...)
+        return getattr(self._inner, name)
+
+    def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        import time
+
+        failure = _failure_of(self._inner)
+        if time.monotonic() < self._quiet_until:
+            return failure
+        exporter_log = logging.getLogger("opentelemetry.exporter")
+        level, exporter_log.level = exporter_log.level, logging.CRITICAL
+        try:
+            result = self._inner.export(batch, *args, **kwargs)
+        except Exception as e:  # an exporter should not raise; if it does, the program goes on
+            result, why = failure, f"{type(e).__name__}: {e}"
+        else:
+            why = ""
+        finally:
+            exporter_log.level = level
+        if result == failure:
+            self._quiet_until = time.monotonic() + QUIET_AFTER_FAILURE_S
+            if not _Bounded._warned:
+                _Bounded._warned = True
+                log.warning(
+                    "telemetry could not be sent to the OTLP endpoint (%s%s); what was not sent is dropped, and "
+                    "the program goes on",
+                    self._signal.lower(),
+                    f": {why}" if why else "",
+                )
+        return result
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.shutdown(*args, **kwargs)
+
+    def force_flush(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.force_flush(*args, **kwargs)
+
+
+def _failure_of(exporter: Any) -> Any:
+    try:
+        from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+        if isinstance(exporter, SpanExporter):
+            return SpanExportResult.FAILURE
+    except ImportError:  # pragma: no cover - the SDK is there when an exporter is
+        pass
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+
+    return MetricExportResult.FAILURE
+
+
 def _exporter_names(variable: str) -> list[str]:
     return [n.strip().lower() for n in os.environ.get(variable, "otlp").split(",") if n.strip()]
 
@@ -207,11 +283,12 @@ def _own_tracer_provider() -> Any:
             if _protocol("TRACES") == "grpc":
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 
-                provider.add_span_processor(BatchSpanProcessor(GrpcSpans()))
+                exporter: Any = GrpcSpans(timeout=_timeout("TRACES"))
             else:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-                provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+                exporter = OTLPSpanExporter(timeout=_timeout("TRACES"))
+            provider.add_span_processor(BatchSpanProcessor(cast(Any, _Bounded(exporter, "TRACES"))))
         elif name == "console":
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         elif name != "none":
@@ -229,11 +306,12 @@ def _own_meter_provider() -> Any:
             if _protocol("METRICS") == "grpc":
                 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
 
-                readers.append(PeriodicExportingMetricReader(GrpcMetrics()))
+                exporter: Any = GrpcMetrics(timeout=_timeout("METRICS"))
             else:
                 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-                readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+                exporter = OTLPMetricExporter(timeout=_timeout("METRICS"))
+            readers.append(PeriodicExportingMetricReader(cast(Any, _Bounded(exporter, "METRICS"))))
         elif name == "console":
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
         elif name != "none":

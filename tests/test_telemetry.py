@@ -215,9 +215,13 @@ def test_a_learn_run_exports_its_spans_to_a_real_otlp_receiver(receiver: Receive
         assert a["ace.latency_s"] >= 0 and a["ace.attempts"] >= 1 and c.kind == 3  # SPAN_KIND_CLIENT
         assert "gen_ai.input.messages" not in a and "gen_ai.output.messages" not in a
 
-    # one update_memory span per committed version, inside the commit node of its step
+    # one update_memory span per version written: the new playbook's v1 (an import, before the run), then each
+    # committed version inside the commit node of its step
     writes = receiver.named("update_memory")
-    assert sorted(w.attrs["ace.version"] for w in writes) == list(range(2, head + 1))
+    assert sorted(w.attrs["ace.version"] for w in writes) == list(range(1, head + 1))
+    (created,) = [w for w in writes if w.attrs["ace.version"] == 1]
+    assert created.attrs["ace.commit.kind"] == "import" and created.attrs["gen_ai.memory.store.id"] == "support"
+    writes = [w for w in writes if w is not created]
     by_id = receiver.by_id()
     for w in writes:
         assert by_id[w.parent].name == "ace.commit" and w.attrs["gen_ai.memory.store.id"] == "support"
@@ -227,10 +231,14 @@ def test_a_learn_run_exports_its_spans_to_a_real_otlp_receiver(receiver: Receive
     reads = receiver.named("search_memory")
     assert reads and all(r.attrs["gen_ai.memory.store.id"] == "support" for r in reads)
     assert {r.attrs["ace.version"] for r in reads} <= set(range(1, head + 1))
-    assert all(s.trace_id == run.trace_id for s in receiver.spans if s.name != "search_memory" or s.parent)
+    assert all(
+        s.trace_id == run.trace_id
+        for s in receiver.spans
+        if s is not created and (s.name != "search_memory" or s.parent)
+    )
 
     # metrics: the commits, the tokens and the call durations
-    assert metric_sum(receiver, "ace.store.commits", **{"ace.playbook": "support"}) == head - 1
+    assert metric_sum(receiver, "ace.store.commits", **{"ace.playbook": "support"}) == head  # v1 included
     tokens = receiver.metrics["gen_ai.client.token.usage"]
     assert {labels["gen_ai.token.type"] for labels, _ in tokens} == {"input", "output"}
     assert sum(p.count for _, p in tokens) == 2 * len(chats)
@@ -304,6 +312,29 @@ print(json.dumps({
     "threads": sorted(t.name for t in __import__("threading").enumerate()),
 }))
 """
+
+
+def test_an_unreachable_endpoint_costs_one_bounded_export_and_one_warning(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"sqlite:///{tmp_path / 'ace.db'}"
+    playbook = Path(__file__).resolve().parents[1] / "playbooks" / "finance.txt"
+    env = {
+        **CLEAN_ENV,
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+    }
+    ace(["playbook", "import", "p", str(playbook), "--db", url], env)
+    started = time.monotonic()
+    done = ace(["playbook", "show", "p", "--db", url], env)
+    took = time.monotonic() - started
+    assert "could not be sent" in done.stderr and done.stderr.count("could not be sent") == 1, done.stderr
+    assert "Retrying" not in done.stderr and "Traceback" not in done.stderr
+    assert took < 6, f"{took:.1f} s: the exporter's 10 s timeout and retries were not bounded"
 
 
 def test_off_nothing_is_imported_configured_or_exported(tmp_path: Path) -> None:

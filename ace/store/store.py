@@ -251,6 +251,17 @@ class PlaybookStore:
             log.warning("playbook %s/%s: %s", namespace, name, forced)
             message = f"{message}; {forced}" if message else forced
         new = _NewVersion("import", None, pb, [(b.id, "IMPORT") for b in pb], author, message, snapshot=True)
+        with self._read() as conn:  # one that exists (ensure's usual case) is no write: no update_memory span
+            try:
+                self._row(conn, namespace, name)
+            except PlaybookNotFound:
+                pass
+            else:
+                raise PlaybookExists(namespace, name)
+        return self._create_version(namespace, name, new)
+
+    @traced_write  # the first version's update_memory span too (an import, a new playbook)
+    def _create_version(self, namespace: str, name: str, new: _NewVersion) -> VersionInfo:
         try:
             with self._write() as conn:
                 pid: int = conn.execute(
@@ -259,7 +270,8 @@ class PlaybookStore:
                 info = self._insert_version(conn, pid, namespace, name, 1, None, new)
         except IntegrityError:
             raise PlaybookExists(namespace, name) from None
-        self._cache.remember(pid, 1, pb)
+        assert new.playbook is not None
+        self._cache.remember(pid, 1, new.playbook)
         return info
 
     def ensure(
