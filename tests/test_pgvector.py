@@ -174,3 +174,43 @@ def test_ef_search_is_set_for_the_search_only(pgvector_url: str, embedder: Any) 
     assert tier.search("ratio of company 7", 1)[0].episode.id == "e7"
     with tier.engine.connect() as conn:
         assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "40"
+
+
+def test_a_worker_does_not_start_with_a_role_that_may_not_create_the_extension(
+    limited_role: str, tmp_path: Any
+) -> None:
+    """Checked at start-up (ace serve and ace worker): else every episode would be taken and fail."""
+    db = f"sqlite:///{tmp_path / 'ace.db'}"
+    r = _ace("worker", "--db", db, "--memory", limited_role, "--provider", "scripted:valid")
+    _user_error(r, "CREATE EXTENSION vector failed", "a superuser can run it once")
+    assert "limited@" not in r.output  # the password is not shown
+
+
+def test_an_episode_memory_refuses_is_learned_and_says_so(pgvector_url: str, embedder: Any, tmp_path: Any) -> None:
+    """A NUL cannot be stored in PostgreSQL text: the playbook still learns, and the episode's note says that memory
+    refused it (an HTTP client sees it in the episode's status)."""
+    from ace.llm import LLM
+    from ace.llm.testing import ScriptedProvider, valid_reply
+    from ace.memory import Memory
+    from ace.service.queue import EpisodeQueue
+    from ace.service.worker import Worker
+    from ace.store import PlaybookStore
+
+    store = PlaybookStore(f"sqlite:///{tmp_path / 'ace.db'}")
+    queue = EpisodeQueue(store, lease_s=30)
+    log = {
+        "id": "nul-1",
+        "task": "nul \u0000 byte inside: which day are invoices sent?",
+        "messages": [{"role": "user", "content": "nul \u0000 byte inside"}, {"role": "assistant", "content": "Monday"}],
+        "outcome": {"success": False, "message": "wrong: the answer is Thursday"},
+    }
+    queue.submit("agent", log, namespace="default")
+    tier = open_episodic(pgvector_url, embedder, namespace="default")
+    worker = Worker(store, queue, llm=lambda: LLM(ScriptedProvider(valid_reply)), workdir=tmp_path / "runs",
+                    memory=lambda ns: Memory(namespace=ns, episodic=tier))  # fmt: skip
+    done = worker.run_once()
+    assert done is not None and done.status == "done" and done.committed, done.to_dict()
+    note = done.to_dict()["note"]  # what GET /v1/episodes/... shows
+    assert note and "memory refused the episode" in note and "NUL" in note, note
+    assert tier.count() == 0
+    store.close()

@@ -62,6 +62,19 @@ CurationOpt = Annotated[
 ]
 
 
+def _checked_memory(memory: str | None) -> str | None:
+    """:func:`_memory_location`, and a PostgreSQL one checked before any worker starts: reachable, with the pgvector
+    extension (created now if this role may). A role that may not create it is refused at start-up, not in every
+    episode."""
+    location = _memory_location(memory)
+    if location is not None:
+        from ace.memory.pgvector import check_writable, is_postgres_url
+
+        if is_postgres_url(location):
+            check_writable(location)
+    return location
+
+
 def _memory_location(memory: str | None) -> str | None:
     if memory is None:
         return None
@@ -200,7 +213,7 @@ def serve(
 
     table = Tokens.load(tokens)
     store = PlaybookStore(db, policy=with_probe())
-    location = _memory_location(memory)
+    location = _checked_memory(memory)
     pool = WorkerPool(_workers(store, workers, provider, location, lease, max_tokens, curation, threads)).start()
     out.print(
         f"ace serve: {shown_url(store.url)} on http://{host}:{port} ({len(table)} token(s), {processes} "
@@ -259,7 +272,7 @@ def worker(
 
     store = PlaybookStore(db, policy=with_probe())
     duty = TrialDuty(every=trial_every, budget_tokens=trial_budget) if trials else None
-    (w,) = _workers(store, 1, provider, _memory_location(memory), lease, max_tokens, curation, threads, duty)
+    (w,) = _workers(store, 1, provider, _checked_memory(memory), lease, max_tokens, curation, threads, duty)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.print(f"ace worker {w.name}: {shown_url(store.url)}, provider {provider}")

@@ -61,6 +61,51 @@ def engine_url(location: str) -> str:
     return f"postgresql+psycopg://{rest}" if scheme.lower() in ("postgresql", "postgres") else location
 
 
+def _extension(conn: Connection, url: str) -> None:
+    """The pgvector extension, created if it is not there; a server without it, or a role that may not create it,
+    is one clear error."""
+    if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first() is not None:
+        return
+    if conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first() is None:
+        raise ConfigError(
+            f"the PostgreSQL server at {shown(url)} has no pgvector extension (install pgvector there, or keep "
+            "the episodic tier on Chroma: a directory or a chroma URL)"
+        )
+    try:
+        with conn.begin_nested():
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+    except DBAPIError as e:
+        first = hide_secrets(str(e.orig).splitlines()[0], url)
+        raise ConfigError(
+            f"CREATE EXTENSION vector failed at {shown(url)}: {first} (a superuser can run it once)"
+        ) from None
+
+
+def check_writable(url: str) -> None:
+    """What ``ace serve`` / ``ace worker --memory URL`` check before they start: the server can be reached and has
+    the pgvector extension, created now if this role may (else the workers would take episodes and fail each one)."""
+    remember_secrets(url)
+    try:
+        engine = create_engine(engine_url(url), pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ValueError) as e:
+        raise ConfigError(
+            f"{shown(url)} is not a PostgreSQL URL SQLAlchemy can open ({hide_secrets(str(e), url)})"
+        ) from None
+    try:
+        try:
+            conn = engine.connect()
+        except DBAPIError as e:
+            detail = next((ln.strip() for ln in str(e.orig).splitlines() if ln.strip()), type(e.orig).__name__)
+            raise ConfigError(
+                f"the PostgreSQL server at {shown(url)} cannot be reached ({hide_secrets(detail, url)[:160]})"
+            ) from None
+        with conn, conn.begin():
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('ace-episodic-ddl'))"))
+            _extension(conn, url)
+    finally:
+        engine.dispose()
+
+
 def shown(location: str) -> str:
     """The URL without its password (in the user part or a ``password=`` query parameter), for messages."""
     try:
@@ -142,21 +187,7 @@ class PgVectorEpisodicStore:
         """The extension, the namespace's table and its indexes, made once (an advisory lock keeps two processes
         from racing on them); a table of another width is refused."""
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('ace-episodic-ddl'))"))
-        if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first() is None:
-            if conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first() is None:
-                where = shown(self.url)
-                raise ConfigError(
-                    f"the PostgreSQL server at {where} has no pgvector extension (install pgvector there, or keep "
-                    "the episodic tier on Chroma: a directory or a chroma URL)"
-                )
-            try:
-                with conn.begin_nested():
-                    conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
-            except DBAPIError as e:
-                first = str(e.orig).splitlines()[0]
-                raise ConfigError(
-                    f"CREATE EXTENSION vector failed at {shown(self.url)}: {first} (a superuser can run it once)"
-                ) from None
+        _extension(conn, self.url)
         t, dim = self.table, int(self.embedder.dim)
         conn.execute(text(f"""CREATE TABLE IF NOT EXISTS "{t}" (
             id text PRIMARY KEY, namespace text NOT NULL, task text NOT NULL, summary text NOT NULL,

@@ -180,6 +180,9 @@ class Worker:
                 self._failed(episode, step, files)
             else:
                 note = step.error or (None if step.committed or step.delta else "nothing to learn: the delta was empty")
+                if step.memory:  # learned, but memory refused the episode (a NUL in PostgreSQL text, a dead server)
+                    said = "memory refused the episode: " + "; ".join(step.memory)
+                    note = f"{note}; {said}" if note else said
                 self.queue.finish(episode, self.name, version=step.version, committed=step.committed, note=note)
                 if not self.keep_checkpoints:
                     files.checkpoints.unlink(missing_ok=True)
