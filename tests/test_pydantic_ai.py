@@ -219,6 +219,27 @@ def test_chat_messages_skip_what_is_not_the_conversation() -> None:
     ]  # fmt: skip
 
 
+def test_an_outcome_callback_that_raises_keeps_the_result_and_sends_nothing(store: PlaybookStore) -> None:
+    ace = AcePlaybook(store, "support", namespace="team-a", outcome=lambda out: 1 / 0)
+    with pytest.warns(UserWarning, match="ZeroDivisionError.*not sent to ACE"):
+        result = Agent(TestModel(custom_output_text="Refunds: 30 days."), capabilities=[ace]).run_sync("Refund?")
+    assert result.output == "Refunds: 30 days."  # the agent's result is not lost
+    assert ace.last_episode is None and ace.last_run is not None  # kept for report()
+    assert Service(store).queue.list(namespace="team-a") == []
+    assert ace.report(True).log["outcome"] is True
+
+
+def test_an_episode_is_redacted_before_it_is_sent(store: PlaybookStore) -> None:
+    ace = AcePlaybook(store, "support", namespace="team-a")
+    key = "sk-proj-" + "Zt9Qw8xY" * 4
+    Agent(TestModel(custom_output_text=f"Set OPENAI_API_KEY={key} then retry."), capabilities=[ace]).run_sync(
+        f"My key is {key}; PGPASSWORD=hunter2pg psql fails"
+    )
+    assert ace.last_episode is not None
+    sent = json.dumps(ace.last_episode.log)
+    assert key not in sent and "hunter2pg" not in sent and "[REDACTED]" in sent
+
+
 def test_a_failed_run_sends_nothing_and_keeps_nothing(store: PlaybookStore) -> None:
     ace = AcePlaybook(store, "support", namespace="team-a", outcome=lambda out: True)
 

@@ -153,7 +153,13 @@ def learn(
         ),
     ] = "chat",
     playbook: Annotated[str | None, typer.Option("--playbook", "-p", help="Playbook to learn into.")] = None,
-    provider: Annotated[str, typer.Option(help="'local', 'anthropic:MODEL', 'openai:MODEL[@URL]'.")] = "local",
+    provider: Annotated[
+        str,
+        typer.Option(
+            help="'local', 'anthropic:MODEL', 'openai:MODEL[@URL]', or 'scripted:valid' / 'scripted:FILE.json' (a "
+            "test double, no model: ace.llm.testing)."
+        ),
+    ] = "local",
     run_id: Annotated[str | None, typer.Option(help="Resume this run (default: named after the file).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Learn from the first N conversations only.")] = None,
     max_tokens: ReplyTokensOpt = 512,

@@ -25,6 +25,7 @@ send with :meth:`AcePlaybook.report` once you know how it went (a test result, a
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from pydantic_ai.messages import (
 
 from ace.errors import UsageError
 from ace.playbook.render import Layout
+from ace.runs.sessions import redact
 from ace.service.auth import Grant
 from ace.service.core import MAX_QUERY_CHARS, PROMPT_BUDGET, PROMPT_LAYOUT, Service, service_of
 from ace.service.queue import Episode, EpisodeQueue
@@ -111,12 +113,22 @@ class AcePlaybook(AbstractCapability[Any]):
         messages = chat_messages(result.all_messages())
         if not any(m["role"] == "assistant" for m in messages):  # the run never reached the model
             return result
-        log: dict[str, Any] = {"messages": messages, **({"task": self.task} if self.task else {})}
+        log: dict[str, Any] = {"messages": _redacted(messages), **({"task": self.task} if self.task else {})}
         if read is not None:
             log["playbook_version"] = read.version
         self.last_run = log
-        if self.send:
-            await self.areport(self.outcome(result.output) if self.outcome is not None else None)
+        if not self.send:
+            return result
+        try:
+            outcome = self.outcome(result.output) if self.outcome is not None else None
+        except Exception as e:  # the agent's result is not lost for it: the run stays in last_run, not sent
+            warnings.warn(
+                f"the outcome callback raised {type(e).__name__}: {e}; the run was not sent to ACE (kept in last_run: "
+                "send it with report())",
+                stacklevel=2,
+            )
+            return result
+        await self.areport(outcome)
         return result
 
     async def on_run_error(self, ctx: RunContext[Any], *, error: BaseException) -> AgentRunResult[Any]:
@@ -150,6 +162,18 @@ class AcePlaybook(AbstractCapability[Any]):
             if value is not None:
                 log[key] = value
         return log
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (an episode's messages) with every text redacted as ``ace learn`` redacts coding-agent sessions
+    (:func:`ace.runs.sessions.redact`: keys with a known shape, secret names' values, passwords in URLs and flags)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
 
 
 def _content(content: Any) -> str:
