@@ -209,7 +209,8 @@ def test_an_episode_memory_refuses_is_learned_and_says_so(pgvector_url: str, emb
     worker = Worker(store, queue, llm=lambda: LLM(ScriptedProvider(valid_reply)), workdir=tmp_path / "runs",
                     memory=lambda ns: Memory(namespace=ns, episodic=tier))  # fmt: skip
     done = worker.run_once()
-    assert done is not None and done.status == "done" and done.committed, done.to_dict()
+    assert done is not None
+    assert done.status == "done" and done.committed, done.to_dict()
     note = done.to_dict()["note"]  # what GET /v1/episodes/... shows
     assert note and "memory refused the episode" in note and "NUL" in note, note
     assert tier.count() == 0

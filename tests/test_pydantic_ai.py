@@ -220,7 +220,10 @@ def test_chat_messages_skip_what_is_not_the_conversation() -> None:
 
 
 def test_an_outcome_callback_that_raises_keeps_the_result_and_sends_nothing(store: PlaybookStore) -> None:
-    ace = AcePlaybook(store, "support", namespace="team-a", outcome=lambda out: 1 / 0)
+    def broken(out: Any) -> bool:
+        raise ZeroDivisionError("division by zero")
+
+    ace = AcePlaybook(store, "support", namespace="team-a", outcome=broken)
     with pytest.warns(UserWarning, match="ZeroDivisionError.*not sent to ACE"):
         result = Agent(TestModel(custom_output_text="Refunds: 30 days."), capabilities=[ace]).run_sync("Refund?")
     assert result.output == "Refunds: 30 days."  # the agent's result is not lost
