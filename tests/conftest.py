@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -9,9 +10,10 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -137,6 +139,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def ace_serve(db: str, tokens: Mapping[str, Any], where: Path, *args: str) -> Iterator[str]:
+    """A real ``ace serve`` over ``db`` on a free port of 127.0.0.1 (``--workers 0`` and ``args``), with ``tokens``
+    (a tokens file's table) in a file under ``where``; yields its base URL once ``/v1/health`` answers. Its log is
+    ``where/serve.log``."""
+    tokens_file = where / "tokens.json"
+    tokens_file.write_text(json.dumps(tokens))
+    tokens_file.chmod(0o600)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "ACE_TOKENS"}
+    log_path = where / "serve.log"
+    with log_path.open("wb") as log:
+        cmd = [sys.executable, "-m", "ace.cli", "serve", "--db", db, "--port", str(port), "--tokens",
+               str(tokens_file), "--workers", "0", *args]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"{url}/v1/health", timeout=1)
+                    break
+                except OSError:
+                    if proc.poll() is not None:
+                        pytest.fail(f"ace serve exited: {log_path.read_text(errors='replace')[-2000:]}")
+                    time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 @contextmanager

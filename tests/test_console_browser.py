@@ -17,9 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import ace_serve
 from tests.test_console import ADMIN, PENDING_TEXT, READER, REVIEWER, TOKENS, build_demo
 
 pytestmark = pytest.mark.slow
@@ -59,30 +56,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     where = tmp_path_factory.mktemp("console-browser")
     db = f"sqlite:///{where / 'console.db'}"
     build_demo(db).close()
-    tokens = where / "tokens.json"
-    tokens.write_text(json.dumps(TOKENS))
-    tokens.chmod(0o600)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "ACE_TOKENS"}
-    log = (where / "serve.log").open("wb")
-    cmd = [sys.executable, "-m", "ace.cli", "serve", "--db", db, "--port", str(port), "--tokens", str(tokens),
-           "--workers", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{url}/v1/health", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"ace serve exited: {(where / 'serve.log').read_text()[-2000:]}")
-                time.sleep(0.1)
+    with ace_serve(db, TOKENS, where) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture(scope="module")

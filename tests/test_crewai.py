@@ -13,9 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,7 @@ from ace.playbook import parse_ace
 from ace.service.queue import EpisodeQueue
 from ace.service.worker import Worker
 from ace.store import PlaybookStore
-from tests.conftest import free_port
+from tests.conftest import ace_serve
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "integrations" / "crewai" / "tests" / "run_crew.py"
@@ -71,30 +68,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
     db = f"sqlite:///{tmp_path / 'crew.db'}"
     store = PlaybookStore(db)
     store.create("support", START, namespace="team-a")
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"tokens": {WRITER: {"namespaces": ["team-a"], "role": "write"}}}))
-    tokens.chmod(0o600)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "ACE_TOKENS"}
-    log = (tmp_path / "serve.log").open("wb")
-    cmd = [sys.executable, "-m", "ace.cli", "serve", "--db", db, "--port", str(port), "--tokens", str(tokens),
-           "--workers", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{url}/v1/health", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"ace serve exited: {(tmp_path / 'serve.log').read_text()[-2000:]}")
-                time.sleep(0.1)
+    with ace_serve(db, {"tokens": {WRITER: {"namespaces": ["team-a"], "role": "write"}}}, tmp_path) as url:
         yield Served(url, store)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def run_crew(python: Path, served: Served, tmp_path: Path, timeout: float = 120, **config: Any) -> dict[str, Any]:
