@@ -115,6 +115,12 @@ def fact_value(content: str) -> str | None:
     return value or None
 
 
+def specific(value: str) -> bool:
+    """Whether a value names one thing (a code, a number, a quoted value), unlike a plain name several facts may
+    share (a carrier, a doctor)."""
+    return any(c.isdigit() for c in value) or value.strip()[:1] in "\"'`"
+
+
 def looks_like_value(span: str) -> bool:
     """Whether ``span`` reads as a fact's value: a code, number or name (each word capitalised or with a digit)."""
     ws = words(span)
@@ -139,6 +145,7 @@ __all__ = [
     "looks_like_value",
     "relevant",
     "spans",
+    "specific",
     "with_wording",
     "wordings",
     "words",

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ace.errors import ConfigError
-from ace.playbook.focus import fact_value, wordings
+from ace.playbook.focus import fact_value, specific, wordings
 from ace.playbook.model import Bullet, Playbook
 from ace.playbook.render import approx_tokens, bullet_line, rank, register_query_render, render
 
@@ -216,9 +216,8 @@ def paraphrase_terms(playbook: Playbook) -> frozenset[str]:
         found: set[str] = set()
         for b in playbook:
             asked = wordings(b.content)
-            value = fact_value(b.content) or ""
             # a code or number names one fact: its wordings are one question; a plain name may be shared by facts
-            if len(asked) > 1 and (any(c.isdigit() for c in value) or value[:1] in "\"'`"):
+            if len(asked) > 1 and specific(fact_value(b.content) or ""):
                 bags = [set(terms(w)) for w in asked]
                 found |= set().union(*bags) - bags[0].intersection(*bags[1:])
         return frozenset(found)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ace.playbook.delta import AddOp, MergeOp, Operation, RemoveOp, TagOp, UpdateOp
-from ace.playbook.focus import ARROW, WORDING_SEP, fact_value, with_wording
+from ace.playbook.focus import ARROW, WORDING_SEP, fact_value, specific, with_wording
 from ace.playbook.focus import wordings as wording_list
 from ace.playbook.model import Playbook, Source
 from ace.playbook.query import focused, paraphrase_terms, terms
@@ -324,12 +324,6 @@ def _kept_wordings(playbook: Playbook, update: UpdateOp, asked: str | None, word
     kept = f"{WORDING_SEP.join(held)}{ARROW}{value}"
     richer = with_wording(kept, asked, wordings) if asked and wordings > 1 else None
     return update.model_copy(update={"content": richer or kept})
-
-
-def specific(value: str) -> bool:
-    """Whether a value names one thing (a code, a number, a quoted value), unlike a plain name several facts may
-    share (a carrier, a doctor)."""
-    return any(c.isdigit() for c in value) or value.strip()[:1] in "\"'`"
 
 
 def _asked_before(playbook: Playbook, content: str, asked: str) -> str | None:
