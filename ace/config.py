@@ -46,6 +46,13 @@ class LoopConfig:
         "'facts': copy-friendly curation (the lesson as spans copied from question and feedback, an ADD / UPDATE / "
         "NONE choice, bullet text written by code); 'free': the paper's free-text reflection and curator delta.",
     )
+    curator_content: Literal["free", "grounded"] = option(
+        "free",
+        "What the paper's curator (curation 'free') writes as a bullet: 'free', its own words (the quality gate and "
+        "the repair judge them); 'grounded', one of the statements code builds from the task, its feedback and the "
+        "reflection (question -> target when the target is known, the reflection's insight, the feedback's clauses), "
+        "each one the quality gate accepts: for a model that can choose a bullet but not write one.",
+    )
     curator_repairs: int = option(
         1,
         "Times a curator delta the playbook's rules refused (the quality gate, an unknown id) goes back to the "
@@ -72,6 +79,13 @@ class LoopConfig:
         "subject (an UPDATE), so that the next question in those words finds it (1: none added; needs supersede).",
         min=1,
     )
+    facts_version: Literal[1, 2] = option(
+        2,
+        "The rules that tell one fact from another when consolidating (ace.playbook.supersede): 2 takes no "
+        "sentence's first word in a fact's wordings for a name ('Students sitting the spring Cell Biology final' "
+        "names Cell Biology) and takes a question for another wording of a bullet stating its value among the "
+        "question's 3 most relevant (not only the first); 1 is what runs recorded before used.",
+    )
     roles_version: Literal[1, 2, 3] = option(
         3,
         "The roles' prompts and schemas: 3 never offers the evaluator's own words ('expected ...', 'it replaces "
@@ -97,6 +111,10 @@ class LoopConfig:
             raise ConfigError("answers is 'free' or 'copy'; curation is 'free' or 'facts'")
         if self.roles_version not in (1, 2, 3):
             raise ConfigError(f"roles_version is 1, 2 or 3, not {self.roles_version!r}")
+        if self.curator_content not in ("free", "grounded"):
+            raise ConfigError(f"curator_content is 'free' or 'grounded', not {self.curator_content!r}")
+        if self.facts_version not in (1, 2):
+            raise ConfigError(f"facts_version is 1 or 2, not {self.facts_version!r}")
         if self.relevance not in ("words", "bm25"):
             raise ConfigError(f"relevance is 'words' or 'bm25', not {self.relevance!r}")
         if self.layout not in LAYOUTS:

@@ -331,3 +331,48 @@ def test_a_contraction_starting_a_question_names_nothing() -> None:
     assert duplicate_of(pb, f"I'm picking pallet wrap in Ingleby - what's the bin location {A} C37-8") == "f-00001"
     assert duplicate_of(pb, f"Let's see: which bin holds pallet wrap at Ingleby {A} C37-8") == "f-00001"
     assert duplicate_of(pb, f"I'm picking pallet wrap in Holloway - what's the bin location {A} C37-8") is None
+
+
+def test_rules_version_2_takes_no_sentence_first_word_of_a_question_for_a_name() -> None:
+    """From a held-out registrar family: "Students sitting the spring Cell Biology final — where do they go → B-403"
+    beside "I need the room number for the Cell Biology examination in the spring term. → B-403" took "Students" for
+    a name the other lacked, and kept a second bullet per room (1.6 bullets per fact). Version 1 (runs recorded
+    before) still does; a name inside the sentence still tells facts apart; a rule bullet is read as before."""
+    from ace.playbook.supersede import duplicate_of
+
+    pb = parse_ace(f"## F\n[f-00001] I need the room number for the Cell Biology examination in the spring term. "
+                   f"{A} B-403\n")  # fmt: skip
+    again = f"Students sitting the spring Cell Biology final \u2014 where do they go {A} B-403"
+    assert duplicate_of(pb, again, version=2) == "f-00001"
+    assert duplicate_of(pb, again, version=1) is None
+    assert duplicate_of(pb, f"Students sitting the spring Cell Chemistry final {A} B-403", version=2) is None
+    # after a sentence's end, a wording separator or a dash, the next first word is no name either
+    assert duplicate_of(pb, f"Spring term. Students taking Cell Biology go where {A} B-403", version=2) == "f-00001"
+    # a name at a sentence's start that is also inside a sentence stays a name
+    rules = parse_ace("## R\n[r-00001] Refunds from Oslo use ledger code LC-4471.\n")
+    assert duplicate_of(rules, "Tromso refunds use ledger code LC-4471.", version=2) is None
+
+
+def test_rules_version_2_finds_the_same_valued_bullet_among_the_questions_first_three() -> None:
+    """A plain-name fact asked in other words whose bullet the question ranks second (another fact's wording ranks
+    first) is that bullet's wording under version 2, a new bullet under version 1; a bullet stating the value
+    that shares fewer than two terms beyond phrasing with the question is not."""
+    from ace.playbook.focus import fact
+
+    pb = parse_ace(
+        "## F\n"
+        f"[f-00001] Who is on call for cardiology on weekdays {A} Dr. Ines Galloway\n"
+        f"[f-00002] Which doctor do we page for cardiology emergencies on weekends {A} Dr. Omar Reyes\n"
+    )
+    asked = "Which doctor do we page for a cardiology emergency on weekdays?"
+    from ace.playbook.query import focused
+
+    assert [b.id for b, _ in focused(pb, asked, 2)] == ["f-00002", "f-00001"]  # the other fact's wording first
+    add = [AddOp(section="F", content=fact(asked, "Dr. Ines Galloway"))]
+    ops, _, dups = consolidate(pb, add, asked=asked, wordings=3, version=2)
+    assert [d.bullet for d in dups] == ["f-00001"] and [op.type for op in ops] == ["UPDATE", "TAG"]
+    assert [op.type for op in consolidate(pb, add, asked=asked, wordings=3, version=1)[0]] == ["ADD"]
+    lone = "Who covers dermatology on weekdays?"  # one shared term (weekdays) beyond the plain words: another fact
+    ops, _, dups = consolidate(pb, [AddOp(section="F", content=fact(lone, "Dr. Ines Galloway"))], asked=lone,
+                               wordings=3, version=2)  # fmt: skip
+    assert not dups and [op.type for op in ops] == ["ADD"]

@@ -21,6 +21,7 @@ from ace.loop.roles import (
     curate,
     curate_facts,
     generate,
+    grounded_contents,
     reflect,
     reflect_facts,
     same_lesson,
@@ -124,8 +125,12 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
                 proposal = None
             else:
                 cfg = ctx.config
+                contents = None
+                if cfg.curator_content == "grounded":  # the content chosen among statements built by code
+                    contents = grounded_contents(task, state.get("feedback"), refl, ctx.store.policy.quality, pb)
                 proposal = curate(ctx.llm, pb, refl, budget=cfg.playbook_budget, layout=cfg.layout,
-                                  refused=refused, version=cfg.roles_version, turned_down=down).parsed  # fmt: skip
+                                  refused=refused, version=cfg.roles_version, turned_down=down,
+                                  contents=contents).parsed  # fmt: skip
                 assert proposal is not None
                 ops, reasoning = list(proposal.to_delta(source).operations), proposal.reasoning
                 # a lesson a reviewer turned down is not proposed again, whatever the curator says
@@ -135,9 +140,16 @@ def curate_node(state: LoopState, ctx: LoopContext) -> LoopState:
         if ctx.config.supersede:  # one bullet per fact: a changed fact UPDATEs its bullet, a restated one TAGs it
             fb = state.get("feedback")
             replaces = fb.replaces if fb is not None else None
-            asked = task.input if ctx.config.wordings > 1 and ctx.config.curation == "facts" else None
+            fact_form = ctx.config.curation == "facts" or ctx.config.curator_content == "grounded"
+            asked = task.input if ctx.config.wordings > 1 and fact_form else None
             ops, swapped, dups = consolidate(
-                pb, ops, source, replaces=replaces, asked=asked, wordings=ctx.config.wordings
+                pb,
+                ops,
+                source,
+                replaces=replaces,
+                asked=asked,
+                wordings=ctx.config.wordings,
+                version=ctx.config.facts_version,
             )
             notes = [f"{s.bullet} {s.old!r} -> {s.new!r}" for s in swapped] + [f"again: {d.bullet}" for d in dups]
             if notes:

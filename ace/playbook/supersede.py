@@ -160,27 +160,38 @@ _STARTERS = frozenset(
 )
 
 
-def _names(content: str) -> set[str]:
+_SENTENCE_START = re.compile(r"(?:^\s*|[.?!:;\u2014|]\s+)([^\W\d_][\w'-]*)")  # a sentence's (a wording's) first word
+
+
+def _names(content: str, version: int = 1) -> set[str]:
     """The subject's names: its capitalised words (a sentence's first word among them, unless it is a pronoun or a
-    word that starts sentences: "I need ...", "Please ..."; see :func:`_conflict`)."""
-    ws = re.findall(r"[^\W\d_][\w'-]*", _subject(content))
+    word that starts sentences: "I need ...", "Please ..."; see :func:`_conflict`). ``version`` 2: in a fact
+    bullet's wordings (questions people asked), a sentence's first word is never a name ("Students sitting the
+    spring Cell Biology final ..." names Cell Biology, not Students)."""
+    subject = _subject(content)
+    ws = re.findall(r"[^\W\d_][\w'-]*", subject)
     # a contraction is its first word ("I'm", "What's", "Let's" start sentences; they name nothing)
-    return {w.casefold() for w in ws if w[0].isupper() and w.split("'")[0].casefold() not in _PLAIN | _STARTERS}
+    found = {w.casefold() for w in ws if w[0].isupper() and w.split("'")[0].casefold() not in _PLAIN | _STARTERS}
+    if version >= 2 and ARROW in content:
+        starts = {m.start(1) for m in _SENTENCE_START.finditer(subject)}
+        inside = {m.group(0).casefold() for m in re.finditer(r"[^\W\d_][\w'-]*", subject) if m.start() not in starts}
+        found &= inside
+    return found
 
 
-def _conflict(a: str, b: str) -> bool:
+def _conflict(a: str, b: str, version: int = 1) -> bool:
     """Whether one subject names what the other never says (Oslo against Tromso)."""
     wa, wb = set(_WORD.findall(_subject(a).casefold())), set(_WORD.findall(_subject(b).casefold()))
-    return bool(_names(a) - wb or _names(b) - wa)
+    return bool(_names(a, version) - wb or _names(b, version) - wa)
 
 
-def duplicate_of(playbook: Playbook, content: str) -> str | None:
+def duplicate_of(playbook: Playbook, content: str, version: int = 1) -> str | None:
     """The bullet ``content`` says again in other words, or None. The same values (a fact bullet's value; a rule's
     codes, numbers and quoted values, in any order), no name in one subject that the other does not say (Oslo is
     not Tromso), and: for values with a digit or quotes (codes, which name one thing each), at least one other
     word of the subject in common; for a plain name (a carrier, a team: several facts may share one), the same
     words in the subject once the plain ones ("which", "the", "use", ...) are left out. The most overlapping such
-    bullet when there are several."""
+    bullet when there are several. ``version``: the rules' (:func:`_names`; 1 is what runs recorded before used)."""
     s = statement(content)
     if s is None:
         return None
@@ -194,7 +205,7 @@ def duplicate_of(playbook: Playbook, content: str) -> str | None:
         shared = mine & theirs
         share = len(shared) / len(mine | theirs) if mine | theirs else 0.0
         same = bool(shared) if coded else mine == theirs
-        if same and not _conflict(content, other) and (best is None or share > best[0]):
+        if same and not _conflict(content, other, version) and (best is None or share > best[0]):
             best = (share, bullet_id)
     return None if best is None else best[1]
 
@@ -239,6 +250,7 @@ def consolidate(
     replaces: str | None = None,
     asked: str | None = None,
     wordings: int = 1,
+    version: int = 1,
 ) -> tuple[list[Operation], list[Superseded], list[Duplicate]]:
     """:func:`supersede`, and then each ADD that says again what a bullet says (:func:`duplicate_of`) becomes a
     helpful TAG of that bullet: one bullet per fact, its counter saying it was learned again. ``replaces``: the
@@ -246,7 +258,8 @@ def consolidate(
     becomes an UPDATE of the bullet stating that value (:func:`replaced_in`), a fact bullet keeping its wordings.
     ``asked``: the question the lesson came from; with ``wordings`` > 1, a fact bullet the ADD said again, or whose
     value changed, takes it as one more wording of its subject when it says words they lack
-    (:func:`ace.playbook.focus.with_wording`; at most ``wordings``)."""
+    (:func:`ace.playbook.focus.with_wording`; at most ``wordings``). ``version``: the rules that tell facts apart
+    (:data:`FACTS_VERSIONS`; 1 is what runs recorded before used)."""
     if replaces:
         named = {i for op in operations for i in _ids(op)}
         hinted: list[Operation] = []
@@ -269,9 +282,9 @@ def consolidate(
     tagged = {op.id for op in ops if isinstance(op, TagOp)}
     for n, op in enumerate(ops):
         if isinstance(op, AddOp):
-            same = duplicate_of(playbook, op.content)
+            same = duplicate_of(playbook, op.content, version)
             if same is None and asked and wordings > 1:
-                same = _asked_before(playbook, op.content, asked)
+                same = _asked_before(playbook, op.content, asked, ASKED_DEPTH if version >= 2 else 1)
             if same is not None:
                 dups.append(Duplicate(n, same))
                 if same not in tagged:
@@ -326,21 +339,31 @@ def _kept_wordings(playbook: Playbook, update: UpdateOp, asked: str | None, word
     return update.model_copy(update={"content": richer or kept})
 
 
-def _asked_before(playbook: Playbook, content: str, asked: str) -> str | None:
-    """The fact bullet most relevant to the question ``asked`` (:func:`ace.playbook.query.focused`) when it states
-    the value ``content`` (a fact) states: the question asked for that fact in other words. What tells two wordings
+# how far down the question's ranking (:func:`_asked_before`) a bullet stating the lesson's value is taken as the
+# same fact asked in other words (rules version 2; version 1 looked at the first only)
+ASKED_DEPTH = 3
+FACTS_VERSIONS = (1, 2)  # the rules that tell facts apart: 2 is this module's; 1 what runs recorded before used
+
+
+def _asked_before(playbook: Playbook, content: str, asked: str, depth: int = 1) -> str | None:
+    """The first of the ``depth`` fact bullets most relevant to the question ``asked``
+    (:func:`ace.playbook.query.focused`) that states the value ``content`` (a fact) states and shares two terms with
+    the question that are not phrasing: the question asked for that fact in other words. What tells two wordings
     of a fact whose value is a plain name apart from two facts sharing one (they share no subject word but the
     value). None otherwise."""
     value = fact_value(content)
     if value is None:
         return None
-    top = focused(playbook, asked, 1)
-    if not top or (theirs := fact_value(top[0][0].content)) is None or _norm_value(theirs) != _norm_value(value):
-        return None
-    # and they share two terms that are not phrasing: "on call" alone does not make two doctors' shifts one fact
     phrasing = paraphrase_terms(playbook)
-    shared = (set(terms(asked)) & set(terms(top[0][0].content.rsplit(ARROW, 1)[0]))) - phrasing
-    return top[0][0].id if len(shared) >= 2 else None
+    mine = set(terms(asked))
+    for bullet, _ in focused(playbook, asked, depth):
+        theirs = fact_value(bullet.content)
+        if theirs is None or _norm_value(theirs) != _norm_value(value):
+            continue
+        # and they share two terms that are not phrasing: "on call" alone does not make two doctors' shifts one fact
+        if len((mine & set(terms(bullet.content.rsplit(ARROW, 1)[0]))) - phrasing) >= 2:
+            return bullet.id
+    return None
 
 
 def _update(op: AddOp, bullet_id: str, note: str, source: Source | None) -> UpdateOp:
@@ -360,6 +383,8 @@ def _ids(op: Operation) -> list[str]:
 
 
 __all__ = [
+    "ASKED_DEPTH",
+    "FACTS_VERSIONS",
     "Duplicate",
     "Superseded",
     "consolidate",

@@ -116,6 +116,7 @@ RECORDED_BEFORE = {
     "supersede": False,
     "relevance": "words",
     "wordings": 1,
+    "facts_version": 1,
 }
 
 

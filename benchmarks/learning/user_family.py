@@ -157,7 +157,7 @@ kind = "jsonl"
 max_rounds = 1
 playbook_budget = 1000
 max_tokens = 128
-
+{loop}
 [run]
 protocols = {protocols}
 labels = [true]
@@ -177,6 +177,11 @@ def main() -> None:
     ap.add_argument("--protocols", default='["base", "icl", "retrieval", "nearest", "online"]')
     ap.add_argument("--roles", choices=["auto", "paper", "embedded"], default="auto",
                     help="the roles' settings ([run] roles): 'paper' for the paper's free-text roles")  # fmt: skip
+    ap.add_argument("--loop", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="more [loop] settings, in TOML (e.g. curator_content='\"grounded\"' focus=3)")  # fmt: skip
+    ap.add_argument("--streams", type=Path, nargs="+", default=None, metavar="JSONL",
+                    help="measure these streams (rows with input, target and, for the analysis, fact and replaces: "
+                         "a family of your own) instead of generating the clinic family; one per 'seed'")  # fmt: skip
     ap.add_argument("--out", type=Path, required=True, help="a directory for the data, configs, runs and results")
     args = ap.parse_args()
     from rich.console import Console
@@ -186,15 +191,23 @@ def main() -> None:
     from ace.store import PlaybookStore
     from ace.tasks import load_tasks
 
-    results = []
-    for seed in args.seeds:
+    results, updated = [], bool(args.updates)
+    given = {path.stem: path for path in args.streams or []}
+    for seed in given or args.seeds:
         work = args.out / f"seed-{seed}"
         work.mkdir(parents=True, exist_ok=True)
-        rows = stream(seed, args.facts, args.questions, args.updates)
+        if given:
+            rows = [json.loads(line) for line in given[seed].read_text(encoding="utf-8").splitlines() if line.strip()]
+            for row in rows:
+                row.setdefault("fact", row["target"])  # no fact key: a fact is its first answer
+        else:
+            rows = stream(seed, args.facts, args.questions, args.updates)
+        updated = updated or any("replaces" in r for r in rows)
         (work / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         cfg_path = work / "ace.toml"
         cfg_path.write_text(CONFIG.format(seed=seed, provider=args.provider, db=work / "store.db",
-                                          protocols=args.protocols, roles=args.roles), encoding="utf-8")  # fmt: skip
+                                          protocols=args.protocols, roles=args.roles,
+                                          loop="".join(f"{kv}\n" for kv in args.loop)), encoding="utf-8")  # fmt: skip
         cfg = RunConfig.load(cfg_path)
         with (work / "out.txt").open("w", encoding="utf-8") as log:
             # the run's files under --out (a run id reused elsewhere would resume from that run's cassette)
@@ -231,7 +244,10 @@ def main() -> None:
         print(json.dumps(found), flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     methods = list(results[0]["methods"])
-    print(f"\n{len(results)} seeds, {args.facts} facts, {args.questions} questions, updates {args.updates:.0%}")
+    if given:
+        print(f"\n{len(results)} streams: {', '.join(given)}")
+    else:
+        print(f"\n{len(results)} seeds, {args.facts} facts, {args.questions} questions, updates {args.updates:.0%}")
     for m in methods:
         accs = [r["methods"][m]["accuracy"] or 0.0 for r in results]
         line = f"{m:18s} {statistics.mean(accs):6.1%}  (range {min(accs):.1%}-{max(accs):.1%})"
@@ -245,7 +261,7 @@ def main() -> None:
         if m == "ACE online":
             per = [r["methods"][m]["facts"]["per_fact"] or 0 for r in results]
             line += f"  bullets per fact {statistics.mean(per):.2f} (max {max(per):.2f})"
-            if args.updates:
+            if updated:
                 line += f"  stale bullets {sum(r['methods'][m]['stale_bullets'] for r in results)}"
             cur = [r["methods"][m].get("curation") or {} for r in results]
             curated = sum(c.get("curated", 0) for c in cur)

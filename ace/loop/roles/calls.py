@@ -24,7 +24,8 @@ from ace.llm import LLM, LLMResult, Message, Usage
 from ace.loop.roles import outputs
 from ace.loop.roles.outputs import BulletTag, CuratorOutput, FactCuration, FactReflection, GeneratorOutput, Reflection
 from ace.playbook import AddOp, Delta, Operation, Playbook, Source, TagOp, UpdateOp, render
-from ace.playbook.focus import answer_options, fact_value, looks_like_value, relevant, spans, words
+from ace.playbook.focus import answer_options, fact, fact_value, looks_like_value, relevant, spans, words
+from ace.playbook.quality import QualityRules, content_problem
 from ace.playbook.query import focused
 from ace.playbook.render import Layout
 from ace.tasks import Feedback, Task
@@ -211,11 +212,14 @@ def curate(
     refused: tuple[CuratorOutput, str] | None = None,
     version: int = 2,
     turned_down: Sequence[tuple[str, str]] = (),
+    contents: Sequence[str] | None = None,
 ) -> LLMResult[CuratorOutput]:
     """Propose a delta from the reflection, given the playbook (under ``budget`` tokens) and its statistics. With
     ``refused`` (an earlier proposal and why the playbook's rules refused it), the curator is shown both and asked
     for a proposal with that fixed: the repair that follows a refusal. ``version=1`` is the first prompt and schema
-    (any section name), what runs recorded before re-execute with."""
+    (any section name), what runs recorded before re-execute with. ``contents`` (``curator_content = "grounded"``,
+    :func:`grounded_contents`): the statements an ADD's or UPDATE's content is chosen among, shown and held to by
+    the schema."""
     stats = playbook.stats()
     sections = ", ".join(playbook.sections) or "(none yet)"
     parts = [
@@ -225,6 +229,9 @@ def curate(
         f"REFLECTION:\nError: {reflection.error_identification}\nRoot cause: {reflection.root_cause_analysis}\n"
         f"Correct approach: {reflection.correct_approach}\nKey insight: {reflection.key_insight}",
     ]
+    if contents is not None:  # grounded: the content is chosen, not written
+        listed = "\n".join(f"- {c}" for c in contents) or "(none: only REMOVE, or no operation)"
+        parts.append(f"CONTENT TO CHOOSE FROM (an ADD's or UPDATE's content is one of these, word for word):\n{listed}")
     if turned_down:  # lessons a reviewer turned down (ace review): shown only when there are some
         shown_down = "\n".join(f"- {text[:300]} (why: {why[:160]})" for text, why in turned_down[:10])
         parts.append(f"LESSONS A REVIEWER TURNED DOWN (do not propose them again):\n{shown_down}")
@@ -238,8 +245,42 @@ def curate(
     system = prompt("curator" if version >= 2 else "curator_v1")
     messages = [Message("system", system, cache=True), Message("user", "\n\n".join(parts))]
     held_to = tuple(playbook.sections) if version >= 2 else None  # version 1: any section name
-    output = outputs.curator_output(tuple(b.id for b in playbook), held_to)
+    choices = None if contents is None else tuple(contents)
+    output = outputs.curator_output(tuple(b.id for b in playbook), held_to, choices)
     return llm.call(messages, output=output, role="curator")
+
+
+MAX_GROUNDED = 6  # statements a grounded curator chooses among
+
+
+def grounded_contents(
+    task: Task, feedback: Feedback | None, reflection: Reflection, rules: QualityRules | None, playbook: Playbook
+) -> tuple[str, ...]:
+    """What a grounded curator (``curator_content = "grounded"``) may write as a bullet, built by code: the fact the
+    outcome revealed when the target is known (``question → target``, :func:`ace.playbook.focus.fact`), then the
+    reflection's key insight and correct approach, then the clauses of the feedback that state something (three
+    words or more, not the evaluator's own "expected ..."); each once, none the playbook holds already, and only
+    those the quality gate (``rules``) accepts, so that a choice among them is never refused for its text. For a
+    model that cannot write a bullet but can choose one (the embedded model: its free-text lessons were one or two
+    words, and the gate refused 92 % of its deltas)."""
+    found: list[str] = []
+    if feedback is not None and feedback.target and (subject := " ".join(task.input.split()).rstrip("?").strip()):
+        found.append(fact(subject, feedback.target.strip()))
+    found += [reflection.key_insight, reflection.correct_approach]
+    if feedback is not None:
+        found += [c for c in re.split(r"[;\n]|\.\s", feedback.message) if not _EVALUATOR_WORDS.match(c)]
+    held = {b.content for b in playbook}
+    kept: list[str] = []
+    for text in dict.fromkeys(" ".join(t.split()).strip()[:MAX_CONTENT] for t in found):
+        if len(words(text)) < 3 or text in held or (rules is not None and content_problem(text, rules)):
+            continue
+        kept.append(text)
+        if len(kept) == MAX_GROUNDED:
+            break
+    return tuple(kept)
+
+
+MAX_CONTENT = 600  # characters of a grounded statement (a long feedback clause is cut)
 
 
 FACTS_SECTION = "facts"

@@ -203,26 +203,48 @@ def _section_type(sections: tuple[str, ...]) -> Any:
 
 
 @lru_cache(maxsize=64)
-def curator_output(ids: tuple[str, ...], sections: tuple[str, ...] | None = ()) -> type[CuratorOutput]:
+def curator_output(
+    ids: tuple[str, ...], sections: tuple[str, ...] | None = (), contents: tuple[str, ...] | None = None
+) -> type[CuratorOutput]:
     """The curator's output model for a playbook with these bullet ids and sections: ids in UPDATE / REMOVE / MERGE
     are the playbook's own, and an ADD's section is one of its sections or a well-formed new name
-    (:data:`NEW_SECTION_PATTERN`). Content is left to the quality gate and the repair that follows a refusal: a
-    pattern would lift the length bound a grammar-constrained decoder needs to close the JSON. ``sections=None``
-    is the schema of roles version 1 (any section name), which runs recorded before re-execute with."""
-    add: Any = CuratorAdd
-    if sections is not None:
-        add = create_model("CuratorAdd", __base__=CuratorAdd, section=(_section_type(sections), ...))
-    if not ids:
-        ops: Any = add
-    elif len(ids) > MAX_ENUM_IDS:
-        ops = add | CuratorUpdate | CuratorRemove | CuratorMerge
-    else:
+    (:data:`NEW_SECTION_PATTERN`). Free content is left to the quality gate and the repair that follows a refusal:
+    a pattern would lift the length bound a grammar-constrained decoder needs to close the JSON. ``sections=None``
+    is the schema of roles version 1 (any section name), which runs recorded before re-execute with.
+
+    ``contents`` (``curator_content = "grounded"``): an ADD's or UPDATE's content is one of these statements (built
+    by code from the task, its feedback and the reflection, each one the quality gate accepts); MERGE, whose text
+    would have to be written, is not offered; with no statement, only REMOVE is (or nothing)."""
+    add_base: Any = CuratorAdd
+    update_base: Any = CuratorUpdate
+    grounded = contents is not None
+    if grounded:
+        add_base = update_base = None
+        if contents:
+            content_t: Any = Literal[contents]
+            add_base = create_model("CuratorAdd", __base__=CuratorAdd, content=(content_t, ...))
+            update_base = create_model("CuratorUpdate", __base__=CuratorUpdate, content=(content_t, ...))
+    add: Any = add_base
+    if add_base is not None and sections is not None:
+        add = create_model("CuratorAdd", __base__=add_base, section=(_section_type(sections), ...))
+    kinds: list[Any] = [add] if add is not None else []
+    if ids and len(ids) > MAX_ENUM_IDS:
+        kinds += [k for k in (update_base, CuratorRemove, None if grounded else CuratorMerge) if k is not None]
+    elif ids:
         id_t = _id_type(ids)
-        update: Any = create_model("CuratorUpdate", __base__=CuratorUpdate, id=(id_t, ...))
-        remove: Any = create_model("CuratorRemove", __base__=CuratorRemove, id=(id_t, ...))
-        id_list: Any = list[id_t]  # type: ignore[valid-type]
-        merge: Any = create_model("CuratorMerge", __base__=CuratorMerge, ids=(id_list, Field(min_length=2)))
-        ops = Annotated[add | update | remove | merge, Field(discriminator="type")]
+        if update_base is not None:
+            kinds.append(create_model("CuratorUpdate", __base__=update_base, id=(id_t, ...)))
+        kinds.append(create_model("CuratorRemove", __base__=CuratorRemove, id=(id_t, ...)))
+        if not grounded:
+            id_list: Any = list[id_t]  # type: ignore[valid-type]
+            kinds.append(create_model("CuratorMerge", __base__=CuratorMerge, ids=(id_list, Field(min_length=2))))
+    if not kinds:  # nothing can be proposed: an empty list of operations is the only answer
+        return create_model("CuratorOutput", __base__=CuratorOutput, operations=(list[Any], Field(max_length=0)))
+    ops: Any = kinds[0]
+    for k in kinds[1:]:
+        ops = ops | k
+    if len(kinds) > 1 and len(ids) <= MAX_ENUM_IDS:  # (a long playbook's union is left plain, as it always was)
+        ops = Annotated[ops, Field(discriminator="type")]
     return create_model("CuratorOutput", __base__=CuratorOutput, operations=(list[ops], ...))
 
 
