@@ -51,7 +51,8 @@ class LoopConfig:
         "What the paper's curator (curation 'free') writes as a bullet: 'free', its own words (the quality gate and "
         "the repair judge them); 'grounded', one of the statements code builds from the task, its feedback and the "
         "reflection (question -> target when the target is known, the reflection's insight, the feedback's clauses), "
-        "each one the quality gate accepts: for a model that can choose a bullet but not write one.",
+        "each one the quality gate accepts, and an UPDATE or REMOVE names only a bullet the reflection tagged "
+        "harmful: for a model that can choose a bullet but not write one.",
     )
     curator_repairs: int = option(
         1,

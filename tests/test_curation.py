@@ -136,7 +136,7 @@ def test_a_grounded_curator_chooses_its_content_among_statements_the_gate_accept
     grammar-constrained model) commits the fact; one that writes its own words is refused by validation."""
     from ace.llm.testing import valid_reply
     from ace.loop.roles import grounded_contents
-    from ace.loop.roles.outputs import Reflection
+    from ace.loop.roles.outputs import BulletTag, Reflection
     from ace.playbook.quality import QualityRules
     from ace.tasks import Feedback
 
@@ -156,6 +156,19 @@ def test_a_grounded_curator_chooses_its_content_among_statements_the_gate_accept
         model.model_validate({"reasoning": "r", "operations": [{"type": "ADD", "section": "FORMULAS AND CALCULATIONS",
                                                                 "content": "The card"}]})  # fmt: skip
     assert curator_output((), (), ()).model_json_schema()["properties"]["operations"]["maxItems"] == 0
+    # what the curator is asked: an UPDATE or REMOVE only of a bullet the reflection tagged harmful
+    from ace.loop.roles import curate
+
+    cited = next(iter(pb)).id
+    for tags, offered in (([], {"CuratorAdd"}), ([{"id": cited, "tag": "harmful"}], {"CuratorAdd", "CuratorUpdate",
+                                                                                     "CuratorRemove"})):  # fmt: skip
+        seen = ScriptedProvider([{"reasoning": "r", "operations": []}])
+        curate(LLM(seen), pb, junk.model_copy(update={"bullet_tags": [BulletTag(**t) for t in tags]}), contents=found)
+        schema = seen.calls[0].schema or {}
+        assert set(schema.get("$defs", {})) == offered or (offered == {"CuratorAdd"} and "$defs" not in schema)
+        if tags:
+            held = schema["$defs"]["CuratorRemove"]["properties"]["id"]
+            assert held.get("enum", [held.get("const")]) == [cited]
 
     store = PlaybookStore(f"sqlite:///{tmp_path / 'g.db'}")
     store.create("fin", pb)
@@ -168,3 +181,32 @@ def test_a_grounded_curator_chooses_its_content_among_statements_the_gate_accept
     assert any(b.content.endswith("Current ratio \u2192 2.0") for b in store.load("fin"))
     asked = provider.calls[-1].messages[-1].content
     assert "CONTENT TO CHOOSE FROM" in asked and "Current ratio \u2192 2.0" in asked
+
+
+@pytest.mark.model
+def test_the_embedded_model_as_the_papers_curator_with_grounded_content_commits_what_the_gate_accepts(
+    tmp_path: Path,
+) -> None:
+    """The real embedded model (SmolLM2-135M) as the paper's reflector and curator on questions whose answers it
+    cannot know: with grounded content no curator delta is refused (the free curator's were, 92 % of the time), and
+    what it commits is one of the statements it was offered."""
+    from ace.llm import Sampling
+    from ace.llm.local import LocalProvider
+    from ace.playbook import Playbook
+    from ace.tasks import exact
+
+    tasks = [Task(id=f"q{i}", input=q, target=a) for i, (q, a) in enumerate([
+        ("Which ticket queue handles password resets?", "DESK-WILLOW"),
+        ("Which port does the billing API listen on?", "8443"),
+        ("Where should I file a ticket about password resets?", "DESK-WILLOW"),
+    ])]  # fmt: skip
+    store = PlaybookStore(f"sqlite:///{tmp_path / 'm.db'}")
+    store.create("ops", Playbook.empty())
+    config = LoopConfig(max_rounds=1, playbook_budget=400, focus=3, answers="copy", curator_content="grounded")
+    llm = LLM(LocalProvider(), sampling=Sampling(max_tokens=128))
+    ctx = LoopContext(RunSetup(llm, store, "ops", exact, config=config), tasks, "run-g")
+    records = run(ctx, str(tmp_path / "ck.db")).results
+    assert all(r.refused == 0 and r.error is None for r in records), [(r.refused, r.error) for r in records]
+    bullets = list(store.load("ops"))
+    for b in bullets:  # only statements built from the steps: a question and its target, or a stated clause
+        assert "\u2192" in b.content or len(b.content.split()) >= 3, b.content

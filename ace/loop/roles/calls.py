@@ -219,7 +219,8 @@ def curate(
     for a proposal with that fixed: the repair that follows a refusal. ``version=1`` is the first prompt and schema
     (any section name), what runs recorded before re-execute with. ``contents`` (``curator_content = "grounded"``,
     :func:`grounded_contents`): the statements an ADD's or UPDATE's content is chosen among, shown and held to by
-    the schema."""
+    the schema; and an UPDATE or REMOVE may name only a bullet the reflection tagged harmful (the embedded model,
+    free to name any, removed the bullet it had added the step before, step after step)."""
     stats = playbook.stats()
     sections = ", ".join(playbook.sections) or "(none yet)"
     parts = [
@@ -245,8 +246,12 @@ def curate(
     system = prompt("curator" if version >= 2 else "curator_v1")
     messages = [Message("system", system, cache=True), Message("user", "\n\n".join(parts))]
     held_to = tuple(playbook.sections) if version >= 2 else None  # version 1: any section name
-    choices = None if contents is None else tuple(contents)
-    output = outputs.curator_output(tuple(b.id for b in playbook), held_to, choices)
+    ids = tuple(b.id for b in playbook)
+    choices = None
+    if contents is not None:  # grounded: change or remove only a bullet the reflection found misleading
+        choices = tuple(contents)
+        ids = tuple(dict.fromkeys(t.id for t in reflection.bullet_tags if t.tag == "harmful" and t.id in playbook))
+    output = outputs.curator_output(ids, held_to, choices)
     return llm.call(messages, output=output, role="curator")
 
 
