@@ -144,7 +144,7 @@ def new_value(fact: Fact, rng: random.Random, taken: set[str]) -> str:
             return v
 
 
-CONFIG = """name = "meridian-{seed}"
+CONFIG = """name = "{name}"
 provider = "{provider}"
 db = "sqlite:///{db}"
 evaluator = "exact"
@@ -205,13 +205,14 @@ def main() -> None:
         updated = updated or any("replaces" in r for r in rows)
         (work / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         cfg_path = work / "ace.toml"
-        cfg_path.write_text(CONFIG.format(seed=seed, provider=args.provider, db=work / "store.db",
+        name = str(seed) if given else f"meridian-{seed}"  # a given stream's name is its file's
+        cfg_path.write_text(CONFIG.format(name=name, provider=args.provider, db=work / "store.db",
                                           protocols=args.protocols, roles=args.roles,
                                           loop="".join(f"{kv}\n" for kv in args.loop)), encoding="utf-8")  # fmt: skip
         cfg = RunConfig.load(cfg_path)
         with (work / "out.txt").open("w", encoding="utf-8") as log:
             # the run's files under --out (a run id reused elsewhere would resume from that run's cassette)
-            summary = run_config(cfg, Console(file=log, width=160), run_id=f"meridian-{seed}", data_dir=work)
+            summary = run_config(cfg, Console(file=log, width=160), run_id=name, data_dir=work)
         found: dict[str, Any] = {"seed": seed, "methods": {}}
         changed = [i for i, r in enumerate(rows) if "replaces" in r]
         # the first question after a change is the one whose feedback announces it (nothing could know before): the
