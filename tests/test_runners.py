@@ -475,3 +475,16 @@ def test_the_roles_follow_the_provider_unless_the_config_says_which(tmp_path: Pa
         provider="local")) == embedded  # fmt: skip
     assert roles(load('provider = "local"', 'curation = "facts"').overridden(provider="anthropic:x")) == (
         0, "free", "facts")  # what the file set is kept  # fmt: skip
+
+    # the paper's curator on the embedded model chooses its content (it cannot write a bullet the gate takes);
+    # elsewhere it writes it; what the file sets is kept, and it follows a switch of provider
+    def content(c: RunConfig) -> str:
+        return c.loop.curator_content
+
+    assert content(load('provider = "local"', run='roles = "paper"')) == "grounded"
+    assert content(load('provider = "local"\nagent = "agent.py:build"')) == "grounded"
+    assert content(load('provider = "anthropic:claude-sonnet-4-5"')) == "free"
+    assert content(load('provider = "local"', 'curator_content = "free"', 'roles = "paper"')) == "free"
+    assert content(load('provider = "local"', run='roles = "paper"').overridden(provider="anthropic:x")) == "free"
+    assert content(load('provider = "anthropic:x"').overridden(provider="local:gemma3-270m")) == "free"  # auto: facts
+    assert content(load('provider = "anthropic:x"', run='roles = "paper"').overridden(provider="local")) == "grounded"

@@ -126,7 +126,7 @@ class RunSection(_Strict):
     icl_source: Literal["train", "previous"] = "train"
     # the roles' settings: "auto" (the built-in generator on the embedded model gets EMBEDDED_LOOP, the settings
     # measured to learn with it, for each of them the [loop] table does not set; other providers, and your own
-    # agent, the paper's roles), "paper", "embedded"
+    # agent, the paper's roles, whose curator chooses its bullet on the embedded model), "paper", "embedded"
     roles: Literal["auto", "paper", "embedded"] = "auto"
 
 
@@ -154,11 +154,12 @@ class RunConfig(_Strict):
         if not isinstance(loop, dict):
             return data
         run: dict[str, Any] = data["run"] if isinstance(data.get("run"), dict) else {}
-        given = [k for k in loop if k in EMBEDDED_LOOP]
+        given = [k for k in loop if k in ROLE_KEYS]
         if "loop_set" not in data:
             data = {**data, "loop_set": given}
-        if not data.get("agent") and _embedded_roles(str(run.get("roles", "auto")), str(data.get("provider", "local"))):
-            loop = {**{k: v for k, v in EMBEDDED_LOOP.items() if k not in data["loop_set"]}, **loop}
+        roles, provider = str(run.get("roles", "auto")), str(data.get("provider", "local"))
+        wanted = role_settings(roles, provider, bool(data.get("agent")))
+        loop = {**{k: v for k, v in wanted.items() if k not in data["loop_set"]}, **loop}
         return {**data, "loop": loop}
 
     @field_validator("name")
@@ -206,9 +207,7 @@ class RunConfig(_Strict):
             _check_labels(loop, self.run)
         new_loop = loop or self.loop
         if provider is not None and loop is None and provider != self.provider and not self.agent:  # roles follow it
-            paper = LoopSection()
-            wanted = EMBEDDED_LOOP if _embedded_roles(self.run.roles, provider) else {k: getattr(paper, k) for k in
-                                                                                      EMBEDDED_LOOP}  # fmt: skip
+            wanted = role_settings(self.run.roles, provider, False)
             new_loop = replace(new_loop, **{k: v for k, v in wanted.items() if k not in self.loop_set})
         update = {"provider": provider or self.provider, "db": db or self.db, "data": data, "loop": new_loop}
         return self.model_copy(update=update)
@@ -223,9 +222,31 @@ class RunConfig(_Strict):
 EMBEDDED_LOOP: dict[str, Any] = {"focus": 3, "answers": "copy", "curation": "facts"}
 
 
+# the paper's roles on the embedded model: its reflector and curator, the curator choosing its bullet among
+# statements built by code (it cannot write one: the quality gate refused 92 % of its free-text deltas)
+PAPER_LOCAL_LOOP: dict[str, Any] = {"curator_content": "grounded"}
+ROLE_KEYS = (*EMBEDDED_LOOP, *PAPER_LOCAL_LOOP)  # the [loop] options the roles' settings fill in where unset
+
+
 def _embedded_roles(roles: str, provider: str) -> bool:
     """Whether a run with ``roles`` on ``provider`` uses :data:`EMBEDDED_LOOP`."""
-    return roles == "embedded" or (roles == "auto" and provider.split(":", 1)[0] == "local")
+    return roles == "embedded" or (roles == "auto" and _local(provider))
+
+
+def _local(provider: str) -> bool:
+    return provider.split(":", 1)[0] == "local"
+
+
+def role_settings(roles: str, provider: str, agent: bool) -> dict[str, Any]:
+    """The [loop] options (:data:`ROLE_KEYS`) that ``roles`` gives a run on ``provider`` where its [loop] table
+    leaves them unset: :data:`EMBEDDED_LOOP` for the embedded roles (the built-in generator on the embedded model,
+    or ``roles = "embedded"``; not with your own ``agent``); else the paper's roles, whose curator chooses its
+    content (:data:`PAPER_LOCAL_LOOP`) on the embedded model, and writes it elsewhere."""
+    paper = LoopSection()
+    found = {k: getattr(paper, k) for k in ROLE_KEYS}
+    if not agent and _embedded_roles(roles, provider):
+        return {**found, **EMBEDDED_LOOP}
+    return {**found, **PAPER_LOCAL_LOOP} if _local(provider) else found
 
 
 def _check_labels(loop: LoopSection, run: RunSection) -> None:
