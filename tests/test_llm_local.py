@@ -165,3 +165,23 @@ def test_smollm2_answers_under_its_chat_template_with_a_valid_structure() -> Non
     assert again.parsed == result.parsed  # temperature 0, fixed seed: the same answer
     plain: LLMResult[BaseModel] = smol.call([*messages, Message("user", "Reply with the code only.")])
     assert "User:" not in plain.text and "<|im_end|>" not in plain.text  # the template's end of turn ends it
+
+
+def test_a_nul_in_the_prompt_or_an_option_and_a_prompt_past_the_context_are_clear_errors_not_a_crash() -> None:
+    """From an outside trial: a NUL in a question (copied into a copied answer's options, hence the grammar) aborted
+    the process inside llama.cpp (SIGABRT), and a 100 KB question raised a ValueError that ended the whole run.
+    Now the NUL reaches neither the prompt nor the grammar (U+FFFD instead), and a prompt past the context is an
+    LLMError: the step fails with its reason, the run goes on."""
+    from typing import Literal
+
+    class Pick(BaseModel):
+        answer: Literal["db-east-07", "port\x00 8443"]
+
+    llm = LLM(LocalProvider(), sampling=Sampling(max_tokens=32))
+    try:
+        got = llm.call([Message("user", "Which\x00 host? Options: db-east-07 or port 8443.")], output=Pick).parsed
+        assert got is not None and got.answer == "db-east-07"
+    except LLMError as e:  # the model chose the option whose NUL became U+FFFD: refused by validation, no crash
+        assert "answer" in str(e)
+    with pytest.raises(LLMError, match="context of 4096 tokens"):
+        llm.call([Message("user", "word " * 20_000)])

@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -488,3 +489,8 @@ def test_the_roles_follow_the_provider_unless_the_config_says_which(tmp_path: Pa
     assert content(load('provider = "local"', run='roles = "paper"').overridden(provider="anthropic:x")) == "free"
     assert content(load('provider = "anthropic:x"').overridden(provider="local:gemma3-270m")) == "free"  # auto: facts
     assert content(load('provider = "anthropic:x"', run='roles = "paper"').overridden(provider="local")) == "grounded"
+    # ace run --provider passes the loop options (the command line's over the file's): the roles still follow the
+    # provider for those neither set (an outside trial found the embedded settings kept on an API provider)
+    local = load('provider = "local"')
+    assert roles(local.overridden(provider="anthropic:x", loop=local.loop)) == paper
+    assert roles(local.overridden(provider="anthropic:x", loop=replace(local.loop, focus=2))) == (2, "free", "free")

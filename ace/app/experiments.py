@@ -42,7 +42,7 @@ from ace.llm.cassette import Cassette
 from ace.loop import Generator, LoopConfig, StepRecord
 from ace.loop.refine import EmbeddingIndex, Refiner
 from ace.names import check_name
-from ace.playbook import AddOp, ApplyPolicy, Delta, Playbook, apply
+from ace.playbook import AddOp, ApplyPolicy, Delta, DeltaError, Playbook, apply
 from ace.playbook.focus import fact, relevant
 from ace.playbook.formats import loads
 from ace.playbook.query import focused
@@ -206,9 +206,11 @@ class RunConfig(_Strict):
         if loop is not None:
             _check_labels(loop, self.run)
         new_loop = loop or self.loop
-        if provider is not None and loop is None and provider != self.provider and not self.agent:  # roles follow it
+        if provider is not None and provider != self.provider and not self.agent:  # the roles follow the provider
+            # ... for the options neither the file nor the command line (``loop``, where it differs) set
+            given = {k for k in ROLE_KEYS if loop is not None and getattr(loop, k) != getattr(self.loop, k)}
             wanted = role_settings(self.run.roles, provider, False)
-            new_loop = replace(new_loop, **{k: v for k, v in wanted.items() if k not in self.loop_set})
+            new_loop = replace(new_loop, **{k: v for k, v in wanted.items() if k not in {*self.loop_set, *given}})
         update = {"provider": provider or self.provider, "db": db or self.db, "data": data, "loop": new_loop}
         return self.model_copy(update=update)
 
@@ -307,11 +309,12 @@ def similar(
     """The earlier tasks whose questions are most like ``question``, ranked as the loop ranks its focused bullets
     (``relevance``: "bm25", :func:`ace.playbook.query.focused`; "words", :func:`ace.playbook.focus.relevant`), most
     similar first; at most ``k``."""
-    solved = [t for t in earlier if t.target is not None]
+    loose = ApplyPolicy(quality=None)
+    solved = [t for t in earlier if t.target is not None and _takes(AddOp(section="episodes", content=t.input), loose)]
     if not solved:
         return []
     ops = [AddOp(section="episodes", content=t.input) for t in solved]
-    pb = apply(Playbook.empty(), Delta(operations=ops), policy=ApplyPolicy(quality=None)).playbook
+    pb = apply(Playbook.empty(), Delta(operations=ops), policy=loose).playbook
     by_bullet = {b.id: t for b, t in zip(pb, solved, strict=True)}
     n = k if k is not None else len(solved)
     found = [b for b, _ in focused(pb, question, n)] if relevance == "bm25" else relevant(pb, question, n)
@@ -327,7 +330,29 @@ def icl_playbook(train: list[Task], shots: int, *, facts: bool = False) -> Playb
         for t in train[:shots]
         if t.target is not None
     ]
-    return apply(Playbook.empty(), Delta(operations=ops)).playbook
+    policy = ApplyPolicy()
+    return apply(Playbook.empty(), Delta(operations=[op for op in ops if _takes(op, policy)]), policy=policy).playbook
+
+
+_TAKEN: dict[tuple[str, str, bool], bool] = {}  # (section, content, quality rules on) -> whether a playbook takes it
+
+
+def _takes(op: AddOp, policy: ApplyPolicy) -> bool:
+    """Whether a playbook under ``policy`` takes ``op`` (a control character, an injection, a fragment: not): a
+    baseline leaves out an example the playbook's rules refuse, as ACE's playbook would never hold it, rather than
+    stop the whole run (an outside trial: one row with U+202E ended Retrieval and Nearest)."""
+    key = (op.section, op.content, policy.quality is not None)
+    taken = _TAKEN.get(key)
+    if taken is None:
+        try:
+            apply(Playbook.empty(), Delta(operations=[op]), policy=policy)
+            taken = True
+        except DeltaError:
+            taken = False
+        if len(_TAKEN) >= 100_000:  # bounded: a long stream cannot grow it without end
+            _TAKEN.clear()
+        _TAKEN[key] = taken
+    return taken
 
 
 class ResultRow(BaseModel):

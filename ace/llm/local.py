@@ -25,7 +25,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,19 +223,29 @@ class LocalProvider:
         if s.seed is not None:
             kwargs["seed"] = s.seed
         if schema is not None:
-            kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            # a NUL in the grammar (an option copied from a question) aborts llama.cpp's process: never pass one
+            grammar = json.dumps(schema).replace("\\u0000", "\\ufffd")
+            kwargs["grammar"] = LlamaGrammar.from_json_schema(grammar, verbose=False)
             kwargs["stop"] = list(s.stop)  # the grammar decides where the reply ends
+        messages = tuple(replace(m, content=m.content.replace("\x00", "\ufffd")) for m in request.messages)
         with self._lock:
-            if self.chat:
-                if not s.stop:
-                    del kwargs["stop"]  # the chat template's end-of-turn token ends the reply
-                out = llm.create_chat_completion(chat_messages(request.messages, schema), **kwargs)
-                choice = out["choices"][0]
-                text = choice["message"]["content"] or ""
-            else:
-                out = llm.create_completion(transcript(request.messages, schema), **kwargs)
-                choice = out["choices"][0]
-                text = choice["text"]
+            try:
+                if self.chat:
+                    if not s.stop:
+                        del kwargs["stop"]  # the chat template's end-of-turn token ends the reply
+                    out = llm.create_chat_completion(chat_messages(messages, schema), **kwargs)
+                    choice = out["choices"][0]
+                    text = choice["message"]["content"] or ""
+                else:
+                    out = llm.create_completion(transcript(messages, schema), **kwargs)
+                    choice = out["choices"][0]
+                    text = choice["text"]
+            except ValueError as e:  # llama-cpp-python's "Requested tokens (N) exceed context window of M"
+                if "context window" not in str(e):
+                    raise
+                raise LLMError(
+                    f"the prompt does not fit the local model's context of {self.n_ctx} tokens ({e})"
+                ) from None
         u = out.get("usage") or {}
         return Completion(
             text=text.strip(),
