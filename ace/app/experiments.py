@@ -407,6 +407,9 @@ class Experiment:
         self.generator = load_agent(cfg, self.llm)
         self.train, self.val, self.test = (load_split(cfg, "train"), load_split(cfg, "val"), load_split(cfg, "test"))
         if not self.test and not self.train:
+            named = [f"data.{k} ({getattr(cfg.data, k)})" for k in ("test", "train") if getattr(cfg.data, k, None)]
+            if named:
+                raise ConfigError(f"no tasks in {' or '.join(named)}: the file holds no rows")
             raise ConfigError("the config names no tasks: set data.test (and data.train for offline/ICL)")
         self.evaluator = evaluator_for(cfg, self.test or self.train)
         self.start = loads(cfg.path(cfg.playbook).read_text(encoding="utf-8")) if cfg.playbook else Playbook.empty()
