@@ -44,25 +44,31 @@ def _non_defaults() -> dict[str, Any]:
 
 
 def _toml(values: dict[str, Any]) -> str:
-    return 'name = "t"\n[loop]\n' + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()) + PAPER_TOML
+    return (
+        f'name = "t"\nprovider = "{API}"\n[loop]\n'
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+        + PAPER_TOML
+    )
 
 
 # the paper's roles whatever the provider: with run.roles = "auto" (the default) the embedded model's measured
-# settings fill in what [loop] leaves unset (tests/test_runners.py); here the options' own defaults are the point
+# settings fill in what [loop] leaves unset (tests/test_runners.py), and the paper's curator chooses its content on
+# the embedded model; here the options' own defaults are the point, so the provider is an API's
 PAPER = {"roles": "paper"}
+API = "anthropic:claude-sonnet-4-5"
 PAPER_TOML = '[run]\nroles = "paper"\n'
 
 
 # -- (a) the TOML loader takes every option under its own name, with the same default --------------------------------
 def test_every_option_is_a_toml_key_with_the_same_default(tmp_path: Path) -> None:
-    assert RunConfig.model_validate({"name": "t", "run": PAPER}).loop.config() == LoopConfig()
+    assert RunConfig.model_validate({"name": "t", "provider": API, "run": PAPER}).loop.config() == LoopConfig()
     for f in options():
-        default = RunConfig.model_validate({"name": "t", "loop": {}, "run": PAPER}).loop
+        default = RunConfig.model_validate({"name": "t", "provider": API, "loop": {}, "run": PAPER}).loop
         assert getattr(default, f.name) == f.default, f.name
         value = _other(f.name, f.default)
         given = {f.name: value, **({"focus": 1} if f.name == "answers" else {})}  # copying needs focused bullets
         labels = {"run": {**PAPER, "labels": [False]}} if f.name == "ground_truth" else {"run": PAPER}
-        loaded = RunConfig.model_validate({"name": "t", "loop": given, **labels}).loop
+        loaded = RunConfig.model_validate({"name": "t", "provider": API, "loop": given, **labels}).loop
         assert getattr(loaded, f.name) == value and getattr(loaded.config(), f.name) == value, f.name
     path = tmp_path / "all.toml"
     path.write_text(_toml(_non_defaults()))
@@ -209,7 +215,7 @@ def test_a_toml_loop_section_round_trips_through_the_recorded_run(tmp_path: Path
     path = tmp_path / "ace.toml"
     path.write_text(
         f'name = "t"\nprovider = "scripted:{script}"\ndb = "sqlite:///{tmp_path / "r.db"}"\n'
-        "[data.conventions]\nfacts = 2\nquestions = 4\n" + _toml(values).split("\n", 1)[1]
+        "[data.conventions]\nfacts = 2\nquestions = 4\n" + _toml(values).split("\n", 2)[2]
     )
     cfg = RunConfig.load(path)
     config = cfg.loop.config()
@@ -225,4 +231,6 @@ def test_a_toml_loop_section_round_trips_through_the_recorded_run(tmp_path: Path
     assert recorded == config.to_dict() and LoopConfig.from_dict(recorded) == config
     # the summary records the [loop] section as loaded, which loads again to the same config
     dumped = cfg.model_dump(mode="json")["loop"]
-    assert RunConfig.model_validate({"name": "t", "loop": dumped, "run": PAPER}).loop.config() == config
+    assert (
+        RunConfig.model_validate({"name": "t", "provider": API, "loop": dumped, "run": PAPER}).loop.config() == config
+    )
