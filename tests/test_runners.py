@@ -494,3 +494,8 @@ def test_the_roles_follow_the_provider_unless_the_config_says_which(tmp_path: Pa
     local = load('provider = "local"')
     assert roles(local.overridden(provider="anthropic:x", loop=local.loop)) == paper
     assert roles(local.overridden(provider="anthropic:x", loop=replace(local.loop, focus=2))) == (2, "free", "free")
+    # a command line's option is kept even when it equals what the file's roles gave (an outside trial: the flag
+    # --curator-content grounded was dropped on a switch to an API provider)
+    paper_local = load('provider = "local"', run='roles = "paper"')
+    switched = paper_local.overridden(provider="anthropic:x", loop=paper_local.loop, given={"curator_content"})
+    assert content(switched) == "grounded"

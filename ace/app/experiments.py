@@ -26,7 +26,7 @@ import os
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -193,9 +193,10 @@ class RunConfig(_Strict):
         db: str | None = None,
         limit: int | None = None,
         loop: LoopSection | None = None,
+        given: Collection[str] = (),
     ) -> RunConfig:
         """A copy with another provider or database, every split capped at ``limit`` tasks (a quick try), and
-        other loop options."""
+        other loop options (``given``: the ones a command line set, which a switch of provider keeps)."""
         data = self.data
         if limit is not None:
             caps = {
@@ -208,9 +209,9 @@ class RunConfig(_Strict):
         new_loop = loop or self.loop
         if provider is not None and provider != self.provider and not self.agent:  # the roles follow the provider
             # ... for the options neither the file nor the command line (``loop``, where it differs) set
-            given = {k for k in ROLE_KEYS if loop is not None and getattr(loop, k) != getattr(self.loop, k)}
+            chosen = {*given, *(k for k in ROLE_KEYS if loop is not None and getattr(loop, k) != getattr(self.loop, k))}
             wanted = role_settings(self.run.roles, provider, False)
-            new_loop = replace(new_loop, **{k: v for k, v in wanted.items() if k not in {*self.loop_set, *given}})
+            new_loop = replace(new_loop, **{k: v for k, v in wanted.items() if k not in {*self.loop_set, *chosen}})
         update = {"provider": provider or self.provider, "db": db or self.db, "data": data, "loop": new_loop}
         return self.model_copy(update=update)
 

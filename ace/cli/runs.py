@@ -277,5 +277,5 @@ def run_(
     from ace.app.experiments import RunConfig, run_config
 
     cfg = RunConfig.load(config)
-    cfg = cfg.overridden(provider=provider, db=db, limit=limit, loop=loop.config(cfg.loop))
+    cfg = cfg.overridden(provider=provider, db=db, limit=limit, loop=loop.config(cfg.loop), given=set(loop.given))
     run_config(cfg, out, run_id=run_id, on_step=lambda r: print_step(r, rounds=True))

@@ -86,11 +86,18 @@ def injection(text: str) -> str | None:
 _FORGED_LINE = re.compile(r"^[ \t]*(?:\[[A-Za-z][\w-]{0,30}-\d{3,}\]|##+[ \t])", re.MULTILINE)
 
 
+# a bullet's id with its counters, as the playbook renders them (``[abc-00012] helpful=9 harmful=0``), anywhere in a
+# text: inside another bullet's line it would still show a model a bullet with counters nobody earned
+_FORGED_COUNTERS = re.compile(r"\[[A-Za-z][\w-]{0,30}-\d{3,}\][ \t]*helpful=\d+", re.IGNORECASE)
+
+
 def content_problem(text: str, rules: QualityRules) -> str | None:
     """Why ``text`` should not become a bullet's content under ``rules``, or None."""
     lines = text.replace("\u2028", "\n").replace("\u2029", "\n")
     if (m := _FORGED_LINE.search(lines)) is not None and m.start() > 0:  # its own first line is its own
         return f"content has a line that reads as a bullet or section of the playbook: {m.group(0).strip()[:40]!r}"
+    if (m := _FORGED_COUNTERS.search(text)) is not None:
+        return f"content carries a bullet's id and counters as the playbook shows them: {m.group(0)[:40]!r}"
     n = word_count(text, at_most=rules.min_words)
     if n < rules.min_words:
         return f"content {text[:40]!r} has {n} word(s); a lesson needs at least {rules.min_words}"

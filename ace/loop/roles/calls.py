@@ -231,7 +231,7 @@ def curate(
         f"Correct approach: {reflection.correct_approach}\nKey insight: {reflection.key_insight}",
     ]
     if contents is not None:  # grounded: the content is chosen, not written
-        listed = "\n".join(f"- {c}" for c in contents) or "(none: only REMOVE, or no operation)"
+        listed = "\n".join(f"- {c}" for c in contents) or "(none: no ADD or UPDATE this time)"
         parts.append(f"CONTENT TO CHOOSE FROM (an ADD's or UPDATE's content is one of these, word for word):\n{listed}")
     if turned_down:  # lessons a reviewer turned down (ace review): shown only when there are some
         shown_down = "\n".join(f"- {text[:300]} (why: {why[:160]})" for text, why in turned_down[:10])
@@ -273,11 +273,14 @@ def grounded_contents(
         found.append(fact(subject, feedback.target.strip()))
     found += [reflection.key_insight, reflection.correct_approach]
     if feedback is not None:
-        found += [c for c in re.split(r"[;\n]|\.\s", feedback.message) if not _EVALUATOR_WORDS.match(c)]
+        message = _EVALUATOR_QUOTE.sub(" ", feedback.message)  # the evaluator's quoted values: stated above
+        found += [c for c in _clauses(message) if not _EVALUATOR_WORDS.match(c)]
     held = {b.content for b in playbook}
     kept: list[str] = []
-    for text in dict.fromkeys(" ".join(t.split()).strip()[:MAX_CONTENT] for t in found):
-        if len(words(text)) < 3 or text in held or (rules is not None and content_problem(text, rules)):
+    for text in dict.fromkeys(" ".join(t.split()).strip() for t in found):
+        if len(words(text)) < 3 or len(text) > MAX_CONTENT or text in held:  # a long one is left out, never cut
+            continue
+        if rules is not None and content_problem(text, rules):
             continue
         kept.append(text)
         if len(kept) == MAX_GROUNDED:
@@ -285,7 +288,52 @@ def grounded_contents(
     return tuple(kept)
 
 
-MAX_CONTENT = 600  # characters of a grounded statement (a long feedback clause is cut)
+MAX_CONTENT = 600  # characters of a grounded statement: a longer one is not offered (cut, it would state a wrong value)
+# what the evaluators quote ("expected 'X'", "(it replaces 'Y')", "answered 3, expected 4"): the fact states it
+_EVALUATOR_QUOTE = re.compile(r"""(?:answered\s+\S+,\s*)?expected\s+(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)"""
+                              r"""|\(it replaces\s+(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^)]*)\)""")  # fmt: skip
+# a sentence ends at . ! ? before a capital, unless the word before is an abbreviation ("Dr. Jonah", "St. Ives")
+_ABBREVIATIONS = frozenset(
+    [
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "mx",
+        "prof",
+        "st",
+        "mt",
+        "no",
+        "vs",
+        "etc",
+        "inc",
+        "ltd",
+        "co",
+        "jr",
+        "sr",
+        "e.g",
+        "i.e",
+        "fig",
+        "approx",
+        "dept",
+    ]
+)
+
+
+def _clauses(message: str) -> list[str]:
+    """The statements of a feedback message: its lines and ";"-separated parts, cut into sentences at a ". " (or
+    "! ", "? ") before a capital that does not follow an abbreviation."""
+    out: list[str] = []
+    for part in re.split(r"[;\n]", message):
+        start = 0
+        for m in re.finditer(r"[.!?]\s+(?=[A-Z])", part):
+            before = part[start : m.start()].split()
+            if before and before[-1].casefold().rstrip(".") in _ABBREVIATIONS:
+                continue
+            out.append(part[start : m.start() + 1])
+            start = m.end()
+        out.append(part[start:])
+    return [c.strip() for c in out if c.strip()]
 
 
 FACTS_SECTION = "facts"
