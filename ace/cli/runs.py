@@ -135,7 +135,9 @@ def _rerun(file: Path, provider: str, name: str | None, db: str | None) -> None:
 
 
 @app.command()
-@loop_options("batch_size", "playbook_budget", "curation", "curator_repairs", "layout", "ground_truth")
+@loop_options(
+    "batch_size", "playbook_budget", "curation", "curator_content", "curator_repairs", "layout", "ground_truth"
+)
 def learn(
     logs: Annotated[
         list[Path],
