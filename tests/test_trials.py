@@ -412,7 +412,7 @@ def test_hostile_lanes_are_refused_with_a_clear_error_and_change_nothing(sqlite_
         (tmp_path / "missing.jsonl", "exact", "does not exist"),
         (tmp_path, "exact", "does not exist (or is not a file)"),
         (empty, "exact", "holds no task"),
-        (twice, "exact", "need distinct ids"),
+        (twice, "exact", "is the id of line 1 too"),
         (bad_json, "exact", "line 1"),
     ]
     for tasks, evaluator, message in cases:

@@ -203,8 +203,11 @@ def load_lane(path: str | Path, evaluator: str | dict[str, Any]) -> Lane:
         raw = p.read_bytes()
         try:
             tasks = load_tasks(p)
-        except InputFileError:
-            tasks = load_finance(p)  # the paper's {"context", "target"} lines
+        except InputFileError as generic:
+            try:
+                tasks = load_finance(p)  # the paper's {"context", "target"} lines
+            except InputFileError:
+                raise generic from None  # neither format: the generic loader's reason (a duplicate id, a bad field)
     except (InputFileError, OSError) as e:
         raise LaneError(f"the lane's task file: {e}") from None
     if not tasks:
