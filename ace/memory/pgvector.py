@@ -92,13 +92,7 @@ def check_writable(url: str) -> None:
             f"{shown(url)} is not a PostgreSQL URL SQLAlchemy can open ({hide_secrets(str(e), url)})"
         ) from None
     try:
-        try:
-            conn = engine.connect()
-        except DBAPIError as e:
-            detail = next((ln.strip() for ln in str(e.orig).splitlines() if ln.strip()), type(e.orig).__name__)
-            raise ConfigError(
-                f"the PostgreSQL server at {shown(url)} cannot be reached ({hide_secrets(detail, url)[:160]})"
-            ) from None
+        conn = _connect(engine, url)
         with conn, conn.begin():
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('ace-episodic-ddl'))"))
             _extension(conn, url)
@@ -173,13 +167,7 @@ class PgVectorEpisodicStore:
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
         """A transaction; a server that cannot be reached (or refuses the connection) is one clear error."""
-        try:
-            conn = self.engine.connect()
-        except DBAPIError as e:
-            detail = next((ln.strip() for ln in str(e.orig).splitlines() if ln.strip()), type(e.orig).__name__)
-            raise ConfigError(
-                f"the PostgreSQL server at {shown(self.url)} cannot be reached ({hide_secrets(detail, self.url)[:160]})"
-            ) from None
+        conn = _connect(self.engine, self.url)
         with conn, conn.begin():
             yield conn
 
@@ -318,3 +306,14 @@ def _episode(row: Any) -> Episode:
         run_id=row.run_id,
         created_at=float(row.created_at),
     )
+
+
+def _connect(engine: Engine, url: str) -> Connection:
+    """A connection, or a ConfigError naming the server (never its password) when it cannot be reached."""
+    try:
+        return engine.connect()
+    except DBAPIError as e:
+        detail = next((ln.strip() for ln in str(e.orig).splitlines() if ln.strip()), type(e.orig).__name__)
+        raise ConfigError(
+            f"the PostgreSQL server at {shown(url)} cannot be reached ({hide_secrets(detail, url)[:160]})"
+        ) from None
