@@ -185,3 +185,51 @@ def test_a_nul_in_the_prompt_or_an_option_and_a_prompt_past_the_context_are_clea
         assert "answer" in str(e)
     with pytest.raises(LLMError, match="context of 4096 tokens"):
         llm.call([Message("user", "word " * 20_000)])
+
+
+def test_options_that_quote_or_escape_decode_under_a_grammar_that_parses() -> None:
+    """A grounded curator's statement that quoted the question ('Question: "A bakery ..." Answer: → 1.5') ended its
+    literal early in llama-cpp-python's grammar (it escapes a quote but not a backslash); llama.cpp could not parse
+    the grammar and the process crashed while sampling (SIGSEGV in an example agent's run). Every such option now
+    decodes, and JSON-parses to itself."""
+    from typing import Literal
+
+    options = ('Question: "A bakery?" Answer: → 1.5', "C:\\temp and a tab\tinside", 'emoji 😀 and "quotes"')
+
+    class Pick(BaseModel):
+        content: Literal[options]  # type: ignore[valid-type]
+
+    llm = LLM(LocalProvider(), sampling=Sampling(max_tokens=64))
+    for option in options:
+        got = llm.call([Message("user", f"Repeat exactly: {option}")], output=Pick).parsed
+        assert isinstance(got, Pick) and got.content in options
+
+
+def test_the_grammar_is_the_converters_own_wherever_it_parsed_before_and_a_bad_grammar_is_an_error() -> None:
+    """The fixed converter changes only what did not parse (a quote or a backslash in a literal): for everything
+    else its grammar is llama-cpp-python's (non-ASCII as the character itself, as the converter's \\uXXXX read), so
+    recorded runs decode the same. A grammar llama.cpp cannot parse is an LLMError, not a crash."""
+    from typing import Literal
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from ace.llm.local import checked_grammar, schema_grammar
+
+    class Plain(BaseModel):
+        action: Literal["ADD", "UPDATE facts-00001", "NONE"]
+        section: str = Field(pattern=r"^[A-Za-z]{3,24}( [A-Za-z&-]{1,24}){0,4}$")
+        ids: list[str]
+
+    schema = Plain.model_json_schema()
+    assert schema_grammar(schema) == json_schema_to_gbnf(json.dumps(schema))
+
+    class Arrow(BaseModel):
+        fact: Literal["Where is the Oslo office? → Karl Johans gate 1"]
+
+    arrow = schema_grammar(Arrow.model_json_schema())
+    assert "→" in arrow and "\\u2192" not in arrow
+    assert "\\u2192" in json_schema_to_gbnf(json.dumps(Arrow.model_json_schema()))  # the same character, escaped
+    llama = LocalProvider().llama()
+    assert checked_grammar(llama, arrow) == arrow
+    with pytest.raises(LLMError, match="could not parse the output grammar"):
+        checked_grammar(llama, 'root ::= "unclosed')

@@ -477,16 +477,25 @@ def test_the_roles_follow_the_provider_unless_the_config_says_which(tmp_path: Pa
     assert roles(load('provider = "local"', 'curation = "facts"').overridden(provider="anthropic:x")) == (
         0, "free", "facts")  # what the file set is kept  # fmt: skip
 
-    # a command line's option is kept on a switch of provider even when it equals what the file's roles gave (an
-    # outside trial: --curator-content grounded was dropped on a switch to an API provider)
+    # the paper's curator on the embedded model chooses its content (it cannot write a bullet the gate takes);
+    # elsewhere it writes it; what the file sets is kept, and it follows a switch of provider
     def content(c: RunConfig) -> str:
         return c.loop.curator_content
 
+    assert content(load('provider = "local"', run='roles = "paper"')) == "grounded"
+    assert content(load('provider = "local"\nagent = "agent.py:build"')) == "grounded"
+    assert content(load('provider = "anthropic:claude-sonnet-4-5"')) == "free"
+    assert content(load('provider = "local"', 'curator_content = "free"', 'roles = "paper"')) == "free"
+    assert content(load('provider = "local"', run='roles = "paper"').overridden(provider="anthropic:x")) == "free"
+    assert content(load('provider = "anthropic:x"').overridden(provider="local:gemma3-270m")) == "free"  # auto: facts
+    assert content(load('provider = "anthropic:x"', run='roles = "paper"').overridden(provider="local")) == "grounded"
+    # ace run --provider passes the loop options (the command line's over the file's): the roles still follow the
+    # provider for those neither set (an outside trial found the embedded settings kept on an API provider)
     local = load('provider = "local"')
     assert roles(local.overridden(provider="anthropic:x", loop=local.loop)) == paper
     assert roles(local.overridden(provider="anthropic:x", loop=replace(local.loop, focus=2))) == (2, "free", "free")
-    assert content(load('provider = "local"', run='roles = "paper"')) == "free"  # grounded is asked for by name
-    grounded = load('provider = "local"', 'curator_content = "grounded"', 'roles = "paper"')
-    assert content(grounded.overridden(provider="anthropic:x", loop=grounded.loop)) == "grounded"
-    cli = local.overridden(provider="anthropic:x", loop=replace(local.loop, focus=3), given={"focus"})
-    assert cli.loop.focus == 3 and cli.loop.answers == "free"
+    # a command line's option is kept even when it equals what the file's roles gave (an outside trial: the flag
+    # --curator-content grounded was dropped on a switch to an API provider)
+    paper_local = load('provider = "local"', run='roles = "paper"')
+    switched = paper_local.overridden(provider="anthropic:x", loop=paper_local.loop, given={"curator_content"})
+    assert content(switched) == "grounded"

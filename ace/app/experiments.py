@@ -126,7 +126,7 @@ class RunSection(_Strict):
     icl_source: Literal["train", "previous"] = "train"
     # the roles' settings: "auto" (the built-in generator on the embedded model gets EMBEDDED_LOOP, the settings
     # measured to learn with it, for each of them the [loop] table does not set; other providers, and your own
-    # agent, the paper's roles), "paper", "embedded"
+    # agent, the paper's roles, whose curator chooses its bullet on the embedded model), "paper", "embedded"
     roles: Literal["auto", "paper", "embedded"] = "auto"
 
 
@@ -225,7 +225,10 @@ class RunConfig(_Strict):
 EMBEDDED_LOOP: dict[str, Any] = {"focus": 3, "answers": "copy", "curation": "facts"}
 
 
-ROLE_KEYS = tuple(EMBEDDED_LOOP)  # the [loop] options the roles' settings fill in where unset
+# the paper's roles on the embedded model: its reflector and curator, the curator choosing its bullet among
+# statements built by code (it cannot write one: the quality gate refused 92 % of its free-text deltas)
+PAPER_LOCAL_LOOP: dict[str, Any] = {"curator_content": "grounded"}
+ROLE_KEYS = (*EMBEDDED_LOOP, *PAPER_LOCAL_LOOP)  # the [loop] options the roles' settings fill in where unset
 
 
 def _embedded_roles(roles: str, provider: str) -> bool:
@@ -240,10 +243,13 @@ def _local(provider: str) -> bool:
 def role_settings(roles: str, provider: str, agent: bool) -> dict[str, Any]:
     """The [loop] options (:data:`ROLE_KEYS`) that ``roles`` gives a run on ``provider`` where its [loop] table
     leaves them unset: :data:`EMBEDDED_LOOP` for the embedded roles (the built-in generator on the embedded model,
-    or ``roles = "embedded"``; not with your own ``agent``); else the paper's roles (their defaults)."""
+    or ``roles = "embedded"``; not with your own ``agent``); else the paper's roles, whose curator chooses its
+    content (:data:`PAPER_LOCAL_LOOP`) on the embedded model, and writes it elsewhere."""
     paper = LoopSection()
     found = {k: getattr(paper, k) for k in ROLE_KEYS}
-    return {**found, **EMBEDDED_LOOP} if not agent and _embedded_roles(roles, provider) else found
+    if not agent and _embedded_roles(roles, provider):
+        return {**found, **EMBEDDED_LOOP}
+    return {**found, **PAPER_LOCAL_LOOP} if _local(provider) else found
 
 
 def _check_labels(loop: LoopSection, run: RunSection) -> None:

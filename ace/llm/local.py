@@ -23,6 +23,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -153,6 +154,54 @@ def transcript(messages: tuple[Message, ...], schema: dict[str, Any] | None) -> 
     return "\n\n".join(parts) + "\n\nAssistant:"
 
 
+def schema_grammar(schema: dict[str, Any]) -> str:
+    """The GBNF grammar of a JSON schema, built by llama-cpp-python's converter with its literals escaped whole.
+
+    The converter escapes ``"`` and line breaks in a literal but not ``\\``: an enum option or constant holding a
+    quote or a backslash (a question that quotes a value, JSON-escaped to ``\\"``) ended its literal early, the
+    grammar did not parse, and llama.cpp then crashed the process while sampling (a segfault, not an error). Other
+    characters stand as themselves, as before (an arrow is the arrow, not the six characters of its escape). A NUL
+    (an option copied from a question) aborts llama.cpp's process: it is never passed either."""
+    from llama_cpp import llama_grammar
+
+    base: Any = llama_grammar.SchemaConverter
+
+    class _Converter(base):  # type: ignore[misc]
+        def _format_literal(self, literal: str) -> str:
+            return '"' + _GBNF_ESCAPE.sub(lambda m: _GBNF_ESCAPES[m.group(0)], literal) + '"'
+
+        def _generate_constant_rule(self, value: Any) -> str:
+            # other characters as themselves, as the converter's "\\u2192" read before: the same grammar as ever
+            return self._format_literal(json.dumps(value, ensure_ascii=False))
+
+    converter: Any = _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    data = json.loads(json.dumps(schema).replace("\\u0000", "\\ufffd"))
+    converter.visit(converter.resolve_refs(data, "stdin"), "")
+    return str(converter.format_grammar())
+
+
+_GBNF_ESCAPE = re.compile(r'[\r\n"\\]')
+_GBNF_ESCAPES = {"\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
+
+
+def checked_grammar(llm: Any, grammar: str) -> str:
+    """``grammar`` once llama.cpp has parsed it for this model: a grammar it cannot parse is an :class:`LLMError`
+    here, where llama-cpp-python would add the parser's NULL to its sampler chain and crash the process at the first
+    token."""
+    import llama_cpp
+
+    model = getattr(llm, "_model", None)
+    vocab = getattr(model, "vocab", None)
+    if vocab is None:  # another llama-cpp-python layout: nothing to check with
+        return grammar
+    with quiet_stderr():  # the parser prints the whole grammar on a failure
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+    if not sampler:
+        raise LLMError("llama.cpp could not parse the output grammar built from the schema (a bug to report)")
+    llama_cpp.llama_sampler_free(sampler)
+    return grammar
+
+
 class LocalProvider:
     name = "local"
 
@@ -223,9 +272,7 @@ class LocalProvider:
         if s.seed is not None:
             kwargs["seed"] = s.seed
         if schema is not None:
-            # a NUL in the grammar (an option copied from a question) aborts llama.cpp's process: never pass one
-            grammar = json.dumps(schema).replace("\\u0000", "\\ufffd")
-            kwargs["grammar"] = LlamaGrammar.from_json_schema(grammar, verbose=False)
+            kwargs["grammar"] = LlamaGrammar.from_string(checked_grammar(llm, schema_grammar(schema)), verbose=False)
             kwargs["stop"] = list(s.stop)  # the grammar decides where the reply ends
         messages = tuple(replace(m, content=m.content.replace("\x00", "\ufffd")) for m in request.messages)
         with self._lock:

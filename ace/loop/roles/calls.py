@@ -27,7 +27,7 @@ from ace.playbook import AddOp, Delta, Operation, Playbook, Source, TagOp, Updat
 from ace.playbook.focus import answer_options, fact, fact_value, looks_like_value, relevant, spans, words
 from ace.playbook.quality import QualityRules, content_problem
 from ace.playbook.query import focused
-from ace.playbook.render import Layout
+from ace.playbook.render import Layout, approx_tokens
 from ace.tasks import Feedback, Task
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -219,8 +219,9 @@ def curate(
     for a proposal with that fixed: the repair that follows a refusal. ``version=1`` is the first prompt and schema
     (any section name), what runs recorded before re-execute with. ``contents`` (``curator_content = "grounded"``,
     :func:`grounded_contents`): the statements an ADD's or UPDATE's content is chosen among, shown and held to by
-    the schema; and an UPDATE or REMOVE may name only a bullet the reflection tagged harmful (the embedded model,
-    free to name any, removed the bullet it had added the step before, step after step)."""
+    the schema (those of more than half the reply's ``max_tokens``, estimated, left out); and an UPDATE or REMOVE
+    may name only a bullet the reflection tagged harmful (the embedded model, free to name any, removed the bullet it
+    had added the step before, step after step)."""
     stats = playbook.stats()
     sections = ", ".join(playbook.sections) or "(none yet)"
     parts = [
@@ -231,6 +232,8 @@ def curate(
         f"Correct approach: {reflection.correct_approach}\nKey insight: {reflection.key_insight}",
     ]
     if contents is not None:  # grounded: the content is chosen, not written
+        # a statement the reply could not hold within its tokens is not offered (chosen, the JSON would be cut off)
+        contents = [c for c in contents if approx_tokens(c) <= llm.sampling.max_tokens // 2]
         listed = "\n".join(f"- {c}" for c in contents) or "(none: no ADD or UPDATE this time)"
         parts.append(f"CONTENT TO CHOOSE FROM (an ADD's or UPDATE's content is one of these, word for word):\n{listed}")
     if turned_down:  # lessons a reviewer turned down (ace review): shown only when there are some
