@@ -263,3 +263,17 @@ def test_a_grounded_statement_the_reply_could_not_hold_is_not_offered() -> None:
     seen = ScriptedProvider([{"reasoning": "r", "operations": []}])
     curate(LLM(seen, sampling=Sampling(max_tokens=256)), Playbook.empty(), refl, contents=(short, long))
     assert "divided by current liabilities" in json.dumps(seen.calls[0].schema)  # room for it: offered
+
+
+def test_a_grounded_curator_with_nothing_to_choose_and_nothing_to_change_is_not_asked() -> None:
+    """No statement to offer and no bullet tagged harmful: the only valid reply is no operation, so no call is made
+    (the local model's grammar for that empty list once ended a whole conventions run)."""
+    from ace.loop.roles import curate
+    from ace.loop.roles.outputs import Reflection
+    from ace.playbook import Playbook
+
+    seen = ScriptedProvider([])
+    refl = Reflection.model_validate({**REFL, "bullet_tags": []})
+    result = curate(LLM(seen), Playbook.empty(), refl, contents=())
+    assert result.parsed is not None and result.parsed.operations == [] and seen.calls == []
+    assert result.usage.total_tokens == 0

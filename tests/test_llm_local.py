@@ -229,6 +229,13 @@ def test_the_grammar_is_the_converters_own_wherever_it_parsed_before_and_a_bad_g
     arrow = schema_grammar(Arrow.model_json_schema())
     assert "→" in arrow and "\\u2192" not in arrow
     assert "\\u2192" in json_schema_to_gbnf(json.dumps(Arrow.model_json_schema()))  # the same character, escaped
+    # an operations list that must stay empty (a grounded curator with nothing to choose): `list[Any]`'s `items: {}`
+    # made the converter raise KeyError('prefixItems'), which ended a whole run as an internal error
+    ops = {"type": "array", "items": {}, "maxItems": 0}
+    empty = {"type": "object", "properties": {"ops": ops}, "required": ["ops"]}
+    assert 'ops ::= "[" space  "]" space' in schema_grammar(empty)
+    with pytest.raises(LLMError, match="could not be made a grammar"):
+        schema_grammar({"type": "no such type"})
     llama = LocalProvider().llama()
     assert checked_grammar(llama, arrow) == arrow
     with pytest.raises(LLMError, match="could not parse the output grammar"):

@@ -170,14 +170,25 @@ def schema_grammar(schema: dict[str, Any]) -> str:
         def _format_literal(self, literal: str) -> str:
             return '"' + _GBNF_ESCAPE.sub(lambda m: _GBNF_ESCAPES[m.group(0)], literal) + '"'
 
+        def visit(self, schema: Any, name: str) -> Any:
+            if isinstance(schema, dict) and schema.get("items") == {} and "prefixItems" not in schema:
+                # an array of anything (an empty list's `list[Any]`): the converter reads a bare `{}` as an object
+                # elsewhere, but as an array's items it looked for "prefixItems" and raised a KeyError
+                schema = {**schema, "items": {"type": "object"}}
+            return super().visit(schema, name)
+
         def _generate_constant_rule(self, value: Any) -> str:
             # other characters as themselves, as the converter's "\\u2192" read before: the same grammar as ever
             return self._format_literal(json.dumps(value, ensure_ascii=False))
 
     converter: Any = _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     data = json.loads(json.dumps(schema).replace("\\u0000", "\\ufffd"))
-    converter.visit(converter.resolve_refs(data, "stdin"), "")
-    return str(converter.format_grammar())
+    try:
+        converter.visit(converter.resolve_refs(data, "stdin"), "")
+        return str(converter.format_grammar())
+    except Exception as e:  # the converter's own assertion or lookup: the step fails with it, not the whole run
+        why = f"{type(e).__name__}: {e}"
+        raise LLMError(f"the output schema could not be made a grammar for the local model ({why})") from e
 
 
 _GBNF_ESCAPE = re.compile(r'[\r\n"\\]')

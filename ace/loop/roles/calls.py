@@ -255,6 +255,9 @@ def curate(
         choices = tuple(contents)
         ids = tuple(dict.fromkeys(t.id for t in reflection.bullet_tags if t.tag == "harmful" and t.id in playbook))
     output = outputs.curator_output(ids, held_to, choices)
+    if choices == () and not ids:  # nothing to choose and no bullet to change: no operation, and no call to ask it
+        empty = output(reasoning="nothing to choose from", operations=[])
+        return LLMResult(empty.model_dump_json(), empty, Usage(), 0.0, 0.0, llm.provider.model, llm.provider.name)
     return llm.call(messages, output=output, role="curator")
 
 
