@@ -124,7 +124,7 @@ def test_the_run_report_and_the_trajectory_show_what_was_refused_and_repaired(tm
                 if '"type": "step"' in line or '"type":"step"' in line)  # fmt: skip
     assert step["refused"] == 1 and step["repaired"] is True
     report, _ = write_run_report(tmp_path / "run", tmp_path / "report")
-    assert "1 refused, 1 repaired" in (report / "report.md").read_text()
+    assert "100% refused of 1 (1), 1 repaired, 0% still refused" in (report / "report.md").read_text()
 
 
 # -- grounded content (curator_content = "grounded"): the paper's curator chooses its bullet, it does not write it ----

@@ -50,6 +50,7 @@ class RunTrace:
     problem: str | None = None
     steps: int = 0
     notes: list[str] = field(default_factory=list)
+    curated: int = 0  # steps whose curator delta was applied or refused (as ace.runs.runners.curation counts)
     refused: int = 0  # steps whose curator delta the playbook's rules refused at first
     repaired: int = 0  # of those, steps whose delta the curator repaired
     format: str = ""  # the trajectory's format (ace-trajectory/2, or /1: no hash chain)
@@ -73,6 +74,7 @@ def trace(path: Path) -> RunTrace:
     tr.alerts = [a.to_dict() for a in checked.alerts]
     for step in t.steps:
         tr.outcomes.append(step.get("correct"))
+        tr.curated += bool(step.get("refused") or step.get("delta") is not None)
         if step.get("refused"):
             tr.refused += 1
             tr.repaired += bool(step.get("repaired"))
@@ -90,6 +92,15 @@ def trace(path: Path) -> RunTrace:
             tr.tokens.append(_tokens(pb))
     tr.head = pb
     return tr
+
+
+def _curated(t: RunTrace) -> str:
+    """The share of curated steps whose delta was refused, and of those repaired ("0 % refused of 47")."""
+    if not t.curated:
+        return "none curated"
+    still = t.refused - t.repaired
+    return (f"{t.refused / t.curated:.0%} refused of {t.curated} ({t.refused}), {t.repaired} repaired, "
+            f"{still / t.curated:.0%} still refused")  # fmt: skip
 
 
 def _tokens(pb: Playbook) -> int:
@@ -296,7 +307,7 @@ def _content(
                 _pct(_share(t.outcomes[:mid])),
                 _pct(_share(t.outcomes[mid:])),
                 f"v{t.versions[0]} → v{t.versions[-1]}, {t.bullets[-1]} bullets",
-                f"{t.refused} refused, {t.repaired} repaired" if t.refused else "none refused",
+                _curated(t),
                 _checked(t),
             ]
         )

@@ -287,9 +287,10 @@ def curation(steps: Sequence[StepRecord | Prediction]) -> Curation:
 
 
 def curation_summary(steps: Sequence[StepRecord | Prediction]) -> str | None:
-    """One sentence on the curator deltas the playbook's rules refused and the repairs (None when none was)."""
+    """One sentence on the curator deltas the playbook's rules refused and the repairs, with their shares of the
+    curated steps (None when no step had a delta to apply or refuse)."""
     c = curation(steps)
-    return str(c) if c.refused else None
+    return str(c) if c.curated else None
 
 
 @dataclass
