@@ -277,3 +277,32 @@ def test_a_grounded_curator_with_nothing_to_choose_and_nothing_to_change_is_not_
     result = curate(LLM(seen), Playbook.empty(), refl, contents=())
     assert result.parsed is not None and result.parsed.operations == [] and seen.calls == []
     assert result.usage.total_tokens == 0
+
+
+def test_grounded_statements_leave_out_a_cut_insight_an_invented_number_and_the_graders_words() -> None:
+    """From an outside trial (examples/tool_agent and examples/finance with grounded content): the embedded model's
+    key insight "The current ratio is a" (cut off), its "The ROI is 2.00%" (the answer was 0.25: a number the step
+    never showed) and the formula evaluator's "the answer '...' contains no number" were offered and committed as
+    bullets. A reflection's statement whose numbers the question, target or feedback show is still offered."""
+    from ace.loop.roles import grounded_contents
+    from ace.loop.roles.outputs import Reflection
+    from ace.playbook import Playbook
+    from ace.playbook.quality import QualityRules
+    from ace.tasks import Feedback
+
+    task = Task(id="roi", input="A retailer invests 400 and earns 100 on it. What is its ROI?", target="0.25")
+    fb = Feedback(correct=False, message="the answer 'An artisanal, an artisanal' contains no number", target="0.25")
+
+    def offered(insight: str, approach: str) -> tuple[str, ...]:
+        refl = Reflection.model_validate({**REFL, "key_insight": insight, "correct_approach": approach})
+        return grounded_contents(task, fb, refl, QualityRules(), Playbook.empty())
+
+    fact = "A retailer invests 400 and earns 100 on it. What is its ROI \u2192 0.25"
+    assert offered("The current ratio is a", "The ROI is 2.00%") == (fact,)
+    assert offered("ROI is the gain over the cost", "Divide the 100 earned by the 400 invested") == (
+        fact, "ROI is the gain over the cost", "Divide the 100 earned by the 400 invested")  # fmt: skip
+    hashed = Feedback(correct=False, message="#1: expected 4, got 3; Counts include the header row", target="4")
+    refl = Reflection.model_validate({**REFL, "key_insight": "", "correct_approach": ""})
+    got = grounded_contents(Task(id="n", input="How many rows?", target="4"), hashed, refl, QualityRules(),
+                            Playbook.empty())  # fmt: skip
+    assert got == ("How many rows \u2192 4", "Counts include the header row")

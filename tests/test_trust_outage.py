@@ -188,6 +188,29 @@ def test_ace_learn_with_an_unreachable_provider_says_no_step_could_learn_and_why
     assert PlaybookStore(db).head_version("cook") == 1
 
 
+@pytest.mark.slow
+def test_ace_run_whose_every_learning_step_could_not_learn_exits_non_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From an outside trial: with the provider down, `ace run` said "2 of 2 steps could not learn (every step)" but
+    exited 0 with a results table, which a script takes for a success."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"input": f"Which bay for order {n}?", "target": f"B-{n}"}) + "\n"
+                            for n in range(2)))  # fmt: skip
+    config = tmp_path / "ace.toml"
+    down = f"openai:fake@http://127.0.0.1:{free_port()}/v1"
+    config.write_text(
+        f'name = "down"\nprovider = "{down}"\n[data]\ntest = "qa.jsonl"\nkind = "jsonl"\n'
+        '[run]\nprotocols = ["online"]\n'
+    )
+    result = CliRunner().invoke(app, ["run", str(config), "--db", f"sqlite:///{tmp_path / 'ace.db'}"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "could not learn (every step)" in output and "nothing was learned" in output
+    assert "Traceback" not in result.output
+
+
 def test_ace_learn_counts_the_steps_that_could_not_learn_and_tries_them_again_when_run_again(tmp_path: Path) -> None:
     logs = tmp_path / "games.jsonl"
     logs.write_text("".join(json.dumps(episode(n)) + "\n" for n in range(3)))

@@ -41,11 +41,21 @@ def test_numbers_are_read_as_json_writes_them(tmp_path: Path) -> None:
         ({"input": "q", "target": "C-1", "replaces": "c-1"}, "'replaces' is the target itself"),
         ({"input": "q", "target": "a", "replaces": []}, "'replaces' must be"),
         (["q", "a"], "not list"),
+        ({"input": "q", "target": float("nan")}, "not a finite number"),
+        ({"input": "q", "target": float("inf")}, "not a finite number"),
     ],
 )
 def test_a_row_a_run_cannot_use_is_refused_with_its_line(tmp_path: Path, row: object, message: str) -> None:
     path = _file(tmp_path, {"input": "fine", "target": "ok"}, row)
     with pytest.raises(InputFileError, match=f"line 2: .*{message}"):
+        load_tasks(path)
+
+
+def test_a_lone_surrogate_is_refused_with_its_line(tmp_path: Path) -> None:
+    """From an outside trial: "\\ud800" alone passed the loader and the run failed mid-way on a UTF-8 error naming
+    no file or line."""
+    path = _file(tmp_path, {"input": "fine", "target": "ok"}, raw='{"input": "q \\ud800 z", "target": "a"}\n')
+    with pytest.raises(InputFileError, match="line 2: 'input' contains a lone surrogate"):
         load_tasks(path)
 
 

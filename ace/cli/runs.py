@@ -280,4 +280,7 @@ def run_(
 
     cfg = RunConfig.load(config)
     cfg = cfg.overridden(provider=provider, db=db, limit=limit, loop=loop.config(cfg.loop), given=set(loop.given))
-    run_config(cfg, out, run_id=run_id, on_step=lambda r: print_step(r, rounds=True))
+    summary = run_config(cfg, out, run_id=run_id, on_step=lambda r: print_step(r, rounds=True))
+    if summary.get("learned_nothing"):  # the table prints, but a script must not take the run for a success
+        fail("nothing was learned: no step of any learning run could reflect and curate", label="failed")
+        raise typer.Exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,19 @@ def load_tasks(path: str | Path, *, limit: int | None = None) -> list[Task]:
 
 def _text(value: Any, where: str, field: str) -> str:
     """A row's field as text: a string, or a number written as JSON writes it (``4.50`` is ``4.5``); a list, an
-    object, a boolean, an empty string or a NUL character is refused with the file and line."""
+    object, a boolean, an empty string, a NUL character, a lone surrogate ("\\ud800", which no file or prompt can
+    hold) or a number that is not finite (NaN, 1e999) is refused with the file and line."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InputFileError(f"{where}: {field!r} must be a string or a number, not {json.dumps(value)[:60]}")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN (not JSON), or 1e999 read as infinity
+        raise InputFileError(f"{where}: {field!r} is not a finite number ({value})")
     text = value if isinstance(value, str) else json.dumps(value)
     if not text.strip():
         raise InputFileError(f"{where}: {field!r} is empty")
     if "\x00" in text:
         raise InputFileError(f"{where}: {field!r} contains a NUL character (U+0000)")
+    if bad := next((c for c in text if 0xD800 <= ord(c) <= 0xDFFF), None):  # "\ud800" alone: no UTF-8 for it
+        raise InputFileError(f"{where}: {field!r} contains a lone surrogate (U+{ord(bad):04X}), not a character")
     return text
 
 

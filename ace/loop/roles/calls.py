@@ -277,10 +277,15 @@ def grounded_contents(
     found: list[str] = []
     if feedback is not None and feedback.target and (subject := " ".join(task.input.split()).rstrip("?").strip()):
         found.append(fact(subject, feedback.target.strip()))
-    found += [reflection.key_insight, reflection.correct_approach]
+    # the reflection's own statements: not a fragment ("The current ratio is a"), and no number the step did not
+    # show (the embedded model's "The ROI is 2.00%" where the answer was 0.25)
+    sources = " ".join([task.input, feedback.target or "", feedback.message] if feedback is not None else [task.input])
+    shown = set(_NUMBER.findall(sources))
+    found += [t for t in (reflection.key_insight, reflection.correct_approach)
+              if not _ENDS_UNFINISHED.search(t) and set(_NUMBER.findall(t)) <= shown]  # fmt: skip
     if feedback is not None:
         message = _EVALUATOR_QUOTE.sub(" ", feedback.message)  # the evaluator's quoted values: stated above
-        found += [c for c in _clauses(message) if not _EVALUATOR_WORDS.match(c)]
+        found += [c for c in _clauses(message) if not _EVALUATOR_WORDS.match(c) and not _GRADER_WORDS.match(c)]
     held = {b.content for b in playbook}
     kept: list[str] = []
     for text in dict.fromkeys(" ".join(t.split()).strip() for t in found):
@@ -294,6 +299,13 @@ def grounded_contents(
     return tuple(kept)
 
 
+# the evaluators' words about an answer, not a rule: "the answer 'x' contains no number", "#2: expected 4, got 3"
+_GRADER_WORDS = re.compile(r"(?i)\s*(?:the answer\b|#\d+:|correct\s*$|no ground truth)")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# a statement cut off: it ends on an article, a preposition, a conjunction, a bare verb "is", or a hyphen
+_ENDS_UNFINISHED = re.compile(
+    r"(?i)(?:\b(?:a|an|the|is|are|was|were|of|to|and|or|but|in|on|for|with|by|at|from|as|that|which|its)|-)\W*$"
+)
 MAX_CONTENT = 600  # characters of a grounded statement: a longer one is not offered (cut, it would state a wrong value)
 # what the evaluators quote ("expected 'X'", "(it replaces 'Y')", "answered 3, expected 4"): the fact states it
 _EVALUATOR_QUOTE = re.compile(r"""(?:answered\s+\S+,\s*)?expected\s+(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)"""
