@@ -299,6 +299,7 @@ def test_grounded_statements_leave_out_a_cut_insight_an_invented_number_and_the_
 
     fact = "A retailer invests 400 and earns 100 on it. What is its ROI \u2192 0.25"
     assert offered("The current ratio is a", "The ROI is 2.00%") == (fact,)
+    assert offered("The current ROI is not", "Earnings over the investment -") == (fact,)
     assert offered("ROI is the gain over the cost", "Divide the 100 earned by the 400 invested") == (
         fact, "ROI is the gain over the cost", "Divide the 100 earned by the 400 invested")  # fmt: skip
     hashed = Feedback(correct=False, message="#1: expected 4, got 3; Counts include the header row", target="4")

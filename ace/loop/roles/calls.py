@@ -302,9 +302,10 @@ def grounded_contents(
 # the evaluators' words about an answer, not a rule: "the answer 'x' contains no number", "#2: expected 4, got 3"
 _GRADER_WORDS = re.compile(r"(?i)\s*(?:the answer\b|#\d+:|correct\s*$|no ground truth)")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-# a statement cut off: it ends on an article, a preposition, a conjunction, a bare verb "is", or a hyphen
+# a statement cut off: it ends on an article, a preposition, a conjunction, a bare "is" or "not", or a hyphen
 _ENDS_UNFINISHED = re.compile(
-    r"(?i)(?:\b(?:a|an|the|is|are|was|were|of|to|and|or|but|in|on|for|with|by|at|from|as|that|which|its)|-)\W*$"
+    r"(?i)(?:\b(?:a|an|the|is|are|was|were|be|has|have|not|no|of|to|and|or|but|in|into|on|for|with|by|at|from|as"
+    r"|than|per|that|which|its)|-)\W*$"
 )
 MAX_CONTENT = 600  # characters of a grounded statement: a longer one is not offered (cut, it would state a wrong value)
 # what the evaluators quote ("expected 'X'", "(it replaces 'Y')", "answered 3, expected 4"): the fact states it
