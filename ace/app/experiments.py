@@ -420,8 +420,8 @@ class Experiment:
 
             self.refiner = Refiner(EmbeddingIndex(MiniLMEmbedder()), threshold=cfg.loop.dedup_threshold)
         self.rows: list[ResultRow] = []
-        self.learning_runs = 0  # loop runs of the learning protocols (offline, online)
-        self.learned_nothing = 0  # of those, runs none of whose steps could reflect and curate (the provider away)
+        # per learning run (offline, online): whether none of its steps could reflect and curate (the provider away)
+        self.learned_nothing: list[bool] = []
 
     # -- protocols -------------------------------------------------------------------------------------------
     def base(self) -> None:
@@ -531,7 +531,7 @@ class Experiment:
             "workdir": str(self.workdir),
             "rows": [r.model_dump(mode="json") for r in self.rows],
             # every learning run's steps failed to reflect or curate: ace run exits 1 (the table alone looked fine)
-            "learned_nothing": self.learning_runs > 0 and self.learned_nothing == self.learning_runs,
+            "learned_nothing": bool(self.learned_nothing) and all(self.learned_nothing),
         }
         (self.workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
         self.console.print(table(self.rows, unpriced=self.llm.ledger.unpriced_calls > 0))
@@ -545,8 +545,7 @@ class Experiment:
         """Steps that could not reflect or curate (the provider away, say): how many and why; and the curator deltas
         the playbook's rules refused, and the repairs."""
         records = [s for s in steps if isinstance(s, StepRecord)]
-        self.learning_runs += 1
-        self.learned_nothing += bool(records) and all(r.could_not_learn for r in records)
+        self.learned_nothing.append(bool(records) and all(r.could_not_learn for r in records))
         if summary:
             self.console.print(line(("not learned", "bold yellow"), f": {summary}"))
         if refused := curation_summary(steps):

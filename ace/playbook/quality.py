@@ -83,12 +83,13 @@ def injection(text: str) -> str | None:
 
 # a line of content that reads as a line of the playbook's own text: a bullet (``[abc-00012] ...``) or a section
 # header (``## NAME``); rendered into a prompt (indented, but read by a model all the same) it would forge one
-_FORGED_LINE = re.compile(r"^[ \t]*(?:\[[A-Za-z][\w-]{0,30}-\d{3,}\]|##+[ \t])", re.MULTILINE)
+_BULLET_ID = r"\[[A-Za-z][\w-]{0,30}-\d{3,}\]"  # a bullet's id as the playbook renders it: [abc-00012]
+_FORGED_LINE = re.compile(rf"^[ \t]*(?:{_BULLET_ID}|##+[ \t])", re.MULTILINE)
 
 
 # a bullet's id with its counters, as the playbook renders them (``[abc-00012] helpful=9 harmful=0``), anywhere in a
 # text: inside another bullet's line it would still show a model a bullet with counters nobody earned
-_FORGED_COUNTERS = re.compile(r"\[[A-Za-z][\w-]{0,30}-\d{3,}\][ \t]*helpful=\d+", re.IGNORECASE)
+_FORGED_COUNTERS = re.compile(rf"{_BULLET_ID}[ \t]*helpful=\d+", re.IGNORECASE)
 
 
 def content_problem(text: str, rules: QualityRules) -> str | None:

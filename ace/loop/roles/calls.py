@@ -285,7 +285,7 @@ def grounded_contents(
               if not _ENDS_UNFINISHED.search(t) and set(_NUMBER.findall(t)) <= shown]  # fmt: skip
     if feedback is not None:
         message = _EVALUATOR_QUOTE.sub(" ", feedback.message)  # the evaluator's quoted values: stated above
-        found += [c for c in _clauses(message) if not _EVALUATOR_WORDS.match(c) and not _GRADER_WORDS.match(c)]
+        found += [c for c in _clauses(message) if not _GRADER_WORDS.match(c)]
     held = {b.content for b in playbook}
     kept: list[str] = []
     for text in dict.fromkeys(" ".join(t.split()).strip() for t in found):
@@ -299,8 +299,11 @@ def grounded_contents(
     return tuple(kept)
 
 
-# the evaluators' words about an answer, not a rule: "the answer 'x' contains no number", "#2: expected 4, got 3"
-_GRADER_WORDS = re.compile(r"(?i)\s*(?:the answer\b|#\d+:|correct\s*$|no ground truth)")
+# the evaluators' words about an answer, not a rule: those above ("expected ..."), "the answer 'x' contains no
+# number", "#2: expected 4, got 3"
+_GRADER_WORDS = re.compile(
+    r"(?i)\s*(?:(?:expected|answered|it replaces|the answer)\b|#\d+:|correct\s*$|no ground truth)"
+)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # a statement cut off: it ends on an article, a preposition, a conjunction, a bare "is" or "not", or a hyphen
 _ENDS_UNFINISHED = re.compile(
